@@ -1,0 +1,1 @@
+//! CPU codegen (being written)

@@ -1,0 +1,55 @@
+//! # loopforge
+//!
+//! A tensor-expression and schedule compiler in the line of TVM and Halide. A kernel author
+//! says *what* an operator computes ([`te::compute`], [`te::reduce_axis`], [`te::sum`]) and,
+//! apart from it, *how* it runs (a [`schedule::Schedule`]: split, tile, reorder, fuse,
+//! vectorize, unroll, parallel, compute_at, cache_read/write...). [`lower()`] turns the pair
+//! into a loop IR, [`build()`] JIT-compiles it with Cranelift, and the reference
+//! interpreter ([`interp`]) executes the same IR as the oracle of the tests.
+//!
+//! ```
+//! use loopforge::prelude::*;
+//!
+//! let n = 64i64;
+//! let a = placeholder(&[n.into(), n.into()], DType::F32, "A");
+//! let b = placeholder(&[n.into(), n.into()], DType::F32, "B");
+//! let k = reduce_axis(0, n, "k");
+//! let c = compute(&[n.into(), n.into()], "C", |i| {
+//!     sum(a.at(&[i[0].clone(), k.x()]) * b.at(&[k.x(), i[1].clone()]), &[k.clone()])
+//! });
+//! let mut s = create_schedule(&[c.clone()]).unwrap();
+//! let [i, j] = s.axes2(&c).unwrap();
+//! let (io, ii) = s.split(&c, &i, 16).unwrap();
+//! let (jo, ji) = s.split(&c, &j, 4).unwrap();
+//! s.reorder(&c, &[&io, &jo, &ii, &ji]).unwrap();
+//! s.vectorize(&c, &ji).unwrap();
+//! let kernel = build(&s, &[a, b, c], Target::cpu()).unwrap();
+//! let x = NdArray::random(&[64, 64], DType::F32, 1);
+//! let y = NdArray::random(&[64, 64], DType::F32, 2);
+//! let mut z = NdArray::zeros(&[64, 64], DType::F32);
+//! kernel.run(&mut [&x, &y], &mut [&mut z]).unwrap();
+//! ```
+
+pub mod codegen_cpu;
+pub mod error;
+pub mod interp;
+pub mod lower;
+pub mod runtime;
+pub mod schedule;
+pub mod te;
+mod build;
+
+pub use build::{build, Kernel, Target};
+pub use error::{Error, Result};
+pub use lower::lower;
+pub use runtime::NdArray;
+
+/// Everything a kernel author usually needs, in one import.
+pub mod prelude {
+    pub use crate::build::{build, Kernel, Target};
+    pub use crate::error::{Error, Result};
+    pub use crate::lower::lower;
+    pub use crate::runtime::NdArray;
+    pub use crate::schedule::{create_schedule, Axis, Schedule};
+    pub use crate::te::*;
+}

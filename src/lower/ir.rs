@@ -1,0 +1,433 @@
+//! The loop IR: statements over buffers, produced by lowering and consumed by the
+//! interpreter and the code generators. Printed in a form close to TVM's lowered TIR.
+
+use crate::te::{DType, Expr, ExprNode, Var};
+use serde::{Deserialize, Serialize};
+use std::fmt::{self, Write};
+use std::sync::Arc;
+
+/// Where a buffer lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Scope {
+    /// Function arguments and root-level intermediates.
+    Global,
+    /// GPU shared memory (one copy per thread block).
+    Shared,
+    /// Per-thread (registers / stack).
+    Local,
+}
+
+impl Scope {
+    /// Parse TVM's scope names.
+    pub fn parse(s: &str) -> Option<Scope> {
+        match s {
+            "global" => Some(Scope::Global),
+            "shared" => Some(Scope::Shared),
+            "local" => Some(Scope::Local),
+            _ => None,
+        }
+    }
+    /// TVM's name of the scope.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Global => "global",
+            Scope::Shared => "shared",
+            Scope::Local => "local",
+        }
+    }
+}
+
+/// A named, typed region of memory. Buffers are identified by name within a function.
+#[derive(Clone, Debug)]
+pub struct Buffer(pub Arc<BufferNode>);
+
+/// The data of a [`Buffer`].
+#[derive(Debug)]
+pub struct BufferNode {
+    /// Unique name within the function.
+    pub name: String,
+    /// Element type.
+    pub dtype: DType,
+    /// Logical shape (row-major). After storage flattening accesses use one flat index.
+    pub shape: Vec<Expr>,
+    /// Memory scope.
+    pub scope: Scope,
+}
+
+impl Buffer {
+    /// A new buffer.
+    pub fn new(name: impl Into<String>, dtype: DType, shape: Vec<Expr>, scope: Scope) -> Buffer {
+        Buffer(Arc::new(BufferNode { name: name.into(), dtype, shape, scope }))
+    }
+    /// Name.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// Element type.
+    pub fn dtype(&self) -> DType {
+        self.0.dtype
+    }
+    /// Shape.
+    pub fn shape(&self) -> &[Expr] {
+        &self.0.shape
+    }
+    /// Scope.
+    pub fn scope(&self) -> Scope {
+        self.0.scope
+    }
+    /// Number of elements, as an expression (product of the shape).
+    pub fn num_elements(&self) -> Expr {
+        let mut n = Expr::int(1);
+        for s in &self.0.shape {
+            n = n * s.clone();
+        }
+        crate::lower::simplify::simplify(&n)
+    }
+    /// Read element(s).
+    pub fn load(&self, idx: Vec<Expr>) -> Expr {
+        Expr::new(ExprNode::Load(self.clone(), idx))
+    }
+}
+
+/// How a loop runs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ForKind {
+    /// One iteration after another.
+    Serial,
+    /// Iterations run on the thread pool.
+    Parallel,
+    /// Turned into vector instructions by the vectorize pass.
+    Vectorized,
+    /// Fully unrolled by the unroll pass.
+    Unrolled,
+    /// Bound to a GPU thread axis (`blockIdx.x`, `threadIdx.y`, `vthread`...).
+    ThreadBinding(String),
+}
+
+impl ForKind {
+    /// Printed name.
+    pub fn name(&self) -> String {
+        match self {
+            ForKind::Serial => "serial".into(),
+            ForKind::Parallel => "parallel".into(),
+            ForKind::Vectorized => "vectorized".into(),
+            ForKind::Unrolled => "unrolled".into(),
+            ForKind::ThreadBinding(t) => format!("thread_binding({})", t),
+        }
+    }
+}
+
+/// A loop `for var in [min, min + extent)`.
+#[derive(Debug, Clone)]
+pub struct For {
+    /// Loop variable (int64).
+    pub var: Var,
+    /// First value.
+    pub min: Expr,
+    /// Trip count.
+    pub extent: Expr,
+    /// How it runs.
+    pub kind: ForKind,
+    /// Loop body.
+    pub body: Stmt,
+}
+
+/// A statement of the loop IR.
+#[derive(Debug, Clone)]
+pub enum Stmt {
+    /// A loop.
+    For(Box<For>),
+    /// Conditional.
+    If {
+        /// Condition (bool).
+        cond: Expr,
+        /// Taken when true.
+        then: Box<Stmt>,
+        /// Taken when false.
+        els: Option<Box<Stmt>>,
+    },
+    /// Statements in order.
+    Seq(Vec<Stmt>),
+    /// `buf[indices] = value` (a vector store when the index is a `Ramp`).
+    Store {
+        /// Destination.
+        buf: Buffer,
+        /// One index per dimension (one flat index after storage flattening).
+        indices: Vec<Expr>,
+        /// The value (same lanes as the index).
+        value: Expr,
+    },
+    /// Allocate `buf` (its shape gives the size) for the duration of `body`.
+    Allocate {
+        /// The buffer (scope says where).
+        buf: Buffer,
+        /// Where it is live.
+        body: Box<Stmt>,
+    },
+    /// `let var = value` for the duration of `body`.
+    Let {
+        /// Bound variable.
+        var: Var,
+        /// Its value.
+        value: Expr,
+        /// Scope of the binding.
+        body: Box<Stmt>,
+    },
+    /// Marks the computation of a tensor (for readability; no semantics).
+    Produce {
+        /// The tensor produced.
+        name: String,
+        /// The computation.
+        body: Box<Stmt>,
+    },
+    /// Evaluate an expression for its effect (calls).
+    Evaluate(Expr),
+    /// A barrier among the threads of a GPU block (`__syncthreads()`).
+    Barrier,
+    /// Nothing.
+    NoOp,
+}
+
+impl Stmt {
+    /// A sequence, flattening nested sequences and dropping no-ops.
+    pub fn seq(items: Vec<Stmt>) -> Stmt {
+        let mut out = Vec::new();
+        for s in items {
+            match s {
+                Stmt::Seq(v) => out.extend(v),
+                Stmt::NoOp => {}
+                s => out.push(s),
+            }
+        }
+        match out.len() {
+            0 => Stmt::NoOp,
+            1 => out.pop().unwrap(),
+            _ => Stmt::Seq(out),
+        }
+    }
+    /// A loop statement.
+    pub fn for_(var: Var, min: Expr, extent: Expr, kind: ForKind, body: Stmt) -> Stmt {
+        Stmt::For(Box::new(For { var, min, extent, kind, body }))
+    }
+    /// An if statement without else.
+    pub fn if_(cond: Expr, then: Stmt) -> Stmt {
+        Stmt::If { cond, then: Box::new(then), els: None }
+    }
+
+    /// Rebuild with every direct sub-statement and expression mapped (one level).
+    pub fn map(&self, fs: &mut dyn FnMut(&Stmt) -> Stmt, fe: &mut dyn FnMut(&Expr) -> Expr) -> Stmt {
+        match self {
+            Stmt::For(f) => Stmt::For(Box::new(For {
+                var: f.var.clone(),
+                min: fe(&f.min),
+                extent: fe(&f.extent),
+                kind: f.kind.clone(),
+                body: fs(&f.body),
+            })),
+            Stmt::If { cond, then, els } => Stmt::If {
+                cond: fe(cond),
+                then: Box::new(fs(then)),
+                els: els.as_ref().map(|e| Box::new(fs(e))),
+            },
+            Stmt::Seq(v) => Stmt::Seq(v.iter().map(|s| fs(s)).collect()),
+            Stmt::Store { buf, indices, value } => {
+                Stmt::Store { buf: buf.clone(), indices: indices.iter().map(|i| fe(i)).collect(), value: fe(value) }
+            }
+            Stmt::Allocate { buf, body } => Stmt::Allocate { buf: buf.clone(), body: Box::new(fs(body)) },
+            Stmt::Let { var, value, body } => Stmt::Let { var: var.clone(), value: fe(value), body: Box::new(fs(body)) },
+            Stmt::Produce { name, body } => Stmt::Produce { name: name.clone(), body: Box::new(fs(body)) },
+            Stmt::Evaluate(e) => Stmt::Evaluate(fe(e)),
+            Stmt::Barrier => Stmt::Barrier,
+            Stmt::NoOp => Stmt::NoOp,
+        }
+    }
+
+    /// Rewrite every expression in the tree (statements recursively).
+    pub fn map_exprs(&self, fe: &mut dyn FnMut(&Expr) -> Expr) -> Stmt {
+        fn go(s: &Stmt, fe: &mut dyn FnMut(&Expr) -> Expr) -> Stmt {
+            // Two closures cannot both borrow `fe` mutably; recurse by hand.
+            match s {
+                Stmt::For(f) => Stmt::For(Box::new(For {
+                    var: f.var.clone(),
+                    min: fe(&f.min),
+                    extent: fe(&f.extent),
+                    kind: f.kind.clone(),
+                    body: go(&f.body, fe),
+                })),
+                Stmt::If { cond, then, els } => Stmt::If {
+                    cond: fe(cond),
+                    then: Box::new(go(then, fe)),
+                    els: els.as_ref().map(|e| Box::new(go(e, fe))),
+                },
+                Stmt::Seq(v) => Stmt::Seq(v.iter().map(|s| go(s, fe)).collect()),
+                Stmt::Store { buf, indices, value } => {
+                    Stmt::Store { buf: buf.clone(), indices: indices.iter().map(|i| fe(i)).collect(), value: fe(value) }
+                }
+                Stmt::Allocate { buf, body } => Stmt::Allocate { buf: buf.clone(), body: Box::new(go(body, fe)) },
+                Stmt::Let { var, value, body } => {
+                    Stmt::Let { var: var.clone(), value: fe(value), body: Box::new(go(body, fe)) }
+                }
+                Stmt::Produce { name, body } => Stmt::Produce { name: name.clone(), body: Box::new(go(body, fe)) },
+                Stmt::Evaluate(e) => Stmt::Evaluate(fe(e)),
+                Stmt::Barrier => Stmt::Barrier,
+                Stmt::NoOp => Stmt::NoOp,
+            }
+        }
+        go(self, fe)
+    }
+
+    /// Visit every statement (pre-order).
+    pub fn visit(&self, f: &mut dyn FnMut(&Stmt)) {
+        f(self);
+        match self {
+            Stmt::For(x) => x.body.visit(f),
+            Stmt::If { then, els, .. } => {
+                then.visit(f);
+                if let Some(e) = els {
+                    e.visit(f);
+                }
+            }
+            Stmt::Seq(v) => v.iter().for_each(|s| s.visit(f)),
+            Stmt::Allocate { body, .. } | Stmt::Let { body, .. } | Stmt::Produce { body, .. } => body.visit(f),
+            _ => {}
+        }
+    }
+
+    /// Visit every expression directly held by any statement of the tree.
+    pub fn visit_exprs(&self, f: &mut dyn FnMut(&Expr)) {
+        self.visit(&mut |s| match s {
+            Stmt::For(x) => {
+                f(&x.min);
+                f(&x.extent)
+            }
+            Stmt::If { cond, .. } => f(cond),
+            Stmt::Store { indices, value, .. } => {
+                indices.iter().for_each(|i| f(i));
+                f(value)
+            }
+            Stmt::Let { value, .. } => f(value),
+            Stmt::Evaluate(e) => f(e),
+            _ => {}
+        });
+    }
+
+    /// Substitute variables (by id) everywhere in the tree.
+    pub fn substitute(&self, map: &std::collections::HashMap<u64, Expr>) -> Stmt {
+        if map.is_empty() {
+            return self.clone();
+        }
+        self.map_exprs(&mut |e| e.substitute(map))
+    }
+}
+
+/// A lowered function: the unit the backends compile.
+#[derive(Debug, Clone)]
+pub struct LoweredFunc {
+    /// Function name.
+    pub name: String,
+    /// Argument buffers, in call order (inputs and outputs as given to `lower`).
+    pub params: Vec<Buffer>,
+    /// Symbolic dimensions, bound at call time from the arguments' shapes.
+    pub shape_vars: Vec<Var>,
+    /// The body.
+    pub body: Stmt,
+}
+
+// ---------------------------------------------------------------- printing
+
+struct Printer {
+    out: String,
+    indent: usize,
+}
+
+impl Printer {
+    fn line(&mut self, s: &str) {
+        for _ in 0..self.indent {
+            self.out.push_str("  ");
+        }
+        self.out.push_str(s);
+        self.out.push('\n');
+    }
+    fn stmt(&mut self, s: &Stmt) {
+        match s {
+            Stmt::For(f) => {
+                let kind = if f.kind == ForKind::Serial { String::new() } else { format!(" {}", f.kind.name()) };
+                let range = if f.min.as_int() == Some(0) {
+                    format!("{}", f.extent)
+                } else {
+                    format!("{}, {}", f.min, f.extent)
+                };
+                self.line(&format!("for {} in range({}){}:", f.var.name(), range, kind));
+                self.indent += 1;
+                self.stmt(&f.body);
+                self.indent -= 1;
+            }
+            Stmt::If { cond, then, els } => {
+                self.line(&format!("if {}:", cond));
+                self.indent += 1;
+                self.stmt(then);
+                self.indent -= 1;
+                if let Some(e) = els {
+                    self.line("else:");
+                    self.indent += 1;
+                    self.stmt(e);
+                    self.indent -= 1;
+                }
+            }
+            Stmt::Seq(v) => v.iter().for_each(|s| self.stmt(s)),
+            Stmt::Store { buf, indices, value } => {
+                let idx: Vec<String> = indices.iter().map(|i| i.to_string()).collect();
+                self.line(&format!("{}[{}] = {}", buf.name(), idx.join(", "), value));
+            }
+            Stmt::Allocate { buf, body } => {
+                let shape: Vec<String> = buf.shape().iter().map(|i| i.to_string()).collect();
+                self.line(&format!(
+                    "allocate {}[{}, ({})], scope=\"{}\"",
+                    buf.name(),
+                    buf.dtype(),
+                    shape.join(", "),
+                    buf.scope().name()
+                ));
+                self.stmt(body);
+            }
+            Stmt::Let { var, value, body } => {
+                self.line(&format!("let {} = {}", var.name(), value));
+                self.stmt(body);
+            }
+            Stmt::Produce { name, body } => {
+                self.line(&format!("// produce {}", name));
+                self.stmt(body);
+            }
+            Stmt::Evaluate(e) => self.line(&format!("{}", e)),
+            Stmt::Barrier => self.line("__syncthreads()"),
+            Stmt::NoOp => self.line("pass"),
+        }
+    }
+}
+
+impl fmt::Display for Stmt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut p = Printer { out: String::new(), indent: 0 };
+        p.stmt(self);
+        f.write_str(&p.out)
+    }
+}
+
+impl fmt::Display for LoweredFunc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut head = String::new();
+        write!(head, "@{}(", self.name)?;
+        for (i, b) in self.params.iter().enumerate() {
+            if i > 0 {
+                head.push_str(", ");
+            }
+            let shape: Vec<String> = b.shape().iter().map(|s| s.to_string()).collect();
+            write!(head, "{}: Buffer({}, [{}])", b.name(), b.dtype(), shape.join(", "))?;
+        }
+        head.push_str("):");
+        writeln!(f, "{}", head)?;
+        let mut p = Printer { out: String::new(), indent: 1 };
+        p.stmt(&self.body);
+        f.write_str(&p.out)
+    }
+}

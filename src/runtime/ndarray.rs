@@ -1,0 +1,260 @@
+//! Host arrays: the typed, 64-byte-aligned buffers kernels are called on.
+
+use crate::error::{Error, Result};
+use crate::te::DType;
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+
+/// A Rust type that can be an element of an [`NdArray`].
+pub trait Element: Copy + Send + Sync + 'static {
+    /// The matching loopforge type.
+    const DTYPE: DType;
+    /// Convert to f64 (for comparisons and printing).
+    fn to_f64(self) -> f64;
+    /// Convert from f64 (truncating for integers).
+    fn from_f64(v: f64) -> Self;
+}
+macro_rules! elem {
+    ($t:ty, $d:expr) => {
+        impl Element for $t {
+            const DTYPE: DType = $d;
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+        }
+    };
+}
+elem!(f32, DType::F32);
+elem!(f64, DType::F64);
+elem!(i32, DType::I32);
+elem!(i64, DType::I64);
+impl Element for bool {
+    const DTYPE: DType = DType::Bool;
+    fn to_f64(self) -> f64 {
+        self as u8 as f64
+    }
+    fn from_f64(v: f64) -> Self {
+        v != 0.0
+    }
+}
+
+const ALIGN: usize = 64;
+
+/// A dense, row-major, 64-byte-aligned array of one dtype.
+pub struct NdArray {
+    dtype: DType,
+    shape: Vec<usize>,
+    ptr: *mut u8,
+    bytes: usize,
+}
+
+// The array owns its memory exclusively.
+unsafe impl Send for NdArray {}
+unsafe impl Sync for NdArray {}
+
+impl NdArray {
+    /// A zero-filled array.
+    pub fn zeros(shape: &[usize], dtype: DType) -> NdArray {
+        let n: usize = shape.iter().product();
+        let bytes = n * dtype.bytes();
+        let ptr = if bytes == 0 {
+            ALIGN as *mut u8
+        } else {
+            // Safety: size is non-zero and the alignment is a power of two.
+            let p = unsafe { alloc_zeroed(Layout::from_size_align(bytes, ALIGN).expect("array too large")) };
+            assert!(!p.is_null(), "out of memory allocating {} bytes", bytes);
+            p
+        };
+        NdArray { dtype, shape: shape.to_vec(), ptr, bytes }
+    }
+
+    /// An array from a vector of elements; the length must match the shape.
+    pub fn from_vec<T: Element>(shape: &[usize], data: Vec<T>) -> Result<NdArray> {
+        Self::from_slice(shape, &data)
+    }
+
+    /// An array copied from a slice; the length must match the shape.
+    pub fn from_slice<T: Element>(shape: &[usize], data: &[T]) -> Result<NdArray> {
+        let n: usize = shape.iter().product();
+        if n != data.len() {
+            return Err(Error::Argument(format!(
+                "shape {:?} holds {} elements but {} were given",
+                shape,
+                n,
+                data.len()
+            )));
+        }
+        let mut a = NdArray::zeros(shape, T::DTYPE);
+        a.as_mut_slice::<T>()?.copy_from_slice(data);
+        Ok(a)
+    }
+
+    /// An array filled by `f(flat_index)`.
+    pub fn from_fn<T: Element>(shape: &[usize], mut f: impl FnMut(usize) -> T) -> NdArray {
+        let n: usize = shape.iter().product();
+        let mut a = NdArray::zeros(shape, T::DTYPE);
+        let s = a.as_mut_slice::<T>().expect("dtype matches by construction");
+        for (i, x) in s.iter_mut().enumerate().take(n) {
+            *x = f(i);
+        }
+        a
+    }
+
+    /// Deterministic pseudo-random values in [-1, 1) (integers in [-8, 8), bools alternate
+    /// pseudo-randomly), for tests and benchmarks.
+    pub fn random(shape: &[usize], dtype: DType, seed: u64) -> NdArray {
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 11) as f64 / (1u64 << 53) as f64
+        };
+        match dtype {
+            DType::F32 => NdArray::from_fn(shape, |_| (next() * 2.0 - 1.0) as f32),
+            DType::F64 => NdArray::from_fn(shape, |_| next() * 2.0 - 1.0),
+            DType::I32 => NdArray::from_fn(shape, |_| (next() * 16.0) as i32 - 8),
+            DType::I64 => NdArray::from_fn(shape, |_| (next() * 16.0) as i64 - 8),
+            DType::Bool => NdArray::from_fn(shape, |_| next() < 0.5),
+        }
+    }
+
+    /// Element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    /// Shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Size in bytes.
+    pub fn nbytes(&self) -> usize {
+        self.bytes
+    }
+    /// Raw pointer to the first element.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.ptr
+    }
+    /// Raw mutable pointer to the first element.
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.ptr
+    }
+
+    fn check<T: Element>(&self) -> Result<()> {
+        if T::DTYPE != self.dtype {
+            return Err(Error::Argument(format!(
+                "array holds {} but was accessed as {}",
+                self.dtype,
+                T::DTYPE
+            )));
+        }
+        Ok(())
+    }
+    /// The elements, typed; the type must match the array's dtype.
+    pub fn as_slice<T: Element>(&self) -> Result<&[T]> {
+        self.check::<T>()?;
+        // Safety: the buffer holds len() initialised elements of T, suitably aligned.
+        Ok(unsafe { std::slice::from_raw_parts(self.ptr as *const T, self.len()) })
+    }
+    /// The elements, typed and mutable.
+    pub fn as_mut_slice<T: Element>(&mut self) -> Result<&mut [T]> {
+        self.check::<T>()?;
+        // Safety: as above, and we hold &mut self.
+        Ok(unsafe { std::slice::from_raw_parts_mut(self.ptr as *mut T, self.len()) })
+    }
+    /// A copy of the elements.
+    pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        Ok(self.as_slice::<T>()?.to_vec())
+    }
+    /// Element `i` (flat), converted to f64.
+    pub fn get_f64(&self, i: usize) -> f64 {
+        // Safety: bounds asserted; pointer typed by dtype.
+        assert!(i < self.len(), "index {} out of bounds for {} elements", i, self.len());
+        unsafe {
+            match self.dtype {
+                DType::F32 => *(self.ptr as *const f32).add(i) as f64,
+                DType::F64 => *(self.ptr as *const f64).add(i),
+                DType::I32 => *(self.ptr as *const i32).add(i) as f64,
+                DType::I64 => *(self.ptr as *const i64).add(i) as f64,
+                DType::Bool => (*self.ptr.add(i) != 0) as u8 as f64,
+            }
+        }
+    }
+    /// All elements converted to f64.
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        (0..self.len()).map(|i| self.get_f64(i)).collect()
+    }
+
+    /// Largest absolute difference to `other` (infinite when shapes or dtypes differ;
+    /// NaN in one place and not the other counts as infinite).
+    pub fn max_abs_diff(&self, other: &NdArray) -> f64 {
+        if self.shape != other.shape || self.dtype != other.dtype {
+            return f64::INFINITY;
+        }
+        let mut m: f64 = 0.0;
+        for i in 0..self.len() {
+            let (a, b) = (self.get_f64(i), other.get_f64(i));
+            if a.is_nan() || b.is_nan() {
+                if a.is_nan() != b.is_nan() {
+                    return f64::INFINITY;
+                }
+                continue;
+            }
+            if a == b {
+                continue;
+            }
+            m = m.max((a - b).abs());
+        }
+        m
+    }
+
+    /// Whether every element is within `atol + rtol * |other|` of `other`.
+    pub fn allclose(&self, other: &NdArray, rtol: f64, atol: f64) -> bool {
+        if self.shape != other.shape || self.dtype != other.dtype {
+            return false;
+        }
+        (0..self.len()).all(|i| {
+            let (a, b) = (self.get_f64(i), other.get_f64(i));
+            if a.is_nan() || b.is_nan() {
+                return a.is_nan() && b.is_nan();
+            }
+            a == b || (a - b).abs() <= atol + rtol * b.abs()
+        })
+    }
+}
+
+impl Clone for NdArray {
+    fn clone(&self) -> NdArray {
+        let mut a = NdArray::zeros(&self.shape, self.dtype);
+        // Safety: same size, non-overlapping.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr, a.ptr, self.bytes) };
+        a
+    }
+}
+
+impl Drop for NdArray {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            // Safety: allocated in `zeros` with this layout.
+            unsafe { dealloc(self.ptr, Layout::from_size_align(self.bytes, ALIGN).unwrap()) }
+        }
+    }
+}
+
+impl std::fmt::Debug for NdArray {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.len().min(8);
+        let head: Vec<f64> = (0..n).map(|i| self.get_f64(i)).collect();
+        write!(f, "NdArray({}, {:?}, {:?}{})", self.dtype, self.shape, head, if self.len() > 8 { "..." } else { "" })
+    }
+}
