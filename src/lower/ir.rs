@@ -355,7 +355,7 @@ impl Printer {
                 let range = if f.min.as_int() == Some(0) {
                     format!("{}", f.extent)
                 } else {
-                    format!("{}, {}", f.min, f.extent)
+                    format!("{}, {}", f.min, crate::lower::simplify::simplify(&(f.min.clone() + f.extent.clone())))
                 };
                 self.line(&format!("for {} in range({}){}:", f.var.name(), range, kind));
                 self.indent += 1;

@@ -1,8 +1,216 @@
-//! Lowering: schedule + tensor expressions -> loop IR. (pipeline being written)
-pub mod ir;
-pub mod simplify;
+//! Lowering: a schedule and its tensor expressions become a loop-IR function.
+//!
+//! The pipeline, in order (one pass per file; each file's `//!` doc says what it requires
+//! and ensures):
+//!
+//! 1. [`inline`] — substitute `compute_inline` stages into their readers (TE level);
+//! 2. [`infer_bound`] — regions, extents, offsets and guards of every stage;
+//! 3. [`schedule_ops`] — loop nests, attachments, allocations, reduction init/update;
+//! 4. [`storage_flatten`] — one flat index per access;
+//! 5. [`simplify`] — canonical index arithmetic, range-aware, decided guards removed;
+//! 6. [`loop_partition`] — split loops of non-dividing splits into a guard-free main part
+//!    and a guarded tail;
+//! 7. [`vectorize`] — `vectorized` loops become 128-bit vector operations;
+//! 8. [`unroll`] — `unrolled` loops become copies of their body;
+//! 9. [`simplify`] again, then [`hoist`] — loop-invariant expressions bound by `let`
+//!    outside the loops that do not change them;
+//! 10. [`verify`] — between passes in debug builds, and at the end always.
+//!
+//! `LOOPFORGE_DUMP_IR=1` prints the IR after every pass ("(unchanged)" when a pass did
+//! nothing).
 
-/// Lower a schedule (stub while the pipeline is written).
-pub fn lower(_s: &crate::schedule::Schedule, _args: &[crate::te::Tensor]) -> crate::Result<ir::LoweredFunc> {
-    unimplemented!()
+pub mod bound;
+pub mod hoist;
+pub mod infer_bound;
+pub mod inline;
+pub mod ir;
+pub mod loop_partition;
+pub mod schedule_ops;
+pub mod simplify;
+pub mod storage_flatten;
+pub mod unroll;
+pub mod vectorize;
+pub mod verify;
+
+use crate::error::{internal, Error, Result};
+use crate::schedule::Schedule;
+use crate::te::{Expr, ExprNode, Tensor, Var};
+use ir::{Buffer, LoweredFunc, Stmt};
+use std::collections::HashSet;
+
+/// Lower `schedule` to a loop-IR function whose parameters are `args` (inputs and outputs,
+/// in call order; TVM's `tvm.lower(s, [A, B, C])`).
+pub fn lower(schedule: &Schedule, args: &[Tensor]) -> Result<LoweredFunc> {
+    lower_named(schedule, args, "main")
+}
+
+/// [`lower`] with a function name.
+pub fn lower_named(schedule: &Schedule, args: &[Tensor], name: &str) -> Result<LoweredFunc> {
+    let dump = std::env::var("LOOPFORGE_DUMP_IR").map(|v| v == "1").unwrap_or(false);
+    let params = check_args(schedule, args)?;
+
+    let eff = inline::inline_bodies(schedule);
+    check_reads(&eff)?;
+    let bounds = infer_bound::infer(schedule, &eff, args)?;
+    let body = schedule_ops::build_body(schedule, &bounds)?;
+    let mut f = LoweredFunc { name: name.to_string(), params, shape_vars: vec![], body };
+    f.shape_vars = shape_vars(&f);
+    let mut p = Pipeline { f, dump, last: String::new() };
+    p.after("schedule_ops", false)?;
+
+    p.f.body = storage_flatten::flatten(&p.f.body);
+    p.after("storage_flatten", true)?;
+    p.f.body = simplify::simplify_stmt(&p.f.body);
+    p.after("simplify", true)?;
+    p.f.body = loop_partition::partition(&p.f.body);
+    p.after("loop_partition", true)?;
+    p.f.body = vectorize::vectorize(&p.f.body);
+    p.after("vectorize", true)?;
+    p.f.body = unroll::unroll(&p.f.body);
+    p.after("unroll", true)?;
+    p.f.body = simplify::simplify_stmt(&p.f.body);
+    p.after("simplify", true)?;
+    p.f.body = hoist::hoist(&p.f.body);
+    p.after("hoist", true)?;
+    verify::verify(&p.f, true).map_err(|m| internal(m, &p.f))?;
+    Ok(p.f)
+}
+
+struct Pipeline {
+    f: LoweredFunc,
+    dump: bool,
+    last: String,
+}
+
+impl Pipeline {
+    fn after(&mut self, pass: &str, flat: bool) -> Result<()> {
+        if self.dump {
+            let now = self.f.to_string();
+            if now == self.last {
+                eprintln!("// after {}: (unchanged)", pass);
+            } else {
+                eprintln!("// after {}:\n{}", pass, now);
+            }
+            self.last = now;
+        }
+        if cfg!(debug_assertions) {
+            verify::verify(&self.f, flat).map_err(|m| internal(format!("after pass {}: {}", pass, m), &self.f))?;
+        }
+        Ok(())
+    }
+}
+
+/// The parameter buffers for `args`, checking that the computation is closed over them.
+fn check_args(s: &Schedule, args: &[Tensor]) -> Result<Vec<Buffer>> {
+    let mut seen = HashSet::new();
+    let mut params = vec![];
+    for a in args {
+        if !seen.insert(a.name()) {
+            return Err(Error::Lower(format!("{} appears twice in the argument list", a.name())));
+        }
+        let known = s.placeholders.iter().any(|p| p.op.name == a.op.name) || s.stages.iter().any(|st| st.name == a.op.name);
+        if !known {
+            return Err(Error::Lower(format!(
+                "argument {} is not part of this schedule's computation (its stages: {})",
+                a.name(),
+                s.stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        if let Ok(st) = s.stage(a.op.name.as_str()) {
+            if st.attach == crate::schedule::Attach::Inline {
+                return Err(Error::Lower(format!("argument {} was inlined (compute_inline); an argument must be materialized", a.name())));
+            }
+        }
+        params.push(Buffer::new(a.name(), a.dtype(), a.shape().to_vec(), ir::Scope::Global));
+    }
+    for p in &s.placeholders {
+        if !args.iter().any(|a| a.op.name == p.op.name) {
+            let readers = s.readers_of(&p.op.name);
+            return Err(Error::Lower(format!(
+                "placeholder {} is read by {} but is not in the argument list; pass it to lower/build",
+                p.op.name,
+                readers.join(", ")
+            )));
+        }
+    }
+    for o in &s.outputs {
+        for v in 0..o.op.num_outputs() {
+            let name = o.op.output_name(v);
+            if !args.iter().any(|a| a.name() == name) {
+                return Err(Error::Lower(format!("output {} is not in the argument list; pass it to lower/build", name)));
+            }
+        }
+    }
+    Ok(params)
+}
+
+/// Every read must have one integer index per dimension.
+fn check_reads(eff: &std::collections::HashMap<String, Vec<Expr>>) -> Result<()> {
+    let mut err = None;
+    for bodies in eff.values() {
+        for b in bodies {
+            b.visit(&mut |e| {
+                if let ExprNode::Read(t, idx) = e.node() {
+                    if err.is_none() {
+                        if let Err(x) = t.try_at(idx) {
+                            err = Some(x);
+                        }
+                    }
+                }
+                true
+            });
+        }
+    }
+    match err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Free variables of the function: its symbolic dimensions, in first-use order.
+fn shape_vars(f: &LoweredFunc) -> Vec<Var> {
+    let mut out: Vec<Var> = vec![];
+    for p in &f.params {
+        for d in p.shape() {
+            for v in d.free_vars() {
+                if !out.contains(&v) {
+                    out.push(v);
+                }
+            }
+        }
+    }
+    let bound = bound_vars(&f.body);
+    f.body.visit_exprs(&mut |e| {
+        for v in e.free_vars() {
+            if !bound.contains(&v.id()) && !out.contains(&v) {
+                out.push(v);
+            }
+        }
+    });
+    f.body.visit(&mut |s| {
+        if let Stmt::Allocate { buf, .. } = s {
+            for d in buf.shape() {
+                for v in d.free_vars() {
+                    if !bound.contains(&v.id()) && !out.contains(&v) {
+                        out.push(v);
+                    }
+                }
+            }
+        }
+    });
+    out
+}
+
+fn bound_vars(s: &Stmt) -> HashSet<u64> {
+    let mut b = HashSet::new();
+    s.visit(&mut |x| match x {
+        Stmt::For(f) => {
+            b.insert(f.var.id());
+        }
+        Stmt::Let { var, .. } => {
+            b.insert(var.id());
+        }
+        _ => {}
+    });
+    b
 }

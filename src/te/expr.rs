@@ -986,3 +986,8 @@ impl fmt::Display for Expr {
         }
     }
 }
+
+/// `ceil(a / b)` for a positive constant `b`, as `floordiv(a + b - 1, b)`.
+pub fn ceil_div_expr(a: Expr, b: i64) -> Expr {
+    floordiv(a + (b - 1), b)
+}

@@ -8,7 +8,7 @@ pub use dtype::DType;
 pub use expr::{
     abs, and, binary, cast, ceil, cmp, eq, erf, exp, floor, floordiv, floormod, ge, gt, if_then_else, le, log, lt, max,
     min, ne, not, or, pow, select, sigmoid, sqrt, tanh, var, BinOp, CmpOp, CommReducer, CommReducerNode, Expr, ExprNode,
-    MathFn, ReduceNode, Var, VarNode,
+    MathFn, ReduceNode, Var, VarNode, ceil_div_expr,
 };
 pub use tensor::{
     comm_reducer, compute, compute_multi, compute_named, max_reduce, max_value, min_reduce, min_value, placeholder, prod,

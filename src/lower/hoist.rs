@@ -1,0 +1,214 @@
+//! Pass: loop-invariant code motion.
+//!
+//! Requires: final loop structure (after vectorize and unroll). Ensures: every maximal
+//! scalar subexpression of a loop body that does not change within the loop (uses neither
+//! the loop variable nor anything defined inside the loop, and loads only from buffers the
+//! loop does not store to) is computed once, in a `let` just outside the loop. Loads are
+//! moved only out of loops with a constant, positive trip count, so nothing is read that
+//! the original program would not read. Cranelift hoists invariants only on a best-effort
+//! basis; doing it here makes the generated loops predictable.
+
+use super::ir::{For, Stmt};
+use super::simplify::key;
+use crate::te::{BinOp, Expr, ExprNode, Var};
+use std::collections::HashSet;
+
+/// Hoist loop invariants out of every loop.
+pub fn hoist(s: &Stmt) -> Stmt {
+    let mut n = 0;
+    go(s, &mut n)
+}
+
+fn go(s: &Stmt, n: &mut usize) -> Stmt {
+    match s {
+        Stmt::For(f) => {
+            let body = go(&f.body, n);
+            let f = For { body, ..(**f).clone() };
+            hoist_loop(&f, n)
+        }
+        other => other.map(&mut |x| go(x, n), &mut |e| e.clone()),
+    }
+}
+
+struct Ctx {
+    inside: HashSet<u64>,
+    stored: HashSet<String>,
+    loads_ok: bool,
+    found: Vec<(String, Expr, Var)>,
+    counter: usize,
+}
+
+fn hoist_loop(f: &For, counter: &mut usize) -> Stmt {
+    let mut inside: HashSet<u64> = HashSet::new();
+    inside.insert(f.var.id());
+    let mut stored = HashSet::new();
+    f.body.visit(&mut |s| match s {
+        Stmt::For(g) => {
+            inside.insert(g.var.id());
+        }
+        Stmt::Let { var, .. } => {
+            inside.insert(var.id());
+        }
+        Stmt::Store { buf, .. } => {
+            stored.insert(buf.name().to_string());
+        }
+        Stmt::Allocate { buf, .. } => {
+            stored.insert(buf.name().to_string());
+        }
+        _ => {}
+    });
+    let loads_ok = f.extent.as_int().map(|n| n > 0).unwrap_or(false);
+    let mut cx = Ctx { inside, stored, loads_ok, found: vec![], counter: *counter };
+    let body = cx.stmt(&f.body);
+    *counter = cx.counter;
+    if cx.found.is_empty() {
+        return Stmt::For(Box::new(For { body, ..f.clone() }));
+    }
+    let mut out = Stmt::For(Box::new(For { body, ..f.clone() }));
+    for (_, e, v) in cx.found.into_iter().rev() {
+        out = Stmt::Let { var: v, value: e, body: Box::new(out) };
+    }
+    out
+}
+
+impl Ctx {
+    /// Rewrite the expressions of `s`; loads under an `if` or inside a loop that may run
+    /// zero times are left in place (they might not be executed at all).
+    fn stmt(&mut self, s: &Stmt) -> Stmt {
+        match s {
+            Stmt::If { cond, then, els } => {
+                let cond = self.expr(cond, false);
+                let saved = self.loads_ok;
+                self.loads_ok = false;
+                let then = Box::new(self.stmt(then));
+                let els = els.as_ref().map(|e| Box::new(self.stmt(e)));
+                self.loads_ok = saved;
+                Stmt::If { cond, then, els }
+            }
+            Stmt::For(g) => {
+                let min = self.expr(&g.min, false);
+                let extent = self.expr(&g.extent, false);
+                let saved = self.loads_ok;
+                if !g.extent.as_int().map(|n| n > 0).unwrap_or(false) {
+                    self.loads_ok = false;
+                }
+                let body = self.stmt(&g.body);
+                self.loads_ok = saved;
+                Stmt::For(Box::new(For { var: g.var.clone(), min, extent, kind: g.kind.clone(), body }))
+            }
+            Stmt::Let { var, value, body } if self.invariant(value) => {
+                // The whole binding moves out; its variable is then defined outside.
+                let k = key(value);
+                self.inside.remove(&var.id());
+                self.found.push((k, value.clone(), var.clone()));
+                self.stmt(body)
+            }
+            other => {
+                let mut subs = vec![];
+                let _ = other.map(&mut |x| { subs.push(x.clone()); x.clone() }, &mut |e| e.clone());
+                let done: Vec<Stmt> = subs.iter().map(|x| self.stmt(x)).collect();
+                let mut it = done.into_iter();
+                let mut exprs = vec![];
+                let _ = other.map(&mut |x| x.clone(), &mut |e| { exprs.push(e.clone()); e.clone() });
+                let new_exprs: Vec<Expr> = exprs.iter().map(|e| self.expr(e, false)).collect();
+                let mut ei = new_exprs.into_iter();
+                other.map(&mut |_| it.next().unwrap(), &mut |_| ei.next().unwrap())
+            }
+        }
+    }
+
+    /// An integer sum whose terms are partly invariant: `(invariant terms) + (the rest)`,
+    /// so the invariant part can move out even when the terms are interleaved.
+    fn regroup(&mut self, e: &Expr) -> Option<Expr> {
+        if e.lanes() != 1 || !e.dtype().is_int() || !matches!(e.node(), ExprNode::Binary(BinOp::Add | BinOp::Sub, ..)) {
+            return None;
+        }
+        let mut terms: Vec<(Expr, bool)> = vec![];
+        flatten_sum(e, false, &mut terms);
+        let (inv, var): (Vec<_>, Vec<_>) = terms.into_iter().partition(|(t, _)| self.invariant(t));
+        let nontrivial = inv.iter().any(|(t, _)| !matches!(t.node(), ExprNode::Int(..)));
+        if var.is_empty() || inv.len() < 2 && !nontrivial || inv.is_empty() {
+            return None;
+        }
+        let sum = |ts: Vec<(Expr, bool)>| -> Expr {
+            let mut acc: Option<Expr> = None;
+            for (t, neg) in ts {
+                acc = Some(match (acc, neg) {
+                    (None, false) => t,
+                    (None, true) => Expr::int_of(0, t.dtype()) - t,
+                    (Some(a), false) => a + t,
+                    (Some(a), true) => a - t,
+                });
+            }
+            acc.expect("non-empty")
+        };
+        let inv_e = self.expr(&sum(inv), false);
+        let mut acc = inv_e;
+        for (t, neg) in var {
+            let t = self.expr(&t, false);
+            acc = if neg { acc - t } else { acc + t };
+        }
+        Some(acc)
+    }
+
+    fn invariant(&self, e: &Expr) -> bool {
+        let mut ok = true;
+        e.visit(&mut |x| {
+            match x.node() {
+                ExprNode::Var(v) if self.inside.contains(&v.id()) => ok = false,
+                ExprNode::Load(b, _) if !self.loads_ok || self.stored.contains(b.name()) => ok = false,
+                ExprNode::Let(..) => ok = false,
+                _ => {}
+            }
+            ok
+        });
+        ok
+    }
+
+    /// Rewrite `e`, replacing maximal invariant scalar subtrees by let-bound variables.
+    /// `in_index` marks positions that must stay ramps/broadcasts (vector load indices).
+    fn expr(&mut self, e: &Expr, in_index: bool) -> Expr {
+        let trivial = matches!(e.node(), ExprNode::Var(_) | ExprNode::Int(..) | ExprNode::Float(..));
+        if !trivial && e.lanes() == 1 && self.invariant(e) {
+            let k = key(e);
+            if let Some((_, _, v)) = self.found.iter().find(|f| f.0 == k) {
+                return v.expr();
+            }
+            let v = Var::new(format!("inv{}", self.counter), e.dtype());
+            self.counter += 1;
+            self.found.push((k, e.clone(), v.clone()));
+            return v.expr();
+        }
+        if let Some(r) = self.regroup(e) {
+            return r;
+        }
+        match e.node() {
+            ExprNode::Load(b, idx) => {
+                let idx: Vec<Expr> = idx.iter().map(|i| self.expr(i, true)).collect();
+                b.load(idx)
+            }
+            _ if e.children().is_empty() => e.clone(),
+            _ => {
+                let _ = in_index;
+                let kids: Vec<Expr> = e.children().into_iter().map(|k| self.expr(k, false)).collect();
+                e.with_children(kids)
+            }
+        }
+    }
+}
+
+
+/// The terms of a sum, with whether each is subtracted.
+fn flatten_sum(e: &Expr, neg: bool, out: &mut Vec<(Expr, bool)>) {
+    match e.node() {
+        ExprNode::Binary(BinOp::Add, a, b) => {
+            flatten_sum(a, neg, out);
+            flatten_sum(b, neg, out);
+        }
+        ExprNode::Binary(BinOp::Sub, a, b) => {
+            flatten_sum(a, neg, out);
+            flatten_sum(b, !neg, out);
+        }
+        _ => out.push((e.clone(), neg)),
+    }
+}

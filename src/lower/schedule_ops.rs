@@ -1,0 +1,203 @@
+//! Pass: build the loop nests (TVM's ScheduleOps / MakeLoopNest).
+//!
+//! Requires: bounds inference. Ensures: one loop per leaf axis (in leaf order, with its
+//! annotation as the loop kind), stages computed at their attach points inside their
+//! consumer's loops (allocated there over their inferred region), root intermediates
+//! allocated around the whole body, reductions split into an init nest (placed just before
+//! the first reduce loop) and an update, non-dividing splits guarded by `if`s around the
+//! innermost body, and tensor reads replaced by multi-dimensional buffer loads relative to
+//! each buffer's origin.
+
+use super::infer_bound::{Bounds, StageInfo};
+use super::ir::{Buffer, ForKind, Stmt};
+use super::simplify::simplify;
+use crate::error::{Error, Result};
+use crate::schedule::{Attach, Schedule};
+use crate::te::{and, Expr, ExprNode, IterKind, Var};
+use std::collections::HashMap;
+
+/// Build the function body for the schedule.
+pub fn build_body(s: &Schedule, b: &Bounds) -> Result<Stmt> {
+    let mut parts = vec![];
+    let mut allocs: Vec<Buffer> = vec![];
+    for (si, st) in s.stages.iter().enumerate() {
+        if st.attach != Attach::Root {
+            continue;
+        }
+        let info = b.stages[si].as_ref().expect("root stages have bounds");
+        parts.push(produce(s, b, info)?);
+        if !info.is_arg {
+            allocs.extend(info.buffers.iter().cloned());
+        }
+    }
+    let mut body = Stmt::seq(parts);
+    for buf in allocs.into_iter().rev() {
+        body = Stmt::Allocate { buf, body: Box::new(body) };
+    }
+    Ok(body)
+}
+
+/// Replace reads by loads relative to buffer origins.
+fn to_loads(e: &Expr, b: &Bounds) -> Result<Expr> {
+    let mut err: Option<Error> = None;
+    let r = e.mutate(&mut |x| match x.node() {
+        ExprNode::Read(t, idx) => {
+            let (buf, origin) = match b.buffer_of(t) {
+                Some(v) => v,
+                None => {
+                    err = Some(Error::Lower(format!("tensor {} is read but is neither an input nor a stage of this schedule", t.name())));
+                    return Some(x.clone());
+                }
+            };
+            let mut out = vec![];
+            for (d, i) in idx.iter().enumerate() {
+                let i = match to_loads(i, b) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        err = Some(e);
+                        return Some(x.clone());
+                    }
+                };
+                out.push(match origin {
+                    Some(o) if o[d].as_int() != Some(0) => simplify(&(i - o[d].clone())),
+                    _ => i,
+                });
+            }
+            Some(buf.load(out))
+        }
+        _ => None,
+    });
+    match err {
+        Some(e) => Err(e),
+        None => Ok(r),
+    }
+}
+
+fn produce(s: &Schedule, b: &Bounds, info: &StageInfo) -> Result<Stmt> {
+    let st = &s.stages[info.si];
+    let n_root = st.n_data + st.n_reduce;
+    let vmap: HashMap<u64, Expr> =
+        (0..n_root).map(|r| (st.axes[r].var.id(), simplify(&(info.root_min[r].clone() + info.off[r].clone())))).collect();
+    let store_idx: Vec<Expr> =
+        (0..st.n_data).map(|d| simplify(&(vmap[&st.axes[d].var.id()].clone() - info.origin[d].clone()))).collect();
+    let all_guard = conj(info.guards.iter().map(|g| g.0.clone()).collect());
+    let data_guard = conj(info.guards.iter().filter(|g| g.1 == IterKind::DataPar).map(|g| g.0.clone()).collect());
+    let guard = |cond: &Option<Expr>, s: Stmt| match cond {
+        Some(c) => Stmt::if_(c.clone(), s),
+        None => s,
+    };
+
+    let (init, main) = match info.bodies[0].node() {
+        ExprNode::Reduce(r) => {
+            let src: Vec<Expr> = r.source.iter().map(|x| to_loads(&x.substitute(&vmap), b)).collect::<Result<_>>()?;
+            let acc: Vec<Expr> = info.buffers.iter().map(|buf| buf.load(store_idx.clone())).collect();
+            let new = r.combiner.combine(&acc, &src);
+            let update = if new.len() == 1 {
+                Stmt::Store { buf: info.buffers[0].clone(), indices: store_idx.clone(), value: new[0].clone() }
+            } else {
+                // Evaluate every combined value before storing any of them.
+                let tmps: Vec<Var> = new.iter().enumerate().map(|(v, x)| Var::new(format!("{}.v{}.next", st.name, v), x.dtype())).collect();
+                let mut stores: Vec<Stmt> = info
+                    .buffers
+                    .iter()
+                    .zip(&tmps)
+                    .map(|(buf, t)| Stmt::Store { buf: buf.clone(), indices: store_idx.clone(), value: t.expr() })
+                    .collect();
+                let mut body = Stmt::seq(std::mem::take(&mut stores));
+                for (t, x) in tmps.iter().zip(&new).rev() {
+                    body = Stmt::Let { var: t.clone(), value: x.clone(), body: Box::new(body) };
+                }
+                body
+            };
+            let init = Stmt::seq(
+                info.buffers
+                    .iter()
+                    .zip(&r.combiner.node().identity)
+                    .map(|(buf, id)| Stmt::Store { buf: buf.clone(), indices: store_idx.clone(), value: id.clone() })
+                    .collect(),
+            );
+            (Some(guard(&data_guard, init)), guard(&all_guard, update))
+        }
+        _ => {
+            let stores = info
+                .buffers
+                .iter()
+                .zip(&info.bodies)
+                .map(|(buf, body)| {
+                    Ok(Stmt::Store { buf: buf.clone(), indices: store_idx.clone(), value: to_loads(&body.substitute(&vmap), b)? })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            (None, guard(&all_guard, Stmt::seq(stores)))
+        }
+    };
+
+    let leaves = &st.leaves;
+    let first_red = leaves.iter().position(|&l| st.axes[l].kind == IterKind::Reduce);
+    let init_nest = |from: usize| -> Stmt {
+        // Loops over the data-parallel leaves inside the first reduce loop, with fresh vars.
+        let mut body = init.clone().unwrap_or(Stmt::NoOp);
+        let mut fresh: HashMap<u64, Expr> = HashMap::new();
+        let mut loops = vec![];
+        for &l in &leaves[from..] {
+            let a = &st.axes[l];
+            if a.kind == IterKind::DataPar {
+                let v = Var::new(format!("{}.init", a.name), a.var.dtype());
+                fresh.insert(a.var.id(), v.expr());
+                loops.push((v, info.ext[l].clone(), a.annotation.clone()));
+            }
+        }
+        body = body.substitute(&fresh);
+        for (v, e, k) in loops.into_iter().rev() {
+            body = Stmt::for_(v, Expr::int(0), e.substitute(&fresh), k, body);
+        }
+        body
+    };
+
+    let mut stmt = main;
+    for pos in (0..leaves.len()).rev() {
+        if first_red == Some(pos + 1) {
+            stmt = Stmt::seq(vec![init_nest(pos + 1), stmt]);
+        }
+        let ax = &st.axes[leaves[pos]];
+        stmt = attach_here(s, b, &st.name, &ax.name, stmt)?;
+        let kind = match &ax.annotation {
+            k @ ForKind::ThreadBinding(_) => k.clone(),
+            k => k.clone(),
+        };
+        stmt = Stmt::for_(ax.var.clone(), Expr::int(0), info.ext[leaves[pos]].clone(), kind, stmt);
+    }
+    if first_red == Some(0) {
+        stmt = Stmt::seq(vec![init_nest(0), stmt]);
+    }
+    Ok(Stmt::Produce { name: st.name.clone(), body: Box::new(stmt) })
+}
+
+/// Put the stages attached at `stage.axis` (with their allocations) before `rest`.
+fn attach_here(s: &Schedule, b: &Bounds, stage: &str, axis: &str, rest: Stmt) -> Result<Stmt> {
+    let mut parts = vec![];
+    let mut allocs = vec![];
+    for (si, st) in s.stages.iter().enumerate() {
+        if let Attach::At { stage: p, axis: a } = &st.attach {
+            if p == stage && a == axis {
+                let info = b.stages[si].as_ref().expect("attached stages have bounds");
+                parts.push(produce(s, b, info)?);
+                if !info.is_arg {
+                    allocs.extend(info.buffers.iter().cloned());
+                }
+            }
+        }
+    }
+    if parts.is_empty() {
+        return Ok(rest);
+    }
+    parts.push(rest);
+    let mut body = Stmt::seq(parts);
+    for buf in allocs.into_iter().rev() {
+        body = Stmt::Allocate { buf, body: Box::new(body) };
+    }
+    Ok(body)
+}
+
+fn conj(v: Vec<Expr>) -> Option<Expr> {
+    v.into_iter().reduce(|a, b| and(a, b))
+}

@@ -1,0 +1,67 @@
+//! Pass: storage flattening.
+//!
+//! Requires: loads and stores with one index per buffer dimension. Ensures: every load and
+//! store has one flat, row-major index, and every buffer in the body (allocations and
+//! accesses) has a one-dimensional shape `[number of elements]`. Function parameters keep
+//! their logical shapes (they are checked against the arguments at call time).
+
+use super::ir::{Buffer, Stmt};
+use super::simplify::simplify;
+use crate::te::{Expr, ExprNode};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// Flatten all buffer accesses of `body`.
+pub fn flatten(body: &Stmt) -> Stmt {
+    let cache: Cache = RefCell::new(HashMap::new());
+    go(body, &cache)
+}
+
+type Cache = RefCell<HashMap<String, Buffer>>;
+
+fn flat_buf(b: &Buffer, cache: &Cache) -> Buffer {
+    if b.shape().len() == 1 {
+        return b.clone();
+    }
+    cache
+        .borrow_mut()
+        .entry(b.name().to_string())
+        .or_insert_with(|| Buffer::new(b.name(), b.dtype(), vec![b.num_elements()], b.scope()))
+        .clone()
+}
+
+fn flat_index(b: &Buffer, idx: &[Expr]) -> Expr {
+    if idx.len() == 1 {
+        return idx[0].clone();
+    }
+    let mut acc: Option<Expr> = None;
+    for (d, i) in idx.iter().enumerate() {
+        acc = Some(match acc {
+            None => i.clone(),
+            Some(a) => a * b.shape()[d].clone() + i.clone(),
+        });
+    }
+    simplify(&acc.unwrap_or_else(|| Expr::int(0)))
+}
+
+fn expr(e: &Expr, cache: &Cache) -> Expr {
+    e.mutate(&mut |x| match x.node() {
+        ExprNode::Load(b, idx) if idx.len() != 1 || b.shape().len() != 1 => {
+            let idx: Vec<Expr> = idx.iter().map(|i| expr(i, cache)).collect();
+            let i = flat_index(b, &idx);
+            Some(flat_buf(b, cache).load(vec![i]))
+        }
+        _ => None,
+    })
+}
+
+fn go(s: &Stmt, cache: &Cache) -> Stmt {
+    match s {
+        Stmt::Store { buf, indices, value } => {
+            let idx: Vec<Expr> = indices.iter().map(|i| expr(i, cache)).collect();
+            Stmt::Store { buf: flat_buf(buf, cache), indices: vec![flat_index(buf, &idx)], value: expr(value, cache) }
+        }
+        Stmt::Allocate { buf, body } => Stmt::Allocate { buf: flat_buf(buf, cache), body: Box::new(go(body, cache)) },
+        other => other.map(&mut |x| go(x, cache), &mut |e| expr(e, cache)),
+    }
+}

@@ -1,0 +1,86 @@
+//! Building a schedule's stage graph from its outputs: topological order, unique names.
+
+use super::{Schedule, Stage};
+use crate::error::{Error, Result};
+use crate::lower::ir::Scope;
+use crate::te::{Operation, Tensor};
+use std::sync::Arc;
+
+pub(super) fn create(outputs: &[Tensor]) -> Result<Schedule> {
+    if outputs.is_empty() {
+        return Err(Error::Schedule { stage: "<none>".into(), msg: "create_schedule needs at least one output tensor".into() });
+    }
+    let mut order: Vec<Arc<Operation>> = vec![];
+    let mut placeholders: Vec<Tensor> = vec![];
+    for o in outputs {
+        if o.op.is_placeholder() {
+            return Err(Error::Schedule {
+                stage: o.op.name.clone(),
+                msg: format!("{} is a placeholder; the outputs of a schedule must be computed tensors", o.op.name),
+            });
+        }
+        visit(o, &mut order, &mut placeholders, &mut vec![])?;
+    }
+    let stages = order
+        .into_iter()
+        .map(|op| {
+            let is_out = outputs.iter().any(|o| Arc::ptr_eq(&o.op, &op));
+            Stage::new(op, is_out, Scope::Global)
+        })
+        .collect();
+    Ok(Schedule { outputs: outputs.to_vec(), stages, placeholders, trace: vec![] })
+}
+
+fn visit(t: &Tensor, order: &mut Vec<Arc<Operation>>, ph: &mut Vec<Tensor>, stack: &mut Vec<String>) -> Result<()> {
+    let op = &t.op;
+    if op.is_placeholder() {
+        if let Some(p) = ph.iter().find(|p| p.op.name == op.name) {
+            if !Arc::ptr_eq(&p.op, op) {
+                return Err(dup(&op.name));
+            }
+        } else {
+            if order.iter().any(|o| o.name == op.name) {
+                return Err(dup(&op.name));
+            }
+            ph.push(t.clone());
+        }
+        return Ok(());
+    }
+    if let Some(o) = order.iter().find(|o| o.name == op.name) {
+        if !Arc::ptr_eq(o, op) {
+            return Err(dup(&op.name));
+        }
+        return Ok(());
+    }
+    if ph.iter().any(|p| p.op.name == op.name) {
+        return Err(dup(&op.name));
+    }
+    if stack.contains(&op.name) {
+        return Err(Error::InvalidExpr(format!("the computation has a cycle through {}", op.name)));
+    }
+    stack.push(op.name.clone());
+    for inp in op.input_tensors() {
+        visit(&inp, order, ph, stack)?;
+    }
+    stack.pop();
+    order.push(op.clone());
+    Ok(())
+}
+
+fn dup(name: &str) -> Error {
+    Error::InvalidExpr(format!(
+        "two different tensors are named {}; tensor names must be unique within a computation (they name stages and buffers)",
+        name
+    ))
+}
+
+impl Schedule {
+    /// Names of the stages that read tensor(s) of operation `name`.
+    pub fn readers_of(&self, name: &str) -> Vec<String> {
+        self.stages
+            .iter()
+            .filter(|s| s.op.input_tensors().iter().any(|t| t.op.name == name))
+            .map(|s| s.name.clone())
+            .collect()
+    }
+}
