@@ -100,6 +100,12 @@ impl Ctx {
                 // The whole binding moves out; its variable is then defined outside.
                 let k = key(value);
                 self.inside.remove(&var.id());
+                if let Some((_, _, v)) = self.found.iter().find(|f| f.0 == k) {
+                    // Already hoisted under another name: reuse it.
+                    let mut m = std::collections::HashMap::new();
+                    m.insert(var.id(), v.expr());
+                    return self.stmt(&body.substitute(&m));
+                }
                 self.found.push((k, value.clone(), var.clone()));
                 self.stmt(body)
             }

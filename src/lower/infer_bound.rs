@@ -104,6 +104,7 @@ pub fn infer(s: &Schedule, eff: &HashMap<String, Vec<Expr>>, args: &[Tensor]) ->
                 });
             }
         }
+        check_consumers_inside(s, si)?;
         let (axes, shape) = match &st.op.kind {
             OpKind::Compute { axis, .. } => (axis.clone(), st.op.shape.clone()),
             _ => unreachable!(),
@@ -407,4 +408,35 @@ fn drop_bounding(e: &Expr, positive: bool, pick_left: bool) -> Expr {
         }
         _ => e.clone(),
     }
+}
+
+/// A stage computed at `P.ax` must have every consumer computed inside that loop: the
+/// consumer is `P` itself, or is attached (through any chain) at `P.ax` or an axis inside it.
+fn check_consumers_inside(s: &Schedule, si: usize) -> Result<()> {
+    let st = &s.stages[si];
+    let (p, ax) = match &st.attach {
+        Attach::At { stage, axis } => (stage.clone(), axis.clone()),
+        _ => return Ok(()),
+    };
+    let ps = s.stage(p.as_str())?;
+    let pos = ps.axis_index(&ax).and_then(|a| ps.leaf_pos(a)).unwrap_or(0);
+    for r in s.readers_of(&st.name) {
+        let rs = s.stage(r.as_str())?;
+        if r == p || rs.attach == Attach::Inline {
+            continue;
+        }
+        let inside = s.attach_chain(&r).iter().any(|(cs, cax)| {
+            *cs == p && ps.axis_index(cax).and_then(|a| ps.leaf_pos(a)).map(|q| q >= pos).unwrap_or(false)
+        });
+        if !inside {
+            return Err(Error::Schedule {
+                stage: st.name.clone(),
+                msg: format!(
+                    "{} is computed at {}.{}, but its consumer {} is computed outside that loop; attach {} at or inside {}.{}",
+                    st.name, p, ax, r, r, p, ax
+                ),
+            });
+        }
+    }
+    Ok(())
 }

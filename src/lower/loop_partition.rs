@@ -19,7 +19,7 @@ pub fn partition(s: &Stmt) -> Stmt {
 
 fn go(s: &Stmt, done: &mut HashSet<u64>) -> Stmt {
     match s {
-        Stmt::For(f) if !done.contains(&f.var.id()) => {
+        Stmt::For(f) if !done.contains(&f.var.id()) && !matches!(f.kind, super::ir::ForKind::ThreadBinding(_)) => {
             if let Some((cond, split)) = find_split(f) {
                 let m = f.min.clone();
                 let main_ext = simplify(&max(min(split - m.clone(), f.extent.clone()), Expr::int(0)));

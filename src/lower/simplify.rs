@@ -78,6 +78,12 @@ fn stmt(s: &Stmt, r: &mut Ranges) -> Stmt {
             if extent.as_int() == Some(0) {
                 return Stmt::NoOp;
             }
+            if extent.as_int() == Some(1) && !matches!(f.kind, super::ir::ForKind::ThreadBinding(_)) {
+                // A single iteration: the loop variable is just its first value.
+                let mut m = HashMap::new();
+                m.insert(f.var.id(), min);
+                return stmt(&f.body.substitute(&m), r);
+            }
             let known = match (const_bounds(&min, r), const_bounds(&extent, r)) {
                 (Some((lo, _)), Some((_, ehi))) => {
                     let (_, mhi) = const_bounds(&min, r).unwrap();

@@ -239,6 +239,27 @@ impl Schedule {
         })
     }
 
+    /// The chain of `(stage, axis)` attach points above `stage`, innermost first.
+    pub(crate) fn attach_chain(&self, stage: &str) -> Vec<(String, String)> {
+        let mut out = vec![];
+        let mut cur = stage.to_string();
+        for _ in 0..self.stages.len() {
+            match self.stage(cur.as_str()).map(|s| s.attach.clone()) {
+                Ok(Attach::At { stage, axis }) => {
+                    out.push((stage.clone(), axis));
+                    cur = stage;
+                }
+                _ => break,
+            }
+        }
+        out
+    }
+
+    /// Whether `stage` is computed somewhere inside the loop nest of `outer`.
+    pub(crate) fn attached_within(&self, stage: &str, outer: &str) -> bool {
+        self.attach_chain(stage).iter().any(|(s, _)| s == outer)
+    }
+
     /// Compute `s` inside the loop of `axis` of its consumer `parent`, only over the region
     /// that one iteration of that loop needs.
     pub fn compute_at<S: StageRef + ?Sized, P: StageRef + ?Sized>(&mut self, s: &S, parent: &P, axis: &Axis) -> Result<()> {
@@ -252,12 +273,12 @@ impl Schedule {
         if self.stages[si].is_output {
             return Err(sched_err(&name, format!("cannot compute_at {}: it is an output of the schedule and must be computed at root", name)));
         }
-        if !self.consumes(&pname, &name) {
+        if !self.consumes(&pname, &name) && !self.readers_of(&name).iter().any(|r| self.attached_within(r, &pname)) {
             let readers = self.readers_of(&name);
             return Err(sched_err(
                 &name,
                 format!(
-                    "cannot compute_at {} in {}: {} does not read {}; compute a stage only inside a consumer ({})",
+                    "cannot compute_at {} in {}: {} does not read {}; compute a stage only inside a consumer ({}) or a stage that the consumer is computed in",
                     name,
                     pname,
                     pname,
@@ -269,12 +290,12 @@ impl Schedule {
         let others: Vec<String> = self
             .readers_of(&name)
             .into_iter()
-            .filter(|r| r != &pname && !self.stage(r.as_str()).map(|s| s.attach == Attach::Inline).unwrap_or(false))
+            .filter(|r| r != &pname && !self.attached_within(r, &pname) && !self.stage(r.as_str()).map(|s| s.attach == Attach::Inline).unwrap_or(false))
             .collect();
         if !others.is_empty() {
             return Err(sched_err(
                 &name,
-                format!("cannot compute_at {} in {}: {} also reads it; compute it at root instead", name, pname, others.join(", ")),
+                format!("cannot compute_at {} in {}: {} also reads it outside {}; compute it at root instead", name, pname, others.join(", "), pname),
             ));
         }
         self.stages[si].attach = Attach::At { stage: pname.clone(), axis: axis.name.clone() };

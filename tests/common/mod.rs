@@ -35,3 +35,91 @@ pub fn assert_close(got: &NdArray, want: &NdArray, what: &str) {
     let d = got.max_abs_diff(want);
     assert!(got.allclose(want, 1e-4, 1e-4), "{}: max abs diff {} ({:?} vs {:?})", what, d, got, want);
 }
+
+/// Constant shape of a tensor (panics on symbolic shapes: tests use constant ones here).
+pub fn const_shape(t: &Tensor) -> Vec<usize> {
+    t.shape().iter().map(|d| d.as_int().expect("constant shape") as usize).collect()
+}
+
+/// Random inputs for the placeholders among `args`, zeros for the rest; in `args` order.
+pub fn make_args(args: &[Tensor], seed: u64) -> Vec<NdArray> {
+    args.iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let sh = const_shape(t);
+            if t.op.is_placeholder() {
+                NdArray::random(&sh, t.dtype(), seed + i as u64)
+            } else {
+                NdArray::zeros(&sh, t.dtype())
+            }
+        })
+        .collect()
+}
+
+/// Run `s` on `target` with the arrays from [`make_args`]; returns all arrays after the call.
+pub fn run_all(s: &Schedule, args: &[Tensor], target: Target, seed: u64) -> Vec<NdArray> {
+    let k = build(s, args, target).unwrap_or_else(|e| panic!("build failed: {}", e));
+    let mut arrs = make_args(args, seed);
+    let mut refs: Vec<&mut NdArray> = arrs.iter_mut().collect();
+    k.call(&mut refs).unwrap_or_else(|e| panic!("call failed: {}", e));
+    arrs
+}
+
+/// Compare the outputs (non-placeholder args) of two runs.
+pub fn assert_outputs_close(args: &[Tensor], got: &[NdArray], want: &[NdArray], what: &str) {
+    for (i, t) in args.iter().enumerate() {
+        if !t.op.is_placeholder() {
+            assert_close(&got[i], &want[i], &format!("{} (output {})", what, t.name()));
+        }
+    }
+}
+
+/// Compare `text` with the golden file `tests/golden/<name>.txt`; `LOOPFORGE_BLESS=1`
+/// rewrites the file instead.
+pub fn golden(name: &str, text: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("{}.txt", name));
+    if std::env::var("LOOPFORGE_BLESS").map(|v| v == "1").unwrap_or(false) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("golden file {} is missing; run with LOOPFORGE_BLESS=1 to create it", path.display()));
+    assert_eq!(text, want, "lowered IR differs from {} (LOOPFORGE_BLESS=1 rewrites it)", path.display());
+}
+
+/// The test triple every schedule primitive gets: golden IR, numeric equality with the
+/// unscheduled computation on the interpreter and the JIT, and trace replay.
+pub fn check_primitive(name: &str, outputs: &[Tensor], args: &[Tensor], apply: impl Fn(&mut Schedule) -> Result<()>) {
+    let mut s = create_schedule(outputs).unwrap();
+    apply(&mut s).unwrap_or_else(|e| panic!("{}: schedule failed: {}", name, e));
+    let f = lower(&s, args).unwrap_or_else(|e| panic!("{}: lower failed: {}", name, e));
+    let text = f.to_string();
+    golden(name, &text);
+
+    let base = create_schedule(outputs).unwrap();
+    let want = run_all(&base, args, Target::interp(), 7);
+    let got = run_all(&s, args, Target::interp(), 7);
+    assert_outputs_close(args, &got, &want, &format!("{} on the interpreter", name));
+    let got = run_all(&s, args, Target::cpu(), 7);
+    assert_outputs_close(args, &got, &want, &format!("{} on the CPU JIT", name));
+
+    let json = s.trace_json();
+    let replayed = Schedule::replay(outputs, &json).unwrap_or_else(|e| panic!("{}: replay failed: {}", name, e));
+    assert_eq!(replayed.trace, s.trace, "{}: replayed trace differs", name);
+    let f2 = lower(&replayed, args).unwrap();
+    assert_eq!(f2.to_string(), text, "{}: the replayed schedule lowers differently", name);
+    let got = run_all(&replayed, args, Target::cpu(), 7);
+    assert_outputs_close(args, &got, &want, &format!("{} replayed, on the CPU JIT", name));
+}
+
+/// Assert that `r` is a schedule error whose message contains `needle`.
+pub fn assert_sched_err<T: std::fmt::Debug>(r: Result<T>, needle: &str) {
+    match r {
+        Err(Error::Schedule { stage, msg }) => {
+            let full = format!("In schedule for {}: {}", stage, msg);
+            assert!(full.contains(needle), "error message {:?} lacks {:?}", full, needle);
+        }
+        other => panic!("expected a schedule error containing {:?}, got {:?}", needle, other),
+    }
+}

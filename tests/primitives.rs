@@ -1,0 +1,341 @@
+//! Every schedule primitive: golden IR, numeric equality with the unscheduled computation
+//! (interpreter and JIT, with factors that do not divide the extents), trace replay, and
+//! an error case asserting kind and message.
+
+mod common;
+use common::*;
+use loopforge::prelude::*;
+
+fn mm() -> (Vec<Tensor>, Vec<Tensor>) {
+    let (a, b, c) = matmul(37, 19, 23);
+    (vec![c.clone()], vec![a, b, c])
+}
+
+/// B = A * 2 (elementwise), C[i, j] = B[i, j] + B[i + 2, j] (a stencil over B).
+fn stencil() -> (Vec<Tensor>, Vec<Tensor>, Tensor) {
+    let a = placeholder(&[37.into(), 21.into()], DType::F32, "A");
+    let b = compute(&[37.into(), 21.into()], "B", |i| a.at(&[i[0].clone(), i[1].clone()]) * 2.0f32);
+    let c = compute(&[35.into(), 21.into()], "C", |i| b.at(&[i[0].clone(), i[1].clone()]) + b.at(&[i[0].clone() + 2, i[1].clone()]));
+    (vec![c.clone()], vec![a, c], b)
+}
+
+fn c_of(o: &[Tensor]) -> Tensor {
+    o[0].clone()
+}
+
+#[test]
+fn split_by_factor() {
+    let (o, args) = mm();
+    let c = c_of(&o);
+    check_primitive("split", &o, &args, |s| {
+        let [i, _] = s.axes2(&c)?;
+        s.split(&c, &i, 8)?;
+        Ok(())
+    });
+}
+
+#[test]
+fn split_errors() {
+    let (o, _) = mm();
+    let c = c_of(&o);
+    let (_, _, other) = stencil();
+    let mut s = create_schedule(&o).unwrap();
+    let [i, _] = s.axes2(&c).unwrap();
+    let foreign = Axis { stage: other.op.name.clone(), name: "i".into() };
+    assert_sched_err(s.split(&c, &foreign, 4), "it is an axis of stage B, not of C");
+    assert_sched_err(s.split(&c, &i, 0), "cannot split i by factor 0: it must be at least 1");
+    s.split(&c, &i, 4).unwrap();
+    assert_sched_err(s.split(&c, &i, 4), "cannot split i, it was split into i.outer, i.inner");
+}
+
+#[test]
+fn split_by_nparts() {
+    let (o, args) = mm();
+    let c = c_of(&o);
+    check_primitive("split_nparts", &o, &args, |s| {
+        let [_, j] = s.axes2(&c)?;
+        s.split_nparts(&c, &j, 3)?;
+        Ok(())
+    });
+}
+
+#[test]
+fn split_nparts_errors() {
+    let (o, _) = mm();
+    let c = c_of(&o);
+    let mut s = create_schedule(&o).unwrap();
+    let [_, j] = s.axes2(&c).unwrap();
+    assert_sched_err(s.split_nparts(&c, &j, -1), "cannot split j by nparts -1: it must be at least 1");
+}
+
+#[test]
+fn tile() {
+    let (o, args) = mm();
+    let c = c_of(&o);
+    check_primitive("tile", &o, &args, |s| {
+        let [i, j] = s.axes2(&c)?;
+        s.tile(&c, &i, &j, 8, 4)?;
+        Ok(())
+    });
+}
+
+#[test]
+fn tile_errors() {
+    let (o, _) = mm();
+    let c = c_of(&o);
+    let mut s = create_schedule(&o).unwrap();
+    let [i, _] = s.axes2(&c).unwrap();
+    let nope = Axis { stage: "C".into(), name: "q".into() };
+    assert_sched_err(s.tile(&c, &i, &nope, 4, 4), "cannot split q: no such axis; leaf axes are: i.outer, i.inner, j, k");
+}
+
+#[test]
+fn fuse() {
+    let (o, args) = mm();
+    let c = c_of(&o);
+    check_primitive("fuse", &o, &args, |s| {
+        let [i, j] = s.axes2(&c)?;
+        let f = s.fuse(&c, &[&i, &j])?;
+        s.split(&c, &f, 16)?;
+        Ok(())
+    });
+}
+
+#[test]
+fn fuse_errors() {
+    let (o, _) = mm();
+    let c = c_of(&o);
+    let mut s = create_schedule(&o).unwrap();
+    let [i, j] = s.axes2(&c).unwrap();
+    let k = s.reduce_axes(&c).unwrap().remove(0);
+    s.reorder(&c, &[&i, &k, &j]).unwrap();
+    assert_sched_err(s.fuse(&c, &[&i, &j]), "cannot fuse i and j: they are not adjacent in the loop order (i, k, j)");
+    assert_sched_err(s.fuse(&c, &[&i, &k]), "cannot fuse a data-parallel axis with a reduce axis");
+}
+
+#[test]
+fn reorder() {
+    let (o, args) = mm();
+    let c = c_of(&o);
+    check_primitive("reorder", &o, &args, |s| {
+        let [i, j] = s.axes2(&c)?;
+        let k = s.reduce_axes(&c)?.remove(0);
+        s.reorder(&c, &[&k, &j, &i])?;
+        Ok(())
+    });
+}
+
+#[test]
+fn reorder_errors() {
+    let (o, _) = mm();
+    let c = c_of(&o);
+    let mut s = create_schedule(&o).unwrap();
+    let [i, j] = s.axes2(&c).unwrap();
+    assert_sched_err(s.reorder(&c, &[&i, &j, &i]), "reorder lists i twice");
+    let gone = Axis { stage: "C".into(), name: "i.outer".into() };
+    assert_sched_err(s.reorder(&c, &[&gone, &j]), "cannot reorder i.outer: no such axis");
+}
+
+#[test]
+fn vectorize() {
+    let (o, args) = mm();
+    let c = c_of(&o);
+    check_primitive("vectorize", &o, &args, |s| {
+        let [i, j] = s.axes2(&c)?;
+        let k = s.reduce_axes(&c)?.remove(0);
+        let (jo, ji) = s.split(&c, &j, 4)?;
+        s.reorder(&c, &[&i, &jo, &k, &ji])?;
+        s.vectorize(&c, &ji)?;
+        Ok(())
+    });
+}
+
+#[test]
+fn vectorize_errors() {
+    let (o, _) = mm();
+    let c = c_of(&o);
+    let mut s = create_schedule(&o).unwrap();
+    let k = s.reduce_axes(&c).unwrap().remove(0);
+    assert_sched_err(s.vectorize(&c, &k), "cannot vectorize k: it is a reduce axis");
+}
+
+#[test]
+fn unroll() {
+    let (o, args) = mm();
+    let c = c_of(&o);
+    check_primitive("unroll", &o, &args, |s| {
+        let k = s.reduce_axes(&c)?.remove(0);
+        let (_, ki) = s.split(&c, &k, 4)?;
+        s.unroll(&c, &ki)?;
+        Ok(())
+    });
+}
+
+#[test]
+fn unroll_errors() {
+    let (o, _) = mm();
+    let c = c_of(&o);
+    let mut s = create_schedule(&o).unwrap();
+    let [i, _] = s.axes2(&c).unwrap();
+    s.split(&c, &i, 4).unwrap();
+    assert_sched_err(s.unroll(&c, &i), "cannot unroll i, it was split into i.outer, i.inner");
+}
+
+#[test]
+fn parallel() {
+    let (o, args) = mm();
+    let c = c_of(&o);
+    check_primitive("parallel", &o, &args, |s| {
+        let [i, _] = s.axes2(&c)?;
+        let (io, _) = s.split(&c, &i, 5)?;
+        s.parallel(&c, &io)?;
+        Ok(())
+    });
+}
+
+#[test]
+fn parallel_errors() {
+    let (o, _) = mm();
+    let c = c_of(&o);
+    let mut s = create_schedule(&o).unwrap();
+    let k = s.reduce_axes(&c).unwrap().remove(0);
+    assert_sched_err(s.parallel(&c, &k), "cannot parallelize k: it is a reduce axis");
+    let [i, _] = s.axes2(&c).unwrap();
+    s.vectorize(&c, &i).unwrap();
+    assert_sched_err(s.parallel(&c, &i), "cannot parallelize i: it is already vectorized");
+}
+
+#[test]
+fn compute_at() {
+    let (o, args, b) = stencil();
+    let c = c_of(&o);
+    check_primitive("compute_at", &o, &args, |s| {
+        let [i, _] = s.axes2(&c)?;
+        let (io, _) = s.split(&c, &i, 8)?;
+        s.compute_at(&b, &c, &io)?;
+        Ok(())
+    });
+}
+
+#[test]
+fn compute_at_errors() {
+    let (o, _, b) = stencil();
+    let c = c_of(&o);
+    let mut s = create_schedule(&o).unwrap();
+    let [bi, _] = s.axes2(&b).unwrap();
+    assert_sched_err(s.compute_at(&c, &b, &bi), "cannot compute_at C: it is an output of the schedule");
+    // A second, unrelated consumer chain: D reads A only.
+    let (mo, _) = mm();
+    let mc = c_of(&mo);
+    let d = compute(&[4.into()], "D", |i| mc.at(&[i[0].clone(), i[0].clone()]) * 1.0f32);
+    let e = compute(&[4.into()], "E", |i| d.at(&[i[0].clone()]) + 1.0f32);
+    let mut s = create_schedule(&[e.clone()]).unwrap();
+    let [ei] = <[Axis; 1]>::try_from(s.axes(&e).unwrap()).unwrap();
+    let [di] = <[Axis; 1]>::try_from(s.axes(&d).unwrap()).unwrap();
+    let _ = di;
+    assert_sched_err(s.compute_at(&mc, &e, &ei), "cannot compute_at C in E: E does not read C");
+}
+
+#[test]
+fn compute_inline() {
+    let (o, args, b) = stencil();
+    check_primitive("compute_inline", &o, &args, |s| s.compute_inline(&b));
+}
+
+#[test]
+fn compute_inline_errors() {
+    let (o, _) = mm();
+    let c = c_of(&o);
+    let d = compute(&[37.into(), 19.into()], "D", |i| c.at(&[i[0].clone(), i[1].clone()]) + 1.0f32);
+    let mut s = create_schedule(&[d]).unwrap();
+    assert_sched_err(s.compute_inline(&c), "cannot compute_inline C: it is a reduction");
+}
+
+#[test]
+fn compute_root() {
+    let (o, args, b) = stencil();
+    let c = c_of(&o);
+    check_primitive("compute_root", &o, &args, |s| {
+        let [i, _] = s.axes2(&c)?;
+        s.compute_at(&b, &c, &i)?;
+        s.compute_root(&b)
+    });
+}
+
+#[test]
+fn compute_root_errors() {
+    let (o, args, _) = stencil();
+    let mut s = create_schedule(&o).unwrap();
+    assert_sched_err(s.compute_root(&args[0]), "A is a placeholder (an input); only compute stages (B, C) can be scheduled");
+}
+
+#[test]
+fn cache_read() {
+    let (o, args) = mm();
+    let c = c_of(&o);
+    let a = args[0].clone();
+    check_primitive("cache_read", &o, &args, |s| {
+        let al = s.cache_read(&a, "local", &[&c])?;
+        let [i, _] = s.axes2(&c)?;
+        let (io, _) = s.split(&c, &i, 8)?;
+        s.compute_at(&al, &c, &io)?;
+        Ok(())
+    });
+}
+
+#[test]
+fn cache_read_errors() {
+    let (o, args, b) = stencil();
+    let mut s = create_schedule(&o).unwrap();
+    let c = c_of(&o);
+    assert_sched_err(s.cache_read(&args[0], "local", &[&c]), "cannot cache_read A for C: C does not read it (its readers are: B)");
+    assert_sched_err(s.cache_read(&args[0], "texture", &[&b]), "unknown memory scope \"texture\"");
+}
+
+#[test]
+fn cache_write() {
+    let (o, args) = mm();
+    let c = c_of(&o);
+    check_primitive("cache_write", &o, &args, |s| {
+        let cl = s.cache_write(&c, "local")?;
+        let [i, j] = s.axes2(&c)?;
+        let (_, jo, _, _) = s.tile(&c, &i, &j, 8, 4)?;
+        s.compute_at(&cl, &c, &jo)?;
+        Ok(())
+    });
+}
+
+#[test]
+fn cache_write_errors() {
+    let (o, _) = mm();
+    let c = c_of(&o);
+    let mut s = create_schedule(&o).unwrap();
+    let [i, _] = s.axes2(&c).unwrap();
+    s.split(&c, &i, 4).unwrap();
+    assert_sched_err(s.cache_write(&c, "local"), "cache_write must come before any other primitive on C");
+}
+
+#[test]
+fn bind_runs_on_the_interpreter_and_is_refused_by_the_cpu() {
+    let (o, args) = mm();
+    let c = c_of(&o);
+    let mut s = create_schedule(&o).unwrap();
+    let [i, j] = s.axes2(&c).unwrap();
+    let (io, ii) = s.split(&c, &i, 8).unwrap();
+    s.bind(&c, &io, "blockIdx.x").unwrap();
+    s.bind(&c, &ii, "threadIdx.x").unwrap();
+    let f = lower(&s, &args).unwrap();
+    golden("bind", &f.to_string());
+    let want = run_all(&create_schedule(&o).unwrap(), &args, Target::interp(), 3);
+    let got = run_all(&s, &args, Target::interp(), 3);
+    assert_outputs_close(&args, &got, &want, "bind on the interpreter");
+    let replayed = Schedule::replay(&o, &s.trace_json()).unwrap();
+    assert_eq!(lower(&replayed, &args).unwrap().to_string(), f.to_string());
+    match build(&s, &args, Target::cpu()) {
+        Err(Error::Target(m)) => assert!(m.contains("threadIdx.x") || m.contains("blockIdx.x"), "{}", m),
+        Err(e) => panic!("unexpected error {}", e),
+        Ok(_) => panic!("the CPU backend accepted GPU-bound loops"),
+    }
+    assert_sched_err(s.bind(&c, &j, "threadIdx.x"), "i.inner is already bound to it");
+    assert_sched_err(s.bind(&c, &j, "warp.x"), "cannot bind j to \"warp.x\"");
+}
