@@ -1,0 +1,132 @@
+//! Typed buffers of the interpreter: allocation, element access, and copying to and from
+//! the caller's [`NdArray`]s.
+
+use super::value::{Scalar, R};
+use crate::runtime::NdArray;
+use crate::te::DType;
+
+/// Largest allocation (in elements) the interpreter accepts, to fail cleanly instead of
+/// aborting on a wrong size.
+const MAX_ELEMENTS: i64 = 1 << 31;
+
+/// The elements of a buffer, typed (bools are one byte, 0 or 1, as in memory).
+#[derive(Debug, Clone)]
+pub(crate) enum Storage {
+    /// float32 elements.
+    F32(Vec<f32>),
+    /// float64 elements.
+    F64(Vec<f64>),
+    /// int32 elements.
+    I32(Vec<i32>),
+    /// int64 elements.
+    I64(Vec<i64>),
+    /// bool elements.
+    Bool(Vec<bool>),
+}
+
+/// A buffer at run time: its elements and its dimensions (for per-dimension indexing).
+#[derive(Debug, Clone)]
+pub(crate) struct Buf {
+    /// The elements, row-major.
+    pub data: Storage,
+    /// The dimensions (their product is the number of elements).
+    pub dims: Vec<i64>,
+}
+
+impl Buf {
+    /// A zero-filled buffer; `name` is for the error message on a bad shape.
+    pub(crate) fn zeros(dtype: DType, dims: Vec<i64>, name: &str) -> R<Buf> {
+        let mut n: i64 = 1;
+        for &d in &dims {
+            if d < 0 {
+                return Err(format!(
+                    "allocation of {} with negative extent {} (shape {:?})",
+                    name, d, dims
+                ));
+            }
+            n = n.saturating_mul(d);
+        }
+        if n > MAX_ELEMENTS {
+            return Err(format!(
+                "allocation of {} with shape {:?} is too large ({} elements)",
+                name, dims, n
+            ));
+        }
+        let n = n as usize;
+        let data = match dtype {
+            DType::F32 => Storage::F32(vec![0.0; n]),
+            DType::F64 => Storage::F64(vec![0.0; n]),
+            DType::I32 => Storage::I32(vec![0; n]),
+            DType::I64 => Storage::I64(vec![0; n]),
+            DType::Bool => Storage::Bool(vec![false; n]),
+        };
+        Ok(Buf { data, dims })
+    }
+
+    /// A copy of a host array.
+    pub(crate) fn from_array(a: &NdArray) -> R<Buf> {
+        let e = |x: crate::error::Error| x.to_string();
+        let data = match a.dtype() {
+            DType::F32 => Storage::F32(a.to_vec::<f32>().map_err(e)?),
+            DType::F64 => Storage::F64(a.to_vec::<f64>().map_err(e)?),
+            DType::I32 => Storage::I32(a.to_vec::<i32>().map_err(e)?),
+            DType::I64 => Storage::I64(a.to_vec::<i64>().map_err(e)?),
+            DType::Bool => Storage::Bool(a.to_vec::<bool>().map_err(e)?),
+        };
+        Ok(Buf {
+            data,
+            dims: a.shape().iter().map(|&d| d as i64).collect(),
+        })
+    }
+
+    /// Copy the elements back into the host array they came from.
+    pub(crate) fn write_back(&self, a: &mut NdArray) -> R<()> {
+        let e = |x: crate::error::Error| x.to_string();
+        match &self.data {
+            Storage::F32(v) => a.as_mut_slice::<f32>().map_err(e)?.copy_from_slice(v),
+            Storage::F64(v) => a.as_mut_slice::<f64>().map_err(e)?.copy_from_slice(v),
+            Storage::I32(v) => a.as_mut_slice::<i32>().map_err(e)?.copy_from_slice(v),
+            Storage::I64(v) => a.as_mut_slice::<i64>().map_err(e)?.copy_from_slice(v),
+            Storage::Bool(v) => a.as_mut_slice::<bool>().map_err(e)?.copy_from_slice(v),
+        }
+        Ok(())
+    }
+
+    /// Number of elements.
+    pub(crate) fn len(&self) -> usize {
+        match &self.data {
+            Storage::F32(v) => v.len(),
+            Storage::F64(v) => v.len(),
+            Storage::I32(v) => v.len(),
+            Storage::I64(v) => v.len(),
+            Storage::Bool(v) => v.len(),
+        }
+    }
+
+    /// Element `i` (the caller checked `i < len()`).
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> Scalar {
+        match &self.data {
+            Storage::F32(v) => Scalar::F(v[i] as f64),
+            Storage::F64(v) => Scalar::F(v[i]),
+            Storage::I32(v) => Scalar::I(v[i] as i64),
+            Storage::I64(v) => Scalar::I(v[i]),
+            Storage::Bool(v) => Scalar::I(v[i] as i64),
+        }
+    }
+
+    /// Set element `i` (the caller checked `i < len()`); the value must be of the
+    /// buffer's kind (integer or float) and is converted to its type.
+    #[inline]
+    pub(crate) fn set(&mut self, i: usize, x: Scalar) -> R<()> {
+        match (&mut self.data, x) {
+            (Storage::F32(v), Scalar::F(x)) => v[i] = x as f32,
+            (Storage::F64(v), Scalar::F(x)) => v[i] = x,
+            (Storage::I32(v), Scalar::I(x)) => v[i] = x as i32,
+            (Storage::I64(v), Scalar::I(x)) => v[i] = x,
+            (Storage::Bool(v), Scalar::I(x)) => v[i] = x != 0,
+            _ => return Err("value of the wrong kind (integer/float) stored".into()),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,338 @@
+//! Runtime values of the interpreter and the semantics of every scalar operator.
+//!
+//! This file is the single definition of loopforge's arithmetic: the Cranelift backend
+//! must agree with it bit for bit.
+//!
+//! * Integer-like values (`int32`, `int64`, `bool`) are held as `i64`, always normalised
+//!   to their type (`int32` sign-extended from 32 bits, `bool` 0 or 1); floats (`float32`,
+//!   `float64`) as `f64`, a `float32` always holding an exactly representable `f32`.
+//! * Arithmetic is done in the expression's type: `f32` ops in `f32` (rounded every op),
+//!   `f64` in `f64`, `i32` wrapping in `i32`, `i64` wrapping in `i64`; `bool` arithmetic
+//!   is done on 0/1 in `i64` and the result is `!= 0`.
+//! * Integer `Div`/`Mod` are floor division/modulo; by zero they yield 0
+//!   (`MIN / -1` wraps to `MIN`, `MIN % -1` is 0). Float `Mod` is truncated `fmod`.
+//! * Float `Min`/`Max`: NaN if either operand is NaN, `-0.0 < +0.0`, else min/max.
+//! * Casts: float -> int truncates and saturates (NaN -> 0, Rust `as`), int -> int wraps,
+//!   int/float -> `bool` is `!= 0`, `bool` -> number is 0/1, `i64 -> f32` rounds once.
+//! * Math functions are computed in the type with Rust's `f32`/`f64` methods (`exp`,
+//!   `ln`, `sqrt`, `tanh`, `powf`, `abs`, `floor`, `ceil`) and the `libm` crate's `erff` /
+//!   `erf`, as the CPU backend's helpers do; `sigmoid(x) = 1 / (1 + exp(-x))` with each
+//!   op in the type.
+
+use crate::te::{BinOp, CmpOp, DType, MathFn};
+
+/// Result of the interpreter's internals: the error is a message naming what went wrong
+/// (turned into [`crate::error::Error::Internal`] with the function's IR by `run`).
+pub(crate) type R<T> = Result<T, String>;
+
+/// One lane of a value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Scalar {
+    /// An `int32`, `int64` or `bool` (normalised to its type).
+    I(i64),
+    /// A `float32` (exactly an `f32`) or `float64`.
+    F(f64),
+}
+
+/// A runtime value: a scalar or a vector of two or more lanes.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Value {
+    /// One lane.
+    S(Scalar),
+    /// Several lanes (vectors built by the interpreter always have at least two).
+    V(Vec<Scalar>),
+}
+
+impl Value {
+    /// Number of lanes (1 for a scalar).
+    pub(crate) fn lanes(&self) -> usize {
+        match self {
+            Value::S(_) => 1,
+            Value::V(v) => v.len(),
+        }
+    }
+    /// The integer, if this is a scalar integer.
+    pub(crate) fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::S(Scalar::I(v)) => Some(*v),
+            _ => None,
+        }
+    }
+    /// A vector from lanes (one lane becomes a scalar).
+    pub(crate) fn from_lanes(mut v: Vec<Scalar>) -> Value {
+        if v.len() == 1 {
+            Value::S(v.pop().expect("one lane"))
+        } else {
+            Value::V(v)
+        }
+    }
+}
+
+/// Normalise an integer to type `dt` (wrap to 32 bits for `int32`, 0/1 for `bool`).
+pub(crate) fn norm_int(dt: DType, v: i64) -> i64 {
+    match dt {
+        DType::I32 => v as i32 as i64,
+        DType::Bool => (v != 0) as i64,
+        _ => v,
+    }
+}
+
+/// A constant of type `dt` from an integer literal.
+pub(crate) fn int_const(dt: DType, v: i64) -> Scalar {
+    match dt {
+        DType::F32 => Scalar::F(v as f32 as f64),
+        DType::F64 => Scalar::F(v as f64),
+        _ => Scalar::I(norm_int(dt, v)),
+    }
+}
+
+/// A constant of type `dt` from a float literal.
+pub(crate) fn float_const(dt: DType, v: f64) -> Scalar {
+    match dt {
+        DType::F32 => Scalar::F(v as f32 as f64),
+        DType::F64 => Scalar::F(v),
+        DType::Bool => Scalar::I((v != 0.0) as i64),
+        _ => cast(dt, Scalar::F(v)),
+    }
+}
+
+/// Whether a scalar counts as true (non-zero).
+pub(crate) fn truthy(s: Scalar) -> bool {
+    match s {
+        Scalar::I(v) => v != 0,
+        Scalar::F(x) => x != 0.0,
+    }
+}
+
+macro_rules! floor_div_mod {
+    ($div:ident, $rem:ident, $t:ty) => {
+        /// Floor division; 0 when dividing by zero; `MIN / -1` wraps.
+        fn $div(a: $t, b: $t) -> $t {
+            if b == 0 {
+                return 0;
+            }
+            let q = a.wrapping_div(b);
+            if a.wrapping_rem(b) != 0 && ((a < 0) != (b < 0)) {
+                q - 1
+            } else {
+                q
+            }
+        }
+        /// Floor modulo (sign of the divisor); 0 when dividing by zero.
+        fn $rem(a: $t, b: $t) -> $t {
+            if b == 0 {
+                return 0;
+            }
+            let r = a.wrapping_rem(b);
+            if r != 0 && ((r < 0) != (b < 0)) {
+                r + b
+            } else {
+                r
+            }
+        }
+    };
+}
+floor_div_mod!(floordiv_i32, floormod_i32, i32);
+floor_div_mod!(floordiv_i64, floormod_i64, i64);
+
+macro_rules! float_min_max {
+    ($min:ident, $max:ident, $t:ty) => {
+        /// NaN-propagating minimum with `-0.0 < +0.0`.
+        fn $min(x: $t, y: $t) -> $t {
+            if x.is_nan() || y.is_nan() {
+                <$t>::NAN
+            } else if x < y {
+                x
+            } else if y < x {
+                y
+            } else if x.is_sign_negative() {
+                x
+            } else {
+                y
+            }
+        }
+        /// NaN-propagating maximum with `-0.0 < +0.0`.
+        fn $max(x: $t, y: $t) -> $t {
+            if x.is_nan() || y.is_nan() {
+                <$t>::NAN
+            } else if x > y {
+                x
+            } else if y > x {
+                y
+            } else if x.is_sign_positive() {
+                x
+            } else {
+                y
+            }
+        }
+    };
+}
+float_min_max!(fmin32, fmax32, f32);
+float_min_max!(fmin64, fmax64, f64);
+
+fn int_binary(op: BinOp, dt: DType, x: i64, y: i64) -> i64 {
+    match dt {
+        DType::I32 => {
+            let (x, y) = (x as i32, y as i32);
+            (match op {
+                BinOp::Add => x.wrapping_add(y),
+                BinOp::Sub => x.wrapping_sub(y),
+                BinOp::Mul => x.wrapping_mul(y),
+                BinOp::Div => floordiv_i32(x, y),
+                BinOp::Mod => floormod_i32(x, y),
+                BinOp::Min => x.min(y),
+                BinOp::Max => x.max(y),
+            }) as i64
+        }
+        _ => {
+            let r = match op {
+                BinOp::Add => x.wrapping_add(y),
+                BinOp::Sub => x.wrapping_sub(y),
+                BinOp::Mul => x.wrapping_mul(y),
+                BinOp::Div => floordiv_i64(x, y),
+                BinOp::Mod => floormod_i64(x, y),
+                BinOp::Min => x.min(y),
+                BinOp::Max => x.max(y),
+            };
+            norm_int(dt, r)
+        }
+    }
+}
+
+fn float_binary(op: BinOp, dt: DType, x: f64, y: f64) -> f64 {
+    if dt == DType::F32 {
+        let (x, y) = (x as f32, y as f32);
+        (match op {
+            BinOp::Add => x + y,
+            BinOp::Sub => x - y,
+            BinOp::Mul => x * y,
+            BinOp::Div => x / y,
+            BinOp::Mod => x % y,
+            BinOp::Min => fmin32(x, y),
+            BinOp::Max => fmax32(x, y),
+        }) as f64
+    } else {
+        match op {
+            BinOp::Add => x + y,
+            BinOp::Sub => x - y,
+            BinOp::Mul => x * y,
+            BinOp::Div => x / y,
+            BinOp::Mod => x % y,
+            BinOp::Min => fmin64(x, y),
+            BinOp::Max => fmax64(x, y),
+        }
+    }
+}
+
+/// `a op b` in type `dt` (the type of both operands).
+pub(crate) fn binary(op: BinOp, dt: DType, a: Scalar, b: Scalar) -> R<Scalar> {
+    match (a, b) {
+        (Scalar::I(x), Scalar::I(y)) => Ok(Scalar::I(int_binary(op, dt, x, y))),
+        (Scalar::F(x), Scalar::F(y)) => Ok(Scalar::F(float_binary(op, dt, x, y))),
+        _ => Err(format!(
+            "operands of {:?} ({}) mix integer and float values",
+            op, dt
+        )),
+    }
+}
+
+/// `a op b`, yielding a bool (0/1). NaN compares unequal to everything (`!=` is true).
+pub(crate) fn compare(op: CmpOp, a: Scalar, b: Scalar) -> R<Scalar> {
+    let r = match (a, b) {
+        (Scalar::I(x), Scalar::I(y)) => match op {
+            CmpOp::Eq => x == y,
+            CmpOp::Ne => x != y,
+            CmpOp::Lt => x < y,
+            CmpOp::Le => x <= y,
+            CmpOp::Gt => x > y,
+            CmpOp::Ge => x >= y,
+        },
+        (Scalar::F(x), Scalar::F(y)) => match op {
+            CmpOp::Eq => x == y,
+            CmpOp::Ne => x != y,
+            CmpOp::Lt => x < y,
+            CmpOp::Le => x <= y,
+            CmpOp::Gt => x > y,
+            CmpOp::Ge => x >= y,
+        },
+        _ => {
+            return Err(format!(
+                "operands of comparison {:?} mix integer and float values",
+                op
+            ))
+        }
+    };
+    Ok(Scalar::I(r as i64))
+}
+
+/// Convert a scalar (of whatever type) to type `to`.
+pub(crate) fn cast(to: DType, a: Scalar) -> Scalar {
+    match (a, to) {
+        (Scalar::I(v), DType::F32) => Scalar::F(v as f32 as f64),
+        (Scalar::I(v), DType::F64) => Scalar::F(v as f64),
+        (Scalar::I(v), _) => Scalar::I(norm_int(to, v)),
+        (Scalar::F(x), DType::F32) => Scalar::F(x as f32 as f64),
+        (Scalar::F(x), DType::F64) => Scalar::F(x),
+        (Scalar::F(x), DType::I32) => Scalar::I(x as i32 as i64),
+        (Scalar::F(x), DType::I64) => Scalar::I(x as i64),
+        (Scalar::F(x), DType::Bool) => Scalar::I((x != 0.0) as i64),
+    }
+}
+
+/// A math intrinsic in type `dt` (`args` has the function's arity).
+pub(crate) fn math(f: MathFn, dt: DType, args: &[Scalar]) -> R<Scalar> {
+    let arg = |k: usize| -> R<Scalar> {
+        args.get(k)
+            .copied()
+            .ok_or_else(|| format!("{} takes {} argument(s)", f.name(), f.arity()))
+    };
+    match (dt, arg(0)?) {
+        (DType::F32, Scalar::F(x)) => {
+            let x = x as f32;
+            let r = match f {
+                MathFn::Exp => x.exp(),
+                MathFn::Log => x.ln(),
+                MathFn::Sqrt => x.sqrt(),
+                MathFn::Tanh => x.tanh(),
+                MathFn::Sigmoid => 1.0f32 / (1.0f32 + (-x).exp()),
+                MathFn::Erf => libm::erff(x),
+                MathFn::Pow => match arg(1)? {
+                    Scalar::F(y) => x.powf(y as f32),
+                    Scalar::I(_) => return Err("pow: mixed integer and float arguments".into()),
+                },
+                MathFn::Abs => x.abs(),
+                MathFn::Floor => x.floor(),
+                MathFn::Ceil => x.ceil(),
+            };
+            Ok(Scalar::F(r as f64))
+        }
+        (DType::F64, Scalar::F(x)) => {
+            let r = match f {
+                MathFn::Exp => x.exp(),
+                MathFn::Log => x.ln(),
+                MathFn::Sqrt => x.sqrt(),
+                MathFn::Tanh => x.tanh(),
+                MathFn::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+                MathFn::Erf => libm::erf(x),
+                MathFn::Pow => match arg(1)? {
+                    Scalar::F(y) => x.powf(y),
+                    Scalar::I(_) => return Err("pow: mixed integer and float arguments".into()),
+                },
+                MathFn::Abs => x.abs(),
+                MathFn::Floor => x.floor(),
+                MathFn::Ceil => x.ceil(),
+            };
+            Ok(Scalar::F(r))
+        }
+        (DType::I32 | DType::I64, Scalar::I(v)) => match f {
+            MathFn::Abs => Ok(Scalar::I(norm_int(dt, v.wrapping_abs()))),
+            MathFn::Floor | MathFn::Ceil => Ok(Scalar::I(v)),
+            _ => Err(format!(
+                "math function {} applied to integer type {}",
+                f.name(),
+                dt
+            )),
+        },
+        _ => Err(format!("math function {} applied to type {}", f.name(), dt)),
+    }
+}
