@@ -285,7 +285,7 @@ struct Simp<'a> {
 
 fn floordiv_i(a: i64, b: i64) -> i64 {
     let q = a.wrapping_div(b);
-    if (a % b != 0) && ((a < 0) != (b < 0)) {
+    if (a.wrapping_rem(b) != 0) && ((a < 0) != (b < 0)) {
         q - 1
     } else {
         q
@@ -452,8 +452,8 @@ impl<'a> Simp<'a> {
                     BinOp::Mul => x * y,
                     BinOp::Div => x / y,
                     BinOp::Mod => x % y,
-                    BinOp::Min => x.min(y),
-                    BinOp::Max => x.max(y),
+                    BinOp::Min => fmin(x, y),
+                    BinOp::Max => fmax(x, y),
                 };
                 let v = if dt == DType::F32 {
                     // Fold in the type's own precision.
@@ -464,8 +464,8 @@ impl<'a> Simp<'a> {
                         BinOp::Mul => x * y,
                         BinOp::Div => x / y,
                         BinOp::Mod => x % y,
-                        BinOp::Min => x.min(y),
-                        BinOp::Max => x.max(y),
+                        BinOp::Min => fmin(x as f64, y as f64) as f32,
+                        BinOp::Max => fmax(x as f64, y as f64) as f32,
                     }) as f64
                 } else {
                     v
@@ -615,6 +615,27 @@ impl<'a> Simp<'a> {
             }
         }
         e.clone()
+    }
+}
+
+/// The runtime semantics of float min: NaN if either operand is NaN, -0 below +0.
+fn fmin(x: f64, y: f64) -> f64 {
+    if x.is_nan() || y.is_nan() {
+        f64::NAN
+    } else if x == y {
+        if x.is_sign_negative() { x } else { y }
+    } else {
+        x.min(y)
+    }
+}
+/// The runtime semantics of float max: NaN if either operand is NaN, +0 above -0.
+fn fmax(x: f64, y: f64) -> f64 {
+    if x.is_nan() || y.is_nan() {
+        f64::NAN
+    } else if x == y {
+        if x.is_sign_negative() { y } else { x }
+    } else {
+        x.max(y)
     }
 }
 

@@ -281,10 +281,19 @@ impl Expr {
     }
     /// Integer constant of the given type.
     pub fn int_of(v: i64, dt: DType) -> Expr {
+        if dt == DType::F32 {
+            return Expr::new(ExprNode::Float(v as f32 as f64, dt));
+        }
         if dt.is_float() {
             return Expr::float_of(v as f64, dt);
         }
-        Expr::new(ExprNode::Int(if dt == DType::Bool { (v != 0) as i64 } else { v }, dt))
+        // Constants hold values of their type: i32 wraps, bool is 0 or 1.
+        let v = match dt {
+            DType::Bool => (v != 0) as i64,
+            DType::I32 => v as i32 as i64,
+            _ => v,
+        };
+        Expr::new(ExprNode::Int(v, dt))
     }
     /// Float constant of the given type.
     pub fn float_of(v: f64, dt: DType) -> Expr {
@@ -650,7 +659,10 @@ pub fn cast(t: DType, e: impl Into<Expr>) -> Expr {
     }
     match e.node() {
         ExprNode::Int(v, _) if e.lanes() == 1 => Expr::int_of(*v, t),
-        ExprNode::Float(v, _) if !t.is_float() && t != DType::Bool => Expr::int_of(v.trunc() as i64, t),
+        // Saturating, as Rust's `as` (and the backends) convert.
+        ExprNode::Float(v, _) if t == DType::I32 => Expr::int_of(*v as i32 as i64, t),
+        ExprNode::Float(v, _) if t == DType::I64 => Expr::int_of(*v as i64, t),
+        ExprNode::Float(v, _) if t == DType::Bool => Expr::bool(*v != 0.0),
         ExprNode::Float(v, _) if t.is_float() => Expr::float_of(*v, t),
         _ => Expr::new(ExprNode::Cast(t, e)),
     }
