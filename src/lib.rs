@@ -36,10 +36,16 @@ pub mod interp;
 pub mod lower;
 pub mod runtime;
 pub mod schedule;
+pub mod schedules;
 pub mod te;
 mod build;
 
-pub use build::{build, Kernel, Target};
+pub use build::{build, build_func, Kernel, Target};
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 pub use error::{Error, Result};
 pub use lower::lower;
 pub use runtime::NdArray;
