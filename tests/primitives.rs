@@ -339,3 +339,24 @@ fn bind_runs_on_the_interpreter_and_is_refused_by_the_cpu() {
     assert_sched_err(s.bind(&c, &j, "threadIdx.x"), "i.inner is already bound to it");
     assert_sched_err(s.bind(&c, &j, "warp.x"), "cannot bind j to \"warp.x\"");
 }
+
+#[test]
+fn ir_dump_after_every_pass() {
+    let (o, args) = mm();
+    let c = c_of(&o);
+    let mut s = create_schedule(&o).unwrap();
+    let [_, j] = s.axes2(&c).unwrap();
+    let (_, ji) = s.split(&c, &j, 4).unwrap();
+    s.unroll(&c, &ji).unwrap();
+    let (f, steps) = loopforge::lower::lower_traced(&s, &args).unwrap();
+    let names: Vec<&str> = steps.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        names,
+        ["schedule_ops", "storage_flatten", "simplify", "loop_partition", "vectorize", "unroll", "simplify", "hoist"]
+    );
+    // Nothing is vectorized here, so that pass reports no change; unroll does change it.
+    assert!(steps[4].1.is_none(), "vectorize should be unchanged");
+    assert!(steps[5].1.is_some(), "unroll should change the IR");
+    assert!(steps[0].1.as_ref().unwrap().contains("C[i, j.outer * 4 + j.inner]"), "{}", steps[0].1.as_ref().unwrap());
+    assert_eq!(steps.last().unwrap().1.as_deref().unwrap_or(""), f.to_string());
+}

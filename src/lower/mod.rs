@@ -47,6 +47,25 @@ pub fn lower(schedule: &Schedule, args: &[Tensor]) -> Result<LoweredFunc> {
 /// [`lower`] with a function name.
 pub fn lower_named(schedule: &Schedule, args: &[Tensor], name: &str) -> Result<LoweredFunc> {
     let dump = std::env::var("LOOPFORGE_DUMP_IR").map(|v| v == "1").unwrap_or(false);
+    let mut sink = |pass: &str, ir: Option<&str>| match ir {
+        Some(ir) => eprintln!("// after {}:\n{}", pass, ir),
+        None => eprintln!("// after {}: (unchanged)", pass),
+    };
+    run_pipeline(schedule, args, name, if dump { Some(&mut sink) } else { None })
+}
+
+/// [`lower`], also returning the IR after every pass: `(pass, Some(ir))`, or
+/// `(pass, None)` when the pass changed nothing. This is what `LOOPFORGE_DUMP_IR=1` prints.
+pub fn lower_traced(schedule: &Schedule, args: &[Tensor]) -> Result<(LoweredFunc, Vec<(String, Option<String>)>)> {
+    let mut steps = vec![];
+    let mut sink = |pass: &str, ir: Option<&str>| steps.push((pass.to_string(), ir.map(|s| s.to_string())));
+    let f = run_pipeline(schedule, args, "main", Some(&mut sink))?;
+    Ok((f, steps))
+}
+
+type Sink<'a> = &'a mut dyn FnMut(&str, Option<&str>);
+
+fn run_pipeline(schedule: &Schedule, args: &[Tensor], name: &str, dump: Option<Sink>) -> Result<LoweredFunc> {
     let params = check_args(schedule, args)?;
 
     let eff = inline::inline_bodies(schedule);
@@ -76,21 +95,17 @@ pub fn lower_named(schedule: &Schedule, args: &[Tensor], name: &str) -> Result<L
     Ok(p.f)
 }
 
-struct Pipeline {
+struct Pipeline<'a> {
     f: LoweredFunc,
-    dump: bool,
+    dump: Option<Sink<'a>>,
     last: String,
 }
 
-impl Pipeline {
+impl Pipeline<'_> {
     fn after(&mut self, pass: &str, flat: bool) -> Result<()> {
-        if self.dump {
+        if let Some(d) = self.dump.as_mut() {
             let now = self.f.to_string();
-            if now == self.last {
-                eprintln!("// after {}: (unchanged)", pass);
-            } else {
-                eprintln!("// after {}:\n{}", pass, now);
-            }
+            d(pass, if now == self.last { None } else { Some(&now) });
             self.last = now;
         }
         if cfg!(debug_assertions) {
