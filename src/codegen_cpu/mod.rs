@@ -1,1 +1,183 @@
-//! CPU codegen (being written)
+//! The CPU backend: JIT-compiles a [`LoweredFunc`] to native code with Cranelift.
+//!
+//! [`compile`] turns a lowered function into a [`CpuModule`] whose entry point has the C ABI
+//! `fn(args: *const *mut u8, shapes: *const i64)`: `args[i]` is the base pointer of
+//! `func.params[i]`, `shapes[j]` the value of `func.shape_vars[j]`.
+//!
+//! What it supports:
+//! - serial loops (also leftover `Vectorized`/`Unrolled` ones) as rotated loops: a guard,
+//!   a pre-header, and a body that is its own header, so Cranelift hoists invariants;
+//!   `Parallel` loops outlined into task functions run on rayon (parallel loops nested in an
+//!   outlined body run serially);
+//! - `If`, `Seq`, `Let`, `Produce`, `Evaluate`, `NoOp`; stores and loads with one flat index
+//!   (scalar, stride-1 ramps as one unaligned vector access, other ramps gathered/scattered
+//!   per lane, broadcast indices as load + splat). Addresses are `base + index << log2(size)`
+//!   with the index's sum reassociated by loop depth (invariant parts hoisted, constants in
+//!   the immediate offset);
+//! - `Allocate`: a buffer whose accesses all have constant indices (unrolled tiles) lives in
+//!   registers (one variable per element or per 128-bit chunk, zero-initialised); otherwise
+//!   constant sizes up to 64 KiB go on the stack (64-byte aligned, *not* zeroed), anything
+//!   else on the heap through `loopforge_alloc`/`loopforge_free` (zeroed);
+//! - expressions over f32, f64, i32, i64 and bool in scalars and 128-bit vectors (f32x4,
+//!   f64x2, i32x4, i64x2; vector bools are lane masks), with the reference interpreter's
+//!   semantics: floor division/modulo on integers (0 for a zero divisor, shifts and masks for
+//!   power-of-two constants), fmod for floats, NaN-propagating float min/max, saturating
+//!   float->int casts; `a * b + c` on floats becomes a fused multiply-add when the host has
+//!   AVX and FMA;
+//! - math calls: `sqrt`, `abs`, `floor`, `ceil` as instructions; `exp`, `log`, `tanh`,
+//!   `sigmoid`, `erf`, `pow` (and float `%`) through Rust helpers, lane by lane for vectors.
+//!
+//! What the IR must guarantee: every executed access is in bounds (both sides of a `Select`
+//! are evaluated); a parameter the kernel writes does not overlap any other parameter (each
+//! buffer is its own alias region, so loads are reused across stores to other buffers);
+//! buffers read before being written hold unspecified values unless heap-allocated (or
+//! promoted to registers, which start at zero).
+//!
+//! Errors: GPU-only constructs (thread-bound loops, barriers) and vector shapes other than
+//! 128 bits give [`Error::Target`](crate::error::Error::Target); a Cranelift rejection is an
+//! internal error carrying the IR.
+//!
+//! Environment knobs: `LOOPFORGE_DUMP_ASM=1` prints the machine code of every compiled
+//! function to stderr; `LOOPFORGE_FMA=0` disables FMA contraction (for A/B timings).
+
+mod address;
+mod arith;
+mod capture;
+mod cast;
+mod expr;
+mod fngen;
+mod helpers;
+mod jit;
+mod lanes;
+mod memory;
+mod parallel;
+mod promote;
+mod repr;
+mod stmt;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_perf;
+#[cfg(test)]
+mod tests_vec;
+
+use crate::error::{internal, Result};
+use crate::lower::ir::LoweredFunc;
+use cranelift::prelude::*;
+use cranelift_jit::JITModule;
+use cranelift_module::Linkage;
+use std::time::{Duration, Instant};
+
+/// The entry point's type.
+type EntryFn = unsafe extern "C" fn(*const *mut u8, *const i64);
+
+/// A compiled kernel: the JIT module that owns the machine code and its entry point.
+pub struct CpuModule {
+    module: Option<Box<JITModule>>,
+    entry: EntryFn,
+    n_params: usize,
+    n_shapes: usize,
+    compile_time: Duration,
+}
+
+// Safety: after `finalize_definitions` the code and data are immutable; calling the entry
+// point touches only the caller's buffers and the thread-safe rayon pool.
+unsafe impl Send for CpuModule {}
+unsafe impl Sync for CpuModule {}
+
+impl CpuModule {
+    /// Run the kernel.
+    ///
+    /// # Safety
+    /// `args[i]` must point to a buffer of `params[i]`'s dtype large enough for its shape
+    /// under `shape_vals`, and `shape_vals` must hold the values of `func.shape_vars` in order.
+    /// Buffers written by the kernel must not be accessed concurrently.
+    pub unsafe fn call(&self, args: &[*mut u8], shape_vals: &[i64]) {
+        assert_eq!(
+            args.len(),
+            self.n_params,
+            "wrong number of kernel arguments"
+        );
+        assert_eq!(
+            shape_vals.len(),
+            self.n_shapes,
+            "wrong number of shape values"
+        );
+        (self.entry)(args.as_ptr(), shape_vals.as_ptr())
+    }
+
+    /// Time spent generating and JIT-compiling the machine code.
+    pub fn compile_time(&self) -> Duration {
+        self.compile_time
+    }
+}
+
+impl Drop for CpuModule {
+    fn drop(&mut self) {
+        if let Some(m) = self.module.take() {
+            // Safety: the entry point cannot be called any more (we are being dropped).
+            unsafe { m.free_memory() };
+        }
+    }
+}
+
+impl std::fmt::Debug for CpuModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CpuModule")
+            .field("n_params", &self.n_params)
+            .field("n_shapes", &self.n_shapes)
+            .field("compile_time", &self.compile_time)
+            .finish()
+    }
+}
+
+/// JIT-compile a lowered function for the host CPU.
+pub fn compile(func: &LoweredFunc) -> Result<CpuModule> {
+    let t0 = Instant::now();
+    let isa = jit::host_isa()?;
+    let mut cx = jit::ModuleCtx::new(jit::new_module(isa));
+    let built = fngen::build_function(
+        &mut cx,
+        func,
+        "lf_entry",
+        &[types::I64, types::I64],
+        Linkage::Export,
+        false,
+        |g, p| {
+            let flags = MemFlagsData::trusted();
+            for (i, buf) in func.params.iter().enumerate() {
+                let ptr = g.b.ins().load(types::I64, flags, p[0], 8 * i as i32);
+                g.bind_buf(buf.name(), ptr);
+            }
+            for (i, v) in func.shape_vars.iter().enumerate() {
+                let x = g.b.ins().load(types::I64, flags, p[1], 8 * i as i32);
+                let x = g.cast(repr::Val::scalar(x, crate::te::DType::I64), v.dtype())?;
+                g.bind_var(v, fngen::Binding::Value(x));
+            }
+            g.gen_stmt(&func.body)
+        },
+    );
+    let id = match built {
+        Ok(id) => id,
+        Err(e) => {
+            // Safety: nothing was finalized, so no code from this module can be running.
+            unsafe { cx.module.free_memory() };
+            return Err(e);
+        }
+    };
+    if let Err(e) = cx.module.finalize_definitions() {
+        unsafe { cx.module.free_memory() };
+        return Err(internal(format!("cannot finalize JIT code: {}", e), func));
+    }
+    let code = cx.module.get_finalized_function(id);
+    // Safety: `lf_entry` was defined with exactly this signature.
+    let entry: EntryFn = unsafe { std::mem::transmute::<*const u8, EntryFn>(code) };
+    Ok(CpuModule {
+        module: Some(Box::new(cx.module)),
+        entry,
+        n_params: func.params.len(),
+        n_shapes: func.shape_vars.len(),
+        compile_time: t0.elapsed(),
+    })
+}

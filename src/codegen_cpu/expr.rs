@@ -1,0 +1,321 @@
+//! Expression lowering: constants, variables, arithmetic (with fused multiply-add when the ISA
+//! has it), comparisons, logic, select, casts, math calls, loads, ramps, broadcasts and lets.
+//! Semantics follow the reference interpreter (see the crate docs and `arith.rs`).
+
+use super::fngen::{Binding, FnGen};
+use super::helpers::math_helper_name;
+use super::repr::{val_type, Val};
+use crate::error::{internal, Result};
+use crate::te::{BinOp, CmpOp, DType, Expr, ExprNode, MathFn};
+use cranelift::prelude::*;
+
+/// The integer value of a constant or a broadcast constant.
+fn const_int(e: &Expr) -> Option<i64> {
+    match e.node() {
+        ExprNode::Int(v, _) => Some(*v),
+        ExprNode::Broadcast(x, _) => const_int(x),
+        _ => None,
+    }
+}
+
+/// The operands of a floating-point multiply.
+fn as_fmul(e: &Expr) -> Option<(&Expr, &Expr)> {
+    match e.node() {
+        ExprNode::Binary(BinOp::Mul, a, b) if a.dtype().is_float() => Some((a, b)),
+        _ => None,
+    }
+}
+
+fn int_cc(op: CmpOp) -> IntCC {
+    match op {
+        CmpOp::Eq => IntCC::Equal,
+        CmpOp::Ne => IntCC::NotEqual,
+        CmpOp::Lt => IntCC::SignedLessThan,
+        CmpOp::Le => IntCC::SignedLessThanOrEqual,
+        CmpOp::Gt => IntCC::SignedGreaterThan,
+        CmpOp::Ge => IntCC::SignedGreaterThanOrEqual,
+    }
+}
+
+/// Float condition codes with IEEE semantics: every comparison with NaN is false except `!=`.
+fn float_cc(op: CmpOp) -> FloatCC {
+    match op {
+        CmpOp::Eq => FloatCC::Equal,
+        CmpOp::Ne => FloatCC::NotEqual,
+        CmpOp::Lt => FloatCC::LessThan,
+        CmpOp::Le => FloatCC::LessThanOrEqual,
+        CmpOp::Gt => FloatCC::GreaterThan,
+        CmpOp::Ge => FloatCC::GreaterThanOrEqual,
+    }
+}
+
+impl<'a, 'f> FnGen<'a, 'f> {
+    /// Lower an expression to a value.
+    pub fn gen_expr(&mut self, e: &Expr) -> Result<Val> {
+        match e.node() {
+            ExprNode::Int(v, dt) => Ok(Val::scalar(self.iconst_of(*dt, *v), *dt)),
+            ExprNode::Float(v, dt) => {
+                let c = match dt {
+                    DType::F32 => self.b.ins().f32const(*v as f32),
+                    DType::F64 => self.b.ins().f64const(*v),
+                    _ => self.iconst_of(*dt, *v as i64),
+                };
+                Ok(Val::scalar(c, *dt))
+            }
+            ExprNode::Var(v) => self.var_value(v),
+            ExprNode::Binary(op, a, b) => self.gen_binary(*op, a, b),
+            ExprNode::Cmp(op, a, b) => {
+                let (a, b) = self.gen_pair(a, b)?;
+                let v = if a.dt.is_float() {
+                    self.b.ins().fcmp(float_cc(*op), a.v, b.v)
+                } else {
+                    self.b.ins().icmp(int_cc(*op), a.v, b.v)
+                };
+                Ok(Val {
+                    v,
+                    dt: DType::Bool,
+                    lanes: a.lanes,
+                })
+            }
+            ExprNode::And(a, b) | ExprNode::Or(a, b) => {
+                let a = self.gen_bool(a)?;
+                let b = self.gen_bool(b)?;
+                let (a, b) = self.unify_lanes(a, b)?;
+                let v = if matches!(e.node(), ExprNode::And(..)) {
+                    self.b.ins().band(a.v, b.v)
+                } else {
+                    self.b.ins().bor(a.v, b.v)
+                };
+                Ok(Val { v, ..a })
+            }
+            ExprNode::Not(a) => {
+                let a = self.gen_bool(a)?;
+                let v = if a.is_vec() {
+                    self.b.ins().bnot(a.v)
+                } else {
+                    self.b.ins().bxor_imm_s(a.v, 1)
+                };
+                Ok(Val { v, ..a })
+            }
+            ExprNode::Select(c, t, f) => self.gen_select(c, t, f),
+            ExprNode::Cast(t, x) => {
+                let x = self.gen_expr(x)?;
+                self.cast(x, *t)
+            }
+            ExprNode::Call(f, args) => self.gen_call(*f, args),
+            ExprNode::Load(buf, idx) => self.gen_load(buf, idx),
+            ExprNode::Ramp(base, stride, lanes) => self.gen_ramp(base, *stride, *lanes),
+            ExprNode::Broadcast(x, lanes) => {
+                let x = self.gen_expr(x)?;
+                self.splat(x, *lanes)
+            }
+            ExprNode::Let(v, value, body) => {
+                let mut val = self.gen_expr(value)?;
+                if val.lanes == 1 && val.dt != v.dtype() {
+                    val = self.cast(val, v.dtype())?;
+                }
+                let prev = self.bind_var(v, Binding::Value(val));
+                let r = self.gen_expr(body);
+                self.unbind_var(v, prev);
+                r
+            }
+            ExprNode::Read(..) | ExprNode::Reduce(_) => Err(internal(
+                format!(
+                    "tensor-level expression reached the CPU backend (lowering incomplete): {}",
+                    e
+                ),
+                self.src,
+            )),
+        }
+    }
+
+    /// Lower a condition, converting a non-bool to `!= 0`.
+    fn gen_bool(&mut self, e: &Expr) -> Result<Val> {
+        let v = self.gen_expr(e)?;
+        self.cast(v, DType::Bool)
+    }
+
+    /// Lower two operands and bring them to one dtype and lane count.
+    fn gen_pair(&mut self, a: &Expr, b: &Expr) -> Result<(Val, Val)> {
+        let a = self.gen_expr(a)?;
+        let b = self.gen_expr(b)?;
+        self.unify(a, b)
+    }
+
+    /// Bring two values to one dtype (promoting) and lane count (splatting).
+    fn unify(&mut self, mut a: Val, mut b: Val) -> Result<(Val, Val)> {
+        if a.dt != b.dt {
+            let t = DType::promote(a.dt, b.dt);
+            a = self.cast(a, t)?;
+            b = self.cast(b, t)?;
+        }
+        self.unify_lanes(a, b)
+    }
+
+    fn gen_binary(&mut self, op: BinOp, ae: &Expr, be: &Expr) -> Result<Val> {
+        if op == BinOp::Add && self.cx.fma {
+            let fused = match (as_fmul(ae), as_fmul(be)) {
+                (Some((x, y)), _) => Some((x, y, be)),
+                (None, Some((x, y))) => Some((x, y, ae)),
+                _ => None,
+            };
+            if let Some((x, y, c)) = fused {
+                let mut v3 = [self.gen_expr(x)?, self.gen_expr(y)?, self.gen_expr(c)?];
+                let dt = DType::promote(DType::promote(v3[0].dt, v3[1].dt), v3[2].dt);
+                let lanes = v3.iter().map(|v| v.lanes).max().unwrap_or(1);
+                for v in v3.iter_mut() {
+                    let t = self.cast(*v, dt)?;
+                    *v = self.splat(t, lanes)?;
+                }
+                let v = self.b.ins().fma(v3[0].v, v3[1].v, v3[2].v);
+                return Ok(Val { v, dt, lanes });
+            }
+        }
+        let (a, b) = self.gen_pair(ae, be)?;
+        let (x, y) = (a.v, b.v);
+        if a.dt.is_float() {
+            let v = match op {
+                BinOp::Add => self.b.ins().fadd(x, y),
+                BinOp::Sub => self.b.ins().fsub(x, y),
+                BinOp::Mul => self.b.ins().fmul(x, y),
+                BinOp::Div => self.b.ins().fdiv(x, y),
+                BinOp::Min => self.b.ins().fmin(x, y),
+                BinOp::Max => self.b.ins().fmax(x, y),
+                BinOp::Mod => {
+                    let name = math_helper_name(None, a.dt).expect("float dtype");
+                    return self.helper_lanes(name, &[a, b]);
+                }
+            };
+            return Ok(Val { v, ..a });
+        }
+        let v = match op {
+            BinOp::Add => self.b.ins().iadd(x, y),
+            BinOp::Sub => self.b.ins().isub(x, y),
+            BinOp::Mul => self.b.ins().imul(x, y),
+            BinOp::Min => self.b.ins().smin(x, y),
+            BinOp::Max => self.b.ins().smax(x, y),
+            BinOp::Div | BinOp::Mod => {
+                return self.int_divmod(a, b, const_int(be), op == BinOp::Mod)
+            }
+        };
+        Ok(Val { v, ..a })
+    }
+
+    fn gen_select(&mut self, c: &Expr, t: &Expr, f: &Expr) -> Result<Val> {
+        let c = self.gen_bool(c)?;
+        let (t, f) = self.gen_pair(t, f)?;
+        if c.lanes == 1 {
+            let v = self.b.ins().select(c.v, t.v, f.v);
+            return Ok(Val { v, ..t });
+        }
+        let t = self.splat(t, c.lanes)?;
+        let f = self.splat(f, c.lanes)?;
+        let ty = val_type(t.dt, t.lanes)?;
+        let mask = if self.b.func.dfg.value_type(c.v) == ty {
+            c.v
+        } else {
+            self.b.ins().bitcast(
+                ty,
+                MemFlagsData::new().with_endianness(codegen::ir::Endianness::Little),
+                c.v,
+            )
+        };
+        let v = self.b.ins().bitselect(mask, t.v, f.v);
+        Ok(Val { v, ..t })
+    }
+
+    fn gen_call(&mut self, f: MathFn, args: &[Expr]) -> Result<Val> {
+        if args.len() != f.arity() {
+            return Err(internal(
+                format!(
+                    "{} takes {} arguments, got {}",
+                    f.name(),
+                    f.arity(),
+                    args.len()
+                ),
+                self.src,
+            ));
+        }
+        let mut vals = Vec::with_capacity(args.len());
+        for a in args {
+            vals.push(self.gen_expr(a)?);
+        }
+        if vals.len() == 2 {
+            let (a, b) = self.unify(vals[0], vals[1])?;
+            vals = vec![a, b];
+        }
+        let a = vals[0];
+        if !a.dt.is_float() {
+            if f == MathFn::Abs && a.lanes == 1 && a.dt != DType::Bool {
+                return Ok(Val {
+                    v: self.b.ins().iabs(a.v),
+                    ..a
+                });
+            }
+            return Err(internal(
+                format!("{} of a {} value (cast to float first)", f.name(), a.dt),
+                self.src,
+            ));
+        }
+        let native = match f {
+            MathFn::Sqrt => Some(self.b.ins().sqrt(a.v)),
+            MathFn::Abs => Some(self.b.ins().fabs(a.v)),
+            MathFn::Floor if self.cx.round => Some(self.b.ins().floor(a.v)),
+            MathFn::Ceil if self.cx.round => Some(self.b.ins().ceil(a.v)),
+            _ => None,
+        };
+        if let Some(v) = native {
+            return Ok(Val { v, ..a });
+        }
+        let name = math_helper_name(Some(f), a.dt).expect("math helper exists for float types");
+        self.helper_lanes(name, &vals)
+    }
+
+    /// Call scalar helper `name` on `args` (all of one float dtype), lane by lane for vectors.
+    fn helper_lanes(&mut self, name: &'static str, args: &[Val]) -> Result<Val> {
+        let dt = args[0].dt;
+        let lanes = args.iter().map(|a| a.lanes).max().unwrap_or(1);
+        if lanes == 1 {
+            let vs: Vec<Value> = args.iter().map(|a| a.v).collect();
+            let r = self
+                .call_helper(name, &vs)?
+                .expect("math helpers return a value");
+            return Ok(Val::scalar(r, dt));
+        }
+        self.map_lanes(args, lanes, dt, &mut |g, x| {
+            let vs: Vec<Value> = x.iter().map(|a| a.v).collect();
+            Ok(g.call_helper(name, &vs)?
+                .expect("math helpers return a value"))
+        })
+    }
+
+    /// The vector `base + i * stride` for lane `i`.
+    fn gen_ramp(&mut self, base: &Expr, stride: i64, lanes: u32) -> Result<Val> {
+        let b = self.gen_expr(base)?;
+        if b.is_vec() {
+            return Err(internal(
+                format!("ramp of a vector base {}", base),
+                self.src,
+            ));
+        }
+        let ty = val_type(b.dt, lanes)?;
+        if b.dt.is_int() {
+            let s = self.b.ins().splat(ty, b.v);
+            let steps: Vec<i64> = (0..lanes as i64).map(|i| i * stride).collect();
+            let c = self.vconst_ints(ty, &steps);
+            let v = self.b.ins().iadd(s, c);
+            return Ok(Val { v, dt: b.dt, lanes });
+        }
+        let mut vals = Vec::with_capacity(lanes as usize);
+        for i in 0..lanes as i64 {
+            let k = self.iconst_of(b.dt, i * stride);
+            let v = if b.dt.is_float() {
+                self.b.ins().fadd(b.v, k)
+            } else {
+                self.b.ins().iadd(b.v, k)
+            };
+            vals.push(v);
+        }
+        self.build_vec(b.dt, &vals)
+    }
+}

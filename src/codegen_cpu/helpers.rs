@@ -1,0 +1,295 @@
+//! Host functions the generated code calls: math functions that have no native instruction,
+//! the rayon-backed parallel-for driver, and the heap allocator for large temporaries. Each is
+//! registered with the JIT by name (see [`helper_table`]).
+
+use crate::te::{DType, MathFn};
+use cranelift::prelude::types;
+use cranelift::prelude::Type;
+use rayon::prelude::*;
+use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
+
+/// Alignment of memory from [`loopforge_alloc`].
+pub(crate) const HEAP_ALIGN: usize = 64;
+
+/// One host function: its symbol, address and Cranelift signature.
+pub(crate) struct Helper {
+    /// Symbol name the generated code imports.
+    pub name: &'static str,
+    /// Address of the Rust function.
+    pub ptr: *const u8,
+    /// Parameter types.
+    pub params: &'static [Type],
+    /// Return types.
+    pub rets: &'static [Type],
+}
+
+/// Name of the parallel-for driver: `fn(task: fn(*const i64, i64), ctx: *const i64, n: i64)`.
+pub(crate) const PARALLEL_FOR: &str = "loopforge_parallel_for";
+/// Name of the zeroing, 64-byte-aligned allocator: `fn(bytes: i64) -> *mut u8`.
+pub(crate) const ALLOC: &str = "loopforge_alloc";
+/// Name of the matching deallocator: `fn(ptr: *mut u8, bytes: i64)`.
+pub(crate) const FREE: &str = "loopforge_free";
+
+/// The helper symbol implementing `f` (or float `%` when `f` is `None`) for `dt`, if `f` is
+/// computed by a helper rather than an instruction.
+pub(crate) fn math_helper_name(f: Option<MathFn>, dt: DType) -> Option<&'static str> {
+    let f32 = match dt {
+        DType::F32 => true,
+        DType::F64 => false,
+        _ => return None,
+    };
+    let pick = |a: &'static str, b: &'static str| Some(if f32 { a } else { b });
+    match f {
+        None => pick("loopforge_fmod_f32", "loopforge_fmod_f64"),
+        Some(MathFn::Exp) => pick("loopforge_exp_f32", "loopforge_exp_f64"),
+        Some(MathFn::Log) => pick("loopforge_log_f32", "loopforge_log_f64"),
+        Some(MathFn::Tanh) => pick("loopforge_tanh_f32", "loopforge_tanh_f64"),
+        Some(MathFn::Sigmoid) => pick("loopforge_sigmoid_f32", "loopforge_sigmoid_f64"),
+        Some(MathFn::Erf) => pick("loopforge_erf_f32", "loopforge_erf_f64"),
+        Some(MathFn::Pow) => pick("loopforge_pow_f32", "loopforge_pow_f64"),
+        Some(MathFn::Floor) => pick("loopforge_floor_f32", "loopforge_floor_f64"),
+        Some(MathFn::Ceil) => pick("loopforge_ceil_f32", "loopforge_ceil_f64"),
+        Some(MathFn::Sqrt) | Some(MathFn::Abs) => None,
+    }
+}
+
+extern "C" fn exp_f32(x: f32) -> f32 {
+    x.exp()
+}
+extern "C" fn exp_f64(x: f64) -> f64 {
+    x.exp()
+}
+extern "C" fn log_f32(x: f32) -> f32 {
+    x.ln()
+}
+extern "C" fn log_f64(x: f64) -> f64 {
+    x.ln()
+}
+extern "C" fn tanh_f32(x: f32) -> f32 {
+    x.tanh()
+}
+extern "C" fn tanh_f64(x: f64) -> f64 {
+    x.tanh()
+}
+extern "C" fn sigmoid_f32(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+extern "C" fn sigmoid_f64(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+extern "C" fn erf_f32(x: f32) -> f32 {
+    libm::erff(x)
+}
+extern "C" fn erf_f64(x: f64) -> f64 {
+    libm::erf(x)
+}
+extern "C" fn pow_f32(x: f32, y: f32) -> f32 {
+    x.powf(y)
+}
+extern "C" fn pow_f64(x: f64, y: f64) -> f64 {
+    x.powf(y)
+}
+extern "C" fn fmod_f32(x: f32, y: f32) -> f32 {
+    x % y
+}
+extern "C" fn fmod_f64(x: f64, y: f64) -> f64 {
+    x % y
+}
+extern "C" fn floor_f32(x: f32) -> f32 {
+    x.floor()
+}
+extern "C" fn floor_f64(x: f64) -> f64 {
+    x.floor()
+}
+extern "C" fn ceil_f32(x: f32) -> f32 {
+    x.ceil()
+}
+extern "C" fn ceil_f64(x: f64) -> f64 {
+    x.ceil()
+}
+
+/// The signature of an outlined parallel loop body: `fn(ctx, iteration)`.
+pub(crate) type TaskFn = unsafe extern "C" fn(*const i64, i64);
+
+/// Run `task(ctx, i)` for `i` in `0..n` on the rayon pool.
+///
+/// # Safety
+/// `task` must be safe to call concurrently with `ctx` for every `i` in `0..n`.
+unsafe extern "C" fn loopforge_parallel_for(task: TaskFn, ctx: *const i64, n: i64) {
+    if n <= 0 {
+        return;
+    }
+    if n == 1 {
+        task(ctx, 0);
+        return;
+    }
+    let ctx = ctx as usize; // raw pointers are not Send; the context outlives the call
+    (0..n)
+        .into_par_iter()
+        .for_each(|i| unsafe { task(ctx as *const i64, i) });
+}
+
+/// Allocate `bytes` zeroed bytes aligned to [`HEAP_ALIGN`] (a dangling aligned pointer for 0).
+extern "C" fn loopforge_alloc(bytes: i64) -> *mut u8 {
+    if bytes <= 0 {
+        return HEAP_ALIGN as *mut u8;
+    }
+    let layout = Layout::from_size_align(bytes as usize, HEAP_ALIGN).expect("allocation too large");
+    // Safety: non-zero size, power-of-two alignment.
+    let p = unsafe { alloc_zeroed(layout) };
+    if p.is_null() {
+        handle_alloc_error(layout);
+    }
+    p
+}
+
+/// Free memory from [`loopforge_alloc`] of the same size.
+///
+/// # Safety
+/// `p` must come from `loopforge_alloc(bytes)` and not have been freed.
+unsafe extern "C" fn loopforge_free(p: *mut u8, bytes: i64) {
+    if bytes > 0 {
+        dealloc(
+            p,
+            Layout::from_size_align(bytes as usize, HEAP_ALIGN).expect("allocation too large"),
+        );
+    }
+}
+
+/// Every helper, for registration with the JIT and for declaring imports.
+pub(crate) fn helper_table() -> Vec<Helper> {
+    use types::{F32, F64, I64};
+    macro_rules! h {
+        ($name:expr, $f:expr, [$($p:expr),*], [$($r:expr),*]) => {
+            Helper { name: $name, ptr: $f as *const u8, params: &[$($p),*], rets: &[$($r),*] }
+        };
+    }
+    vec![
+        h!(
+            "loopforge_exp_f32",
+            exp_f32 as extern "C" fn(f32) -> f32,
+            [F32],
+            [F32]
+        ),
+        h!(
+            "loopforge_exp_f64",
+            exp_f64 as extern "C" fn(f64) -> f64,
+            [F64],
+            [F64]
+        ),
+        h!(
+            "loopforge_log_f32",
+            log_f32 as extern "C" fn(f32) -> f32,
+            [F32],
+            [F32]
+        ),
+        h!(
+            "loopforge_log_f64",
+            log_f64 as extern "C" fn(f64) -> f64,
+            [F64],
+            [F64]
+        ),
+        h!(
+            "loopforge_tanh_f32",
+            tanh_f32 as extern "C" fn(f32) -> f32,
+            [F32],
+            [F32]
+        ),
+        h!(
+            "loopforge_tanh_f64",
+            tanh_f64 as extern "C" fn(f64) -> f64,
+            [F64],
+            [F64]
+        ),
+        h!(
+            "loopforge_sigmoid_f32",
+            sigmoid_f32 as extern "C" fn(f32) -> f32,
+            [F32],
+            [F32]
+        ),
+        h!(
+            "loopforge_sigmoid_f64",
+            sigmoid_f64 as extern "C" fn(f64) -> f64,
+            [F64],
+            [F64]
+        ),
+        h!(
+            "loopforge_erf_f32",
+            erf_f32 as extern "C" fn(f32) -> f32,
+            [F32],
+            [F32]
+        ),
+        h!(
+            "loopforge_erf_f64",
+            erf_f64 as extern "C" fn(f64) -> f64,
+            [F64],
+            [F64]
+        ),
+        h!(
+            "loopforge_floor_f32",
+            floor_f32 as extern "C" fn(f32) -> f32,
+            [F32],
+            [F32]
+        ),
+        h!(
+            "loopforge_floor_f64",
+            floor_f64 as extern "C" fn(f64) -> f64,
+            [F64],
+            [F64]
+        ),
+        h!(
+            "loopforge_ceil_f32",
+            ceil_f32 as extern "C" fn(f32) -> f32,
+            [F32],
+            [F32]
+        ),
+        h!(
+            "loopforge_ceil_f64",
+            ceil_f64 as extern "C" fn(f64) -> f64,
+            [F64],
+            [F64]
+        ),
+        h!(
+            "loopforge_pow_f32",
+            pow_f32 as extern "C" fn(f32, f32) -> f32,
+            [F32, F32],
+            [F32]
+        ),
+        h!(
+            "loopforge_pow_f64",
+            pow_f64 as extern "C" fn(f64, f64) -> f64,
+            [F64, F64],
+            [F64]
+        ),
+        h!(
+            "loopforge_fmod_f32",
+            fmod_f32 as extern "C" fn(f32, f32) -> f32,
+            [F32, F32],
+            [F32]
+        ),
+        h!(
+            "loopforge_fmod_f64",
+            fmod_f64 as extern "C" fn(f64, f64) -> f64,
+            [F64, F64],
+            [F64]
+        ),
+        h!(
+            PARALLEL_FOR,
+            loopforge_parallel_for as unsafe extern "C" fn(TaskFn, *const i64, i64),
+            [I64, I64, I64],
+            []
+        ),
+        h!(
+            ALLOC,
+            loopforge_alloc as extern "C" fn(i64) -> *mut u8,
+            [I64],
+            [I64]
+        ),
+        h!(
+            FREE,
+            loopforge_free as unsafe extern "C" fn(*mut u8, i64),
+            [I64, I64],
+            []
+        ),
+    ]
+}

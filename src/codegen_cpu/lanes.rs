@@ -1,0 +1,130 @@
+//! Vector plumbing: splats, per-lane extraction and reassembly, bool masks, and applying a
+//! scalar lowering lane by lane (for operations with no vector instruction).
+
+use super::fngen::FnGen;
+use super::repr::{mask_lane_type, scalar_type, val_type, Val};
+use crate::error::{internal, Result};
+use crate::te::DType;
+use cranelift::codegen::ir::ConstantData;
+use cranelift::prelude::*;
+
+impl<'a, 'f> FnGen<'a, 'f> {
+    /// `val` repeated over `lanes` lanes (unchanged when it already has them).
+    pub fn splat(&mut self, val: Val, lanes: u32) -> Result<Val> {
+        if val.lanes == lanes {
+            return Ok(val);
+        }
+        if val.lanes != 1 {
+            return Err(internal(
+                format!(
+                    "cannot broadcast a {}-lane value to {} lanes",
+                    val.lanes, lanes
+                ),
+                self.src,
+            ));
+        }
+        let ty = val_type(val.dt, lanes)?;
+        let s = if val.dt == DType::Bool {
+            self.bool_to_mask_lane(val.v, lanes)?
+        } else {
+            val.v
+        };
+        Ok(Val {
+            v: self.b.ins().splat(ty, s),
+            dt: val.dt,
+            lanes,
+        })
+    }
+
+    /// Bring two operands to the same lane count by splatting a scalar side.
+    pub fn unify_lanes(&mut self, a: Val, b: Val) -> Result<(Val, Val)> {
+        let l = a.lanes.max(b.lanes);
+        Ok((self.splat(a, l)?, self.splat(b, l)?))
+    }
+
+    /// A scalar bool (I8 0/1) as one lane of a mask with `lanes` lanes (all ones or zeros).
+    pub fn bool_to_mask_lane(&mut self, v: Value, lanes: u32) -> Result<Value> {
+        let lt = mask_lane_type(lanes)?;
+        let w = if lt == types::I8 {
+            v
+        } else {
+            self.b.ins().uextend(lt, v)
+        };
+        Ok(self.b.ins().ineg(w))
+    }
+
+    /// Lane `i` of a vector as a scalar (`I8` 0/1 for bool masks).
+    pub fn extract(&mut self, val: Val, i: u32) -> Val {
+        if val.lanes == 1 {
+            return val;
+        }
+        let x = self.b.ins().extractlane(val.v, i as u8);
+        let v = if val.dt == DType::Bool {
+            self.b.ins().icmp_imm_s(IntCC::NotEqual, x, 0)
+        } else {
+            x
+        };
+        Val::scalar(v, val.dt)
+    }
+
+    /// A vector of `dt` from one scalar per lane (bools as `I8` 0/1).
+    pub fn build_vec(&mut self, dt: DType, scalars: &[Value]) -> Result<Val> {
+        let lanes = scalars.len() as u32;
+        if lanes == 1 {
+            return Ok(Val::scalar(scalars[0], dt));
+        }
+        let ty = val_type(dt, lanes)?;
+        let mut lane_vals = Vec::with_capacity(scalars.len());
+        for &s in scalars {
+            lane_vals.push(if dt == DType::Bool {
+                self.bool_to_mask_lane(s, lanes)?
+            } else {
+                s
+            });
+        }
+        let mut v = self.b.ins().splat(ty, lane_vals[0]);
+        for (i, &s) in lane_vals.iter().enumerate().skip(1) {
+            v = self.b.ins().insertlane(v, s, i as u8);
+        }
+        Ok(Val { v, dt, lanes })
+    }
+
+    /// Apply a scalar lowering `f` lane by lane to `args` (scalars are broadcast), producing
+    /// a value of `out_dt` with `lanes` lanes.
+    pub fn map_lanes(
+        &mut self,
+        args: &[Val],
+        lanes: u32,
+        out_dt: DType,
+        f: &mut dyn FnMut(&mut Self, &[Val]) -> Result<Value>,
+    ) -> Result<Val> {
+        let mut outs = Vec::with_capacity(lanes as usize);
+        for i in 0..lanes {
+            let lane_args: Vec<Val> = args.iter().map(|a| self.extract(*a, i)).collect();
+            outs.push(f(self, &lane_args)?);
+        }
+        self.build_vec(out_dt, &outs)
+    }
+
+    /// An integer vector constant of type `ty` with the given lane values.
+    pub fn vconst_ints(&mut self, ty: Type, lanes: &[i64]) -> Value {
+        let bytes_per = ty.lane_type().bytes() as usize;
+        let mut data = Vec::with_capacity(16);
+        for &x in lanes {
+            data.extend_from_slice(&x.to_le_bytes()[..bytes_per]);
+        }
+        let c = self.b.func.dfg.constants.insert(ConstantData::from(data));
+        self.b.ins().vconst(ty, c)
+    }
+
+    /// A scalar constant of `dt` from an integer.
+    pub fn iconst_of(&mut self, dt: DType, v: i64) -> Value {
+        match dt {
+            DType::F32 => self.b.ins().f32const(v as f32),
+            DType::F64 => self.b.ins().f64const(v as f64),
+            DType::Bool => self.b.ins().iconst(types::I8, (v != 0) as i64),
+            DType::I32 => self.b.ins().iconst(types::I32, v as i32 as i64),
+            DType::I64 => self.b.ins().iconst(scalar_type(dt), v),
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Buffer loads and stores: flat index -> address (`base + index << log2(size)`), contiguous
+//! vector accesses for stride-1 ramps, per-lane gathers/scatters for other strides and for
+//! arbitrary vector indices, and scalar-load-plus-splat for broadcast indices.
+
+use super::fngen::FnGen;
+use super::repr::{mem_type, val_type, Val};
+use crate::error::{internal, Result};
+use crate::lower::ir::Buffer;
+use crate::te::{DType, Expr, ExprNode};
+use cranelift::codegen::ir::AliasRegionData;
+use cranelift::prelude::*;
+
+/// A lowered buffer access: where each lane lives.
+enum Index {
+    /// One element at `addr + off`.
+    Scalar { addr: Value, off: i32 },
+    /// Lane `i` at `addr + off + i * stride * size`.
+    Ramp {
+        addr: Value,
+        off: i32,
+        stride: i64,
+        lanes: u32,
+    },
+    /// The element at `addr + off` in every lane.
+    Broadcast { addr: Value, off: i32, lanes: u32 },
+    /// One arbitrary address per lane.
+    Lanes(Vec<Value>),
+}
+
+impl Index {
+    fn lanes(&self) -> u32 {
+        match self {
+            Index::Scalar { .. } => 1,
+            Index::Ramp { lanes, .. } | Index::Broadcast { lanes, .. } => *lanes,
+            Index::Lanes(v) => v.len() as u32,
+        }
+    }
+}
+
+/// Flags for scalar accesses: buffers are valid and elements naturally aligned.
+fn scalar_flags() -> MemFlagsData {
+    MemFlagsData::trusted()
+}
+
+/// Flags for vector accesses: valid memory, but no alignment beyond the element's.
+fn vector_flags() -> MemFlagsData {
+    MemFlagsData::new().with_notrap()
+}
+
+impl<'a, 'f> FnGen<'a, 'f> {
+    fn gen_index(&mut self, buf: &Buffer, base: Value, indices: &[Expr]) -> Result<Index> {
+        if indices.len() != 1 {
+            return Err(internal(
+                format!(
+                    "access to {} has {} indices; the CPU backend needs one flat index (storage flattening missing?)",
+                    buf.name(),
+                    indices.len()
+                ),
+                self.src,
+            ));
+        }
+        let dt = buf.dtype();
+        let e = &indices[0];
+        match e.node() {
+            ExprNode::Ramp(b, stride, lanes) if b.lanes() == 1 => {
+                let (addr, off) = self.gen_elem_addr(base, b, dt)?;
+                Ok(Index::Ramp {
+                    addr,
+                    off,
+                    stride: *stride,
+                    lanes: *lanes,
+                })
+            }
+            ExprNode::Broadcast(x, lanes) if x.lanes() == 1 => {
+                let (addr, off) = self.gen_elem_addr(base, x, dt)?;
+                Ok(Index::Broadcast {
+                    addr,
+                    off,
+                    lanes: *lanes,
+                })
+            }
+            _ if e.lanes() == 1 => {
+                let (addr, off) = self.gen_elem_addr(base, e, dt)?;
+                Ok(Index::Scalar { addr, off })
+            }
+            _ => {
+                let v = self.gen_expr(e)?;
+                let mut out = Vec::with_capacity(v.lanes as usize);
+                for i in 0..v.lanes {
+                    let s = self.extract(v, i);
+                    let s = self.index_to_i64(s)?;
+                    out.push(self.elem_addr(base, s, dt));
+                }
+                Ok(Index::Lanes(out))
+            }
+        }
+    }
+
+    /// Address and offset of lane `i` of a ramp.
+    fn lane_addr(&mut self, addr: Value, off: i32, i: u32, stride: i64, dt: DType) -> (Value, i32) {
+        let lane = (i as i64)
+            .wrapping_mul(stride)
+            .wrapping_mul(dt.bytes() as i64)
+            .wrapping_add(off as i64);
+        match i32::try_from(lane) {
+            Ok(o) => (addr, o),
+            Err(_) => (self.b.ins().iadd_imm_s(addr, lane), 0),
+        }
+    }
+
+    /// `flags` with the alias region of buffer `buf`: accesses to different buffers never
+    /// alias (parameters that are written do not overlap other parameters), so Cranelift's
+    /// alias analysis removes redundant loads across stores to other buffers.
+    fn region_flags(&mut self, buf: &Buffer, flags: MemFlagsData) -> MemFlagsData {
+        let next = self.regions.len() as u32;
+        let region = match self.regions.get(buf.name()) {
+            Some(r) => *r,
+            None => {
+                let r = self.b.func.dfg.alias_regions.insert(AliasRegionData {
+                    user_id: next,
+                    description: std::borrow::Cow::Owned(buf.name().to_string()),
+                });
+                self.regions.insert(buf.name().to_string(), r);
+                r
+            }
+        };
+        flags.with_alias_region(Some(region))
+    }
+
+    fn load_scalar(&mut self, flags: MemFlagsData, addr: Value, off: i32, dt: DType) -> Value {
+        self.b.ins().load(mem_type(dt), flags, addr, off)
+    }
+
+    /// Lower `buf[indices]`.
+    pub fn gen_load(&mut self, buf: &Buffer, indices: &[Expr]) -> Result<Val> {
+        if let Some(v) = self.promoted_load(buf, indices)? {
+            return Ok(v);
+        }
+        let dt = buf.dtype();
+        let base = self.buf_ptr_or_err(buf.name())?;
+        let sflags = self.region_flags(buf, scalar_flags());
+        let idx = self.gen_index(buf, base, indices)?;
+        if idx.lanes() > 1 {
+            val_type(dt, idx.lanes())?;
+        }
+        match idx {
+            Index::Scalar { addr, off } => {
+                Ok(Val::scalar(self.load_scalar(sflags, addr, off, dt), dt))
+            }
+            Index::Broadcast { addr, off, lanes } => {
+                let s = Val::scalar(self.load_scalar(sflags, addr, off, dt), dt);
+                self.splat(s, lanes)
+            }
+            Index::Ramp {
+                addr,
+                off,
+                stride,
+                lanes,
+            } => {
+                if stride == 1 && dt != DType::Bool {
+                    let ty = val_type(dt, lanes)?;
+                    let flags = self.region_flags(buf, vector_flags());
+                    let v = self.b.ins().load(ty, flags, addr, off);
+                    return Ok(Val { v, dt, lanes });
+                }
+                let mut vals = Vec::with_capacity(lanes as usize);
+                for l in 0..lanes {
+                    let (a, o) = self.lane_addr(addr, off, l, stride, dt);
+                    vals.push(self.load_scalar(sflags, a, o, dt));
+                }
+                self.build_vec(dt, &vals)
+            }
+            Index::Lanes(addrs) => {
+                let mut vals = Vec::with_capacity(addrs.len());
+                for a in addrs {
+                    vals.push(self.load_scalar(sflags, a, 0, dt));
+                }
+                self.build_vec(dt, &vals)
+            }
+        }
+    }
+
+    /// Lower `buf[indices] = value`.
+    pub fn gen_store(&mut self, buf: &Buffer, indices: &[Expr], value: &Expr) -> Result<()> {
+        if self.promoted_store(buf, indices, value)? {
+            return Ok(());
+        }
+        let dt = buf.dtype();
+        let base = self.buf_ptr_or_err(buf.name())?;
+        let idx = self.gen_index(buf, base, indices)?;
+        let mut v = self.gen_expr(value)?;
+        if v.dt != dt {
+            v = self.cast(v, dt)?;
+        }
+        let lanes = idx.lanes();
+        if v.lanes == 1 && lanes > 1 {
+            v = self.splat(v, lanes)?;
+        }
+        if v.lanes != lanes {
+            return Err(internal(
+                format!(
+                    "store to {} writes {} lanes at an index of {} lanes",
+                    buf.name(),
+                    v.lanes,
+                    lanes
+                ),
+                self.src,
+            ));
+        }
+        let flags = self.region_flags(buf, scalar_flags());
+        let vflags = self.region_flags(buf, vector_flags());
+        match idx {
+            Index::Scalar { addr, off } => {
+                self.b.ins().store(flags, v.v, addr, off);
+            }
+            Index::Broadcast { addr, off, lanes } => {
+                // Every lane writes the same element: the last one wins.
+                let s = self.extract(v, lanes - 1);
+                self.b.ins().store(flags, s.v, addr, off);
+            }
+            Index::Ramp {
+                addr,
+                off,
+                stride,
+                lanes,
+            } => {
+                if stride == 1 && dt != DType::Bool {
+                    self.b.ins().store(vflags, v.v, addr, off);
+                    return Ok(());
+                }
+                for l in 0..lanes {
+                    let s = self.extract(v, l);
+                    let (a, o) = self.lane_addr(addr, off, l, stride, dt);
+                    self.b.ins().store(flags, s.v, a, o);
+                }
+            }
+            Index::Lanes(addrs) => {
+                for (l, a) in addrs.into_iter().enumerate() {
+                    let s = self.extract(v, l as u32);
+                    self.b.ins().store(flags, s.v, a, 0);
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,235 @@
+//! Statement lowering: rotated serial loops, conditionals, sequences, stores, allocations
+//! (aligned stack slots for small constant sizes, the heap otherwise), lets and the markers
+//! with no code. Parallel loops are handed to `parallel.rs`.
+
+use super::fngen::{unsupported, Binding, FnGen};
+use super::helpers::{ALLOC, FREE};
+use super::repr::{scalar_type, Val};
+use crate::error::Result;
+use crate::lower::ir::{Buffer, For, ForKind, Stmt};
+use crate::te::DType;
+use cranelift::prelude::*;
+
+/// Largest constant-size allocation placed on the stack, in bytes.
+pub(crate) const STACK_ALLOC_MAX: u64 = 64 * 1024;
+/// Most stack bytes one function gives to allocations (rayon workers have small stacks).
+pub(crate) const STACK_TOTAL_MAX: u64 = 256 * 1024;
+/// Alignment of allocated buffers.
+const BUF_ALIGN: i64 = 64;
+
+impl<'a, 'f> FnGen<'a, 'f> {
+    /// Lower a statement at the current position.
+    pub fn gen_stmt(&mut self, s: &Stmt) -> Result<()> {
+        match s {
+            Stmt::For(f) => self.gen_for(f),
+            Stmt::If { cond, then, els } => self.gen_if(cond, then, els.as_deref()),
+            Stmt::Seq(v) => {
+                for x in v {
+                    self.gen_stmt(x)?;
+                }
+                Ok(())
+            }
+            Stmt::Store { buf, indices, value } => self.gen_store(buf, indices, value),
+            Stmt::Allocate { buf, body } => self.gen_allocate(buf, body),
+            Stmt::Let { var, value, body } => {
+                let mut val = self.gen_expr(value)?;
+                if val.lanes == 1 && val.dt != var.dtype() {
+                    val = self.cast(val, var.dtype())?;
+                }
+                let prev = self.bind_var(var, Binding::Value(val));
+                let r = self.gen_stmt(body);
+                self.unbind_var(var, prev);
+                r
+            }
+            Stmt::Produce { body, .. } => self.gen_stmt(body),
+            Stmt::Evaluate(e) => self.gen_expr(e).map(|_| ()),
+            Stmt::Barrier => Err(unsupported(
+                "a thread barrier (__syncthreads) has no meaning on the CPU: the schedule uses GPU-only \
+                 features; use Target::cuda",
+            )),
+            Stmt::NoOp => Ok(()),
+        }
+    }
+
+    /// A scalar integer of the loop variable's type.
+    fn loop_bound(&mut self, e: &crate::te::Expr, dt: DType) -> Result<Value> {
+        let v = self.gen_expr(e)?;
+        if v.is_vec() {
+            return Err(crate::error::internal(
+                format!("vector loop bound {}", e),
+                self.src,
+            ));
+        }
+        Ok(self.cast(v, dt)?.v)
+    }
+
+    fn gen_for(&mut self, f: &For) -> Result<()> {
+        match &f.kind {
+            ForKind::ThreadBinding(t) => {
+                return Err(unsupported(format!(
+                    "loop {} is bound to GPU thread axis {}; the CPU backend cannot run it: use Target::cuda \
+                     (or remove the bind from the schedule)",
+                    f.var.name(),
+                    t
+                )))
+            }
+            ForKind::Parallel if !self.in_parallel => return self.gen_parallel(f),
+            _ => {}
+        }
+        let dt = if f.var.dtype() == DType::I32 {
+            DType::I32
+        } else {
+            DType::I64
+        };
+        let ext_c = f.extent.as_int();
+        if matches!(ext_c, Some(n) if n <= 0) {
+            return Ok(());
+        }
+        let min = self.loop_bound(&f.min, dt)?;
+        if ext_c == Some(1) {
+            // A single iteration: no loop at all.
+            let prev = self.bind_var(&f.var, Binding::Value(Val::scalar(min, dt)));
+            let r = self.gen_stmt(&f.body);
+            self.unbind_var(&f.var, prev);
+            return r;
+        }
+        let ext = self.loop_bound(&f.extent, dt)?;
+        let end = if f.min.as_int() == Some(0) {
+            ext
+        } else {
+            self.b.ins().iadd(min, ext)
+        };
+        let ty = scalar_type(dt);
+        let var = self.b.declare_var(ty);
+        self.b.def_var(var, min);
+        let body = self.b.create_block();
+        let exit = self.b.create_block();
+        // Rotated loop: the guard precedes a pre-header (which runs only when the loop does,
+        // so code Cranelift hoists into it never runs for an empty loop); the body is its own
+        // header.
+        if ext_c.is_none() {
+            let pre = self.b.create_block();
+            let c = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, ext, 0);
+            self.b.ins().brif(c, pre, &[], exit, &[]);
+            self.b.switch_to_block(pre);
+            self.b.seal_block(pre);
+        }
+        self.b.ins().jump(body, &[]);
+        self.b.switch_to_block(body);
+        self.loop_depth += 1;
+        let prev = self.bind_var(&f.var, Binding::Loop(var, dt));
+        let r = self.gen_stmt(&f.body);
+        self.unbind_var(&f.var, prev);
+        self.loop_depth -= 1;
+        r?;
+        let iv = self.b.use_var(var);
+        let next = self.b.ins().iadd_imm_s(iv, 1);
+        self.b.def_var(var, next);
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, next, end);
+        self.b.ins().brif(more, body, &[], exit, &[]);
+        self.b.seal_block(body);
+        self.b.switch_to_block(exit);
+        self.b.seal_block(exit);
+        Ok(())
+    }
+
+    fn gen_if(&mut self, cond: &crate::te::Expr, then: &Stmt, els: Option<&Stmt>) -> Result<()> {
+        let c = self.gen_expr(cond)?;
+        if c.is_vec() {
+            return Err(crate::error::internal(
+                format!("vector condition in if statement: {}", cond),
+                self.src,
+            ));
+        }
+        let c = self.cast(c, DType::Bool)?;
+        let then_b = self.b.create_block();
+        let merge = self.b.create_block();
+        let else_b = if els.is_some() {
+            self.b.create_block()
+        } else {
+            merge
+        };
+        self.b.ins().brif(c.v, then_b, &[], else_b, &[]);
+        self.gen_branches(then, els, then_b, else_b, merge)?;
+        self.b.switch_to_block(merge);
+        self.b.seal_block(merge);
+        Ok(())
+    }
+
+    fn gen_branches(
+        &mut self,
+        then: &Stmt,
+        els: Option<&Stmt>,
+        then_b: Block,
+        else_b: Block,
+        merge: Block,
+    ) -> Result<()> {
+        self.b.switch_to_block(then_b);
+        self.b.seal_block(then_b);
+        self.gen_stmt(then)?;
+        self.b.ins().jump(merge, &[]);
+        if let Some(e) = els {
+            self.b.switch_to_block(else_b);
+            self.b.seal_block(else_b);
+            self.gen_stmt(e)?;
+            self.b.ins().jump(merge, &[]);
+        }
+        Ok(())
+    }
+
+    fn gen_allocate(&mut self, buf: &Buffer, body: &Stmt) -> Result<()> {
+        let elem = buf.dtype().bytes() as u64;
+        let const_elems: Option<u64> = buf.shape().iter().try_fold(1u64, |acc, d| {
+            d.as_int()
+                .and_then(|v| u64::try_from(v).ok())
+                .and_then(|v| acc.checked_mul(v))
+        });
+        if let Some(lanes) = super::promote::plan(buf, body, !self.in_parallel) {
+            let p = self.promote_buffer(buf, lanes)?;
+            let prev = self.promoted.insert(buf.name().to_string(), p);
+            let r = self.gen_stmt(body);
+            match prev {
+                Some(p) => self.promoted.insert(buf.name().to_string(), p),
+                None => self.promoted.remove(buf.name()),
+            };
+            return r;
+        }
+        let const_bytes = const_elems.and_then(|n| n.checked_mul(elem));
+        if let Some(bytes) = const_bytes {
+            if bytes <= STACK_ALLOC_MAX && self.stack_bytes + bytes <= STACK_TOTAL_MAX {
+                self.stack_bytes += bytes;
+                let size = (bytes.max(1) + BUF_ALIGN as u64 - 1) as u32;
+                let ss = self.b.create_sized_stack_slot(StackSlotData::new(
+                    StackSlotKind::ExplicitSlot,
+                    size,
+                    4,
+                ));
+                let raw = self.b.ins().stack_addr(types::I64, ss, 0);
+                let bumped = self.b.ins().iadd_imm_s(raw, BUF_ALIGN - 1);
+                let ptr = self.b.ins().band_imm_s(bumped, -BUF_ALIGN);
+                let prev = self.bind_buf(buf.name(), ptr);
+                let r = self.gen_stmt(body);
+                self.unbind_buf(buf.name(), prev);
+                return r;
+            }
+        }
+        // Heap path: symbolic or large sizes.
+        let mut n = self.b.ins().iconst(types::I64, elem as i64);
+        for d in buf.shape() {
+            let v = self.gen_expr(d)?;
+            let v = self.cast(v, DType::I64)?;
+            n = self.b.ins().imul(n, v.v);
+        }
+        let zero = self.b.ins().iconst(types::I64, 0);
+        let bytes = self.b.ins().smax(n, zero);
+        let ptr = self
+            .call_helper(ALLOC, &[bytes])?
+            .expect("alloc returns a pointer");
+        let prev = self.bind_buf(buf.name(), ptr);
+        let r = self.gen_stmt(body);
+        self.unbind_buf(buf.name(), prev);
+        r?;
+        self.call_helper(FREE, &[ptr, bytes])?;
+        Ok(())
+    }
+}
