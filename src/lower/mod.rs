@@ -9,7 +9,7 @@
 //! 4. [`storage_flatten`] — one flat index per access;
 //! 5. [`simplify`] — canonical index arithmetic, range-aware, decided guards removed;
 //! 6. [`loop_partition`] — split loops of non-dividing splits into a guard-free main part
-//!    and a guarded tail;
+//!    and a guarded tail, then [`simplify`] again (narrower ranges decide more);
 //! 7. [`vectorize`] — `vectorized` loops become 128-bit vector operations;
 //! 8. [`unroll`] — `unrolled` loops become copies of their body;
 //! 9. [`simplify`] again, then [`hoist`] — loop-invariant expressions bound by `let`
@@ -83,6 +83,9 @@ fn run_pipeline(schedule: &Schedule, args: &[Tensor], name: &str, dump: Option<S
     p.after("simplify", true)?;
     p.f.body = loop_partition::partition(&p.f.body);
     p.after("loop_partition", true)?;
+    // Partitioning narrows loop ranges: extents that depended on them may now be constant.
+    p.f.body = simplify::simplify_stmt(&p.f.body);
+    p.after("simplify", true)?;
     p.f.body = vectorize::vectorize(&p.f.body);
     p.after("vectorize", true)?;
     p.f.body = unroll::unroll(&p.f.body);
