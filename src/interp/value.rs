@@ -1,7 +1,8 @@
 //! Runtime values of the interpreter and the semantics of every scalar operator.
 //!
 //! This file is the single definition of loopforge's arithmetic: the Cranelift backend
-//! must agree with it bit for bit.
+//! must agree with it (except that the JIT may fuse `a * b + c` into one FMA, which rounds
+//! once: compare floating-point results with a tolerance).
 //!
 //! * Integer-like values (`int32`, `int64`, `bool`) are held as `i64`, always normalised
 //!   to their type (`int32` sign-extended from 32 bits, `bool` 0 or 1); floats (`float32`,

@@ -130,7 +130,9 @@ pub fn infer(s: &Schedule, eff: &HashMap<String, Vec<Expr>>, args: &[Tensor]) ->
                     ),
                     _ => (Expr::int(0), full_hi.clone()),
                 };
-                let ext = simplify_with(&(hi - lo.clone() + 1), &ranges);
+                // In the tail of a non-dividing split the consumer's point may lie past the
+                // end, making the region empty: never a negative extent.
+                let ext = simplify_with(&max(hi - lo.clone() + 1, Expr::int(0)), &ranges);
                 let ub = upper_bound(&ext, &leaf_ext, &ranges);
                 let alloc = match ub {
                     Some(u) => simplify_with(&min(u, shape[d].clone()), &ranges),
@@ -406,6 +408,12 @@ fn drop_bounding(e: &Expr, positive: bool, pick_left: bool) -> Expr {
         ExprNode::Binary(BinOp::Max, a, b) if !positive => {
             drop_bounding(if pick_left { a } else { b }, positive, pick_left)
         }
+        // Monotone in both operands: bound each side.
+        ExprNode::Binary(op @ (BinOp::Max | BinOp::Min), a, b) => crate::te::binary(
+            *op,
+            drop_bounding(a, positive, pick_left),
+            drop_bounding(b, positive, pick_left),
+        ),
         _ => e.clone(),
     }
 }
@@ -420,9 +428,8 @@ fn check_consumers_inside(s: &Schedule, si: usize) -> Result<()> {
     };
     let ps = s.stage(p.as_str())?;
     let pos = ps.axis_index(&ax).and_then(|a| ps.leaf_pos(a)).unwrap_or(0);
-    for r in s.readers_of(&st.name) {
-        let rs = s.stage(r.as_str())?;
-        if r == p || rs.attach == Attach::Inline {
+    for r in s.effective_readers_of(&st.name) {
+        if r == p {
             continue;
         }
         let inside = s.attach_chain(&r).iter().any(|(cs, cax)| {

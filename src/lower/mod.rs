@@ -162,8 +162,33 @@ fn check_args(s: &Schedule, args: &[Tensor]) -> Result<Vec<Buffer>> {
     Ok(params)
 }
 
-/// Every read must have one integer index per dimension.
+/// Every read must have one integer index per dimension, and a reduction must be the
+/// whole body of its compute (as in TVM).
 fn check_reads(eff: &std::collections::HashMap<String, Vec<Expr>>) -> Result<()> {
+    let mut names: Vec<&String> = eff.keys().collect();
+    names.sort();
+    for name in names {
+        let bodies = &eff[name];
+        let n_red = bodies.iter().filter(|b| matches!(b.node(), ExprNode::Reduce(_))).count();
+        let nested = |e: &Expr| {
+            let mut found = false;
+            e.visit(&mut |x| {
+                found |= matches!(x.node(), ExprNode::Reduce(_));
+                !found
+            });
+            found
+        };
+        let misplaced = bodies.iter().any(|b| match b.node() {
+            ExprNode::Reduce(r) => r.source.iter().any(nested),
+            _ => nested(b),
+        });
+        if misplaced || (n_red > 0 && n_red < bodies.len()) {
+            return Err(Error::InvalidExpr(format!(
+                "in {}: a reduction must be the whole body of its compute (write `compute(.., sum(..))`, then use that tensor in a second compute for anything around the sum)",
+                name
+            )));
+        }
+    }
     let mut err = None;
     for bodies in eff.values() {
         for b in bodies {

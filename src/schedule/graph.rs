@@ -77,10 +77,28 @@ fn dup(name: &str) -> Error {
 impl Schedule {
     /// Names of the stages that read tensor(s) of operation `name`.
     pub fn readers_of(&self, name: &str) -> Vec<String> {
-        self.stages
-            .iter()
-            .filter(|s| s.op.input_tensors().iter().any(|t| t.op.name == name))
-            .map(|s| s.name.clone())
-            .collect()
+        let mut out: Vec<String> = vec![];
+        for s in &self.stages {
+            if s.op.input_tensors().iter().any(|t| t.op.name == name) && !out.contains(&s.name) {
+                out.push(s.name.clone());
+            }
+        }
+        out
+    }
+
+    /// The stages that read `name` once inlining is done: readers that are inlined are
+    /// replaced by their own effective readers.
+    pub fn effective_readers_of(&self, name: &str) -> Vec<String> {
+        let mut out: Vec<String> = vec![];
+        for r in self.readers_of(name) {
+            let inlined = self.stage(r.as_str()).map(|s| s.attach == super::Attach::Inline).unwrap_or(false);
+            let more = if inlined { self.effective_readers_of(&r) } else { vec![r] };
+            for m in more {
+                if !out.contains(&m) {
+                    out.push(m);
+                }
+            }
+        }
+        out
     }
 }

@@ -287,11 +287,8 @@ impl Schedule {
                 ),
             ));
         }
-        let others: Vec<String> = self
-            .readers_of(&name)
-            .into_iter()
-            .filter(|r| r != &pname && !self.attached_within(r, &pname) && !self.stage(r.as_str()).map(|s| s.attach == Attach::Inline).unwrap_or(false))
-            .collect();
+        let others: Vec<String> =
+            self.effective_readers_of(&name).into_iter().filter(|r| r != &pname && !self.attached_within(r, &pname)).collect();
         if !others.is_empty() {
             return Err(sched_err(
                 &name,

@@ -123,14 +123,15 @@ impl Operation {
     pub fn is_placeholder(&self) -> bool {
         matches!(self.kind, OpKind::Placeholder { .. })
     }
-    /// Tensors read by the body (deduplicated by name, in first-read order).
+    /// Tensors read by the body (distinct tensors, in first-read order; two different
+    /// tensors that share a name both appear, so name clashes can be reported).
     pub fn input_tensors(&self) -> Vec<Tensor> {
         let mut out: Vec<Tensor> = vec![];
         if let OpKind::Compute { body, .. } = &self.kind {
             for b in body {
                 b.visit(&mut |e| {
                     if let ExprNode::Read(t, _) = e.node() {
-                        if !out.iter().any(|o| o.name() == t.name()) {
+                        if !out.iter().any(|o| o.same_as(t)) {
                             out.push(t.clone());
                         }
                     }
