@@ -15,7 +15,6 @@ pub(crate) const STACK_ALLOC_MAX: u64 = 64 * 1024;
 /// Most stack bytes one function gives to allocations (rayon workers have small stacks).
 pub(crate) const STACK_TOTAL_MAX: u64 = 256 * 1024;
 /// Alignment of allocated buffers.
-const BUF_ALIGN: i64 = 64;
 
 impl<'a, 'f> FnGen<'a, 'f> {
     /// Lower a statement at the current position.
@@ -198,15 +197,15 @@ impl<'a, 'f> FnGen<'a, 'f> {
         if let Some(bytes) = const_bytes {
             if bytes <= STACK_ALLOC_MAX && self.stack_bytes + bytes <= STACK_TOTAL_MAX {
                 self.stack_bytes += bytes;
-                let size = (bytes.max(1) + BUF_ALIGN as u64 - 1) as u32;
+                // 16-byte alignment (what the frame guarantees) keeps the address a plain
+                // `stack_addr`, which Cranelift rematerializes as one `lea` inside loops;
+                // vector accesses do not need more (they are unaligned loads/stores).
                 let ss = self.b.create_sized_stack_slot(StackSlotData::new(
                     StackSlotKind::ExplicitSlot,
-                    size,
+                    bytes.max(1) as u32,
                     4,
                 ));
-                let raw = self.b.ins().stack_addr(types::I64, ss, 0);
-                let bumped = self.b.ins().iadd_imm_s(raw, BUF_ALIGN - 1);
-                let ptr = self.b.ins().band_imm_s(bumped, -BUF_ALIGN);
+                let ptr = self.b.ins().stack_addr(types::I64, ss, 0);
                 let prev = self.bind_buf(buf.name(), ptr);
                 let r = self.gen_stmt(body);
                 self.unbind_buf(buf.name(), prev);

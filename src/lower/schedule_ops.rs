@@ -160,11 +160,7 @@ fn produce(s: &Schedule, b: &Bounds, info: &StageInfo) -> Result<Stmt> {
         }
         let ax = &st.axes[leaves[pos]];
         stmt = attach_here(s, b, &st.name, &ax.name, stmt)?;
-        let kind = match &ax.annotation {
-            k @ ForKind::ThreadBinding(_) => k.clone(),
-            k => k.clone(),
-        };
-        stmt = Stmt::for_(ax.var.clone(), Expr::int(0), info.ext[leaves[pos]].clone(), kind, stmt);
+        stmt = Stmt::for_(ax.var.clone(), Expr::int(0), info.ext[leaves[pos]].clone(), ax.annotation.clone(), stmt);
     }
     if first_red == Some(0) {
         stmt = Stmt::seq(vec![init_nest(0), stmt]);

@@ -12,7 +12,6 @@
 use super::ir::{ForKind, Stmt};
 use super::simplify::simplify;
 use crate::te::{BinOp, DType, Expr, ExprNode, Var};
-use std::collections::HashMap;
 
 /// Vectorize the loops marked for it.
 pub fn vectorize(s: &Stmt) -> Stmt {
@@ -99,10 +98,7 @@ impl Vec_ {
             return Some(Expr::new(ExprNode::Broadcast(e.clone(), self.lanes)));
         }
         let (coef, rest) = affine(e, &self.var)?;
-        let mut m = HashMap::new();
-        m.insert(self.var.id(), self.base.clone());
         let b = simplify(&(rest + self.base.clone() * coef));
-        let _ = m;
         Some(Expr::new(ExprNode::Ramp(b, coef, self.lanes)))
     }
 

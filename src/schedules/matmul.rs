@@ -15,13 +15,15 @@ pub struct MatmulConfig {
     pub nr: i64,
     /// Copy the `K x nr` panel of `B` that one column block reads into a contiguous buffer.
     pub pack_b: bool,
+    /// Unroll the reduction by this factor (1: no unrolling).
+    pub k_unroll: i64,
     /// Parallelize the column blocks when above 1.
     pub threads: usize,
 }
 
 impl Default for MatmulConfig {
     fn default() -> Self {
-        MatmulConfig { mr: 6, nr: 8, pack_b: true, threads: 1 }
+        MatmulConfig { mr: 4, nr: 8, pack_b: true, k_unroll: 1, threads: 1 }
     }
 }
 
@@ -32,7 +34,8 @@ pub fn matmul_cpu(c: &Tensor, threads: usize) -> Result<Schedule> {
 
 /// Schedule `c = sum_k a[i, k] * b[k, j]` for the CPU.
 ///
-/// Loop order: `j.outer, i.outer, k, i.inner (unrolled), j.inner (vectorized)`; the
+/// Loop order: `j.outer, i.outer, k (split by k_unroll, the inner part unrolled),
+/// i.inner (unrolled), j.inner (vectorized)`; the
 /// `mr x nr` block of `C` accumulates in `C.local`, computed at `i.outer`; the packed
 /// panel `B.global` is computed at `j.outer`.
 pub fn matmul_cpu_with(c: &Tensor, cfg: MatmulConfig) -> Result<Schedule> {
@@ -56,7 +59,13 @@ pub fn matmul_cpu_with(c: &Tensor, cfg: MatmulConfig) -> Result<Schedule> {
     }
     let [ci, cj] = s.axes2(&cl)?;
     let k = s.reduce_axes(&cl)?.remove(0);
-    s.reorder(&cl, &[&k, &ci, &cj])?;
+    if cfg.k_unroll > 1 {
+        let (ko, ki) = s.split(&cl, &k, cfg.k_unroll)?;
+        s.reorder(&cl, &[&ko, &ki, &ci, &cj])?;
+        s.unroll(&cl, &ki)?;
+    } else {
+        s.reorder(&cl, &[&k, &ci, &cj])?;
+    }
     s.unroll(&cl, &ci)?;
     s.vectorize(&cl, &cj)?;
     s.vectorize(c, &ji)?;
