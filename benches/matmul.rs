@@ -12,12 +12,20 @@ fn matmul(n: i64) -> (Tensor, Tensor, Tensor) {
     let a = placeholder(&[n.into(), n.into()], DType::F32, "A");
     let b = placeholder(&[n.into(), n.into()], DType::F32, "B");
     let k = reduce_axis(0, n, "k");
-    let c = compute(&[n.into(), n.into()], "C", |i| sum(a.at(&[i[0].clone(), k.x()]) * b.at(&[k.x(), i[1].clone()]), &[k.clone()]));
+    let c = compute(&[n.into(), n.into()], "C", |i| {
+        sum(
+            a.at(&[i[0].clone(), k.x()]) * b.at(&[k.x(), i[1].clone()]),
+            &[k.clone()],
+        )
+    });
     (a, b, c)
 }
 
 fn bench(cr: &mut Criterion) {
-    let n: i64 = std::env::var("LOOPFORGE_BENCH_N").ok().and_then(|s| s.parse().ok()).unwrap_or(1024);
+    let n: i64 = std::env::var("LOOPFORGE_BENCH_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1024);
     let (a, b, c) = matmul(n);
     let args = [a, b, c.clone()];
     let x = NdArray::random(&[n as usize, n as usize], DType::F32, 1);
@@ -28,16 +36,37 @@ fn bench(cr: &mut Criterion) {
     g.throughput(Throughput::Elements(2 * (n * n * n) as u64));
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(8));
-    let best = build(&loopforge::schedules::matmul_cpu(&c, 1).unwrap(), &args, Target::cpu()).unwrap();
-    g.bench_function("best_1thread", |bch| bch.iter(|| best.run(&[&x, &y], &mut [&mut z]).unwrap()));
-    let naive = build(&create_schedule(&[c.clone()]).unwrap(), &args, Target::cpu()).unwrap();
-    g.bench_function("naive_1thread", |bch| bch.iter(|| naive.run(&[&x, &y], &mut [&mut z]).unwrap()));
+    let best = build(
+        &loopforge::schedules::matmul_cpu(&c, 1).unwrap(),
+        &args,
+        Target::cpu(),
+    )
+    .unwrap();
+    g.bench_function("best_1thread", |bch| {
+        bch.iter(|| best.run(&[&x, &y], &mut [&mut z]).unwrap())
+    });
+    let naive = build(
+        &create_schedule(&[c.clone()]).unwrap(),
+        &args,
+        Target::cpu(),
+    )
+    .unwrap();
+    g.bench_function("naive_1thread", |bch| {
+        bch.iter(|| naive.run(&[&x, &y], &mut [&mut z]).unwrap())
+    });
     g.finish();
 
     let mut g = cr.benchmark_group("compile");
     g.sample_size(20);
     g.bench_function(format!("lower_and_jit_matmul_{}", n), |bch| {
-        bch.iter(|| build(&loopforge::schedules::matmul_cpu(&c, 1).unwrap(), &args, Target::cpu()).unwrap())
+        bch.iter(|| {
+            build(
+                &loopforge::schedules::matmul_cpu(&c, 1).unwrap(),
+                &args,
+                Target::cpu(),
+            )
+            .unwrap()
+        })
     });
     g.finish();
 }

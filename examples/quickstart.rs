@@ -7,13 +7,21 @@ use loopforge::prelude::*;
 use std::time::Instant;
 
 fn main() -> Result<()> {
-    let n: i64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(512);
+    let n: i64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(512);
 
     // What: C[i, j] = sum_k A[i, k] * B[k, j].
     let a = placeholder(&[n.into(), n.into()], DType::F32, "A");
     let b = placeholder(&[n.into(), n.into()], DType::F32, "B");
     let k = reduce_axis(0, n, "k");
-    let c = compute(&[n.into(), n.into()], "C", |i| sum(a.at(&[i[0].clone(), k.x()]) * b.at(&[k.x(), i[1].clone()]), &[k.clone()]));
+    let c = compute(&[n.into(), n.into()], "C", |i| {
+        sum(
+            a.at(&[i[0].clone(), k.x()]) * b.at(&[k.x(), i[1].clone()]),
+            &[k.clone()],
+        )
+    });
     let args = [a.clone(), b.clone(), c.clone()];
 
     // How (1): the default schedule, three plain loops.
@@ -21,7 +29,10 @@ fn main() -> Result<()> {
     // How (2): register-blocked, vectorized, unrolled (see loopforge::schedules::matmul).
     let fast = loopforge::schedules::matmul_cpu(&c, 1)?;
 
-    println!("== lowered IR of the scheduled matmul ==\n{}", lower(&fast, &args)?);
+    println!(
+        "== lowered IR of the scheduled matmul ==\n{}",
+        lower(&fast, &args)?
+    );
     println!("== schedule trace ==\n{}\n", fast.trace_json());
 
     let x = NdArray::random(&[n as usize, n as usize], DType::F32, 1);
@@ -77,7 +88,11 @@ fn main() -> Result<()> {
 
 /// For large sizes: check a few rows against a plain Rust dot product.
 fn check_against_naive_rows(x: &NdArray, y: &NdArray, z: &NdArray, n: usize) -> String {
-    let (xs, ys, zs) = (x.as_slice::<f32>().unwrap(), y.as_slice::<f32>().unwrap(), z.as_slice::<f32>().unwrap());
+    let (xs, ys, zs) = (
+        x.as_slice::<f32>().unwrap(),
+        y.as_slice::<f32>().unwrap(),
+        z.as_slice::<f32>().unwrap(),
+    );
     let mut worst = 0f32;
     for &i in &[0, n / 3, n - 1] {
         for j in 0..n {

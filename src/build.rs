@@ -52,13 +52,24 @@ pub fn build(schedule: &Schedule, args: &[Tensor], target: Target) -> Result<Ker
 
 /// Compile an already lowered function. `is_input[i]` says whether parameter `i` is read
 /// only (used by [`Kernel::run`] to split inputs from outputs).
-pub fn build_func(func: LoweredFunc, is_input: Vec<bool>, target: Target, lower_time: Duration) -> Result<Kernel> {
+pub fn build_func(
+    func: LoweredFunc,
+    is_input: Vec<bool>,
+    target: Target,
+    lower_time: Duration,
+) -> Result<Kernel> {
     let t1 = Instant::now();
     let backend = match target {
         Target::Cpu => Backend::Cpu(crate::codegen_cpu::compile(&func)?),
         Target::Interp => Backend::Interp,
     };
-    Ok(Kernel { func, is_input, backend, lower_time, compile_time: t1.elapsed() })
+    Ok(Kernel {
+        func,
+        is_input,
+        backend,
+        lower_time,
+        compile_time: t1.elapsed(),
+    })
 }
 
 impl Kernel {
@@ -77,7 +88,8 @@ impl Kernel {
 
     /// Call with every argument in parameter order (as given to `build`).
     pub fn call(&self, args: &mut [&mut NdArray]) -> Result<()> {
-        let meta: Vec<(&[usize], crate::te::DType)> = args.iter().map(|a| (a.shape(), a.dtype())).collect();
+        let meta: Vec<(&[usize], crate::te::DType)> =
+            args.iter().map(|a| (a.shape(), a.dtype())).collect();
         let shape_vals = bind_args(&self.func, &meta)?;
         match &self.backend {
             Backend::Interp => crate::interp::run(&self.func, args),
@@ -132,7 +144,13 @@ impl Kernel {
                 let mut all: Vec<&mut NdArray> = self
                     .is_input
                     .iter()
-                    .map(|&inp| if inp { ins_it.next().unwrap() } else { &mut **outs_it.next().unwrap() })
+                    .map(|&inp| {
+                        if inp {
+                            ins_it.next().unwrap()
+                        } else {
+                            &mut **outs_it.next().unwrap()
+                        }
+                    })
                     .collect();
                 crate::interp::run(&self.func, &mut all)
             }

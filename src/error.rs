@@ -50,10 +50,16 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// The single internal-error path: a compiler bug, reported with the IR that triggered it.
 pub fn internal(msg: impl Into<String>, ir: impl std::fmt::Display) -> Error {
-    Error::Internal { msg: msg.into(), ir: ir.to_string() }
+    Error::Internal {
+        msg: msg.into(),
+        ir: ir.to_string(),
+    }
 }
 
 /// Shorthand for a schedule error.
 pub(crate) fn sched_err(stage: &str, msg: impl Into<String>) -> Error {
-    Error::Schedule { stage: stage.to_string(), msg: msg.into() }
+    Error::Schedule {
+        stage: stage.to_string(),
+        msg: msg.into(),
+    }
 }

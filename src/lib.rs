@@ -30,6 +30,7 @@
 //! kernel.run(&mut [&x, &y], &mut [&mut z]).unwrap();
 //! ```
 
+mod build;
 pub mod codegen_cpu;
 pub mod error;
 pub mod interp;
@@ -38,7 +39,6 @@ pub mod runtime;
 pub mod schedule;
 pub mod schedules;
 pub mod te;
-mod build;
 
 pub use build::{build, build_func, Kernel, Target};
 

@@ -14,8 +14,12 @@ fn mm() -> (Vec<Tensor>, Vec<Tensor>) {
 /// B = A * 2 (elementwise), C[i, j] = B[i, j] + B[i + 2, j] (a stencil over B).
 fn stencil() -> (Vec<Tensor>, Vec<Tensor>, Tensor) {
     let a = placeholder(&[37.into(), 21.into()], DType::F32, "A");
-    let b = compute(&[37.into(), 21.into()], "B", |i| a.at(&[i[0].clone(), i[1].clone()]) * 2.0f32);
-    let c = compute(&[35.into(), 21.into()], "C", |i| b.at(&[i[0].clone(), i[1].clone()]) + b.at(&[i[0].clone() + 2, i[1].clone()]));
+    let b = compute(&[37.into(), 21.into()], "B", |i| {
+        a.at(&[i[0].clone(), i[1].clone()]) * 2.0f32
+    });
+    let c = compute(&[35.into(), 21.into()], "C", |i| {
+        b.at(&[i[0].clone(), i[1].clone()]) + b.at(&[i[0].clone() + 2, i[1].clone()])
+    });
     (vec![c.clone()], vec![a, c], b)
 }
 
@@ -41,11 +45,23 @@ fn split_errors() {
     let (_, _, other) = stencil();
     let mut s = create_schedule(&o).unwrap();
     let [i, _] = s.axes2(&c).unwrap();
-    let foreign = Axis { stage: other.op.name.clone(), name: "i".into() };
-    assert_sched_err(s.split(&c, &foreign, 4), "it is an axis of stage B, not of C");
-    assert_sched_err(s.split(&c, &i, 0), "cannot split i by factor 0: it must be at least 1");
+    let foreign = Axis {
+        stage: other.op.name.clone(),
+        name: "i".into(),
+    };
+    assert_sched_err(
+        s.split(&c, &foreign, 4),
+        "it is an axis of stage B, not of C",
+    );
+    assert_sched_err(
+        s.split(&c, &i, 0),
+        "cannot split i by factor 0: it must be at least 1",
+    );
     s.split(&c, &i, 4).unwrap();
-    assert_sched_err(s.split(&c, &i, 4), "cannot split i, it was split into i.outer, i.inner");
+    assert_sched_err(
+        s.split(&c, &i, 4),
+        "cannot split i, it was split into i.outer, i.inner",
+    );
 }
 
 #[test]
@@ -65,7 +81,10 @@ fn split_nparts_errors() {
     let c = c_of(&o);
     let mut s = create_schedule(&o).unwrap();
     let [_, j] = s.axes2(&c).unwrap();
-    assert_sched_err(s.split_nparts(&c, &j, -1), "cannot split j by nparts -1: it must be at least 1");
+    assert_sched_err(
+        s.split_nparts(&c, &j, -1),
+        "cannot split j by nparts -1: it must be at least 1",
+    );
 }
 
 #[test]
@@ -85,8 +104,14 @@ fn tile_errors() {
     let c = c_of(&o);
     let mut s = create_schedule(&o).unwrap();
     let [i, _] = s.axes2(&c).unwrap();
-    let nope = Axis { stage: "C".into(), name: "q".into() };
-    assert_sched_err(s.tile(&c, &i, &nope, 4, 4), "cannot split q: no such axis; leaf axes are: i.outer, i.inner, j, k");
+    let nope = Axis {
+        stage: "C".into(),
+        name: "q".into(),
+    };
+    assert_sched_err(
+        s.tile(&c, &i, &nope, 4, 4),
+        "cannot split q: no such axis; leaf axes are: i.outer, i.inner, j, k",
+    );
 }
 
 #[test]
@@ -109,8 +134,14 @@ fn fuse_errors() {
     let [i, j] = s.axes2(&c).unwrap();
     let k = s.reduce_axes(&c).unwrap().remove(0);
     s.reorder(&c, &[&i, &k, &j]).unwrap();
-    assert_sched_err(s.fuse(&c, &[&i, &j]), "cannot fuse i and j: they are not adjacent in the loop order (i, k, j)");
-    assert_sched_err(s.fuse(&c, &[&i, &k]), "cannot fuse a data-parallel axis with a reduce axis");
+    assert_sched_err(
+        s.fuse(&c, &[&i, &j]),
+        "cannot fuse i and j: they are not adjacent in the loop order (i, k, j)",
+    );
+    assert_sched_err(
+        s.fuse(&c, &[&i, &k]),
+        "cannot fuse a data-parallel axis with a reduce axis",
+    );
 }
 
 #[test]
@@ -132,8 +163,14 @@ fn reorder_errors() {
     let mut s = create_schedule(&o).unwrap();
     let [i, j] = s.axes2(&c).unwrap();
     assert_sched_err(s.reorder(&c, &[&i, &j, &i]), "reorder lists i twice");
-    let gone = Axis { stage: "C".into(), name: "i.outer".into() };
-    assert_sched_err(s.reorder(&c, &[&gone, &j]), "cannot reorder i.outer: no such axis");
+    let gone = Axis {
+        stage: "C".into(),
+        name: "i.outer".into(),
+    };
+    assert_sched_err(
+        s.reorder(&c, &[&gone, &j]),
+        "cannot reorder i.outer: no such axis",
+    );
 }
 
 #[test]
@@ -156,7 +193,10 @@ fn vectorize_errors() {
     let c = c_of(&o);
     let mut s = create_schedule(&o).unwrap();
     let k = s.reduce_axes(&c).unwrap().remove(0);
-    assert_sched_err(s.vectorize(&c, &k), "cannot vectorize k: it is a reduce axis");
+    assert_sched_err(
+        s.vectorize(&c, &k),
+        "cannot vectorize k: it is a reduce axis",
+    );
 }
 
 #[test]
@@ -178,7 +218,10 @@ fn unroll_errors() {
     let mut s = create_schedule(&o).unwrap();
     let [i, _] = s.axes2(&c).unwrap();
     s.split(&c, &i, 4).unwrap();
-    assert_sched_err(s.unroll(&c, &i), "cannot unroll i, it was split into i.outer, i.inner");
+    assert_sched_err(
+        s.unroll(&c, &i),
+        "cannot unroll i, it was split into i.outer, i.inner",
+    );
 }
 
 #[test]
@@ -199,10 +242,16 @@ fn parallel_errors() {
     let c = c_of(&o);
     let mut s = create_schedule(&o).unwrap();
     let k = s.reduce_axes(&c).unwrap().remove(0);
-    assert_sched_err(s.parallel(&c, &k), "cannot parallelize k: it is a reduce axis");
+    assert_sched_err(
+        s.parallel(&c, &k),
+        "cannot parallelize k: it is a reduce axis",
+    );
     let [i, _] = s.axes2(&c).unwrap();
     s.vectorize(&c, &i).unwrap();
-    assert_sched_err(s.parallel(&c, &i), "cannot parallelize i: it is already vectorized");
+    assert_sched_err(
+        s.parallel(&c, &i),
+        "cannot parallelize i: it is already vectorized",
+    );
 }
 
 #[test]
@@ -223,17 +272,25 @@ fn compute_at_errors() {
     let c = c_of(&o);
     let mut s = create_schedule(&o).unwrap();
     let [bi, _] = s.axes2(&b).unwrap();
-    assert_sched_err(s.compute_at(&c, &b, &bi), "cannot compute_at C: it is an output of the schedule");
+    assert_sched_err(
+        s.compute_at(&c, &b, &bi),
+        "cannot compute_at C: it is an output of the schedule",
+    );
     // A second, unrelated consumer chain: D reads A only.
     let (mo, _) = mm();
     let mc = c_of(&mo);
-    let d = compute(&[4.into()], "D", |i| mc.at(&[i[0].clone(), i[0].clone()]) * 1.0f32);
+    let d = compute(&[4.into()], "D", |i| {
+        mc.at(&[i[0].clone(), i[0].clone()]) * 1.0f32
+    });
     let e = compute(&[4.into()], "E", |i| d.at(&[i[0].clone()]) + 1.0f32);
     let mut s = create_schedule(&[e.clone()]).unwrap();
     let [ei] = <[Axis; 1]>::try_from(s.axes(&e).unwrap()).unwrap();
     let [di] = <[Axis; 1]>::try_from(s.axes(&d).unwrap()).unwrap();
     let _ = di;
-    assert_sched_err(s.compute_at(&mc, &e, &ei), "cannot compute_at C in E: E does not read C");
+    assert_sched_err(
+        s.compute_at(&mc, &e, &ei),
+        "cannot compute_at C in E: E does not read C",
+    );
 }
 
 #[test]
@@ -246,9 +303,14 @@ fn compute_inline() {
 fn compute_inline_errors() {
     let (o, _) = mm();
     let c = c_of(&o);
-    let d = compute(&[37.into(), 19.into()], "D", |i| c.at(&[i[0].clone(), i[1].clone()]) + 1.0f32);
+    let d = compute(&[37.into(), 19.into()], "D", |i| {
+        c.at(&[i[0].clone(), i[1].clone()]) + 1.0f32
+    });
     let mut s = create_schedule(&[d]).unwrap();
-    assert_sched_err(s.compute_inline(&c), "cannot compute_inline C: it is a reduction");
+    assert_sched_err(
+        s.compute_inline(&c),
+        "cannot compute_inline C: it is a reduction",
+    );
 }
 
 #[test]
@@ -266,7 +328,10 @@ fn compute_root() {
 fn compute_root_errors() {
     let (o, args, _) = stencil();
     let mut s = create_schedule(&o).unwrap();
-    assert_sched_err(s.compute_root(&args[0]), "A is a placeholder (an input); only compute stages (B, C) can be scheduled");
+    assert_sched_err(
+        s.compute_root(&args[0]),
+        "A is a placeholder (an input); only compute stages (B, C) can be scheduled",
+    );
 }
 
 #[test]
@@ -288,8 +353,14 @@ fn cache_read_errors() {
     let (o, args, b) = stencil();
     let mut s = create_schedule(&o).unwrap();
     let c = c_of(&o);
-    assert_sched_err(s.cache_read(&args[0], "local", &[&c]), "cannot cache_read A for C: C does not read it (its readers are: B)");
-    assert_sched_err(s.cache_read(&args[0], "texture", &[&b]), "unknown memory scope \"texture\"");
+    assert_sched_err(
+        s.cache_read(&args[0], "local", &[&c]),
+        "cannot cache_read A for C: C does not read it (its readers are: B)",
+    );
+    assert_sched_err(
+        s.cache_read(&args[0], "texture", &[&b]),
+        "unknown memory scope \"texture\"",
+    );
 }
 
 #[test]
@@ -312,7 +383,10 @@ fn cache_write_errors() {
     let mut s = create_schedule(&o).unwrap();
     let [i, _] = s.axes2(&c).unwrap();
     s.split(&c, &i, 4).unwrap();
-    assert_sched_err(s.cache_write(&c, "local"), "cache_write must come before any other primitive on C");
+    assert_sched_err(
+        s.cache_write(&c, "local"),
+        "cache_write must come before any other primitive on C",
+    );
 }
 
 #[test]
@@ -332,11 +406,18 @@ fn bind_runs_on_the_interpreter_and_is_refused_by_the_cpu() {
     let replayed = Schedule::replay(&o, &s.trace_json()).unwrap();
     assert_eq!(lower(&replayed, &args).unwrap().to_string(), f.to_string());
     match build(&s, &args, Target::cpu()) {
-        Err(Error::Target(m)) => assert!(m.contains("threadIdx.x") || m.contains("blockIdx.x"), "{}", m),
+        Err(Error::Target(m)) => assert!(
+            m.contains("threadIdx.x") || m.contains("blockIdx.x"),
+            "{}",
+            m
+        ),
         Err(e) => panic!("unexpected error {}", e),
         Ok(_) => panic!("the CPU backend accepted GPU-bound loops"),
     }
-    assert_sched_err(s.bind(&c, &j, "threadIdx.x"), "i.inner is already bound to it");
+    assert_sched_err(
+        s.bind(&c, &j, "threadIdx.x"),
+        "i.inner is already bound to it",
+    );
     assert_sched_err(s.bind(&c, &j, "warp.x"), "cannot bind j to \"warp.x\"");
 }
 
@@ -352,11 +433,32 @@ fn ir_dump_after_every_pass() {
     let names: Vec<&str> = steps.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(
         names,
-        ["schedule_ops", "storage_flatten", "simplify", "loop_partition", "simplify", "vectorize", "unroll", "simplify", "hoist"]
+        [
+            "schedule_ops",
+            "storage_flatten",
+            "simplify",
+            "loop_partition",
+            "simplify",
+            "vectorize",
+            "unroll",
+            "simplify",
+            "hoist"
+        ]
     );
     // Nothing is vectorized here, so that pass reports no change; unroll does change it.
     assert!(steps[5].1.is_none(), "vectorize should be unchanged");
     assert!(steps[6].1.is_some(), "unroll should change the IR");
-    assert!(steps[0].1.as_ref().unwrap().contains("C[i, j.outer * 4 + j.inner]"), "{}", steps[0].1.as_ref().unwrap());
-    assert_eq!(steps.last().unwrap().1.as_deref().unwrap_or(""), f.to_string());
+    assert!(
+        steps[0]
+            .1
+            .as_ref()
+            .unwrap()
+            .contains("C[i, j.outer * 4 + j.inner]"),
+        "{}",
+        steps[0].1.as_ref().unwrap()
+    );
+    assert_eq!(
+        steps.last().unwrap().1.as_deref().unwrap_or(""),
+        f.to_string()
+    );
 }

@@ -22,7 +22,7 @@
 
 use loopforge::lower::ir::ForKind;
 use loopforge::prelude::*;
-use loopforge::schedule::{Attach, Relation};
+use loopforge::schedule::Attach;
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 

@@ -10,7 +10,9 @@ fn compute_at_refuses_a_consumer_reached_through_an_inlined_stage() {
     let p = compute(&[8.into()], "P", |i| a.at(&[i[0].clone()]) * 2.0f32);
     let x = compute(&[8.into()], "X", |i| p.at(&[i[0].clone()]) + 1.0f32);
     let y = compute(&[8.into()], "Y", |i| x.at(&[i[0].clone()]) * 3.0f32);
-    let z = compute(&[8.into()], "Z", |i| x.at(&[i[0].clone()]) + y.at(&[i[0].clone()]));
+    let z = compute(&[8.into()], "Z", |i| {
+        x.at(&[i[0].clone()]) + y.at(&[i[0].clone()])
+    });
     let mut s = create_schedule(&[z.clone()]).unwrap();
     s.compute_inline(&x).unwrap();
     let yi = s.axes(&y).unwrap().remove(0);
@@ -26,8 +28,12 @@ fn compute_at_refuses_a_consumer_reached_through_an_inlined_stage() {
 #[test]
 fn empty_tail_regions_do_not_run_fused_producers() {
     let a = placeholder(&[10.into(), 29.into()], DType::F32, "A");
-    let c = compute(&[10.into(), 29.into()], "C", |i| a.at(&[i[0].clone(), i[1].clone()]) * 2.0f32);
-    let d = compute(&[10.into(), 29.into()], "D", |i| c.at(&[i[0].clone(), i[1].clone()]) + 1.0f32);
+    let c = compute(&[10.into(), 29.into()], "C", |i| {
+        a.at(&[i[0].clone(), i[1].clone()]) * 2.0f32
+    });
+    let d = compute(&[10.into(), 29.into()], "D", |i| {
+        c.at(&[i[0].clone(), i[1].clone()]) + 1.0f32
+    });
     let mut s = create_schedule(&[d.clone()]).unwrap();
     let [ci, cj] = s.axes2(&c).unwrap();
     s.fuse(&c, &[&ci, &cj]).unwrap();
@@ -35,7 +41,12 @@ fn empty_tail_regions_do_not_run_fused_producers() {
     let (_, _, _, dji) = s.tile(&d, &di, &dj, 9, 4).unwrap();
     s.compute_at(&c, &d, &dji).unwrap();
     let args = [a.clone(), d.clone()];
-    let want = common::run_all(&create_schedule(&[d.clone()]).unwrap(), &args, Target::interp(), 1);
+    let want = common::run_all(
+        &create_schedule(&[d.clone()]).unwrap(),
+        &args,
+        Target::interp(),
+        1,
+    );
     for t in [Target::interp(), Target::cpu()] {
         let got = common::run_all(&s, &args, t, 1);
         common::assert_outputs_close(&args, &got, &want, "fused producer in a tile tail");
@@ -46,10 +57,19 @@ fn empty_tail_regions_do_not_run_fused_producers() {
 fn a_reduction_inside_an_expression_is_a_typed_error() {
     let a = placeholder(&[4.into(), 9.into()], DType::F32, "A");
     let k = reduce_axis(0, 9, "k");
-    let r = compute(&[4.into()], "R", |i| sum(a.at(&[i[0].clone(), k.x()]), &[k.clone()]) + 0.5f32);
+    let r = compute(&[4.into()], "R", |i| {
+        sum(a.at(&[i[0].clone(), k.x()]), &[k.clone()]) + 0.5f32
+    });
     match lower(&create_schedule(&[r.clone()]).unwrap(), &[a, r]) {
-        Err(Error::InvalidExpr(m)) => assert!(m.contains("in R: a reduction must be the whole body"), "{}", m),
-        other => panic!("expected InvalidExpr, got {:?}", other.map(|f| f.to_string())),
+        Err(Error::InvalidExpr(m)) => assert!(
+            m.contains("in R: a reduction must be the whole body"),
+            "{}",
+            m
+        ),
+        other => panic!(
+            "expected InvalidExpr, got {:?}",
+            other.map(|f| f.to_string())
+        ),
     }
 }
 
@@ -57,12 +77,20 @@ fn a_reduction_inside_an_expression_is_a_typed_error() {
 fn two_tensors_named_alike_in_one_stage_are_refused() {
     let a1 = placeholder(&[4.into()], DType::F32, "A");
     let a2 = placeholder(&[4.into()], DType::F32, "A");
-    let c = compute(&[4.into()], "C", |i| a1.at(&[i[0].clone()]) + a2.at(&[i[0].clone()]) * 10.0f32);
-    assert!(matches!(create_schedule(&[c]), Err(Error::InvalidExpr(m)) if m.contains("two different tensors are named A")));
+    let c = compute(&[4.into()], "C", |i| {
+        a1.at(&[i[0].clone()]) + a2.at(&[i[0].clone()]) * 10.0f32
+    });
+    assert!(
+        matches!(create_schedule(&[c]), Err(Error::InvalidExpr(m)) if m.contains("two different tensors are named A"))
+    );
     let x = placeholder(&[4.into()], DType::F32, "X");
     let x2 = compute(&[4.into()], "X", |i| x.at(&[i[0].clone()]) * 2.0f32);
-    let y = compute(&[4.into()], "Y", |i| x.at(&[i[0].clone()]) + x2.at(&[i[0].clone()]));
-    assert!(matches!(create_schedule(&[y]), Err(Error::InvalidExpr(m)) if m.contains("two different tensors are named X")));
+    let y = compute(&[4.into()], "Y", |i| {
+        x.at(&[i[0].clone()]) + x2.at(&[i[0].clone()])
+    });
+    assert!(
+        matches!(create_schedule(&[y]), Err(Error::InvalidExpr(m)) if m.contains("two different tensors are named X"))
+    );
 }
 
 /// Inlining after compute_at can leave a stage attached in an inlined stage: lower refuses.
@@ -72,13 +100,20 @@ fn inlining_after_compute_at_is_refused_by_lower() {
     let p = compute(&[8.into()], "P", |i| a.at(&[i[0].clone()]) * 2.0f32);
     let x = compute(&[8.into()], "X", |i| p.at(&[i[0].clone()]) + 1.0f32);
     let y = compute(&[8.into()], "Y", |i| x.at(&[i[0].clone()]) * 3.0f32);
-    let z = compute(&[8.into()], "Z", |i| x.at(&[i[0].clone()]) + y.at(&[i[0].clone()]));
+    let z = compute(&[8.into()], "Z", |i| {
+        x.at(&[i[0].clone()]) + y.at(&[i[0].clone()])
+    });
     let mut s = create_schedule(&[z.clone()]).unwrap();
     let xi = s.axes(&x).unwrap().remove(0);
     s.compute_at(&p, &x, &xi).unwrap();
     s.compute_inline(&x).unwrap();
     match lower(&s, &[a, z]) {
-        Err(Error::Schedule { stage, msg }) => assert!(stage == "P" && msg.contains("was inlined"), "{}", msg),
-        other => panic!("expected a schedule error, got {:?}", other.map(|f| f.to_string())),
+        Err(Error::Schedule { stage, msg }) => {
+            assert!(stage == "P" && msg.contains("was inlined"), "{}", msg)
+        }
+        other => panic!(
+            "expected a schedule error, got {:?}",
+            other.map(|f| f.to_string())
+        ),
     }
 }

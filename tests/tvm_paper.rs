@@ -71,7 +71,11 @@ fn symbolic_kernel_binds_dimensions_per_call() {
         let y = NdArray::random(&[n, h], DType::F32, 2);
         let mut z = NdArray::zeros(&[m, n], DType::F32);
         k.run(&[&x, &y], &mut [&mut z]).unwrap();
-        let want = NdArray::from_vec(&[m, n], naive_matmul_nt(x.as_slice().unwrap(), y.as_slice().unwrap(), m, n, h)).unwrap();
+        let want = NdArray::from_vec(
+            &[m, n],
+            naive_matmul_nt(x.as_slice().unwrap(), y.as_slice().unwrap(), m, n, h),
+        )
+        .unwrap();
         assert_close(&z, &want, "symbolic matmul");
     }
 }
@@ -81,17 +85,30 @@ fn symbolic_kernel_binds_dimensions_per_call() {
 fn paper_convolution() {
     let (ci, co, hh, ww, kk) = (3usize, 5usize, 12usize, 10usize, 3usize);
     let (oh, ow) = (hh - kk + 1, ww - kk + 1);
-    let data = placeholder(&[(ci as i64).into(), (hh as i64).into(), (ww as i64).into()], DType::F32, "data");
-    let w = placeholder(&[(co as i64).into(), (kk as i64).into(), (kk as i64).into()], DType::F32, "w");
+    let data = placeholder(
+        &[(ci as i64).into(), (hh as i64).into(), (ww as i64).into()],
+        DType::F32,
+        "data",
+    );
+    let w = placeholder(
+        &[(co as i64).into(), (kk as i64).into(), (kk as i64).into()],
+        DType::F32,
+        "w",
+    );
     let kc = reduce_axis(0, ci as i64, "kc");
     let kx = reduce_axis(0, kk as i64, "kx");
     let ky = reduce_axis(0, kk as i64, "ky");
-    let out = compute(&[(co as i64).into(), (oh as i64).into(), (ow as i64).into()], "out", |i| {
-        sum(
-            data.at(&[kc.x(), i[1].clone() + kx.x(), i[2].clone() + ky.x()]) * w.at(&[i[0].clone(), kx.x(), ky.x()]),
-            &[kc.clone(), kx.clone(), ky.clone()],
-        )
-    });
+    let out = compute(
+        &[(co as i64).into(), (oh as i64).into(), (ow as i64).into()],
+        "out",
+        |i| {
+            sum(
+                data.at(&[kc.x(), i[1].clone() + kx.x(), i[2].clone() + ky.x()])
+                    * w.at(&[i[0].clone(), kx.x(), ky.x()]),
+                &[kc.clone(), kx.clone(), ky.clone()],
+            )
+        },
+    );
     let x = NdArray::random(&[ci, hh, ww], DType::F32, 5);
     let f = NdArray::random(&[co, kk, kk], DType::F32, 6);
     let (xd, fd) = (x.as_slice::<f32>().unwrap(), f.as_slice::<f32>().unwrap());
@@ -103,7 +120,8 @@ fn paper_convolution() {
                 for c in 0..ci {
                     for dx in 0..kk {
                         for dy in 0..kk {
-                            s += xd[c * hh * ww + (y0 + dx) * ww + (x0 + dy)] * fd[i * kk * kk + dx * kk + dy];
+                            s += xd[c * hh * ww + (y0 + dx) * ww + (x0 + dy)]
+                                * fd[i * kk * kk + dx * kk + dy];
                         }
                     }
                 }
@@ -116,7 +134,8 @@ fn paper_convolution() {
     let [oi, ox, oy] = s.axes3(&out).unwrap();
     let (yo, yi) = s.split(&out, &oy, 4).unwrap();
     let rk: Vec<Axis> = s.reduce_axes(&out).unwrap();
-    s.reorder(&out, &[&oi, &ox, &yo, &rk[0], &rk[1], &rk[2], &yi]).unwrap();
+    s.reorder(&out, &[&oi, &ox, &yo, &rk[0], &rk[1], &rk[2], &yi])
+        .unwrap();
     s.vectorize(&out, &yi).unwrap();
     s.parallel(&out, &oi).unwrap();
     for sched in [create_schedule(&[out.clone()]).unwrap(), s] {

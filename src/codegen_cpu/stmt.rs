@@ -14,7 +14,6 @@ use cranelift::prelude::*;
 pub(crate) const STACK_ALLOC_MAX: u64 = 64 * 1024;
 /// Most stack bytes one function gives to allocations (rayon workers have small stacks).
 pub(crate) const STACK_TOTAL_MAX: u64 = 256 * 1024;
-/// Alignment of allocated buffers.
 
 impl<'a, 'f> FnGen<'a, 'f> {
     /// Lower a statement at the current position.

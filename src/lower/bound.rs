@@ -19,11 +19,17 @@ pub struct Interval {
 impl Interval {
     /// The single point `e`.
     pub fn point(e: Expr) -> Interval {
-        Interval { lo: Some(e.clone()), hi: Some(e) }
+        Interval {
+            lo: Some(e.clone()),
+            hi: Some(e),
+        }
     }
     /// `[lo, hi]`.
     pub fn new(lo: Expr, hi: Expr) -> Interval {
-        Interval { lo: Some(lo), hi: Some(hi) }
+        Interval {
+            lo: Some(lo),
+            hi: Some(hi),
+        }
     }
     /// Unbounded.
     pub fn everything() -> Interval {
@@ -75,8 +81,11 @@ fn ranges_in(e: &Expr, env: &HashMap<u64, Interval>) -> bool {
 
 /// Substitute the point entries of `env`.
 fn subst_points(e: &Expr, env: &HashMap<u64, Interval>) -> Expr {
-    let map: HashMap<u64, Expr> =
-        env.iter().filter(|(_, iv)| iv.is_point()).map(|(k, iv)| (*k, iv.lo.clone().unwrap())).collect();
+    let map: HashMap<u64, Expr> = env
+        .iter()
+        .filter(|(_, iv)| iv.is_point())
+        .map(|(k, iv)| (*k, iv.lo.clone().unwrap()))
+        .collect();
     e.substitute(&map)
 }
 
@@ -86,12 +95,21 @@ pub fn eval(e: &Expr, env: &HashMap<u64, Interval>) -> Interval {
         return Interval::point(subst_points(e, env));
     }
     match e.node() {
-        ExprNode::Var(v) => env.get(&v.id()).cloned().unwrap_or_else(|| Interval::point(e.clone())),
+        ExprNode::Var(v) => env
+            .get(&v.id())
+            .cloned()
+            .unwrap_or_else(|| Interval::point(e.clone())),
         ExprNode::Binary(op, a, b) => {
             let (x, y) = (eval(a, env), eval(b, env));
             match op {
-                BinOp::Add => Interval { lo: both(&x.lo, &y.lo, |p, q| p + q), hi: both(&x.hi, &y.hi, |p, q| p + q) },
-                BinOp::Sub => Interval { lo: both(&x.lo, &y.hi, |p, q| p - q), hi: both(&x.hi, &y.lo, |p, q| p - q) },
+                BinOp::Add => Interval {
+                    lo: both(&x.lo, &y.lo, |p, q| p + q),
+                    hi: both(&x.hi, &y.hi, |p, q| p + q),
+                },
+                BinOp::Sub => Interval {
+                    lo: both(&x.lo, &y.hi, |p, q| p - q),
+                    hi: both(&x.hi, &y.lo, |p, q| p - q),
+                },
                 BinOp::Mul => mul(&x, &y, a, b),
                 BinOp::Div => match b.as_int() {
                     Some(c) if c > 0 && y.is_point() => Interval {
@@ -117,8 +135,14 @@ pub fn eval(e: &Expr, env: &HashMap<u64, Interval>) -> Interval {
                     }
                     _ => Interval::everything(),
                 },
-                BinOp::Min => Interval { lo: both(&x.lo, &y.lo, min), hi: both(&x.hi, &y.hi, min) },
-                BinOp::Max => Interval { lo: both(&x.lo, &y.lo, max), hi: both(&x.hi, &y.hi, max) },
+                BinOp::Min => Interval {
+                    lo: both(&x.lo, &y.lo, min),
+                    hi: both(&x.hi, &y.hi, min),
+                },
+                BinOp::Max => Interval {
+                    lo: both(&x.lo, &y.lo, max),
+                    hi: both(&x.hi, &y.hi, max),
+                },
             }
         }
         ExprNode::Select(_, t, f) => eval(t, env).union(&eval(f, env)),
@@ -130,9 +154,15 @@ pub fn eval(e: &Expr, env: &HashMap<u64, Interval>) -> Interval {
 fn mul(x: &Interval, y: &Interval, a: &Expr, b: &Expr) -> Interval {
     let scale = |iv: &Interval, c: i64| {
         if c >= 0 {
-            Interval { lo: iv.lo.clone().map(|l| l * c), hi: iv.hi.clone().map(|h| h * c) }
+            Interval {
+                lo: iv.lo.clone().map(|l| l * c),
+                hi: iv.hi.clone().map(|h| h * c),
+            }
         } else {
-            Interval { lo: iv.hi.clone().map(|h| h * c), hi: iv.lo.clone().map(|l| l * c) }
+            Interval {
+                lo: iv.hi.clone().map(|h| h * c),
+                hi: iv.lo.clone().map(|l| l * c),
+            }
         }
     };
     if let Some(c) = b.as_int() {

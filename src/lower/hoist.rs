@@ -23,7 +23,10 @@ fn go(s: &Stmt, n: &mut usize) -> Stmt {
     match s {
         Stmt::For(f) => {
             let body = go(&f.body, n);
-            let f = For { body, ..(**f).clone() };
+            let f = For {
+                body,
+                ..(**f).clone()
+            };
             hoist_loop(&f, n)
         }
         other => other.map(&mut |x| go(x, n), &mut |e| e.clone()),
@@ -58,7 +61,13 @@ fn hoist_loop(f: &For, counter: &mut usize) -> Stmt {
         _ => {}
     });
     let loads_ok = f.extent.as_int().map(|n| n > 0).unwrap_or(false);
-    let mut cx = Ctx { inside, stored, loads_ok, found: vec![], counter: *counter };
+    let mut cx = Ctx {
+        inside,
+        stored,
+        loads_ok,
+        found: vec![],
+        counter: *counter,
+    };
     let body = cx.stmt(&f.body);
     *counter = cx.counter;
     if cx.found.is_empty() {
@@ -66,7 +75,11 @@ fn hoist_loop(f: &For, counter: &mut usize) -> Stmt {
     }
     let mut out = Stmt::For(Box::new(For { body, ..f.clone() }));
     for (_, e, v) in cx.found.into_iter().rev() {
-        out = Stmt::Let { var: v, value: e, body: Box::new(out) };
+        out = Stmt::Let {
+            var: v,
+            value: e,
+            body: Box::new(out),
+        };
     }
     out
 }
@@ -94,7 +107,13 @@ impl Ctx {
                 }
                 let body = self.stmt(&g.body);
                 self.loads_ok = saved;
-                Stmt::For(Box::new(For { var: g.var.clone(), min, extent, kind: g.kind.clone(), body }))
+                Stmt::For(Box::new(For {
+                    var: g.var.clone(),
+                    min,
+                    extent,
+                    kind: g.kind.clone(),
+                    body,
+                }))
             }
             Stmt::Let { var, value, body } if self.invariant(value) => {
                 // The whole binding moves out; its variable is then defined outside.
@@ -111,11 +130,20 @@ impl Ctx {
             }
             other => {
                 let mut subs = vec![];
-                let _ = other.map(&mut |x| { subs.push(x.clone()); x.clone() }, &mut |e| e.clone());
+                let _ = other.map(
+                    &mut |x| {
+                        subs.push(x.clone());
+                        x.clone()
+                    },
+                    &mut |e| e.clone(),
+                );
                 let done: Vec<Stmt> = subs.iter().map(|x| self.stmt(x)).collect();
                 let mut it = done.into_iter();
                 let mut exprs = vec![];
-                let _ = other.map(&mut |x| x.clone(), &mut |e| { exprs.push(e.clone()); e.clone() });
+                let _ = other.map(&mut |x| x.clone(), &mut |e| {
+                    exprs.push(e.clone());
+                    e.clone()
+                });
                 let new_exprs: Vec<Expr> = exprs.iter().map(|e| self.expr(e, false)).collect();
                 let mut ei = new_exprs.into_iter();
                 other.map(&mut |_| it.next().unwrap(), &mut |_| ei.next().unwrap())
@@ -126,13 +154,18 @@ impl Ctx {
     /// An integer sum whose terms are partly invariant: `(invariant terms) + (the rest)`,
     /// so the invariant part can move out even when the terms are interleaved.
     fn regroup(&mut self, e: &Expr) -> Option<Expr> {
-        if e.lanes() != 1 || !e.dtype().is_int() || !matches!(e.node(), ExprNode::Binary(BinOp::Add | BinOp::Sub, ..)) {
+        if e.lanes() != 1
+            || !e.dtype().is_int()
+            || !matches!(e.node(), ExprNode::Binary(BinOp::Add | BinOp::Sub, ..))
+        {
             return None;
         }
         let mut terms: Vec<(Expr, bool)> = vec![];
         flatten_sum(e, false, &mut terms);
         let (inv, var): (Vec<_>, Vec<_>) = terms.into_iter().partition(|(t, _)| self.invariant(t));
-        let nontrivial = inv.iter().any(|(t, _)| !matches!(t.node(), ExprNode::Int(..)));
+        let nontrivial = inv
+            .iter()
+            .any(|(t, _)| !matches!(t.node(), ExprNode::Int(..)));
         if var.is_empty() || inv.len() < 2 && !nontrivial || inv.is_empty() {
             return None;
         }
@@ -162,7 +195,9 @@ impl Ctx {
         e.visit(&mut |x| {
             match x.node() {
                 ExprNode::Var(v) if self.inside.contains(&v.id()) => ok = false,
-                ExprNode::Load(b, _) if !self.loads_ok || self.stored.contains(b.name()) => ok = false,
+                ExprNode::Load(b, _) if !self.loads_ok || self.stored.contains(b.name()) => {
+                    ok = false
+                }
                 ExprNode::Let(..) => ok = false,
                 _ => {}
             }
@@ -174,7 +209,10 @@ impl Ctx {
     /// Rewrite `e`, replacing maximal invariant scalar subtrees by let-bound variables.
     /// `in_index` marks positions that must stay ramps/broadcasts (vector load indices).
     fn expr(&mut self, e: &Expr, in_index: bool) -> Expr {
-        let trivial = matches!(e.node(), ExprNode::Var(_) | ExprNode::Int(..) | ExprNode::Float(..));
+        let trivial = matches!(
+            e.node(),
+            ExprNode::Var(_) | ExprNode::Int(..) | ExprNode::Float(..)
+        );
         if !trivial && e.lanes() == 1 && self.invariant(e) {
             let k = key(e);
             if let Some((_, _, v)) = self.found.iter().find(|f| f.0 == k) {
@@ -196,13 +234,16 @@ impl Ctx {
             _ if e.children().is_empty() => e.clone(),
             _ => {
                 let _ = in_index;
-                let kids: Vec<Expr> = e.children().into_iter().map(|k| self.expr(k, false)).collect();
+                let kids: Vec<Expr> = e
+                    .children()
+                    .into_iter()
+                    .map(|k| self.expr(k, false))
+                    .collect();
                 e.with_children(kids)
             }
         }
     }
 }
-
 
 /// The terms of a sum, with whether each is subtracted.
 fn flatten_sum(e: &Expr, neg: bool, out: &mut Vec<(Expr, bool)>) {

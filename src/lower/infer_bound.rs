@@ -89,7 +89,10 @@ pub fn infer(s: &Schedule, eff: &HashMap<String, Vec<Expr>>, args: &[Tensor]) ->
                     msg: format!("{} is computed at {}.{}, but {} was inlined; compute it at root or in another consumer", st.name, stage, axis, stage),
                 });
             }
-            let ok = p.axis_index(axis).map(|i| p.leaf_pos(i).is_some()).unwrap_or(false);
+            let ok = p
+                .axis_index(axis)
+                .map(|i| p.leaf_pos(i).is_some())
+                .unwrap_or(false);
             if !ok {
                 return Err(Error::Schedule {
                     stage: st.name.clone(),
@@ -124,7 +127,10 @@ pub fn infer(s: &Schedule, eff: &HashMap<String, Vec<Expr>>, args: &[Tensor]) ->
             for (d, iv) in region.into_iter().enumerate() {
                 let full_hi = simplify(&(shape[d].clone() - 1));
                 let (lo, hi) = match iv {
-                    Some(Interval { lo: Some(l), hi: Some(h) }) => (
+                    Some(Interval {
+                        lo: Some(l),
+                        hi: Some(h),
+                    }) => (
                         simplify_with(&max(l, Expr::int(0)), &ranges),
                         simplify_with(&min(h, full_hi.clone()), &ranges),
                     ),
@@ -143,7 +149,11 @@ pub fn infer(s: &Schedule, eff: &HashMap<String, Vec<Expr>>, args: &[Tensor]) ->
                 buf_shape.push(alloc);
             }
         }
-        let origin: Vec<Expr> = if is_arg || st.is_output { vec![Expr::int(0); axes.len()] } else { root_min.clone() };
+        let origin: Vec<Expr> = if is_arg || st.is_output {
+            vec![Expr::int(0); axes.len()]
+        } else {
+            root_min.clone()
+        };
         for r in st.op.reduce_axis() {
             root_min.push(r.min.clone());
             root_ext.push(simplify(&r.extent));
@@ -154,7 +164,13 @@ pub fn infer(s: &Schedule, eff: &HashMap<String, Vec<Expr>>, args: &[Tensor]) ->
         ext[..root_ext.len()].clone_from_slice(&root_ext);
         for rel in &st.relations {
             match rel {
-                Relation::Split { parent, outer, inner, factor, nparts } => {
+                Relation::Split {
+                    parent,
+                    outer,
+                    inner,
+                    factor,
+                    nparts,
+                } => {
                     let pe = ext[*parent].clone();
                     if let Some(f) = factor {
                         ext[*inner] = Expr::int(*f);
@@ -165,8 +181,13 @@ pub fn infer(s: &Schedule, eff: &HashMap<String, Vec<Expr>>, args: &[Tensor]) ->
                         ext[*inner] = simplify_with(&ceil_div_expr(pe, np), &ranges);
                     }
                 }
-                Relation::Fuse { outer, inner, fused } => {
-                    ext[*fused] = simplify_with(&(ext[*outer].clone() * ext[*inner].clone()), &ranges);
+                Relation::Fuse {
+                    outer,
+                    inner,
+                    fused,
+                } => {
+                    ext[*fused] =
+                        simplify_with(&(ext[*outer].clone() * ext[*inner].clone()), &ranges);
                 }
             }
         }
@@ -182,26 +203,58 @@ pub fn infer(s: &Schedule, eff: &HashMap<String, Vec<Expr>>, args: &[Tensor]) ->
         let mut guards = vec![];
         for rel in st.relations.iter().rev() {
             match rel {
-                Relation::Split { parent, outer, inner, .. } => {
+                Relation::Split {
+                    parent,
+                    outer,
+                    inner,
+                    ..
+                } => {
                     let (o, i) = (off[*outer].clone().unwrap(), off[*inner].clone().unwrap());
                     let p = simplify(&(o * ext[*inner].clone() + i));
-                    let covered = simplify_with(&(ext[*outer].clone() * ext[*inner].clone() - ext[*parent].clone()), &ranges);
+                    let covered = simplify_with(
+                        &(ext[*outer].clone() * ext[*inner].clone() - ext[*parent].clone()),
+                        &ranges,
+                    );
                     if covered.as_int() != Some(0) {
                         guards.push((lt(p.clone(), ext[*parent].clone()), st.axes[*parent].kind));
                     }
                     off[*parent] = Some(p);
                 }
-                Relation::Fuse { outer, inner, fused } => {
+                Relation::Fuse {
+                    outer,
+                    inner,
+                    fused,
+                } => {
                     let f = off[*fused].clone().unwrap();
-                    off[*outer] = Some(simplify_with(&crate::te::floordiv(f.clone(), ext[*inner].clone()), &ranges));
-                    off[*inner] = Some(simplify_with(&crate::te::floormod(f, ext[*inner].clone()), &ranges));
+                    off[*outer] = Some(simplify_with(
+                        &crate::te::floordiv(f.clone(), ext[*inner].clone()),
+                        &ranges,
+                    ));
+                    off[*inner] = Some(simplify_with(
+                        &crate::te::floormod(f, ext[*inner].clone()),
+                        &ranges,
+                    ));
                 }
             }
         }
-        let off: Vec<Expr> = off.into_iter().map(|o| o.unwrap_or_else(|| Expr::int(0))).collect();
-        let scope = if is_arg || st.is_output { Scope::Global } else { st.scope };
+        let off: Vec<Expr> = off
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Expr::int(0)))
+            .collect();
+        let scope = if is_arg || st.is_output {
+            Scope::Global
+        } else {
+            st.scope
+        };
         let buffers = (0..st.op.num_outputs())
-            .map(|v| Buffer::new(st.op.output_name(v), st.op.output_dtype(v), buf_shape.clone(), scope))
+            .map(|v| {
+                Buffer::new(
+                    st.op.output_name(v),
+                    st.op.output_dtype(v),
+                    buf_shape.clone(),
+                    scope,
+                )
+            })
             .collect();
         out[si] = Some(StageInfo {
             si,
@@ -220,9 +273,23 @@ pub fn infer(s: &Schedule, eff: &HashMap<String, Vec<Expr>>, args: &[Tensor]) ->
     let placeholders = s
         .placeholders
         .iter()
-        .map(|p| (p.op.name.clone(), Buffer::new(p.op.name.clone(), p.dtype(), p.shape().to_vec(), Scope::Global)))
+        .map(|p| {
+            (
+                p.op.name.clone(),
+                Buffer::new(
+                    p.op.name.clone(),
+                    p.dtype(),
+                    p.shape().to_vec(),
+                    Scope::Global,
+                ),
+            )
+        })
         .collect();
-    Ok(Bounds { stages: out, ranges, placeholders })
+    Ok(Bounds {
+        stages: out,
+        ranges,
+        placeholders,
+    })
 }
 
 /// Loop variables in scope where stage `si` is computed (its attach chain's outer leaves).
@@ -262,7 +329,10 @@ fn relax(iv: Interval, scope: &HashSet<u64>, leaf_ext: &HashMap<u64, Expr>) -> I
             for v in e.free_vars() {
                 if !scope.contains(&v.id()) {
                     if let Some(x) = leaf_ext.get(&v.id()) {
-                        env.insert(v.id(), Interval::new(Expr::int(0), simplify(&(x.clone() - 1))));
+                        env.insert(
+                            v.id(),
+                            Interval::new(Expr::int(0), simplify(&(x.clone() - 1))),
+                        );
                     }
                 }
             }
@@ -272,7 +342,10 @@ fn relax(iv: Interval, scope: &HashSet<u64>, leaf_ext: &HashMap<u64, Expr>) -> I
         }
         let lo = iv.lo.as_ref().and_then(|l| eval(l, &env).lo);
         let hi = iv.hi.as_ref().and_then(|h| eval(h, &env).hi);
-        iv = Interval { lo: lo.map(|e| simplify(&e)), hi: hi.map(|e| simplify(&e)) };
+        iv = Interval {
+            lo: lo.map(|e| simplify(&e)),
+            hi: hi.map(|e| simplify(&e)),
+        };
     }
     Interval::everything()
 }
@@ -303,7 +376,9 @@ fn region_of(
         }
         // Leaves of the consumer at or outside the attach point are fixed; inner ones range.
         let fixed_upto: Option<usize> = match &st.attach {
-            Attach::At { stage, axis } if *stage == cst.name => cst.axis_index(axis).and_then(|a| cst.leaf_pos(a)),
+            Attach::At { stage, axis } if *stage == cst.name => {
+                cst.axis_index(axis).and_then(|a| cst.leaf_pos(a))
+            }
             _ => None,
         };
         let mut env: HashMap<u64, Interval> = HashMap::new();
@@ -311,14 +386,19 @@ fn region_of(
             if fixed_upto.map(|f| pos <= f).unwrap_or(false) {
                 continue;
             }
-            env.insert(cst.axes[l].var.id(), Interval::new(Expr::int(0), simplify(&(c.ext[l].clone() - 1))));
+            env.insert(
+                cst.axes[l].var.id(),
+                Interval::new(Expr::int(0), simplify(&(c.ext[l].clone() - 1))),
+            );
         }
         let mut root_env: HashMap<u64, Interval> = HashMap::new();
         for r in 0..c.root_min.len() {
             let o = eval(&c.off[r], &env);
             let last = simplify(&(c.root_min[r].clone() + c.root_ext[r].clone() - 1));
-            let lo = o.lo.map(|l| simplify_with(&(c.root_min[r].clone() + l), ranges));
-            let hi = o.hi.map(|h| simplify_with(&min(c.root_min[r].clone() + h, last.clone()), ranges));
+            let lo =
+                o.lo.map(|l| simplify_with(&(c.root_min[r].clone() + l), ranges));
+            let hi =
+                o.hi.map(|h| simplify_with(&min(c.root_min[r].clone() + h, last.clone()), ranges));
             root_env.insert(cst.axes[r].var.id(), Interval { lo, hi });
         }
         for idx in reads {
@@ -366,7 +446,11 @@ fn reads_of(bodies: &[Expr], name: &str) -> Vec<Vec<Expr>> {
 /// An upper bound of `e` free of loop variables: `min(a, b)` is bounded by either side
 /// (whichever becomes loop-free), then remaining loop variables take their ranges.
 fn upper_bound(e: &Expr, leaf_ext: &HashMap<u64, Expr>, ranges: &Ranges) -> Option<Expr> {
-    let is_loop_free = |x: &Expr| x.free_vars().iter().all(|v| !leaf_ext.contains_key(&v.id()));
+    let is_loop_free = |x: &Expr| {
+        x.free_vars()
+            .iter()
+            .all(|v| !leaf_ext.contains_key(&v.id()))
+    };
     if is_loop_free(e) {
         return Some(e.clone());
     }
@@ -433,7 +517,12 @@ fn check_consumers_inside(s: &Schedule, si: usize) -> Result<()> {
             continue;
         }
         let inside = s.attach_chain(&r).iter().any(|(cs, cax)| {
-            *cs == p && ps.axis_index(cax).and_then(|a| ps.leaf_pos(a)).map(|q| q >= pos).unwrap_or(false)
+            *cs == p
+                && ps
+                    .axis_index(cax)
+                    .and_then(|a| ps.leaf_pos(a))
+                    .map(|q| q >= pos)
+                    .unwrap_or(false)
         });
         if !inside {
             return Err(Error::Schedule {

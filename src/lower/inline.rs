@@ -17,7 +17,10 @@ pub fn inline_bodies(s: &Schedule) -> HashMap<String, Vec<Expr>> {
             OpKind::Compute { body, .. } => body.clone(),
             _ => continue,
         };
-        let body: Vec<Expr> = body.iter().map(|b| substitute_inlined(b, s, &eff)).collect();
+        let body: Vec<Expr> = body
+            .iter()
+            .map(|b| substitute_inlined(b, s, &eff))
+            .collect();
         eff.insert(st.name.clone(), body);
     }
     eff
@@ -36,8 +39,11 @@ fn substitute_inlined(e: &Expr, s: &Schedule, eff: &HashMap<String, Vec<Expr>>) 
                 OpKind::Compute { axis, .. } => axis,
                 _ => return None,
             };
-            let map: HashMap<u64, Expr> =
-                axes.iter().zip(idx).map(|(a, i)| (a.var.id(), substitute_inlined(i, s, eff))).collect();
+            let map: HashMap<u64, Expr> = axes
+                .iter()
+                .zip(idx)
+                .map(|(a, i)| (a.var.id(), substitute_inlined(i, s, eff)))
+                .collect();
             Some(body.substitute(&map))
         }
         _ => None,

@@ -57,7 +57,12 @@ pub struct BufferNode {
 impl Buffer {
     /// A new buffer.
     pub fn new(name: impl Into<String>, dtype: DType, shape: Vec<Expr>, scope: Scope) -> Buffer {
-        Buffer(Arc::new(BufferNode { name: name.into(), dtype, shape, scope }))
+        Buffer(Arc::new(BufferNode {
+            name: name.into(),
+            dtype,
+            shape,
+            scope,
+        }))
     }
     /// Name.
     pub fn name(&self) -> &str {
@@ -207,15 +212,29 @@ impl Stmt {
     }
     /// A loop statement.
     pub fn for_(var: Var, min: Expr, extent: Expr, kind: ForKind, body: Stmt) -> Stmt {
-        Stmt::For(Box::new(For { var, min, extent, kind, body }))
+        Stmt::For(Box::new(For {
+            var,
+            min,
+            extent,
+            kind,
+            body,
+        }))
     }
     /// An if statement without else.
     pub fn if_(cond: Expr, then: Stmt) -> Stmt {
-        Stmt::If { cond, then: Box::new(then), els: None }
+        Stmt::If {
+            cond,
+            then: Box::new(then),
+            els: None,
+        }
     }
 
     /// Rebuild with every direct sub-statement and expression mapped (one level).
-    pub fn map(&self, fs: &mut dyn FnMut(&Stmt) -> Stmt, fe: &mut dyn FnMut(&Expr) -> Expr) -> Stmt {
+    pub fn map(
+        &self,
+        fs: &mut dyn FnMut(&Stmt) -> Stmt,
+        fe: &mut dyn FnMut(&Expr) -> Expr,
+    ) -> Stmt {
         match self {
             Stmt::For(f) => Stmt::For(Box::new(For {
                 var: f.var.clone(),
@@ -229,13 +248,29 @@ impl Stmt {
                 then: Box::new(fs(then)),
                 els: els.as_ref().map(|e| Box::new(fs(e))),
             },
-            Stmt::Seq(v) => Stmt::Seq(v.iter().map(|s| fs(s)).collect()),
-            Stmt::Store { buf, indices, value } => {
-                Stmt::Store { buf: buf.clone(), indices: indices.iter().map(|i| fe(i)).collect(), value: fe(value) }
-            }
-            Stmt::Allocate { buf, body } => Stmt::Allocate { buf: buf.clone(), body: Box::new(fs(body)) },
-            Stmt::Let { var, value, body } => Stmt::Let { var: var.clone(), value: fe(value), body: Box::new(fs(body)) },
-            Stmt::Produce { name, body } => Stmt::Produce { name: name.clone(), body: Box::new(fs(body)) },
+            Stmt::Seq(v) => Stmt::Seq(v.iter().map(&mut *fs).collect()),
+            Stmt::Store {
+                buf,
+                indices,
+                value,
+            } => Stmt::Store {
+                buf: buf.clone(),
+                indices: indices.iter().map(&mut *fe).collect(),
+                value: fe(value),
+            },
+            Stmt::Allocate { buf, body } => Stmt::Allocate {
+                buf: buf.clone(),
+                body: Box::new(fs(body)),
+            },
+            Stmt::Let { var, value, body } => Stmt::Let {
+                var: var.clone(),
+                value: fe(value),
+                body: Box::new(fs(body)),
+            },
+            Stmt::Produce { name, body } => Stmt::Produce {
+                name: name.clone(),
+                body: Box::new(fs(body)),
+            },
             Stmt::Evaluate(e) => Stmt::Evaluate(fe(e)),
             Stmt::Barrier => Stmt::Barrier,
             Stmt::NoOp => Stmt::NoOp,
@@ -260,14 +295,28 @@ impl Stmt {
                     els: els.as_ref().map(|e| Box::new(go(e, fe))),
                 },
                 Stmt::Seq(v) => Stmt::Seq(v.iter().map(|s| go(s, fe)).collect()),
-                Stmt::Store { buf, indices, value } => {
-                    Stmt::Store { buf: buf.clone(), indices: indices.iter().map(|i| fe(i)).collect(), value: fe(value) }
-                }
-                Stmt::Allocate { buf, body } => Stmt::Allocate { buf: buf.clone(), body: Box::new(go(body, fe)) },
-                Stmt::Let { var, value, body } => {
-                    Stmt::Let { var: var.clone(), value: fe(value), body: Box::new(go(body, fe)) }
-                }
-                Stmt::Produce { name, body } => Stmt::Produce { name: name.clone(), body: Box::new(go(body, fe)) },
+                Stmt::Store {
+                    buf,
+                    indices,
+                    value,
+                } => Stmt::Store {
+                    buf: buf.clone(),
+                    indices: indices.iter().map(&mut *fe).collect(),
+                    value: fe(value),
+                },
+                Stmt::Allocate { buf, body } => Stmt::Allocate {
+                    buf: buf.clone(),
+                    body: Box::new(go(body, fe)),
+                },
+                Stmt::Let { var, value, body } => Stmt::Let {
+                    var: var.clone(),
+                    value: fe(value),
+                    body: Box::new(go(body, fe)),
+                },
+                Stmt::Produce { name, body } => Stmt::Produce {
+                    name: name.clone(),
+                    body: Box::new(go(body, fe)),
+                },
                 Stmt::Evaluate(e) => Stmt::Evaluate(fe(e)),
                 Stmt::Barrier => Stmt::Barrier,
                 Stmt::NoOp => Stmt::NoOp,
@@ -288,7 +337,9 @@ impl Stmt {
                 }
             }
             Stmt::Seq(v) => v.iter().for_each(|s| s.visit(f)),
-            Stmt::Allocate { body, .. } | Stmt::Let { body, .. } | Stmt::Produce { body, .. } => body.visit(f),
+            Stmt::Allocate { body, .. } | Stmt::Let { body, .. } | Stmt::Produce { body, .. } => {
+                body.visit(f)
+            }
             _ => {}
         }
     }
@@ -302,7 +353,7 @@ impl Stmt {
             }
             Stmt::If { cond, .. } => f(cond),
             Stmt::Store { indices, value, .. } => {
-                indices.iter().for_each(|i| f(i));
+                indices.iter().for_each(&mut *f);
                 f(value)
             }
             Stmt::Let { value, .. } => f(value),
@@ -351,13 +402,26 @@ impl Printer {
     fn stmt(&mut self, s: &Stmt) {
         match s {
             Stmt::For(f) => {
-                let kind = if f.kind == ForKind::Serial { String::new() } else { format!(" {}", f.kind.name()) };
+                let kind = if f.kind == ForKind::Serial {
+                    String::new()
+                } else {
+                    format!(" {}", f.kind.name())
+                };
                 let range = if f.min.as_int() == Some(0) {
                     format!("{}", f.extent)
                 } else {
-                    format!("{}, {}", f.min, crate::lower::simplify::simplify(&(f.min.clone() + f.extent.clone())))
+                    format!(
+                        "{}, {}",
+                        f.min,
+                        crate::lower::simplify::simplify(&(f.min.clone() + f.extent.clone()))
+                    )
                 };
-                self.line(&format!("for {} in range({}){}:", f.var.name(), range, kind));
+                self.line(&format!(
+                    "for {} in range({}){}:",
+                    f.var.name(),
+                    range,
+                    kind
+                ));
                 self.indent += 1;
                 self.stmt(&f.body);
                 self.indent -= 1;
@@ -375,7 +439,11 @@ impl Printer {
                 }
             }
             Stmt::Seq(v) => v.iter().for_each(|s| self.stmt(s)),
-            Stmt::Store { buf, indices, value } => {
+            Stmt::Store {
+                buf,
+                indices,
+                value,
+            } => {
                 let idx: Vec<String> = indices.iter().map(|i| i.to_string()).collect();
                 self.line(&format!("{}[{}] = {}", buf.name(), idx.join(", "), value));
             }
@@ -407,7 +475,10 @@ impl Printer {
 
 impl fmt::Display for Stmt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut p = Printer { out: String::new(), indent: 0 };
+        let mut p = Printer {
+            out: String::new(),
+            indent: 0,
+        };
         p.stmt(self);
         f.write_str(&p.out)
     }
@@ -422,11 +493,20 @@ impl fmt::Display for LoweredFunc {
                 head.push_str(", ");
             }
             let shape: Vec<String> = b.shape().iter().map(|s| s.to_string()).collect();
-            write!(head, "{}: Buffer({}, [{}])", b.name(), b.dtype(), shape.join(", "))?;
+            write!(
+                head,
+                "{}: Buffer({}, [{}])",
+                b.name(),
+                b.dtype(),
+                shape.join(", ")
+            )?;
         }
         head.push_str("):");
         writeln!(f, "{}", head)?;
-        let mut p = Printer { out: String::new(), indent: 1 };
+        let mut p = Printer {
+            out: String::new(),
+            indent: 1,
+        };
         p.stmt(&self.body);
         f.write_str(&p.out)
     }

@@ -19,10 +19,14 @@ pub fn partition(s: &Stmt) -> Stmt {
 
 fn go(s: &Stmt, done: &mut HashSet<u64>) -> Stmt {
     match s {
-        Stmt::For(f) if !done.contains(&f.var.id()) && !matches!(f.kind, super::ir::ForKind::ThreadBinding(_)) => {
+        Stmt::For(f)
+            if !done.contains(&f.var.id())
+                && !matches!(f.kind, super::ir::ForKind::ThreadBinding(_)) =>
+        {
             if let Some((cond, split)) = find_split(f) {
                 let m = f.min.clone();
-                let main_ext = simplify(&max(min(split - m.clone(), f.extent.clone()), Expr::int(0)));
+                let main_ext =
+                    simplify(&max(min(split - m.clone(), f.extent.clone()), Expr::int(0)));
                 if main_ext.as_int() != Some(0) {
                     let main_body = drop_guard(&f.body, &cond);
                     let main = Stmt::For(Box::new(For {
@@ -76,12 +80,20 @@ fn find_split(f: &For) -> Option<(Expr, Expr)> {
     let mut conds: Vec<Expr> = vec![];
     f.body.visit(&mut |s| match s {
         Stmt::For(g) => {
-            inner.insert(g.var.id(), Interval::new(g.min.clone(), simplify(&(g.min.clone() + g.extent.clone() - 1))));
+            inner.insert(
+                g.var.id(),
+                Interval::new(
+                    g.min.clone(),
+                    simplify(&(g.min.clone() + g.extent.clone() - 1)),
+                ),
+            );
         }
         Stmt::Let { var, .. } => {
             lets.insert(var.id());
         }
-        Stmt::If { cond, els: None, .. } => conjuncts(cond, &mut conds),
+        Stmt::If {
+            cond, els: None, ..
+        } => conjuncts(cond, &mut conds),
         _ => {}
     });
     for c in conds {
@@ -149,12 +161,19 @@ fn linear_in(e: &Expr, v: &Var) -> Option<(i64, Expr)> {
 /// Remove the conjunct `cond` from every guard in `s`.
 fn drop_guard(s: &Stmt, cond: &Expr) -> Stmt {
     match s {
-        Stmt::If { cond: c, then, els: None } => {
+        Stmt::If {
+            cond: c,
+            then,
+            els: None,
+        } => {
             let mut parts = vec![];
             conjuncts(c, &mut parts);
-            let kept: Vec<Expr> = parts.into_iter().filter(|p| !p.structural_eq(cond)).collect();
+            let kept: Vec<Expr> = parts
+                .into_iter()
+                .filter(|p| !p.structural_eq(cond))
+                .collect();
             let then = drop_guard(then, cond);
-            match kept.into_iter().reduce(|a, b| and(a, b)) {
+            match kept.into_iter().reduce(and) {
                 None => then,
                 Some(k) => Stmt::if_(k, then),
             }

@@ -46,35 +46,60 @@ pub fn lower(schedule: &Schedule, args: &[Tensor]) -> Result<LoweredFunc> {
 
 /// [`lower`] with a function name.
 pub fn lower_named(schedule: &Schedule, args: &[Tensor], name: &str) -> Result<LoweredFunc> {
-    let dump = std::env::var("LOOPFORGE_DUMP_IR").map(|v| v == "1").unwrap_or(false);
+    let dump = std::env::var("LOOPFORGE_DUMP_IR")
+        .map(|v| v == "1")
+        .unwrap_or(false);
     let mut sink = |pass: &str, ir: Option<&str>| match ir {
         Some(ir) => eprintln!("// after {}:\n{}", pass, ir),
         None => eprintln!("// after {}: (unchanged)", pass),
     };
-    run_pipeline(schedule, args, name, if dump { Some(&mut sink) } else { None })
+    run_pipeline(
+        schedule,
+        args,
+        name,
+        if dump { Some(&mut sink) } else { None },
+    )
 }
 
 /// [`lower`], also returning the IR after every pass: `(pass, Some(ir))`, or
 /// `(pass, None)` when the pass changed nothing. This is what `LOOPFORGE_DUMP_IR=1` prints.
-pub fn lower_traced(schedule: &Schedule, args: &[Tensor]) -> Result<(LoweredFunc, Vec<(String, Option<String>)>)> {
+pub fn lower_traced(schedule: &Schedule, args: &[Tensor]) -> Result<(LoweredFunc, PassDumps)> {
     let mut steps = vec![];
-    let mut sink = |pass: &str, ir: Option<&str>| steps.push((pass.to_string(), ir.map(|s| s.to_string())));
+    let mut sink =
+        |pass: &str, ir: Option<&str>| steps.push((pass.to_string(), ir.map(|s| s.to_string())));
     let f = run_pipeline(schedule, args, "main", Some(&mut sink))?;
     Ok((f, steps))
 }
 
+/// The IR after each pass: `(pass, Some(ir))`, or `(pass, None)` when unchanged.
+pub type PassDumps = Vec<(String, Option<String>)>;
+
 type Sink<'a> = &'a mut dyn FnMut(&str, Option<&str>);
 
-fn run_pipeline(schedule: &Schedule, args: &[Tensor], name: &str, dump: Option<Sink>) -> Result<LoweredFunc> {
+fn run_pipeline(
+    schedule: &Schedule,
+    args: &[Tensor],
+    name: &str,
+    dump: Option<Sink>,
+) -> Result<LoweredFunc> {
     let params = check_args(schedule, args)?;
 
     let eff = inline::inline_bodies(schedule);
     check_reads(&eff)?;
     let bounds = infer_bound::infer(schedule, &eff, args)?;
     let body = schedule_ops::build_body(schedule, &bounds)?;
-    let mut f = LoweredFunc { name: name.to_string(), params, shape_vars: vec![], body };
+    let mut f = LoweredFunc {
+        name: name.to_string(),
+        params,
+        shape_vars: vec![],
+        body,
+    };
     f.shape_vars = shape_vars(&f);
-    let mut p = Pipeline { f, dump, last: String::new() };
+    let mut p = Pipeline {
+        f,
+        dump,
+        last: String::new(),
+    };
     p.after("schedule_ops", false)?;
 
     p.f.body = storage_flatten::flatten(&p.f.body);
@@ -112,7 +137,8 @@ impl Pipeline<'_> {
             self.last = now;
         }
         if cfg!(debug_assertions) {
-            verify::verify(&self.f, flat).map_err(|m| internal(format!("after pass {}: {}", pass, m), &self.f))?;
+            verify::verify(&self.f, flat)
+                .map_err(|m| internal(format!("after pass {}: {}", pass, m), &self.f))?;
         }
         Ok(())
     }
@@ -124,22 +150,38 @@ fn check_args(s: &Schedule, args: &[Tensor]) -> Result<Vec<Buffer>> {
     let mut params = vec![];
     for a in args {
         if !seen.insert(a.name()) {
-            return Err(Error::Lower(format!("{} appears twice in the argument list", a.name())));
+            return Err(Error::Lower(format!(
+                "{} appears twice in the argument list",
+                a.name()
+            )));
         }
-        let known = s.placeholders.iter().any(|p| p.op.name == a.op.name) || s.stages.iter().any(|st| st.name == a.op.name);
+        let known = s.placeholders.iter().any(|p| p.op.name == a.op.name)
+            || s.stages.iter().any(|st| st.name == a.op.name);
         if !known {
             return Err(Error::Lower(format!(
                 "argument {} is not part of this schedule's computation (its stages: {})",
                 a.name(),
-                s.stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                s.stages
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         if let Ok(st) = s.stage(a.op.name.as_str()) {
             if st.attach == crate::schedule::Attach::Inline {
-                return Err(Error::Lower(format!("argument {} was inlined (compute_inline); an argument must be materialized", a.name())));
+                return Err(Error::Lower(format!(
+                    "argument {} was inlined (compute_inline); an argument must be materialized",
+                    a.name()
+                )));
             }
         }
-        params.push(Buffer::new(a.name(), a.dtype(), a.shape().to_vec(), ir::Scope::Global));
+        params.push(Buffer::new(
+            a.name(),
+            a.dtype(),
+            a.shape().to_vec(),
+            ir::Scope::Global,
+        ));
     }
     for p in &s.placeholders {
         if !args.iter().any(|a| a.op.name == p.op.name) {
@@ -155,7 +197,10 @@ fn check_args(s: &Schedule, args: &[Tensor]) -> Result<Vec<Buffer>> {
         for v in 0..o.op.num_outputs() {
             let name = o.op.output_name(v);
             if !args.iter().any(|a| a.name() == name) {
-                return Err(Error::Lower(format!("output {} is not in the argument list; pass it to lower/build", name)));
+                return Err(Error::Lower(format!(
+                    "output {} is not in the argument list; pass it to lower/build",
+                    name
+                )));
             }
         }
     }
@@ -169,7 +214,10 @@ fn check_reads(eff: &std::collections::HashMap<String, Vec<Expr>>) -> Result<()>
     names.sort();
     for name in names {
         let bodies = &eff[name];
-        let n_red = bodies.iter().filter(|b| matches!(b.node(), ExprNode::Reduce(_))).count();
+        let n_red = bodies
+            .iter()
+            .filter(|b| matches!(b.node(), ExprNode::Reduce(_)))
+            .count();
         let nested = |e: &Expr| {
             let mut found = false;
             e.visit(&mut |x| {

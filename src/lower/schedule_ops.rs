@@ -9,7 +9,7 @@
 //! each buffer's origin.
 
 use super::infer_bound::{Bounds, StageInfo};
-use super::ir::{Buffer, ForKind, Stmt};
+use super::ir::{Buffer, Stmt};
 use super::simplify::simplify;
 use crate::error::{Error, Result};
 use crate::schedule::{Attach, Schedule};
@@ -32,7 +32,10 @@ pub fn build_body(s: &Schedule, b: &Bounds) -> Result<Stmt> {
     }
     let mut body = Stmt::seq(parts);
     for buf in allocs.into_iter().rev() {
-        body = Stmt::Allocate { buf, body: Box::new(body) };
+        body = Stmt::Allocate {
+            buf,
+            body: Box::new(body),
+        };
     }
     Ok(body)
 }
@@ -45,7 +48,10 @@ fn to_loads(e: &Expr, b: &Bounds) -> Result<Expr> {
             let (buf, origin) = match b.buffer_of(t) {
                 Some(v) => v,
                 None => {
-                    err = Some(Error::Lower(format!("tensor {} is read but is neither an input nor a stage of this schedule", t.name())));
+                    err = Some(Error::Lower(format!(
+                        "tensor {} is read but is neither an input nor a stage of this schedule",
+                        t.name()
+                    )));
                     return Some(x.clone());
                 }
             };
@@ -76,12 +82,25 @@ fn to_loads(e: &Expr, b: &Bounds) -> Result<Expr> {
 fn produce(s: &Schedule, b: &Bounds, info: &StageInfo) -> Result<Stmt> {
     let st = &s.stages[info.si];
     let n_root = st.n_data + st.n_reduce;
-    let vmap: HashMap<u64, Expr> =
-        (0..n_root).map(|r| (st.axes[r].var.id(), simplify(&(info.root_min[r].clone() + info.off[r].clone())))).collect();
-    let store_idx: Vec<Expr> =
-        (0..st.n_data).map(|d| simplify(&(vmap[&st.axes[d].var.id()].clone() - info.origin[d].clone()))).collect();
+    let vmap: HashMap<u64, Expr> = (0..n_root)
+        .map(|r| {
+            (
+                st.axes[r].var.id(),
+                simplify(&(info.root_min[r].clone() + info.off[r].clone())),
+            )
+        })
+        .collect();
+    let store_idx: Vec<Expr> = (0..st.n_data)
+        .map(|d| simplify(&(vmap[&st.axes[d].var.id()].clone() - info.origin[d].clone())))
+        .collect();
     let all_guard = conj(info.guards.iter().map(|g| g.0.clone()).collect());
-    let data_guard = conj(info.guards.iter().filter(|g| g.1 == IterKind::DataPar).map(|g| g.0.clone()).collect());
+    let data_guard = conj(
+        info.guards
+            .iter()
+            .filter(|g| g.1 == IterKind::DataPar)
+            .map(|g| g.0.clone())
+            .collect(),
+    );
     let guard = |cond: &Option<Expr>, s: Stmt| match cond {
         Some(c) => Stmt::if_(c.clone(), s),
         None => s,
@@ -89,23 +108,47 @@ fn produce(s: &Schedule, b: &Bounds, info: &StageInfo) -> Result<Stmt> {
 
     let (init, main) = match info.bodies[0].node() {
         ExprNode::Reduce(r) => {
-            let src: Vec<Expr> = r.source.iter().map(|x| to_loads(&x.substitute(&vmap), b)).collect::<Result<_>>()?;
-            let acc: Vec<Expr> = info.buffers.iter().map(|buf| buf.load(store_idx.clone())).collect();
+            let src: Vec<Expr> = r
+                .source
+                .iter()
+                .map(|x| to_loads(&x.substitute(&vmap), b))
+                .collect::<Result<_>>()?;
+            let acc: Vec<Expr> = info
+                .buffers
+                .iter()
+                .map(|buf| buf.load(store_idx.clone()))
+                .collect();
             let new = r.combiner.combine(&acc, &src);
             let update = if new.len() == 1 {
-                Stmt::Store { buf: info.buffers[0].clone(), indices: store_idx.clone(), value: new[0].clone() }
+                Stmt::Store {
+                    buf: info.buffers[0].clone(),
+                    indices: store_idx.clone(),
+                    value: new[0].clone(),
+                }
             } else {
                 // Evaluate every combined value before storing any of them.
-                let tmps: Vec<Var> = new.iter().enumerate().map(|(v, x)| Var::new(format!("{}.v{}.next", st.name, v), x.dtype())).collect();
+                let tmps: Vec<Var> = new
+                    .iter()
+                    .enumerate()
+                    .map(|(v, x)| Var::new(format!("{}.v{}.next", st.name, v), x.dtype()))
+                    .collect();
                 let mut stores: Vec<Stmt> = info
                     .buffers
                     .iter()
                     .zip(&tmps)
-                    .map(|(buf, t)| Stmt::Store { buf: buf.clone(), indices: store_idx.clone(), value: t.expr() })
+                    .map(|(buf, t)| Stmt::Store {
+                        buf: buf.clone(),
+                        indices: store_idx.clone(),
+                        value: t.expr(),
+                    })
                     .collect();
                 let mut body = Stmt::seq(std::mem::take(&mut stores));
                 for (t, x) in tmps.iter().zip(&new).rev() {
-                    body = Stmt::Let { var: t.clone(), value: x.clone(), body: Box::new(body) };
+                    body = Stmt::Let {
+                        var: t.clone(),
+                        value: x.clone(),
+                        body: Box::new(body),
+                    };
                 }
                 body
             };
@@ -113,7 +156,11 @@ fn produce(s: &Schedule, b: &Bounds, info: &StageInfo) -> Result<Stmt> {
                 info.buffers
                     .iter()
                     .zip(&r.combiner.node().identity)
-                    .map(|(buf, id)| Stmt::Store { buf: buf.clone(), indices: store_idx.clone(), value: id.clone() })
+                    .map(|(buf, id)| Stmt::Store {
+                        buf: buf.clone(),
+                        indices: store_idx.clone(),
+                        value: id.clone(),
+                    })
                     .collect(),
             );
             (Some(guard(&data_guard, init)), guard(&all_guard, update))
@@ -124,7 +171,11 @@ fn produce(s: &Schedule, b: &Bounds, info: &StageInfo) -> Result<Stmt> {
                 .iter()
                 .zip(&info.bodies)
                 .map(|(buf, body)| {
-                    Ok(Stmt::Store { buf: buf.clone(), indices: store_idx.clone(), value: to_loads(&body.substitute(&vmap), b)? })
+                    Ok(Stmt::Store {
+                        buf: buf.clone(),
+                        indices: store_idx.clone(),
+                        value: to_loads(&body.substitute(&vmap), b)?,
+                    })
                 })
                 .collect::<Result<Vec<_>>>()?;
             (None, guard(&all_guard, Stmt::seq(stores)))
@@ -132,7 +183,9 @@ fn produce(s: &Schedule, b: &Bounds, info: &StageInfo) -> Result<Stmt> {
     };
 
     let leaves = &st.leaves;
-    let first_red = leaves.iter().position(|&l| st.axes[l].kind == IterKind::Reduce);
+    let first_red = leaves
+        .iter()
+        .position(|&l| st.axes[l].kind == IterKind::Reduce);
     let init_nest = |from: usize| -> Stmt {
         // Loops over the data-parallel leaves inside the first reduce loop, with fresh vars.
         let mut body = init.clone().unwrap_or(Stmt::NoOp);
@@ -160,12 +213,21 @@ fn produce(s: &Schedule, b: &Bounds, info: &StageInfo) -> Result<Stmt> {
         }
         let ax = &st.axes[leaves[pos]];
         stmt = attach_here(s, b, &st.name, &ax.name, stmt)?;
-        stmt = Stmt::for_(ax.var.clone(), Expr::int(0), info.ext[leaves[pos]].clone(), ax.annotation.clone(), stmt);
+        stmt = Stmt::for_(
+            ax.var.clone(),
+            Expr::int(0),
+            info.ext[leaves[pos]].clone(),
+            ax.annotation.clone(),
+            stmt,
+        );
     }
     if first_red == Some(0) {
         stmt = Stmt::seq(vec![init_nest(0), stmt]);
     }
-    Ok(Stmt::Produce { name: st.name.clone(), body: Box::new(stmt) })
+    Ok(Stmt::Produce {
+        name: st.name.clone(),
+        body: Box::new(stmt),
+    })
 }
 
 /// Put the stages attached at `stage.axis` (with their allocations) before `rest`.
@@ -189,11 +251,14 @@ fn attach_here(s: &Schedule, b: &Bounds, stage: &str, axis: &str, rest: Stmt) ->
     parts.push(rest);
     let mut body = Stmt::seq(parts);
     for buf in allocs.into_iter().rev() {
-        body = Stmt::Allocate { buf, body: Box::new(body) };
+        body = Stmt::Allocate {
+            buf,
+            body: Box::new(body),
+        };
     }
     Ok(body)
 }
 
 fn conj(v: Vec<Expr>) -> Option<Expr> {
-    v.into_iter().reduce(|a, b| and(a, b))
+    v.into_iter().reduce(and)
 }

@@ -78,7 +78,8 @@ fn stmt(s: &Stmt, r: &mut Ranges) -> Stmt {
             if extent.as_int() == Some(0) {
                 return Stmt::NoOp;
             }
-            if extent.as_int() == Some(1) && !matches!(f.kind, super::ir::ForKind::ThreadBinding(_)) {
+            if extent.as_int() == Some(1) && !matches!(f.kind, super::ir::ForKind::ThreadBinding(_))
+            {
                 // A single iteration: the loop variable is just its first value.
                 let mut m = HashMap::new();
                 m.insert(f.var.id(), min);
@@ -99,7 +100,13 @@ fn stmt(s: &Stmt, r: &mut Ranges) -> Stmt {
             if matches!(body, Stmt::NoOp) {
                 return Stmt::NoOp;
             }
-            Stmt::For(Box::new(For { var: f.var.clone(), min, extent, kind: f.kind.clone(), body }))
+            Stmt::For(Box::new(For {
+                var: f.var.clone(),
+                min,
+                extent,
+                kind: f.kind.clone(),
+                body,
+            }))
         }
         Stmt::If { cond, then, els } => {
             let c = simplify_with(cond, r);
@@ -128,7 +135,11 @@ fn stmt(s: &Stmt, r: &mut Ranges) -> Stmt {
             }
             let body = stmt(body, r);
             r.remove(var.id());
-            Stmt::Let { var: var.clone(), value, body: Box::new(body) }
+            Stmt::Let {
+                var: var.clone(),
+                value,
+                body: Box::new(body),
+            }
         }
         other => {
             let mut fs = |x: &Stmt| stmt(x, &mut r.clone());
@@ -150,17 +161,26 @@ struct Lin {
 
 impl Lin {
     fn constant(c: i64, dt: DType) -> Lin {
-        Lin { dt, terms: vec![], c }
+        Lin {
+            dt,
+            terms: vec![],
+            c,
+        }
     }
     fn atom(e: Expr) -> Lin {
-        Lin { dt: e.dtype(), terms: vec![(key(&e), e, 1)], c: 0 }
+        Lin {
+            dt: e.dtype(),
+            terms: vec![(key(&e), e, 1)],
+            c: 0,
+        }
     }
     fn add(mut self, o: &Lin, sign: i64) -> Lin {
         for (k, e, c) in &o.terms {
             if let Some(t) = self.terms.iter_mut().find(|t| &t.0 == k) {
                 t.2 = t.2.wrapping_add(c.wrapping_mul(sign));
             } else {
-                self.terms.push((k.clone(), e.clone(), c.wrapping_mul(sign)));
+                self.terms
+                    .push((k.clone(), e.clone(), c.wrapping_mul(sign)));
             }
         }
         self.terms.retain(|t| t.2 != 0);
@@ -189,7 +209,13 @@ impl Lin {
         terms.sort_by(|a, b| order_key(&a.1).cmp(&order_key(&b.1)).then(a.0.cmp(&b.0)));
         // Positive terms first so the printed form reads `a*16 + b - c`.
         let mut out: Option<Expr> = None;
-        let mk = |e: &Expr, c: i64, dt| if c == 1 { e.clone() } else { mul(e.clone(), Expr::int_of(c, dt)) };
+        let mk = |e: &Expr, c: i64, dt| {
+            if c == 1 {
+                e.clone()
+            } else {
+                mul(e.clone(), Expr::int_of(c, dt))
+            }
+        };
         for (_, e, c) in terms.iter().filter(|t| t.2 > 0) {
             let t = mk(e, *c, self.dt);
             out = Some(match out {
@@ -381,7 +407,11 @@ impl<'a> Simp<'a> {
 
     fn expr(&self, e: &Expr) -> Expr {
         let kids: Vec<Expr> = e.children().into_iter().map(|k| self.expr(k)).collect();
-        let e2 = if kids.iter().zip(e.children()).all(|(a, b)| a.same_as(b)) { e.clone() } else { e.with_children(kids) };
+        let e2 = if kids.iter().zip(e.children()).all(|(a, b)| a.same_as(b)) {
+            e.clone()
+        } else {
+            e.with_children(kids)
+        };
         self.node(&e2)
     }
 
@@ -495,10 +525,18 @@ impl<'a> Simp<'a> {
                     let a_le_b = hi <= 0;
                     let a_ge_b = lo >= 0;
                     if a_le_b {
-                        return if op == BinOp::Min { a.clone() } else { b.clone() };
+                        return if op == BinOp::Min {
+                            a.clone()
+                        } else {
+                            b.clone()
+                        };
                     }
                     if a_ge_b {
-                        return if op == BinOp::Min { b.clone() } else { a.clone() };
+                        return if op == BinOp::Min {
+                            b.clone()
+                        } else {
+                            a.clone()
+                        };
                     }
                 }
                 e.clone()
@@ -514,21 +552,39 @@ impl<'a> Simp<'a> {
             _ => {
                 if let (Some(x), Some(y)) = (a.as_int(), b.as_int()) {
                     if y != 0 {
-                        return Expr::int_of(if op == BinOp::Div { floordiv_i(x, y) } else { floormod_i(x, y) }, dt);
+                        return Expr::int_of(
+                            if op == BinOp::Div {
+                                floordiv_i(x, y)
+                            } else {
+                                floormod_i(x, y)
+                            },
+                            dt,
+                        );
                     }
                 }
                 return e.clone();
             }
         };
         if c == 1 {
-            return if op == BinOp::Div { a.clone() } else { Expr::int_of(0, dt) };
+            return if op == BinOp::Div {
+                a.clone()
+            } else {
+                Expr::int_of(0, dt)
+            };
         }
         let l = match self.linear(a) {
             Some(l) => l,
             None => return e.clone(),
         };
         if let Some(x) = l.as_const() {
-            return Expr::int_of(if op == BinOp::Div { floordiv_i(x, c) } else { floormod_i(x, c) }, dt);
+            return Expr::int_of(
+                if op == BinOp::Div {
+                    floordiv_i(x, c)
+                } else {
+                    floormod_i(x, c)
+                },
+                dt,
+            );
         }
         // a = c*Q + R, with R holding the terms whose coefficients c does not divide.
         let mut q = Lin::constant(floordiv_i(l.c, c), dt);
@@ -623,7 +679,11 @@ fn fmin(x: f64, y: f64) -> f64 {
     if x.is_nan() || y.is_nan() {
         f64::NAN
     } else if x == y {
-        if x.is_sign_negative() { x } else { y }
+        if x.is_sign_negative() {
+            x
+        } else {
+            y
+        }
     } else {
         x.min(y)
     }
@@ -633,7 +693,11 @@ fn fmax(x: f64, y: f64) -> f64 {
     if x.is_nan() || y.is_nan() {
         f64::NAN
     } else if x == y {
-        if x.is_sign_negative() { y } else { x }
+        if x.is_sign_negative() {
+            y
+        } else {
+            x
+        }
     } else {
         x.max(y)
     }
@@ -653,7 +717,7 @@ fn cmp_i(op: CmpOp, x: i64, y: i64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::te::{Var, DType};
+    use crate::te::{DType, Var};
 
     #[test]
     fn split_index_div_mod_vanish() {
@@ -685,6 +749,9 @@ mod tests {
         r.set(i.id(), 0, 9);
         assert_eq!(prove(&crate::te::lt(i.expr(), 10), &r), Some(true));
         assert_eq!(prove(&crate::te::lt(i.expr(), 9), &r), None);
-        assert_eq!(simplify_with(&crate::te::min(i.expr(), 20), &r).to_string(), "i");
+        assert_eq!(
+            simplify_with(&crate::te::min(i.expr(), 20), &r).to_string(),
+            "i"
+        );
     }
 }

@@ -57,11 +57,22 @@ fn expr(e: &Expr, cache: &Cache) -> Expr {
 
 fn go(s: &Stmt, cache: &Cache) -> Stmt {
     match s {
-        Stmt::Store { buf, indices, value } => {
+        Stmt::Store {
+            buf,
+            indices,
+            value,
+        } => {
             let idx: Vec<Expr> = indices.iter().map(|i| expr(i, cache)).collect();
-            Stmt::Store { buf: flat_buf(buf, cache), indices: vec![flat_index(buf, &idx)], value: expr(value, cache) }
+            Stmt::Store {
+                buf: flat_buf(buf, cache),
+                indices: vec![flat_index(buf, &idx)],
+                value: expr(value, cache),
+            }
         }
-        Stmt::Allocate { buf, body } => Stmt::Allocate { buf: flat_buf(buf, cache), body: Box::new(go(body, cache)) },
+        Stmt::Allocate { buf, body } => Stmt::Allocate {
+            buf: flat_buf(buf, cache),
+            body: Box::new(go(body, cache)),
+        },
         other => other.map(&mut |x| go(x, cache), &mut |e| expr(e, cache)),
     }
 }

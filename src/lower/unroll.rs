@@ -27,7 +27,13 @@ pub fn unroll(s: &Stmt) -> Stmt {
                         .collect();
                     Stmt::seq(copies)
                 }
-                _ => Stmt::for_(f.var.clone(), f.min.clone(), f.extent.clone(), ForKind::Serial, body),
+                _ => Stmt::for_(
+                    f.var.clone(),
+                    f.min.clone(),
+                    f.extent.clone(),
+                    ForKind::Serial,
+                    body,
+                ),
             }
         }
         other => other.map(&mut |x| unroll(x), &mut |e| e.clone()),

@@ -23,15 +23,35 @@ pub fn vectorize(s: &Stmt) -> Stmt {
                     if n % w as i64 == 0 {
                         let outer = Var::new(format!("{}.vec", f.var.name()), DType::I64);
                         let base = simplify(&(outer.expr() * w as i64));
-                        let v = Vec_ { var: f.var.clone(), base, lanes: w };
+                        let v = Vec_ {
+                            var: f.var.clone(),
+                            base,
+                            lanes: w,
+                        };
                         if let Some(vb) = v.stmt(&body) {
-                            let kind = if n / w as i64 > 1 { ForKind::Unrolled } else { ForKind::Serial };
-                            return Stmt::for_(outer, Expr::int(0), Expr::int(n / w as i64), kind, vb);
+                            let kind = if n / w as i64 > 1 {
+                                ForKind::Unrolled
+                            } else {
+                                ForKind::Serial
+                            };
+                            return Stmt::for_(
+                                outer,
+                                Expr::int(0),
+                                Expr::int(n / w as i64),
+                                kind,
+                                vb,
+                            );
                         }
                     }
                 }
             }
-            Stmt::for_(f.var.clone(), f.min.clone(), f.extent.clone(), ForKind::Serial, body)
+            Stmt::for_(
+                f.var.clone(),
+                f.min.clone(),
+                f.extent.clone(),
+                ForKind::Serial,
+                body,
+            )
         }
         other => other.map(&mut |x| vectorize(x), &mut |e| e.clone()),
     }
@@ -74,19 +94,34 @@ impl Vec_ {
 
     fn stmt(&self, s: &Stmt) -> Option<Stmt> {
         match s {
-            Stmt::Seq(v) => Some(Stmt::Seq(v.iter().map(|x| self.stmt(x)).collect::<Option<Vec<_>>>()?)),
-            Stmt::Store { buf, indices, value } => {
+            Stmt::Seq(v) => Some(Stmt::Seq(
+                v.iter().map(|x| self.stmt(x)).collect::<Option<Vec<_>>>()?,
+            )),
+            Stmt::Store {
+                buf,
+                indices,
+                value,
+            } => {
                 let idx = self.index(&indices[0])?;
                 if !matches!(idx.node(), ExprNode::Ramp(..)) {
                     return None; // every lane would store to the same place
                 }
                 let val = self.value(value)?;
-                Some(Stmt::Store { buf: buf.clone(), indices: vec![idx], value: val })
+                Some(Stmt::Store {
+                    buf: buf.clone(),
+                    indices: vec![idx],
+                    value: val,
+                })
             }
-            Stmt::Let { var, value, body } if !value.uses_var(&self.var) => {
-                Some(Stmt::Let { var: var.clone(), value: value.clone(), body: Box::new(self.stmt(body)?) })
-            }
-            Stmt::Produce { name, body } => Some(Stmt::Produce { name: name.clone(), body: Box::new(self.stmt(body)?) }),
+            Stmt::Let { var, value, body } if !value.uses_var(&self.var) => Some(Stmt::Let {
+                var: var.clone(),
+                value: value.clone(),
+                body: Box::new(self.stmt(body)?),
+            }),
+            Stmt::Produce { name, body } => Some(Stmt::Produce {
+                name: name.clone(),
+                body: Box::new(self.stmt(body)?),
+            }),
             Stmt::NoOp => Some(Stmt::NoOp),
             _ => None,
         }
@@ -117,7 +152,10 @@ impl Vec_ {
                 }
                 let i = self.index(&idx[0])?;
                 if let ExprNode::Broadcast(s, _) = i.node() {
-                    return Some(Expr::new(ExprNode::Broadcast(b.load(vec![s.clone()]), self.lanes)));
+                    return Some(Expr::new(ExprNode::Broadcast(
+                        b.load(vec![s.clone()]),
+                        self.lanes,
+                    )));
                 }
                 Some(b.load(vec![i]))
             }
@@ -133,7 +171,11 @@ impl Vec_ {
                 Some(e.with_children(vec![c, t, f]))
             }
             ExprNode::And(..) | ExprNode::Or(..) | ExprNode::Not(..) => {
-                let kids = e.children().into_iter().map(|k| self.value(k)).collect::<Option<Vec<_>>>()?;
+                let kids = e
+                    .children()
+                    .into_iter()
+                    .map(|k| self.value(k))
+                    .collect::<Option<Vec<_>>>()?;
                 Some(e.with_children(kids))
             }
             ExprNode::Cast(t, a) => {
@@ -146,7 +188,10 @@ impl Vec_ {
                 if !self.bits_ok(e.dtype()) {
                     return None;
                 }
-                let a = args.iter().map(|k| self.value(k)).collect::<Option<Vec<_>>>()?;
+                let a = args
+                    .iter()
+                    .map(|k| self.value(k))
+                    .collect::<Option<Vec<_>>>()?;
                 Some(e.with_children(a))
             }
             _ => None, // the loop variable itself as a value, lets, ...

@@ -16,19 +16,33 @@ pub fn verify(f: &LoweredFunc, flat: bool) -> Result<(), String> {
     stmt(&f.body, &mut vars, &mut bufs, flat)
 }
 
-fn expr(e: &Expr, vars: &mut HashSet<u64>, bufs: &HashSet<String>, flat: bool) -> Result<(), String> {
+fn expr(
+    e: &Expr,
+    vars: &mut HashSet<u64>,
+    bufs: &HashSet<String>,
+    flat: bool,
+) -> Result<(), String> {
     match e.node() {
-        ExprNode::Var(v) if !vars.contains(&v.id()) => {
-            Err(format!("variable {} (id {}) is used outside the scope that defines it", v.name(), v.id()))
-        }
+        ExprNode::Var(v) if !vars.contains(&v.id()) => Err(format!(
+            "variable {} (id {}) is used outside the scope that defines it",
+            v.name(),
+            v.id()
+        )),
         ExprNode::Read(t, _) => Err(format!("tensor read {} survived lowering", t.name())),
         ExprNode::Reduce(_) => Err("a reduction survived lowering".into()),
         ExprNode::Load(b, idx) => {
             if !bufs.contains(b.name()) {
-                return Err(format!("buffer {} is loaded outside its allocation", b.name()));
+                return Err(format!(
+                    "buffer {} is loaded outside its allocation",
+                    b.name()
+                ));
             }
             if flat && idx.len() != 1 {
-                return Err(format!("load of {} has {} indices after flattening", b.name(), idx.len()));
+                return Err(format!(
+                    "load of {} has {} indices after flattening",
+                    b.name(),
+                    idx.len()
+                ));
             }
             idx.iter().try_for_each(|i| expr(i, vars, bufs, flat))
         }
@@ -40,13 +54,26 @@ fn expr(e: &Expr, vars: &mut HashSet<u64>, bufs: &HashSet<String>, flat: bool) -
             r
         }
         ExprNode::Binary(_, a, b) | ExprNode::Cmp(_, a, b) if a.lanes() != b.lanes() => {
-            Err(format!("operands of {} have {} and {} lanes", e, a.lanes(), b.lanes()))
+            Err(format!(
+                "operands of {} have {} and {} lanes",
+                e,
+                a.lanes(),
+                b.lanes()
+            ))
         }
-        _ => e.children().into_iter().try_for_each(|k| expr(k, vars, bufs, flat)),
+        _ => e
+            .children()
+            .into_iter()
+            .try_for_each(|k| expr(k, vars, bufs, flat)),
     }
 }
 
-fn stmt(s: &Stmt, vars: &mut HashSet<u64>, bufs: &mut HashSet<String>, flat: bool) -> Result<(), String> {
+fn stmt(
+    s: &Stmt,
+    vars: &mut HashSet<u64>,
+    bufs: &mut HashSet<String>,
+    flat: bool,
+) -> Result<(), String> {
     match s {
         Stmt::For(f) => {
             expr(&f.min, vars, bufs, flat)?;
@@ -65,12 +92,23 @@ fn stmt(s: &Stmt, vars: &mut HashSet<u64>, bufs: &mut HashSet<String>, flat: boo
             }
         }
         Stmt::Seq(v) => v.iter().try_for_each(|x| stmt(x, vars, bufs, flat)),
-        Stmt::Store { buf, indices, value } => {
+        Stmt::Store {
+            buf,
+            indices,
+            value,
+        } => {
             if !bufs.contains(buf.name()) {
-                return Err(format!("buffer {} is stored outside its allocation", buf.name()));
+                return Err(format!(
+                    "buffer {} is stored outside its allocation",
+                    buf.name()
+                ));
             }
             if flat && indices.len() != 1 {
-                return Err(format!("store to {} has {} indices after flattening", buf.name(), indices.len()));
+                return Err(format!(
+                    "store to {} has {} indices after flattening",
+                    buf.name(),
+                    indices.len()
+                ));
             }
             indices.iter().try_for_each(|i| expr(i, vars, bufs, flat))?;
             expr(value, vars, bufs, flat)

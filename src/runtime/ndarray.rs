@@ -63,11 +63,18 @@ impl NdArray {
             ALIGN as *mut u8
         } else {
             // Safety: size is non-zero and the alignment is a power of two.
-            let p = unsafe { alloc_zeroed(Layout::from_size_align(bytes, ALIGN).expect("array too large")) };
+            let p = unsafe {
+                alloc_zeroed(Layout::from_size_align(bytes, ALIGN).expect("array too large"))
+            };
             assert!(!p.is_null(), "out of memory allocating {} bytes", bytes);
             p
         };
-        NdArray { dtype, shape: shape.to_vec(), ptr, bytes }
+        NdArray {
+            dtype,
+            shape: shape.to_vec(),
+            ptr,
+            bytes,
+        }
     }
 
     /// An array from a vector of elements; the length must match the shape.
@@ -95,7 +102,9 @@ impl NdArray {
     pub fn from_fn<T: Element>(shape: &[usize], mut f: impl FnMut(usize) -> T) -> NdArray {
         let n: usize = shape.iter().product();
         let mut a = NdArray::zeros(shape, T::DTYPE);
-        let s = a.as_mut_slice::<T>().expect("dtype matches by construction");
+        let s = a
+            .as_mut_slice::<T>()
+            .expect("dtype matches by construction");
         for (i, x) in s.iter_mut().enumerate().take(n) {
             *x = f(i);
         }
@@ -105,7 +114,10 @@ impl NdArray {
     /// Deterministic pseudo-random values in [-1, 1) (integers in [-8, 8), bools alternate
     /// pseudo-randomly), for tests and benchmarks.
     pub fn random(shape: &[usize], dtype: DType, seed: u64) -> NdArray {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407)
+            | 1;
         let mut next = move || {
             s ^= s << 13;
             s ^= s >> 7;
@@ -179,7 +191,12 @@ impl NdArray {
     /// Element `i` (flat), converted to f64.
     pub fn get_f64(&self, i: usize) -> f64 {
         // Safety: bounds asserted; pointer typed by dtype.
-        assert!(i < self.len(), "index {} out of bounds for {} elements", i, self.len());
+        assert!(
+            i < self.len(),
+            "index {} out of bounds for {} elements",
+            i,
+            self.len()
+        );
         unsafe {
             match self.dtype {
                 DType::F32 => *(self.ptr as *const f32).add(i) as f64,
@@ -235,7 +252,7 @@ impl NdArray {
 
 impl Clone for NdArray {
     fn clone(&self) -> NdArray {
-        let mut a = NdArray::zeros(&self.shape, self.dtype);
+        let a = NdArray::zeros(&self.shape, self.dtype);
         // Safety: same size, non-overlapping.
         unsafe { std::ptr::copy_nonoverlapping(self.ptr, a.ptr, self.bytes) };
         a
@@ -246,7 +263,12 @@ impl Drop for NdArray {
     fn drop(&mut self) {
         if self.bytes > 0 {
             // Safety: allocated in `zeros` with this layout.
-            unsafe { dealloc(self.ptr, Layout::from_size_align(self.bytes, ALIGN).unwrap()) }
+            unsafe {
+                dealloc(
+                    self.ptr,
+                    Layout::from_size_align(self.bytes, ALIGN).unwrap(),
+                )
+            }
         }
     }
 }
@@ -255,6 +277,13 @@ impl std::fmt::Debug for NdArray {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let n = self.len().min(8);
         let head: Vec<f64> = (0..n).map(|i| self.get_f64(i)).collect();
-        write!(f, "NdArray({}, {:?}, {:?}{})", self.dtype, self.shape, head, if self.len() > 8 { "..." } else { "" })
+        write!(
+            f,
+            "NdArray({}, {:?}, {:?}{})",
+            self.dtype,
+            self.shape,
+            head,
+            if self.len() > 8 { "..." } else { "" }
+        )
     }
 }

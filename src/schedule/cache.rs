@@ -9,14 +9,27 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 fn parse_scope(stage: &str, scope: &str) -> Result<Scope> {
-    Scope::parse(scope).ok_or_else(|| sched_err(stage, format!("unknown memory scope {:?}; scopes are \"global\", \"shared\" and \"local\"", scope)))
+    Scope::parse(scope).ok_or_else(|| {
+        sched_err(
+            stage,
+            format!(
+                "unknown memory scope {:?}; scopes are \"global\", \"shared\" and \"local\"",
+                scope
+            ),
+        )
+    })
 }
 
 fn copy_axes(shape: &[Expr]) -> Vec<IterVar> {
     shape
         .iter()
         .enumerate()
-        .map(|(d, s)| IterVar { var: Var::new(format!("ax{}", d), crate::te::DType::I64), min: Expr::int(0), extent: s.clone(), kind: IterKind::DataPar })
+        .map(|(d, s)| IterVar {
+            var: Var::new(format!("ax{}", d), crate::te::DType::I64),
+            min: Expr::int(0),
+            extent: s.clone(),
+            kind: IterKind::DataPar,
+        })
         .collect()
 }
 
@@ -25,7 +38,11 @@ fn with_body(op: &Operation, body: Vec<Expr>) -> Arc<Operation> {
         OpKind::Compute { axis, .. } => axis.clone(),
         _ => unreachable!("only compute ops have bodies"),
     };
-    Arc::new(Operation { name: op.name.clone(), shape: op.shape.clone(), kind: OpKind::Compute { axis, body } })
+    Arc::new(Operation {
+        name: op.name.clone(),
+        shape: op.shape.clone(),
+        kind: OpKind::Compute { axis, body },
+    })
 }
 
 impl Schedule {
@@ -35,25 +52,44 @@ impl Schedule {
         }
         let st = self.stage(name)?;
         if st.op.num_outputs() != 1 {
-            return Err(sched_err(name, format!("cannot cache {}: it has several outputs", name)));
+            return Err(sched_err(
+                name,
+                format!("cannot cache {}: it has several outputs", name),
+            ));
         }
-        Ok(Tensor { op: st.op.clone(), value_index: 0 })
+        Ok(Tensor {
+            op: st.op.clone(),
+            value_index: 0,
+        })
     }
 
     /// Read `tensor` through a copy in `scope` ("global", "shared", "local"), for the given
     /// readers; returns the copy, a new stage named `<tensor>.<scope>`.
-    pub fn cache_read<S: StageRef + ?Sized>(&mut self, tensor: &S, scope: &str, readers: &[&Tensor]) -> Result<Tensor> {
+    pub fn cache_read<S: StageRef + ?Sized>(
+        &mut self,
+        tensor: &S,
+        scope: &str,
+        readers: &[&Tensor],
+    ) -> Result<Tensor> {
         let names: Vec<String> = readers.iter().map(|t| t.op.name.clone()).collect();
         let r: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
         self.cache_read_by_name(&tensor.stage_name(), scope, &r)
     }
 
-    pub(crate) fn cache_read_by_name(&mut self, name: &str, scope: &str, readers: &[&str]) -> Result<Tensor> {
+    pub(crate) fn cache_read_by_name(
+        &mut self,
+        name: &str,
+        scope: &str,
+        readers: &[&str],
+    ) -> Result<Tensor> {
         let sc = parse_scope(name, scope)?;
         let src = self.tensor_by_name(name)?;
         let new_name = format!("{}.{}", name, scope);
         if self.stages.iter().any(|s| s.name == new_name) {
-            return Err(sched_err(name, format!("{} already has a cache named {}", name, new_name)));
+            return Err(sched_err(
+                name,
+                format!("{} already has a cache named {}", name, new_name),
+            ));
         }
         if readers.is_empty() {
             return Err(sched_err(name, "cache_read needs at least one reader"));
@@ -63,27 +99,50 @@ impl Schedule {
             if !actual.iter().any(|a| a == r) {
                 return Err(sched_err(
                     name,
-                    format!("cannot cache_read {} for {}: {} does not read it (its readers are: {})", name, r, r, actual.join(", ")),
+                    format!(
+                        "cannot cache_read {} for {}: {} does not read it (its readers are: {})",
+                        name,
+                        r,
+                        r,
+                        actual.join(", ")
+                    ),
                 ));
             }
         }
         let axis = copy_axes(src.shape());
         let idx: Vec<Expr> = axis.iter().map(|a| a.x()).collect();
-        let op = Arc::new(Operation { name: new_name.clone(), shape: src.shape().to_vec(), kind: OpKind::Compute { axis, body: vec![src.at(&idx)] } });
-        let cache = Tensor { op: op.clone(), value_index: 0 };
+        let op = Arc::new(Operation {
+            name: new_name.clone(),
+            shape: src.shape().to_vec(),
+            kind: OpKind::Compute {
+                axis,
+                body: vec![src.at(&idx)],
+            },
+        });
+        let cache = Tensor {
+            op: op.clone(),
+            value_index: 0,
+        };
         let mut first = self.stages.len();
         for r in readers {
             let ri = self.stage_index(r)?;
             first = first.min(ri);
             let rop = self.stages[ri].op.clone();
             let body = match &rop.kind {
-                OpKind::Compute { body, .. } => body.iter().map(|b| replace_reads(b, name, &cache)).collect(),
+                OpKind::Compute { body, .. } => body
+                    .iter()
+                    .map(|b| replace_reads(b, name, &cache))
+                    .collect(),
                 _ => unreachable!(),
             };
             self.stages[ri].op = with_body(&rop, body);
         }
         self.stages.insert(first, Stage::new(op, false, sc));
-        self.trace.push(Step::CacheRead { tensor: name.to_string(), scope: scope.to_string(), readers: readers.iter().map(|s| s.to_string()).collect() });
+        self.trace.push(Step::CacheRead {
+            tensor: name.to_string(),
+            scope: scope.to_string(),
+            readers: readers.iter().map(|s| s.to_string()).collect(),
+        });
         Ok(cache)
     }
 
@@ -98,37 +157,82 @@ impl Schedule {
         let sc = parse_scope(name, scope)?;
         let si = self.stage_index(name)?;
         let st = &self.stages[si];
-        if !st.relations.is_empty() || st.axes.iter().any(|a| a.annotation != crate::lower::ir::ForKind::Serial) {
+        if !st.relations.is_empty()
+            || st
+                .axes
+                .iter()
+                .any(|a| a.annotation != crate::lower::ir::ForKind::Serial)
+        {
             return Err(sched_err(name, format!("cache_write must come before any other primitive on {}: it replaces the stage's axes", name)));
         }
         if st.op.num_outputs() != 1 {
-            return Err(sched_err(name, format!("cannot cache_write {}: it has several outputs", name)));
+            return Err(sched_err(
+                name,
+                format!("cannot cache_write {}: it has several outputs", name),
+            ));
         }
         let new_name = format!("{}.{}", name, scope);
         if self.stages.iter().any(|s| s.name == new_name) {
-            return Err(sched_err(name, format!("{} already has a cache named {}", name, new_name)));
+            return Err(sched_err(
+                name,
+                format!("{} already has a cache named {}", name, new_name),
+            ));
         }
         let op = st.op.clone();
         let (axis, body) = match &op.kind {
             OpKind::Compute { axis, body } => (axis.clone(), body.clone()),
-            _ => return Err(Error::Schedule { stage: name.into(), msg: "not a compute stage".into() }),
+            _ => {
+                return Err(Error::Schedule {
+                    stage: name.into(),
+                    msg: "not a compute stage".into(),
+                })
+            }
         };
         let new_axis: Vec<IterVar> = axis
             .iter()
-            .map(|a| IterVar { var: Var::new(a.var.name(), crate::te::DType::I64), min: a.min.clone(), extent: a.extent.clone(), kind: IterKind::DataPar })
+            .map(|a| IterVar {
+                var: Var::new(a.var.name(), crate::te::DType::I64),
+                min: a.min.clone(),
+                extent: a.extent.clone(),
+                kind: IterKind::DataPar,
+            })
             .collect();
-        let map: HashMap<u64, Expr> = axis.iter().zip(&new_axis).map(|(a, b)| (a.var.id(), b.x())).collect();
+        let map: HashMap<u64, Expr> = axis
+            .iter()
+            .zip(&new_axis)
+            .map(|(a, b)| (a.var.id(), b.x()))
+            .collect();
         let cbody: Vec<Expr> = body.iter().map(|b| b.substitute(&map)).collect();
-        let cop = Arc::new(Operation { name: new_name.clone(), shape: op.shape.clone(), kind: OpKind::Compute { axis: new_axis, body: cbody } });
-        let cache = Tensor { op: cop.clone(), value_index: 0 };
+        let cop = Arc::new(Operation {
+            name: new_name.clone(),
+            shape: op.shape.clone(),
+            kind: OpKind::Compute {
+                axis: new_axis,
+                body: cbody,
+            },
+        });
+        let cache = Tensor {
+            op: cop.clone(),
+            value_index: 0,
+        };
         let idx: Vec<Expr> = axis.iter().map(|a| a.x()).collect();
-        let nop = Arc::new(Operation { name: name.to_string(), shape: op.shape.clone(), kind: OpKind::Compute { axis, body: vec![cache.at(&idx)] } });
+        let nop = Arc::new(Operation {
+            name: name.to_string(),
+            shape: op.shape.clone(),
+            kind: OpKind::Compute {
+                axis,
+                body: vec![cache.at(&idx)],
+            },
+        });
         let old = self.stages[si].clone();
         let mut fresh = Stage::new(nop, old.is_output, old.scope);
         fresh.attach = old.attach;
         self.stages[si] = fresh;
         self.stages.insert(si, Stage::new(cop, false, sc));
-        self.trace.push(Step::CacheWrite { tensor: name.to_string(), scope: scope.to_string() });
+        self.trace.push(Step::CacheWrite {
+            tensor: name.to_string(),
+            scope: scope.to_string(),
+        });
         Ok(cache)
     }
 }
@@ -141,7 +245,11 @@ fn replace_reads(e: &Expr, name: &str, by: &Tensor) -> Expr {
             Some(by.at(&idx))
         }
         ExprNode::Reduce(r) => {
-            let src: Vec<Expr> = r.source.iter().map(|s| replace_reads(s, name, by)).collect();
+            let src: Vec<Expr> = r
+                .source
+                .iter()
+                .map(|s| replace_reads(s, name, by))
+                .collect();
             Some(x.with_children(src))
         }
         _ => None,

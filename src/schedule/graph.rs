@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 pub(super) fn create(outputs: &[Tensor]) -> Result<Schedule> {
     if outputs.is_empty() {
-        return Err(Error::Schedule { stage: "<none>".into(), msg: "create_schedule needs at least one output tensor".into() });
+        return Err(Error::Schedule {
+            stage: "<none>".into(),
+            msg: "create_schedule needs at least one output tensor".into(),
+        });
     }
     let mut order: Vec<Arc<Operation>> = vec![];
     let mut placeholders: Vec<Tensor> = vec![];
@@ -16,7 +19,10 @@ pub(super) fn create(outputs: &[Tensor]) -> Result<Schedule> {
         if o.op.is_placeholder() {
             return Err(Error::Schedule {
                 stage: o.op.name.clone(),
-                msg: format!("{} is a placeholder; the outputs of a schedule must be computed tensors", o.op.name),
+                msg: format!(
+                    "{} is a placeholder; the outputs of a schedule must be computed tensors",
+                    o.op.name
+                ),
             });
         }
         visit(o, &mut order, &mut placeholders, &mut vec![])?;
@@ -28,10 +34,20 @@ pub(super) fn create(outputs: &[Tensor]) -> Result<Schedule> {
             Stage::new(op, is_out, Scope::Global)
         })
         .collect();
-    Ok(Schedule { outputs: outputs.to_vec(), stages, placeholders, trace: vec![] })
+    Ok(Schedule {
+        outputs: outputs.to_vec(),
+        stages,
+        placeholders,
+        trace: vec![],
+    })
 }
 
-fn visit(t: &Tensor, order: &mut Vec<Arc<Operation>>, ph: &mut Vec<Tensor>, stack: &mut Vec<String>) -> Result<()> {
+fn visit(
+    t: &Tensor,
+    order: &mut Vec<Arc<Operation>>,
+    ph: &mut Vec<Tensor>,
+    stack: &mut Vec<String>,
+) -> Result<()> {
     let op = &t.op;
     if op.is_placeholder() {
         if let Some(p) = ph.iter().find(|p| p.op.name == op.name) {
@@ -56,7 +72,10 @@ fn visit(t: &Tensor, order: &mut Vec<Arc<Operation>>, ph: &mut Vec<Tensor>, stac
         return Err(dup(&op.name));
     }
     if stack.contains(&op.name) {
-        return Err(Error::InvalidExpr(format!("the computation has a cycle through {}", op.name)));
+        return Err(Error::InvalidExpr(format!(
+            "the computation has a cycle through {}",
+            op.name
+        )));
     }
     stack.push(op.name.clone());
     for inp in op.input_tensors() {
@@ -91,8 +110,15 @@ impl Schedule {
     pub fn effective_readers_of(&self, name: &str) -> Vec<String> {
         let mut out: Vec<String> = vec![];
         for r in self.readers_of(name) {
-            let inlined = self.stage(r.as_str()).map(|s| s.attach == super::Attach::Inline).unwrap_or(false);
-            let more = if inlined { self.effective_readers_of(&r) } else { vec![r] };
+            let inlined = self
+                .stage(r.as_str())
+                .map(|s| s.attach == super::Attach::Inline)
+                .unwrap_or(false);
+            let more = if inlined {
+                self.effective_readers_of(&r)
+            } else {
+                vec![r]
+            };
             for m in more {
                 if !out.contains(&m) {
                     out.push(m);

@@ -10,7 +10,7 @@ mod primitives;
 mod stage;
 mod trace;
 
-pub use stage::{AxisInfo, Attach, Relation, Stage};
+pub use stage::{Attach, AxisInfo, Relation, Stage};
 pub use trace::{from_json, to_json, Step};
 
 use crate::error::{sched_err, Error, Result};
@@ -86,52 +86,90 @@ impl Schedule {
     /// The stage named by `r`.
     pub fn stage<S: StageRef + ?Sized>(&self, r: &S) -> Result<&Stage> {
         let n = r.stage_name();
-        self.stages.iter().find(|s| s.name == n).ok_or_else(|| self.no_stage(&n))
+        self.stages
+            .iter()
+            .find(|s| s.name == n)
+            .ok_or_else(|| self.no_stage(&n))
     }
 
     pub(crate) fn stage_index(&self, name: &str) -> Result<usize> {
-        self.stages.iter().position(|s| s.name == name).ok_or_else(|| self.no_stage(name))
+        self.stages
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| self.no_stage(name))
     }
 
     fn no_stage(&self, n: &str) -> Error {
         let names: Vec<&str> = self.stages.iter().map(|s| s.name.as_str()).collect();
         if self.placeholders.iter().any(|p| p.op.name == n) {
-            return sched_err(n, format!("{} is a placeholder (an input); only compute stages ({}) can be scheduled", n, names.join(", ")));
+            return sched_err(
+                n,
+                format!(
+                    "{} is a placeholder (an input); only compute stages ({}) can be scheduled",
+                    n,
+                    names.join(", ")
+                ),
+            );
         }
         Error::Schedule {
             stage: n.to_string(),
-            msg: format!("no stage named {} in this schedule; stages are: {}", n, names.join(", ")),
+            msg: format!(
+                "no stage named {} in this schedule; stages are: {}",
+                n,
+                names.join(", ")
+            ),
         }
     }
 
     /// The root data-parallel axes of a stage (TVM's `s[C].op.axis`).
     pub fn axes<S: StageRef + ?Sized>(&self, r: &S) -> Result<Vec<Axis>> {
         let st = self.stage(r)?;
-        Ok((0..st.n_data).map(|i| Axis { stage: st.name.clone(), name: st.axes[i].name.clone() }).collect())
+        Ok((0..st.n_data)
+            .map(|i| Axis {
+                stage: st.name.clone(),
+                name: st.axes[i].name.clone(),
+            })
+            .collect())
     }
 
     /// The root reduce axes of a stage (TVM's `s[C].op.reduce_axis`).
     pub fn reduce_axes<S: StageRef + ?Sized>(&self, r: &S) -> Result<Vec<Axis>> {
         let st = self.stage(r)?;
         Ok((st.n_data..st.n_data + st.n_reduce)
-            .map(|i| Axis { stage: st.name.clone(), name: st.axes[i].name.clone() })
+            .map(|i| Axis {
+                stage: st.name.clone(),
+                name: st.axes[i].name.clone(),
+            })
             .collect())
     }
 
     /// The current leaf axes (loop order, outermost first).
     pub fn leaf_axes<S: StageRef + ?Sized>(&self, r: &S) -> Result<Vec<Axis>> {
         let st = self.stage(r)?;
-        Ok(st.leaf_names().into_iter().map(|n| Axis { stage: st.name.clone(), name: n }).collect())
+        Ok(st
+            .leaf_names()
+            .into_iter()
+            .map(|n| Axis {
+                stage: st.name.clone(),
+                name: n,
+            })
+            .collect())
     }
 
     /// The axis of a stage with the given name.
     pub fn axis<S: StageRef + ?Sized>(&self, r: &S, name: &str) -> Result<Axis> {
         let st = self.stage(r)?;
         match st.axis_index(name) {
-            Some(_) => Ok(Axis { stage: st.name.clone(), name: name.to_string() }),
+            Some(_) => Ok(Axis {
+                stage: st.name.clone(),
+                name: name.to_string(),
+            }),
             None => {
                 let names: Vec<&str> = st.axes.iter().map(|a| a.name.as_str()).collect();
-                Err(sched_err(&st.name, format!("no axis named {}; axes are: {}", name, names.join(", "))))
+                Err(sched_err(
+                    &st.name,
+                    format!("no axis named {}; axes are: {}", name, names.join(", ")),
+                ))
             }
         }
     }
@@ -140,14 +178,24 @@ impl Schedule {
     pub fn axes2<S: StageRef + ?Sized>(&self, r: &S) -> Result<[Axis; 2]> {
         let v = self.axes(r)?;
         let n = v.len();
-        <[Axis; 2]>::try_from(v).map_err(|_| sched_err(&r.stage_name(), format!("axes2: the stage has {} axes, not 2", n)))
+        <[Axis; 2]>::try_from(v).map_err(|_| {
+            sched_err(
+                &r.stage_name(),
+                format!("axes2: the stage has {} axes, not 2", n),
+            )
+        })
     }
 
     /// The three root axes of a 3-D stage.
     pub fn axes3<S: StageRef + ?Sized>(&self, r: &S) -> Result<[Axis; 3]> {
         let v = self.axes(r)?;
         let n = v.len();
-        <[Axis; 3]>::try_from(v).map_err(|_| sched_err(&r.stage_name(), format!("axes3: the stage has {} axes, not 3", n)))
+        <[Axis; 3]>::try_from(v).map_err(|_| {
+            sched_err(
+                &r.stage_name(),
+                format!("axes3: the stage has {} axes, not 3", n),
+            )
+        })
     }
 
     /// The trace as JSON.
@@ -158,7 +206,8 @@ impl Schedule {
     /// Apply recorded steps to this schedule.
     pub fn apply_trace(&mut self, steps: &[Step]) -> Result<()> {
         for s in steps {
-            self.apply_step(s).map_err(|e| Error::Trace(format!("step {:?} failed: {}", s, e)))?;
+            self.apply_step(s)
+                .map_err(|e| Error::Trace(format!("step {:?} failed: {}", s, e)))?;
         }
         Ok(())
     }
@@ -172,12 +221,25 @@ impl Schedule {
     }
 
     fn apply_step(&mut self, step: &Step) -> Result<()> {
-        let ax = |st: &str, n: &str| Axis { stage: st.to_string(), name: n.to_string() };
+        let ax = |st: &str, n: &str| Axis {
+            stage: st.to_string(),
+            name: n.to_string(),
+        };
         match step {
-            Step::Split { stage, axis, factor } => self.split(stage.as_str(), &ax(stage, axis), *factor).map(|_| ()),
-            Step::SplitNparts { stage, axis, nparts } => {
-                self.split_nparts(stage.as_str(), &ax(stage, axis), *nparts).map(|_| ())
-            }
+            Step::Split {
+                stage,
+                axis,
+                factor,
+            } => self
+                .split(stage.as_str(), &ax(stage, axis), *factor)
+                .map(|_| ()),
+            Step::SplitNparts {
+                stage,
+                axis,
+                nparts,
+            } => self
+                .split_nparts(stage.as_str(), &ax(stage, axis), *nparts)
+                .map(|_| ()),
             Step::Fuse { stage, axes } => {
                 let a: Vec<Axis> = axes.iter().map(|n| ax(stage, n)).collect();
                 let r: Vec<&Axis> = a.iter().collect();
@@ -191,15 +253,29 @@ impl Schedule {
             Step::Vectorize { stage, axis } => self.vectorize(stage.as_str(), &ax(stage, axis)),
             Step::Unroll { stage, axis } => self.unroll(stage.as_str(), &ax(stage, axis)),
             Step::Parallel { stage, axis } => self.parallel(stage.as_str(), &ax(stage, axis)),
-            Step::Bind { stage, axis, thread } => self.bind(stage.as_str(), &ax(stage, axis), thread),
-            Step::ComputeAt { stage, parent, axis } => self.compute_at(stage.as_str(), parent.as_str(), &ax(parent, axis)),
+            Step::Bind {
+                stage,
+                axis,
+                thread,
+            } => self.bind(stage.as_str(), &ax(stage, axis), thread),
+            Step::ComputeAt {
+                stage,
+                parent,
+                axis,
+            } => self.compute_at(stage.as_str(), parent.as_str(), &ax(parent, axis)),
             Step::ComputeInline { stage } => self.compute_inline(stage.as_str()),
             Step::ComputeRoot { stage } => self.compute_root(stage.as_str()),
-            Step::CacheRead { tensor, scope, readers } => {
+            Step::CacheRead {
+                tensor,
+                scope,
+                readers,
+            } => {
                 let r: Vec<&str> = readers.iter().map(|s| s.as_str()).collect();
                 self.cache_read_by_name(tensor, scope, &r).map(|_| ())
             }
-            Step::CacheWrite { tensor, scope } => self.cache_write_by_name(tensor, scope).map(|_| ()),
+            Step::CacheWrite { tensor, scope } => {
+                self.cache_write_by_name(tensor, scope).map(|_| ())
+            }
         }
     }
 }

@@ -25,19 +25,38 @@ impl Schedule {
             ));
         }
         let idx = st.axis_index(&axis.name).ok_or_else(|| {
-            sched_err(&st.name, format!("cannot {} {}: no such axis; leaf axes are: {}", what, axis.name, st.leaf_names().join(", ")))
+            sched_err(
+                &st.name,
+                format!(
+                    "cannot {} {}: no such axis; leaf axes are: {}",
+                    what,
+                    axis.name,
+                    st.leaf_names().join(", ")
+                ),
+            )
         })?;
         if st.leaf_pos(idx).is_none() {
             let why = match st.consumer_of(idx) {
                 Some(Relation::Split { outer, inner, .. }) => {
-                    format!("it was split into {}, {}", st.axes[*outer].name, st.axes[*inner].name)
+                    format!(
+                        "it was split into {}, {}",
+                        st.axes[*outer].name, st.axes[*inner].name
+                    )
                 }
-                Some(Relation::Fuse { fused, .. }) => format!("it was fused into {}", st.axes[*fused].name),
+                Some(Relation::Fuse { fused, .. }) => {
+                    format!("it was fused into {}", st.axes[*fused].name)
+                }
                 None => "it is not a leaf axis".to_string(),
             };
             return Err(sched_err(
                 &st.name,
-                format!("cannot {} {}, {}; leaf axes are: {}", what, axis.name, why, st.leaf_names().join(", ")),
+                format!(
+                    "cannot {} {}, {}; leaf axes are: {}",
+                    what,
+                    axis.name,
+                    why,
+                    st.leaf_names().join(", ")
+                ),
             ));
         }
         Ok(idx)
@@ -45,50 +64,104 @@ impl Schedule {
 
     fn new_axis(&mut self, si: usize, name: String, kind: IterKind) -> usize {
         let st = &mut self.stages[si];
-        st.axes.push(AxisInfo { var: Var::new(name.clone(), crate::te::DType::I64), name, kind, annotation: ForKind::Serial });
+        st.axes.push(AxisInfo {
+            var: Var::new(name.clone(), crate::te::DType::I64),
+            name,
+            kind,
+            annotation: ForKind::Serial,
+        });
         st.axes.len() - 1
     }
 
-    fn split_impl<S: StageRef + ?Sized>(&mut self, s: &S, axis: &Axis, factor: Option<i64>, nparts: Option<i64>) -> Result<(Axis, Axis)> {
+    fn split_impl<S: StageRef + ?Sized>(
+        &mut self,
+        s: &S,
+        axis: &Axis,
+        factor: Option<i64>,
+        nparts: Option<i64>,
+    ) -> Result<(Axis, Axis)> {
         let si = self.stage_index(&s.stage_name())?;
         let idx = self.leaf(si, axis, "split")?;
         let v = factor.or(nparts).unwrap();
         if v < 1 {
             let what = if factor.is_some() { "factor" } else { "nparts" };
-            return Err(sched_err(&self.stages[si].name, format!("cannot split {} by {} {}: it must be at least 1", axis.name, what, v)));
+            return Err(sched_err(
+                &self.stages[si].name,
+                format!(
+                    "cannot split {} by {} {}: it must be at least 1",
+                    axis.name, what, v
+                ),
+            ));
         }
         let kind = self.stages[si].axes[idx].kind;
         let base = axis.name.clone();
         let o = self.new_axis(si, format!("{}.outer", base), kind);
         let i = self.new_axis(si, format!("{}.inner", base), kind);
         let st = &mut self.stages[si];
-        st.relations.push(Relation::Split { parent: idx, outer: o, inner: i, factor, nparts });
+        st.relations.push(Relation::Split {
+            parent: idx,
+            outer: o,
+            inner: i,
+            factor,
+            nparts,
+        });
         let p = st.leaf_pos(idx).unwrap();
         st.leaves.splice(p..p + 1, [o, i]);
         let name = st.name.clone();
         self.trace.push(match factor {
-            Some(f) => Step::Split { stage: name.clone(), axis: base.clone(), factor: f },
-            None => Step::SplitNparts { stage: name.clone(), axis: base.clone(), nparts: v },
+            Some(f) => Step::Split {
+                stage: name.clone(),
+                axis: base.clone(),
+                factor: f,
+            },
+            None => Step::SplitNparts {
+                stage: name.clone(),
+                axis: base.clone(),
+                nparts: v,
+            },
         });
         Ok((
-            Axis { stage: name.clone(), name: format!("{}.outer", base) },
-            Axis { stage: name, name: format!("{}.inner", base) },
+            Axis {
+                stage: name.clone(),
+                name: format!("{}.outer", base),
+            },
+            Axis {
+                stage: name,
+                name: format!("{}.inner", base),
+            },
         ))
     }
 
     /// Split `axis` into `(outer, inner)` with `inner` of extent `factor`. Factors that do
     /// not divide the extent are legal: the tail iterations are guarded.
-    pub fn split<S: StageRef + ?Sized>(&mut self, s: &S, axis: &Axis, factor: i64) -> Result<(Axis, Axis)> {
+    pub fn split<S: StageRef + ?Sized>(
+        &mut self,
+        s: &S,
+        axis: &Axis,
+        factor: i64,
+    ) -> Result<(Axis, Axis)> {
         self.split_impl(s, axis, Some(factor), None)
     }
 
     /// Split `axis` into `(outer, inner)` with `outer` of extent `nparts`.
-    pub fn split_nparts<S: StageRef + ?Sized>(&mut self, s: &S, axis: &Axis, nparts: i64) -> Result<(Axis, Axis)> {
+    pub fn split_nparts<S: StageRef + ?Sized>(
+        &mut self,
+        s: &S,
+        axis: &Axis,
+        nparts: i64,
+    ) -> Result<(Axis, Axis)> {
         self.split_impl(s, axis, None, Some(nparts))
     }
 
     /// Tile two axes: split both and order them `x.outer, y.outer, x.inner, y.inner`.
-    pub fn tile<S: StageRef + ?Sized>(&mut self, s: &S, x: &Axis, y: &Axis, xf: i64, yf: i64) -> Result<(Axis, Axis, Axis, Axis)> {
+    pub fn tile<S: StageRef + ?Sized>(
+        &mut self,
+        s: &S,
+        x: &Axis,
+        y: &Axis,
+        xf: i64,
+        yf: i64,
+    ) -> Result<(Axis, Axis, Axis, Axis)> {
         let (xo, xi) = self.split(s, x, xf)?;
         let (yo, yi) = self.split(s, y, yf)?;
         self.reorder(s, &[&xo, &yo, &xi, &yi])?;
@@ -103,9 +176,15 @@ impl Schedule {
                 self.leaf(si, axes[0], "fuse")?;
                 return Ok(axes[0].clone());
             }
-            return Err(sched_err(&self.stages[si].name, "fuse needs at least one axis"));
+            return Err(sched_err(
+                &self.stages[si].name,
+                "fuse needs at least one axis",
+            ));
         }
-        let idx: Vec<usize> = axes.iter().map(|a| self.leaf(si, a, "fuse")).collect::<Result<_>>()?;
+        let idx: Vec<usize> = axes
+            .iter()
+            .map(|a| self.leaf(si, a, "fuse"))
+            .collect::<Result<_>>()?;
         let st = &self.stages[si];
         let pos: Vec<usize> = idx.iter().map(|&i| st.leaf_pos(i).unwrap()).collect();
         for w in pos.windows(2) {
@@ -123,7 +202,10 @@ impl Schedule {
         }
         let kinds: Vec<IterKind> = idx.iter().map(|&i| st.axes[i].kind).collect();
         if kinds.iter().any(|k| *k != kinds[0]) {
-            return Err(sched_err(&st.name, "cannot fuse a data-parallel axis with a reduce axis".to_string()));
+            return Err(sched_err(
+                &st.name,
+                "cannot fuse a data-parallel axis with a reduce axis".to_string(),
+            ));
         }
         let names: Vec<String> = idx.iter().map(|&i| st.axes[i].name.clone()).collect();
         let mut cur = idx[0];
@@ -132,26 +214,43 @@ impl Schedule {
             let name = format!("{}.{}.fused", st.axes[cur].name, st.axes[next].name);
             let f = self.new_axis(si, name, kinds[0]);
             let st = &mut self.stages[si];
-            st.relations.push(Relation::Fuse { outer: cur, inner: next, fused: f });
+            st.relations.push(Relation::Fuse {
+                outer: cur,
+                inner: next,
+                fused: f,
+            });
             let p = st.leaf_pos(cur).unwrap();
             st.leaves.splice(p..p + 2, [f]);
             cur = f;
         }
         let st = &self.stages[si];
-        self.trace.push(Step::Fuse { stage: st.name.clone(), axes: names });
-        Ok(Axis { stage: st.name.clone(), name: st.axes[cur].name.clone() })
+        self.trace.push(Step::Fuse {
+            stage: st.name.clone(),
+            axes: names,
+        });
+        Ok(Axis {
+            stage: st.name.clone(),
+            name: st.axes[cur].name.clone(),
+        })
     }
 
     /// Reorder leaf axes: the listed axes take the positions they occupy, in the order given.
     pub fn reorder<S: StageRef + ?Sized>(&mut self, s: &S, axes: &[&Axis]) -> Result<()> {
         let si = self.stage_index(&s.stage_name())?;
-        let idx: Vec<usize> = axes.iter().map(|a| self.leaf(si, a, "reorder")).collect::<Result<_>>()?;
+        let idx: Vec<usize> = axes
+            .iter()
+            .map(|a| self.leaf(si, a, "reorder"))
+            .collect::<Result<_>>()?;
         let st = &mut self.stages[si];
         for (k, i) in idx.iter().enumerate() {
             if idx[..k].contains(i) {
                 return Err(sched_err(
                     &st.name,
-                    format!("reorder lists {} twice; list each leaf axis at most once (leaf axes: {})", st.axes[*i].name, st.leaf_names().join(", ")),
+                    format!(
+                        "reorder lists {} twice; list each leaf axis at most once (leaf axes: {})",
+                        st.axes[*i].name,
+                        st.leaf_names().join(", ")
+                    ),
                 ));
             }
         }
@@ -161,15 +260,26 @@ impl Schedule {
             st.leaves[*p] = *i;
         }
         let names = idx.iter().map(|&i| st.axes[i].name.clone()).collect();
-        self.trace.push(Step::Reorder { stage: st.name.clone(), axes: names });
+        self.trace.push(Step::Reorder {
+            stage: st.name.clone(),
+            axes: names,
+        });
         Ok(())
     }
 
-    fn annotate<S: StageRef + ?Sized>(&mut self, s: &S, axis: &Axis, kind: ForKind, what: &str) -> Result<()> {
+    fn annotate<S: StageRef + ?Sized>(
+        &mut self,
+        s: &S,
+        axis: &Axis,
+        kind: ForKind,
+        what: &str,
+    ) -> Result<()> {
         let si = self.stage_index(&s.stage_name())?;
         let idx = self.leaf(si, axis, what)?;
         let st = &mut self.stages[si];
-        if st.axes[idx].kind == IterKind::Reduce && !matches!(kind, ForKind::Unrolled | ForKind::Serial) {
+        if st.axes[idx].kind == IterKind::Reduce
+            && !matches!(kind, ForKind::Unrolled | ForKind::Serial)
+        {
             return Err(sched_err(
                 &st.name,
                 format!(
@@ -181,7 +291,12 @@ impl Schedule {
         if st.axes[idx].annotation != ForKind::Serial && st.axes[idx].annotation != kind {
             return Err(sched_err(
                 &st.name,
-                format!("cannot {} {}: it is already {}", what, axis.name, st.axes[idx].annotation.name()),
+                format!(
+                    "cannot {} {}: it is already {}",
+                    what,
+                    axis.name,
+                    st.axes[idx].annotation.name()
+                ),
             ));
         }
         st.axes[idx].annotation = kind;
@@ -192,34 +307,63 @@ impl Schedule {
     /// width, or a multiple of it; otherwise it stays a scalar loop).
     pub fn vectorize<S: StageRef + ?Sized>(&mut self, s: &S, axis: &Axis) -> Result<()> {
         self.annotate(s, axis, ForKind::Vectorized, "vectorize")?;
-        self.trace.push(Step::Vectorize { stage: s.stage_name(), axis: axis.name.clone() });
+        self.trace.push(Step::Vectorize {
+            stage: s.stage_name(),
+            axis: axis.name.clone(),
+        });
         Ok(())
     }
 
     /// Fully unroll the loop of `axis` (its extent must be a constant at lowering time).
     pub fn unroll<S: StageRef + ?Sized>(&mut self, s: &S, axis: &Axis) -> Result<()> {
         self.annotate(s, axis, ForKind::Unrolled, "unroll")?;
-        self.trace.push(Step::Unroll { stage: s.stage_name(), axis: axis.name.clone() });
+        self.trace.push(Step::Unroll {
+            stage: s.stage_name(),
+            axis: axis.name.clone(),
+        });
         Ok(())
     }
 
     /// Run the iterations of `axis` on the thread pool.
     pub fn parallel<S: StageRef + ?Sized>(&mut self, s: &S, axis: &Axis) -> Result<()> {
         self.annotate(s, axis, ForKind::Parallel, "parallelize")?;
-        self.trace.push(Step::Parallel { stage: s.stage_name(), axis: axis.name.clone() });
+        self.trace.push(Step::Parallel {
+            stage: s.stage_name(),
+            axis: axis.name.clone(),
+        });
         Ok(())
     }
 
     /// Bind `axis` to a GPU thread axis (`blockIdx.x`, `threadIdx.y`, `vthread`...).
     pub fn bind<S: StageRef + ?Sized>(&mut self, s: &S, axis: &Axis, thread: &str) -> Result<()> {
-        const TAGS: [&str; 7] = ["blockIdx.x", "blockIdx.y", "blockIdx.z", "threadIdx.x", "threadIdx.y", "threadIdx.z", "vthread"];
+        const TAGS: [&str; 7] = [
+            "blockIdx.x",
+            "blockIdx.y",
+            "blockIdx.z",
+            "threadIdx.x",
+            "threadIdx.y",
+            "threadIdx.z",
+            "vthread",
+        ];
         if !TAGS.contains(&thread) {
-            return Err(sched_err(&s.stage_name(), format!("cannot bind {} to {:?}: thread axes are {}", axis.name, thread, TAGS.join(", "))));
+            return Err(sched_err(
+                &s.stage_name(),
+                format!(
+                    "cannot bind {} to {:?}: thread axes are {}",
+                    axis.name,
+                    thread,
+                    TAGS.join(", ")
+                ),
+            ));
         }
         let si = self.stage_index(&s.stage_name())?;
         let idx = self.leaf(si, axis, "bind")?;
         if thread != "vthread" {
-            if let Some(other) = self.stages[si].axes.iter().find(|a| a.annotation == ForKind::ThreadBinding(thread.to_string())) {
+            if let Some(other) = self.stages[si]
+                .axes
+                .iter()
+                .find(|a| a.annotation == ForKind::ThreadBinding(thread.to_string()))
+            {
                 return Err(sched_err(
                     &self.stages[si].name,
                     format!("cannot bind {} to {}: {} is already bound to it; bind each thread axis once per stage", axis.name, thread, other.name),
@@ -228,14 +372,23 @@ impl Schedule {
         }
         let _ = idx;
         self.annotate(s, axis, ForKind::ThreadBinding(thread.to_string()), "bind")?;
-        self.trace.push(Step::Bind { stage: s.stage_name(), axis: axis.name.clone(), thread: thread.to_string() });
+        self.trace.push(Step::Bind {
+            stage: s.stage_name(),
+            axis: axis.name.clone(),
+            thread: thread.to_string(),
+        });
         Ok(())
     }
 
     /// Whether stage `consumer` reads `producer`, directly or through inlined stages.
     fn consumes(&self, consumer: &str, producer: &str) -> bool {
         self.readers_of(producer).iter().any(|r| {
-            r == consumer || (self.stage(r.as_str()).map(|s| s.attach == Attach::Inline).unwrap_or(false) && self.consumes(consumer, r))
+            r == consumer
+                || (self
+                    .stage(r.as_str())
+                    .map(|s| s.attach == Attach::Inline)
+                    .unwrap_or(false)
+                    && self.consumes(consumer, r))
         })
     }
 
@@ -262,18 +415,31 @@ impl Schedule {
 
     /// Compute `s` inside the loop of `axis` of its consumer `parent`, only over the region
     /// that one iteration of that loop needs.
-    pub fn compute_at<S: StageRef + ?Sized, P: StageRef + ?Sized>(&mut self, s: &S, parent: &P, axis: &Axis) -> Result<()> {
+    pub fn compute_at<S: StageRef + ?Sized, P: StageRef + ?Sized>(
+        &mut self,
+        s: &S,
+        parent: &P,
+        axis: &Axis,
+    ) -> Result<()> {
         let (name, pname) = (s.stage_name(), parent.stage_name());
         let si = self.stage_index(&name)?;
         let pi = self.stage_index(&pname)?;
         if si == pi {
-            return Err(sched_err(&name, "cannot compute a stage at one of its own axes"));
+            return Err(sched_err(
+                &name,
+                "cannot compute a stage at one of its own axes",
+            ));
         }
         self.leaf(pi, axis, "compute_at")?;
         if self.stages[si].is_output {
             return Err(sched_err(&name, format!("cannot compute_at {}: it is an output of the schedule and must be computed at root", name)));
         }
-        if !self.consumes(&pname, &name) && !self.readers_of(&name).iter().any(|r| self.attached_within(r, &pname)) {
+        if !self.consumes(&pname, &name)
+            && !self
+                .readers_of(&name)
+                .iter()
+                .any(|r| self.attached_within(r, &pname))
+        {
             let readers = self.readers_of(&name);
             return Err(sched_err(
                 &name,
@@ -287,16 +453,26 @@ impl Schedule {
                 ),
             ));
         }
-        let others: Vec<String> =
-            self.effective_readers_of(&name).into_iter().filter(|r| r != &pname && !self.attached_within(r, &pname)).collect();
+        let others: Vec<String> = self
+            .effective_readers_of(&name)
+            .into_iter()
+            .filter(|r| r != &pname && !self.attached_within(r, &pname))
+            .collect();
         if !others.is_empty() {
             return Err(sched_err(
                 &name,
                 format!("cannot compute_at {} in {}: {} also reads it outside {}; compute it at root instead", name, pname, others.join(", "), pname),
             ));
         }
-        self.stages[si].attach = Attach::At { stage: pname.clone(), axis: axis.name.clone() };
-        self.trace.push(Step::ComputeAt { stage: name, parent: pname, axis: axis.name.clone() });
+        self.stages[si].attach = Attach::At {
+            stage: pname.clone(),
+            axis: axis.name.clone(),
+        };
+        self.trace.push(Step::ComputeAt {
+            stage: name,
+            parent: pname,
+            axis: axis.name.clone(),
+        });
         Ok(())
     }
 
@@ -312,10 +488,19 @@ impl Schedule {
             ));
         }
         if st.is_output {
-            return Err(sched_err(&name, format!("cannot compute_inline {}: it is an output of the schedule", name)));
+            return Err(sched_err(
+                &name,
+                format!(
+                    "cannot compute_inline {}: it is an output of the schedule",
+                    name
+                ),
+            ));
         }
         if st.op.num_outputs() > 1 {
-            return Err(sched_err(&name, format!("cannot compute_inline {}: it has several outputs", name)));
+            return Err(sched_err(
+                &name,
+                format!("cannot compute_inline {}: it has several outputs", name),
+            ));
         }
         self.stages[si].attach = Attach::Inline;
         self.trace.push(Step::ComputeInline { stage: name });

@@ -138,7 +138,10 @@ impl Stage {
 
     /// Names of the current leaves, outermost first.
     pub fn leaf_names(&self) -> Vec<String> {
-        self.leaves.iter().map(|&l| self.axes[l].name.clone()).collect()
+        self.leaves
+            .iter()
+            .map(|&l| self.axes[l].name.clone())
+            .collect()
     }
 
     /// Whether the op is a reduction.

@@ -9,9 +9,17 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Step {
     /// `split(axis, factor)`.
-    Split { stage: String, axis: String, factor: i64 },
+    Split {
+        stage: String,
+        axis: String,
+        factor: i64,
+    },
     /// `split(axis, nparts=...)`.
-    SplitNparts { stage: String, axis: String, nparts: i64 },
+    SplitNparts {
+        stage: String,
+        axis: String,
+        nparts: i64,
+    },
     /// `fuse(axes...)` of adjacent leaf axes.
     Fuse { stage: String, axes: Vec<String> },
     /// `reorder(axes...)`.
@@ -23,15 +31,27 @@ pub enum Step {
     /// `parallel(axis)`.
     Parallel { stage: String, axis: String },
     /// `bind(axis, thread_tag)`.
-    Bind { stage: String, axis: String, thread: String },
+    Bind {
+        stage: String,
+        axis: String,
+        thread: String,
+    },
     /// `compute_at(stage, parent, axis)`.
-    ComputeAt { stage: String, parent: String, axis: String },
+    ComputeAt {
+        stage: String,
+        parent: String,
+        axis: String,
+    },
     /// `compute_inline(stage)`.
     ComputeInline { stage: String },
     /// `compute_root(stage)`.
     ComputeRoot { stage: String },
     /// `cache_read(tensor, scope, readers)`.
-    CacheRead { tensor: String, scope: String, readers: Vec<String> },
+    CacheRead {
+        tensor: String,
+        scope: String,
+        readers: Vec<String>,
+    },
     /// `cache_write(tensor, scope)`.
     CacheWrite { tensor: String, scope: String },
 }

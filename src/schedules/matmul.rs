@@ -23,13 +23,25 @@ pub struct MatmulConfig {
 
 impl Default for MatmulConfig {
     fn default() -> Self {
-        MatmulConfig { mr: 4, nr: 8, pack_b: true, k_unroll: 1, threads: 1 }
+        MatmulConfig {
+            mr: 4,
+            nr: 8,
+            pack_b: true,
+            k_unroll: 1,
+            threads: 1,
+        }
     }
 }
 
 /// The default CPU schedule of `c = sum_k a[i, k] * b[k, j]` (see [`matmul_cpu_with`]).
 pub fn matmul_cpu(c: &Tensor, threads: usize) -> Result<Schedule> {
-    matmul_cpu_with(c, MatmulConfig { threads, ..MatmulConfig::default() })
+    matmul_cpu_with(
+        c,
+        MatmulConfig {
+            threads,
+            ..MatmulConfig::default()
+        },
+    )
 }
 
 /// Schedule `c = sum_k a[i, k] * b[k, j]` for the CPU.
@@ -42,7 +54,11 @@ pub fn matmul_cpu_with(c: &Tensor, cfg: MatmulConfig) -> Result<Schedule> {
     let mut s = create_schedule(&[c.clone()])?;
     let cl = s.cache_write(c, "local")?;
     let bp = if cfg.pack_b {
-        let b = c.op.input_tensors().into_iter().nth(1).expect("matmul reads two tensors");
+        let b =
+            c.op.input_tensors()
+                .into_iter()
+                .nth(1)
+                .expect("matmul reads two tensors");
         Some(s.cache_read(&b, "global", &[&cl])?)
     } else {
         None

@@ -386,7 +386,9 @@ impl Expr {
             ExprNode::And(a, b) | ExprNode::Or(a, b) => vec![a, b],
             ExprNode::Not(a) | ExprNode::Cast(_, a) => vec![a],
             ExprNode::Select(c, t, f) => vec![c, t, f],
-            ExprNode::Call(_, a) | ExprNode::Read(_, a) | ExprNode::Load(_, a) => a.iter().collect(),
+            ExprNode::Call(_, a) | ExprNode::Read(_, a) | ExprNode::Load(_, a) => {
+                a.iter().collect()
+            }
             ExprNode::Reduce(r) => r.source.iter().collect(),
             ExprNode::Ramp(b, _, _) | ExprNode::Broadcast(b, _) => vec![b],
             ExprNode::Let(_, v, b) => vec![v, b],
@@ -500,7 +502,9 @@ impl Expr {
         }
         let same_head = match (self.node(), o.node()) {
             (ExprNode::Int(a, t), ExprNode::Int(b, u)) => return a == b && t == u,
-            (ExprNode::Float(a, t), ExprNode::Float(b, u)) => return a.to_bits() == b.to_bits() && t == u,
+            (ExprNode::Float(a, t), ExprNode::Float(b, u)) => {
+                return a.to_bits() == b.to_bits() && t == u
+            }
             (ExprNode::Var(a), ExprNode::Var(b)) => return a == b,
             (ExprNode::Binary(p, ..), ExprNode::Binary(q, ..)) => p == q,
             (ExprNode::Cmp(p, ..), ExprNode::Cmp(q, ..)) => p == q,
@@ -510,8 +514,12 @@ impl Expr {
             (ExprNode::Select(..), ExprNode::Select(..)) => true,
             (ExprNode::Cast(t, _), ExprNode::Cast(u, _)) => t == u,
             (ExprNode::Call(f, _), ExprNode::Call(g, _)) => f == g,
-            (ExprNode::Read(t, a), ExprNode::Read(u, b)) => t.name() == u.name() && a.len() == b.len(),
-            (ExprNode::Load(t, a), ExprNode::Load(u, b)) => t.name() == u.name() && a.len() == b.len(),
+            (ExprNode::Read(t, a), ExprNode::Read(u, b)) => {
+                t.name() == u.name() && a.len() == b.len()
+            }
+            (ExprNode::Load(t, a), ExprNode::Load(u, b)) => {
+                t.name() == u.name() && a.len() == b.len()
+            }
             (ExprNode::Ramp(_, s, l), ExprNode::Ramp(_, t, m)) => s == t && l == m,
             (ExprNode::Broadcast(_, l), ExprNode::Broadcast(_, m)) => l == m,
             (ExprNode::Let(v, ..), ExprNode::Let(w, ..)) => v == w,
@@ -520,7 +528,11 @@ impl Expr {
         };
         same_head
             && self.children().len() == o.children().len()
-            && self.children().iter().zip(o.children()).all(|(a, b)| a.structural_eq(b))
+            && self
+                .children()
+                .iter()
+                .zip(o.children())
+                .all(|(a, b)| a.structural_eq(b))
     }
 }
 
@@ -564,10 +576,10 @@ pub(crate) fn unify(a: Expr, b: Expr) -> (Expr, Expr) {
     if ta == tb {
         return (a, b);
     }
-    if a.is_const() && a.lanes() == 1 && !(ta.is_float() && !tb.is_float()) {
+    if a.is_const() && a.lanes() == 1 && (!ta.is_float() || tb.is_float()) {
         return (retype_const(&a, tb), b);
     }
-    if b.is_const() && b.lanes() == 1 && !(tb.is_float() && !ta.is_float()) {
+    if b.is_const() && b.lanes() == 1 && (!tb.is_float() || ta.is_float()) {
         return (a, retype_const(&b, ta));
     }
     let t = DType::promote(ta, tb);
@@ -669,7 +681,11 @@ pub fn cast(t: DType, e: impl Into<Expr>) -> Expr {
 }
 
 fn call1(f: MathFn, x: Expr) -> Expr {
-    let x = if x.dtype().is_float() { x } else { cast(DType::F32, x) };
+    let x = if x.dtype().is_float() {
+        x
+    } else {
+        cast(DType::F32, x)
+    };
     Expr::new(ExprNode::Call(f, vec![x]))
 }
 /// e^x
@@ -711,13 +727,21 @@ pub fn abs(x: impl Into<Expr>) -> Expr {
         Expr::new(ExprNode::Call(MathFn::Abs, vec![x]))
     } else {
         let z = Expr::int_of(0, x.dtype());
-        select(lt(x.clone(), z.clone()), binary(BinOp::Sub, z, x.clone()), x)
+        select(
+            lt(x.clone(), z.clone()),
+            binary(BinOp::Sub, z, x.clone()),
+            x,
+        )
     }
 }
 /// `x` to the power `y`
 pub fn pow(x: impl Into<Expr>, y: impl Into<Expr>) -> Expr {
     let (x, y) = unify(x.into(), y.into());
-    let (x, y) = if x.dtype().is_float() { (x, y) } else { (cast(DType::F32, x), cast(DType::F32, y)) };
+    let (x, y) = if x.dtype().is_float() {
+        (x, y)
+    } else {
+        (cast(DType::F32, x), cast(DType::F32, y))
+    };
     Expr::new(ExprNode::Call(MathFn::Pow, vec![x, y]))
 }
 /// Elementwise minimum of two expressions.
@@ -894,7 +918,13 @@ impl fmt::Display for Expr {
             ExprNode::Var(v) => write!(f, "{}", v.name()),
             ExprNode::Binary(op, a, b) => match op {
                 BinOp::Min | BinOp::Max => {
-                    write!(f, "{}({}, {})", if *op == BinOp::Min { "min" } else { "max" }, a, b)
+                    write!(
+                        f,
+                        "{}({}, {})",
+                        if *op == BinOp::Min { "min" } else { "max" },
+                        a,
+                        b
+                    )
                 }
                 BinOp::Div if !a.dtype().is_float() => write!(f, "floordiv({}, {})", a, b),
                 BinOp::Mod if !a.dtype().is_float() => write!(f, "floormod({}, {})", a, b),

@@ -55,7 +55,12 @@ pub fn reduce_axis(min: impl Into<Expr>, max: impl Into<Expr>, name: &str) -> It
     let max = max.into();
     let extent = binary(BinOp::Sub, max, min.clone());
     let extent = crate::lower::simplify::simplify(&extent);
-    IterVar { var: Var::new(name, DType::I64), min, extent, kind: IterKind::Reduce }
+    IterVar {
+        var: Var::new(name, DType::I64),
+        min,
+        extent,
+        kind: IterKind::Reduce,
+    }
 }
 
 /// What produces a tensor.
@@ -233,7 +238,14 @@ fn make_axes(shape: &[Expr]) -> Vec<IterVar> {
         .iter()
         .enumerate()
         .map(|(d, s)| IterVar {
-            var: Var::new(if d < NAMES.len() { NAMES[d].to_string() } else { format!("ax{}", d) }, DType::I64),
+            var: Var::new(
+                if d < NAMES.len() {
+                    NAMES[d].to_string()
+                } else {
+                    format!("ax{}", d)
+                },
+                DType::I64,
+            ),
             min: Expr::int(0),
             extent: s.clone(),
             kind: IterKind::DataPar,
@@ -251,7 +263,12 @@ pub fn compute(shape: &[Expr], name: &str, f: impl FnOnce(&[Expr]) -> Expr) -> T
 }
 
 /// Like [`compute`], with the axis names given.
-pub fn compute_named(shape: &[Expr], name: &str, axis_names: &[&str], f: impl FnOnce(&[Expr]) -> Expr) -> Tensor {
+pub fn compute_named(
+    shape: &[Expr],
+    name: &str,
+    axis_names: &[&str],
+    f: impl FnOnce(&[Expr]) -> Expr,
+) -> Tensor {
     let mut axes = make_axes(shape);
     for (a, n) in axes.iter_mut().zip(axis_names) {
         a.var = Var::new(*n, DType::I64);
@@ -263,7 +280,11 @@ pub fn compute_named(shape: &[Expr], name: &str, axis_names: &[&str], f: impl Fn
 
 /// A compute with several outputs over the same axes, e.g. the two results of an argmax
 /// built with [`comm_reducer`]. Outputs are named `name.v0`, `name.v1`, ...
-pub fn compute_multi(shape: &[Expr], name: &str, f: impl FnOnce(&[Expr]) -> Vec<Expr>) -> Vec<Tensor> {
+pub fn compute_multi(
+    shape: &[Expr],
+    name: &str,
+    f: impl FnOnce(&[Expr]) -> Vec<Expr>,
+) -> Vec<Tensor> {
     let axes = make_axes(shape);
     let idx: Vec<Expr> = axes.iter().map(|a| a.x()).collect();
     let body = f(&idx);
@@ -272,8 +293,17 @@ pub fn compute_multi(shape: &[Expr], name: &str, f: impl FnOnce(&[Expr]) -> Vec<
 
 fn finish_compute(shape: &[Expr], name: &str, axis: Vec<IterVar>, body: Vec<Expr>) -> Vec<Tensor> {
     let n = body.len();
-    let op = Arc::new(Operation { name: name.to_string(), shape: shape.to_vec(), kind: OpKind::Compute { axis, body } });
-    (0..n).map(|i| Tensor { op: op.clone(), value_index: i }).collect()
+    let op = Arc::new(Operation {
+        name: name.to_string(),
+        shape: shape.to_vec(),
+        kind: OpKind::Compute { axis, body },
+    });
+    (0..n)
+        .map(|i| Tensor {
+            op: op.clone(),
+            value_index: i,
+        })
+        .collect()
 }
 
 /// Build a reducer from a combiner over tuples and an identity (TVM's `te.comm_reducer`).
@@ -286,13 +316,27 @@ pub fn comm_reducer(
     combine: impl FnOnce(&[Expr], &[Expr]) -> Vec<Expr>,
     identity: impl FnOnce(&[DType]) -> Vec<Expr>,
 ) -> CommReducer {
-    let lhs: Vec<Var> = dtypes.iter().enumerate().map(|(i, t)| Var::new(format!("x{}", i), *t)).collect();
-    let rhs: Vec<Var> = dtypes.iter().enumerate().map(|(i, t)| Var::new(format!("y{}", i), *t)).collect();
+    let lhs: Vec<Var> = dtypes
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Var::new(format!("x{}", i), *t))
+        .collect();
+    let rhs: Vec<Var> = dtypes
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Var::new(format!("y{}", i), *t))
+        .collect();
     let le: Vec<Expr> = lhs.iter().map(|v| v.expr()).collect();
     let re: Vec<Expr> = rhs.iter().map(|v| v.expr()).collect();
     let result = combine(&le, &re);
     let identity = identity(dtypes);
-    CommReducer(Arc::new(CommReducerNode { name: name.to_string(), lhs, rhs, result, identity }))
+    CommReducer(Arc::new(CommReducerNode {
+        name: name.to_string(),
+        lhs,
+        rhs,
+        result,
+        identity,
+    }))
 }
 
 impl CommReducer {
@@ -313,7 +357,12 @@ impl CommReducer {
 }
 
 fn simple_reducer(name: &str, dt: DType, op: BinOp, identity: Expr) -> CommReducer {
-    comm_reducer(name, &[dt], |a, b| vec![binary(op, a[0].clone(), b[0].clone())], |_| vec![identity])
+    comm_reducer(
+        name,
+        &[dt],
+        |a, b| vec![binary(op, a[0].clone(), b[0].clone())],
+        |_| vec![identity],
+    )
 }
 
 fn lowest(dt: DType) -> Expr {
@@ -339,25 +388,33 @@ fn highest(dt: DType) -> Expr {
 pub fn sum(e: impl Into<Expr>, axis: &[IterVar]) -> Expr {
     let e = e.into();
     let dt = e.dtype();
-    simple_reducer("sum", dt, BinOp::Add, Expr::int_of(0, dt)).reduce(&[e], axis).remove(0)
+    simple_reducer("sum", dt, BinOp::Add, Expr::int_of(0, dt))
+        .reduce(&[e], axis)
+        .remove(0)
 }
 /// Product of `e` over `axis`.
 pub fn prod(e: impl Into<Expr>, axis: &[IterVar]) -> Expr {
     let e = e.into();
     let dt = e.dtype();
-    simple_reducer("prod", dt, BinOp::Mul, Expr::int_of(1, dt)).reduce(&[e], axis).remove(0)
+    simple_reducer("prod", dt, BinOp::Mul, Expr::int_of(1, dt))
+        .reduce(&[e], axis)
+        .remove(0)
 }
 /// Maximum of `e` over `axis` (TVM's `te.max`).
 pub fn max_reduce(e: impl Into<Expr>, axis: &[IterVar]) -> Expr {
     let e = e.into();
     let dt = e.dtype();
-    simple_reducer("max", dt, BinOp::Max, lowest(dt)).reduce(&[e], axis).remove(0)
+    simple_reducer("max", dt, BinOp::Max, lowest(dt))
+        .reduce(&[e], axis)
+        .remove(0)
 }
 /// Minimum of `e` over `axis` (TVM's `te.min`).
 pub fn min_reduce(e: impl Into<Expr>, axis: &[IterVar]) -> Expr {
     let e = e.into();
     let dt = e.dtype();
-    simple_reducer("min", dt, BinOp::Min, highest(dt)).reduce(&[e], axis).remove(0)
+    simple_reducer("min", dt, BinOp::Min, highest(dt))
+        .reduce(&[e], axis)
+        .remove(0)
 }
 
 /// The smallest value of a type (identity of `max`).

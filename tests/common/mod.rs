@@ -8,7 +8,12 @@ pub fn matmul_nt(m: Expr, n: Expr, h: Expr) -> (Tensor, Tensor, Tensor) {
     let a = placeholder(&[m.clone(), h.clone()], DType::F32, "A");
     let b = placeholder(&[n.clone(), h.clone()], DType::F32, "B");
     let k = reduce_axis(0, h, "k");
-    let c = compute(&[m, n], "C", |i| sum(a.at(&[i[0].clone(), k.x()]) * b.at(&[i[1].clone(), k.x()]), &[k.clone()]));
+    let c = compute(&[m, n], "C", |i| {
+        sum(
+            a.at(&[i[0].clone(), k.x()]) * b.at(&[i[1].clone(), k.x()]),
+            &[k.clone()],
+        )
+    });
     (a, b, c)
 }
 
@@ -17,28 +22,53 @@ pub fn matmul(m: i64, n: i64, kk: i64) -> (Tensor, Tensor, Tensor) {
     let a = placeholder(&[m.into(), kk.into()], DType::F32, "A");
     let b = placeholder(&[kk.into(), n.into()], DType::F32, "B");
     let k = reduce_axis(0, kk, "k");
-    let c = compute(&[m.into(), n.into()], "C", |i| sum(a.at(&[i[0].clone(), k.x()]) * b.at(&[k.x(), i[1].clone()]), &[k.clone()]));
+    let c = compute(&[m.into(), n.into()], "C", |i| {
+        sum(
+            a.at(&[i[0].clone(), k.x()]) * b.at(&[k.x(), i[1].clone()]),
+            &[k.clone()],
+        )
+    });
     (a, b, c)
 }
 
 /// Run a kernel built from `s` on `inputs` for the given target; returns the outputs.
-pub fn run(s: &Schedule, args: &[Tensor], inputs: &[&NdArray], out_shapes: &[(&[usize], DType)], t: Target) -> Vec<NdArray> {
+pub fn run(
+    s: &Schedule,
+    args: &[Tensor],
+    inputs: &[&NdArray],
+    out_shapes: &[(&[usize], DType)],
+    t: Target,
+) -> Vec<NdArray> {
     let k = build(s, args, t).unwrap_or_else(|e| panic!("build failed: {}", e));
-    let mut outs: Vec<NdArray> = out_shapes.iter().map(|(s, d)| NdArray::zeros(s, *d)).collect();
+    let mut outs: Vec<NdArray> = out_shapes
+        .iter()
+        .map(|(s, d)| NdArray::zeros(s, *d))
+        .collect();
     let mut refs: Vec<&mut NdArray> = outs.iter_mut().collect();
-    k.run(inputs, &mut refs).unwrap_or_else(|e| panic!("run failed: {}", e));
+    k.run(inputs, &mut refs)
+        .unwrap_or_else(|e| panic!("run failed: {}", e));
     outs
 }
 
 /// Assert two arrays agree within a tolerance suited to f32 accumulation.
 pub fn assert_close(got: &NdArray, want: &NdArray, what: &str) {
     let d = got.max_abs_diff(want);
-    assert!(got.allclose(want, 1e-4, 1e-4), "{}: max abs diff {} ({:?} vs {:?})", what, d, got, want);
+    assert!(
+        got.allclose(want, 1e-4, 1e-4),
+        "{}: max abs diff {} ({:?} vs {:?})",
+        what,
+        d,
+        got,
+        want
+    );
 }
 
 /// Constant shape of a tensor (panics on symbolic shapes: tests use constant ones here).
 pub fn const_shape(t: &Tensor) -> Vec<usize> {
-    t.shape().iter().map(|d| d.as_int().expect("constant shape") as usize).collect()
+    t.shape()
+        .iter()
+        .map(|d| d.as_int().expect("constant shape") as usize)
+        .collect()
 }
 
 /// Random inputs for the placeholders among `args`, zeros for the rest; in `args` order.
@@ -61,7 +91,8 @@ pub fn run_all(s: &Schedule, args: &[Tensor], target: Target, seed: u64) -> Vec<
     let k = build(s, args, target).unwrap_or_else(|e| panic!("build failed: {}", e));
     let mut arrs = make_args(args, seed);
     let mut refs: Vec<&mut NdArray> = arrs.iter_mut().collect();
-    k.call(&mut refs).unwrap_or_else(|e| panic!("call failed: {}", e));
+    k.call(&mut refs)
+        .unwrap_or_else(|e| panic!("call failed: {}", e));
     arrs
 }
 
@@ -69,7 +100,11 @@ pub fn run_all(s: &Schedule, args: &[Tensor], target: Target, seed: u64) -> Vec<
 pub fn assert_outputs_close(args: &[Tensor], got: &[NdArray], want: &[NdArray], what: &str) {
     for (i, t) in args.iter().enumerate() {
         if !t.op.is_placeholder() {
-            assert_close(&got[i], &want[i], &format!("{} (output {})", what, t.name()));
+            assert_close(
+                &got[i],
+                &want[i],
+                &format!("{} (output {})", what, t.name()),
+            );
         }
     }
 }
@@ -77,20 +112,39 @@ pub fn assert_outputs_close(args: &[Tensor], got: &[NdArray], want: &[NdArray], 
 /// Compare `text` with the golden file `tests/golden/<name>.txt`; `LOOPFORGE_BLESS=1`
 /// rewrites the file instead.
 pub fn golden(name: &str, text: &str) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("{}.txt", name));
-    if std::env::var("LOOPFORGE_BLESS").map(|v| v == "1").unwrap_or(false) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{}.txt", name));
+    if std::env::var("LOOPFORGE_BLESS")
+        .map(|v| v == "1")
+        .unwrap_or(false)
+    {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, text).unwrap();
         return;
     }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("golden file {} is missing; run with LOOPFORGE_BLESS=1 to create it", path.display()));
-    assert_eq!(text, want, "lowered IR differs from {} (LOOPFORGE_BLESS=1 rewrites it)", path.display());
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "golden file {} is missing; run with LOOPFORGE_BLESS=1 to create it",
+            path.display()
+        )
+    });
+    assert_eq!(
+        text,
+        want,
+        "lowered IR differs from {} (LOOPFORGE_BLESS=1 rewrites it)",
+        path.display()
+    );
 }
 
 /// The test triple every schedule primitive gets: golden IR, numeric equality with the
 /// unscheduled computation on the interpreter and the JIT, and trace replay.
-pub fn check_primitive(name: &str, outputs: &[Tensor], args: &[Tensor], apply: impl Fn(&mut Schedule) -> Result<()>) {
+pub fn check_primitive(
+    name: &str,
+    outputs: &[Tensor],
+    args: &[Tensor],
+    apply: impl Fn(&mut Schedule) -> Result<()>,
+) {
     let mut s = create_schedule(outputs).unwrap();
     apply(&mut s).unwrap_or_else(|e| panic!("{}: schedule failed: {}", name, e));
     let f = lower(&s, args).unwrap_or_else(|e| panic!("{}: lower failed: {}", name, e));
@@ -105,12 +159,23 @@ pub fn check_primitive(name: &str, outputs: &[Tensor], args: &[Tensor], apply: i
     assert_outputs_close(args, &got, &want, &format!("{} on the CPU JIT", name));
 
     let json = s.trace_json();
-    let replayed = Schedule::replay(outputs, &json).unwrap_or_else(|e| panic!("{}: replay failed: {}", name, e));
+    let replayed = Schedule::replay(outputs, &json)
+        .unwrap_or_else(|e| panic!("{}: replay failed: {}", name, e));
     assert_eq!(replayed.trace, s.trace, "{}: replayed trace differs", name);
     let f2 = lower(&replayed, args).unwrap();
-    assert_eq!(f2.to_string(), text, "{}: the replayed schedule lowers differently", name);
+    assert_eq!(
+        f2.to_string(),
+        text,
+        "{}: the replayed schedule lowers differently",
+        name
+    );
     let got = run_all(&replayed, args, Target::cpu(), 7);
-    assert_outputs_close(args, &got, &want, &format!("{} replayed, on the CPU JIT", name));
+    assert_outputs_close(
+        args,
+        &got,
+        &want,
+        &format!("{} replayed, on the CPU JIT", name),
+    );
 }
 
 /// Assert that `r` is a schedule error whose message contains `needle`.
@@ -118,8 +183,16 @@ pub fn assert_sched_err<T: std::fmt::Debug>(r: Result<T>, needle: &str) {
     match r {
         Err(Error::Schedule { stage, msg }) => {
             let full = format!("In schedule for {}: {}", stage, msg);
-            assert!(full.contains(needle), "error message {:?} lacks {:?}", full, needle);
+            assert!(
+                full.contains(needle),
+                "error message {:?} lacks {:?}",
+                full,
+                needle
+            );
         }
-        other => panic!("expected a schedule error containing {:?}, got {:?}", needle, other),
+        other => panic!(
+            "expected a schedule error containing {:?}, got {:?}",
+            needle, other
+        ),
     }
 }
