@@ -20,6 +20,8 @@
 //!   `erf`, as the CPU backend's helpers do; `sigmoid(x) = 1 / (1 + exp(-x))` with each
 //!   op in the type.
 
+pub(crate) use crate::te::arith::norm_int;
+use crate::te::arith::{float_binary, int_binary};
 use crate::te::{BinOp, CmpOp, DType, MathFn};
 
 /// Result of the interpreter's internals: the error is a message naming what went wrong
@@ -69,15 +71,6 @@ impl Value {
     }
 }
 
-/// Normalise an integer to type `dt` (wrap to 32 bits for `int32`, 0/1 for `bool`).
-pub(crate) fn norm_int(dt: DType, v: i64) -> i64 {
-    match dt {
-        DType::I32 => v as i32 as i64,
-        DType::Bool => (v != 0) as i64,
-        _ => v,
-    }
-}
-
 /// A constant of type `dt` from an integer literal.
 pub(crate) fn int_const(dt: DType, v: i64) -> Scalar {
     match dt {
@@ -102,126 +95,6 @@ pub(crate) fn truthy(s: Scalar) -> bool {
     match s {
         Scalar::I(v) => v != 0,
         Scalar::F(x) => x != 0.0,
-    }
-}
-
-macro_rules! floor_div_mod {
-    ($div:ident, $rem:ident, $t:ty) => {
-        /// Floor division; 0 when dividing by zero; `MIN / -1` wraps.
-        fn $div(a: $t, b: $t) -> $t {
-            if b == 0 {
-                return 0;
-            }
-            let q = a.wrapping_div(b);
-            if a.wrapping_rem(b) != 0 && ((a < 0) != (b < 0)) {
-                q - 1
-            } else {
-                q
-            }
-        }
-        /// Floor modulo (sign of the divisor); 0 when dividing by zero.
-        fn $rem(a: $t, b: $t) -> $t {
-            if b == 0 {
-                return 0;
-            }
-            let r = a.wrapping_rem(b);
-            if r != 0 && ((r < 0) != (b < 0)) {
-                r + b
-            } else {
-                r
-            }
-        }
-    };
-}
-floor_div_mod!(floordiv_i32, floormod_i32, i32);
-floor_div_mod!(floordiv_i64, floormod_i64, i64);
-
-macro_rules! float_min_max {
-    ($min:ident, $max:ident, $t:ty) => {
-        /// NaN-propagating minimum with `-0.0 < +0.0`.
-        fn $min(x: $t, y: $t) -> $t {
-            if x.is_nan() || y.is_nan() {
-                <$t>::NAN
-            } else if x < y {
-                x
-            } else if y < x {
-                y
-            } else if x.is_sign_negative() {
-                x
-            } else {
-                y
-            }
-        }
-        /// NaN-propagating maximum with `-0.0 < +0.0`.
-        fn $max(x: $t, y: $t) -> $t {
-            if x.is_nan() || y.is_nan() {
-                <$t>::NAN
-            } else if x > y {
-                x
-            } else if y > x {
-                y
-            } else if x.is_sign_positive() {
-                x
-            } else {
-                y
-            }
-        }
-    };
-}
-float_min_max!(fmin32, fmax32, f32);
-float_min_max!(fmin64, fmax64, f64);
-
-fn int_binary(op: BinOp, dt: DType, x: i64, y: i64) -> i64 {
-    match dt {
-        DType::I32 => {
-            let (x, y) = (x as i32, y as i32);
-            (match op {
-                BinOp::Add => x.wrapping_add(y),
-                BinOp::Sub => x.wrapping_sub(y),
-                BinOp::Mul => x.wrapping_mul(y),
-                BinOp::Div => floordiv_i32(x, y),
-                BinOp::Mod => floormod_i32(x, y),
-                BinOp::Min => x.min(y),
-                BinOp::Max => x.max(y),
-            }) as i64
-        }
-        _ => {
-            let r = match op {
-                BinOp::Add => x.wrapping_add(y),
-                BinOp::Sub => x.wrapping_sub(y),
-                BinOp::Mul => x.wrapping_mul(y),
-                BinOp::Div => floordiv_i64(x, y),
-                BinOp::Mod => floormod_i64(x, y),
-                BinOp::Min => x.min(y),
-                BinOp::Max => x.max(y),
-            };
-            norm_int(dt, r)
-        }
-    }
-}
-
-fn float_binary(op: BinOp, dt: DType, x: f64, y: f64) -> f64 {
-    if dt == DType::F32 {
-        let (x, y) = (x as f32, y as f32);
-        (match op {
-            BinOp::Add => x + y,
-            BinOp::Sub => x - y,
-            BinOp::Mul => x * y,
-            BinOp::Div => x / y,
-            BinOp::Mod => x % y,
-            BinOp::Min => fmin32(x, y),
-            BinOp::Max => fmax32(x, y),
-        }) as f64
-    } else {
-        match op {
-            BinOp::Add => x + y,
-            BinOp::Sub => x - y,
-            BinOp::Mul => x * y,
-            BinOp::Div => x / y,
-            BinOp::Mod => x % y,
-            BinOp::Min => fmin64(x, y),
-            BinOp::Max => fmax64(x, y),
-        }
     }
 }
 

@@ -279,50 +279,12 @@ impl Stmt {
 
     /// Rewrite every expression in the tree (statements recursively).
     pub fn map_exprs(&self, fe: &mut dyn FnMut(&Expr) -> Expr) -> Stmt {
-        fn go(s: &Stmt, fe: &mut dyn FnMut(&Expr) -> Expr) -> Stmt {
-            // Two closures cannot both borrow `fe` mutably; recurse by hand.
-            match s {
-                Stmt::For(f) => Stmt::For(Box::new(For {
-                    var: f.var.clone(),
-                    min: fe(&f.min),
-                    extent: fe(&f.extent),
-                    kind: f.kind.clone(),
-                    body: go(&f.body, fe),
-                })),
-                Stmt::If { cond, then, els } => Stmt::If {
-                    cond: fe(cond),
-                    then: Box::new(go(then, fe)),
-                    els: els.as_ref().map(|e| Box::new(go(e, fe))),
-                },
-                Stmt::Seq(v) => Stmt::Seq(v.iter().map(|s| go(s, fe)).collect()),
-                Stmt::Store {
-                    buf,
-                    indices,
-                    value,
-                } => Stmt::Store {
-                    buf: buf.clone(),
-                    indices: indices.iter().map(&mut *fe).collect(),
-                    value: fe(value),
-                },
-                Stmt::Allocate { buf, body } => Stmt::Allocate {
-                    buf: buf.clone(),
-                    body: Box::new(go(body, fe)),
-                },
-                Stmt::Let { var, value, body } => Stmt::Let {
-                    var: var.clone(),
-                    value: fe(value),
-                    body: Box::new(go(body, fe)),
-                },
-                Stmt::Produce { name, body } => Stmt::Produce {
-                    name: name.clone(),
-                    body: Box::new(go(body, fe)),
-                },
-                Stmt::Evaluate(e) => Stmt::Evaluate(fe(e)),
-                Stmt::Barrier => Stmt::Barrier,
-                Stmt::NoOp => Stmt::NoOp,
-            }
-        }
-        go(self, fe)
+        // `map` calls its two closures one after the other, never nested, so both may
+        // reach `fe` through one RefCell.
+        let fe = std::cell::RefCell::new(fe);
+        self.map(&mut |s| s.map_exprs(&mut **fe.borrow_mut()), &mut |e| {
+            (fe.borrow_mut())(e)
+        })
     }
 
     /// Visit every statement (pre-order).

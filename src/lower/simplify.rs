@@ -310,15 +310,10 @@ struct Simp<'a> {
 }
 
 fn floordiv_i(a: i64, b: i64) -> i64 {
-    let q = a.wrapping_div(b);
-    if (a.wrapping_rem(b) != 0) && ((a < 0) != (b < 0)) {
-        q - 1
-    } else {
-        q
-    }
+    crate::te::arith::floordiv_i64(a, b)
 }
 fn floormod_i(a: i64, b: i64) -> i64 {
-    a.wrapping_sub(floordiv_i(a, b).wrapping_mul(b))
+    crate::te::arith::floormod_i64(a, b)
 }
 
 impl<'a> Simp<'a> {
@@ -476,30 +471,7 @@ impl<'a> Simp<'a> {
         }
         if dt.is_float() {
             if let (Some(x), Some(y)) = (a.as_float(), b.as_float()) {
-                let v = match op {
-                    BinOp::Add => x + y,
-                    BinOp::Sub => x - y,
-                    BinOp::Mul => x * y,
-                    BinOp::Div => x / y,
-                    BinOp::Mod => x % y,
-                    BinOp::Min => fmin(x, y),
-                    BinOp::Max => fmax(x, y),
-                };
-                let v = if dt == DType::F32 {
-                    // Fold in the type's own precision.
-                    let (x, y) = (x as f32, y as f32);
-                    (match op {
-                        BinOp::Add => x + y,
-                        BinOp::Sub => x - y,
-                        BinOp::Mul => x * y,
-                        BinOp::Div => x / y,
-                        BinOp::Mod => x % y,
-                        BinOp::Min => fmin(x as f64, y as f64) as f32,
-                        BinOp::Max => fmax(x as f64, y as f64) as f32,
-                    }) as f64
-                } else {
-                    v
-                };
+                let v = crate::te::arith::float_binary(op, dt, x, y);
                 return Expr::float_of(v, dt);
             }
             return e.clone();
@@ -671,35 +643,6 @@ impl<'a> Simp<'a> {
             }
         }
         e.clone()
-    }
-}
-
-/// The runtime semantics of float min: NaN if either operand is NaN, -0 below +0.
-fn fmin(x: f64, y: f64) -> f64 {
-    if x.is_nan() || y.is_nan() {
-        f64::NAN
-    } else if x == y {
-        if x.is_sign_negative() {
-            x
-        } else {
-            y
-        }
-    } else {
-        x.min(y)
-    }
-}
-/// The runtime semantics of float max: NaN if either operand is NaN, +0 above -0.
-fn fmax(x: f64, y: f64) -> f64 {
-    if x.is_nan() || y.is_nan() {
-        f64::NAN
-    } else if x == y {
-        if x.is_sign_negative() {
-            y
-        } else {
-            x
-        }
-    } else {
-        x.max(y)
     }
 }
 

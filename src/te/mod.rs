@@ -1,5 +1,6 @@
 //! Tensor expressions: *what* is computed (TVM's `te`). Nothing here knows about loops.
 
+pub mod arith;
 mod dtype;
 mod expr;
 mod tensor;
