@@ -435,6 +435,7 @@ fn ir_dump_after_every_pass() {
         names,
         [
             "schedule_ops",
+            "storage_sync",
             "storage_flatten",
             "simplify",
             "loop_partition",
@@ -446,8 +447,12 @@ fn ir_dump_after_every_pass() {
         ]
     );
     // Nothing is vectorized here, so that pass reports no change; unroll does change it.
-    assert!(steps[5].1.is_none(), "vectorize should be unchanged");
-    assert!(steps[6].1.is_some(), "unroll should change the IR");
+    assert!(
+        steps[1].1.is_none(),
+        "storage_sync should be unchanged on the CPU"
+    );
+    assert!(steps[6].1.is_none(), "vectorize should be unchanged");
+    assert!(steps[7].1.is_some(), "unroll should change the IR");
     assert!(
         steps[0]
             .1

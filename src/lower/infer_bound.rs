@@ -8,7 +8,7 @@
 //! and its buffers (region-sized for intermediates, full-sized for arguments).
 
 use super::bound::{eval, Interval};
-use super::ir::{Buffer, Scope};
+use super::ir::{Buffer, ForKind, Scope};
 use super::simplify::{const_bounds, simplify, simplify_with, Ranges};
 use crate::error::{Error, Result};
 use crate::schedule::{Attach, Relation, Schedule};
@@ -292,6 +292,21 @@ pub fn infer(s: &Schedule, eff: &HashMap<String, Vec<Expr>>, args: &[Tensor]) ->
     })
 }
 
+/// Whether a buffer of `scope` computed inside a loop of this kind serves every iteration
+/// of that loop at once (so its region covers them all, as in TVM's InferBound): shared
+/// memory is shared by the threads of a block, global memory by all blocks and threads.
+fn shared_across(scope: Scope, kind: &ForKind) -> bool {
+    let tag = match kind {
+        ForKind::ThreadBinding(t) => t.as_str(),
+        _ => return false,
+    };
+    match scope {
+        Scope::Shared => tag.starts_with("threadIdx"),
+        Scope::Global => tag.starts_with("threadIdx") || tag.starts_with("blockIdx"),
+        Scope::Local => false,
+    }
+}
+
 /// Loop variables in scope where stage `si` is computed (its attach chain's outer leaves).
 fn in_scope(s: &Schedule, si: usize) -> HashSet<u64> {
     let mut set = HashSet::new();
@@ -306,7 +321,9 @@ fn in_scope(s: &Schedule, si: usize) -> HashSet<u64> {
                 let p = &s.stages[pi];
                 let ai = p.axis_index(axis).unwrap_or(usize::MAX);
                 for &l in &p.leaves {
-                    set.insert(p.axes[l].var.id());
+                    if !shared_across(s.stages[si].scope, &p.axes[l].annotation) {
+                        set.insert(p.axes[l].var.id());
+                    }
                     if l == ai {
                         break;
                     }
@@ -383,7 +400,8 @@ fn region_of(
         };
         let mut env: HashMap<u64, Interval> = HashMap::new();
         for (pos, &l) in cst.leaves.iter().enumerate() {
-            if fixed_upto.map(|f| pos <= f).unwrap_or(false) {
+            let fixed = fixed_upto.map(|f| pos <= f).unwrap_or(false);
+            if fixed && !shared_across(st.scope, &cst.axes[l].annotation) {
                 continue;
             }
             env.insert(

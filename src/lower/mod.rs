@@ -6,15 +6,16 @@
 //! 1. [`inline`] — substitute `compute_inline` stages into their readers (TE level);
 //! 2. [`infer_bound`] — regions, extents, offsets and guards of every stage;
 //! 3. [`schedule_ops`] — loop nests, attachments, allocations, reduction init/update;
-//! 4. [`storage_flatten`] — one flat index per access;
-//! 5. [`simplify`] — canonical index arithmetic, range-aware, decided guards removed;
-//! 6. [`loop_partition`] — split loops of non-dividing splits into a guard-free main part
+//! 4. [`storage_sync`] — barriers around shared-memory producers inside GPU kernels;
+//! 5. [`storage_flatten`] — one flat index per access;
+//! 6. [`simplify`] — canonical index arithmetic, range-aware, decided guards removed;
+//! 7. [`loop_partition`] — split loops of non-dividing splits into a guard-free main part
 //!    and a guarded tail, then [`simplify`] again (narrower ranges decide more);
-//! 7. [`vectorize`] — `vectorized` loops become 128-bit vector operations;
-//! 8. [`unroll`] — `unrolled` loops become copies of their body;
-//! 9. [`simplify`] again, then [`hoist`] — loop-invariant expressions bound by `let`
+//! 8. [`vectorize`] — `vectorized` loops become 128-bit vector operations;
+//! 9. [`unroll`] — `unrolled` loops become copies of their body;
+//! 10. [`simplify`] again, then [`hoist`] — loop-invariant expressions bound by `let`
 //!    outside the loops that do not change them;
-//! 10. [`verify`] — between passes in debug builds, and at the end always.
+//! 11. [`verify`] — between passes in debug builds, and at the end always.
 //!
 //! `LOOPFORGE_DUMP_IR=1` prints the IR after every pass ("(unchanged)" when a pass did
 //! nothing).
@@ -28,6 +29,7 @@ pub mod loop_partition;
 pub mod schedule_ops;
 pub mod simplify;
 pub mod storage_flatten;
+pub mod storage_sync;
 pub mod unroll;
 pub mod vectorize;
 pub mod verify;
@@ -101,6 +103,8 @@ fn run_pipeline(
         last: String::new(),
     };
     p.after("schedule_ops", false)?;
+    p.f.body = storage_sync::insert_barriers(&p.f.body);
+    p.after("storage_sync", false)?;
 
     p.f.body = storage_flatten::flatten(&p.f.body);
     p.after("storage_flatten", true)?;

@@ -1,0 +1,149 @@
+//! GPU-bound schedules run on the reference interpreter (simulated blocks, threads, shared
+//! memory and barriers) against the unscheduled computation.
+
+mod common;
+use common::*;
+use loopforge::lower::ir::Stmt;
+use loopforge::prelude::*;
+
+/// The classic shared-memory tiled matmul: 8x8 thread blocks, A and B tiles staged in
+/// shared memory at every `k.outer` step, optionally fetched cooperatively (each thread
+/// loads one element) instead of redundantly (each thread loads the whole tile).
+fn tiled(c: &Tensor, a: &Tensor, b: &Tensor, cooperative: bool) -> Schedule {
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    let [i, j] = s.axes2(c).unwrap();
+    let k = s.reduce_axes(c).unwrap().remove(0);
+    let (by, ty) = s.split(c, &i, 8).unwrap();
+    let (bx, tx) = s.split(c, &j, 8).unwrap();
+    let (ko, ki) = s.split(c, &k, 8).unwrap();
+    s.reorder(c, &[&by, &bx, &ty, &tx, &ko, &ki]).unwrap();
+    s.bind(c, &by, "blockIdx.y").unwrap();
+    s.bind(c, &bx, "blockIdx.x").unwrap();
+    s.bind(c, &ty, "threadIdx.y").unwrap();
+    s.bind(c, &tx, "threadIdx.x").unwrap();
+    for t in [a, b] {
+        let sh = s.cache_read(t, "shared", &[c]).unwrap();
+        s.compute_at(&sh, c, &ko).unwrap();
+        if cooperative {
+            let [r, q] = s.axes2(&sh).unwrap();
+            s.bind(&sh, &r, "threadIdx.y").unwrap();
+            s.bind(&sh, &q, "threadIdx.x").unwrap();
+        }
+    }
+    s
+}
+
+#[test]
+fn shared_memory_tiled_matmul_on_the_simulated_gpu() {
+    let (a, b, c) = matmul(32, 24, 40);
+    let args = [a.clone(), b.clone(), c.clone()];
+    let want = run_all(
+        &create_schedule(&[c.clone()]).unwrap(),
+        &args,
+        Target::interp(),
+        4,
+    );
+    for coop in [false, true] {
+        let s = tiled(&c, &a, &b, coop);
+        let got = run_all(&s, &args, Target::interp(), 4);
+        assert_outputs_close(
+            &args,
+            &got,
+            &want,
+            &format!("tiled matmul (cooperative fetch: {})", coop),
+        );
+        if coop {
+            golden("gpu_tiled_matmul", &lower(&s, &args).unwrap().to_string());
+        }
+    }
+}
+
+#[test]
+fn shared_tiles_cover_the_whole_block() {
+    let (a, b, c) = matmul(32, 24, 40);
+    let f = lower(&tiled(&c, &a, &b, true), &[a, b, c]).unwrap();
+    let text = f.to_string();
+    // One tile per block: 8 rows of A and 8 columns of B, 8 deep — not one row per thread.
+    assert!(
+        text.contains("allocate A.shared[float32, (64)], scope=\"shared\""),
+        "{}",
+        text
+    );
+    assert!(
+        text.contains("allocate B.shared[float32, (64)], scope=\"shared\""),
+        "{}",
+        text
+    );
+    assert_eq!(text.matches("__syncthreads()").count(), 3, "{}", text);
+}
+
+fn strip_barriers(s: &Stmt) -> Stmt {
+    match s {
+        Stmt::Barrier => Stmt::NoOp,
+        other => other.map(&mut |x| strip_barriers(x), &mut |e| e.clone()),
+    }
+}
+
+#[test]
+fn without_the_inserted_barriers_the_result_is_wrong() {
+    let (a, b, c) = matmul(32, 24, 40);
+    let args = [a.clone(), b.clone(), c.clone()];
+    let mut f = lower(&tiled(&c, &a, &b, true), &args).unwrap();
+    f.body = strip_barriers(&f.body);
+    let mut arrs = make_args(&args, 4);
+    let mut refs: Vec<&mut NdArray> = arrs.iter_mut().collect();
+    loopforge::interp::run(&f, &mut refs).unwrap();
+    let want = run_all(
+        &create_schedule(&[c.clone()]).unwrap(),
+        &args,
+        Target::interp(),
+        4,
+    );
+    assert!(
+        !arrs[2].allclose(&want[2], 1e-4, 1e-4),
+        "a kernel with no barriers should race on the shared tiles"
+    );
+}
+
+#[test]
+fn elementwise_with_non_dividing_thread_blocks() {
+    let a = placeholder(&[1000.into()], DType::F32, "A");
+    let b = compute(&[1000.into()], "B", |i| {
+        exp(a.at(&[i[0].clone()])) * 2.0f32 + 1.0f32
+    });
+    let mut s = create_schedule(&[b.clone()]).unwrap();
+    let [i] = <[Axis; 1]>::try_from(s.axes(&b).unwrap()).unwrap();
+    let (bx, tx) = s.split(&b, &i, 64).unwrap();
+    s.bind(&b, &bx, "blockIdx.x").unwrap();
+    s.bind(&b, &tx, "threadIdx.x").unwrap();
+    let args = [a, b.clone()];
+    let want = run_all(
+        &create_schedule(&[b.clone()]).unwrap(),
+        &args,
+        Target::interp(),
+        2,
+    );
+    let got = run_all(&s, &args, Target::interp(), 2);
+    assert_outputs_close(&args, &got, &want, "elementwise on the simulated GPU");
+}
+
+#[test]
+fn binding_errors() {
+    let (_, _, c) = matmul(32, 24, 40);
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    let k = s.reduce_axes(&c).unwrap().remove(0);
+    assert_sched_err(
+        s.bind(&c, &k, "threadIdx.x"),
+        "cannot bind k: it is a reduce axis",
+    );
+    let [i, j] = s.axes2(&c).unwrap();
+    s.bind(&c, &i, "blockIdx.x").unwrap();
+    assert_sched_err(
+        s.bind(&c, &j, "blockIdx.x"),
+        "cannot bind j to blockIdx.x: i is already bound to it",
+    );
+    assert_sched_err(
+        s.bind(&c, &i, "threadIdx.x"),
+        "cannot bind i: it is already thread_binding(blockIdx.x)",
+    );
+}
