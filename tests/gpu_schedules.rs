@@ -147,3 +147,36 @@ fn binding_errors() {
         "cannot bind i: it is already thread_binding(blockIdx.x)",
     );
 }
+
+#[test]
+fn thread_extents_over_the_device_limit_are_errors() {
+    let a = placeholder(&[4096.into()], DType::F32, "A");
+    let b = compute(&[4096.into()], "B", |i| a.at(&[i[0].clone()]) + 1.0f32);
+    let mut s = create_schedule(&[b.clone()]).unwrap();
+    let [i] = <[Axis; 1]>::try_from(s.axes(&b).unwrap()).unwrap();
+    let (bx, tx) = s.split(&b, &i, 2048).unwrap();
+    s.bind(&b, &bx, "blockIdx.x").unwrap();
+    s.bind(&b, &tx, "threadIdx.x").unwrap();
+    match lower(&s, &[a.clone(), b.clone()]) {
+        Err(Error::Lower(m)) => assert!(
+            m.contains("i.inner is bound to threadIdx.x with 2048 iterations; the device allows at most 1024"),
+            "{}",
+            m
+        ),
+        other => panic!("expected a lowering error, got {:?}", other.map(|f| f.to_string())),
+    }
+    let c = compute(&[64.into(), 64.into()], "C", |i| {
+        a.at(&[i[0].clone() * 64 + i[1].clone()])
+    });
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    let [i, j] = s.axes2(&c).unwrap();
+    s.bind(&c, &i, "threadIdx.y").unwrap();
+    s.bind(&c, &j, "threadIdx.x").unwrap();
+    match lower(&s, &[a, c]) {
+        Err(Error::Lower(m)) => assert!(m.contains("would have 4096 threads"), "{}", m),
+        other => panic!(
+            "expected a lowering error, got {:?}",
+            other.map(|f| f.to_string())
+        ),
+    }
+}

@@ -15,7 +15,8 @@
 //! 9. [`unroll`] — `unrolled` loops become copies of their body;
 //! 10. [`simplify`] again, then [`hoist`] — loop-invariant expressions bound by `let`
 //!    outside the loops that do not change them;
-//! 11. [`verify`] — between passes in debug builds, and at the end always.
+//! 11. [`verify`] — between passes in debug builds, and at the end always; then
+//!     [`thread_limits`] checks GPU launch limits.
 //!
 //! `LOOPFORGE_DUMP_IR=1` prints the IR after every pass ("(unchanged)" when a pass did
 //! nothing).
@@ -30,6 +31,7 @@ pub mod schedule_ops;
 pub mod simplify;
 pub mod storage_flatten;
 pub mod storage_sync;
+pub mod thread_limits;
 pub mod unroll;
 pub mod vectorize;
 pub mod verify;
@@ -124,6 +126,7 @@ fn run_pipeline(
     p.f.body = hoist::hoist(&p.f.body);
     p.after("hoist", true)?;
     verify::verify(&p.f, true).map_err(|m| internal(m, &p.f))?;
+    thread_limits::check(&p.f.name, &p.f.body)?;
     Ok(p.f)
 }
 
