@@ -14,6 +14,13 @@ pub enum Target {
     Cpu,
     /// The reference interpreter (slow; the oracle of the tests).
     Interp,
+    /// An NVIDIA GPU: CUDA C compiled to PTX with NVRTC (which must be loadable when
+    /// building), run through the CUDA driver. `arch` is the PTX architecture
+    /// (`"sm_90"`, `"compute_80"`...); `None` asks GPU 0, or uses `compute_80` without one.
+    Cuda {
+        /// The architecture to compile for.
+        arch: Option<String>,
+    },
 }
 
 impl Target {
@@ -25,14 +32,27 @@ impl Target {
     pub fn interp() -> Target {
         Target::Interp
     }
+    /// A CUDA GPU, the architecture of GPU 0 (or `compute_80` where there is none).
+    pub fn cuda() -> Target {
+        Target::Cuda { arch: None }
+    }
+    /// A CUDA GPU of the given architecture (`"sm_80"`, `"sm_90"`, `"compute_90"`...):
+    /// for compiling offline.
+    pub fn cuda_arch(arch: &str) -> Target {
+        Target::Cuda {
+            arch: Some(arch.to_string()),
+        }
+    }
 }
 
 enum Backend {
     Cpu(crate::codegen_cpu::CpuModule),
     Interp,
+    Cuda(Box<crate::codegen_cuda::CudaModule>),
 }
 
-/// A compiled kernel: call it on host arrays.
+/// A compiled kernel: call it on host arrays. A CUDA kernel copies the arrays to GPU 0,
+/// launches, and copies the arrays it writes back (a target error where there is no GPU).
 pub struct Kernel {
     func: LoweredFunc,
     is_input: Vec<bool>,
@@ -62,6 +82,10 @@ pub fn build_func(
     let backend = match target {
         Target::Cpu => Backend::Cpu(crate::codegen_cpu::compile(&func)?),
         Target::Interp => Backend::Interp,
+        Target::Cuda { arch } => Backend::Cuda(Box::new(crate::codegen_cuda::compile(
+            &func,
+            arch.as_deref(),
+        )?)),
     };
     Ok(Kernel {
         func,
@@ -85,6 +109,20 @@ impl Kernel {
     pub fn compile_time(&self) -> Duration {
         self.compile_time
     }
+    /// The generated CUDA C (CUDA kernels only).
+    pub fn cuda_source(&self) -> Option<&str> {
+        match &self.backend {
+            Backend::Cuda(m) => Some(&m.source().code),
+            _ => None,
+        }
+    }
+    /// The PTX NVRTC produced (CUDA kernels only).
+    pub fn ptx(&self) -> Option<&str> {
+        match &self.backend {
+            Backend::Cuda(m) => Some(m.ptx()),
+            _ => None,
+        }
+    }
 
     /// Call with every argument in parameter order (as given to `build`).
     pub fn call(&self, args: &mut [&mut NdArray]) -> Result<()> {
@@ -100,7 +138,36 @@ impl Kernel {
                 unsafe { m.call(&ptrs, &shape_vals) };
                 Ok(())
             }
+            Backend::Cuda(m) => {
+                let written = self.written_params();
+                let mut host: Vec<crate::codegen_cuda::HostArg> = args
+                    .iter_mut()
+                    .zip(&written)
+                    .map(|(a, &w)| {
+                        let bytes = array_bytes_mut(a);
+                        if w {
+                            crate::codegen_cuda::HostArg::InOut(bytes)
+                        } else {
+                            crate::codegen_cuda::HostArg::In(bytes)
+                        }
+                    })
+                    .collect();
+                m.launch(&mut host, &shape_vals)
+            }
         }
+    }
+
+    /// Which parameters the CUDA kernel writes (copied back after a launch).
+    fn written_params(&self) -> Vec<bool> {
+        let mut w = vec![false; self.func.params.len()];
+        self.func.body.visit(&mut |s| {
+            if let crate::lower::ir::Stmt::Store { buf, .. } = s {
+                if let Some(i) = self.func.params.iter().position(|p| p.name() == buf.name()) {
+                    w[i] = true;
+                }
+            }
+        });
+        w
     }
 
     /// Call with the inputs (placeholders, in argument order) and the outputs (computed
@@ -173,6 +240,37 @@ impl Kernel {
                 unsafe { m.call(&ptrs, &shape_vals) };
                 Ok(())
             }
+            Backend::Cuda(m) => {
+                let mut ins = inputs.iter();
+                let mut outs = outputs.iter_mut();
+                let mut host: Vec<crate::codegen_cuda::HostArg> = self
+                    .is_input
+                    .iter()
+                    .map(|&inp| {
+                        if inp {
+                            crate::codegen_cuda::HostArg::In(array_bytes(ins.next().unwrap()))
+                        } else {
+                            crate::codegen_cuda::HostArg::InOut(array_bytes_mut(
+                                outs.next().unwrap(),
+                            ))
+                        }
+                    })
+                    .collect();
+                m.launch(&mut host, &shape_vals)
+            }
         }
     }
+}
+
+/// The bytes of an array.
+fn array_bytes(a: &NdArray) -> &[u8] {
+    // Safety: the array owns `nbytes` initialised bytes at `as_ptr`.
+    unsafe { std::slice::from_raw_parts(a.as_ptr(), a.nbytes()) }
+}
+
+/// The bytes of an array, mutable.
+fn array_bytes_mut(a: &mut NdArray) -> &mut [u8] {
+    let n = a.nbytes();
+    // Safety: as above, and we hold the only reference.
+    unsafe { std::slice::from_raw_parts_mut(a.as_mut_ptr(), n) }
 }

@@ -32,6 +32,7 @@
 
 mod build;
 pub mod codegen_cpu;
+pub mod codegen_cuda;
 pub mod error;
 pub mod interp;
 pub mod lower;

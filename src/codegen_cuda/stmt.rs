@@ -1,0 +1,581 @@
+//! Statements as CUDA C, and the assembly of the whole source (prelude, signature, body).
+//!
+//! - a loop bound to `blockIdx.*`/`threadIdx.*` becomes `const long long i = threadIdx.x;`
+//!   (plus its `min`), inside `if (threadIdx.x < extent) { ... }` when the launch size of
+//!   that axis can exceed the loop's extent (threads past the extent skip the loop, as in
+//!   the interpreter's simulation);
+//! - other loops become `for` loops (`#pragma unroll` for leftover `unrolled` ones;
+//!   `vthread` loops run serially); `parallel` loops are refused (a CPU construct);
+//! - `Allocate` in `shared` scope becomes a `__shared__` array, in `local` scope a local
+//!   array, both of constant size, not zero-initialised; `Barrier` is `__syncthreads()`;
+//! - `let` becomes a `const` local; vector values are stored lane by lane.
+//!
+//! Every binding site gets its own C name (see `names.rs`), so declarations never clash
+//! whatever the nesting.
+
+use super::expr::{ctype, prec};
+use super::kernel::KernelPlan;
+use super::launch::{loop_role, LoopRole};
+use super::names::{sanitize, Namer};
+use super::prelude::Helper;
+use super::{CudaSource, KernelParam};
+use crate::error::{internal, Error, Result};
+use crate::lower::ir::{Buffer, ForKind, LoweredFunc, Scope, Stmt};
+use crate::lower::simplify::simplify;
+use crate::te::{DType, Expr, ExprNode};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt::Write;
+
+/// Static shared memory a block may use without opting in to more (bytes).
+pub const MAX_STATIC_SHARED_BYTES: i64 = 48 * 1024;
+
+/// A variable's C name and number of lanes (a vector `let` is a C array).
+pub(crate) struct VarBinding {
+    pub name: String,
+    pub lanes: u32,
+}
+
+/// A buffer's C name and shape (to flatten accesses with one index per dimension).
+pub(crate) struct BufBinding {
+    pub name: String,
+    pub shape: Vec<Expr>,
+}
+
+/// The state of the emission of one kernel.
+pub(crate) struct Emitter<'a> {
+    /// The function (for error messages).
+    pub func: &'a LoweredFunc,
+    plan: &'a KernelPlan<'a>,
+    names: Namer,
+    /// Var id -> bindings, innermost last.
+    pub vars: HashMap<u64, Vec<VarBinding>>,
+    /// Buffer name -> bindings, innermost last.
+    bufs: HashMap<String, Vec<BufBinding>>,
+    /// Helpers the code uses.
+    pub helpers: BTreeSet<Helper>,
+    out: String,
+    indent: usize,
+    shared_bytes: i64,
+    /// The guards of thread-bound loops around the current statement (`threadIdx.x < 8`
+    /// for loop `j`), to refuse barriers that only some threads would reach.
+    guards: Vec<String>,
+}
+
+impl<'a> Emitter<'a> {
+    fn line(&mut self, s: &str) {
+        for _ in 0..self.indent {
+            self.out.push_str("  ");
+        }
+        self.out.push_str(s);
+        self.out.push('\n');
+    }
+
+    fn bind_var(&mut self, v: &crate::te::Var, lanes: u32) -> String {
+        let name = self.names.fresh(v.name());
+        self.vars.entry(v.id()).or_default().push(VarBinding {
+            name: name.clone(),
+            lanes,
+        });
+        name
+    }
+
+    fn unbind_var(&mut self, v: &crate::te::Var) {
+        if let Some(s) = self.vars.get_mut(&v.id()) {
+            s.pop();
+        }
+    }
+
+    /// The C name of `buf` and the flat index of an access with `idx`.
+    pub(crate) fn access(&self, buf: &Buffer, idx: &[Expr]) -> Result<(String, Expr)> {
+        let b = self
+            .bufs
+            .get(buf.name())
+            .and_then(|s| s.last())
+            .ok_or_else(|| {
+                internal(
+                    format!(
+                        "CUDA codegen: access to unknown buffer {}: it is neither a parameter nor allocated by an enclosing Allocate",
+                        buf.name()
+                    ),
+                    self.func,
+                )
+            })?;
+        if idx.len() == 1 {
+            return Ok((b.name.clone(), idx[0].clone()));
+        }
+        if idx.len() != b.shape.len() || idx.is_empty() {
+            return Err(internal(
+                format!(
+                    "CUDA codegen: access to {} with {} indices, but it has {} dimensions",
+                    buf.name(),
+                    idx.len(),
+                    b.shape.len()
+                ),
+                self.func,
+            ));
+        }
+        // Row-major: ((i0 * d1 + i1) * d2 + i2)...
+        let mut flat = idx[0].clone();
+        for (i, d) in idx.iter().zip(&b.shape).skip(1) {
+            flat = flat * d.clone() + i.clone();
+        }
+        Ok((b.name.clone(), flat))
+    }
+
+    fn stmt(&mut self, s: &Stmt) -> Result<()> {
+        match s {
+            Stmt::For(f) => self.for_loop(f),
+            Stmt::If { cond, then, els } => {
+                if self.lanes(cond) > 1 {
+                    return Err(internal(
+                        format!("CUDA codegen: vector condition {}", cond),
+                        self.func,
+                    ));
+                }
+                let c = self.text(cond, 0)?;
+                self.line(&format!("if ({}) {{", c));
+                self.block(then)?;
+                if let Some(e) = els {
+                    self.line("} else {");
+                    self.block(e)?;
+                }
+                self.line("}");
+                Ok(())
+            }
+            Stmt::Seq(v) => v.iter().try_for_each(|x| self.stmt(x)),
+            Stmt::Store {
+                buf,
+                indices,
+                value,
+            } => self.store(buf, indices, value),
+            Stmt::Allocate { buf, body } => self.allocate(buf, body),
+            Stmt::Let { var, value, body } => {
+                if value.dtype() != var.dtype() {
+                    return Err(internal(
+                        format!(
+                            "CUDA codegen: let {}: {} bound to a {} value",
+                            var.name(),
+                            var.dtype(),
+                            value.dtype()
+                        ),
+                        self.func,
+                    ));
+                }
+                let lanes = self.lanes(value);
+                let mut vals = Vec::new();
+                for k in 0..lanes {
+                    vals.push(self.text(value, k)?);
+                }
+                let name = self.bind_var(var, lanes);
+                let t = ctype(var.dtype());
+                if lanes == 1 {
+                    self.line(&format!("const {} {} = {};", t, name, vals[0]));
+                } else {
+                    self.line(&format!(
+                        "const {} {}[{}] = {{{}}};",
+                        t,
+                        name,
+                        lanes,
+                        vals.join(", ")
+                    ));
+                }
+                let r = self.stmt(body);
+                self.unbind_var(var);
+                r
+            }
+            Stmt::Produce { name, body } => {
+                self.line(&format!("// produce {}", name));
+                self.stmt(body)
+            }
+            Stmt::Evaluate(e) => {
+                for k in 0..self.lanes(e) {
+                    let x = self.text(e, k)?;
+                    self.line(&format!("(void)({});", x));
+                }
+                Ok(())
+            }
+            Stmt::Barrier => {
+                if let Some(g) = self.guards.last() {
+                    return Err(Error::Target(format!(
+                        "kernel {}: a barrier (__syncthreads()) would run only in the threads with {}, but every thread of a block must reach it; bind loops of equal extent to that thread axis",
+                        self.func.name, g
+                    )));
+                }
+                self.line("__syncthreads();");
+                Ok(())
+            }
+            Stmt::NoOp => Ok(()),
+        }
+    }
+
+    /// `s` one level deeper.
+    fn block(&mut self, s: &Stmt) -> Result<()> {
+        self.indent += 1;
+        let r = self.stmt(s);
+        self.indent -= 1;
+        r
+    }
+
+    fn for_loop(&mut self, f: &crate::lower::ir::For) -> Result<()> {
+        if !f.var.dtype().is_int() {
+            return Err(internal(
+                format!(
+                    "CUDA codegen: loop variable {} has type {}",
+                    f.var.name(),
+                    f.var.dtype()
+                ),
+                self.func,
+            ));
+        }
+        let t = ctype(f.var.dtype());
+        match loop_role(&f.kind) {
+            LoopRole::Gpu(axis) => {
+                let idx = axis.builtin();
+                let size = self.plan.axis_size(axis).clone();
+                let ext = simplify(&self.plan.resolve(&f.extent));
+                let covers = simplify(&(size.clone() - ext.clone())).as_int() == Some(0);
+                let guarded = !covers;
+                if guarded {
+                    let cond = match f.extent.as_int() {
+                        Some(n) if (0..=u32::MAX as i64).contains(&n) => {
+                            format!("{} < {}", idx, n)
+                        }
+                        _ => format!(
+                            "({}){} < {}",
+                            ctype(f.extent.dtype()),
+                            idx,
+                            self.operand(&f.extent, 0, prec::REL + 1)?
+                        ),
+                    };
+                    self.line(&format!("if ({}) {{", cond));
+                    self.indent += 1;
+                    self.guards.push(format!(
+                        "{} < {} (loop {}, launched with {})",
+                        idx,
+                        f.extent,
+                        f.var.name(),
+                        size
+                    ));
+                }
+                let value = if f.min.as_int() == Some(0) {
+                    idx
+                } else {
+                    format!(
+                        "({}){} + {}",
+                        t,
+                        idx,
+                        self.operand(&f.min, 0, prec::ADD + 1)?
+                    )
+                };
+                let name = self.bind_var(&f.var, 1);
+                self.line(&format!("const {} {} = {};", t, name, value));
+                let r = self.stmt(&f.body);
+                self.unbind_var(&f.var);
+                if guarded {
+                    self.guards.pop();
+                    self.indent -= 1;
+                }
+                r?;
+                if guarded {
+                    self.line("}");
+                }
+                Ok(())
+            }
+            LoopRole::Parallel => Err(Error::Target(format!(
+                "kernel {}: loop {} is parallel, a CPU construct; bind it to blockIdx/threadIdx for the GPU",
+                self.func.name,
+                f.var.name()
+            ))),
+            LoopRole::Unknown => Err(Error::Target(format!(
+                "kernel {}: unknown thread binding {} of loop {} (expected blockIdx.x/y/z, threadIdx.x/y/z or vthread)",
+                self.func.name,
+                f.kind.name(),
+                f.var.name()
+            ))),
+            LoopRole::Serial => {
+                let min = self.text(&f.min, 0)?;
+                let end_e = if f.min.as_int() == Some(0) {
+                    f.extent.clone()
+                } else {
+                    simplify(&(f.min.clone() + f.extent.clone()))
+                };
+                let mut end = self.operand(&end_e, 0, prec::REL + 1)?;
+                // Bounds that read memory are computed once, before the loop (as the
+                // interpreter does), in case the body writes that memory.
+                let hoist = contains_load(&f.extent) || contains_load(&f.min);
+                if hoist {
+                    let n = self.names.fresh(&format!("{}_end", f.var.name()));
+                    self.line("{");
+                    self.indent += 1;
+                    self.line(&format!("const {} {} = {};", t, n, end));
+                    end = n;
+                }
+                if f.kind == ForKind::Unrolled {
+                    self.line("#pragma unroll");
+                }
+                let note = match &f.kind {
+                    ForKind::ThreadBinding(tag) => format!("  // {}", tag),
+                    _ => String::new(),
+                };
+                let name = self.bind_var(&f.var, 1);
+                self.line(&format!(
+                    "for ({t} {name} = {min}; {name} < {end}; ++{name}) {{{note}"
+                ));
+                let r = self.block(&f.body);
+                self.unbind_var(&f.var);
+                r?;
+                self.line("}");
+                if hoist {
+                    self.indent -= 1;
+                    self.line("}");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn store(&mut self, buf: &Buffer, indices: &[Expr], value: &Expr) -> Result<()> {
+        if value.dtype() != buf.dtype() {
+            return Err(internal(
+                format!(
+                    "CUDA codegen: store of a {} value into buffer {} of type {}",
+                    value.dtype(),
+                    buf.name(),
+                    buf.dtype()
+                ),
+                self.func,
+            ));
+        }
+        let (name, flat) = self.access(buf, indices)?;
+        let lanes = self.lanes(&flat).max(self.lanes(value));
+        if lanes == 1 {
+            let (i, v) = (self.text(&flat, 0)?, self.text(value, 0)?);
+            self.line(&format!("{}[{}] = {};", name, i, v));
+            return Ok(());
+        }
+        // A vector store, lane by lane. When the value reads the buffer it writes, all
+        // lanes are computed before any is stored.
+        let mut reads_self = false;
+        value.visit(&mut |e| {
+            if let ExprNode::Load(b, _) = e.node() {
+                reads_self |= b.name() == buf.name();
+            }
+            !reads_self
+        });
+        let mut idx = Vec::new();
+        let mut vals = Vec::new();
+        for k in 0..lanes {
+            idx.push(self.text(&flat, k)?);
+            vals.push(self.text(value, k)?);
+        }
+        if reads_self {
+            self.line("{");
+            self.indent += 1;
+            let t = ctype(buf.dtype());
+            let mut tmps = Vec::new();
+            for (k, v) in vals.iter().enumerate() {
+                let tmp = self.names.fresh(&format!("{}_lane{}", name, k));
+                self.line(&format!("const {} {} = {};", t, tmp, v));
+                tmps.push(tmp);
+            }
+            for (i, tmp) in idx.iter().zip(&tmps) {
+                self.line(&format!("{}[{}] = {};", name, i, tmp));
+            }
+            self.indent -= 1;
+            self.line("}");
+        } else {
+            for (i, v) in idx.iter().zip(&vals) {
+                self.line(&format!("{}[{}] = {};", name, i, v));
+            }
+        }
+        Ok(())
+    }
+
+    fn allocate(&mut self, buf: &Buffer, body: &Stmt) -> Result<()> {
+        let size = simplify(&self.plan.resolve(&buf.num_elements()));
+        let what = match buf.scope() {
+            Scope::Shared => "shared",
+            Scope::Local => "local",
+            Scope::Global => {
+                return Err(Error::Target(format!(
+                    "kernel {}: global buffer {} is allocated inside the GPU kernel; give it shared or local scope (cache_read/cache_write), or compute it at root",
+                    self.func.name,
+                    buf.name()
+                )))
+            }
+        };
+        let n = size.as_int().ok_or_else(|| {
+            Error::Target(format!(
+                "kernel {}: {} buffer {} has non-constant size {}; CUDA needs a constant size for {} arrays (make the extents of the loops it is computed over constant)",
+                self.func.name,
+                what,
+                buf.name(),
+                size,
+                what
+            ))
+        })?;
+        let n = n.max(1);
+        let name = self.names.fresh(buf.name());
+        let t = ctype(buf.dtype());
+        if buf.scope() == Scope::Shared {
+            self.shared_bytes += n * buf.dtype().bytes() as i64;
+            if self.shared_bytes > MAX_STATIC_SHARED_BYTES {
+                return Err(Error::Target(format!(
+                    "kernel {}: shared buffer {} brings the block's shared memory to {} bytes; at most {} bytes can be allocated statically",
+                    self.func.name,
+                    buf.name(),
+                    self.shared_bytes,
+                    MAX_STATIC_SHARED_BYTES
+                )));
+            }
+            self.line(&format!("__shared__ {} {}[{}];", t, name, n));
+        } else {
+            self.line(&format!("{} {}[{}];", t, name, n));
+        }
+        self.bufs
+            .entry(buf.name().to_string())
+            .or_default()
+            .push(BufBinding {
+                name,
+                shape: vec![Expr::int(n)],
+            });
+        let r = self.stmt(body);
+        if let Some(s) = self.bufs.get_mut(buf.name()) {
+            s.pop();
+        }
+        r
+    }
+}
+
+/// Whether `e` reads memory.
+fn contains_load(e: &Expr) -> bool {
+    let mut found = false;
+    e.visit(&mut |x| {
+        found |= matches!(x.node(), ExprNode::Load(..));
+        !found
+    });
+    found
+}
+
+/// Emit the CUDA source of `func`, whose kernel is described by `plan`.
+pub(crate) fn emit_source(func: &LoweredFunc, plan: &KernelPlan<'_>) -> Result<CudaSource> {
+    let mut e = Emitter {
+        func,
+        plan,
+        names: Namer::new(),
+        vars: HashMap::new(),
+        bufs: HashMap::new(),
+        helpers: BTreeSet::new(),
+        out: String::new(),
+        indent: 1,
+        shared_bytes: 0,
+        guards: Vec::new(),
+    };
+    let kernel_name = e.names.fresh(&format!("{}_kernel", sanitize(&func.name)));
+
+    let mut written: HashSet<String> = HashSet::new();
+    func.body.visit(&mut |s| {
+        if let Stmt::Store { buf, .. } = s {
+            written.insert(buf.name().to_string());
+        }
+    });
+
+    let mut sig = Vec::new();
+    let mut params = Vec::new();
+    for p in &func.params {
+        let name = e.names.fresh(p.name());
+        let w = written.contains(p.name());
+        sig.push(format!(
+            "{}{}* __restrict__ {}",
+            if w { "" } else { "const " },
+            ctype(p.dtype()),
+            name
+        ));
+        params.push(KernelParam::Buffer {
+            name: p.name().to_string(),
+            dtype: p.dtype(),
+            written: w,
+        });
+        e.bufs
+            .entry(p.name().to_string())
+            .or_default()
+            .push(BufBinding {
+                name,
+                shape: p.shape().to_vec(),
+            });
+    }
+    let mut conversions = Vec::new();
+    for v in &func.shape_vars {
+        params.push(KernelParam::Shape {
+            name: v.name().to_string(),
+        });
+        if v.dtype() == DType::I64 {
+            let name = e.bind_var(v, 1);
+            sig.push(format!("long long {}", name));
+        } else {
+            let arg = e.names.fresh(&format!("{}_arg", v.name()));
+            sig.push(format!("long long {}", arg));
+            let name = e.bind_var(v, 1);
+            conversions.push(format!(
+                "const {} {} = ({}){};",
+                ctype(v.dtype()),
+                name,
+                ctype(v.dtype()),
+                arg
+            ));
+        }
+    }
+    for c in &conversions {
+        e.line(c);
+    }
+    for (v, val) in &plan.lets {
+        let x = e.text(val, 0)?;
+        let name = e.bind_var(v, 1);
+        e.line(&format!("const {} {} = {};", ctype(v.dtype()), name, x));
+    }
+    e.stmt(plan.root)?;
+    let body = std::mem::take(&mut e.out);
+
+    let l = &plan.launch;
+    let mut code = String::new();
+    let _ = writeln!(
+        code,
+        "// Generated by loopforge from `{}`.",
+        sanitize(&func.name)
+    );
+    let _ = writeln!(
+        code,
+        "// Launch: grid ({}, {}, {}), block ({}, {}, {}).",
+        l.grid[0], l.grid[1], l.grid[2], l.block[0], l.block[1], l.block[2]
+    );
+    code.push('\n');
+    for h in &e.helpers {
+        code.push_str(&h.definition());
+        code.push('\n');
+    }
+    let bounds = match l.const_threads_per_block() {
+        Some(n) if n > 0 => format!("__launch_bounds__({}) ", n),
+        _ => String::new(),
+    };
+    let head = format!("extern \"C\" __global__ void {}{}(", bounds, kernel_name);
+    let one_line = format!("{}{}) {{", head, sig.join(", "));
+    if one_line.len() <= 100 {
+        code.push_str(&one_line);
+        code.push('\n');
+    } else {
+        code.push_str(&head);
+        code.push('\n');
+        for (i, p) in sig.iter().enumerate() {
+            let end = if i + 1 == sig.len() { ") {" } else { "," };
+            let _ = writeln!(code, "    {}{}", p, end);
+        }
+    }
+    code.push_str(&body);
+    code.push_str("}\n");
+    Ok(CudaSource {
+        kernel_name,
+        code,
+        launch: plan.launch.clone(),
+        params,
+    })
+}

@@ -1,0 +1,609 @@
+//! The CUDA backend on GPU-bound schedules written with the schedule API. Each kernel is
+//! (a) run on the interpreter's GPU simulation against the unscheduled computation, (b)
+//! golden-checked on characteristic lines of its CUDA source, (c) compiled with NVRTC for
+//! compute_80 and compute_90 and built with `Target::cuda_arch`. Where a GPU is present
+//! it also runs there against the reference; without one, `call` must say so.
+//!
+//! NVRTC comes from the pip wheel nvidia-cuda-nvrtc-cu12 (LD_LIBRARY_PATH must name its
+//! `nvidia/cuda_nvrtc/lib`). Without it the NVRTC checks print "skipping: libnvrtc.so.12
+//! not found", unless LOOPFORGE_REQUIRE_NVRTC=1 (CI), where they fail.
+
+mod common;
+use common::*;
+use loopforge::codegen_cuda::{self, compile_ptx, emit, nvrtc_available, CudaSource};
+use loopforge::prelude::*;
+
+// ---------------------------------------------------------------- helpers
+
+/// Whether NVRTC checks can run here (see the file doc).
+fn nvrtc() -> bool {
+    if nvrtc_available() {
+        return true;
+    }
+    if std::env::var("LOOPFORGE_REQUIRE_NVRTC").is_ok_and(|v| v == "1") {
+        panic!("LOOPFORGE_REQUIRE_NVRTC=1 but libnvrtc.so.12 was not found: pip install nvidia-cuda-nvrtc-cu12 and add <site-packages>/nvidia/cuda_nvrtc/lib to LD_LIBRARY_PATH");
+    }
+    eprintln!("skipping: libnvrtc.so.12 not found");
+    false
+}
+
+/// (b) and (c): emit `s`, check that the source contains every line of `expect`, compile
+/// it with NVRTC for compute_80 and compute_90, and build it for the GPU.
+fn check_source(name: &str, s: &Schedule, args: &[Tensor], expect: &[&str]) -> CudaSource {
+    let f = lower(s, args).unwrap_or_else(|e| panic!("{}: lower failed: {}", name, e));
+    let src = emit(&f).unwrap_or_else(|e| panic!("{}: emit failed: {}", name, e));
+    for line in expect {
+        assert!(
+            src.code.contains(line),
+            "{}: the CUDA source lacks {:?}:\n{}",
+            name,
+            line,
+            src.code
+        );
+    }
+    if nvrtc() {
+        for arch in ["compute_80", "compute_90"] {
+            let ptx = compile_ptx(&src, arch).unwrap_or_else(|e| panic!("{}: {}", name, e));
+            assert!(
+                ptx.contains(&format!(".entry {}(", src.kernel_name)),
+                "{}: no entry point in the PTX",
+                name
+            );
+            assert!(
+                ptx.contains(&format!(".target sm_{}", &arch["compute_".len()..])),
+                "{}: PTX for the wrong target",
+                name
+            );
+        }
+        let k = build(s, args, Target::cuda_arch("sm_90"))
+            .unwrap_or_else(|e| panic!("{}: build for CUDA failed: {}", name, e));
+        assert_eq!(k.cuda_source(), Some(src.code.as_str()), "{}", name);
+        assert!(
+            k.ptx().is_some_and(|p| p.contains(".target sm_90")),
+            "{}",
+            name
+        );
+    }
+    src
+}
+
+/// The GPU run: compare with `want` where a GPU is present; otherwise `call` must be a
+/// target error saying that no GPU is available.
+fn check_gpu_run(
+    name: &str,
+    s: &Schedule,
+    args: &[Tensor],
+    arrays: Vec<NdArray>,
+    want: &[NdArray],
+) {
+    if !nvrtc() {
+        return;
+    }
+    let k = build(s, args, Target::cuda()).unwrap_or_else(|e| panic!("{}: {}", name, e));
+    let mut arrs = arrays;
+    let mut refs: Vec<&mut NdArray> = arrs.iter_mut().collect();
+    let r = k.call(&mut refs);
+    if codegen_cuda::device_arch().is_some() {
+        r.unwrap_or_else(|e| panic!("{}: GPU run failed: {}", name, e));
+        assert_outputs_close(args, &arrs, want, &format!("{} on the GPU", name));
+    } else {
+        match r {
+            Err(Error::Target(m)) => assert!(m.contains("no GPU is available"), "{}: {}", name, m),
+            other => panic!("{}: expected a no-GPU target error, got {:?}", name, other),
+        }
+    }
+}
+
+/// (a) for constant shapes: the scheduled kernel on the interpreter against the
+/// unscheduled computation, then the GPU run.
+fn check_numerics(name: &str, outputs: &[Tensor], s: &Schedule, args: &[Tensor]) {
+    let want = run_all(
+        &create_schedule(outputs).unwrap(),
+        args,
+        Target::interp(),
+        5,
+    );
+    let got = run_all(s, args, Target::interp(), 5);
+    assert_outputs_close(args, &got, &want, &format!("{} on the interpreter", name));
+    check_gpu_run(name, s, args, make_args(args, 5), &want);
+}
+
+fn dims(src: &CudaSource, shape_vals: &[i64]) -> ([u32; 3], [u32; 3]) {
+    src.launch.dims(shape_vals).unwrap()
+}
+
+fn expect_target_err<T>(r: Result<T>, needle: &str) -> String {
+    match r {
+        Err(Error::Target(m)) => {
+            assert!(m.contains(needle), "message {:?} lacks {:?}", m, needle);
+            m
+        }
+        Err(e) => panic!("expected a target error containing {:?}, got {}", needle, e),
+        Ok(_) => panic!("expected a target error containing {:?}, got Ok", needle),
+    }
+}
+
+// ---------------------------------------------------------------- kernels
+
+#[test]
+fn elementwise_add_split_and_bound() {
+    let n = 1000i64; // not a multiple of 64: the last block has idle threads
+    let a = placeholder(&[n.into()], DType::F32, "A");
+    let b = placeholder(&[n.into()], DType::F32, "B");
+    let c = compute(&[n.into()], "C", |i| {
+        a.at(&[i[0].clone()]) + b.at(&[i[0].clone()])
+    });
+    let args = [a, b, c.clone()];
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    let i = s.axes(&c).unwrap().remove(0);
+    let (bx, tx) = s.split(&c, &i, 64).unwrap();
+    s.bind(&c, &bx, "blockIdx.x").unwrap();
+    s.bind(&c, &tx, "threadIdx.x").unwrap();
+    check_numerics("add", &[c.clone()], &s, &args);
+    let src = check_source(
+        "add",
+        &s,
+        &args,
+        &[
+            "extern \"C\" __global__ void __launch_bounds__(64) main_kernel(",
+            "const float* __restrict__ A",
+            "const float* __restrict__ B",
+            "float* __restrict__ C",
+            "const long long i_outer = blockIdx.x;",
+            "const long long i_inner = threadIdx.x;",
+            "< 1000",
+            "] = A[",
+        ],
+    );
+    assert_eq!(src.kernel_name, "main_kernel");
+    assert_eq!(dims(&src, &[]), ([16, 1, 1], [64, 1, 1]));
+    assert_eq!(src.launch.const_threads_per_block(), Some(64));
+}
+
+/// A vectorized inner axis (4 lanes per thread) is emitted lane by lane.
+#[test]
+fn vectorized_axis_inside_a_thread_is_scalarized() {
+    let n = 1024i64;
+    let a = placeholder(&[n.into()], DType::F32, "A");
+    let c = compute(&[n.into()], "C", |i| {
+        a.at(&[i[0].clone()]) * 3.0f32 + 1.0f32
+    });
+    let args = [a, c.clone()];
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    let i = s.axes(&c).unwrap().remove(0);
+    let (bx, rest) = s.split(&c, &i, 256).unwrap();
+    let (tx, lane) = s.split(&c, &rest, 4).unwrap();
+    s.bind(&c, &bx, "blockIdx.x").unwrap();
+    s.bind(&c, &tx, "threadIdx.x").unwrap();
+    s.vectorize(&c, &lane).unwrap();
+    check_numerics("vectorized", &[c.clone()], &s, &args);
+    let src = check_source(
+        "vectorized",
+        &s,
+        &args,
+        &["+ 1] = A[", "+ 3] = A[", "* 3.0f + 1.0f;"],
+    );
+    assert!(!src.code.contains("for ("), "{}", src.code);
+    assert_eq!(dims(&src, &[]), ([4, 1, 1], [64, 1, 1]));
+}
+
+#[test]
+fn matmul_blocks_and_threads_in_two_dimensions() {
+    let (a, b, c) = matmul(37, 19, 23);
+    let args = [a, b, c.clone()];
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    let [i, j] = s.axes2(&c).unwrap();
+    let (bx, tx) = s.split(&c, &i, 8).unwrap();
+    let (by, ty) = s.split(&c, &j, 4).unwrap();
+    s.reorder(&c, &[&bx, &by, &tx, &ty]).unwrap();
+    s.bind(&c, &bx, "blockIdx.x").unwrap();
+    s.bind(&c, &tx, "threadIdx.x").unwrap();
+    s.bind(&c, &by, "blockIdx.y").unwrap();
+    s.bind(&c, &ty, "threadIdx.y").unwrap();
+    check_numerics("matmul", &[c.clone()], &s, &args);
+    let src = check_source(
+        "matmul",
+        &s,
+        &args,
+        &[
+            "__launch_bounds__(32)",
+            "= blockIdx.x;",
+            "= blockIdx.y;",
+            "= threadIdx.x;",
+            "= threadIdx.y;",
+            "for (long long k = 0; k < 23; ++k) {",
+        ],
+    );
+    assert_eq!(dims(&src, &[]), ([5, 5, 1], [8, 4, 1]));
+}
+
+#[test]
+fn row_sum_with_threads_on_rows() {
+    let (r, c) = (50i64, 33i64);
+    let a = placeholder(&[r.into(), c.into()], DType::F32, "A");
+    let k = reduce_axis(0, c, "k");
+    let b = compute(&[r.into()], "B", |i| {
+        sum(a.at(&[i[0].clone(), k.x()]), &[k.clone()])
+    });
+    let args = [a, b.clone()];
+    let mut s = create_schedule(&[b.clone()]).unwrap();
+    let i = s.axes(&b).unwrap().remove(0);
+    let (bx, tx) = s.split(&b, &i, 16).unwrap();
+    s.bind(&b, &bx, "blockIdx.x").unwrap();
+    s.bind(&b, &tx, "threadIdx.x").unwrap();
+    check_numerics("row sum", &[b.clone()], &s, &args);
+    let src = check_source(
+        "row sum",
+        &s,
+        &args,
+        &[
+            "= 0.0f;",
+            "for (long long k = 0; k < 33; ++k) {",
+            "const float* __restrict__ A",
+        ],
+    );
+    assert_eq!(dims(&src, &[]), ([4, 1, 1], [16, 1, 1]));
+}
+
+/// Softmax over rows, one row per thread: the row max and sum are reductions computed
+/// into per-thread `local` buffers at the thread axis (cache_write + compute_inline of the
+/// global stage), the exponential inlined.
+#[test]
+fn softmax_chain_one_row_per_thread() {
+    let (r, c) = (37i64, 29i64);
+    let x = placeholder(&[r.into(), c.into()], DType::F32, "X");
+    let k1 = reduce_axis(0, c, "k1");
+    let m = compute(&[r.into()], "M", |i| {
+        max_reduce(x.at(&[i[0].clone(), k1.x()]), &[k1.clone()])
+    });
+    let e = compute(&[r.into(), c.into()], "E", |i| {
+        exp(x.at(&[i[0].clone(), i[1].clone()]) - m.at(&[i[0].clone()]))
+    });
+    let k2 = reduce_axis(0, c, "k2");
+    let total = compute(&[r.into()], "S", |i| {
+        sum(e.at(&[i[0].clone(), k2.x()]), &[k2.clone()])
+    });
+    let y = compute(&[r.into(), c.into()], "Y", |i| {
+        e.at(&[i[0].clone(), i[1].clone()]) / total.at(&[i[0].clone()])
+    });
+    let args = [x, y.clone()];
+    let mut s = create_schedule(&[y.clone()]).unwrap();
+    s.compute_inline(&e).unwrap();
+    let ml = s.cache_write(&m, "local").unwrap();
+    let sl = s.cache_write(&total, "local").unwrap();
+    s.compute_inline(&m).unwrap();
+    s.compute_inline(&total).unwrap();
+    let [i, _] = s.axes2(&y).unwrap();
+    let (bx, tx) = s.split(&y, &i, 16).unwrap();
+    s.bind(&y, &bx, "blockIdx.x").unwrap();
+    s.bind(&y, &tx, "threadIdx.x").unwrap();
+    s.compute_at(&sl, &y, &tx).unwrap();
+    s.compute_at(&ml, &y, &tx).unwrap();
+    check_numerics("softmax", &[y.clone()], &s, &args);
+    let src = check_source(
+        "softmax",
+        &s,
+        &args,
+        &[
+            "float M_local[1];",
+            "float S_local[1];",
+            "lf_fmax_f32(",
+            "expf(",
+            "-__int_as_float(0x7f800000)",
+        ],
+    );
+    assert!(!src.code.contains("__shared__"), "{}", src.code);
+}
+
+#[test]
+fn int32_floor_division_and_modulo() {
+    let n = 300i64;
+    let a = placeholder(&[n.into()], DType::I32, "A");
+    let b = placeholder(&[n.into()], DType::I32, "B");
+    // B holds zeros and negatives: floor semantics and the zero-divisor rule both matter.
+    let c = compute(&[n.into()], "C", |i| {
+        let (x, y) = (a.at(&[i[0].clone()]), b.at(&[i[0].clone()]));
+        floordiv(x.clone(), y.clone()) * 100 + floormod(x.clone(), y) + floordiv(x, 3)
+    });
+    let args = [a, b, c.clone()];
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    let i = s.axes(&c).unwrap().remove(0);
+    let (bx, tx) = s.split(&c, &i, 128).unwrap();
+    s.bind(&c, &bx, "blockIdx.x").unwrap();
+    s.bind(&c, &tx, "threadIdx.x").unwrap();
+    check_numerics("divmod", &[c.clone()], &s, &args);
+    check_source(
+        "divmod",
+        &s,
+        &args,
+        &[
+            "__device__ __forceinline__ int lf_floordiv_i32(int a, int b) {",
+            "if (b == 0) return 0;",
+            "lf_floormod_i32(",
+            "lf_mul_i32(",
+            "int* __restrict__ C",
+        ],
+    );
+}
+
+#[test]
+fn symbolic_shape() {
+    let n = var("n");
+    let a = placeholder(&[n.clone()], DType::F32, "A");
+    let b = placeholder(&[n.clone()], DType::F32, "B");
+    let c = compute(&[n.clone()], "C", |i| {
+        a.at(&[i[0].clone()]) * 2.0f32 + b.at(&[i[0].clone()])
+    });
+    let args = [a, b, c.clone()];
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    let i = s.axes(&c).unwrap().remove(0);
+    let (bx, tx) = s.split(&c, &i, 32).unwrap();
+    s.bind(&c, &bx, "blockIdx.x").unwrap();
+    s.bind(&c, &tx, "threadIdx.x").unwrap();
+    for len in [1000usize, 5, 64] {
+        let x = NdArray::random(&[len], DType::F32, 1);
+        let y = NdArray::random(&[len], DType::F32, 2);
+        let mut want = NdArray::zeros(&[len], DType::F32);
+        let mut got = NdArray::zeros(&[len], DType::F32);
+        build(
+            &create_schedule(&[c.clone()]).unwrap(),
+            &args,
+            Target::interp(),
+        )
+        .unwrap()
+        .run(&[&x, &y], &mut [&mut want])
+        .unwrap();
+        build(&s, &args, Target::interp())
+            .unwrap()
+            .run(&[&x, &y], &mut [&mut got])
+            .unwrap();
+        assert_close(
+            &got,
+            &want,
+            &format!("symbolic n = {} on the interpreter", len),
+        );
+        let z = NdArray::zeros(&[len], DType::F32);
+        check_gpu_run(
+            "symbolic",
+            &s,
+            &args,
+            vec![x, y, z],
+            &[
+                NdArray::zeros(&[0], DType::F32),
+                NdArray::zeros(&[0], DType::F32),
+                want,
+            ],
+        );
+    }
+    let src = check_source(
+        "symbolic",
+        &s,
+        &args,
+        &["long long n) {", "= blockIdx.x;", "< n"],
+    );
+    assert_eq!(src.launch.const_threads_per_block(), Some(32));
+    assert_eq!(dims(&src, &[1000]), ([32, 1, 1], [32, 1, 1]));
+    assert_eq!(dims(&src, &[5]), ([1, 1, 1], [32, 1, 1]));
+    assert_eq!(dims(&src, &[0]).0, [0, 1, 1]);
+}
+
+/// The shared-memory tiled matmul: A and B tiles staged in shared memory at every
+/// `k.outer` step, fetched cooperatively (one element per thread), with the barriers the
+/// lowering inserts.
+#[test]
+fn shared_memory_tiled_matmul() {
+    let (a, b, c) = matmul(32, 24, 40);
+    let args = [a.clone(), b.clone(), c.clone()];
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    let [i, j] = s.axes2(&c).unwrap();
+    let k = s.reduce_axes(&c).unwrap().remove(0);
+    let (by, ty) = s.split(&c, &i, 8).unwrap();
+    let (bx, tx) = s.split(&c, &j, 8).unwrap();
+    let (ko, ki) = s.split(&c, &k, 8).unwrap();
+    s.reorder(&c, &[&by, &bx, &ty, &tx, &ko, &ki]).unwrap();
+    s.bind(&c, &by, "blockIdx.y").unwrap();
+    s.bind(&c, &bx, "blockIdx.x").unwrap();
+    s.bind(&c, &ty, "threadIdx.y").unwrap();
+    s.bind(&c, &tx, "threadIdx.x").unwrap();
+    for t in [&a, &b] {
+        let sh = s.cache_read(t, "shared", &[&c]).unwrap();
+        s.compute_at(&sh, &c, &ko).unwrap();
+        let [r, q] = s.axes2(&sh).unwrap();
+        s.bind(&sh, &r, "threadIdx.y").unwrap();
+        s.bind(&sh, &q, "threadIdx.x").unwrap();
+    }
+    check_numerics("tiled matmul", &[c.clone()], &s, &args);
+    let src = check_source(
+        "tiled matmul",
+        &s,
+        &args,
+        &[
+            "__shared__ float A_shared[64];",
+            "__shared__ float B_shared[64];",
+            "__syncthreads();",
+            "] = A[",
+            "A_shared[",
+        ],
+    );
+    assert_eq!(
+        src.code.matches("__syncthreads();").count(),
+        3,
+        "{}",
+        src.code
+    );
+    // Every loop bound to a thread axis spans the whole block: no guards.
+    assert!(!src.code.contains("if (threadIdx"), "{}", src.code);
+    assert_eq!(dims(&src, &[]), ([3, 4, 1], [8, 8, 1]));
+}
+
+/// A stencil reading A through shared memory, computed at the block axis. The copy is
+/// bound to threadIdx.x (one element per thread; 65 threads for 64 outputs, so the
+/// compute loop is guarded) where every block copies the same amount; with a tail block
+/// the lowering gives the copy an extent that depends on blockIdx, which neither the
+/// interpreter nor CUDA can launch: the typed error is expected there, and the redundant
+/// fetch (every thread copies the tile, a serial loop) works.
+#[test]
+fn shared_stencil_computed_at_the_block_axis() {
+    let stencil = |n: i64, cooperative: bool| {
+        let a = placeholder(&[(n + 1).into()], DType::F32, "A");
+        let b = compute(&[n.into()], "B", |i| {
+            a.at(&[i[0].clone()]) + a.at(&[i[0].clone() + 1])
+        });
+        let mut s = create_schedule(&[b.clone()]).unwrap();
+        let i = s.axes(&b).unwrap().remove(0);
+        let (bx, tx) = s.split(&b, &i, 64).unwrap();
+        s.bind(&b, &bx, "blockIdx.x").unwrap();
+        s.bind(&b, &tx, "threadIdx.x").unwrap();
+        let ash = s.cache_read(&a, "shared", &[&b]).unwrap();
+        s.compute_at(&ash, &b, &bx).unwrap();
+        if cooperative {
+            let ax = s.axes(&ash).unwrap().remove(0);
+            s.bind(&ash, &ax, "threadIdx.x").unwrap();
+        }
+        (s, vec![a, b])
+    };
+
+    let (s, args) = stencil(1024, true);
+    check_numerics("stencil", &args[1..], &s, &args);
+    let src = check_source(
+        "stencil",
+        &s,
+        &args,
+        &[
+            "__shared__ float A_shared[65];",
+            "__syncthreads();",
+            "if (threadIdx.x < 64) {",
+        ],
+    );
+    assert_eq!(dims(&src, &[]), ([16, 1, 1], [65, 1, 1]));
+
+    let (s, args) = stencil(1000, false);
+    check_numerics("stencil, redundant fetch", &args[1..], &s, &args);
+    check_source(
+        "stencil, redundant fetch",
+        &s,
+        &args,
+        &["__shared__ float A_shared[65];", "__syncthreads();"],
+    );
+
+    let (s, args) = stencil(1000, true);
+    let f = lower(&s, &args).unwrap();
+    expect_target_err(emit(&f), "which is only known inside the kernel");
+}
+
+// ---------------------------------------------------------------- errors
+
+#[test]
+fn unbound_kernel_is_a_target_error() {
+    let (a, b, c) = matmul(16, 16, 16);
+    let args = [a, b, c.clone()];
+    let s = create_schedule(&[c.clone()]).unwrap();
+    let f = lower(&s, &args).unwrap();
+    let m = expect_target_err(
+        emit(&f),
+        "kernel main has no GPU thread binding: bind an axis to blockIdx.x/threadIdx.x (unbound GPU kernel)",
+    );
+    assert!(m.contains("it writes C outside every loop bound"), "{}", m);
+    expect_target_err(
+        build(&s, &args, Target::cuda_arch("sm_80")),
+        "(unbound GPU kernel)",
+    );
+}
+
+#[test]
+fn host_code_around_the_kernel_is_refused() {
+    let n = 256i64;
+    let a = placeholder(&[n.into()], DType::F32, "A");
+    let b = compute(&[n.into()], "B", |i| a.at(&[i[0].clone()]) * 2.0f32);
+    let c = compute(&[n.into()], "C", |i| b.at(&[i[0].clone()]) + 1.0f32);
+    let args = [a, c.clone()];
+    let bind = |s: &mut Schedule, t: &Tensor| {
+        let i = s.axes(t).unwrap().remove(0);
+        let (bx, tx) = s.split(t, &i, 64).unwrap();
+        s.bind(t, &bx, "blockIdx.x").unwrap();
+        s.bind(t, &tx, "threadIdx.x").unwrap();
+    };
+    // B is computed on the host side (unbound), C in a kernel.
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    bind(&mut s, &c);
+    let m = expect_target_err(emit(&lower(&s, &args).unwrap()), "(unbound GPU kernel)");
+    assert!(m.contains("it writes B outside"), "{}", m);
+    // Both bound: two kernels.
+    bind(&mut s, &b);
+    expect_target_err(
+        emit(&lower(&s, &args).unwrap()),
+        "has 2 GPU kernels (separate loop nests bound to blockIdx/threadIdx, at i.outer (thread_binding(blockIdx.x)), i.outer (thread_binding(blockIdx.x))); only one kernel per function is supported yet",
+    );
+}
+
+#[test]
+fn cpu_only_parallel_loop_inside_a_kernel_is_refused() {
+    let (a, b, c) = matmul(16, 16, 16);
+    let args = [a, b, c.clone()];
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    let [i, j] = s.axes2(&c).unwrap();
+    s.bind(&c, &i, "blockIdx.x").unwrap();
+    s.parallel(&c, &j).unwrap();
+    expect_target_err(
+        emit(&lower(&s, &args).unwrap()),
+        "kernel main: loop j is parallel, a CPU construct; bind it to blockIdx/threadIdx for the GPU",
+    );
+}
+
+#[test]
+fn unknown_architecture_is_a_target_error() {
+    let (a, b, c) = matmul(8, 8, 8);
+    let args = [a, b, c.clone()];
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    let [i, _] = s.axes2(&c).unwrap();
+    s.bind(&c, &i, "threadIdx.x").unwrap();
+    let src = emit(&lower(&s, &args).unwrap()).unwrap();
+    expect_target_err(
+        compile_ptx(&src, "volta"),
+        "unknown CUDA architecture \"volta\"",
+    );
+    expect_target_err(
+        build(&s, &args, Target::cuda_arch("sm_")),
+        "unknown CUDA architecture",
+    );
+    // Without NVRTC, building says where to get it.
+    if !nvrtc_available() {
+        expect_target_err(
+            build(&s, &args, Target::cuda()),
+            "libnvrtc.so.12 was not found",
+        );
+        expect_target_err(compile_ptx(&src, "sm_90"), "libnvrtc.so.12 was not found");
+    }
+}
+
+#[test]
+fn nvrtc_rejection_is_an_internal_error_with_the_log_and_the_source() {
+    if !nvrtc() {
+        return;
+    }
+    let (a, b, c) = matmul(8, 8, 8);
+    let args = [a, b, c.clone()];
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    let [i, _] = s.axes2(&c).unwrap();
+    s.bind(&c, &i, "threadIdx.x").unwrap();
+    let mut src = emit(&lower(&s, &args).unwrap()).unwrap();
+    src.code = src.code.replace("__syncthreads", "__no_such_function");
+    src.code
+        .push_str("extern \"C\" __global__ void broken() { undeclared_name = 1; }\n");
+    match compile_ptx(&src, "compute_80") {
+        Err(Error::Internal { msg, ir }) => {
+            assert!(msg.contains("NVRTC rejected"), "{}", msg);
+            assert!(
+                msg.contains("undeclared_name"),
+                "the log should name the culprit: {}",
+                msg
+            );
+            assert!(
+                ir.contains("extern \"C\" __global__ void broken()"),
+                "{}",
+                ir
+            );
+        }
+        other => panic!("expected an internal error, got {:?}", other),
+    }
+}
