@@ -180,3 +180,36 @@ fn thread_extents_over_the_device_limit_are_errors() {
         ),
     }
 }
+
+/// A plain stage computed inside a kernel gets TVM's scope: `local` under `threadIdx`.
+#[test]
+fn stages_computed_inside_kernels_get_local_or_shared_scope() {
+    let a = placeholder(&[256.into()], DType::F32, "A");
+    let b = compute(&[256.into()], "B", |i| exp(a.at(&[i[0].clone()])));
+    let c = compute(&[256.into()], "C", |i| b.at(&[i[0].clone()]) * 2.0f32);
+    let args = [a.clone(), c.clone()];
+    let want = run_all(
+        &create_schedule(&[c.clone()]).unwrap(),
+        &args,
+        Target::interp(),
+        8,
+    );
+    for (at_thread, scope) in [(true, "local"), (false, "shared")] {
+        let mut s = create_schedule(&[c.clone()]).unwrap();
+        let [i] = <[Axis; 1]>::try_from(s.axes(&c).unwrap()).unwrap();
+        let (bx, tx) = s.split(&c, &i, 64).unwrap();
+        s.bind(&c, &bx, "blockIdx.x").unwrap();
+        s.bind(&c, &tx, "threadIdx.x").unwrap();
+        s.compute_at(&b, &c, if at_thread { &tx } else { &bx })
+            .unwrap();
+        let text = lower(&s, &args).unwrap().to_string();
+        assert!(text.contains(&format!("scope=\"{}\"", scope)), "{}", text);
+        let got = run_all(&s, &args, Target::interp(), 8);
+        assert_outputs_close(
+            &args,
+            &got,
+            &want,
+            &format!("B computed in {} memory", scope),
+        );
+    }
+}

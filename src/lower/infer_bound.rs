@@ -113,6 +113,7 @@ pub fn infer(s: &Schedule, eff: &HashMap<String, Vec<Expr>>, args: &[Tensor]) ->
             _ => unreachable!(),
         };
         let is_arg = arg_names.contains(&st.name);
+        let mem_scope = memory_scope(s, si, is_arg || st.is_output);
         let mut root_min: Vec<Expr> = vec![];
         let mut root_ext: Vec<Expr> = vec![];
         let mut buf_shape: Vec<Expr> = vec![];
@@ -123,7 +124,7 @@ pub fn infer(s: &Schedule, eff: &HashMap<String, Vec<Expr>>, args: &[Tensor]) ->
             }
             buf_shape = shape.iter().map(simplify).collect();
         } else {
-            let region = region_of(s, si, eff, &out, &leaf_ext, &ranges)?;
+            let region = region_of(s, si, mem_scope, eff, &out, &leaf_ext, &ranges)?;
             for (d, iv) in region.into_iter().enumerate() {
                 let full_hi = simplify(&(shape[d].clone() - 1));
                 let (lo, hi) = match iv {
@@ -241,11 +242,7 @@ pub fn infer(s: &Schedule, eff: &HashMap<String, Vec<Expr>>, args: &[Tensor]) ->
             .into_iter()
             .map(|o| o.unwrap_or_else(|| Expr::int(0)))
             .collect();
-        let scope = if is_arg || st.is_output {
-            Scope::Global
-        } else {
-            st.scope
-        };
+        let scope = mem_scope;
         let buffers = (0..st.op.num_outputs())
             .map(|v| {
                 Buffer::new(
@@ -292,6 +289,47 @@ pub fn infer(s: &Schedule, eff: &HashMap<String, Vec<Expr>>, args: &[Tensor]) ->
     })
 }
 
+/// Where stage `si`'s buffer lives: arguments in global memory; an explicit cache scope as
+/// given; otherwise, for a stage computed inside a GPU kernel, TVM's rule: `local` under a
+/// `threadIdx` loop (one copy per thread), `shared` under a `blockIdx` loop only (one per
+/// block); `global` elsewhere.
+fn memory_scope(s: &Schedule, si: usize, is_arg: bool) -> Scope {
+    let st = &s.stages[si];
+    if is_arg {
+        return Scope::Global;
+    }
+    if st.scope != Scope::Global {
+        return st.scope;
+    }
+    let (mut thread, mut block) = (false, false);
+    let mut cur = si;
+    for _ in 0..s.stages.len() {
+        let Attach::At { stage, axis } = &s.stages[cur].attach else {
+            break;
+        };
+        let Ok(pi) = s.stage_index(stage) else { break };
+        let p = &s.stages[pi];
+        let ai = p.axis_index(axis).unwrap_or(usize::MAX);
+        for &l in &p.leaves {
+            if let ForKind::ThreadBinding(t) = &p.axes[l].annotation {
+                thread |= t.starts_with("threadIdx");
+                block |= t.starts_with("blockIdx");
+            }
+            if l == ai {
+                break;
+            }
+        }
+        cur = pi;
+    }
+    if thread {
+        Scope::Local
+    } else if block {
+        Scope::Shared
+    } else {
+        Scope::Global
+    }
+}
+
 /// Whether a buffer of `scope` computed inside a loop of this kind serves every iteration
 /// of that loop at once (so its region covers them all, as in TVM's InferBound): shared
 /// memory is shared by the threads of a block, global memory by all blocks and threads.
@@ -308,7 +346,7 @@ fn shared_across(scope: Scope, kind: &ForKind) -> bool {
 }
 
 /// Loop variables in scope where stage `si` is computed (its attach chain's outer leaves).
-fn in_scope(s: &Schedule, si: usize) -> HashSet<u64> {
+fn in_scope(s: &Schedule, si: usize, mem: Scope) -> HashSet<u64> {
     let mut set = HashSet::new();
     let mut cur = si;
     for _ in 0..s.stages.len() {
@@ -321,7 +359,7 @@ fn in_scope(s: &Schedule, si: usize) -> HashSet<u64> {
                 let p = &s.stages[pi];
                 let ai = p.axis_index(axis).unwrap_or(usize::MAX);
                 for &l in &p.leaves {
-                    if !shared_across(s.stages[si].scope, &p.axes[l].annotation) {
+                    if !shared_across(mem, &p.axes[l].annotation) {
                         set.insert(p.axes[l].var.id());
                     }
                     if l == ai {
@@ -371,6 +409,7 @@ fn relax(iv: Interval, scope: &HashSet<u64>, leaf_ext: &HashMap<u64, Expr>) -> I
 fn region_of(
     s: &Schedule,
     si: usize,
+    mem: Scope,
     eff: &HashMap<String, Vec<Expr>>,
     info: &[Option<StageInfo>],
     leaf_ext: &HashMap<u64, Expr>,
@@ -380,7 +419,7 @@ fn region_of(
     let ndim = st.op.shape.len();
     let mut acc: Vec<Option<Interval>> = vec![None; ndim];
     let mut unbounded = vec![false; ndim];
-    let scope = in_scope(s, si);
+    let scope = in_scope(s, si, mem);
     for (ci, c) in info.iter().enumerate() {
         let c = match c {
             Some(c) => c,
@@ -401,7 +440,7 @@ fn region_of(
         let mut env: HashMap<u64, Interval> = HashMap::new();
         for (pos, &l) in cst.leaves.iter().enumerate() {
             let fixed = fixed_upto.map(|f| pos <= f).unwrap_or(false);
-            if fixed && !shared_across(st.scope, &cst.axes[l].annotation) {
+            if fixed && !shared_across(mem, &cst.axes[l].annotation) {
                 continue;
             }
             env.insert(

@@ -14,7 +14,7 @@
 //! 8. [`vectorize`] — `vectorized` loops become 128-bit vector operations;
 //! 9. [`unroll`] — `unrolled` loops become copies of their body;
 //! 10. [`simplify`] again, then [`hoist`] — loop-invariant expressions bound by `let`
-//!    outside the loops that do not change them;
+//!     outside the loops that do not change them;
 //! 11. [`verify`] — between passes in debug builds, and at the end always; then
 //!     [`thread_limits`] checks GPU launch limits.
 //!
