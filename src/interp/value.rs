@@ -113,22 +113,8 @@ pub(crate) fn binary(op: BinOp, dt: DType, a: Scalar, b: Scalar) -> R<Scalar> {
 /// `a op b`, yielding a bool (0/1). NaN compares unequal to everything (`!=` is true).
 pub(crate) fn compare(op: CmpOp, a: Scalar, b: Scalar) -> R<Scalar> {
     let r = match (a, b) {
-        (Scalar::I(x), Scalar::I(y)) => match op {
-            CmpOp::Eq => x == y,
-            CmpOp::Ne => x != y,
-            CmpOp::Lt => x < y,
-            CmpOp::Le => x <= y,
-            CmpOp::Gt => x > y,
-            CmpOp::Ge => x >= y,
-        },
-        (Scalar::F(x), Scalar::F(y)) => match op {
-            CmpOp::Eq => x == y,
-            CmpOp::Ne => x != y,
-            CmpOp::Lt => x < y,
-            CmpOp::Le => x <= y,
-            CmpOp::Gt => x > y,
-            CmpOp::Ge => x >= y,
-        },
+        (Scalar::I(x), Scalar::I(y)) => crate::te::arith::compare(op, x, y),
+        (Scalar::F(x), Scalar::F(y)) => crate::te::arith::compare(op, x, y),
         _ => {
             return Err(format!(
                 "operands of comparison {:?} mix integer and float values",

@@ -30,14 +30,7 @@ pub fn build_body(s: &Schedule, b: &Bounds) -> Result<Stmt> {
             allocs.extend(info.buffers.iter().cloned());
         }
     }
-    let mut body = Stmt::seq(parts);
-    for buf in allocs.into_iter().rev() {
-        body = Stmt::Allocate {
-            buf,
-            body: Box::new(body),
-        };
-    }
-    Ok(body)
+    Ok(allocate_around(allocs, Stmt::seq(parts)))
 }
 
 /// Replace reads by loads relative to buffer origins.
@@ -249,14 +242,17 @@ fn attach_here(s: &Schedule, b: &Bounds, stage: &str, axis: &str, rest: Stmt) ->
         return Ok(rest);
     }
     parts.push(rest);
-    let mut body = Stmt::seq(parts);
-    for buf in allocs.into_iter().rev() {
-        body = Stmt::Allocate {
+    Ok(allocate_around(allocs, Stmt::seq(parts)))
+}
+
+/// `body` inside allocations of `bufs` (the first outermost).
+fn allocate_around(bufs: Vec<Buffer>, body: Stmt) -> Stmt {
+    bufs.into_iter()
+        .rev()
+        .fold(body, |body, buf| Stmt::Allocate {
             buf,
             body: Box::new(body),
-        };
-    }
-    Ok(body)
+        })
 }
 
 fn conj(v: Vec<Expr>) -> Option<Expr> {

@@ -602,14 +602,7 @@ impl<'a> Simp<'a> {
         let dt = a.dtype();
         if dt.is_float() {
             if let (Some(x), Some(y)) = (a.as_float(), b.as_float()) {
-                return Expr::bool(match op {
-                    CmpOp::Eq => x == y,
-                    CmpOp::Ne => x != y,
-                    CmpOp::Lt => x < y,
-                    CmpOp::Le => x <= y,
-                    CmpOp::Gt => x > y,
-                    CmpOp::Ge => x >= y,
-                });
+                return Expr::bool(crate::te::arith::compare(op, x, y));
             }
             return e.clone();
         }
@@ -647,14 +640,7 @@ impl<'a> Simp<'a> {
 }
 
 fn cmp_i(op: CmpOp, x: i64, y: i64) -> bool {
-    match op {
-        CmpOp::Eq => x == y,
-        CmpOp::Ne => x != y,
-        CmpOp::Lt => x < y,
-        CmpOp::Le => x <= y,
-        CmpOp::Gt => x > y,
-        CmpOp::Ge => x >= y,
-    }
+    crate::te::arith::compare(op, x, y)
 }
 
 #[cfg(test)]

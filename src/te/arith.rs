@@ -7,7 +7,7 @@
 //! floor division and modulo, 0 for a zero divisor; float `%` is truncated fmod; float
 //! `min`/`max` propagate NaN and order `-0.0` below `+0.0`.
 
-use super::{BinOp, DType};
+use super::{BinOp, CmpOp, DType};
 
 /// Normalise an integer to type `dt` (wrap to 32 bits for `int32`, 0/1 for `bool`).
 pub fn norm_int(dt: DType, v: i64) -> i64 {
@@ -137,5 +137,17 @@ pub fn float_binary(op: BinOp, dt: DType, x: f64, y: f64) -> f64 {
             BinOp::Min => fmin64(x, y),
             BinOp::Max => fmax64(x, y),
         }
+    }
+}
+
+/// `x op y` for any ordered scalars (NaN compares unequal to everything: `!=` is true).
+pub fn compare<T: PartialOrd>(op: CmpOp, x: T, y: T) -> bool {
+    match op {
+        CmpOp::Eq => x == y,
+        CmpOp::Ne => x != y,
+        CmpOp::Lt => x < y,
+        CmpOp::Le => x <= y,
+        CmpOp::Gt => x > y,
+        CmpOp::Ge => x >= y,
     }
 }
