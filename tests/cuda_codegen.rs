@@ -83,6 +83,11 @@ fn check_gpu_run(
     let mut arrs = arrays;
     let mut refs: Vec<&mut NdArray> = arrs.iter_mut().collect();
     let r = k.call(&mut refs);
+    if std::env::var("LOOPFORGE_REQUIRE_GPU").is_ok_and(|v| v == "1")
+        && codegen_cuda::device_arch().is_none()
+    {
+        panic!("LOOPFORGE_REQUIRE_GPU=1 but no CUDA device could be opened (driver missing?)");
+    }
     if codegen_cuda::device_arch().is_some() {
         r.unwrap_or_else(|e| panic!("{}: GPU run failed: {}", name, e));
         assert_outputs_close(args, &arrs, want, &format!("{} on the GPU", name));
