@@ -213,3 +213,41 @@ fn stages_computed_inside_kernels_get_local_or_shared_scope() {
         );
     }
 }
+
+/// Shared tiles padded against bank conflicts (row stride 8 -> 33 = 32 + 1).
+#[test]
+fn storage_align_on_shared_tiles() {
+    let (a, b, c) = matmul(32, 24, 40);
+    let args = [a.clone(), b.clone(), c.clone()];
+    let mut s = tiled(&c, &a, &b, true);
+    for t in ["A.shared", "B.shared"] {
+        let [r, _] = s.axes2(t).unwrap();
+        s.storage_align(t, &r, 32, 1).unwrap();
+    }
+    let text = lower(&s, &args).unwrap().to_string();
+    assert!(
+        text.contains("allocate A.shared[float32, (264)], scope=\"shared\""),
+        "{}",
+        text
+    );
+    let want = run_all(
+        &create_schedule(&[c.clone()]).unwrap(),
+        &args,
+        Target::interp(),
+        4,
+    );
+    let got = run_all(&s, &args, Target::interp(), 4);
+    assert_outputs_close(&args, &got, &want, "tiled matmul with aligned shared tiles");
+    let replayed = Schedule::replay(&[c.clone()], &s.trace_json()).unwrap();
+    assert_eq!(lower(&replayed, &args).unwrap().to_string(), text);
+    if loopforge::codegen_cuda::nvrtc_available() {
+        let k = build(&s, &args, Target::cuda_arch("sm_80")).unwrap();
+        assert!(
+            k.cuda_source()
+                .unwrap()
+                .contains("__shared__ float A_shared[264]"),
+            "{}",
+            k.cuda_source().unwrap()
+        );
+    }
+}

@@ -467,3 +467,57 @@ fn ir_dump_after_every_pass() {
         f.to_string()
     );
 }
+
+#[test]
+fn storage_align() {
+    let (o, args) = mm();
+    let c = c_of(&o);
+    let a = args[0].clone();
+    check_primitive("storage_align", &o, &args, |s| {
+        let al = s.cache_read(&a, "local", &[&c])?;
+        let [i, _] = s.axes2(&c)?;
+        let (io, _) = s.split(&c, &i, 8)?;
+        s.compute_at(&al, &c, &io)?;
+        let [r, _] = s.axes2(&al)?;
+        // Rows of 23 elements padded to a stride of 25 (25 % 8 == 1).
+        s.storage_align(&al, &r, 8, 1)
+    });
+    let mut s = create_schedule(&o).unwrap();
+    let al = s.cache_read(&a, "local", &[&c]).unwrap();
+    let [r, _] = s.axes2(&al).unwrap();
+    s.storage_align(&al, &r, 8, 1).unwrap();
+    let (_, steps) = loopforge::lower::lower_traced(&s, &args).unwrap();
+    let first = steps[0].1.as_ref().unwrap();
+    assert!(
+        first.contains("allocate A.local[float32, (37, 23)], strides=(25, 1)"),
+        "{}",
+        first
+    );
+}
+
+#[test]
+fn storage_align_errors() {
+    let (o, args) = mm();
+    let c = c_of(&o);
+    let mut s = create_schedule(&o).unwrap();
+    let al = s.cache_read(&args[0], "local", &[&c]).unwrap();
+    let [r, q] = s.axes2(&al).unwrap();
+    assert_sched_err(
+        s.storage_align(&al, &q, 8, 1),
+        "cannot storage_align ax1: it is the innermost dimension",
+    );
+    assert_sched_err(
+        s.storage_align(&al, &r, 8, 8),
+        "need factor >= 1 and 0 <= offset < factor",
+    );
+    let [ci, _] = s.axes2(&c).unwrap();
+    assert_sched_err(
+        s.storage_align(&c, &ci, 8, 0),
+        "cannot storage_align C: it is an output",
+    );
+    let k = s.reduce_axes(&c).unwrap().remove(0);
+    assert_sched_err(
+        s.storage_align(&c, &k, 8, 0),
+        "cannot storage_align k: it is not a dimension of C's buffer",
+    );
+}

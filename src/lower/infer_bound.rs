@@ -244,14 +244,23 @@ pub fn infer(s: &Schedule, eff: &HashMap<String, Vec<Expr>>, args: &[Tensor]) ->
             .collect();
         let scope = mem_scope;
         let buffers = (0..st.op.num_outputs())
-            .map(|v| {
-                Buffer::new(
-                    st.op.output_name(v),
-                    st.op.output_dtype(v),
-                    buf_shape.clone(),
-                    scope,
-                )
-            })
+            .map(
+                |v| match aligned_strides(&buf_shape, &st.aligns, is_arg || st.is_output) {
+                    Some(strides) => Buffer::with_strides(
+                        st.op.output_name(v),
+                        st.op.output_dtype(v),
+                        buf_shape.clone(),
+                        strides,
+                        scope,
+                    ),
+                    None => Buffer::new(
+                        st.op.output_name(v),
+                        st.op.output_dtype(v),
+                        buf_shape.clone(),
+                        scope,
+                    ),
+                },
+            )
             .collect();
         out[si] = Some(StageInfo {
             si,
@@ -592,4 +601,29 @@ fn check_consumers_inside(s: &Schedule, si: usize) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Strides padded by `storage_align` requests (None when there are none, or the buffer is
+/// an argument whose layout the caller fixes). The shape must be constant where padded.
+fn aligned_strides(
+    shape: &[Expr],
+    aligns: &[(usize, i64, i64)],
+    is_arg: bool,
+) -> Option<Vec<Expr>> {
+    if aligns.is_empty() || is_arg {
+        return None;
+    }
+    let n = shape.len();
+    let mut strides = vec![Expr::int(1); n];
+    for d in (0..n.saturating_sub(1)).rev() {
+        let mut st = simplify(&(strides[d + 1].clone() * shape[d + 1].clone()));
+        if let Some(&(_, factor, offset)) = aligns.iter().find(|a| a.0 == d) {
+            // The smallest stride >= the dense one with stride % factor == offset.
+            st = simplify(
+                &(crate::te::floordiv(st + (factor - 1 - offset), factor) * factor + offset),
+            );
+        }
+        strides[d] = st;
+    }
+    Some(strides)
 }

@@ -52,6 +52,9 @@ pub struct BufferNode {
     pub shape: Vec<Expr>,
     /// Memory scope.
     pub scope: Scope,
+    /// Element strides per dimension when they differ from the row-major ones (padded
+    /// by `storage_align`); `None` means row-major.
+    pub strides: Option<Vec<Expr>>,
 }
 
 impl Buffer {
@@ -62,7 +65,38 @@ impl Buffer {
             dtype,
             shape,
             scope,
+            strides: None,
         }))
+    }
+    /// A buffer with explicit (padded) strides, in elements.
+    pub fn with_strides(
+        name: impl Into<String>,
+        dtype: DType,
+        shape: Vec<Expr>,
+        strides: Vec<Expr>,
+        scope: Scope,
+    ) -> Buffer {
+        Buffer(Arc::new(BufferNode {
+            name: name.into(),
+            dtype,
+            shape,
+            scope,
+            strides: Some(strides),
+        }))
+    }
+    /// The stride of each dimension in elements (row-major unless padded).
+    pub fn strides(&self) -> Vec<Expr> {
+        if let Some(s) = &self.0.strides {
+            return s.clone();
+        }
+        let n = self.0.shape.len();
+        let mut out = vec![Expr::int(1); n];
+        for d in (0..n.saturating_sub(1)).rev() {
+            out[d] = crate::lower::simplify::simplify(
+                &(out[d + 1].clone() * self.0.shape[d + 1].clone()),
+            );
+        }
+        out
     }
     /// Name.
     pub fn name(&self) -> &str {
@@ -80,8 +114,12 @@ impl Buffer {
     pub fn scope(&self) -> Scope {
         self.0.scope
     }
-    /// Number of elements, as an expression (product of the shape).
+    /// Number of elements to allocate, as an expression (the product of the shape, or the
+    /// outermost extent times its stride when strides are padded).
     pub fn num_elements(&self) -> Expr {
+        if let (Some(st), Some(d0)) = (&self.0.strides, self.0.shape.first()) {
+            return crate::lower::simplify::simplify(&(d0.clone() * st[0].clone()));
+        }
         let mut n = Expr::int(1);
         for s in &self.0.shape {
             n = n * s.clone();
@@ -411,11 +449,22 @@ impl Printer {
             }
             Stmt::Allocate { buf, body } => {
                 let shape: Vec<String> = buf.shape().iter().map(|i| i.to_string()).collect();
+                let strides = match &buf.0.strides {
+                    Some(st) => format!(
+                        ", strides=({})",
+                        st.iter()
+                            .map(|i| i.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    None => String::new(),
+                };
                 self.line(&format!(
-                    "allocate {}[{}, ({})], scope=\"{}\"",
+                    "allocate {}[{}, ({})]{}, scope=\"{}\"",
                     buf.name(),
                     buf.dtype(),
                     shape.join(", "),
+                    strides,
                     buf.scope().name()
                 ));
                 self.stmt(body);

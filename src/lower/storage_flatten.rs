@@ -1,7 +1,7 @@
 //! Pass: storage flattening.
 //!
 //! Requires: loads and stores with one index per buffer dimension. Ensures: every load and
-//! store has one flat, row-major index, and every buffer in the body (allocations and
+//! store has one flat index (row-major, or with the buffer's padded strides), and every buffer in the body (allocations and
 //! accesses) has a one-dimensional shape `[number of elements]`. Function parameters keep
 //! their logical shapes (they are checked against the arguments at call time).
 
@@ -34,14 +34,12 @@ fn flat_index(b: &Buffer, idx: &[Expr]) -> Expr {
     if idx.len() == 1 {
         return idx[0].clone();
     }
-    let mut acc: Option<Expr> = None;
-    for (d, i) in idx.iter().enumerate() {
-        acc = Some(match acc {
-            None => i.clone(),
-            Some(a) => a * b.shape()[d].clone() + i.clone(),
-        });
+    let strides = b.strides();
+    let mut acc = Expr::int(0);
+    for (i, st) in idx.iter().zip(strides) {
+        acc = acc + i.clone() * st;
     }
-    simplify(&acc.unwrap_or_else(|| Expr::int(0)))
+    simplify(&acc)
 }
 
 fn expr(e: &Expr, cache: &Cache) -> Expr {

@@ -276,6 +276,12 @@ impl Schedule {
             Step::CacheWrite { tensor, scope } => {
                 self.cache_write_by_name(tensor, scope).map(|_| ())
             }
+            Step::StorageAlign {
+                stage,
+                axis,
+                factor,
+                offset,
+            } => self.storage_align(stage.as_str(), &ax(stage, axis), *factor, *offset),
         }
     }
 }

@@ -507,6 +507,62 @@ impl Schedule {
         Ok(())
     }
 
+    /// Pad the buffer of the stage so that the stride of dimension `axis` (a root data
+    /// axis) is `factor * k + offset` elements (TVM's `storage_align`; e.g. to avoid shared
+    /// memory bank conflicts). Only buffers the schedule allocates can be padded, not
+    /// arguments.
+    pub fn storage_align<S: StageRef + ?Sized>(
+        &mut self,
+        s: &S,
+        axis: &Axis,
+        factor: i64,
+        offset: i64,
+    ) -> Result<()> {
+        let name = s.stage_name();
+        let si = self.stage_index(&name)?;
+        let st = &self.stages[si];
+        if axis.stage != st.name {
+            return Err(sched_err(
+                &name,
+                format!(
+                    "cannot storage_align {}: it is an axis of stage {}, not of {}",
+                    axis.name, axis.stage, name
+                ),
+            ));
+        }
+        let d = match st.axis_index(&axis.name) {
+            Some(d) if d < st.n_data => d,
+            _ => {
+                let roots: Vec<&str> = st.axes[..st.n_data]
+                    .iter()
+                    .map(|a| a.name.as_str())
+                    .collect();
+                return Err(sched_err(
+                    &name,
+                    format!("cannot storage_align {}: it is not a dimension of {}'s buffer; the dimensions are {}", axis.name, name, roots.join(", ")),
+                ));
+            }
+        };
+        if d + 1 == st.n_data {
+            return Err(sched_err(&name, format!("cannot storage_align {}: it is the innermost dimension, whose stride is always 1; align an outer one", axis.name)));
+        }
+        if factor < 1 || offset < 0 || offset >= factor {
+            return Err(sched_err(&name, format!("cannot storage_align {} with factor {} and offset {}: need factor >= 1 and 0 <= offset < factor", axis.name, factor, offset)));
+        }
+        if st.is_output {
+            return Err(sched_err(&name, format!("cannot storage_align {}: it is an output, whose layout the caller's array fixes", name)));
+        }
+        self.stages[si].aligns.retain(|a| a.0 != d);
+        self.stages[si].aligns.push((d, factor, offset));
+        self.trace.push(Step::StorageAlign {
+            stage: name,
+            axis: axis.name.clone(),
+            factor,
+            offset,
+        });
+        Ok(())
+    }
+
     /// Compute the stage in its own loop nest at the top level (the default).
     pub fn compute_root<S: StageRef + ?Sized>(&mut self, s: &S) -> Result<()> {
         let name = s.stage_name();

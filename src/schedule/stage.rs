@@ -85,6 +85,8 @@ pub struct Stage {
     pub is_output: bool,
     /// Memory scope of its buffer.
     pub scope: Scope,
+    /// `storage_align` requests: (root data axis, factor, offset).
+    pub aligns: Vec<(usize, i64, i64)>,
 }
 
 impl Stage {
@@ -123,6 +125,7 @@ impl Stage {
             attach: Attach::Root,
             is_output,
             scope,
+            aligns: vec![],
         }
     }
 

@@ -52,6 +52,13 @@ pub enum Step {
         scope: String,
         readers: Vec<String>,
     },
+    /// `storage_align(axis, factor, offset)`.
+    StorageAlign {
+        stage: String,
+        axis: String,
+        factor: i64,
+        offset: i64,
+    },
     /// `cache_write(tensor, scope)`.
     CacheWrite { tensor: String, scope: String },
 }
