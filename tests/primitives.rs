@@ -285,8 +285,6 @@ fn compute_at_errors() {
     let e = compute(&[4.into()], "E", |i| d.at(&[i[0].clone()]) + 1.0f32);
     let mut s = create_schedule(&[e.clone()]).unwrap();
     let [ei] = <[Axis; 1]>::try_from(s.axes(&e).unwrap()).unwrap();
-    let [di] = <[Axis; 1]>::try_from(s.axes(&d).unwrap()).unwrap();
-    let _ = di;
     assert_sched_err(
         s.compute_at(&mc, &e, &ei),
         "cannot compute_at C in E: E does not read C",

@@ -2,6 +2,7 @@
 //! the rayon-backed parallel-for driver, and the heap allocator for large temporaries. Each is
 //! registered with the JIT by name (see [`helper_table`]).
 
+use crate::te::arith::{math_f32, math_f64};
 use crate::te::{DType, MathFn};
 use cranelift::prelude::types;
 use cranelift::prelude::Type;
@@ -53,41 +54,42 @@ pub(crate) fn math_helper_name(f: Option<MathFn>, dt: DType) -> Option<&'static 
     }
 }
 
+// The semantics live in te::arith, shared with the interpreter.
 extern "C" fn exp_f32(x: f32) -> f32 {
-    x.exp()
+    math_f32(MathFn::Exp, x, 0.0)
 }
 extern "C" fn exp_f64(x: f64) -> f64 {
-    x.exp()
+    math_f64(MathFn::Exp, x, 0.0)
 }
 extern "C" fn log_f32(x: f32) -> f32 {
-    x.ln()
+    math_f32(MathFn::Log, x, 0.0)
 }
 extern "C" fn log_f64(x: f64) -> f64 {
-    x.ln()
+    math_f64(MathFn::Log, x, 0.0)
 }
 extern "C" fn tanh_f32(x: f32) -> f32 {
-    x.tanh()
+    math_f32(MathFn::Tanh, x, 0.0)
 }
 extern "C" fn tanh_f64(x: f64) -> f64 {
-    x.tanh()
+    math_f64(MathFn::Tanh, x, 0.0)
 }
 extern "C" fn sigmoid_f32(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+    math_f32(MathFn::Sigmoid, x, 0.0)
 }
 extern "C" fn sigmoid_f64(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
+    math_f64(MathFn::Sigmoid, x, 0.0)
 }
 extern "C" fn erf_f32(x: f32) -> f32 {
-    libm::erff(x)
+    math_f32(MathFn::Erf, x, 0.0)
 }
 extern "C" fn erf_f64(x: f64) -> f64 {
-    libm::erf(x)
+    math_f64(MathFn::Erf, x, 0.0)
 }
 extern "C" fn pow_f32(x: f32, y: f32) -> f32 {
-    x.powf(y)
+    math_f32(MathFn::Pow, x, y)
 }
 extern "C" fn pow_f64(x: f64, y: f64) -> f64 {
-    x.powf(y)
+    math_f64(MathFn::Pow, x, y)
 }
 extern "C" fn fmod_f32(x: f32, y: f32) -> f32 {
     x % y
@@ -96,16 +98,16 @@ extern "C" fn fmod_f64(x: f64, y: f64) -> f64 {
     x % y
 }
 extern "C" fn floor_f32(x: f32) -> f32 {
-    x.floor()
+    math_f32(MathFn::Floor, x, 0.0)
 }
 extern "C" fn floor_f64(x: f64) -> f64 {
-    x.floor()
+    math_f64(MathFn::Floor, x, 0.0)
 }
 extern "C" fn ceil_f32(x: f32) -> f32 {
-    x.ceil()
+    math_f32(MathFn::Ceil, x, 0.0)
 }
 extern "C" fn ceil_f64(x: f64) -> f64 {
-    x.ceil()
+    math_f64(MathFn::Ceil, x, 0.0)
 }
 
 /// The signature of an outlined parallel loop body: `fn(ctx, iteration)`.

@@ -147,42 +147,19 @@ pub(crate) fn math(f: MathFn, dt: DType, args: &[Scalar]) -> R<Scalar> {
             .ok_or_else(|| format!("{} takes {} argument(s)", f.name(), f.arity()))
     };
     match (dt, arg(0)?) {
-        (DType::F32, Scalar::F(x)) => {
-            let x = x as f32;
-            let r = match f {
-                MathFn::Exp => x.exp(),
-                MathFn::Log => x.ln(),
-                MathFn::Sqrt => x.sqrt(),
-                MathFn::Tanh => x.tanh(),
-                MathFn::Sigmoid => 1.0f32 / (1.0f32 + (-x).exp()),
-                MathFn::Erf => libm::erff(x),
+        (DType::F32 | DType::F64, Scalar::F(x)) => {
+            let y = match f {
                 MathFn::Pow => match arg(1)? {
-                    Scalar::F(y) => x.powf(y as f32),
+                    Scalar::F(y) => y,
                     Scalar::I(_) => return Err("pow: mixed integer and float arguments".into()),
                 },
-                MathFn::Abs => x.abs(),
-                MathFn::Floor => x.floor(),
-                MathFn::Ceil => x.ceil(),
+                _ => 0.0,
             };
-            Ok(Scalar::F(r as f64))
-        }
-        (DType::F64, Scalar::F(x)) => {
-            let r = match f {
-                MathFn::Exp => x.exp(),
-                MathFn::Log => x.ln(),
-                MathFn::Sqrt => x.sqrt(),
-                MathFn::Tanh => x.tanh(),
-                MathFn::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-                MathFn::Erf => libm::erf(x),
-                MathFn::Pow => match arg(1)? {
-                    Scalar::F(y) => x.powf(y),
-                    Scalar::I(_) => return Err("pow: mixed integer and float arguments".into()),
-                },
-                MathFn::Abs => x.abs(),
-                MathFn::Floor => x.floor(),
-                MathFn::Ceil => x.ceil(),
-            };
-            Ok(Scalar::F(r))
+            Ok(Scalar::F(if dt == DType::F32 {
+                crate::te::arith::math_f32(f, x as f32, y as f32) as f64
+            } else {
+                crate::te::arith::math_f64(f, x, y)
+            }))
         }
         (DType::I32 | DType::I64, Scalar::I(v)) => match f {
             MathFn::Abs => Ok(Scalar::I(norm_int(dt, v.wrapping_abs()))),

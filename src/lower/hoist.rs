@@ -90,7 +90,7 @@ impl Ctx {
     fn stmt(&mut self, s: &Stmt) -> Stmt {
         match s {
             Stmt::If { cond, then, els } => {
-                let cond = self.expr(cond, false);
+                let cond = self.expr(cond);
                 let saved = self.loads_ok;
                 self.loads_ok = false;
                 let then = Box::new(self.stmt(then));
@@ -99,8 +99,8 @@ impl Ctx {
                 Stmt::If { cond, then, els }
             }
             Stmt::For(g) => {
-                let min = self.expr(&g.min, false);
-                let extent = self.expr(&g.extent, false);
+                let min = self.expr(&g.min);
+                let extent = self.expr(&g.extent);
                 let saved = self.loads_ok;
                 if !g.extent.as_int().map(|n| n > 0).unwrap_or(false) {
                     self.loads_ok = false;
@@ -129,24 +129,11 @@ impl Ctx {
                 self.stmt(body)
             }
             other => {
-                let mut subs = vec![];
-                let _ = other.map(
-                    &mut |x| {
-                        subs.push(x.clone());
-                        x.clone()
-                    },
-                    &mut |e| e.clone(),
-                );
-                let done: Vec<Stmt> = subs.iter().map(|x| self.stmt(x)).collect();
-                let mut it = done.into_iter();
-                let mut exprs = vec![];
-                let _ = other.map(&mut |x| x.clone(), &mut |e| {
-                    exprs.push(e.clone());
-                    e.clone()
-                });
-                let new_exprs: Vec<Expr> = exprs.iter().map(|e| self.expr(e, false)).collect();
-                let mut ei = new_exprs.into_iter();
-                other.map(&mut |_| it.next().unwrap(), &mut |_| ei.next().unwrap())
+                // Sub-statements first, then this statement's own expressions (the order
+                // in which invariants are found names and orders the hoisted lets).
+                let me = std::cell::RefCell::new(self);
+                let inner = other.map(&mut |x| me.borrow_mut().stmt(x), &mut |e| e.clone());
+                inner.map(&mut |x| x.clone(), &mut |e| me.borrow_mut().expr(e))
             }
         }
     }
@@ -181,10 +168,10 @@ impl Ctx {
             }
             acc.expect("non-empty")
         };
-        let inv_e = self.expr(&sum(inv), false);
+        let inv_e = self.expr(&sum(inv));
         let mut acc = inv_e;
         for (t, neg) in var {
-            let t = self.expr(&t, false);
+            let t = self.expr(&t);
             acc = if neg { acc - t } else { acc + t };
         }
         Some(acc)
@@ -207,8 +194,8 @@ impl Ctx {
     }
 
     /// Rewrite `e`, replacing maximal invariant scalar subtrees by let-bound variables.
-    /// `in_index` marks positions that must stay ramps/broadcasts (vector load indices).
-    fn expr(&mut self, e: &Expr, in_index: bool) -> Expr {
+    /// Only scalar subtrees move, so ramp/broadcast indices of vector accesses stay put.
+    fn expr(&mut self, e: &Expr) -> Expr {
         let trivial = matches!(
             e.node(),
             ExprNode::Var(_) | ExprNode::Int(..) | ExprNode::Float(..)
@@ -228,17 +215,12 @@ impl Ctx {
         }
         match e.node() {
             ExprNode::Load(b, idx) => {
-                let idx: Vec<Expr> = idx.iter().map(|i| self.expr(i, true)).collect();
+                let idx: Vec<Expr> = idx.iter().map(|i| self.expr(i)).collect();
                 b.load(idx)
             }
             _ if e.children().is_empty() => e.clone(),
             _ => {
-                let _ = in_index;
-                let kids: Vec<Expr> = e
-                    .children()
-                    .into_iter()
-                    .map(|k| self.expr(k, false))
-                    .collect();
+                let kids: Vec<Expr> = e.children().into_iter().map(|k| self.expr(k)).collect();
                 e.with_children(kids)
             }
         }

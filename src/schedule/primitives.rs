@@ -357,7 +357,7 @@ impl Schedule {
             ));
         }
         let si = self.stage_index(&s.stage_name())?;
-        let idx = self.leaf(si, axis, "bind")?;
+        self.leaf(si, axis, "bind")?;
         if thread != "vthread" {
             if let Some(other) = self.stages[si]
                 .axes
@@ -370,7 +370,6 @@ impl Schedule {
                 ));
             }
         }
-        let _ = idx;
         self.annotate(s, axis, ForKind::ThreadBinding(thread.to_string()), "bind")?;
         self.trace.push(Step::Bind {
             stage: s.stage_name(),

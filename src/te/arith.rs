@@ -7,7 +7,7 @@
 //! floor division and modulo, 0 for a zero divisor; float `%` is truncated fmod; float
 //! `min`/`max` propagate NaN and order `-0.0` below `+0.0`.
 
-use super::{BinOp, CmpOp, DType};
+use super::{BinOp, CmpOp, DType, MathFn};
 
 /// Normalise an integer to type `dt` (wrap to 32 bits for `int32`, 0/1 for `bool`).
 pub fn norm_int(dt: DType, v: i64) -> i64 {
@@ -151,3 +151,26 @@ pub fn compare<T: PartialOrd>(op: CmpOp, x: T, y: T) -> bool {
         CmpOp::Ge => x >= y,
     }
 }
+
+macro_rules! math_fn {
+    ($name:ident, $t:ty, $erf:path) => {
+        /// Math intrinsic `f` in this float type (`y` is pow's exponent, ignored otherwise).
+        #[inline]
+        pub fn $name(f: MathFn, x: $t, y: $t) -> $t {
+            match f {
+                MathFn::Exp => x.exp(),
+                MathFn::Log => x.ln(),
+                MathFn::Sqrt => x.sqrt(),
+                MathFn::Tanh => x.tanh(),
+                MathFn::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+                MathFn::Erf => $erf(x),
+                MathFn::Pow => x.powf(y),
+                MathFn::Abs => x.abs(),
+                MathFn::Floor => x.floor(),
+                MathFn::Ceil => x.ceil(),
+            }
+        }
+    };
+}
+math_fn!(math_f32, f32, libm::erff);
+math_fn!(math_f64, f64, libm::erf);
