@@ -124,6 +124,16 @@ impl Kernel {
         }
     }
 
+    /// The compiled CUDA module (CUDA kernels only): its stream and
+    /// [`launch_raw`](crate::codegen_cuda::CudaModule::launch_raw) run the kernel on
+    /// arrays kept on the GPU.
+    pub fn cuda_module(&self) -> Option<&crate::codegen_cuda::CudaModule> {
+        match &self.backend {
+            Backend::Cuda(m) => Some(m),
+            _ => None,
+        }
+    }
+
     /// Call with every argument in parameter order (as given to `build`).
     pub fn call(&self, args: &mut [&mut NdArray]) -> Result<()> {
         let meta: Vec<(&[usize], crate::te::DType)> =

@@ -12,6 +12,7 @@ mod common;
 use common::*;
 use loopforge::codegen_cuda::{self, compile_ptx, emit, nvrtc_available, CudaSource};
 use loopforge::prelude::*;
+use loopforge::schedules;
 
 // ---------------------------------------------------------------- helpers
 
@@ -167,29 +168,44 @@ fn elementwise_add_split_and_bound() {
 
 /// A vectorized inner axis (4 lanes per thread) is emitted lane by lane.
 #[test]
-fn vectorized_axis_inside_a_thread_is_scalarized() {
+fn vectorized_axis_inside_a_thread_uses_16_byte_vectors_when_aligned() {
     let n = 1024i64;
-    let a = placeholder(&[n.into()], DType::F32, "A");
-    let c = compute(&[n.into()], "C", |i| {
-        a.at(&[i[0].clone()]) * 3.0f32 + 1.0f32
-    });
-    let args = [a, c.clone()];
-    let mut s = create_schedule(&[c.clone()]).unwrap();
-    let i = s.axes(&c).unwrap().remove(0);
-    let (bx, rest) = s.split(&c, &i, 256).unwrap();
-    let (tx, lane) = s.split(&c, &rest, 4).unwrap();
-    s.bind(&c, &bx, "blockIdx.x").unwrap();
-    s.bind(&c, &tx, "threadIdx.x").unwrap();
-    s.vectorize(&c, &lane).unwrap();
-    check_numerics("vectorized", &[c.clone()], &s, &args);
-    let src = check_source(
-        "vectorized",
-        &s,
-        &args,
-        &["+ 1] = A[", "+ 3] = A[", "* 3.0f + 1.0f;"],
-    );
-    assert!(!src.code.contains("for ("), "{}", src.code);
-    assert_eq!(dims(&src, &[]), ([4, 1, 1], [64, 1, 1]));
+    // `shift` 0: every vector starts at a multiple of 4 (one float4 load and store);
+    // `shift` 1: the loads of A are not provably aligned and stay scalar.
+    for shift in [0i64, 1] {
+        let a = placeholder(&[(n + 1).into()], DType::F32, "A");
+        let c = compute(&[n.into()], "C", |i| {
+            a.at(&[i[0].clone() + shift]) * 3.0f32 + 1.0f32
+        });
+        let args = [a, c.clone()];
+        let mut s = create_schedule(&[c.clone()]).unwrap();
+        let i = s.axes(&c).unwrap().remove(0);
+        let (bx, rest) = s.split(&c, &i, 256).unwrap();
+        let (tx, lane) = s.split(&c, &rest, 4).unwrap();
+        s.bind(&c, &bx, "blockIdx.x").unwrap();
+        s.bind(&c, &tx, "threadIdx.x").unwrap();
+        s.vectorize(&c, &lane).unwrap();
+        let name = format!("vectorized (shift {})", shift);
+        check_numerics(&name, &[c.clone()], &s, &args);
+        let expect: &[&str] = if shift == 0 {
+            &[
+                "const float4 A_vec = *reinterpret_cast<const float4*>(&A[",
+                "*reinterpret_cast<float4*>(&C[",
+                "make_float4(A_vec.x * 3.0f + 1.0f, A_vec.y * 3.0f + 1.0f,",
+            ]
+        } else {
+            &["* 4 + 3] * 3.0f + 1.0f", "*reinterpret_cast<float4*>(&C["]
+        };
+        let src = check_source(&name, &s, &args, expect);
+        assert_eq!(
+            src.code.contains("const float4"),
+            shift == 0,
+            "{}",
+            src.code
+        );
+        assert!(!src.code.contains("for ("), "{}", src.code);
+        assert_eq!(dims(&src, &[]), ([4, 1, 1], [64, 1, 1]));
+    }
 }
 
 #[test]
@@ -423,8 +439,8 @@ fn shared_memory_tiled_matmul() {
         &s,
         &args,
         &[
-            "__shared__ float A_shared[64];",
-            "__shared__ float B_shared[64];",
+            "__shared__ __align__(16) float A_shared[64];",
+            "__shared__ __align__(16) float B_shared[64];",
             "__syncthreads();",
             "] = A[",
             "A_shared[",
@@ -475,7 +491,7 @@ fn shared_stencil_computed_at_the_block_axis() {
         &s,
         &args,
         &[
-            "__shared__ float A_shared[65];",
+            "__shared__ __align__(16) float A_shared[65];",
             "__syncthreads();",
             "if (threadIdx.x < 64) {",
         ],
@@ -488,7 +504,10 @@ fn shared_stencil_computed_at_the_block_axis() {
         "stencil, redundant fetch",
         &s,
         &args,
-        &["__shared__ float A_shared[65];", "__syncthreads();"],
+        &[
+            "__shared__ __align__(16) float A_shared[65];",
+            "__syncthreads();",
+        ],
     );
 
     let (s, args) = stencil(1000, true);
@@ -611,4 +630,105 @@ fn nvrtc_rejection_is_an_internal_error_with_the_log_and_the_source() {
         }
         other => panic!("expected an internal error, got {:?}", other),
     }
+}
+
+// ---------------------------------------------------------------- the schedule library
+
+/// `C = A^T B` with `A` stored k-major (`A[k, i]`), the layout the SIMT GEMM reads with
+/// 16-byte vectors on both sides.
+fn matmul_tn(m: i64, n: i64, kk: i64) -> (Tensor, Tensor, Tensor) {
+    let a = placeholder(&[kk.into(), m.into()], DType::F32, "A");
+    let b = placeholder(&[kk.into(), n.into()], DType::F32, "B");
+    let k = reduce_axis(0, kk, "k");
+    let c = compute(&[m.into(), n.into()], "C", |i| {
+        sum(
+            a.at(&[k.x(), i[0].clone()]) * b.at(&[k.x(), i[1].clone()]),
+            &[k.clone()],
+        )
+    });
+    (a, b, c)
+}
+
+/// A small tiling of the library's SIMT GEMM (64 threads), quick on the interpreter.
+fn small_gemm() -> schedules::CudaMatmulConfig {
+    schedules::CudaMatmulConfig {
+        bm: 32,
+        bn: 32,
+        bk: 4,
+        tm: 4,
+        tn: 4,
+    }
+}
+
+#[test]
+fn library_simt_gemm_in_every_layout_and_non_dividing_sizes() {
+    for (m, n, k) in [(64, 64, 16), (50, 70, 13)] {
+        for layout in ["nn", "tn", "nt"] {
+            let (a, b, c) = match layout {
+                "nn" => matmul(m, n, k),
+                "tn" => matmul_tn(m, n, k),
+                _ => matmul_nt(m.into(), n.into(), k.into()),
+            };
+            let args = [a.clone(), b.clone(), c.clone()];
+            let s = schedules::matmul_cuda_with(&c, small_gemm()).unwrap();
+            let name = format!("simt gemm {} {}x{}x{}", layout, m, n, k);
+            check_numerics(&name, &[c.clone()], &s, &args);
+            // Dividing sizes: the shared tiles and the output are written with 16-byte
+            // vectors; B's register copy (contiguous in j) is read with one.
+            let mut expect = vec!["__syncthreads();", "__shared__ __align__(16) float"];
+            if m == 64 && layout != "nt" {
+                expect.push("*reinterpret_cast<float4*>(&C[");
+                expect.push("= *reinterpret_cast<const float4*>(&B_shared[");
+            }
+            check_source(&name, &s, &args, &expect);
+        }
+    }
+}
+
+#[test]
+fn library_simt_gemm_default_tiles_compile_and_run() {
+    // The default 128x128 tiles (256 threads) on a size they divide, plus a ragged edge.
+    for (m, n, k) in [(128, 128, 16), (130, 132, 9)] {
+        let (a, b, c) = matmul_tn(m, n, k);
+        let args = [a.clone(), b.clone(), c.clone()];
+        let s = schedules::matmul_cuda(&c).unwrap();
+        let name = format!("default simt gemm {}x{}x{}", m, n, k);
+        check_numerics(&name, &[c.clone()], &s, &args);
+        let src = check_source(&name, &s, &args, &["__launch_bounds__(256)"]);
+        assert_eq!(
+            dims(&src, &[]),
+            (
+                [(n as u32).div_ceil(128), (m as u32).div_ceil(128), 1],
+                [16, 16, 1]
+            )
+        );
+    }
+}
+
+#[test]
+fn library_simt_gemm_errors() {
+    let (_, _, c) = matmul(64, 64, 16);
+    let bad = schedules::CudaMatmulConfig {
+        tn: 2,
+        ..small_gemm()
+    };
+    let e = schedules::matmul_cuda_with(&c, bad)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("multiples of 4"), "{}", e);
+    let many = schedules::CudaMatmulConfig {
+        bm: 256,
+        bn: 256,
+        tm: 4,
+        tn: 4,
+        bk: 8,
+    };
+    let e = schedules::matmul_cuda_with(&c, many)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("at most 1024"), "{}", e);
+    let x = placeholder(&[8.into()], DType::F32, "X");
+    let y = compute(&[8.into()], "Y", |i| x.at(&[i[0].clone()]) * 2.0f32);
+    let e = schedules::matmul_cuda(&y).unwrap_err().to_string();
+    assert!(e.contains("Y is not a matmul"), "{}", e);
 }

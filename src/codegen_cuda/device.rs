@@ -1,10 +1,16 @@
 //! Running a compiled kernel on a GPU through cudarc's driver API.
 //!
-//! **Untested here**: the machines this crate is built and tested on have no GPU, so only
-//! the "no GPU available" path runs in the test suite. The launch path (load the PTX,
-//! copy every array to the device, launch with the grid and block of the
-//! [`LaunchConfig`](super::LaunchConfig), copy written arrays back) is written against
-//! cudarc 0.19's documented API and must be exercised on a GPU machine.
+//! Two ways in:
+//! - [`CudaModule::launch`]: host arrays in, host arrays out (copy every array to the
+//!   device, launch with the grid and block of the [`LaunchConfig`](super::LaunchConfig),
+//!   copy written arrays back, synchronize). This is what `Kernel::run` uses.
+//! - [`CudaModule::launch_raw`]: device pointers the caller allocated on
+//!   [`CudaModule::stream`], launched asynchronously, nothing copied: what benchmarks
+//!   and a graph runtime keeping tensors on the GPU use.
+//!
+//! The machines this crate is built and tested on have no GPU, so there only the "no GPU
+//! available" path runs; `scripts/gpu_check.sh` runs the CUDA tests and benchmarks on a
+//! GPU machine.
 //!
 //! The context, module and function are created at the first launch and kept.
 
@@ -124,8 +130,66 @@ impl CudaModule {
         r.as_ref().map_err(|m| no_gpu(m.clone()))
     }
 
+    /// The stream this module launches on (loading the module onto GPU 0 first). Allocate
+    /// the buffers of [`launch_raw`](Self::launch_raw) on it.
+    pub fn stream(&self) -> Result<Arc<CudaStream>> {
+        Ok(self.load()?.stream.clone())
+    }
+
+    /// Launch on [`stream`](Self::stream) without copying or waiting: `ptrs` are the
+    /// device addresses of the buffer parameters in order, `shape_vals` the values of the
+    /// shape variables. Errors of the launch itself are returned; errors of the running
+    /// kernel show at the next synchronization.
+    ///
+    /// # Safety
+    /// Each pointer must address a live device allocation of the parameter's dtype holding
+    /// at least the elements the kernel touches for these shape values (the whole array of
+    /// the shape that `Kernel::call` would check), and stay alive until the kernel is done.
+    pub unsafe fn launch_raw(&self, ptrs: &[u64], shape_vals: &[i64]) -> Result<()> {
+        let l = self.load()?;
+        let n_buf = self
+            .source
+            .params
+            .iter()
+            .filter(|p| matches!(p, super::KernelParam::Buffer { .. }))
+            .count();
+        if ptrs.len() != n_buf {
+            return Err(Error::Argument(format!(
+                "CUDA kernel {} takes {} buffer pointers, got {}",
+                self.source.kernel_name,
+                n_buf,
+                ptrs.len()
+            )));
+        }
+        let (grid, block) = self.source.launch.dims(shape_vals)?;
+        if grid.contains(&0) || block.contains(&0) {
+            return Ok(());
+        }
+        let cfg = LaunchConfig {
+            grid_dim: (grid[0], grid[1], grid[2]),
+            block_dim: (block[0], block[1], block[2]),
+            shared_mem_bytes: 0,
+        };
+        let mut b = l.stream.launch_builder(&l.func);
+        for p in ptrs {
+            b.arg(p);
+        }
+        for v in shape_vals {
+            b.arg(v);
+        }
+        // Safety: the caller guarantees the pointers (see above); parameters are one
+        // pointer per buffer, then one 64-bit integer per shape variable.
+        unsafe { b.launch(cfg) }.map_err(|e| {
+            Error::Target(format!(
+                "CUDA kernel {}: launch failed: {:?}",
+                self.source.kernel_name, e
+            ))
+        })?;
+        Ok(())
+    }
+
     /// Launch on GPU 0: `args` in parameter order (one per buffer parameter), then the
-    /// values of the shape variables. Untested here (no GPU): see the module doc.
+    /// values of the shape variables. Synchronizes before returning.
     pub fn launch(&self, args: &mut [HostArg<'_>], shape_vals: &[i64]) -> Result<()> {
         let l = self.load()?;
         let (grid, block) = self.source.launch.dims(shape_vals)?;

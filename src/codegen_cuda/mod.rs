@@ -1,6 +1,7 @@
 //! The CUDA backend: a [`LoweredFunc`] with GPU thread bindings becomes readable CUDA C
 //! ([`emit`]), compiled to PTX with NVRTC ([`compile_ptx`]) and launched through the CUDA
-//! driver API ([`CudaModule::launch`], untested here: no GPU on the build machines).
+//! driver API ([`CudaModule::launch`] with host arrays, [`CudaModule::launch_raw`] with
+//! device pointers; both exercised by `scripts/gpu_check.sh` on a GPU machine).
 //!
 //! What is emitted for a function `main` with buffers `A, B, C` and shape variable `n`:
 //!

@@ -59,6 +59,11 @@ pub(crate) struct Emitter<'a> {
     /// The guards of thread-bound loops around the current statement (`threadIdx.x < 8`
     /// for loop `j`), to refuse barriers that only some threads would reach.
     guards: Vec<String>,
+    /// Vector loads already read into a 16-byte temporary (`float4`...) by the enclosing
+    /// store, keyed by the address of their node: lane `k` is `tmp.x/y/z/w`.
+    pub vec_loads: HashMap<*const ExprNode, String>,
+    /// The values of the scalar `let`s in scope (to prove vector accesses aligned).
+    let_values: HashMap<u64, Expr>,
 }
 
 impl<'a> Emitter<'a> {
@@ -179,7 +184,11 @@ impl<'a> Emitter<'a> {
                         vals.join(", ")
                     ));
                 }
+                if lanes == 1 {
+                    self.let_values.insert(var.id(), value.clone());
+                }
                 let r = self.stmt(body);
+                self.let_values.remove(&var.id());
                 self.unbind_var(var);
                 r
             }
@@ -353,6 +362,9 @@ impl<'a> Emitter<'a> {
             self.line(&format!("{}[{}] = {};", name, i, v));
             return Ok(());
         }
+        if let Some(vt) = vector_ctype(buf.dtype(), lanes) {
+            return self.store_vector(buf, &name, &flat, value, lanes, vt);
+        }
         // A vector store, lane by lane. When the value reads the buffer it writes, all
         // lanes are computed before any is stored.
         let mut reads_self = false;
@@ -389,6 +401,120 @@ impl<'a> Emitter<'a> {
             }
         }
         Ok(())
+    }
+
+    /// A 16-byte vector store (`float4`, `double2`, `int4`, `longlong2`). Unit-stride
+    /// loads of the value whose first index is a multiple of the lane count are read
+    /// whole into a temporary first (one 128-bit load); the store is one 128-bit store
+    /// under the same condition unless the destination is a `local` array (kept as
+    /// scalar stores so that the compiler can keep it in registers). Anything else is
+    /// lane by lane. Every lane is computed before anything is stored.
+    fn store_vector(
+        &mut self,
+        buf: &Buffer,
+        name: &str,
+        flat: &Expr,
+        value: &Expr,
+        lanes: u32,
+        vt: &str,
+    ) -> Result<()> {
+        self.line("{");
+        self.indent += 1;
+        let mut loads = Vec::new();
+        value.visit(&mut |e| {
+            if let ExprNode::Load(..) = e.node() {
+                loads.push(e.clone());
+                return false;
+            }
+            true
+        });
+        let mut hoisted = Vec::new();
+        for e in &loads {
+            let ExprNode::Load(b, idx) = e.node() else {
+                continue;
+            };
+            let (src, f) = self.access(b, idx)?;
+            let lt = vector_ctype(b.dtype(), lanes).filter(|_| b.scope() != Scope::Local);
+            if let (Some(base), Some(lt)) = (self.aligned_unit_ramp(&f, lanes), lt) {
+                let base = self.text(&base, 0)?;
+                let tmp = self.names.fresh(&format!("{}_vec", src));
+                self.line(&format!(
+                    "const {} {} = *reinterpret_cast<const {}*>(&{}[{}]);",
+                    lt, tmp, lt, src, base
+                ));
+                let key = e.node() as *const ExprNode;
+                self.vec_loads.insert(key, tmp);
+                hoisted.push(key);
+            }
+        }
+        let mut vals = Vec::new();
+        for k in 0..lanes {
+            vals.push(self.text(value, k)?);
+        }
+        for k in &hoisted {
+            self.vec_loads.remove(k);
+        }
+        match self.aligned_unit_ramp(flat, lanes) {
+            Some(base) if buf.scope() != Scope::Local => {
+                let base = self.text(&base, 0)?;
+                self.line(&format!(
+                    "*reinterpret_cast<{}*>(&{}[{}]) = make_{}({});",
+                    vt,
+                    name,
+                    base,
+                    vt,
+                    vals.join(", ")
+                ));
+            }
+            _ => {
+                let t = ctype(buf.dtype());
+                let mut tmps = Vec::new();
+                for (k, v) in vals.iter().enumerate() {
+                    let tmp = self.names.fresh(&format!("{}_lane{}", name, k));
+                    self.line(&format!("const {} {} = {};", t, tmp, v));
+                    tmps.push(tmp);
+                }
+                for (k, tmp) in tmps.iter().enumerate() {
+                    let i = self.text(flat, k as u32)?;
+                    self.line(&format!("{}[{}] = {};", name, i, tmp));
+                }
+            }
+        }
+        self.indent -= 1;
+        self.line("}");
+        Ok(())
+    }
+
+    /// The base of `flat` if it is `ramp(base, 1, lanes)` with `base` a multiple of
+    /// `lanes` for every value of its variables, so that the access is one aligned 16-byte
+    /// vector (buffers themselves are 16-byte aligned: `cudaMalloc`'d or `__align__(16)`).
+    fn aligned_unit_ramp(&self, flat: &Expr, lanes: u32) -> Option<Expr> {
+        match flat.node() {
+            ExprNode::Ramp(base, 1, l) if *l == lanes && self.multiple_of(base, lanes as i64) => {
+                Some(base.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether `e` is a multiple of `n` whatever its variables are: a sufficient test on
+    /// the structure (constants, sums of multiples, products with a multiple, `let`
+    /// variables bound to multiples).
+    fn multiple_of(&self, e: &Expr, n: i64) -> bool {
+        use crate::te::BinOp;
+        match e.node() {
+            ExprNode::Int(v, _) => v % n == 0,
+            ExprNode::Binary(BinOp::Add | BinOp::Sub, a, b) => {
+                self.multiple_of(a, n) && self.multiple_of(b, n)
+            }
+            ExprNode::Binary(BinOp::Mul, a, b) => self.multiple_of(a, n) || self.multiple_of(b, n),
+            ExprNode::Cast(_, a) => self.multiple_of(a, n),
+            ExprNode::Var(v) => self
+                .let_values
+                .get(&v.id())
+                .is_some_and(|x| self.multiple_of(x, n)),
+            _ => false,
+        }
     }
 
     fn allocate(&mut self, buf: &Buffer, body: &Stmt) -> Result<()> {
@@ -428,7 +554,7 @@ impl<'a> Emitter<'a> {
                     MAX_STATIC_SHARED_BYTES
                 )));
             }
-            self.line(&format!("__shared__ {} {}[{}];", t, name, n));
+            self.line(&format!("__shared__ __align__(16) {} {}[{}];", t, name, n));
         } else {
             self.line(&format!("{} {}[{}];", t, name, n));
         }
@@ -444,6 +570,17 @@ impl<'a> Emitter<'a> {
             s.pop();
         }
         r
+    }
+}
+
+/// The CUDA type of a 16-byte vector of `lanes` elements of `dt`, if there is one.
+fn vector_ctype(dt: DType, lanes: u32) -> Option<&'static str> {
+    match (dt, lanes) {
+        (DType::F32, 4) => Some("float4"),
+        (DType::F64, 2) => Some("double2"),
+        (DType::I32, 4) => Some("int4"),
+        (DType::I64, 2) => Some("longlong2"),
+        _ => None,
     }
 }
 
@@ -470,6 +607,8 @@ pub(crate) fn emit_source(func: &LoweredFunc, plan: &KernelPlan<'_>) -> Result<C
         indent: 1,
         shared_bytes: 0,
         guards: Vec::new(),
+        vec_loads: HashMap::new(),
+        let_values: HashMap::new(),
     };
     let kernel_name = e.names.fresh(&format!("{}_kernel", sanitize(&func.name)));
 

@@ -1,0 +1,183 @@
+//! The GPU benchmark of `scripts/gpu_check.sh`: loopforge's CUDA kernels against cuBLAS
+//! (through cudarc) in the same run, on arrays kept on the GPU, timed with CUDA events
+//! after warm-up (median of the timed runs), each result checked against cuBLAS first
+//! (relative L2 error ‖out − ref‖ / ‖ref‖, every output element poisoned with NaN before
+//! the checked run). Prints a table of ratios last.
+//!
+//! `cargo run --release --example gpu_bench [-- quick]` on a machine with an NVIDIA GPU
+//! (`quick`: 1024-sized problems, for a smoke test).
+
+use cudarc::cublas::{sys::cublasOperation_t as Op, CudaBlas, Gemm, GemmConfig};
+use cudarc::driver::{sys::CUevent_flags, CudaSlice, CudaStream, DevicePtr};
+use loopforge::prelude::*;
+use loopforge::schedules;
+use std::sync::Arc;
+
+/// One row of the table.
+struct Row {
+    name: String,
+    flop: f64,
+    ours_ms: f64,
+    theirs: &'static str,
+    theirs_ms: f64,
+    err: f64,
+}
+
+/// Deterministic pseudo-random values in [-1, 1).
+fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Median time in milliseconds of `reps` runs of `f` on `stream`, each between two
+/// events, after `warm` untimed runs.
+fn time_ms(stream: &Arc<CudaStream>, warm: usize, reps: usize, f: &mut dyn FnMut()) -> f64 {
+    for _ in 0..warm {
+        f();
+    }
+    stream.synchronize().expect("synchronize");
+    let flags = Some(CUevent_flags::CU_EVENT_DEFAULT);
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let start = stream.record_event(flags).expect("event");
+            f();
+            let end = stream.record_event(flags).expect("event");
+            start.elapsed_ms(&end).expect("elapsed") as f64
+        })
+        .collect();
+    t.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    t[t.len() / 2]
+}
+
+fn rel_err(got: &[f32], want: &[f32]) -> f64 {
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (g, w) in got.iter().zip(want) {
+        let d = *g as f64 - *w as f64;
+        num += d * d;
+        den += (*w as f64) * (*w as f64);
+    }
+    if num.is_nan() {
+        return f64::NAN;
+    }
+    (num / den.max(1e-300)).sqrt()
+}
+
+fn ptr(s: &CudaSlice<f32>, stream: &Arc<CudaStream>) -> u64 {
+    let (p, _sync) = s.device_ptr(stream);
+    p
+}
+
+/// `C = A^T B` (A stored K x M, B stored K x N, row-major): the library's SIMT GEMM
+/// against cublasSgemm.
+fn sgemm(m: usize, n: usize, k: usize) -> Result<Row> {
+    let at = placeholder(&[(k as i64).into(), (m as i64).into()], DType::F32, "A");
+    let b = placeholder(&[(k as i64).into(), (n as i64).into()], DType::F32, "B");
+    let r = reduce_axis(0, k as i64, "k");
+    let c = compute(&[(m as i64).into(), (n as i64).into()], "C", |i| {
+        sum(
+            at.at(&[r.x(), i[0].clone()]) * b.at(&[r.x(), i[1].clone()]),
+            &[r.clone()],
+        )
+    });
+    let s = schedules::matmul_cuda(&c)?;
+    let kernel = build(&s, &[at, b, c], Target::cuda())?;
+    let module = kernel.cuda_module().expect("a CUDA kernel");
+    let stream = module.stream()?;
+    let drv = |e: cudarc::driver::DriverError| Error::Target(format!("{:?}", e));
+    let da = stream.clone_htod(&random(k * m, 1)).map_err(drv)?;
+    let db = stream.clone_htod(&random(k * n, 2)).map_err(drv)?;
+    let dc = stream.clone_htod(&vec![f32::NAN; m * n]).map_err(drv)?;
+    let mut dref = stream.alloc_zeros::<f32>(m * n).map_err(drv)?;
+    let blas = CudaBlas::new(stream.clone()).map_err(|e| Error::Target(format!("{:?}", e)))?;
+    // Row-major C (M x N) is column-major C^T (N x M) = B^T A with B^T: N x K (ld N), A
+    // stored column-major as M x K (ld M), transposed.
+    let cfg = GemmConfig {
+        transa: Op::CUBLAS_OP_N,
+        transb: Op::CUBLAS_OP_T,
+        m: n as i32,
+        n: m as i32,
+        k: k as i32,
+        alpha: 1.0f32,
+        lda: n as i32,
+        ldb: m as i32,
+        beta: 0.0f32,
+        ldc: n as i32,
+    };
+    let run_blas = |out: &mut CudaSlice<f32>| {
+        // Safety: the sizes above match the allocations.
+        unsafe { blas.gemm(cfg, &db, &da, out) }.expect("cublasSgemm");
+    };
+    let (pa, pb, pc) = (ptr(&da, &stream), ptr(&db, &stream), ptr(&dc, &stream));
+    let run_ours = || {
+        // Safety: the three allocations hold the arrays of the shapes the kernel was built
+        // for, and live until the end of this function (synchronized before).
+        unsafe { module.launch_raw(&[pa, pb, pc], &[]) }.expect("launch");
+    };
+    run_ours();
+    run_blas(&mut dref);
+    let got = stream.clone_dtoh(&dc).map_err(drv)?;
+    let want = stream.clone_dtoh(&dref).map_err(drv)?;
+    let err = rel_err(&got, &want);
+    let ours_ms = time_ms(&stream, 3, 20, &mut || run_ours());
+    let theirs_ms = time_ms(&stream, 3, 20, &mut || run_blas(&mut dref));
+    Ok(Row {
+        name: format!("f32 matmul {}x{}x{} (SIMT)", m, n, k),
+        flop: 2.0 * (m * n * k) as f64,
+        ours_ms,
+        theirs: "cublasSgemm",
+        theirs_ms,
+        err,
+    })
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "quick");
+    if loopforge::codegen_cuda::device_arch().is_none() {
+        eprintln!("gpu_bench: no CUDA device could be opened");
+        std::process::exit(2);
+    }
+    let size = if quick { 1024 } else { 4096 };
+    let mut rows = Vec::new();
+    let mut failed = false;
+    for r in [sgemm(size, size, size)] {
+        match r {
+            Ok(row) => rows.push(row),
+            Err(e) => {
+                eprintln!("gpu_bench: {}", e);
+                failed = true;
+            }
+        }
+    }
+    println!("== GPU benchmark: loopforge vs cuBLAS (median of 20 runs, CUDA events) ==");
+    println!(
+        "{:<34} {:>10} {:>9} {:>14} {:>10} {:>9} {:>7} {:>9}",
+        "kernel", "ours ms", "TFLOP/s", "baseline", "base ms", "TFLOP/s", "ratio", "rel err"
+    );
+    for r in &rows {
+        let tf = |ms: f64| r.flop / (ms * 1e-3) / 1e12;
+        println!(
+            "{:<34} {:>10.3} {:>9.2} {:>14} {:>10.3} {:>9.2} {:>6.2}x {:>9.1e}",
+            r.name,
+            r.ours_ms,
+            tf(r.ours_ms),
+            r.theirs,
+            r.theirs_ms,
+            tf(r.theirs_ms),
+            r.theirs_ms / r.ours_ms,
+            r.err
+        );
+        failed |= r.err.is_nan() || r.err >= 1e-4;
+    }
+    if failed {
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,196 @@
+//! The CUDA (SIMT) matmul schedule: the classic shared-memory / register-tiled GEMM.
+//!
+//! Each thread block computes a `bm x bn` tile of `C`; its `(bm / tm) x (bn / tn)` threads
+//! each accumulate a `tm x tn` sub-tile in registers (`C.local`). At every step of the
+//! reduction's outer loop (`bk` wide) the block copies the `A` and `B` tiles it needs into
+//! shared memory, cooperatively (each thread copies 16-byte vectors), with barriers
+//! around; at every inner step each thread reads its `tm` values of `A` and `tn` values of
+//! `B` from shared memory into registers (`*.shared.local`, 16-byte vector loads where the
+//! values are contiguous) and does `tm * tn` multiply-adds.
+
+use crate::error::{Error, Result};
+use crate::schedule::{create_schedule, Schedule};
+use crate::te::{ExprNode, OpKind, Tensor};
+
+/// Knobs of [`matmul_cuda_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CudaMatmulConfig {
+    /// Rows of `C` per thread block.
+    pub bm: i64,
+    /// Columns of `C` per thread block.
+    pub bn: i64,
+    /// Reduction step staged in shared memory.
+    pub bk: i64,
+    /// Rows of `C` per thread.
+    pub tm: i64,
+    /// Columns of `C` per thread (a multiple of 4: 16-byte vectors).
+    pub tn: i64,
+}
+
+impl Default for CudaMatmulConfig {
+    /// 128 x 128 tiles, 8 x 8 per thread (256 threads), 8-deep reduction steps.
+    fn default() -> Self {
+        CudaMatmulConfig {
+            bm: 128,
+            bn: 128,
+            bk: 8,
+            tm: 8,
+            tn: 8,
+        }
+    }
+}
+
+impl CudaMatmulConfig {
+    /// Threads per block.
+    pub fn threads(&self) -> i64 {
+        (self.bm / self.tm) * (self.bn / self.tn)
+    }
+
+    fn check(&self) -> Result<()> {
+        let bad = |m: String| {
+            Err(Error::InvalidExpr(format!(
+                "CudaMatmulConfig {:?}: {}",
+                self, m
+            )))
+        };
+        if [self.bm, self.bn, self.bk, self.tm, self.tn]
+            .iter()
+            .any(|&x| x <= 0)
+        {
+            return bad("every size must be positive".into());
+        }
+        if self.bm % self.tm != 0 || self.bn % self.tn != 0 {
+            return bad("tm must divide bm and tn must divide bn".into());
+        }
+        if self.tn % 4 != 0 || self.bm % 4 != 0 || self.bn % 4 != 0 || self.bk % 4 != 0 {
+            return bad("tn, bm, bn and bk must be multiples of 4 (16-byte vectors)".into());
+        }
+        let t = self.threads();
+        if t > 1024 {
+            return bad(format!("{} threads per block; CUDA allows at most 1024", t));
+        }
+        Ok(())
+    }
+}
+
+/// The default CUDA schedule of `c = sum_k a[.., ..] * b[.., ..]` (see
+/// [`matmul_cuda_with`]).
+pub fn matmul_cuda(c: &Tensor) -> Result<Schedule> {
+    matmul_cuda_with(c, CudaMatmulConfig::default())
+}
+
+/// Which index of each input the reduction runs along, for a 2-D reduction `c` that
+/// multiplies two 2-D inputs.
+fn reduce_dims(c: &Tensor) -> Result<[(Tensor, usize); 2]> {
+    let not_matmul = || {
+        Error::InvalidExpr(format!(
+            "matmul_cuda: {} is not a matmul: it must be a 2-D sum over one axis k of a[.., ..] * b[.., ..] with k indexing one dimension of each",
+            c.name()
+        ))
+    };
+    let OpKind::Compute { body, .. } = &c.op.kind else {
+        return Err(not_matmul());
+    };
+    let ExprNode::Reduce(r) = body[0].node() else {
+        return Err(not_matmul());
+    };
+    if r.axis.len() != 1 || c.shape().len() != 2 {
+        return Err(not_matmul());
+    }
+    let k = r.axis[0].var.id();
+    let mut found = Vec::new();
+    r.source[0].visit(&mut |e| {
+        if let ExprNode::Read(t, idx) = e.node() {
+            if idx.len() == 2 {
+                let dim = idx
+                    .iter()
+                    .position(|x| matches!(x.node(), ExprNode::Var(v) if v.id() == k));
+                if let Some(d) = dim {
+                    found.push((t.clone(), d));
+                }
+            }
+            return false;
+        }
+        true
+    });
+    match found.as_slice() {
+        [a, b] => Ok([a.clone(), b.clone()]),
+        _ => Err(not_matmul()),
+    }
+}
+
+/// Schedule the matmul `c` (any layout of its two inputs: `a[i, k]` or `a[k, i]`,
+/// `b[k, j]` or `b[j, k]`) for a CUDA GPU with the tiling of the module doc.
+/// Sizes that the tiles do not divide are handled by guards.
+pub fn matmul_cuda_with(c: &Tensor, cfg: CudaMatmulConfig) -> Result<Schedule> {
+    cfg.check()?;
+    let [(a, ka), (b, kb)] = reduce_dims(c)?;
+    let mut s = create_schedule(&[c.clone()])?;
+    let cl = s.cache_write(c, "local")?;
+    let a_sh = s.cache_read(&a, "shared", &[&cl])?;
+    let b_sh = s.cache_read(&b, "shared", &[&cl])?;
+    let a_loc = s.cache_read(&a_sh, "local", &[&cl])?;
+    let b_loc = s.cache_read(&b_sh, "local", &[&cl])?;
+
+    let tx_n = cfg.bn / cfg.tn;
+    // The output: blocks over (i, j), threads over the tiles, tm x tn per thread.
+    let [i, j] = s.axes2(c)?;
+    let (bi, ii) = s.split(c, &i, cfg.bm)?;
+    let (bj, jj) = s.split(c, &j, cfg.bn)?;
+    let (ti, ri) = s.split(c, &ii, cfg.tm)?;
+    let (tj, rj) = s.split(c, &jj, cfg.tn)?;
+    let (rjo, rjv) = s.split(c, &rj, 4)?;
+    s.reorder(c, &[&bi, &bj, &ti, &tj, &ri, &rjo, &rjv])?;
+    s.bind(c, &bi, "blockIdx.y")?;
+    s.bind(c, &bj, "blockIdx.x")?;
+    s.bind(c, &ti, "threadIdx.y")?;
+    s.bind(c, &tj, "threadIdx.x")?;
+    s.unroll(c, &ri)?;
+    s.unroll(c, &rjo)?;
+    s.vectorize(c, &rjv)?;
+
+    // The accumulator: the reduction split into shared-memory steps.
+    s.compute_at(&cl, c, &tj)?;
+    let [ci, cj] = s.axes2(&cl)?;
+    let k = s.reduce_axes(&cl)?.remove(0);
+    let (ko, ki) = s.split(&cl, &k, cfg.bk)?;
+    s.reorder(&cl, &[&ko, &ki, &ci, &cj])?;
+    s.unroll(&cl, &ki)?;
+    s.unroll(&cl, &ci)?;
+    s.unroll(&cl, &cj)?;
+
+    // Register copies at every ki step: vectors along a contiguous non-reduction axis.
+    for (loc, kdim) in [(&a_loc, ka), (&b_loc, kb)] {
+        s.compute_at(loc, &cl, &ki)?;
+        let [d0, d1] = s.axes2(loc)?;
+        if kdim == 1 {
+            // The copy is (t x 1): the values are a column of the shared tile.
+            s.unroll(loc, &d0)?;
+        } else {
+            let (d1o, v) = s.split(loc, &d1, 4)?;
+            s.unroll(loc, &d1o)?;
+            s.vectorize(loc, &v)?;
+        }
+    }
+    // Shared tiles: fetched at every ko step by all threads, 4 elements each at a time.
+    for sh in [&a_sh, &b_sh] {
+        s.compute_at(sh, &cl, &ko)?;
+        let [d0, d1] = s.axes2(sh)?;
+        let (d1o, v) = s.split(sh, &d1, 4)?;
+        let f = s.fuse(sh, &[&d0, &d1o])?;
+        let (_fo, ft) = s.split(sh, &f, cfg.threads())?;
+        let (fy, fx) = s.split(sh, &ft, tx_n)?;
+        s.bind(sh, &fy, "threadIdx.y")?;
+        s.bind(sh, &fx, "threadIdx.x")?;
+        s.vectorize(sh, &v)?;
+    }
+    // A k-contiguous shared tile is read down its columns, two rows `tm` apart per warp:
+    // an odd row stride puts them in different banks.
+    for (sh, kdim) in [(&a_sh, ka), (&b_sh, kb)] {
+        if kdim == 1 {
+            let [d0, _] = s.axes2(sh)?;
+            s.storage_align(sh, &d0, cfg.bk, 1)?;
+        }
+    }
+    Ok(s)
+}
