@@ -657,21 +657,29 @@ fn small_gemm() -> schedules::CudaMatmulConfig {
         bk: 4,
         tm: 4,
         tn: 4,
+        double_buffer: true,
     }
 }
 
 #[test]
 fn library_simt_gemm_in_every_layout_and_non_dividing_sizes() {
     for (m, n, k) in [(64, 64, 16), (50, 70, 13)] {
-        for layout in ["nn", "tn", "nt"] {
+        for (layout, db) in [("nn", true), ("tn", true), ("nt", true), ("tn", false)] {
             let (a, b, c) = match layout {
                 "nn" => matmul(m, n, k),
                 "tn" => matmul_tn(m, n, k),
                 _ => matmul_nt(m.into(), n.into(), k.into()),
             };
             let args = [a.clone(), b.clone(), c.clone()];
-            let s = schedules::matmul_cuda_with(&c, small_gemm()).unwrap();
-            let name = format!("simt gemm {} {}x{}x{}", layout, m, n, k);
+            let cfg = schedules::CudaMatmulConfig {
+                double_buffer: db,
+                ..small_gemm()
+            };
+            let s = schedules::matmul_cuda_with(&c, cfg).unwrap();
+            let name = format!(
+                "simt gemm {} {}x{}x{} (double buffer {})",
+                layout, m, n, k, db
+            );
             check_numerics(&name, &[c.clone()], &s, &args);
             // Dividing sizes: the shared tiles and the output are written with 16-byte
             // vectors; B's register copy (contiguous in j) is read with one.
@@ -722,6 +730,7 @@ fn library_simt_gemm_errors() {
         tm: 4,
         tn: 4,
         bk: 8,
+        double_buffer: false,
     };
     let e = schedules::matmul_cuda_with(&c, many)
         .unwrap_err()

@@ -251,3 +251,119 @@ fn storage_align_on_shared_tiles() {
         );
     }
 }
+
+// ---------------------------------------------------------------- double_buffer
+
+/// The cooperative tiled matmul with both shared tiles double-buffered.
+fn double_buffered(c: &Tensor, a: &Tensor, b: &Tensor) -> Schedule {
+    let mut s = tiled(c, a, b, true);
+    s.double_buffer("A.shared").unwrap();
+    s.double_buffer("B.shared").unwrap();
+    s
+}
+
+#[test]
+fn double_buffer() {
+    // K = 40 fills 5 steps of 8; K = 13 leaves a ragged last step; K = 5 has one step
+    // (the prefetch never runs).
+    for k in [40, 13, 5] {
+        let (a, b, c) = matmul(32, 24, k);
+        let args = [a.clone(), b.clone(), c.clone()];
+        let s = double_buffered(&c, &a, &b);
+        let want = run_all(
+            &create_schedule(&[c.clone()]).unwrap(),
+            &args,
+            Target::interp(),
+            3,
+        );
+        let got = run_all(&s, &args, Target::interp(), 3);
+        let name = format!("double-buffered tiled matmul, K = {}", k);
+        assert_outputs_close(&args, &got, &want, &name);
+        let text = lower(&s, &args).unwrap().to_string();
+        if k == 40 {
+            golden("double_buffer", &text);
+        }
+        // Two copies of each tile, allocated once outside the k.outer loop; a prologue
+        // and one barrier per iteration (the two copies make the second one needless).
+        let alloc = format!(
+            "allocate A.shared[float32, ({})], scope=\"shared\"",
+            2 * 8 * k.min(8)
+        );
+        assert!(text.contains(&alloc), "{}: {}", name, text);
+        assert_eq!(text.matches(&alloc).count(), 1, "{}: {}", name, text);
+        // Replay.
+        let replayed = Schedule::replay(&[c.clone()], &s.trace_json()).unwrap();
+        assert_eq!(
+            lower(&replayed, &args).unwrap().to_string(),
+            text,
+            "{}",
+            name
+        );
+    }
+}
+
+#[test]
+fn double_buffer_needs_the_closing_barrier() {
+    // The prefetch overwrites the copy the previous iteration read: without the barrier
+    // that closes each iteration, fast threads clobber a tile slow ones still read.
+    let (a, b, c) = matmul(32, 24, 40);
+    let args = [a.clone(), b.clone(), c.clone()];
+    let mut f = lower(&double_buffered(&c, &a, &b), &args).unwrap();
+    fn strip_in_loops(s: &Stmt) -> Stmt {
+        match s {
+            Stmt::For(f) if f.var.name() == "k.outer" => strip_barriers(s),
+            other => other.map(&mut |x| strip_in_loops(x), &mut |e| e.clone()),
+        }
+    }
+    let before = f.to_string().matches("__syncthreads()").count();
+    f.body = strip_in_loops(&f.body);
+    // Only the closing barrier of the main loop is gone; the prologue's and the peeled
+    // last iteration's stay.
+    assert_eq!(f.to_string().matches("__syncthreads()").count(), before - 1);
+    let mut arrs = make_args(&args, 4);
+    let mut refs: Vec<&mut NdArray> = arrs.iter_mut().collect();
+    loopforge::interp::run(&f, &mut refs).unwrap();
+    let want = run_all(
+        &create_schedule(&[c.clone()]).unwrap(),
+        &args,
+        Target::interp(),
+        4,
+    );
+    assert!(!arrs[2].allclose(&want[2], 1e-4, 1e-4));
+}
+
+#[test]
+fn double_buffer_errors() {
+    let (a, b, c) = matmul(32, 24, 40);
+    // A local stage.
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    let al = s.cache_read(&a, "local", &[&c]).unwrap();
+    let i = s.axis(&c, "i").unwrap();
+    s.compute_at(&al, &c, &i).unwrap();
+    assert_sched_err(
+        s.double_buffer(&al),
+        "cannot double_buffer A.local: its buffer has Local scope; double buffering applies to shared-memory stages",
+    );
+    // A shared stage computed at the root.
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    let sh = s.cache_read(&a, "shared", &[&c]).unwrap();
+    assert_sched_err(
+        s.double_buffer(&sh),
+        "cannot double_buffer A.shared: it is not computed inside a loop",
+    );
+    // Computed at a loop that is unrolled: no serial loop to pipeline.
+    let mut s = tiled(&c, &a, &b, true);
+    s.double_buffer("A.shared").unwrap();
+    let ko = s.axis(&c, "k.outer").unwrap();
+    s.unroll(&c, &ko).unwrap();
+    let e = lower(&s, &[a.clone(), b.clone(), c.clone()]).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("cannot double_buffer A.shared: its buffer is not allocated directly inside a serial loop"),
+        "{}",
+        e
+    );
+    // Unknown stage.
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    assert!(s.double_buffer("nope").is_err());
+}

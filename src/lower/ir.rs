@@ -98,6 +98,10 @@ impl Buffer {
         }
         out
     }
+    /// Whether the strides were given (padded) rather than row-major.
+    pub fn has_explicit_strides(&self) -> bool {
+        self.0.strides.is_some()
+    }
     /// Name.
     pub fn name(&self) -> &str {
         &self.0.name

@@ -7,21 +7,24 @@
 //! 2. [`infer_bound`] — regions, extents, offsets and guards of every stage;
 //! 3. [`schedule_ops`] — loop nests, attachments, allocations, reduction init/update;
 //! 4. [`storage_sync`] — barriers around shared-memory producers inside GPU kernels;
-//! 5. [`storage_flatten`] — one flat index per access;
-//! 6. [`simplify`] — canonical index arithmetic, range-aware, decided guards removed;
-//! 7. [`loop_partition`] — split loops of non-dividing splits into a guard-free main part
+//! 5. [`double_buffer`] — two copies of `double_buffer` stages, the next filled while the
+//!    current one is read;
+//! 6. [`storage_flatten`] — one flat index per access;
+//! 7. [`simplify`] — canonical index arithmetic, range-aware, decided guards removed;
+//! 8. [`loop_partition`] — split loops of non-dividing splits into a guard-free main part
 //!    and a guarded tail, then [`simplify`] again (narrower ranges decide more);
-//! 8. [`vectorize`] — `vectorized` loops become 128-bit vector operations;
-//! 9. [`unroll`] — `unrolled` loops become copies of their body;
-//! 10. [`simplify`] again, then [`hoist`] — loop-invariant expressions bound by `let`
+//! 9. [`vectorize`] — `vectorized` loops become 128-bit vector operations;
+//! 10. [`unroll`] — `unrolled` loops become copies of their body;
+//! 11. [`simplify`] again, then [`hoist`] — loop-invariant expressions bound by `let`
 //!     outside the loops that do not change them;
-//! 11. [`verify`] — between passes in debug builds, and at the end always; then
+//! 12. [`verify`] — between passes in debug builds, and at the end always; then
 //!     [`thread_limits`] checks GPU launch limits.
 //!
 //! `LOOPFORGE_DUMP_IR=1` prints the IR after every pass ("(unchanged)" when a pass did
 //! nothing).
 
 pub mod bound;
+pub mod double_buffer;
 pub mod hoist;
 pub mod infer_bound;
 pub mod inline;
@@ -107,6 +110,14 @@ fn run_pipeline(
     p.after("schedule_ops", false)?;
     p.f.body = storage_sync::insert_barriers(&p.f.body);
     p.after("storage_sync", false)?;
+    let db: HashSet<String> = schedule
+        .stages
+        .iter()
+        .filter(|s| s.double_buffer)
+        .map(|s| s.name.clone())
+        .collect();
+    p.f.body = double_buffer::inject(&p.f.body, &db)?;
+    p.after("double_buffer", false)?;
 
     p.f.body = storage_flatten::flatten(&p.f.body);
     p.after("storage_flatten", true)?;

@@ -282,6 +282,7 @@ impl Schedule {
                 factor,
                 offset,
             } => self.storage_align(stage.as_str(), &ax(stage, axis), *factor, *offset),
+            Step::DoubleBuffer { stage } => self.double_buffer(stage.as_str()),
         }
     }
 }

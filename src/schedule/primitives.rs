@@ -562,6 +562,39 @@ impl Schedule {
         Ok(())
     }
 
+    /// Keep two copies of the stage's shared-memory buffer (TVM's `double_buffer`): in each
+    /// iteration of the loop it is computed in, the threads fill the copy for the next
+    /// iteration while reading the current one, so that the loads of the next tile are
+    /// issued before the arithmetic on this one and one barrier per iteration suffices
+    /// instead of two. The stage must be in `shared` scope and computed inside a loop
+    /// (call [`compute_at`](Self::compute_at) first).
+    pub fn double_buffer<S: StageRef + ?Sized>(&mut self, s: &S) -> Result<()> {
+        let name = s.stage_name();
+        let si = self.stage_index(&name)?;
+        let st = &self.stages[si];
+        if st.scope != crate::lower::ir::Scope::Shared {
+            return Err(sched_err(
+                &name,
+                format!(
+                    "cannot double_buffer {}: its buffer has {:?} scope; double buffering applies to shared-memory stages (cache_read(tensor, \"shared\", readers))",
+                    name, st.scope
+                ),
+            ));
+        }
+        if !matches!(st.attach, Attach::At { .. }) {
+            return Err(sched_err(
+                &name,
+                format!(
+                    "cannot double_buffer {}: it is not computed inside a loop; compute_at it at the loop whose iterations should overlap (e.g. the reduction's outer axis) first",
+                    name
+                ),
+            ));
+        }
+        self.stages[si].double_buffer = true;
+        self.trace.push(Step::DoubleBuffer { stage: name });
+        Ok(())
+    }
+
     /// Compute the stage in its own loop nest at the top level (the default).
     pub fn compute_root<S: StageRef + ?Sized>(&mut self, s: &S) -> Result<()> {
         let name = s.stage_name();

@@ -87,6 +87,9 @@ pub struct Stage {
     pub scope: Scope,
     /// `storage_align` requests: (root data axis, factor, offset).
     pub aligns: Vec<(usize, i64, i64)>,
+    /// `double_buffer`: two copies of the buffer, the next one filled while the current
+    /// one is read.
+    pub double_buffer: bool,
 }
 
 impl Stage {
@@ -126,6 +129,7 @@ impl Stage {
             is_output,
             scope,
             aligns: vec![],
+            double_buffer: false,
         }
     }
 

@@ -61,6 +61,8 @@ pub enum Step {
     },
     /// `cache_write(tensor, scope)`.
     CacheWrite { tensor: String, scope: String },
+    /// `double_buffer(stage)`.
+    DoubleBuffer { stage: String },
 }
 
 /// Serialize a trace as pretty JSON.

@@ -6,7 +6,8 @@
 //! shared memory, cooperatively (each thread copies 16-byte vectors), with barriers
 //! around; at every inner step each thread reads its `tm` values of `A` and `tn` values of
 //! `B` from shared memory into registers (`*.shared.local`, 16-byte vector loads where the
-//! values are contiguous) and does `tm * tn` multiply-adds.
+//! values are contiguous) and does `tm * tn` multiply-adds. With `double_buffer` the tiles
+//! of the next step are loaded while the current ones are read.
 
 use crate::error::{Error, Result};
 use crate::schedule::{create_schedule, Schedule};
@@ -25,10 +26,14 @@ pub struct CudaMatmulConfig {
     pub tm: i64,
     /// Columns of `C` per thread (a multiple of 4: 16-byte vectors).
     pub tn: i64,
+    /// Double-buffer the shared tiles (the next step's tiles are loaded while this
+    /// step's are read; one barrier per step).
+    pub double_buffer: bool,
 }
 
 impl Default for CudaMatmulConfig {
-    /// 128 x 128 tiles, 8 x 8 per thread (256 threads), 8-deep reduction steps.
+    /// 128 x 128 tiles, 8 x 8 per thread (256 threads), 8-deep reduction steps, double
+    /// buffered.
     fn default() -> Self {
         CudaMatmulConfig {
             bm: 128,
@@ -36,6 +41,7 @@ impl Default for CudaMatmulConfig {
             bk: 8,
             tm: 8,
             tn: 8,
+            double_buffer: true,
         }
     }
 }
@@ -183,6 +189,9 @@ pub fn matmul_cuda_with(c: &Tensor, cfg: CudaMatmulConfig) -> Result<Schedule> {
         s.bind(sh, &fy, "threadIdx.y")?;
         s.bind(sh, &fx, "threadIdx.x")?;
         s.vectorize(sh, &v)?;
+        if cfg.double_buffer {
+            s.double_buffer(sh)?;
+        }
     }
     // A k-contiguous shared tile is read down its columns, two rows `tm` apart per warp:
     // an odd row stride puts them in different banks.
