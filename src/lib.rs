@@ -35,6 +35,7 @@ pub mod codegen_cpu;
 pub mod codegen_cuda;
 pub mod error;
 pub mod interp;
+pub mod intrinsics;
 pub mod lower;
 pub mod runtime;
 pub mod schedule;

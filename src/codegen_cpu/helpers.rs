@@ -166,7 +166,7 @@ pub(crate) fn helper_table() -> Vec<Helper> {
             Helper { name: $name, ptr: $f as *const u8, params: &[$($p),*], rets: &[$($r),*] }
         };
     }
-    vec![
+    let mut table = vec![
         h!(
             "loopforge_exp_f32",
             exp_f32 as extern "C" fn(f32) -> f32,
@@ -293,5 +293,18 @@ pub(crate) fn helper_table() -> Vec<Helper> {
             [I64, I64],
             []
         ),
-    ]
+    ];
+    // Tensor intrinsics with a CPU implementation: `fn(args: *const i64)`.
+    let mut seen = std::collections::HashSet::new();
+    for imp in crate::intrinsics::cpu_impls() {
+        if seen.insert(imp.symbol) {
+            table.push(Helper {
+                name: imp.symbol,
+                ptr: imp.func as *const u8,
+                params: &[I64],
+                rets: &[],
+            });
+        }
+    }
+    table
 }

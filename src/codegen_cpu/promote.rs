@@ -65,6 +65,8 @@ pub(crate) fn plan(buf: &Buffer, body: &Stmt, outlines_parallel: bool) -> Option
     };
     body.visit(&mut |s| match s {
         Stmt::Allocate { buf: b, .. } if b.name() == name => ok = false,
+        // An intrinsic takes the buffer's address.
+        Stmt::Intrinsic(c) if c.operands.iter().any(|o| o.buf.name() == name) => ok = false,
         Stmt::For(f) if f.kind == ForKind::Parallel && outlines_parallel => ok = false,
         _ => {}
     });

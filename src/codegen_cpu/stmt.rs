@@ -41,6 +41,7 @@ impl<'a, 'f> FnGen<'a, 'f> {
             }
             Stmt::Produce { body, .. } => self.gen_stmt(body),
             Stmt::Evaluate(e) => self.gen_expr(e).map(|_| ()),
+            Stmt::Intrinsic(c) => self.gen_intrinsic(c),
             Stmt::Barrier => Err(unsupported(
                 "a thread barrier (__syncthreads) has no meaning on the CPU: the schedule uses GPU-only \
                  features; use Target::cuda",
@@ -228,6 +229,48 @@ impl<'a, 'f> FnGen<'a, 'f> {
         self.unbind_buf(buf.name(), prev);
         r?;
         self.call_helper(FREE, &[ptr, bytes])?;
+        Ok(())
+    }
+}
+
+impl FnGen<'_, '_> {
+    /// A tensor intrinsic: its host function called with one array of words (operand
+    /// addresses, operand strides, the declaration's extents, `accumulate`; see
+    /// `intrinsics`), built in a stack slot.
+    pub fn gen_intrinsic(&mut self, c: &crate::lower::ir::IntrinsicCall) -> Result<()> {
+        let imp = c.intrin.cpu.ok_or_else(|| {
+            crate::error::Error::Target(format!(
+                "intrinsic {} has no CPU implementation",
+                c.intrin.name
+            ))
+        })?;
+        let mut words = Vec::new();
+        for o in &c.operands {
+            let base = self.buf_ptr_or_err(o.buf.name())?;
+            let idx = self.scalar_index(&o.index[0])?;
+            words.push(self.elem_addr(base, idx, o.buf.dtype()));
+        }
+        for o in &c.operands {
+            for s in &o.strides {
+                let v = self.scalar_index(s)?;
+                words.push(v);
+            }
+        }
+        for e in c.intrin.extents() {
+            words.push(self.b.ins().iconst(types::I64, e));
+        }
+        words.push(self.b.ins().iconst(types::I64, c.accumulate as i64));
+        let ss = self.b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            8 * words.len() as u32,
+            3,
+        ));
+        let flags = MemFlagsData::trusted();
+        let addr = self.b.ins().stack_addr(types::I64, ss, 0);
+        for (i, w) in words.iter().enumerate() {
+            self.b.ins().store(flags, *w, addr, 8 * i as i32);
+        }
+        self.call_helper(imp.symbol, &[addr])?;
         Ok(())
     }
 }

@@ -121,7 +121,7 @@ impl<'a> Walk<'a> {
                 self.lets.pop();
             }
             Stmt::Produce { body, .. } => self.go(body),
-            Stmt::Evaluate(_) | Stmt::Barrier | Stmt::NoOp => {}
+            Stmt::Evaluate(_) | Stmt::Barrier | Stmt::Intrinsic(_) | Stmt::NoOp => {}
         }
     }
 }

@@ -203,6 +203,10 @@ impl<'a> Emitter<'a> {
                 }
                 Ok(())
             }
+            Stmt::Intrinsic(c) => Err(Error::Target(format!(
+                "kernel {}: intrinsic {} has no CUDA implementation",
+                self.func.name, c.intrin.name
+            ))),
             Stmt::Barrier => {
                 if let Some(g) = self.guards.last() {
                     return Err(Error::Target(format!(

@@ -304,6 +304,11 @@ impl Compiler {
                 self.emit(Instr::Eval(e));
                 Ok(())
             }
+            Stmt::Intrinsic(c) => {
+                // The declared semantics on the call's views: the oracle.
+                let r = crate::intrinsics::reference_stmt(c).map_err(|e| e.to_string())?;
+                self.stmt(&r)
+            }
             Stmt::Barrier => {
                 if self.kernel.is_some() {
                     self.emit(Instr::Barrier);

@@ -231,8 +231,50 @@ pub enum Stmt {
     Evaluate(Expr),
     /// A barrier among the threads of a GPU block (`__syncthreads()`).
     Barrier,
+    /// A call of a tensor intrinsic (`Schedule::tensorize`) on strided tiles.
+    Intrinsic(IntrinsicCall),
     /// Nothing.
     NoOp,
+}
+
+/// One operand of an [`IntrinsicCall`]: a strided tile of a buffer.
+#[derive(Debug, Clone)]
+pub struct IntrinOperand {
+    /// The buffer.
+    pub buf: Buffer,
+    /// Indices of the tile's first element (one flat index after storage flattening).
+    pub index: Vec<Expr>,
+    /// Stride in elements of each dimension of the intrinsic's placeholder.
+    pub strides: Vec<Expr>,
+}
+
+/// A call of a tensor intrinsic: the inputs in declaration order, then the output.
+#[derive(Debug, Clone)]
+pub struct IntrinsicCall {
+    /// The intrinsic.
+    pub intrin: std::sync::Arc<crate::intrinsics::TensorIntrin>,
+    /// Operands: inputs, then the output.
+    pub operands: Vec<IntrinOperand>,
+    /// For a reduction: accumulate into the output (`true`) or start from the identity.
+    pub accumulate: bool,
+}
+
+impl IntrinsicCall {
+    fn map_exprs(&self, fe: &mut dyn FnMut(&Expr) -> Expr) -> IntrinsicCall {
+        IntrinsicCall {
+            intrin: self.intrin.clone(),
+            operands: self
+                .operands
+                .iter()
+                .map(|o| IntrinOperand {
+                    buf: o.buf.clone(),
+                    index: o.index.iter().map(&mut *fe).collect(),
+                    strides: o.strides.iter().map(&mut *fe).collect(),
+                })
+                .collect(),
+            accumulate: self.accumulate,
+        }
+    }
 }
 
 impl Stmt {
@@ -315,6 +357,7 @@ impl Stmt {
             },
             Stmt::Evaluate(e) => Stmt::Evaluate(fe(e)),
             Stmt::Barrier => Stmt::Barrier,
+            Stmt::Intrinsic(c) => Stmt::Intrinsic(c.map_exprs(fe)),
             Stmt::NoOp => Stmt::NoOp,
         }
     }
@@ -362,6 +405,10 @@ impl Stmt {
             }
             Stmt::Let { value, .. } => f(value),
             Stmt::Evaluate(e) => f(e),
+            Stmt::Intrinsic(c) => c.operands.iter().for_each(|o| {
+                o.index.iter().for_each(&mut *f);
+                o.strides.iter().for_each(&mut *f)
+            }),
             _ => {}
         });
     }
@@ -483,6 +530,28 @@ impl Printer {
             }
             Stmt::Evaluate(e) => self.line(&format!("{}", e)),
             Stmt::Barrier => self.line("__syncthreads()"),
+            Stmt::Intrinsic(c) => {
+                let ops: Vec<String> = c
+                    .operands
+                    .iter()
+                    .map(|o| {
+                        let idx: Vec<String> = o.index.iter().map(|e| e.to_string()).collect();
+                        let st: Vec<String> = o.strides.iter().map(|e| e.to_string()).collect();
+                        format!(
+                            "{}[{}] strides ({})",
+                            o.buf.name(),
+                            idx.join(", "),
+                            st.join(", ")
+                        )
+                    })
+                    .collect();
+                self.line(&format!(
+                    "{}({}{})",
+                    c.intrin.name,
+                    ops.join(", "),
+                    if c.accumulate { ", accumulate" } else { "" }
+                ))
+            }
             Stmt::NoOp => self.line("pass"),
         }
     }

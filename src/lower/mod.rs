@@ -34,6 +34,7 @@ pub mod schedule_ops;
 pub mod simplify;
 pub mod storage_flatten;
 pub mod storage_sync;
+pub(crate) mod tensorize;
 pub mod thread_limits;
 pub mod unroll;
 pub mod vectorize;

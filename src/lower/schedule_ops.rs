@@ -5,8 +5,10 @@
 //! consumer's loops (allocated there over their inferred region), root intermediates
 //! allocated around the whole body, reductions split into an init nest (placed just before
 //! the first reduce loop) and an update, non-dividing splits guarded by `if`s around the
-//! innermost body, and tensor reads replaced by multi-dimensional buffer loads relative to
-//! each buffer's origin.
+//! innermost body, tensor reads replaced by multi-dimensional buffer loads relative to
+//! each buffer's origin, and tensorized nests replaced by intrinsic calls ([`tensorize`]).
+//!
+//! [`tensorize`]: super::tensorize
 
 use super::infer_bound::{Bounds, StageInfo};
 use super::ir::{Buffer, Stmt};
@@ -179,6 +181,14 @@ fn produce(s: &Schedule, b: &Bounds, info: &StageInfo) -> Result<Stmt> {
     let first_red = leaves
         .iter()
         .position(|&l| st.axes[l].kind == IterKind::Reduce);
+    // A tensorized nest: no loops from `stop` inward, one intrinsic call instead (which
+    // starts the reduction itself when it begins inside the nest).
+    let (stop, main) = match &st.tensorize {
+        Some((axis, intrin)) => {
+            super::tensorize::call_for(s, b, info, &vmap, &store_idx, axis, intrin, first_red)?
+        }
+        None => (leaves.len(), main),
+    };
     let init_nest = |from: usize| -> Stmt {
         // Loops over the data-parallel leaves inside the first reduce loop, with fresh vars.
         let mut body = init.clone().unwrap_or(Stmt::NoOp);
@@ -200,7 +210,7 @@ fn produce(s: &Schedule, b: &Bounds, info: &StageInfo) -> Result<Stmt> {
     };
 
     let mut stmt = main;
-    for pos in (0..leaves.len()).rev() {
+    for pos in (0..stop).rev() {
         if first_red == Some(pos + 1) {
             stmt = Stmt::seq(vec![init_nest(pos + 1), stmt]);
         }
@@ -214,7 +224,7 @@ fn produce(s: &Schedule, b: &Bounds, info: &StageInfo) -> Result<Stmt> {
             stmt,
         );
     }
-    if first_red == Some(0) {
+    if first_red == Some(0) && stop > 0 {
         stmt = Stmt::seq(vec![init_nest(0), stmt]);
     }
     Ok(Stmt::Produce {

@@ -1,7 +1,7 @@
 //! Pass: storage flattening.
 //!
-//! Requires: loads and stores with one index per buffer dimension. Ensures: every load and
-//! store has one flat index (row-major, or with the buffer's padded strides), and every buffer in the body (allocations and
+//! Requires: loads, stores and intrinsic operands with one index per buffer dimension.
+//! Ensures: every load, store and intrinsic operand has one flat index (row-major, or with the buffer's padded strides), and every buffer in the body (allocations and
 //! accesses) has a one-dimensional shape `[number of elements]`. Function parameters keep
 //! their logical shapes (they are checked against the arguments at call time).
 
@@ -71,6 +71,15 @@ fn go(s: &Stmt, cache: &Cache) -> Stmt {
             buf: flat_buf(buf, cache),
             body: Box::new(go(body, cache)),
         },
+        Stmt::Intrinsic(c) => {
+            let mut c = c.clone();
+            for o in &mut c.operands {
+                let idx: Vec<Expr> = o.index.iter().map(|i| expr(i, cache)).collect();
+                o.index = vec![flat_index(&o.buf, &idx)];
+                o.buf = flat_buf(&o.buf, cache);
+            }
+            Stmt::Intrinsic(c)
+        }
         other => other.map(&mut |x| go(x, cache), &mut |e| expr(e, cache)),
     }
 }

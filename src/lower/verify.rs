@@ -133,6 +133,30 @@ fn stmt(
         }
         Stmt::Produce { body, .. } => stmt(body, vars, bufs, flat),
         Stmt::Evaluate(e) => expr(e, vars, bufs, flat),
+        Stmt::Intrinsic(c) => {
+            for o in &c.operands {
+                if !bufs.contains(o.buf.name()) {
+                    return Err(format!(
+                        "buffer {} is passed to {} outside its allocation",
+                        o.buf.name(),
+                        c.intrin.name
+                    ));
+                }
+                if flat && o.index.len() != 1 {
+                    return Err(format!(
+                        "operand {} of {} has {} indices after flattening",
+                        o.buf.name(),
+                        c.intrin.name,
+                        o.index.len()
+                    ));
+                }
+                o.index
+                    .iter()
+                    .chain(&o.strides)
+                    .try_for_each(|i| expr(i, vars, bufs, flat))?;
+            }
+            Ok(())
+        }
         Stmt::Barrier | Stmt::NoOp => Ok(()),
     }
 }

@@ -283,6 +283,22 @@ impl Schedule {
                 offset,
             } => self.storage_align(stage.as_str(), &ax(stage, axis), *factor, *offset),
             Step::DoubleBuffer { stage } => self.double_buffer(stage.as_str()),
+            Step::Tensorize {
+                stage,
+                axis,
+                intrin,
+            } => {
+                let i = crate::intrinsics::lookup(intrin).ok_or_else(|| {
+                    crate::error::sched_err(
+                        stage,
+                        format!(
+                            "cannot replay tensorize with {}: no intrinsic of that name is registered (declare it, e.g. intrinsics::gemm_f32(..), before replaying)",
+                            intrin
+                        ),
+                    )
+                })?;
+                self.tensorize(stage.as_str(), &ax(stage, axis), &i)
+            }
         }
     }
 }

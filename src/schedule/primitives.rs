@@ -595,6 +595,52 @@ impl Schedule {
         Ok(())
     }
 
+    /// Replace the loop nest under leaf `axis` (inclusive) by a call of `intrin` (TVM's
+    /// `tensorize`). The loops from `axis` inward must correspond in order to the
+    /// intrinsic's axes (data, then reduce) with the same extents and no guards, and the
+    /// nest must compute what the intrinsic declares; lowering checks it and otherwise
+    /// fails with the first differing subexpression of both sides.
+    pub fn tensorize<S: StageRef + ?Sized>(
+        &mut self,
+        s: &S,
+        axis: &Axis,
+        intrin: &std::sync::Arc<crate::intrinsics::TensorIntrin>,
+    ) -> Result<()> {
+        let name = s.stage_name();
+        let si = self.stage_index(&name)?;
+        let idx = self.leaf(si, axis, "tensorize")?;
+        let st = &self.stages[si];
+        let pos = st.leaf_pos(idx).expect("leaf() checked it is a leaf");
+        let inner = st.leaves.len() - pos;
+        let want = intrin.extents().len();
+        if inner != want {
+            return Err(sched_err(
+                &name,
+                format!(
+                    "cannot tensorize {} at {} with {}: {} loops are under it ({}), the intrinsic has {} axes; tensorize at the loop whose nest has exactly the intrinsic's shape",
+                    name,
+                    axis.name,
+                    intrin.name,
+                    inner,
+                    st.leaves[pos..]
+                        .iter()
+                        .map(|&l| st.axes[l].name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    want
+                ),
+            ));
+        }
+        crate::intrinsics::register(intrin)?;
+        self.stages[si].tensorize = Some((axis.name.clone(), intrin.clone()));
+        self.trace.push(Step::Tensorize {
+            stage: name,
+            axis: axis.name.clone(),
+            intrin: intrin.name.clone(),
+        });
+        Ok(())
+    }
+
     /// Compute the stage in its own loop nest at the top level (the default).
     pub fn compute_root<S: StageRef + ?Sized>(&mut self, s: &S) -> Result<()> {
         let name = s.stage_name();

@@ -90,6 +90,9 @@ pub struct Stage {
     /// `double_buffer`: two copies of the buffer, the next one filled while the current
     /// one is read.
     pub double_buffer: bool,
+    /// `tensorize`: the loop nest under this leaf axis is replaced by a call of the
+    /// intrinsic.
+    pub tensorize: Option<(String, std::sync::Arc<crate::intrinsics::TensorIntrin>)>,
 }
 
 impl Stage {
@@ -130,6 +133,7 @@ impl Stage {
             scope,
             aligns: vec![],
             double_buffer: false,
+            tensorize: None,
         }
     }
 

@@ -63,6 +63,12 @@ pub enum Step {
     CacheWrite { tensor: String, scope: String },
     /// `double_buffer(stage)`.
     DoubleBuffer { stage: String },
+    /// `tensorize(stage, axis, intrin)` (the intrinsic by its registered name).
+    Tensorize {
+        stage: String,
+        axis: String,
+        intrin: String,
+    },
 }
 
 /// Serialize a trace as pretty JSON.

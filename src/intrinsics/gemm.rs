@@ -1,0 +1,153 @@
+//! `gemm_f32(mr, nr, kc)`: the f32 register-tile update `C[i, j] += sum_k A[i, k] * B[k, j]`
+//! over an `mr x nr` tile of `C` and `kc` steps of the reduction.
+//!
+//! CPU implementation: with AVX2 and FMA (detected at run time), rows of `C` in blocks of
+//! 6 and columns in blocks of 16 are kept in twelve 256-bit accumulators while `k` runs,
+//! when `B` and `C` rows are contiguous (unit column stride); anything else (other
+//! strides, edge blocks, no AVX2) takes the portable loop.
+
+use super::{register, CpuImpl, TensorIntrin};
+use crate::error::Result;
+use crate::te::{compute_named, placeholder, reduce_axis, sum, DType};
+use std::sync::Arc;
+
+/// Symbol of the CPU implementation (shared by every tile size: the sizes are passed).
+const SYMBOL: &str = "loopforge_intrin_gemm_f32";
+
+/// The intrinsic `gemm_f32_{mr}x{nr}x{kc}` (registered, and the same object on every call
+/// with the same sizes). Its operands: `A` (`mr x kc`), `B` (`kc x nr`), then `C`
+/// (`mr x nr`), any strides.
+pub fn gemm_f32(mr: i64, nr: i64, kc: i64) -> Result<Arc<TensorIntrin>> {
+    let name = format!("gemm_f32_{}x{}x{}", mr, nr, kc);
+    if let Some(i) = super::lookup(&name) {
+        return Ok(i);
+    }
+    let a = placeholder(&[mr.into(), kc.into()], DType::F32, "A");
+    let b = placeholder(&[kc.into(), nr.into()], DType::F32, "B");
+    let k = reduce_axis(0, kc, "k");
+    let c = compute_named(&[mr.into(), nr.into()], "C", &["i", "j"], |i| {
+        sum(
+            a.at(&[i[0].clone(), k.x()]) * b.at(&[k.x(), i[1].clone()]),
+            &[k.clone()],
+        )
+    });
+    let intrin = TensorIntrin::new(
+        &name,
+        &c,
+        &[a, b],
+        Some(CpuImpl {
+            symbol: SYMBOL,
+            func: gemm_f32_entry,
+        }),
+    )?;
+    register(&intrin)?;
+    Ok(super::lookup(&name).unwrap_or(intrin))
+}
+
+/// The operands of one call, decoded.
+struct Call {
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    sa: [isize; 2],
+    sb: [isize; 2],
+    sc: [isize; 2],
+    m: usize,
+    n: usize,
+    k: usize,
+    accumulate: bool,
+}
+
+extern "C" fn gemm_f32_entry(args: *const i64) {
+    // Safety: the JIT passes the 13 words the module doc of `intrinsics` describes, for
+    // tiles that bounds inference keeps inside their buffers.
+    let w = unsafe { std::slice::from_raw_parts(args, 13) };
+    let call = Call {
+        a: w[0] as *const f32,
+        b: w[1] as *const f32,
+        c: w[2] as *mut f32,
+        sa: [w[3] as isize, w[4] as isize],
+        sb: [w[5] as isize, w[6] as isize],
+        sc: [w[7] as isize, w[8] as isize],
+        m: w[9] as usize,
+        n: w[10] as usize,
+        k: w[11] as usize,
+        accumulate: w[12] != 0,
+    };
+    unsafe { run(&call) }
+}
+
+/// # Safety
+/// The views must be valid for the tile sizes.
+unsafe fn run(c: &Call) {
+    let mut i = 0;
+    #[cfg(target_arch = "x86_64")]
+    if c.sb[1] == 1 && c.sc[1] == 1 && avx2_fma() {
+        while i + 6 <= c.m {
+            let mut j = 0;
+            while j + 16 <= c.n {
+                unsafe { kernel_6x16(c, i, j) };
+                j += 16;
+            }
+            unsafe { portable(c, i, i + 6, j, c.n) };
+            i += 6;
+        }
+    }
+    unsafe { portable(c, i, c.m, 0, c.n) };
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2_fma() -> bool {
+    use std::sync::OnceLock;
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+}
+
+/// Rows `i0..i1`, columns `j0..j1`, plain loops.
+unsafe fn portable(c: &Call, i0: usize, i1: usize, j0: usize, j1: usize) {
+    for i in i0..i1 {
+        for j in j0..j1 {
+            let pc = unsafe { c.c.offset(i as isize * c.sc[0] + j as isize * c.sc[1]) };
+            let mut acc = if c.accumulate { unsafe { *pc } } else { 0.0f32 };
+            for k in 0..c.k {
+                let x = unsafe { *c.a.offset(i as isize * c.sa[0] + k as isize * c.sa[1]) };
+                let y = unsafe { *c.b.offset(k as isize * c.sb[0] + j as isize * c.sb[1]) };
+                acc += x * y;
+            }
+            unsafe { *pc = acc };
+        }
+    }
+}
+
+/// The 6 x 16 block at (`i0`, `j0`): twelve 8-wide accumulators, one broadcast of `A` and
+/// two loads of `B` per row and step.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn kernel_6x16(c: &Call, i0: usize, j0: usize) {
+    use std::arch::x86_64::*;
+    let pc = |r: usize| unsafe { c.c.offset((i0 + r) as isize * c.sc[0] + j0 as isize) };
+    let mut acc = [[_mm256_setzero_ps(); 2]; 6];
+    if c.accumulate {
+        for (r, row) in acc.iter_mut().enumerate() {
+            row[0] = unsafe { _mm256_loadu_ps(pc(r)) };
+            row[1] = unsafe { _mm256_loadu_ps(pc(r).add(8)) };
+        }
+    }
+    let pa = unsafe { c.a.offset(i0 as isize * c.sa[0]) };
+    let pb = unsafe { c.b.add(j0) };
+    for k in 0..c.k as isize {
+        let brow = unsafe { pb.offset(k * c.sb[0]) };
+        let b0 = unsafe { _mm256_loadu_ps(brow) };
+        let b1 = unsafe { _mm256_loadu_ps(brow.add(8)) };
+        let ak = unsafe { pa.offset(k * c.sa[1]) };
+        for (r, row) in acc.iter_mut().enumerate() {
+            let x = _mm256_set1_ps(unsafe { *ak.offset(r as isize * c.sa[0]) });
+            row[0] = _mm256_fmadd_ps(x, b0, row[0]);
+            row[1] = _mm256_fmadd_ps(x, b1, row[1]);
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        unsafe { _mm256_storeu_ps(pc(r), row[0]) };
+        unsafe { _mm256_storeu_ps(pc(r).add(8), row[1]) };
+    }
+}

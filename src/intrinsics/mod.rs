@@ -1,0 +1,160 @@
+//! Tensor intrinsics: a small computation declared in TE (its semantics) together with
+//! implementations per target (TVM's `TensorIntrin`). `Schedule::tensorize(stage, axis,
+//! intrin)` replaces the loop nest under `axis` by a call when the nest computes exactly
+//! what the declaration says.
+//!
+//! - The declaration is a `compute` over placeholders: its data axes, then its reduce
+//!   axes, correspond in order to the loops of the tensorized nest; each placeholder to a
+//!   tensor the stage reads; the output to the stage's buffer.
+//! - A call passes, per operand (the inputs in declaration order, then the output), the
+//!   address of the tile's first element and the stride in elements of each of the
+//!   declaration's dimensions; the tile is a strided view of the buffer.
+//! - The reference interpreter executes the declaration itself on those views (the
+//!   oracle); the CPU backend calls the registered host function; a target without an
+//!   implementation is a typed error.
+//! - A reduction intrinsic is called with `accumulate = 1` when the reduction started
+//!   before the tensorized nest (the output holds partial sums) and `0` when the nest
+//!   covers the whole reduction (the intrinsic starts from the reducer's identity).
+//!
+//! Built in: [`gemm_f32`] (`C[i, j] += A[i, k] * B[k, j]`, an MR x NR x KC register-tile
+//! update with an AVX2+FMA micro-kernel chosen at run time and a portable fallback).
+
+mod gemm;
+mod reference;
+
+pub use gemm::gemm_f32;
+pub(crate) use reference::reference_stmt;
+
+use crate::error::{Error, Result};
+use crate::te::{OpKind, Tensor};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// The host function of a CPU implementation. It receives one array of 64-bit words:
+/// the operand addresses (inputs in declaration order, then the output), then each
+/// operand's strides (one per dimension of its placeholder, in elements), then the
+/// extents of the declaration's axes (data, then reduce), then `accumulate` (0 or 1).
+pub type CpuIntrinFn = extern "C" fn(args: *const i64);
+
+/// A CPU implementation: a host function the JIT calls by `symbol`.
+#[derive(Clone, Copy)]
+pub struct CpuImpl {
+    /// Symbol under which the JIT imports it (unique per intrinsic).
+    pub symbol: &'static str,
+    /// The function.
+    pub func: CpuIntrinFn,
+}
+
+impl std::fmt::Debug for CpuImpl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CpuImpl({})", self.symbol)
+    }
+}
+
+/// A declared tensor intrinsic.
+#[derive(Debug)]
+pub struct TensorIntrin {
+    /// Unique name (schedules refer to it by name in traces).
+    pub name: String,
+    /// The declaration's output: a `compute` whose body reads only `inputs`.
+    pub output: Tensor,
+    /// The declaration's placeholders, in operand order.
+    pub inputs: Vec<Tensor>,
+    /// The CPU implementation, if any.
+    pub cpu: Option<CpuImpl>,
+}
+
+impl TensorIntrin {
+    /// Declare an intrinsic computing `output` from the placeholders `inputs` (every
+    /// placeholder `output` reads must be listed, and every extent must be constant).
+    pub fn new(
+        name: &str,
+        output: &Tensor,
+        inputs: &[Tensor],
+        cpu: Option<CpuImpl>,
+    ) -> Result<Arc<TensorIntrin>> {
+        let bad = |m: String| Err(Error::InvalidExpr(format!("intrinsic {}: {}", name, m)));
+        let OpKind::Compute { axis, .. } = &output.op.kind else {
+            return bad("the declaration's output must be a compute".into());
+        };
+        for a in axis.iter().chain(output.op.reduce_axis().iter()) {
+            if a.extent.as_int().is_none() || a.min.as_int() != Some(0) {
+                return bad(format!(
+                    "axis {} must start at 0 and have a constant extent",
+                    a.var.name()
+                ));
+            }
+        }
+        for t in output.op.input_tensors() {
+            if !inputs.iter().any(|i| Arc::ptr_eq(&i.op, &t.op)) {
+                return bad(format!(
+                    "it reads {}, which is not among its inputs",
+                    t.name()
+                ));
+            }
+        }
+        for t in inputs {
+            if !matches!(t.op.kind, OpKind::Placeholder { .. }) {
+                return bad(format!("input {} must be a placeholder", t.name()));
+            }
+        }
+        Ok(Arc::new(TensorIntrin {
+            name: name.to_string(),
+            output: output.clone(),
+            inputs: inputs.to_vec(),
+            cpu,
+        }))
+    }
+
+    /// The extents of the declaration's axes: data axes, then reduce axes.
+    pub fn extents(&self) -> Vec<i64> {
+        let OpKind::Compute { axis, .. } = &self.output.op.kind else {
+            unreachable!("checked in new")
+        };
+        axis.iter()
+            .chain(self.output.op.reduce_axis().iter())
+            .map(|a| a.extent.as_int().expect("checked in new"))
+            .collect()
+    }
+}
+
+fn registry() -> &'static Mutex<HashMap<String, Arc<TensorIntrin>>> {
+    static R: OnceLock<Mutex<HashMap<String, Arc<TensorIntrin>>>> = OnceLock::new();
+    R.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Make `intrin` known by name (trace replay looks intrinsics up here; `tensorize`
+/// registers the intrinsics it is given). Registering another intrinsic under a name
+/// already taken is an error.
+pub fn register(intrin: &Arc<TensorIntrin>) -> Result<()> {
+    let mut r = registry().lock().expect("intrinsic registry");
+    match r.get(&intrin.name) {
+        Some(old) if !Arc::ptr_eq(old, intrin) => Err(Error::InvalidExpr(format!(
+            "another intrinsic is already registered as {}; give each intrinsic its own name",
+            intrin.name
+        ))),
+        _ => {
+            r.insert(intrin.name.clone(), intrin.clone());
+            Ok(())
+        }
+    }
+}
+
+/// The intrinsic registered as `name`.
+pub fn lookup(name: &str) -> Option<Arc<TensorIntrin>> {
+    registry()
+        .lock()
+        .expect("intrinsic registry")
+        .get(name)
+        .cloned()
+}
+
+/// Every registered intrinsic with a CPU implementation (the JIT imports their symbols).
+pub(crate) fn cpu_impls() -> Vec<CpuImpl> {
+    registry()
+        .lock()
+        .expect("intrinsic registry")
+        .values()
+        .filter_map(|i| i.cpu)
+        .collect()
+}

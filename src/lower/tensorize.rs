@@ -1,0 +1,340 @@
+//! Tensorization, a step of `schedule_ops`: the loop nest of a stage under its tensorized
+//! axis is matched against the intrinsic's declaration and replaced by one call.
+//!
+//! Requires: bounds inference; the stage's root variables as expressions of its leaf
+//! variables (`vmap`). Ensures, or fails with a schedule error that names the stage, the
+//! axis and the intrinsic:
+//! - the loops from the axis inward are the declaration's data axes then reduce axes, in
+//!   order, with equal constant extents and no guards of non-dividing splits;
+//! - after renaming those loop variables to the declaration's axes and rebasing every
+//!   tensor index to the tile's first element, the stage's body is structurally the
+//!   declaration's (else the error shows the first differing subexpression of both); a
+//!   read may run along the placeholder's dimensions in any order (a transposed view)
+//!   and have extra dimensions that stay fixed in the tile;
+//! - the call's operands are the tiles' first elements in their buffers with the buffers'
+//!   strides; it accumulates when the reduction started outside the nest.
+
+use super::infer_bound::{Bounds, StageInfo};
+use super::ir::{IntrinOperand, IntrinsicCall, Stmt};
+use super::simplify::simplify;
+use crate::error::{sched_err, Result};
+use crate::intrinsics::TensorIntrin;
+use crate::schedule::Schedule;
+use crate::te::{Expr, ExprNode, IterKind, OpKind, Tensor, Var};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What the matcher learns of one declared input: the tensor, the indices of its tile's
+/// first element, and for each of the placeholder's dimensions the tensor dimension it
+/// runs along.
+type Bound = (Tensor, Vec<Expr>, Vec<usize>);
+
+/// What the matcher learns, per declared input.
+struct Binding {
+    tensors: Vec<Option<Bound>>,
+}
+
+struct Matcher<'a> {
+    intrin: &'a TensorIntrin,
+    /// Inner leaf variable -> the declaration's axis variable.
+    to_decl: HashMap<u64, Expr>,
+    /// Inner leaf variable -> 0.
+    zero: HashMap<u64, Expr>,
+    bind: Binding,
+}
+
+/// `Err((stage side, declaration side))` at the first difference.
+type Match = std::result::Result<(), (Expr, Expr)>;
+
+impl Matcher<'_> {
+    fn expr(&mut self, s: &Expr, d: &Expr) -> Match {
+        let differ = || Err((s.clone(), d.clone()));
+        match (s.node(), d.node()) {
+            (ExprNode::Read(t, idx), ExprNode::Read(p, pidx)) => {
+                let Some(pi) = self
+                    .intrin
+                    .inputs
+                    .iter()
+                    .position(|x| Arc::ptr_eq(&x.op, &p.op))
+                else {
+                    return differ();
+                };
+                if idx.len() < pidx.len() {
+                    return differ();
+                }
+                let base: Vec<Expr> = idx
+                    .iter()
+                    .map(|i| simplify(&i.substitute(&self.zero)))
+                    .collect();
+                // Each tensor dimension moves along one placeholder dimension (any
+                // order: a transposed read is a view with swapped strides) or not at all.
+                let rel: Vec<Expr> = idx
+                    .iter()
+                    .zip(&base)
+                    .map(|(i, b)| {
+                        simplify(&simplify(&(i.clone() - b.clone())).substitute(&self.to_decl))
+                    })
+                    .collect();
+                let mut dims = vec![];
+                for p_ in pidx {
+                    let p_ = simplify(p_);
+                    let found = rel
+                        .iter()
+                        .enumerate()
+                        .find(|(e, r)| r.structural_eq(&p_) && !dims.contains(e));
+                    match found {
+                        Some((e, _)) => dims.push(e),
+                        None => return differ(),
+                    }
+                }
+                if rel
+                    .iter()
+                    .enumerate()
+                    .any(|(e, r)| !dims.contains(&e) && r.as_int() != Some(0))
+                {
+                    return differ();
+                }
+                match &self.bind.tensors[pi] {
+                    Some((t0, b0, d0)) => {
+                        let same = Arc::ptr_eq(&t0.op, &t.op)
+                            && t0.value_index == t.value_index
+                            && *d0 == dims
+                            && b0.iter().zip(&base).all(|(x, y)| x.structural_eq(y));
+                        if !same {
+                            return differ();
+                        }
+                    }
+                    None => self.bind.tensors[pi] = Some((t.clone(), base, dims)),
+                }
+                Ok(())
+            }
+            (ExprNode::Var(v), _) => match self.to_decl.get(&v.id()) {
+                Some(x) if x.structural_eq(d) => Ok(()),
+                _ => differ(),
+            },
+            (ExprNode::Int(..), _) | (ExprNode::Float(..), _) => {
+                if s.structural_eq(d) {
+                    Ok(())
+                } else {
+                    differ()
+                }
+            }
+            (ExprNode::Binary(o1, a1, b1), ExprNode::Binary(o2, a2, b2)) if o1 == o2 => {
+                self.expr(a1, a2)?;
+                self.expr(b1, b2)
+            }
+            (ExprNode::Cmp(o1, a1, b1), ExprNode::Cmp(o2, a2, b2)) if o1 == o2 => {
+                self.expr(a1, a2)?;
+                self.expr(b1, b2)
+            }
+            (ExprNode::Cast(t1, a1), ExprNode::Cast(t2, a2)) if t1 == t2 => self.expr(a1, a2),
+            (ExprNode::Call(f1, x1), ExprNode::Call(f2, x2))
+                if f1 == f2 && x1.len() == x2.len() =>
+            {
+                x1.iter().zip(x2).try_for_each(|(a, b)| self.expr(a, b))
+            }
+            (ExprNode::Select(..), ExprNode::Select(..))
+            | (ExprNode::And(..), ExprNode::And(..))
+            | (ExprNode::Or(..), ExprNode::Or(..))
+            | (ExprNode::Not(..), ExprNode::Not(..)) => {
+                let (cs, cd) = (s.children(), d.children());
+                cs.iter().zip(&cd).try_for_each(|(a, b)| self.expr(a, b))
+            }
+            _ => differ(),
+        }
+    }
+}
+
+/// The call replacing the nest of `info`'s stage under leaf `axis`, and the position of
+/// that leaf. `vmap` gives the root variables in terms of the leaves; `store_idx` the
+/// output's indices; `first_red` the position of the first reduce leaf.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn call_for(
+    s: &Schedule,
+    b: &Bounds,
+    info: &StageInfo,
+    vmap: &HashMap<u64, Expr>,
+    store_idx: &[Expr],
+    axis: &str,
+    intrin: &Arc<TensorIntrin>,
+    first_red: Option<usize>,
+) -> Result<(usize, Stmt)> {
+    let st = &s.stages[info.si];
+    let what = format!(
+        "cannot tensorize {} at {} with {}",
+        st.name, axis, intrin.name
+    );
+    let err = |m: String| Err(sched_err(&st.name, format!("{}: {}", what, m)));
+    let Some(pos) = st.leaves.iter().position(|&l| st.axes[l].name == axis) else {
+        return err(format!(
+            "{} is no longer a leaf axis (leaf axes: {})",
+            axis,
+            st.leaf_names().join(", ")
+        ));
+    };
+    let inner = &st.leaves[pos..];
+    let OpKind::Compute { axis: daxes, body } = &intrin.output.op.kind else {
+        return err("its declaration is not a compute".into());
+    };
+    let raxes = intrin.output.op.reduce_axis();
+    let decl_vars: Vec<&Var> = daxes.iter().chain(raxes.iter()).map(|a| &a.var).collect();
+    let extents = intrin.extents();
+    let describe = || {
+        inner
+            .iter()
+            .map(|&l| {
+                let a = &st.axes[l];
+                let kind = if a.kind == IterKind::Reduce {
+                    "reduce"
+                } else {
+                    "data"
+                };
+                format!("{} ({}, extent {})", a.name, kind, simplify(&info.ext[l]))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let want_kinds = daxes.len();
+    let kinds_ok = inner.len() == decl_vars.len()
+        && inner
+            .iter()
+            .enumerate()
+            .all(|(n, &l)| (st.axes[l].kind == IterKind::Reduce) == (n >= want_kinds));
+    let extents_ok = kinds_ok
+        && inner
+            .iter()
+            .zip(&extents)
+            .all(|(&l, &e)| simplify(&info.ext[l]).as_int() == Some(e));
+    if !extents_ok {
+        return err(format!(
+            "the loops under it are {}; the intrinsic needs {} data-parallel loops then {} reduce loops with extents {:?}",
+            describe(),
+            daxes.len(),
+            raxes.len(),
+            extents
+        ));
+    }
+    let inner_vars: Vec<&Var> = inner.iter().map(|&l| &st.axes[l].var).collect();
+    for (g, _) in &info.guards {
+        if inner_vars.iter().any(|v| g.uses_var(v)) {
+            return err(format!(
+                "the loops under it are guarded ({}): a split factor does not divide its extent; make the tile sizes divide the extents",
+                g
+            ));
+        }
+    }
+    for other in &s.stages {
+        if let crate::schedule::Attach::At { stage, axis: a } = &other.attach {
+            if stage == &st.name && inner.iter().any(|&l| &st.axes[l].name == a) {
+                return err(format!(
+                    "stage {} is computed at {}, inside the nest; compute it at {} or outside",
+                    other.name, a, axis
+                ));
+            }
+        }
+    }
+    let mut m = Matcher {
+        intrin,
+        to_decl: inner_vars
+            .iter()
+            .zip(&decl_vars)
+            .map(|(v, d)| (v.id(), d.expr()))
+            .collect(),
+        zero: inner_vars.iter().map(|v| (v.id(), Expr::int(0))).collect(),
+        bind: Binding {
+            tensors: vec![None; intrin.inputs.len()],
+        },
+    };
+    let stage_body = info.bodies[0].substitute(vmap);
+    let r = match (stage_body.node(), body[0].node()) {
+        (ExprNode::Reduce(rs), ExprNode::Reduce(rd)) => {
+            let x = Var::new("x", rs.source[0].dtype()).expr();
+            let y = Var::new("y", rs.source[0].dtype()).expr();
+            let (cs, cd) = (
+                rs.combiner.combine(&[x.clone()], &[y.clone()]),
+                rd.combiner.combine(&[x], &[y]),
+            );
+            if rs.source.len() != 1 || rd.source.len() != 1 || !cs[0].structural_eq(&cd[0]) {
+                Err((cs[0].clone(), cd[0].clone()))
+            } else {
+                m.expr(&rs.source[0], &rd.source[0])
+            }
+        }
+        (ExprNode::Reduce(_), _) | (_, ExprNode::Reduce(_)) => {
+            Err((stage_body.clone(), body[0].clone()))
+        }
+        _ => m.expr(&stage_body, &body[0]),
+    };
+    if let Err((a, d)) = r {
+        return err(format!(
+            "the loop nest computes `{}` where the intrinsic declares `{}`",
+            a, d
+        ));
+    }
+    // The output: indexed by the data loops, in order.
+    if store_idx.len() != daxes.len() {
+        return err(format!(
+            "{} has {} dimensions, the intrinsic's output {}",
+            st.name,
+            store_idx.len(),
+            daxes.len()
+        ));
+    }
+    let out_base: Vec<Expr> = store_idx
+        .iter()
+        .map(|i| simplify(&i.substitute(&m.zero)))
+        .collect();
+    for (d, (i, base)) in store_idx.iter().zip(&out_base).enumerate() {
+        let rel = simplify(&simplify(&(i.clone() - base.clone())).substitute(&m.to_decl));
+        if !rel.structural_eq(&daxes[d].var.expr()) {
+            return err(format!(
+                "dimension {} of {} is indexed by `{}` where the intrinsic's output is indexed by `{}`",
+                d,
+                st.name,
+                rel,
+                daxes[d].var.name()
+            ));
+        }
+    }
+    let mut operands = vec![];
+    for (pi, bound) in m.bind.tensors.iter().enumerate() {
+        let Some((t, base, dims)) = bound else {
+            return err(format!(
+                "the intrinsic's input {} is not read by the loop nest",
+                intrin.inputs[pi].name()
+            ));
+        };
+        let (buf, origin) = b
+            .buffer_of(t)
+            .ok_or_else(|| sched_err(&st.name, format!("{}: {} has no buffer", what, t.name())))?;
+        let index = base
+            .iter()
+            .enumerate()
+            .map(|(d, i)| match origin {
+                Some(o) => simplify(&(i.clone() - o[d].clone())),
+                None => i.clone(),
+            })
+            .collect();
+        let strides = buf.strides();
+        operands.push(IntrinOperand {
+            buf: buf.clone(),
+            index,
+            strides: dims.iter().map(|&e| strides[e].clone()).collect(),
+        });
+    }
+    let out = &info.buffers[0];
+    operands.push(IntrinOperand {
+        buf: out.clone(),
+        index: out_base,
+        strides: out.strides(),
+    });
+    let accumulate = !raxes.is_empty() && first_red.is_some_and(|f| f < pos);
+    Ok((
+        pos,
+        Stmt::Intrinsic(IntrinsicCall {
+            intrin: intrin.clone(),
+            operands,
+            accumulate,
+        }),
+    ))
+}

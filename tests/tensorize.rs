@@ -1,0 +1,247 @@
+//! `tensorize` with the built-in `gemm_f32` intrinsic: the loop nest of a matmul tile is
+//! replaced by a call; the reference interpreter runs the intrinsic's declaration (the
+//! oracle), the CPU backend its host function (AVX2+FMA micro-kernel where available).
+//! Each case: golden IR, numbers against the unscheduled computation on both, trace
+//! replay; then the errors.
+
+mod common;
+use common::*;
+use loopforge::intrinsics::{self, gemm_f32, TensorIntrin};
+use loopforge::prelude::*;
+
+/// `C[i, j] = sum_k A[i, k] * B[k, j]` tiled 6 x 16, the whole reduction in the call
+/// (`kc == k`) or split with the calls accumulating (`kc < k`).
+fn tiled(c: &Tensor, kc: Option<i64>) -> Schedule {
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    let [i, j] = s.axes2(c).unwrap();
+    let k = s.reduce_axes(c).unwrap().remove(0);
+    let (io, ii) = s.split(c, &i, 6).unwrap();
+    let (jo, ji) = s.split(c, &j, 16).unwrap();
+    let kext = s.stage(c).unwrap().op.reduce_axis()[0]
+        .extent
+        .as_int()
+        .unwrap();
+    match kc {
+        None => {
+            s.reorder(c, &[&jo, &io, &ii, &ji, &k]).unwrap();
+            s.tensorize(c, &ii, &gemm_f32(6, 16, kext).unwrap())
+                .unwrap();
+        }
+        Some(kc) => {
+            let (ko, ki) = s.split(c, &k, kc).unwrap();
+            s.reorder(c, &[&jo, &io, &ko, &ii, &ji, &ki]).unwrap();
+            s.tensorize(c, &ii, &gemm_f32(6, 16, kc).unwrap()).unwrap();
+        }
+    }
+    s
+}
+
+fn check(name: &str, c: &Tensor, args: &[Tensor], s: &Schedule, golden_name: Option<&str>) {
+    let base = create_schedule(&[c.clone()]).unwrap();
+    let want = run_all(&base, args, Target::interp(), 11);
+    let text = lower(s, args).unwrap().to_string();
+    assert!(
+        text.contains("gemm_f32_6x16x"),
+        "{}: no call in\n{}",
+        name,
+        text
+    );
+    if let Some(g) = golden_name {
+        golden(g, &text);
+    }
+    for t in [Target::interp(), Target::cpu()] {
+        let got = run_all(s, args, t.clone(), 11);
+        assert_outputs_close(args, &got, &want, &format!("{} on {:?}", name, t));
+    }
+    let replayed = Schedule::replay(&[c.clone()], &s.trace_json()).unwrap();
+    assert_eq!(
+        lower(&replayed, args).unwrap().to_string(),
+        text,
+        "{}",
+        name
+    );
+}
+
+#[test]
+fn tensorize_whole_reduction() {
+    let (a, b, c) = matmul(60, 48, 40);
+    let args = [a, b, c.clone()];
+    check(
+        "gemm 60x48x40, one call per tile",
+        &c,
+        &args,
+        &tiled(&c, None),
+        Some("tensorize"),
+    );
+}
+
+#[test]
+fn tensorize_accumulating_calls() {
+    // K = 40 in steps of 8: the output starts at 0 (a plain init nest), each call adds.
+    let (a, b, c) = matmul(12, 32, 40);
+    let args = [a, b, c.clone()];
+    let s = tiled(&c, Some(8));
+    let text = lower(&s, &args).unwrap().to_string();
+    assert!(text.contains(", accumulate)"), "{}", text);
+    check(
+        "gemm 12x32x40, kc 8",
+        &c,
+        &args,
+        &s,
+        Some("tensorize_accumulate"),
+    );
+}
+
+#[test]
+fn tensorize_strided_views_and_packed_b() {
+    // A read transposed (A[k, i]: the tile's strides are (1, M)) and B packed into a
+    // local panel per column block: the intrinsic sees every kind of stride.
+    let (m, n, kk) = (18i64, 32i64, 24i64);
+    let a = placeholder(&[kk.into(), m.into()], DType::F32, "A");
+    let b = placeholder(&[kk.into(), n.into()], DType::F32, "B");
+    let k = reduce_axis(0, kk, "k");
+    let at = compute(&[m.into(), kk.into()], "AT", |i| {
+        a.at(&[i[1].clone(), i[0].clone()])
+    });
+    let c = compute(&[m.into(), n.into()], "C", |i| {
+        sum(
+            at.at(&[i[0].clone(), k.x()]) * b.at(&[k.x(), i[1].clone()]),
+            &[k.clone()],
+        )
+    });
+    let args = [a, b.clone(), c.clone()];
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    s.compute_inline(&at).unwrap();
+    let bp = s.cache_read(&b, "global", &[&c]).unwrap();
+    let [i, j] = s.axes2(&c).unwrap();
+    let kx = s.reduce_axes(&c).unwrap().remove(0);
+    let (io, ii) = s.split(&c, &i, 6).unwrap();
+    let (jo, ji) = s.split(&c, &j, 16).unwrap();
+    s.reorder(&c, &[&jo, &io, &ii, &ji, &kx]).unwrap();
+    s.compute_at(&bp, &c, &jo).unwrap();
+    s.tensorize(&c, &ii, &gemm_f32(6, 16, kk).unwrap()).unwrap();
+    let base = create_schedule(&[c.clone()]).unwrap();
+    let want = run_all(&base, &args, Target::interp(), 5);
+    for t in [Target::interp(), Target::cpu()] {
+        let got = run_all(&s, &args, t.clone(), 5);
+        assert_outputs_close(&args, &got, &want, &format!("strided views on {:?}", t));
+    }
+}
+
+#[test]
+fn gemm_intrinsic_against_its_declaration_on_random_views() {
+    // Property: for random tile sizes (the micro-kernel's 6x16 blocks and the portable
+    // edges), the host function equals the declaration run by the interpreter.
+    let mut seed = 7u64;
+    let mut next = |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    for case in 0..12 {
+        let mr = [1, 5, 6, 7, 12][next(5) as usize];
+        let nr = [1, 8, 16, 17, 32][next(5) as usize];
+        let kc = 1 + next(20) as i64;
+        let (mt, nt) = (2i64, 3i64);
+        let (a, b, c) = matmul(mr * mt, nr * nt, kc * 2);
+        let args = [a, b, c.clone()];
+        let mut s = create_schedule(&[c.clone()]).unwrap();
+        let [i, j] = s.axes2(&c).unwrap();
+        let k = s.reduce_axes(&c).unwrap().remove(0);
+        let (io, ii) = s.split(&c, &i, mr).unwrap();
+        let (jo, ji) = s.split(&c, &j, nr).unwrap();
+        let (ko, ki) = s.split(&c, &k, kc).unwrap();
+        s.reorder(&c, &[&io, &jo, &ko, &ii, &ji, &ki]).unwrap();
+        s.tensorize(&c, &ii, &gemm_f32(mr, nr, kc).unwrap())
+            .unwrap();
+        let want = run_all(&s, &args, Target::interp(), case);
+        let got = run_all(&s, &args, Target::cpu(), case);
+        assert_outputs_close(
+            &args,
+            &got,
+            &want,
+            &format!("gemm_f32_{}x{}x{} host function vs declaration", mr, nr, kc),
+        );
+    }
+}
+
+#[test]
+fn tensorize_errors() {
+    let (a, b, c) = matmul(12, 32, 8);
+    let args = [a.clone(), b.clone(), c.clone()];
+    // Not the declared computation: a max-reduction, and a product with an extra term.
+    let k = reduce_axis(0, 8, "k");
+    let cmax = compute(&[12.into(), 32.into()], "Cmax", |i| {
+        max_reduce(
+            a.at(&[i[0].clone(), k.x()]) * b.at(&[k.x(), i[1].clone()]),
+            &[k.clone()],
+        )
+    });
+    let k2 = reduce_axis(0, 8, "k");
+    let cplus = compute(&[12.into(), 32.into()], "Cplus", |i| {
+        sum(
+            a.at(&[i[0].clone(), k2.x()]) * b.at(&[k2.x(), i[1].clone()]) + 1.0f32,
+            &[k2.clone()],
+        )
+    });
+    for (t, needle) in [
+        (&cmax, "the loop nest computes `max("),
+        (&cplus, "where the intrinsic declares `A[i, k] * B[k, j]`"),
+    ] {
+        let mut s = create_schedule(&[t.clone()]).unwrap();
+        let [i, j] = s.axes2(t).unwrap();
+        let (io, ii) = s.split(t, &i, 6).unwrap();
+        let (jo, ji) = s.split(t, &j, 16).unwrap();
+        let kk = s.reduce_axes(t).unwrap().remove(0);
+        s.reorder(t, &[&io, &jo, &ii, &ji, &kk]).unwrap();
+        s.tensorize(t, &ii, &gemm_f32(6, 16, 8).unwrap()).unwrap();
+        let e = lower(&s, &[a.clone(), b.clone(), t.clone()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot tensorize"), "{}", e);
+        assert!(e.contains(needle), "{}", e);
+    }
+    // A tile that does not divide: guarded loops.
+    let (a2, b2, c2) = matmul(10, 32, 8);
+    let mut s = create_schedule(&[c2.clone()]).unwrap();
+    let [i, j] = s.axes2(&c2).unwrap();
+    let (io, ii) = s.split(&c2, &i, 6).unwrap();
+    let (jo, ji) = s.split(&c2, &j, 16).unwrap();
+    let kk = s.reduce_axes(&c2).unwrap().remove(0);
+    s.reorder(&c2, &[&io, &jo, &ii, &ji, &kk]).unwrap();
+    s.tensorize(&c2, &ii, &gemm_f32(6, 16, 8).unwrap()).unwrap();
+    let e = lower(&s, &[a2, b2, c2.clone()]).unwrap_err().to_string();
+    assert!(e.contains("the loops under it are guarded"), "{}", e);
+    // Wrong extents (tile 6x16 where the intrinsic is 6x8).
+    let mut s = tiled(&c, None);
+    let ii = s.axis(&c, "i.inner").unwrap();
+    s.tensorize(&c, &ii, &gemm_f32(6, 8, 8).unwrap()).unwrap();
+    let e = lower(&s, &args).unwrap_err().to_string();
+    assert!(e.contains("with extents [6, 8, 8]"), "{}", e);
+    // Wrong number of loops under the axis, caught by the primitive.
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    let [i, _] = s.axes2(&c).unwrap();
+    let (io, _) = s.split(&c, &i, 6).unwrap();
+    assert_sched_err(
+        s.tensorize(&c, &io, &gemm_f32(6, 16, 8).unwrap()),
+        "cannot tensorize C at i.outer with gemm_f32_6x16x8: 4 loops are under it",
+    );
+    // Replay needs the intrinsic registered; an unknown name is an error.
+    let json = r#"[{"op":"tensorize","stage":"C","axis":"i","intrin":"no_such_intrin"}]"#;
+    let e = Schedule::replay(&[c.clone()], json)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no intrinsic of that name is registered"),
+        "{}",
+        e
+    );
+    // Two different intrinsics cannot share a name.
+    let x = placeholder(&[4.into()], DType::F32, "X");
+    let y = compute(&[4.into()], "Y", |i| x.at(&[i[0].clone()]));
+    let first = TensorIntrin::new("copy4_test", &y, &[x.clone()], None).unwrap();
+    intrinsics::register(&first).unwrap();
+    let second = TensorIntrin::new("copy4_test", &y, &[x], None).unwrap();
+    assert!(intrinsics::register(&second).is_err());
+}
