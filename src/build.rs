@@ -171,7 +171,7 @@ impl Kernel {
     fn written_params(&self) -> Vec<bool> {
         let mut w = vec![false; self.func.params.len()];
         self.func.body.visit(&mut |s| {
-            if let crate::lower::ir::Stmt::Store { buf, .. } = s {
+            if let Some(buf) = s.written_buffer() {
                 if let Some(i) = self.func.params.iter().position(|p| p.name() == buf.name()) {
                     w[i] = true;
                 }

@@ -8,6 +8,7 @@ mod common;
 use common::*;
 use loopforge::intrinsics::{self, gemm_f32, TensorIntrin};
 use loopforge::prelude::*;
+use loopforge::schedules;
 
 /// `C[i, j] = sum_k A[i, k] * B[k, j]` tiled 6 x 16, the whole reduction in the call
 /// (`kc == k`) or split with the calls accumulating (`kc < k`).
@@ -244,4 +245,35 @@ fn tensorize_errors() {
     intrinsics::register(&first).unwrap();
     let second = TensorIntrin::new("copy4_test", &y, &[x], None).unwrap();
     assert!(intrinsics::register(&second).is_err());
+}
+
+#[test]
+fn library_tensorized_matmul_schedule() {
+    // 6-row tiles (60 rows), 4-row tiles (52 rows), one and two threads; packed B panels.
+    for (m, n, k, threads) in [(60, 48, 40, 1), (52, 32, 300, 2)] {
+        let (a, b, c) = matmul(m, n, k);
+        let args = [a, b, c.clone()];
+        let s = schedules::matmul_cpu_tensorized(&c, threads).unwrap();
+        let text = lower(&s, &args).unwrap().to_string();
+        let mr = if m % 6 == 0 { 6 } else { 4 };
+        let kc = if k == 300 { 150 } else { 40 };
+        assert!(
+            text.contains(&format!("gemm_f32_{}x16x{}(", mr, kc)),
+            "{}",
+            text
+        );
+        let want = run_all(
+            &create_schedule(&[c.clone()]).unwrap(),
+            &args,
+            Target::interp(),
+            2,
+        );
+        let got = run_all(&s, &args, Target::cpu(), 2);
+        assert_outputs_close(&args, &got, &want, &format!("tensorized {}x{}x{}", m, n, k));
+    }
+    let (_, _, c) = matmul(10, 32, 8);
+    let e = schedules::matmul_cpu_tensorized(&c, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("10 rows: need a multiple of 4 or 6"), "{}", e);
 }

@@ -66,6 +66,12 @@ pub(crate) fn mentions(s: &Stmt) -> Mentions {
         }
         Stmt::Let { value, .. } => m.expr(value),
         Stmt::Evaluate(e) => m.expr(e),
+        Stmt::Intrinsic(c) => {
+            for o in &c.operands {
+                m.buf(o.buf.name());
+                o.index.iter().chain(&o.strides).for_each(|e| m.expr(e));
+            }
+        }
         _ => {}
     });
     m

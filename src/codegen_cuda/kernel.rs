@@ -105,7 +105,8 @@ impl<'a> Walk<'a> {
                 self.ctx.pop();
             }
             Stmt::Seq(v) => v.iter().for_each(|x| self.go(x)),
-            Stmt::Store { buf, .. } => {
+            Stmt::Store { .. } | Stmt::Intrinsic(_) => {
+                let buf = s.written_buffer().expect("a store or call writes a buffer");
                 if !self.writes.iter().any(|w| w == buf.name()) {
                     self.writes.push(buf.name().to_string());
                 }
@@ -121,7 +122,7 @@ impl<'a> Walk<'a> {
                 self.lets.pop();
             }
             Stmt::Produce { body, .. } => self.go(body),
-            Stmt::Evaluate(_) | Stmt::Barrier | Stmt::Intrinsic(_) | Stmt::NoOp => {}
+            Stmt::Evaluate(_) | Stmt::Barrier | Stmt::NoOp => {}
         }
     }
 }

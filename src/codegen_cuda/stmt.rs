@@ -618,7 +618,7 @@ pub(crate) fn emit_source(func: &LoweredFunc, plan: &KernelPlan<'_>) -> Result<C
 
     let mut written: HashSet<String> = HashSet::new();
     func.body.visit(&mut |s| {
-        if let Stmt::Store { buf, .. } = s {
+        if let Some(buf) = s.written_buffer() {
             written.insert(buf.name().to_string());
         }
     });

@@ -2,9 +2,9 @@
 //! over an `mr x nr` tile of `C` and `kc` steps of the reduction.
 //!
 //! CPU implementation: with AVX2 and FMA (detected at run time), rows of `C` in blocks of
-//! 6 and columns in blocks of 16 are kept in twelve 256-bit accumulators while `k` runs,
-//! when `B` and `C` rows are contiguous (unit column stride); anything else (other
-//! strides, edge blocks, no AVX2) takes the portable loop.
+//! 6 (then 4) and columns in blocks of 16 are kept in twelve (eight) 256-bit accumulators
+//! while `k` runs, when `B` and `C` rows are contiguous (unit column stride); anything
+//! else (other strides, edge blocks, no AVX2) takes the portable loop.
 
 use super::{register, CpuImpl, TensorIntrin};
 use crate::error::Result;
@@ -86,11 +86,20 @@ unsafe fn run(c: &Call) {
         while i + 6 <= c.m {
             let mut j = 0;
             while j + 16 <= c.n {
-                unsafe { kernel_6x16(c, i, j) };
+                unsafe { kernel_rx16::<6>(c, i, j) };
                 j += 16;
             }
             unsafe { portable(c, i, i + 6, j, c.n) };
             i += 6;
+        }
+        while i + 4 <= c.m {
+            let mut j = 0;
+            while j + 16 <= c.n {
+                unsafe { kernel_rx16::<4>(c, i, j) };
+                j += 16;
+            }
+            unsafe { portable(c, i, i + 4, j, c.n) };
+            i += 4;
         }
     }
     unsafe { portable(c, i, c.m, 0, c.n) };
@@ -119,14 +128,14 @@ unsafe fn portable(c: &Call, i0: usize, i1: usize, j0: usize, j1: usize) {
     }
 }
 
-/// The 6 x 16 block at (`i0`, `j0`): twelve 8-wide accumulators, one broadcast of `A` and
-/// two loads of `B` per row and step.
+/// The `R` x 16 block at (`i0`, `j0`): `2R` 8-wide accumulators, one broadcast of `A` per
+/// row and two loads of `B` per step.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_6x16(c: &Call, i0: usize, j0: usize) {
+unsafe fn kernel_rx16<const R: usize>(c: &Call, i0: usize, j0: usize) {
     use std::arch::x86_64::*;
     let pc = |r: usize| unsafe { c.c.offset((i0 + r) as isize * c.sc[0] + j0 as isize) };
-    let mut acc = [[_mm256_setzero_ps(); 2]; 6];
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
     if c.accumulate {
         for (r, row) in acc.iter_mut().enumerate() {
             row[0] = unsafe { _mm256_loadu_ps(pc(r)) };

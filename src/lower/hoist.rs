@@ -52,8 +52,8 @@ fn hoist_loop(f: &For, counter: &mut usize) -> Stmt {
         Stmt::Let { var, .. } => {
             inside.insert(var.id());
         }
-        Stmt::Store { buf, .. } => {
-            stored.insert(buf.name().to_string());
+        Stmt::Store { .. } | Stmt::Intrinsic(_) => {
+            stored.extend(s.written_buffer().map(|b| b.name().to_string()));
         }
         Stmt::Allocate { buf, .. } => {
             stored.insert(buf.name().to_string());

@@ -278,6 +278,15 @@ impl IntrinsicCall {
 }
 
 impl Stmt {
+    /// The buffer this statement itself writes: a store's, or an intrinsic call's output.
+    pub fn written_buffer(&self) -> Option<&Buffer> {
+        match self {
+            Stmt::Store { buf, .. } => Some(buf),
+            Stmt::Intrinsic(c) => c.operands.last().map(|o| &o.buf),
+            _ => None,
+        }
+    }
+
     /// A sequence, flattening nested sequences and dropping no-ops.
     pub fn seq(items: Vec<Stmt>) -> Stmt {
         let mut out = Vec::new();

@@ -88,3 +88,58 @@ pub fn matmul_cpu_with(c: &Tensor, cfg: MatmulConfig) -> Result<Schedule> {
     s.unroll(c, &ii)?;
     Ok(s)
 }
+
+/// The CPU matmul schedule with its register tile tensorized by
+/// [`gemm_f32`](crate::intrinsics::gemm_f32) (an AVX2+FMA micro-kernel where the CPU has
+/// it): `C` in `mr x 16` tiles (`mr` 6, or 4 when 6 does not divide the rows), the
+/// reduction in steps of at most 256, and the `kc x 16` panel of `B` that a tile reads
+/// packed contiguously at each (column block, reduction step). Needs the rows to be a
+/// multiple of 4 and the columns of 16 (a typed error otherwise); the column blocks run on
+/// `threads` threads.
+pub fn matmul_cpu_tensorized(c: &Tensor, threads: usize) -> Result<Schedule> {
+    let not = |m: String| crate::error::Error::InvalidExpr(format!("matmul_cpu_tensorized: {}", m));
+    let dim = |d: usize| {
+        c.shape()[d]
+            .as_int()
+            .ok_or_else(|| not(format!("{} needs constant sizes", c.name())))
+    };
+    let (m, n) = (dim(0)?, dim(1)?);
+    let red = c.op.reduce_axis();
+    let k = match red.as_slice() {
+        [r] => r
+            .extent
+            .as_int()
+            .ok_or_else(|| not("the reduction needs a constant size".into()))?,
+        _ => return Err(not(format!("{} is not a one-axis reduction", c.name()))),
+    };
+    let mr = if m % 6 == 0 {
+        6
+    } else if m % 4 == 0 {
+        4
+    } else {
+        return Err(not(format!("{} rows: need a multiple of 4 or 6", m)));
+    };
+    if n % 16 != 0 {
+        return Err(not(format!("{} columns: need a multiple of 16", n)));
+    }
+    let kc = (1..=256.min(k)).rev().find(|d| k % d == 0).unwrap_or(1);
+    let mut s = create_schedule(&[c.clone()])?;
+    let b =
+        c.op.input_tensors()
+            .into_iter()
+            .nth(1)
+            .ok_or_else(|| not("it must read two tensors".into()))?;
+    let bp = s.cache_read(&b, "global", &[c])?;
+    let [i, j] = s.axes2(c)?;
+    let kx = s.reduce_axes(c)?.remove(0);
+    let (io, ii) = s.split(c, &i, mr)?;
+    let (jo, ji) = s.split(c, &j, 16)?;
+    let (ko, ki) = s.split(c, &kx, kc)?;
+    s.reorder(c, &[&jo, &ko, &io, &ii, &ji, &ki])?;
+    if threads > 1 {
+        s.parallel(c, &jo)?;
+    }
+    s.compute_at(&bp, c, &ko)?;
+    s.tensorize(c, &ii, &crate::intrinsics::gemm_f32(mr, 16, kc)?)?;
+    Ok(s)
+}

@@ -4,4 +4,4 @@
 mod cuda;
 mod matmul;
 pub use cuda::{matmul_cuda, matmul_cuda_with, CudaMatmulConfig};
-pub use matmul::{matmul_cpu, matmul_cpu_with, MatmulConfig};
+pub use matmul::{matmul_cpu, matmul_cpu_tensorized, matmul_cpu_with, MatmulConfig};
