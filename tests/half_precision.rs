@@ -3,7 +3,8 @@
 //! multiply-add to excuse a difference) with each other and with a reference written with
 //! the `half` crate, on inputs of arbitrary bit patterns (NaNs, infinities, subnormals),
 //! scalar and vectorized (`f16x8` on the CPU); casts to and from f32; reductions with a
-//! half and with an f32 accumulator; a matmul of half inputs accumulated in f32.
+//! half and with an f32 accumulator; a matmul of half inputs accumulated in f32, and an
+//! all-half matmul under the register-blocked CPU schedule.
 //! The CUDA side of the same kernels is in `cuda_codegen.rs`.
 
 mod common;
@@ -275,4 +276,55 @@ fn half_constants_print_with_their_type() {
     let x = cast(DType::F16, 0.1f64);
     assert_eq!(x.to_string(), "0.099975586f16");
     assert_eq!(x.as_float(), Some(f16::from_f32(0.1).to_f64()));
+}
+
+#[test]
+fn half_matmul_register_blocked_is_bit_exact() {
+    // Everything in the half type (the accumulator too, rounded after every product and
+    // every sum) under the CPU matmul schedule: a local 4x8 accumulator kept in registers
+    // as i16x8 vectors, B packed, the reduction unrolled by 2, column blocks in parallel.
+    let (m, n, kk) = (16usize, 24usize, 20usize);
+    for dt in HALVES {
+        let a = placeholder(&[ci(m), ci(kk)], dt, "A");
+        let b = placeholder(&[ci(kk), ci(n)], dt, "B");
+        let k = reduce_axis(0, kk as i64, "k");
+        let c = compute(&[ci(m), ci(n)], "C", |i| {
+            sum(
+                a.at(&[i[0].clone(), k.x()]) * b.at(&[k.x(), i[1].clone()]),
+                &[k.clone()],
+            )
+        });
+        let args = [a, b, c.clone()];
+        let x = NdArray::random(&[m, kk], dt, 21);
+        let y = NdArray::random(&[kk, n], dt, 22);
+        let want = half_array(&[m, n], dt, |p| {
+            let (i, j) = (p / n, p % n);
+            let mut acc = 0.0f32;
+            for k in 0..kk {
+                acc = round(
+                    dt,
+                    acc + round(dt, val(&x, i * kk + k) * val(&y, k * n + j)),
+                );
+            }
+            acc
+        });
+        let cfg = loopforge::schedules::MatmulConfig {
+            mr: 4,
+            nr: 8,
+            pack_b: true,
+            k_unroll: 2,
+            threads: 2,
+        };
+        let s = loopforge::schedules::matmul_cpu_with(&c, cfg).unwrap();
+        let ir = lower(&s, &args).unwrap().to_string();
+        assert!(ir.contains("ramp(") && ir.contains("C.local"), "{}", ir);
+        let [interp, cpu] = interp_and_cpu(&s, &args, &[x, y, NdArray::zeros(&[m, n], dt)]);
+        assert_bit_exact(&interp[2], &want, &format!("{} interp vs reference", dt));
+        assert_bit_exact(&cpu[2], &interp[2], &format!("{} cpu vs interp", dt));
+    }
+}
+
+/// A constant extent.
+fn ci(n: usize) -> Expr {
+    Expr::int(n as i64)
 }

@@ -8,7 +8,9 @@
 //!   `vthread` loops run serially); `parallel` loops are refused (a CPU construct);
 //! - `Allocate` in `shared` scope becomes a `__shared__` array, in `local` scope a local
 //!   array, both of constant size, not zero-initialised; `Barrier` is `__syncthreads()`;
-//! - `let` becomes a `const` local; vector values are stored lane by lane.
+//! - `let` becomes a `const` local; vector values are stored lane by lane;
+//! - buffers of f16/bf16 elements (parameters, shared and local arrays) are
+//!   `unsigned short` arrays of the bits: a store converts the `float` value back.
 //!
 //! Every binding site gets its own C name (see `names.rs`), so declarations never clash
 //! whatever the nesting.
