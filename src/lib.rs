@@ -49,6 +49,8 @@ pub use build::{build, build_func, Kernel, Target};
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 pub use error::{Error, Result};
+/// The `half` crate, whose `f16`/`bf16` are the elements of `float16`/`bfloat16` arrays.
+pub use half;
 pub use lower::lower;
 pub use runtime::NdArray;
 
@@ -60,4 +62,5 @@ pub mod prelude {
     pub use crate::runtime::NdArray;
     pub use crate::schedule::{create_schedule, Axis, Schedule};
     pub use crate::te::*;
+    pub use half::{bf16, f16};
 }

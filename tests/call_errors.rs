@@ -169,6 +169,63 @@ fn wrong_dtype() {
 }
 
 #[test]
+fn wrong_half_dtype() {
+    // float16 inputs, a float32 output: a half array of the other kind, a float32 array
+    // for a half parameter and a half array for the float32 output are all refused.
+    let a = placeholder(&[5.into(), 4.into()], DType::F16, "A");
+    let b = placeholder(&[4.into(), 3.into()], DType::F16, "B");
+    let k = reduce_axis(0, 4, "k");
+    let c = compute(&[5.into(), 3.into()], "C", |i| {
+        sum(
+            cast(DType::F32, a.at(&[i[0].clone(), k.x()]))
+                * cast(DType::F32, b.at(&[k.x(), i[1].clone()])),
+            &[k.clone()],
+        )
+    });
+    let s = create_schedule(&[c.clone()]).unwrap();
+    for t in targets() {
+        let k = build(&s, &[a.clone(), b.clone(), c.clone()], t.clone()).unwrap();
+        let x = NdArray::random(&[5, 4], DType::F16, 1);
+        let y = NdArray::random(&[4, 3], DType::F16, 2);
+        let mut z = sentinel(&[5, 3]);
+        k.run(&[&x, &y], &mut [&mut z]).unwrap();
+        assert!(!untouched(&z), "{:?}: the correct call wrote nothing", t);
+        let mut z = sentinel(&[5, 3]);
+        let xb = NdArray::random(&[5, 4], DType::BF16, 1);
+        assert_err!(
+            k.run(&[&xb, &y], &mut [&mut z]),
+            Error::Argument(_),
+            "array for A has dtype bfloat16 but the kernel expects float16"
+        );
+        let y32 = NdArray::zeros(&[4, 3], DType::F32);
+        assert_err!(
+            k.run(&[&x, &y32], &mut [&mut z]),
+            Error::Argument(_),
+            "array for B has dtype float32 but the kernel expects float16"
+        );
+        let mut zh = NdArray::zeros(&[5, 3], DType::F16);
+        assert_err!(
+            k.run(&[&x, &y], &mut [&mut zh]),
+            Error::Argument(_),
+            "array for C has dtype float16 but the kernel expects float32"
+        );
+        assert!(untouched(&z), "{:?}: output written by a refused call", t);
+    }
+    // Typed access to an array checks the element type.
+    let h = NdArray::zeros(&[2], DType::F16);
+    assert_err!(
+        h.as_slice::<f32>(),
+        Error::Argument(_),
+        "array holds float16 but was accessed as float32"
+    );
+    assert_err!(
+        NdArray::zeros(&[2], DType::F32).to_vec::<bf16>(),
+        Error::Argument(_),
+        "array holds float32 but was accessed as bfloat16"
+    );
+}
+
+#[test]
 fn wrong_rank() {
     for t in targets() {
         let k = matmul_kernel(t.clone());

@@ -77,8 +77,22 @@ fn check_gpu_run(
     arrays: Vec<NdArray>,
     want: &[NdArray],
 ) {
+    if let Some(arrs) = gpu_call(name, s, args, arrays) {
+        assert_outputs_close(args, &arrs, want, &format!("{} on the GPU", name));
+    }
+}
+
+/// Call the CUDA kernel of `s` on `arrays`: the arrays after the call where a GPU is
+/// present; `None` where NVRTC is absent, or where there is no GPU (then `call` must be a
+/// target error saying so).
+fn gpu_call(
+    name: &str,
+    s: &Schedule,
+    args: &[Tensor],
+    arrays: Vec<NdArray>,
+) -> Option<Vec<NdArray>> {
     if !nvrtc() {
-        return;
+        return None;
     }
     let k = build(s, args, Target::cuda()).unwrap_or_else(|e| panic!("{}: {}", name, e));
     let mut arrs = arrays;
@@ -91,11 +105,30 @@ fn check_gpu_run(
     }
     if codegen_cuda::device_arch().is_some() {
         r.unwrap_or_else(|e| panic!("{}: GPU run failed: {}", name, e));
-        assert_outputs_close(args, &arrs, want, &format!("{} on the GPU", name));
+        Some(arrs)
     } else {
         match r {
             Err(Error::Target(m)) => assert!(m.contains("no GPU is available"), "{}: {}", name, m),
             other => panic!("{}: expected a no-GPU target error, got {:?}", name, other),
+        }
+        None
+    }
+}
+
+/// The scheduled kernel on the interpreter and (where present) the GPU with the same
+/// `arrays`: the outputs must agree bit for bit (any NaN matching any NaN).
+fn check_bit_exact(name: &str, s: &Schedule, args: &[Tensor], arrays: Vec<NdArray>) {
+    let k = build(s, args, Target::interp()).unwrap();
+    let mut want = arrays.clone();
+    let mut refs: Vec<&mut NdArray> = want.iter_mut().collect();
+    k.call(&mut refs)
+        .unwrap_or_else(|e| panic!("{}: interpreter: {}", name, e));
+    if let Some(got) = gpu_call(name, s, args, arrays) {
+        for (i, t) in args.iter().enumerate() {
+            if !t.op.is_placeholder() {
+                let what = format!("{} on the GPU vs the interpreter ({})", name, t.name());
+                assert_bit_exact(&got[i], &want[i], &what);
+            }
         }
     }
 }
@@ -164,6 +197,132 @@ fn elementwise_add_split_and_bound() {
     assert_eq!(src.kernel_name, "main_kernel");
     assert_eq!(dims(&src, &[]), ([16, 1, 1], [64, 1, 1]));
     assert_eq!(src.launch.const_threads_per_block(), Some(64));
+}
+
+/// float16/bfloat16 `A * B + 1.5`, one element per thread, on arbitrary bit patterns:
+/// `unsigned short` parameters, conversions through the prelude helpers, a rounding after
+/// the product and after the sum; the GPU agrees with the interpreter bit for bit. Also
+/// with a vectorized axis of 8 halves per thread (emitted lane by lane).
+#[test]
+fn half_mul_add_bit_exact() {
+    let n = 1000i64;
+    for (dt, tag, conv) in [
+        (DType::F16, "f16", "lf_f16_to_f32"),
+        (DType::BF16, "bf16", "lf_bf16_to_f32"),
+    ] {
+        let (a, b, c) = half_mul_add(dt, n);
+        let args = [a, b, c.clone()];
+        let arrays = vec![
+            half_bits_array(&[n as usize], dt, 3),
+            half_bits_array(&[n as usize], dt, 4),
+            NdArray::zeros(&[n as usize], dt),
+        ];
+        let mut s = create_schedule(&[c.clone()]).unwrap();
+        let i = s.axes(&c).unwrap().remove(0);
+        let (bx, tx) = s.split(&c, &i, 64).unwrap();
+        s.bind(&c, &bx, "blockIdx.x").unwrap();
+        s.bind(&c, &tx, "threadIdx.x").unwrap();
+        let name = format!("{} mul add", dt);
+        check_numerics(&name, &[c.clone()], &s, &args);
+        check_bit_exact(&name, &s, &args, arrays.clone());
+        let store = format!(
+            "C[inv0 + i_inner] = lf_f32_to_{tag}(lf_round_{tag}(lf_round_{tag}({conv}(A[inv0 + i_inner]) * {conv}(B[inv0 + i_inner])) + 1.5f));"
+        );
+        let src = check_source(
+            &name,
+            &s,
+            &args,
+            &[
+                "const unsigned short* __restrict__ A",
+                "const unsigned short* __restrict__ B",
+                "unsigned short* __restrict__ C",
+                &store,
+            ],
+        );
+        assert!(!src.code.contains("#include"), "{}", src.code);
+
+        // 1024 elements: the vectorized axis divides it (no guard, no tail loop).
+        let (a, b, c) = half_mul_add(dt, 1024);
+        let args = [a, b, c.clone()];
+        let arrays = vec![
+            half_bits_array(&[1024], dt, 5),
+            half_bits_array(&[1024], dt, 6),
+            NdArray::zeros(&[1024], dt),
+        ];
+        let mut s = create_schedule(&[c.clone()]).unwrap();
+        let i = s.axes(&c).unwrap().remove(0);
+        let (bx, rest) = s.split(&c, &i, 256).unwrap();
+        let (tx, lane) = s.split(&c, &rest, 8).unwrap();
+        s.bind(&c, &bx, "blockIdx.x").unwrap();
+        s.bind(&c, &tx, "threadIdx.x").unwrap();
+        s.vectorize(&c, &lane).unwrap();
+        let name = format!("{} mul add, 8 lanes per thread", dt);
+        check_bit_exact(&name, &s, &args, arrays);
+        let src = check_source(&name, &s, &args, &["+ 7] = lf_f32_to_"]);
+        assert!(!src.code.contains("for ("), "{}", src.code);
+    }
+}
+
+/// A float16/bfloat16 matrix cast to float32 and summed over rows, one row per thread:
+/// f32 additions only, so the GPU agrees with the interpreter bit for bit.
+#[test]
+fn half_cast_row_sum_bit_exact() {
+    for dt in [DType::F16, DType::BF16] {
+        let (a, b) = half_cast_row_sum(dt, 50, 33);
+        let args = [a, b.clone()];
+        let mut s = create_schedule(&[b.clone()]).unwrap();
+        let i = s.axes(&b).unwrap().remove(0);
+        let (bx, tx) = s.split(&b, &i, 16).unwrap();
+        s.bind(&b, &bx, "blockIdx.x").unwrap();
+        s.bind(&b, &tx, "threadIdx.x").unwrap();
+        let name = format!("{} cast row sum", dt);
+        check_numerics(&name, &[b.clone()], &s, &args);
+        check_bit_exact(&name, &s, &args, make_args(&args, 9));
+        let conv = if dt == DType::F16 {
+            "(float)lf_f16_to_f32(A["
+        } else {
+            "(float)lf_bf16_to_f32(A["
+        };
+        check_source(
+            &name,
+            &s,
+            &args,
+            &[
+                "const unsigned short* __restrict__ A",
+                "float* __restrict__ S",
+                conv,
+            ],
+        );
+    }
+}
+
+/// A matmul of float16 inputs accumulated in float32, blocks and threads in two
+/// dimensions (the shape tensor-core kernels start from).
+#[test]
+fn half_matmul_f32_accumulator() {
+    let (a, b, c) = half_matmul_f32_acc(DType::F16, 37, 19, 23);
+    let args = [a, b, c.clone()];
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    let [i, j] = s.axes2(&c).unwrap();
+    let (bx, tx) = s.split(&c, &i, 8).unwrap();
+    let (by, ty) = s.split(&c, &j, 4).unwrap();
+    s.reorder(&c, &[&bx, &by, &tx, &ty]).unwrap();
+    s.bind(&c, &bx, "blockIdx.x").unwrap();
+    s.bind(&c, &tx, "threadIdx.x").unwrap();
+    s.bind(&c, &by, "blockIdx.y").unwrap();
+    s.bind(&c, &ty, "threadIdx.y").unwrap();
+    check_numerics("f16 matmul", &[c.clone()], &s, &args);
+    check_source(
+        "f16 matmul",
+        &s,
+        &args,
+        &[
+            "const unsigned short* __restrict__ A",
+            "float* __restrict__ C",
+            "(float)lf_f16_to_f32(A[",
+            "for (long long k = 0; k < 23; ++k) {",
+        ],
+    );
 }
 
 /// A vectorized inner axis (4 lanes per thread) is emitted lane by lane.

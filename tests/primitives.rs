@@ -434,6 +434,7 @@ fn ir_dump_after_every_pass() {
         [
             "schedule_ops",
             "storage_sync",
+            "double_buffer",
             "storage_flatten",
             "simplify",
             "loop_partition",
@@ -449,8 +450,9 @@ fn ir_dump_after_every_pass() {
         steps[1].1.is_none(),
         "storage_sync should be unchanged on the CPU"
     );
-    assert!(steps[6].1.is_none(), "vectorize should be unchanged");
-    assert!(steps[7].1.is_some(), "unroll should change the IR");
+    assert!(steps[2].1.is_none(), "double_buffer should be unchanged");
+    assert!(steps[7].1.is_none(), "vectorize should be unchanged");
+    assert!(steps[8].1.is_some(), "unroll should change the IR");
     assert!(
         steps[0]
             .1

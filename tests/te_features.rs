@@ -899,6 +899,8 @@ enum Col {
     I32(Vec<i32>),
     I64(Vec<i64>),
     B(Vec<bool>),
+    H(Vec<f16>),
+    BH(Vec<bf16>),
 }
 
 impl Col {
@@ -909,6 +911,8 @@ impl Col {
             Col::I32(_) => DType::I32,
             Col::I64(_) => DType::I64,
             Col::B(_) => DType::Bool,
+            Col::H(_) => DType::F16,
+            Col::BH(_) => DType::BF16,
         }
     }
     fn len(&self) -> usize {
@@ -918,6 +922,8 @@ impl Col {
             Col::I32(v) => v.len(),
             Col::I64(v) => v.len(),
             Col::B(v) => v.len(),
+            Col::H(v) => v.len(),
+            Col::BH(v) => v.len(),
         }
     }
     fn array(&self) -> NdArray {
@@ -928,6 +934,8 @@ impl Col {
             Col::I32(v) => NdArray::from_slice(&n, v),
             Col::I64(v) => NdArray::from_slice(&n, v),
             Col::B(v) => NdArray::from_slice(&n, v),
+            Col::H(v) => NdArray::from_slice(&n, v),
+            Col::BH(v) => NdArray::from_slice(&n, v),
         }
         .unwrap()
     }
@@ -938,10 +946,12 @@ impl Col {
             DType::I32 => Col::I32(a.to_vec().unwrap()),
             DType::I64 => Col::I64(a.to_vec().unwrap()),
             DType::Bool => Col::B(a.to_vec().unwrap()),
+            DType::F16 => Col::H(a.to_vec().unwrap()),
+            DType::BF16 => Col::BH(a.to_vec().unwrap()),
         }
     }
     /// Rust's `as` semantics (float -> int saturating, NaN -> 0; int -> int wrapping;
-    /// `!= 0` to bool; bool -> 0/1).
+    /// `!= 0` to bool; bool -> 0/1); to and from halves through f32.
     fn cast(&self, to: DType) -> Col {
         macro_rules! conv {
             ($v:expr) => {
@@ -951,6 +961,8 @@ impl Col {
                     DType::I32 => Col::I32($v.iter().map(|x| *x as i32).collect()),
                     DType::I64 => Col::I64($v.iter().map(|x| *x as i64).collect()),
                     DType::Bool => Col::B($v.iter().map(|x| *x as f64 != 0.0).collect()),
+                    DType::F16 => Col::H($v.iter().map(|x| f16::from_f32(*x as f32)).collect()),
+                    DType::BF16 => Col::BH($v.iter().map(|x| bf16::from_f32(*x as f32)).collect()),
                 }
             };
         }
@@ -966,6 +978,8 @@ impl Col {
                 _ => conv!(v),
             },
             Col::B(v) => Col::I64(v.iter().map(|x| *x as i64).collect()).cast(to),
+            Col::H(v) => Col::F32(v.iter().map(|x| x.to_f32()).collect()).cast(to),
+            Col::BH(v) => Col::F32(v.iter().map(|x| x.to_f32()).collect()).cast(to),
         }
     }
     /// Equality with NaN equal to NaN.
@@ -982,6 +996,19 @@ impl Col {
                     && a.iter()
                         .zip(b)
                         .all(|(x, y)| x == y || (x.is_nan() && y.is_nan()))
+            }
+            // Bit for bit (signed zeros), NaN equal to NaN.
+            (Col::H(a), Col::H(b)) => {
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b)
+                        .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
+            }
+            (Col::BH(a), Col::BH(b)) => {
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b)
+                        .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
             }
             _ => self == o,
         }
@@ -1048,8 +1075,55 @@ fn casts_between_every_pair_of_types() {
             1 << 40,
         ]),
         Col::B(vec![true, false, false, true, true]),
+        Col::H(
+            [
+                -2.75,
+                -0.0,
+                0.0,
+                0.5,
+                1.0,
+                3.9,
+                65504.0,
+                -65504.0,
+                f32::INFINITY,
+                f32::NAN,
+                6e-8, // subnormal
+                2049.0,
+                0.1,
+            ]
+            .iter()
+            .map(|x| f16::from_f32(*x))
+            .collect(),
+        ),
+        Col::BH(
+            [
+                -2.75,
+                -0.0,
+                1.0,
+                3.9,
+                3e38,
+                -3e38,
+                f32::NEG_INFINITY,
+                f32::NAN,
+                1e-39, // subnormal
+                16777216.0,
+                2.5e9,
+                0.1,
+            ]
+            .iter()
+            .map(|x| bf16::from_f32(*x))
+            .collect(),
+        ),
     ];
-    let dts = [DType::F32, DType::F64, DType::I32, DType::I64, DType::Bool];
+    let dts = [
+        DType::F32,
+        DType::F64,
+        DType::I32,
+        DType::I64,
+        DType::Bool,
+        DType::F16,
+        DType::BF16,
+    ];
     for src in &sources {
         let n = src.len();
         let a = placeholder(&[ci(n)], src.dtype(), "A");
@@ -1123,6 +1197,66 @@ fn constant_casts_fold_like_runtime_casts() {
             "folded casts on {}",
             what
         );
+    }
+}
+
+#[test]
+fn half_constant_casts_fold_like_runtime_casts() {
+    // A cast of a constant to a half folds when the expression is built; it must round
+    // as the runtime conversion does (through f32: two roundings from f64 and int64).
+    let cases = [
+        Col::F64(vec![0.1]),
+        Col::F64(vec![1.0 + 2f64.powi(-11) + 2f64.powi(-40)]),
+        Col::F64(vec![1e300]),
+        Col::F64(vec![-1e-300]),
+        Col::I64(vec![(1 << 24) + (1 << 16) + 1]),
+        Col::I32(vec![65519]),
+        Col::I32(vec![-2049]),
+        Col::F32(vec![3.9]),
+        Col::B(vec![true]),
+    ];
+    for dt in [DType::F16, DType::BF16] {
+        for src in &cases {
+            let konst = match src {
+                Col::F64(v) => Expr::float_of(v[0], DType::F64),
+                Col::F32(v) => Expr::float_of(v[0] as f64, DType::F32),
+                Col::I64(v) => Expr::int_of(v[0], DType::I64),
+                Col::I32(v) => Expr::int_of(v[0] as i64, DType::I32),
+                Col::B(v) => Expr::bool(v[0]),
+                _ => unreachable!(),
+            };
+            let folded = cast(dt, konst);
+            assert!(folded.is_const(), "{} not folded", folded);
+            let a = placeholder(&[ci(1)], src.dtype(), "A");
+            let b = compute(&[ci(2)], "B", |i| {
+                select(
+                    eq(i[0].clone(), 0i64),
+                    cast(dt, a.at(&[Expr::int(0)])),
+                    folded.clone(),
+                )
+            });
+            let want = src.cast(dt);
+            let x = src.array();
+            for (what, s, t) in variants(&[b.clone()], None) {
+                let r = run(&s, &[a.clone(), b.clone()], t, &[&x], &[(&[2], dt)]);
+                let got = Col::of(&r[0]);
+                let (runtime, konst) = match &got {
+                    Col::H(v) => (Col::H(vec![v[0]]), Col::H(vec![v[1]])),
+                    Col::BH(v) => (Col::BH(vec![v[0]]), Col::BH(vec![v[1]])),
+                    _ => unreachable!(),
+                };
+                assert!(
+                    runtime.same(&want) && konst.same(&want),
+                    "cast {:?} -> {} on {}: runtime {:?}, folded {:?}, want {:?}",
+                    src,
+                    dt,
+                    what,
+                    runtime,
+                    konst,
+                    want
+                );
+            }
+        }
     }
 }
 

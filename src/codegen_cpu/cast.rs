@@ -1,6 +1,7 @@
 //! Type conversions with loopforge's semantics: float->int truncates and saturates (NaN -> 0,
 //! as Rust `as`), int/float->bool is `!= 0`, bool->number is 0/1, ints widen by sign
-//! extension and narrow by truncation.
+//! extension and narrow by truncation. `float16`/`bfloat16` convert through f32: to a half,
+//! the value is converted to f32 and rounded; from a half, its exact f32 is converted.
 
 use super::fngen::FnGen;
 use super::repr::{scalar_type, val_type, Val};
@@ -15,7 +16,7 @@ impl<'a, 'f> FnGen<'a, 'f> {
             return Ok(val);
         }
         if val.lanes == 1 {
-            let v = self.cast_scalar(val.v, val.dt, to);
+            let v = self.cast_scalar(val.v, val.dt, to)?;
             return Ok(Val::scalar(v, to));
         }
         let lanes = val.lanes;
@@ -49,15 +50,26 @@ impl<'a, 'f> FnGen<'a, 'f> {
             return Ok(Val { v, dt: to, lanes });
         }
         self.map_lanes(&[val], lanes, to, &mut |g, a| {
-            Ok(g.cast_scalar(a[0].v, a[0].dt, to))
+            g.cast_scalar(a[0].v, a[0].dt, to)
         })
     }
 
     /// Convert one scalar `v` of `from` to `to`.
-    pub fn cast_scalar(&mut self, v: Value, from: DType, to: DType) -> Value {
+    pub fn cast_scalar(&mut self, v: Value, from: DType, to: DType) -> Result<Value> {
         use DType::*;
+        if from == to {
+            return Ok(v);
+        }
+        if from.is_half() {
+            let x = self.half_to_f32(v, from)?;
+            return self.cast_scalar(x, F32, to);
+        }
+        if to.is_half() {
+            let x = self.cast_scalar(v, from, F32)?;
+            return self.f32_to_half(x, to);
+        }
         let to_ty = scalar_type(to);
-        match (from, to) {
+        Ok(match (from, to) {
             _ if from == to => v,
             (I32, I64) => self.b.ins().sextend(to_ty, v),
             (I64, I32) => self.b.ins().ireduce(to_ty, v),
@@ -76,6 +88,6 @@ impl<'a, 'f> FnGen<'a, 'f> {
                 self.b.ins().fcvt_from_sint(to_ty, w)
             }
             _ => unreachable!("all dtype pairs are covered"),
-        }
+        })
     }
 }

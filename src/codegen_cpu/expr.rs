@@ -18,10 +18,12 @@ fn const_int(e: &Expr) -> Option<i64> {
     }
 }
 
-/// The operands of a floating-point multiply.
+/// The operands of an f32/f64 multiply (halves round after every operation: never fused).
 fn as_fmul(e: &Expr) -> Option<(&Expr, &Expr)> {
     match e.node() {
-        ExprNode::Binary(BinOp::Mul, a, b) if a.dtype().is_float() => Some((a, b)),
+        ExprNode::Binary(BinOp::Mul, a, b) if a.dtype().is_float() && !a.dtype().is_half() => {
+            Some((a, b))
+        }
         _ => None,
     }
 }
@@ -58,6 +60,7 @@ impl<'a, 'f> FnGen<'a, 'f> {
                 let c = match dt {
                     DType::F32 => self.b.ins().f32const(*v as f32),
                     DType::F64 => self.b.ins().f64const(*v),
+                    DType::F16 | DType::BF16 => self.half_const(*dt, *v),
                     _ => self.iconst_of(*dt, *v as i64),
                 };
                 Ok(Val::scalar(c, *dt))
@@ -66,6 +69,12 @@ impl<'a, 'f> FnGen<'a, 'f> {
             ExprNode::Binary(op, a, b) => self.gen_binary(*op, a, b),
             ExprNode::Cmp(op, a, b) => {
                 let (a, b) = self.gen_pair(a, b)?;
+                if a.dt.is_half() {
+                    let cc = float_cc(*op);
+                    return self.half_map(&[a, b], DType::Bool, &mut |g, x| {
+                        Ok(g.b.ins().fcmp(cc, x[0], x[1]))
+                    });
+                }
                 let v = if a.dt.is_float() {
                     self.b.ins().fcmp(float_cc(*op), a.v, b.v)
                 } else {
@@ -172,6 +181,9 @@ impl<'a, 'f> FnGen<'a, 'f> {
             }
         }
         let (a, b) = self.gen_pair(ae, be)?;
+        if a.dt.is_half() {
+            return self.half_binary(op, a, b);
+        }
         let (x, y) = (a.v, b.v);
         if a.dt.is_float() {
             let v = match op {
@@ -257,6 +269,9 @@ impl<'a, 'f> FnGen<'a, 'f> {
                 self.src,
             ));
         }
+        if a.dt.is_half() {
+            return self.half_math(f, &vals);
+        }
         let native = match f {
             MathFn::Sqrt => Some(self.b.ins().sqrt(a.v)),
             MathFn::Abs => Some(self.b.ins().fabs(a.v)),
@@ -309,7 +324,10 @@ impl<'a, 'f> FnGen<'a, 'f> {
         let mut vals = Vec::with_capacity(lanes as usize);
         for i in 0..lanes as i64 {
             let k = self.iconst_of(b.dt, i * stride);
-            let v = if b.dt.is_float() {
+            let v = if b.dt.is_half() {
+                let (x, y) = (Val::scalar(b.v, b.dt), Val::scalar(k, b.dt));
+                self.half_binary(BinOp::Add, x, y)?.v
+            } else if b.dt.is_float() {
                 self.b.ins().fadd(b.v, k)
             } else {
                 self.b.ins().iadd(b.v, k)

@@ -1,8 +1,9 @@
 //! Host functions the generated code calls: math functions that have no native instruction,
-//! the rayon-backed parallel-for driver, and the heap allocator for large temporaries. Each is
-//! registered with the JIT by name (see [`helper_table`]).
+//! conversions between f32 and the bits of `float16`/`bfloat16`, the rayon-backed
+//! parallel-for driver, and the heap allocator for large temporaries. Each is registered with
+//! the JIT by name (see [`helper_table`]).
 
-use crate::te::arith::{math_f32, math_f64};
+use crate::te::arith::{half_bits_from_f32, half_bits_to_f32, math_f32, math_f64};
 use crate::te::{DType, MathFn};
 use cranelift::prelude::types;
 use cranelift::prelude::Type;
@@ -54,7 +55,40 @@ pub(crate) fn math_helper_name(f: Option<MathFn>, dt: DType) -> Option<&'static 
     }
 }
 
-// The semantics live in te::arith, shared with the interpreter.
+/// The helper converting the bits of half type `dt` (zero-extended to 32 bits) to f32:
+/// `fn(bits: i32) -> f32`.
+pub(crate) fn half_to_f32_helper(dt: DType) -> &'static str {
+    if dt == DType::BF16 {
+        "loopforge_bf16_to_f32"
+    } else {
+        "loopforge_f16_to_f32"
+    }
+}
+
+/// The helper rounding an f32 to half type `dt` (nearest even), returning its bits in the
+/// low 16 bits of an i32: `fn(x: f32) -> i32`.
+pub(crate) fn f32_to_half_helper(dt: DType) -> &'static str {
+    if dt == DType::BF16 {
+        "loopforge_f32_to_bf16"
+    } else {
+        "loopforge_f32_to_f16"
+    }
+}
+
+// The semantics live in te::arith, shared with the interpreter. The half conversions take
+// and return 32-bit integers: Cranelift does not extend narrower arguments by itself.
+extern "C" fn f16_to_f32(bits: u32) -> f32 {
+    half_bits_to_f32(DType::F16, bits as u16)
+}
+extern "C" fn f32_to_f16(x: f32) -> u32 {
+    half_bits_from_f32(DType::F16, x) as u32
+}
+extern "C" fn bf16_to_f32(bits: u32) -> f32 {
+    half_bits_to_f32(DType::BF16, bits as u16)
+}
+extern "C" fn f32_to_bf16(x: f32) -> u32 {
+    half_bits_from_f32(DType::BF16, x) as u32
+}
 extern "C" fn exp_f32(x: f32) -> f32 {
     math_f32(MathFn::Exp, x, 0.0)
 }
@@ -160,13 +194,37 @@ unsafe extern "C" fn loopforge_free(p: *mut u8, bytes: i64) {
 
 /// Every helper, for registration with the JIT and for declaring imports.
 pub(crate) fn helper_table() -> Vec<Helper> {
-    use types::{F32, F64, I64};
+    use types::{F32, F64, I32, I64};
     macro_rules! h {
         ($name:expr, $f:expr, [$($p:expr),*], [$($r:expr),*]) => {
             Helper { name: $name, ptr: $f as *const u8, params: &[$($p),*], rets: &[$($r),*] }
         };
     }
     let mut table = vec![
+        h!(
+            "loopforge_f16_to_f32",
+            f16_to_f32 as extern "C" fn(u32) -> f32,
+            [I32],
+            [F32]
+        ),
+        h!(
+            "loopforge_f32_to_f16",
+            f32_to_f16 as extern "C" fn(f32) -> u32,
+            [F32],
+            [I32]
+        ),
+        h!(
+            "loopforge_bf16_to_f32",
+            bf16_to_f32 as extern "C" fn(u32) -> f32,
+            [I32],
+            [F32]
+        ),
+        h!(
+            "loopforge_f32_to_bf16",
+            f32_to_bf16 as extern "C" fn(f32) -> u32,
+            [F32],
+            [I32]
+        ),
         h!(
             "loopforge_exp_f32",
             exp_f32 as extern "C" fn(f32) -> f32,

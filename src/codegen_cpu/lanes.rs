@@ -4,6 +4,7 @@
 use super::fngen::FnGen;
 use super::repr::{mask_lane_type, scalar_type, val_type, Val};
 use crate::error::{internal, Result};
+use crate::te::arith::{half_bits_from_f32, int_to_float};
 use crate::te::DType;
 use cranelift::codegen::ir::ConstantData;
 use cranelift::prelude::*;
@@ -117,11 +118,18 @@ impl<'a, 'f> FnGen<'a, 'f> {
         self.b.ins().vconst(ty, c)
     }
 
+    /// The bits (`I16`) of the half-type `dt` constant `v` (a value of the type).
+    pub fn half_const(&mut self, dt: DType, v: f64) -> Value {
+        let bits = half_bits_from_f32(dt, v as f32);
+        self.b.ins().iconst(types::I16, bits as i64)
+    }
+
     /// A scalar constant of `dt` from an integer.
     pub fn iconst_of(&mut self, dt: DType, v: i64) -> Value {
         match dt {
             DType::F32 => self.b.ins().f32const(v as f32),
             DType::F64 => self.b.ins().f64const(v as f64),
+            DType::F16 | DType::BF16 => self.half_const(dt, int_to_float(dt, v)),
             DType::Bool => self.b.ins().iconst(types::I8, (v != 0) as i64),
             DType::I32 => self.b.ins().iconst(types::I32, v as i32 as i64),
             DType::I64 => self.b.ins().iconst(scalar_type(dt), v),

@@ -18,12 +18,14 @@
 //!   registers (one variable per element or per 128-bit chunk, zero-initialised); otherwise
 //!   constant sizes up to 64 KiB go on the stack (64-byte aligned, *not* zeroed), anything
 //!   else on the heap through `loopforge_alloc`/`loopforge_free` (zeroed);
-//! - expressions over f32, f64, i32, i64 and bool in scalars and 128-bit vectors (f32x4,
-//!   f64x2, i32x4, i64x2; vector bools are lane masks), with the reference interpreter's
+//! - expressions over f32, f64, f16, bf16, i32, i64 and bool in scalars and 128-bit vectors
+//!   (f32x4, f64x2, i32x4, i64x2, and f16x8/bf16x8 held as i16x8 bit patterns; vector bools
+//!   are lane masks), with the reference interpreter's
 //!   semantics: floor division/modulo on integers (0 for a zero divisor, shifts and masks for
 //!   power-of-two constants), fmod for floats, NaN-propagating float min/max, saturating
-//!   float->int casts; `a * b + c` on floats becomes a fused multiply-add when the host has
-//!   AVX and FMA;
+//!   float->int casts; `a * b + c` on f32/f64 becomes a fused multiply-add when the host
+//!   has AVX and FMA; halves are computed in f32 through conversion helpers and rounded
+//!   after every operation, lane by lane (`half.rs`), never fused;
 //! - math calls: `sqrt`, `abs`, `floor`, `ceil` as instructions; `exp`, `log`, `tanh`,
 //!   `sigmoid`, `erf`, `pow` (and float `%`) through Rust helpers, lane by lane for vectors.
 //!
@@ -46,6 +48,7 @@ mod capture;
 mod cast;
 mod expr;
 mod fngen;
+mod half;
 mod helpers;
 mod jit;
 mod lanes;

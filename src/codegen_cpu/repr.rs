@@ -2,8 +2,11 @@
 //! SSA value the expression lowering passes around.
 //!
 //! Representation rules:
-//! - scalars: `F32`, `F64`, `I32`, `I64`; `Bool` is an `I8` holding 0 or 1;
-//! - vectors are exactly 128 bits: `f32x4`, `f64x2`, `i32x4`, `i64x2`;
+//! - scalars: `F32`, `F64`, `I32`, `I64`; `Bool` is an `I8` holding 0 or 1; `float16` and
+//!   `bfloat16` are an `I16` holding the value's bits (as in memory): every operation on
+//!   them converts to f32, computes, and rounds back (`half.rs`);
+//! - vectors are exactly 128 bits: `f32x4`, `f64x2`, `i32x4`, `i64x2`, and `i16x8` for
+//!   the eight bit patterns of a half vector;
 //! - a vector of `n` bools is a *mask*: an integer vector of `n` lanes of `128 / n` bits, each
 //!   lane all ones (true) or all zeros (false). This is what `icmp`/`fcmp` produce on 128-bit
 //!   operands, so a comparison of `f32x4` values yields an `i32x4` mask.
@@ -42,6 +45,7 @@ pub(crate) fn scalar_type(dt: DType) -> Type {
         DType::F64 => types::F64,
         DType::I32 => types::I32,
         DType::I64 => types::I64,
+        DType::F16 | DType::BF16 => types::I16,
         DType::Bool => types::I8,
     }
 }
@@ -81,7 +85,7 @@ pub(crate) fn val_type(dt: DType, lanes: u32) -> Result<Type> {
 /// The error for a vector shape the backend cannot represent.
 pub(crate) fn unsupported_vec(dt: DType, lanes: u32) -> Error {
     Error::Target(format!(
-        "the CPU backend supports only 128-bit vectors (f32x4, f64x2, i32x4, i64x2), got {}x{}; \
+        "the CPU backend supports only 128-bit vectors (f32x4, f64x2, i32x4, i64x2, f16x8, bf16x8), got {}x{}; \
          vectorize by {} lanes for {}",
         dt,
         lanes,

@@ -10,6 +10,11 @@
 //! `int`, `long long`, `bool`), except int64 literals that fit 32 bits, printed without
 //! `LL` (C converts them to the other operand's type; where both operands of `+ - *`
 //! would be such, the left one is made `long long`).
+//!
+//! Halves (`float16`, `bfloat16`) are `unsigned short` bits in memory ([`mem_ctype`]) and
+//! `float` values in expressions ([`ctype`]): a load converts the bits to `float`, a store
+//! converts back, and every operation is computed in `float` and wrapped in
+//! `lf_round_f16`/`lf_round_bf16` (see `prelude.rs`), which is `te::arith`'s semantics.
 
 use super::prelude::Helper;
 use super::stmt::Emitter;
@@ -69,14 +74,32 @@ impl Code {
     }
 }
 
-/// The C type of a dtype.
+/// The C type of a value of a dtype in an expression or a variable (`float` for halves).
 pub(crate) fn ctype(dt: DType) -> &'static str {
     match dt {
-        DType::F32 => "float",
+        DType::F32 | DType::F16 | DType::BF16 => "float",
         DType::F64 => "double",
         DType::I32 => "int",
         DType::I64 => "long long",
         DType::Bool => "bool",
+    }
+}
+
+/// The C type of an element of a buffer of a dtype (`unsigned short`, the bits, for halves).
+pub(crate) fn mem_ctype(dt: DType) -> &'static str {
+    if dt.is_half() {
+        "unsigned short"
+    } else {
+        ctype(dt)
+    }
+}
+
+/// The helper rounding a `float` to half type `dt` (and back to `float`).
+pub(crate) fn round_helper(dt: DType) -> Helper {
+    if dt == DType::BF16 {
+        Helper::RoundBf16
+    } else {
+        Helper::RoundF16
     }
 }
 
@@ -106,7 +129,9 @@ pub(crate) fn int_literal(v: i64, dt: DType) -> Code {
                 signed(format!("{}LL", v), v)
             }
         }
-        DType::F32 | DType::F64 => float_literal(v as f64, dt),
+        DType::F32 | DType::F64 | DType::F16 | DType::BF16 => {
+            float_literal(crate::te::arith::int_to_float(dt, v), dt)
+        }
     }
 }
 
@@ -115,6 +140,8 @@ pub(crate) fn float_literal(v: f64, dt: DType) -> Code {
     if !dt.is_float() {
         return int_literal(v as i64, dt);
     }
+    // A half constant is the `float` of its (exactly representable) value.
+    let dt = if dt.is_half() { DType::F32 } else { dt };
     let (nan, inf) = if dt == DType::F32 {
         ("__int_as_float(0x7fc00000)", "__int_as_float(0x7f800000)")
     } else {
@@ -176,8 +203,30 @@ impl Emitter<'_> {
         Ok(self.expr(e, lane)?.text)
     }
 
-    fn helper(&mut self, h: Helper, args: &[&Expr], lane: u32) -> Result<Code> {
+    /// Record that the code uses helper `h` (and what it calls).
+    pub(crate) fn use_helper(&mut self, h: Helper) {
         self.helpers.insert(h);
+        self.helpers.extend(h.deps().iter().copied());
+    }
+
+    /// `text` (a `float` expression) wrapped in helper `h`.
+    pub(crate) fn wrap_helper(&mut self, h: Helper, text: &str) -> Code {
+        self.use_helper(h);
+        Code::new(format!("{}({})", h.name(), text), prec::PRIMARY)
+    }
+
+    /// `code` rounded to `dt` when `dt` is a half type (after an operation computed in
+    /// `float`); unchanged otherwise.
+    fn round_to(&mut self, dt: DType, code: Code) -> Code {
+        if dt.is_half() {
+            self.wrap_helper(round_helper(dt), &code.text)
+        } else {
+            code
+        }
+    }
+
+    fn helper(&mut self, h: Helper, args: &[&Expr], lane: u32) -> Result<Code> {
+        self.use_helper(h);
         let mut a = Vec::new();
         for x in args {
             a.push(self.text(x, lane)?);
@@ -289,7 +338,12 @@ impl Emitter<'_> {
                 }
                 let (name, flat) = self.access(buf, idx)?;
                 let i = self.text(&flat, lane)?;
-                Ok(Code::new(format!("{}[{}]", name, i), prec::PRIMARY))
+                let elem = format!("{}[{}]", name, i);
+                Ok(match buf.dtype() {
+                    DType::F16 => self.wrap_helper(Helper::F16ToF32, &elem),
+                    DType::BF16 => self.wrap_helper(Helper::Bf16ToF32, &elem),
+                    _ => Code::new(elem, prec::PRIMARY),
+                })
             }
             ExprNode::Ramp(base, stride, _) => {
                 let dt = base.dtype();
@@ -322,9 +376,10 @@ impl Emitter<'_> {
         use BinOp::*;
         let dt = a.dtype();
         match dt {
-            DType::F32 | DType::F64 => {
-                let f32_ = dt == DType::F32;
-                match op {
+            DType::F32 | DType::F64 | DType::F16 | DType::BF16 => {
+                // Halves: computed in float, then rounded.
+                let f32_ = dt != DType::F64;
+                let code = match op {
                     Add => self.infix("+", prec::ADD, a, b, lane),
                     Sub => self.infix("-", prec::ADD, a, b, lane),
                     Mul => self.infix("*", prec::MUL, a, b, lane),
@@ -348,7 +403,8 @@ impl Emitter<'_> {
                         &[a, b],
                         lane,
                     ),
-                }
+                }?;
+                Ok(self.round_to(dt, code))
             }
             DType::I32 => match op {
                 Add => self.helper(Helper::AddI32, &[a, b], lane),
@@ -398,13 +454,23 @@ impl Emitter<'_> {
         }
         if from.is_float() && to.is_int() {
             // cvt.rzi: truncates, saturates, NaN -> 0 (as Rust's `as`).
+            // A half is a `float` in expressions.
             let f = match (from, to) {
-                (DType::F32, DType::I32) => "__float2int_rz",
-                (DType::F32, _) => "__float2ll_rz",
-                (_, DType::I32) => "__double2int_rz",
-                _ => "__double2ll_rz",
+                (DType::F64, DType::I32) => "__double2int_rz",
+                (DType::F64, _) => "__double2ll_rz",
+                (_, DType::I32) => "__float2int_rz",
+                _ => "__float2ll_rz",
             };
             return self.call(f, &[a], lane);
+        }
+        if to.is_half() {
+            // Through float: convert (unless the value already is one), then round.
+            let x = if ctype(from) == "float" {
+                self.text(a, lane)?
+            } else {
+                format!("(float){}", self.operand(a, lane, prec::UNARY)?)
+            };
+            return Ok(self.wrap_helper(round_helper(to), &x));
         }
         let x = self.operand(a, lane, prec::UNARY)?;
         Ok(Code::new(format!("({}){}", ctype(to), x), prec::UNARY))
@@ -425,33 +491,9 @@ impl Emitter<'_> {
         }
         let refs: Vec<&Expr> = args.iter().collect();
         if dt.is_float() {
-            let suffix = if dt == DType::F32 { "f" } else { "" };
-            let base = match f {
-                MathFn::Exp => "exp",
-                MathFn::Log => "log",
-                MathFn::Sqrt => "sqrt",
-                MathFn::Tanh => "tanh",
-                MathFn::Erf => "erf",
-                MathFn::Pow => "pow",
-                MathFn::Abs => "fabs",
-                MathFn::Floor => "floor",
-                MathFn::Ceil => "ceil",
-                MathFn::Sigmoid => {
-                    let one = float_literal(1.0, dt).text;
-                    let x = self.operand(&args[0], lane, prec::UNARY)?;
-                    // `-(-1.5f)`, not `--1.5f`.
-                    let x = if x.starts_with('-') {
-                        format!("({})", x)
-                    } else {
-                        x
-                    };
-                    return Ok(Code::new(
-                        format!("{one} / ({one} + exp{suffix}(-{x}))"),
-                        prec::MUL,
-                    ));
-                }
-            };
-            return self.call(&format!("{}{}", base, suffix), &refs, lane);
+            // Halves: the float function, rounded.
+            let code = self.float_math(f, args, dt, lane)?;
+            return Ok(self.round_to(dt, code));
         }
         match (f, dt) {
             (MathFn::Abs, DType::I32) => self.call("abs", &refs, lane),
@@ -466,5 +508,37 @@ impl Emitter<'_> {
                 self.func,
             )),
         }
+    }
+
+    /// Math function `f` of float type `dt` (computed in `float` for halves, unrounded).
+    fn float_math(&mut self, f: MathFn, args: &[Expr], dt: DType, lane: u32) -> Result<Code> {
+        let refs: Vec<&Expr> = args.iter().collect();
+        let suffix = if dt == DType::F64 { "" } else { "f" };
+        let base = match f {
+            MathFn::Exp => "exp",
+            MathFn::Log => "log",
+            MathFn::Sqrt => "sqrt",
+            MathFn::Tanh => "tanh",
+            MathFn::Erf => "erf",
+            MathFn::Pow => "pow",
+            MathFn::Abs => "fabs",
+            MathFn::Floor => "floor",
+            MathFn::Ceil => "ceil",
+            MathFn::Sigmoid => {
+                let one = float_literal(1.0, dt).text;
+                let x = self.operand(&args[0], lane, prec::UNARY)?;
+                // `-(-1.5f)`, not `--1.5f`.
+                let x = if x.starts_with('-') {
+                    format!("({})", x)
+                } else {
+                    x
+                };
+                return Ok(Code::new(
+                    format!("{one} / ({one} + exp{suffix}(-{x}))"),
+                    prec::MUL,
+                ));
+            }
+        };
+        self.call(&format!("{}{}", base, suffix), &refs, lane)
     }
 }

@@ -28,11 +28,13 @@
 //! loop, `let`s allowed around it); loops bound to `blockIdx.x/y/z` and `threadIdx.x/y/z`
 //! (guarded where the launch is larger than the loop), `vthread` (serial), serial loops,
 //! `if`, `let`, `shared` and `local` allocations of constant size, barriers
-//! (`__syncthreads()`), and every expression of the loop IR over f32, f64, i32, i64 and
-//! bool with the reference interpreter's semantics (`te::arith`): floor division and
-//! modulo (0 for a zero divisor), fmod, NaN-propagating min/max, truncating saturating
-//! float->int casts (`__float2int_rz`...), wrapping int32 arithmetic. Vector expressions
-//! (ramps, broadcasts, 128-bit values) are scalarized lane by lane.
+//! (`__syncthreads()`), and every expression of the loop IR over f32, f64, f16, bf16, i32,
+//! i64 and bool with the reference interpreter's semantics (`te::arith`): floor division
+//! and modulo (0 for a zero divisor), fmod, NaN-propagating min/max, truncating saturating
+//! float->int casts (`__float2int_rz`...), wrapping int32 arithmetic, halves stored as
+//! `unsigned short` bits and computed in `float`, rounded after every operation (no
+//! header: the conversions are prelude helpers). Vector expressions (ramps, broadcasts,
+//! 128-bit values) are scalarized lane by lane.
 //!
 //! Not supported (typed errors): host code between kernels or around the kernel (a store
 //! outside every thread-bound loop is the "unbound GPU kernel" error; several kernels, or

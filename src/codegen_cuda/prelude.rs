@@ -7,11 +7,32 @@
 //! - `lf_fmin_*` / `lf_fmax_*`: float minimum and maximum that propagate NaN and order
 //!   `-0.0` below `+0.0` (CUDA's `fminf` returns the other operand for a NaN);
 //! - `lf_add_i32` / `lf_sub_i32` / `lf_mul_i32`: `int` arithmetic that wraps (signed
-//!   overflow is undefined in C++ and NVVM optimizes on it).
+//!   overflow is undefined in C++ and NVVM optimizes on it);
+//! - `lf_f16_to_f32` / `lf_f32_to_f16` (PTX `cvt.f32.f16` / `cvt.rn.f16.f32` on a 16-bit
+//!   register: no header is needed) and `lf_bf16_to_f32` / `lf_f32_to_bf16` (bit
+//!   manipulation: a shift, and round to nearest even on the bits with NaN kept NaN, as
+//!   the `half` crate does): a half lives in memory as its bits (`unsigned short`) and in
+//!   expressions as the `float` of its value; `lf_round_f16` / `lf_round_bf16` round a
+//!   `float` to the half type and back, after every operation on halves. The conversions
+//!   are opaque to the compiler (inline assembly, integer operations), so a half
+//!   `a * b + c` is never contracted into an FMA.
 
 /// One helper function of the prelude.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Helper {
+    /// The `float` value of `float16` bits. (The conversions come first: the set of helpers
+    /// is emitted in this order, and the rounding helpers call them.)
+    F16ToF32,
+    /// The `float16` bits nearest to a `float` (ties to even).
+    F32ToF16,
+    /// The `float` value of `bfloat16` bits.
+    Bf16ToF32,
+    /// The `bfloat16` bits nearest to a `float` (ties to even, NaN stays NaN).
+    F32ToBf16,
+    /// A `float` rounded to `float16` and back.
+    RoundF16,
+    /// A `float` rounded to `bfloat16` and back.
+    RoundBf16,
     /// Wrapping `int` addition.
     AddI32,
     /// Wrapping `int` subtraction.
@@ -40,6 +61,12 @@ impl Helper {
     /// The function's name in the generated code.
     pub(crate) fn name(self) -> &'static str {
         match self {
+            Helper::F16ToF32 => "lf_f16_to_f32",
+            Helper::F32ToF16 => "lf_f32_to_f16",
+            Helper::Bf16ToF32 => "lf_bf16_to_f32",
+            Helper::F32ToBf16 => "lf_f32_to_bf16",
+            Helper::RoundF16 => "lf_round_f16",
+            Helper::RoundBf16 => "lf_round_bf16",
             Helper::AddI32 => "lf_add_i32",
             Helper::SubI32 => "lf_sub_i32",
             Helper::MulI32 => "lf_mul_i32",
@@ -51,6 +78,15 @@ impl Helper {
             Helper::FmaxF32 => "lf_fmax_f32",
             Helper::FminF64 => "lf_fmin_f64",
             Helper::FmaxF64 => "lf_fmax_f64",
+        }
+    }
+
+    /// The helpers this one calls (they must be emitted before it).
+    pub(crate) fn deps(self) -> &'static [Helper] {
+        match self {
+            Helper::RoundF16 => &[Helper::F16ToF32, Helper::F32ToF16],
+            Helper::RoundBf16 => &[Helper::Bf16ToF32, Helper::F32ToBf16],
+            _ => &[],
         }
     }
 
@@ -83,7 +119,26 @@ impl Helper {
                 self.name()
             )
         };
+        let n = self.name();
         match self {
+            Helper::F16ToF32 => format!(
+                "{H} float {n}(unsigned short h) {{\n  float f;\n  asm(\"cvt.f32.f16 %0, %1;\" : \"=f\"(f) : \"h\"(h));\n  return f;\n}}\n"
+            ),
+            Helper::F32ToF16 => format!(
+                "{H} unsigned short {n}(float f) {{\n  unsigned short h;\n  asm(\"cvt.rn.f16.f32 %0, %1;\" : \"=h\"(h) : \"f\"(f));\n  return h;\n}}\n"
+            ),
+            Helper::Bf16ToF32 => format!(
+                "{H} float {n}(unsigned short h) {{\n  unsigned int x = (unsigned int)h;\n  if ((x & 0x7fffu) > 0x7f80u) x |= 0x0040u;\n  return __uint_as_float(x << 16);\n}}\n"
+            ),
+            Helper::F32ToBf16 => format!(
+                "{H} unsigned short {n}(float f) {{\n  unsigned int x = __float_as_uint(f);\n  if ((x & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((x >> 16) | 0x0040u);\n  return (unsigned short)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);\n}}\n"
+            ),
+            Helper::RoundF16 => format!(
+                "{H} float {n}(float f) {{ return lf_f16_to_f32(lf_f32_to_f16(f)); }}\n"
+            ),
+            Helper::RoundBf16 => format!(
+                "{H} float {n}(float f) {{ return lf_bf16_to_f32(lf_f32_to_bf16(f)); }}\n"
+            ),
             Helper::AddI32 => wrap("+"),
             Helper::SubI32 => wrap("-"),
             Helper::MulI32 => wrap("*"),

@@ -8,12 +8,14 @@
 //!   `vthread` loops run serially); `parallel` loops are refused (a CPU construct);
 //! - `Allocate` in `shared` scope becomes a `__shared__` array, in `local` scope a local
 //!   array, both of constant size, not zero-initialised; `Barrier` is `__syncthreads()`;
-//! - `let` becomes a `const` local; vector values are stored lane by lane.
+//! - `let` becomes a `const` local; vector values are stored lane by lane;
+//! - buffers of f16/bf16 elements (parameters, shared and local arrays) are
+//!   `unsigned short` arrays of the bits: a store converts the `float` value back.
 //!
 //! Every binding site gets its own C name (see `names.rs`), so declarations never clash
 //! whatever the nesting.
 
-use super::expr::{ctype, prec};
+use super::expr::{ctype, mem_ctype, prec};
 use super::kernel::KernelPlan;
 use super::launch::{loop_role, LoopRole};
 use super::names::{sanitize, Namer};
@@ -363,6 +365,7 @@ impl<'a> Emitter<'a> {
         let lanes = self.lanes(&flat).max(self.lanes(value));
         if lanes == 1 {
             let (i, v) = (self.text(&flat, 0)?, self.text(value, 0)?);
+            let v = self.mem_value(buf.dtype(), v);
             self.line(&format!("{}[{}] = {};", name, i, v));
             return Ok(());
         }
@@ -395,12 +398,14 @@ impl<'a> Emitter<'a> {
                 tmps.push(tmp);
             }
             for (i, tmp) in idx.iter().zip(&tmps) {
-                self.line(&format!("{}[{}] = {};", name, i, tmp));
+                let v = self.mem_value(buf.dtype(), tmp.clone());
+                self.line(&format!("{}[{}] = {};", name, i, v));
             }
             self.indent -= 1;
             self.line("}");
         } else {
-            for (i, v) in idx.iter().zip(&vals) {
+            for (i, v) in idx.iter().zip(vals) {
+                let v = self.mem_value(buf.dtype(), v);
                 self.line(&format!("{}[{}] = {};", name, i, v));
             }
         }
@@ -521,6 +526,16 @@ impl<'a> Emitter<'a> {
         }
     }
 
+    /// The value `text` (of the C type [`ctype`] of `dt`) as an element of a `dt` buffer:
+    /// the bits of a half, anything else unchanged.
+    fn mem_value(&mut self, dt: DType, text: String) -> String {
+        match dt {
+            DType::F16 => self.wrap_helper(Helper::F32ToF16, &text).text,
+            DType::BF16 => self.wrap_helper(Helper::F32ToBf16, &text).text,
+            _ => text,
+        }
+    }
+
     fn allocate(&mut self, buf: &Buffer, body: &Stmt) -> Result<()> {
         let size = simplify(&self.plan.resolve(&buf.num_elements()));
         let what = match buf.scope() {
@@ -546,7 +561,7 @@ impl<'a> Emitter<'a> {
         })?;
         let n = n.max(1);
         let name = self.names.fresh(buf.name());
-        let t = ctype(buf.dtype());
+        let t = mem_ctype(buf.dtype());
         if buf.scope() == Scope::Shared {
             self.shared_bytes += n * buf.dtype().bytes() as i64;
             if self.shared_bytes > MAX_STATIC_SHARED_BYTES {
@@ -631,7 +646,7 @@ pub(crate) fn emit_source(func: &LoweredFunc, plan: &KernelPlan<'_>) -> Result<C
         sig.push(format!(
             "{}{}* __restrict__ {}",
             if w { "" } else { "const " },
-            ctype(p.dtype()),
+            mem_ctype(p.dtype()),
             name
         ));
         params.push(KernelParam::Buffer {

@@ -56,7 +56,7 @@ fn func(params: Vec<Buffer>, body: Stmt) -> LoweredFunc {
     }
 }
 /// A one-thread kernel storing `e` (of dtype `dt`) into `Out[0]`; inputs `F` (f32),
-/// `D` (f64), `I` (i32), `L` (i64), `Q` (bool), 8 elements each.
+/// `D` (f64), `I` (i32), `L` (i64), `Q` (bool), `H` (f16), `B` (bf16), 8 elements each.
 fn scalar_kernel(dt: DType, e: Expr) -> LoweredFunc {
     let out = buf("Out", dt, 8);
     let t = v("t");
@@ -66,6 +66,8 @@ fn scalar_kernel(dt: DType, e: Expr) -> LoweredFunc {
         ("I", DType::I32),
         ("L", DType::I64),
         ("Q", DType::Bool),
+        ("H", DType::F16),
+        ("B", DType::BF16),
     ]
     .iter()
     .map(|(n, d)| buf(n, *d, 8))
@@ -99,6 +101,12 @@ fn long(i: i64) -> Expr {
 }
 fn q(i: i64) -> Expr {
     ld(&buf("Q", DType::Bool, 8), i)
+}
+fn h(i: i64) -> Expr {
+    ld(&buf("H", DType::F16, 8), i)
+}
+fn bh(i: i64) -> Expr {
+    ld(&buf("B", DType::BF16, 8), i)
 }
 
 /// Compile with NVRTC for sm_80 where it is present.
@@ -199,6 +207,113 @@ fn literals() {
     );
 }
 
+/// Halves: `unsigned short` bits in memory, `float` values in expressions, every
+/// operation rounded, conversions through `float`, helpers emitted only when used.
+#[test]
+fn half_precision_bits_in_memory_floats_rounded_in_expressions() {
+    use BinOp::*;
+    let c15 = Expr::float_of(1.5, DType::F16);
+    let e = bin(Add, bin(Mul, h(0), h(1)), c15);
+    let src = emit(&scalar_kernel(DType::F16, e.clone())).unwrap();
+    let c = &src.code;
+    assert_eq!(
+        c_of(DType::F16, e),
+        "lf_f32_to_f16(lf_round_f16(lf_round_f16(lf_f16_to_f32(H[0]) * lf_f16_to_f32(H[1])) + 1.5f))"
+    );
+    assert!(c.contains("const unsigned short* __restrict__ H"), "{}", c);
+    assert!(c.contains("unsigned short* __restrict__ Out"), "{}", c);
+    assert!(
+        c.contains("asm(\"cvt.rn.f16.f32 %0, %1;\" : \"=h\"(h) : \"f\"(f));"),
+        "{}",
+        c
+    );
+    assert!(
+        c.contains("asm(\"cvt.f32.f16 %0, %1;\" : \"=f\"(f) : \"h\"(h));"),
+        "{}",
+        c
+    );
+    assert!(!c.contains("#include") && !c.contains("bf16"), "{}", c);
+    // The conversions are defined before the rounding helper that calls them.
+    let at = |n: &str| {
+        c.find(&format!(" {}(", n))
+            .unwrap_or_else(|| panic!("{} in {}", n, c))
+    };
+    assert!(at("lf_f16_to_f32") < at("lf_round_f16") && at("lf_f32_to_f16") < at("lf_round_f16"));
+    compiles(&src);
+
+    let bf = bin(Sub, bh(0), Expr::float_of(0.1, DType::BF16));
+    let src = emit(&scalar_kernel(DType::BF16, bf.clone())).unwrap();
+    assert!(
+        src.code
+            .contains("return (unsigned short)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);"),
+        "{}",
+        src.code
+    );
+    assert!(!src.code.contains("lf_f16_to_f32"), "{}", src.code);
+    // 0.1 rounded to bfloat16 is 0.10009765625, printed as the shortest float that reads
+    // back as that value.
+    assert_eq!(
+        c_of(DType::BF16, bf),
+        "lf_f32_to_bf16(lf_round_bf16(lf_bf16_to_f32(B[0]) - 0.100097656f))"
+    );
+    compiles(&src);
+
+    // Casts go through float; from a half the float is exact.
+    let cast = |to: DType, x: Expr| Expr::new(ExprNode::Cast(to, x));
+    assert_eq!(
+        c_of(DType::F32, cast(DType::F32, h(0))),
+        "(float)lf_f16_to_f32(H[0])"
+    );
+    assert_eq!(
+        c_of(DType::I32, cast(DType::I32, bh(0))),
+        "__float2int_rz(lf_bf16_to_f32(B[0]))"
+    );
+    assert_eq!(
+        c_of(DType::F16, cast(DType::F16, d(0))),
+        "lf_f32_to_f16(lf_round_f16((float)D[0]))"
+    );
+    assert_eq!(
+        c_of(DType::BF16, cast(DType::BF16, h(0))),
+        "lf_f32_to_bf16(lf_round_bf16(lf_f16_to_f32(H[0])))"
+    );
+    assert_eq!(
+        c_of(DType::Bool, cast(DType::Bool, h(0))),
+        "lf_f16_to_f32(H[0]) != 0.0f"
+    );
+    assert_eq!(
+        c_of(DType::F16, call(MathFn::Sqrt, vec![h(0)])),
+        "lf_f32_to_f16(lf_round_f16(sqrtf(lf_f16_to_f32(H[0]))))"
+    );
+    assert_eq!(
+        c_of(DType::F16, Expr::float_of(f64::INFINITY, DType::F16)),
+        "lf_f32_to_f16(__int_as_float(0x7f800000))"
+    );
+    // A shared half buffer holds bits too.
+    let sh = buf_in("S", DType::F16, 32, Scope::Shared);
+    let out = buf("Out", DType::F16, 32);
+    let t = v("t");
+    let body = bind(
+        &t,
+        32,
+        "threadIdx.x",
+        alloc(
+            &sh,
+            Stmt::seq(vec![
+                st(&sh, t.expr(), ld(&out, t.expr())),
+                st(&out, t.expr(), ld(&sh, t.expr())),
+            ]),
+        ),
+    );
+    let src = emit(&func(vec![out], body)).unwrap();
+    assert!(
+        src.code
+            .contains("__shared__ __align__(16) unsigned short S[32];"),
+        "{}",
+        src.code
+    );
+    compiles(&src);
+}
+
 #[test]
 fn semantics_helpers_casts_and_math() {
     use BinOp::*;
@@ -285,13 +400,23 @@ fn every_expression_kind_compiles() {
         BinOp::Min,
         BinOp::Max,
     ];
-    let tys = [DType::F32, DType::F64, DType::I32, DType::I64, DType::Bool];
+    let tys = [
+        DType::F32,
+        DType::F64,
+        DType::I32,
+        DType::I64,
+        DType::Bool,
+        DType::F16,
+        DType::BF16,
+    ];
     let input = |dt: DType, i: i64| match dt {
         DType::F32 => f(i),
         DType::F64 => d(i),
         DType::I32 => int(i),
         DType::I64 => long(i),
         DType::Bool => q(i),
+        DType::F16 => h(i),
+        DType::BF16 => bh(i),
     };
     let outs: Vec<Buffer> = tys
         .iter()
@@ -337,7 +462,7 @@ fn every_expression_kind_compiles() {
     }
     let mut params: Vec<Buffer> = tys
         .iter()
-        .map(|t| buf(["F", "D", "I", "L", "Q"][*t as usize], *t, 8))
+        .map(|t| buf(["F", "D", "I", "L", "Q", "H", "B"][*t as usize], *t, 8))
         .collect();
     params.extend(outs);
     let t = v("t");
@@ -353,6 +478,10 @@ fn every_expression_kind_compiles() {
         "lf_sub_i32",
         "erff(",
         "erf(",
+        "lf_round_f16(erff(lf_f16_to_f32(H[0])))",
+        "lf_round_bf16(lf_fmax_f32(lf_bf16_to_f32(B[0]), lf_bf16_to_f32(B[1])))",
+        "const unsigned short* __restrict__ H",
+        "unsigned short* __restrict__ Ofloat16",
     ] {
         assert!(src.code.contains(h), "{} missing:\n{}", h, src.code);
     }
@@ -389,7 +518,11 @@ fn guards_where_the_launch_exceeds_a_loop() {
     );
     let src = emit(&func(vec![a], body)).unwrap();
     let c = &src.code;
-    assert!(c.contains("  __shared__ float S[32];\n"), "{}", c);
+    assert!(
+        c.contains("  __shared__ __align__(16) float S[32];\n"),
+        "{}",
+        c
+    );
     assert!(
         c.contains("const long long t1 = threadIdx.x;\n  S[t1] = A[t1];\n"),
         "{}",
@@ -402,7 +535,7 @@ fn guards_where_the_launch_exceeds_a_loop() {
 }
 
 #[test]
-fn vectors_are_scalarized() {
+fn vectors_are_16_byte_accesses_or_lane_by_lane() {
     let (a, c) = (buf("A", DType::F32, 64), buf("C", DType::F32, 64));
     let (t, x) = (v("t"), v("x"));
     let ramp = |base: Expr| Expr::new(ExprNode::Ramp(base, 1, 4));
@@ -445,8 +578,19 @@ fn vectors_are_scalarized() {
         "{}",
         code
     );
-    assert!(code.contains("C[x + 3] = xv[3] * 2.0f;"), "{}", code);
-    assert!(code.contains("const float C_lane0 = C[x];"), "{}", code);
+    // `x` is a multiple of 4: one 16-byte store; the shifted store reads C[x..x+4] as one
+    // 16-byte load (all lanes before any store) and writes lane by lane (unaligned).
+    assert!(
+        code.contains("*reinterpret_cast<float4*>(&C[x]) = make_float4(xv[0] * 2.0f, xv[1] * 2.0f, xv[2] * 2.0f, xv[3] * 2.0f);"),
+        "{}",
+        code
+    );
+    assert!(
+        code.contains("const float4 C_vec = *reinterpret_cast<const float4*>(&C[x]);"),
+        "{}",
+        code
+    );
+    assert!(code.contains("const float C_lane0 = C_vec.x;"), "{}", code);
     assert!(code.contains("C[x + 1 + 3] = C_lane3;"), "{}", code);
     compiles(&src);
 }

@@ -16,6 +16,10 @@ pub(crate) enum Storage {
     F32(Vec<f32>),
     /// float64 elements.
     F64(Vec<f64>),
+    /// float16 elements.
+    F16(Vec<half::f16>),
+    /// bfloat16 elements.
+    BF16(Vec<half::bf16>),
     /// int32 elements.
     I32(Vec<i32>),
     /// int64 elements.
@@ -56,6 +60,8 @@ impl Buf {
         let data = match dtype {
             DType::F32 => Storage::F32(vec![0.0; n]),
             DType::F64 => Storage::F64(vec![0.0; n]),
+            DType::F16 => Storage::F16(vec![half::f16::ZERO; n]),
+            DType::BF16 => Storage::BF16(vec![half::bf16::ZERO; n]),
             DType::I32 => Storage::I32(vec![0; n]),
             DType::I64 => Storage::I64(vec![0; n]),
             DType::Bool => Storage::Bool(vec![false; n]),
@@ -69,6 +75,8 @@ impl Buf {
         let data = match a.dtype() {
             DType::F32 => Storage::F32(a.to_vec::<f32>().map_err(e)?),
             DType::F64 => Storage::F64(a.to_vec::<f64>().map_err(e)?),
+            DType::F16 => Storage::F16(a.to_vec::<half::f16>().map_err(e)?),
+            DType::BF16 => Storage::BF16(a.to_vec::<half::bf16>().map_err(e)?),
             DType::I32 => Storage::I32(a.to_vec::<i32>().map_err(e)?),
             DType::I64 => Storage::I64(a.to_vec::<i64>().map_err(e)?),
             DType::Bool => Storage::Bool(a.to_vec::<bool>().map_err(e)?),
@@ -85,6 +93,11 @@ impl Buf {
         match &self.data {
             Storage::F32(v) => a.as_mut_slice::<f32>().map_err(e)?.copy_from_slice(v),
             Storage::F64(v) => a.as_mut_slice::<f64>().map_err(e)?.copy_from_slice(v),
+            Storage::F16(v) => a.as_mut_slice::<half::f16>().map_err(e)?.copy_from_slice(v),
+            Storage::BF16(v) => a
+                .as_mut_slice::<half::bf16>()
+                .map_err(e)?
+                .copy_from_slice(v),
             Storage::I32(v) => a.as_mut_slice::<i32>().map_err(e)?.copy_from_slice(v),
             Storage::I64(v) => a.as_mut_slice::<i64>().map_err(e)?.copy_from_slice(v),
             Storage::Bool(v) => a.as_mut_slice::<bool>().map_err(e)?.copy_from_slice(v),
@@ -97,6 +110,8 @@ impl Buf {
         match &self.data {
             Storage::F32(v) => v.len(),
             Storage::F64(v) => v.len(),
+            Storage::F16(v) => v.len(),
+            Storage::BF16(v) => v.len(),
             Storage::I32(v) => v.len(),
             Storage::I64(v) => v.len(),
             Storage::Bool(v) => v.len(),
@@ -109,6 +124,8 @@ impl Buf {
         match &self.data {
             Storage::F32(v) => Scalar::F(v[i] as f64),
             Storage::F64(v) => Scalar::F(v[i]),
+            Storage::F16(v) => Scalar::F(v[i].to_f64()),
+            Storage::BF16(v) => Scalar::F(v[i].to_f64()),
             Storage::I32(v) => Scalar::I(v[i] as i64),
             Storage::I64(v) => Scalar::I(v[i]),
             Storage::Bool(v) => Scalar::I(v[i] as i64),
@@ -122,6 +139,9 @@ impl Buf {
         match (&mut self.data, x) {
             (Storage::F32(v), Scalar::F(x)) => v[i] = x as f32,
             (Storage::F64(v), Scalar::F(x)) => v[i] = x,
+            // Through f32, as every conversion to a half (exact for values of the type).
+            (Storage::F16(v), Scalar::F(x)) => v[i] = half::f16::from_f32(x as f32),
+            (Storage::BF16(v), Scalar::F(x)) => v[i] = half::bf16::from_f32(x as f32),
             (Storage::I32(v), Scalar::I(x)) => v[i] = x as i32,
             (Storage::I64(v), Scalar::I(x)) => v[i] = x,
             (Storage::Bool(v), Scalar::I(x)) => v[i] = x != 0,

@@ -6,22 +6,24 @@
 //!
 //! * Integer-like values (`int32`, `int64`, `bool`) are held as `i64`, always normalised
 //!   to their type (`int32` sign-extended from 32 bits, `bool` 0 or 1); floats (`float32`,
-//!   `float64`) as `f64`, a `float32` always holding an exactly representable `f32`.
+//!   `float64`, `float16`, `bfloat16`) as `f64`, always exactly representable in their type.
 //! * Arithmetic is done in the expression's type: `f32` ops in `f32` (rounded every op),
-//!   `f64` in `f64`, `i32` wrapping in `i32`, `i64` wrapping in `i64`; `bool` arithmetic
+//!   `f64` in `f64`, `f16`/`bf16` in `f32` rounded to the half type every op,
+//!   `i32` wrapping in `i32`, `i64` wrapping in `i64`; `bool` arithmetic
 //!   is done on 0/1 in `i64` and the result is `!= 0`.
 //! * Integer `Div`/`Mod` are floor division/modulo; by zero they yield 0
 //!   (`MIN / -1` wraps to `MIN`, `MIN % -1` is 0). Float `Mod` is truncated `fmod`.
 //! * Float `Min`/`Max`: NaN if either operand is NaN, `-0.0 < +0.0`, else min/max.
 //! * Casts: float -> int truncates and saturates (NaN -> 0, Rust `as`), int -> int wraps,
-//!   int/float -> `bool` is `!= 0`, `bool` -> number is 0/1, `i64 -> f32` rounds once.
+//!   int/float -> `bool` is `!= 0`, `bool` -> number is 0/1, `i64 -> f32` rounds once;
+//!   conversions to and from `f16`/`bf16` go through `f32`.
 //! * Math functions are computed in the type with Rust's `f32`/`f64` methods (`exp`,
 //!   `ln`, `sqrt`, `tanh`, `powf`, `abs`, `floor`, `ceil`) and the `libm` crate's `erff` /
 //!   `erf`, as the CPU backend's helpers do; `sigmoid(x) = 1 / (1 + exp(-x))` with each
-//!   op in the type.
+//!   op in the type; on halves, in `f32` with the result rounded once.
 
 pub(crate) use crate::te::arith::norm_int;
-use crate::te::arith::{float_binary, int_binary};
+use crate::te::arith::{float_binary, float_to_int, int_binary, int_to_float, round_float};
 use crate::te::{BinOp, CmpOp, DType, MathFn};
 
 /// Result of the interpreter's internals: the error is a message naming what went wrong
@@ -33,7 +35,7 @@ pub(crate) type R<T> = Result<T, String>;
 pub(crate) enum Scalar {
     /// An `int32`, `int64` or `bool` (normalised to its type).
     I(i64),
-    /// A `float32` (exactly an `f32`) or `float64`.
+    /// A `float32`, `float16` or `bfloat16` (exactly a value of its type) or `float64`.
     F(f64),
 }
 
@@ -73,21 +75,12 @@ impl Value {
 
 /// A constant of type `dt` from an integer literal.
 pub(crate) fn int_const(dt: DType, v: i64) -> Scalar {
-    match dt {
-        DType::F32 => Scalar::F(v as f32 as f64),
-        DType::F64 => Scalar::F(v as f64),
-        _ => Scalar::I(norm_int(dt, v)),
-    }
+    cast(dt, Scalar::I(v))
 }
 
 /// A constant of type `dt` from a float literal.
 pub(crate) fn float_const(dt: DType, v: f64) -> Scalar {
-    match dt {
-        DType::F32 => Scalar::F(v as f32 as f64),
-        DType::F64 => Scalar::F(v),
-        DType::Bool => Scalar::I((v != 0.0) as i64),
-        _ => cast(dt, Scalar::F(v)),
-    }
+    cast(dt, Scalar::F(v))
 }
 
 /// Whether a scalar counts as true (non-zero).
@@ -127,15 +120,11 @@ pub(crate) fn compare(op: CmpOp, a: Scalar, b: Scalar) -> R<Scalar> {
 
 /// Convert a scalar (of whatever type) to type `to`.
 pub(crate) fn cast(to: DType, a: Scalar) -> Scalar {
-    match (a, to) {
-        (Scalar::I(v), DType::F32) => Scalar::F(v as f32 as f64),
-        (Scalar::I(v), DType::F64) => Scalar::F(v as f64),
-        (Scalar::I(v), _) => Scalar::I(norm_int(to, v)),
-        (Scalar::F(x), DType::F32) => Scalar::F(x as f32 as f64),
-        (Scalar::F(x), DType::F64) => Scalar::F(x),
-        (Scalar::F(x), DType::I32) => Scalar::I(x as i32 as i64),
-        (Scalar::F(x), DType::I64) => Scalar::I(x as i64),
-        (Scalar::F(x), DType::Bool) => Scalar::I((x != 0.0) as i64),
+    match a {
+        Scalar::I(v) if to.is_float() => Scalar::F(int_to_float(to, v)),
+        Scalar::I(v) => Scalar::I(norm_int(to, v)),
+        Scalar::F(x) if to.is_float() => Scalar::F(round_float(to, x)),
+        Scalar::F(x) => Scalar::I(float_to_int(to, x)),
     }
 }
 
@@ -147,7 +136,7 @@ pub(crate) fn math(f: MathFn, dt: DType, args: &[Scalar]) -> R<Scalar> {
             .ok_or_else(|| format!("{} takes {} argument(s)", f.name(), f.arity()))
     };
     match (dt, arg(0)?) {
-        (DType::F32 | DType::F64, Scalar::F(x)) => {
+        (_, Scalar::F(x)) if dt.is_float() => {
             let y = match f {
                 MathFn::Pow => match arg(1)? {
                     Scalar::F(y) => y,
@@ -155,11 +144,7 @@ pub(crate) fn math(f: MathFn, dt: DType, args: &[Scalar]) -> R<Scalar> {
                 },
                 _ => 0.0,
             };
-            Ok(Scalar::F(if dt == DType::F32 {
-                crate::te::arith::math_f32(f, x as f32, y as f32) as f64
-            } else {
-                crate::te::arith::math_f64(f, x, y)
-            }))
+            Ok(Scalar::F(crate::te::arith::math_float(f, dt, x, y)))
         }
         (DType::I32 | DType::I64, Scalar::I(v)) => match f {
             MathFn::Abs => Ok(Scalar::I(norm_int(dt, v.wrapping_abs()))),

@@ -30,6 +30,26 @@ elem!(f32, DType::F32);
 elem!(f64, DType::F64);
 elem!(i32, DType::I32);
 elem!(i64, DType::I64);
+/// `float16` elements: converted to and from f64 through f32 (see `te::arith`).
+impl Element for half::f16 {
+    const DTYPE: DType = DType::F16;
+    fn to_f64(self) -> f64 {
+        self.to_f64()
+    }
+    fn from_f64(v: f64) -> Self {
+        half::f16::from_f32(v as f32)
+    }
+}
+/// `bfloat16` elements: converted to and from f64 through f32 (see `te::arith`).
+impl Element for half::bf16 {
+    const DTYPE: DType = DType::BF16;
+    fn to_f64(self) -> f64 {
+        self.to_f64()
+    }
+    fn from_f64(v: f64) -> Self {
+        half::bf16::from_f32(v as f32)
+    }
+}
 impl Element for bool {
     const DTYPE: DType = DType::Bool;
     fn to_f64(self) -> f64 {
@@ -112,7 +132,8 @@ impl NdArray {
     }
 
     /// Deterministic pseudo-random values in [-1, 1) (integers in [-8, 8), bools alternate
-    /// pseudo-randomly), for tests and benchmarks.
+    /// pseudo-randomly; `float16`/`bfloat16` values are the f32 ones rounded to the half
+    /// type), for tests and benchmarks.
     pub fn random(shape: &[usize], dtype: DType, seed: u64) -> NdArray {
         let mut s = seed
             .wrapping_mul(6364136223846793005)
@@ -127,6 +148,12 @@ impl NdArray {
         match dtype {
             DType::F32 => NdArray::from_fn(shape, |_| (next() * 2.0 - 1.0) as f32),
             DType::F64 => NdArray::from_fn(shape, |_| next() * 2.0 - 1.0),
+            DType::F16 => {
+                NdArray::from_fn(shape, |_| half::f16::from_f32((next() * 2.0 - 1.0) as f32))
+            }
+            DType::BF16 => {
+                NdArray::from_fn(shape, |_| half::bf16::from_f32((next() * 2.0 - 1.0) as f32))
+            }
             DType::I32 => NdArray::from_fn(shape, |_| (next() * 16.0) as i32 - 8),
             DType::I64 => NdArray::from_fn(shape, |_| (next() * 16.0) as i64 - 8),
             DType::Bool => NdArray::from_fn(shape, |_| next() < 0.5),
@@ -201,6 +228,8 @@ impl NdArray {
             match self.dtype {
                 DType::F32 => *(self.ptr as *const f32).add(i) as f64,
                 DType::F64 => *(self.ptr as *const f64).add(i),
+                DType::F16 => (*(self.ptr as *const half::f16).add(i)).to_f64(),
+                DType::BF16 => (*(self.ptr as *const half::bf16).add(i)).to_f64(),
                 DType::I32 => *(self.ptr as *const i32).add(i) as f64,
                 DType::I64 => *(self.ptr as *const i64).add(i) as f64,
                 DType::Bool => (*self.ptr.add(i) != 0) as u8 as f64,
@@ -235,7 +264,9 @@ impl NdArray {
         m
     }
 
-    /// Whether every element is within `atol + rtol * |other|` of `other`.
+    /// Whether every element is within `atol + rtol * |other|` of `other` (compared as
+    /// f64: halves through their exact value; NaN only matches NaN, an infinity only
+    /// itself).
     pub fn allclose(&self, other: &NdArray, rtol: f64, atol: f64) -> bool {
         if self.shape != other.shape || self.dtype != other.dtype {
             return false;
@@ -244,6 +275,11 @@ impl NdArray {
             let (a, b) = (self.get_f64(i), other.get_f64(i));
             if a.is_nan() || b.is_nan() {
                 return a.is_nan() && b.is_nan();
+            }
+            if a.is_infinite() || b.is_infinite() {
+                // As numpy: an infinity is close only to itself (the tolerance would be
+                // infinite too).
+                return a == b;
             }
             a == b || (a - b).abs() <= atol + rtol * b.abs()
         })

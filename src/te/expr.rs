@@ -281,11 +281,8 @@ impl Expr {
     }
     /// Integer constant of the given type.
     pub fn int_of(v: i64, dt: DType) -> Expr {
-        if dt == DType::F32 {
-            return Expr::new(ExprNode::Float(v as f32 as f64, dt));
-        }
         if dt.is_float() {
-            return Expr::float_of(v as f64, dt);
+            return Expr::new(ExprNode::Float(super::arith::int_to_float(dt, v), dt));
         }
         // Constants hold values of their type: i32 wraps, bool is 0 or 1.
         let v = match dt {
@@ -295,12 +292,12 @@ impl Expr {
         };
         Expr::new(ExprNode::Int(v, dt))
     }
-    /// Float constant of the given type.
+    /// Float constant of the given type (rounded to it: `f32` once, halves through f32).
     pub fn float_of(v: f64, dt: DType) -> Expr {
         if !dt.is_float() {
             return Expr::int_of(v as i64, dt);
         }
-        let v = if dt == DType::F32 { v as f32 as f64 } else { v };
+        let v = super::arith::round_float(dt, v);
         Expr::new(ExprNode::Float(v, dt))
     }
     /// A constant of any type from an f64 value.
@@ -672,10 +669,10 @@ pub fn cast(t: DType, e: impl Into<Expr>) -> Expr {
     match e.node() {
         ExprNode::Int(v, _) if e.lanes() == 1 => Expr::int_of(*v, t),
         // Saturating, as Rust's `as` (and the backends) convert.
-        ExprNode::Float(v, _) if t == DType::I32 => Expr::int_of(*v as i32 as i64, t),
-        ExprNode::Float(v, _) if t == DType::I64 => Expr::int_of(*v as i64, t),
-        ExprNode::Float(v, _) if t == DType::Bool => Expr::bool(*v != 0.0),
-        ExprNode::Float(v, _) if t.is_float() => Expr::float_of(*v, t),
+        ExprNode::Float(v, _) if !t.is_float() => {
+            Expr::int_of(super::arith::float_to_int(t, *v), t)
+        }
+        ExprNode::Float(v, _) => Expr::float_of(*v, t),
         _ => Expr::new(ExprNode::Cast(t, e)),
     }
 }
@@ -892,16 +889,22 @@ fn wrap(f: &mut fmt::Formatter<'_>, e: &Expr, min_prec: u8) -> fmt::Result {
     }
 }
 
-/// Print a float constant so that it reads back as the same value.
+/// Print a float constant so that it reads back as the same value (`f32` with an `f`
+/// suffix, `float16`/`bfloat16` with `f16`/`bf16`: the shortest f32 that rounds back).
 pub(crate) fn fmt_float(v: f64, t: DType) -> String {
-    let suffix = if t == DType::F32 { "f" } else { "" };
+    let suffix = match t {
+        DType::F32 => "f",
+        DType::F16 => "f16",
+        DType::BF16 => "bf16",
+        _ => "",
+    };
     if v.is_nan() {
         format!("nan{}", suffix)
     } else if v.is_infinite() {
         format!("{}inf{}", if v < 0.0 { "-" } else { "" }, suffix)
     } else if v == v.trunc() && v.abs() < 1e15 {
         format!("{:.1}{}", v, suffix)
-    } else if t == DType::F32 {
+    } else if t != DType::F64 {
         format!("{:?}{}", v as f32, suffix)
     } else {
         format!("{:?}", v)

@@ -367,8 +367,7 @@ fn simple_reducer(name: &str, dt: DType, op: BinOp, identity: Expr) -> CommReduc
 
 fn lowest(dt: DType) -> Expr {
     match dt {
-        DType::F32 => Expr::float_of(f32::NEG_INFINITY as f64, dt),
-        DType::F64 => Expr::float_of(f64::NEG_INFINITY, dt),
+        DType::F32 | DType::F64 | DType::F16 | DType::BF16 => Expr::float_of(f64::NEG_INFINITY, dt),
         DType::I32 => Expr::int_of(i32::MIN as i64, dt),
         DType::I64 => Expr::int_of(i64::MIN, dt),
         DType::Bool => Expr::bool(false),
@@ -376,8 +375,7 @@ fn lowest(dt: DType) -> Expr {
 }
 fn highest(dt: DType) -> Expr {
     match dt {
-        DType::F32 => Expr::float_of(f32::INFINITY as f64, dt),
-        DType::F64 => Expr::float_of(f64::INFINITY, dt),
+        DType::F32 | DType::F64 | DType::F16 | DType::BF16 => Expr::float_of(f64::INFINITY, dt),
         DType::I32 => Expr::int_of(i32::MAX as i64, dt),
         DType::I64 => Expr::int_of(i64::MAX, dt),
         DType::Bool => Expr::bool(true),

@@ -196,3 +196,121 @@ pub fn assert_sched_err<T: std::fmt::Debug>(r: Result<T>, needle: &str) {
         ),
     }
 }
+
+// ---------------------------------------------------------------- half precision
+
+/// `C[i] = A[i] * B[i] + 1.5` over `n` elements of half type `dt` (`float16` or
+/// `bfloat16`): two roundings per element.
+pub fn half_mul_add(dt: DType, n: i64) -> (Tensor, Tensor, Tensor) {
+    let a = placeholder(&[n.into()], dt, "A");
+    let b = placeholder(&[n.into()], dt, "B");
+    let c = compute(&[n.into()], "C", |i| {
+        a.at(&[i[0].clone()]) * b.at(&[i[0].clone()]) + cast(dt, 1.5f32)
+    });
+    (a, b, c)
+}
+
+/// `S[i] = sum_k float32(A[i, k])` with `A` of half type `dt`, `m x n`.
+pub fn half_cast_row_sum(dt: DType, m: i64, n: i64) -> (Tensor, Tensor) {
+    let a = placeholder(&[m.into(), n.into()], dt, "A");
+    let k = reduce_axis(0, n, "k");
+    let s = compute(&[m.into()], "S", |i| {
+        sum(cast(DType::F32, a.at(&[i[0].clone(), k.x()])), &[k.clone()])
+    });
+    (a, s)
+}
+
+/// `C[i, j] = sum_k float32(A[i, k]) * float32(B[k, j])`: half inputs, f32 accumulator.
+pub fn half_matmul_f32_acc(dt: DType, m: i64, n: i64, kk: i64) -> (Tensor, Tensor, Tensor) {
+    let a = placeholder(&[m.into(), kk.into()], dt, "A");
+    let b = placeholder(&[kk.into(), n.into()], dt, "B");
+    let k = reduce_axis(0, kk, "k");
+    let c = compute(&[m.into(), n.into()], "C", |i| {
+        sum(
+            cast(DType::F32, a.at(&[i[0].clone(), k.x()]))
+                * cast(DType::F32, b.at(&[k.x(), i[1].clone()])),
+            &[k.clone()],
+        )
+    });
+    (a, b, c)
+}
+
+/// An array of half type `dt` of arbitrary bit patterns (NaNs, infinities, subnormals and
+/// all), deterministic in `seed`.
+pub fn half_bits_array(shape: &[usize], dt: DType, seed: u64) -> NdArray {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 32) as u16
+    };
+    match dt {
+        DType::F16 => NdArray::from_fn(shape, |_| f16::from_bits(next())),
+        DType::BF16 => NdArray::from_fn(shape, |_| bf16::from_bits(next())),
+        _ => panic!("half_bits_array: {} is not a half type", dt),
+    }
+}
+
+/// The bit patterns of a half array (`float16` or `bfloat16`).
+pub fn half_bits(a: &NdArray) -> Vec<u16> {
+    match a.dtype() {
+        DType::F16 => a
+            .as_slice::<f16>()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect(),
+        DType::BF16 => a
+            .as_slice::<bf16>()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect(),
+        d => panic!("half_bits: {} is not a half type", d),
+    }
+}
+
+/// Assert that two arrays are equal bit for bit (any NaN equals any NaN: payloads may
+/// differ between backends), for half, f32 and f64 arrays.
+pub fn assert_bit_exact(got: &NdArray, want: &NdArray, what: &str) {
+    assert_eq!(
+        (got.dtype(), got.shape()),
+        (want.dtype(), want.shape()),
+        "{}",
+        what
+    );
+    let bits = |a: &NdArray| -> Vec<u64> {
+        match a.dtype() {
+            DType::F16 | DType::BF16 => half_bits(a).into_iter().map(|b| b as u64).collect(),
+            DType::F32 => a
+                .as_slice::<f32>()
+                .unwrap()
+                .iter()
+                .map(|x| x.to_bits() as u64)
+                .collect(),
+            DType::F64 => a
+                .as_slice::<f64>()
+                .unwrap()
+                .iter()
+                .map(|x| x.to_bits())
+                .collect(),
+            d => panic!("assert_bit_exact: unsupported dtype {}", d),
+        }
+    };
+    let (g, w) = (bits(got), bits(want));
+    let mut bad = 0;
+    for i in 0..g.len() {
+        let (x, y) = (got.get_f64(i), want.get_f64(i));
+        if g[i] != w[i] && !(x.is_nan() && y.is_nan()) {
+            if bad < 5 {
+                eprintln!(
+                    "{}: element {}: {} ({:#x}) vs {} ({:#x})",
+                    what, i, x, g[i], y, w[i]
+                );
+            }
+            bad += 1;
+        }
+    }
+    assert_eq!(bad, 0, "{}: {} of {} elements differ", what, bad, g.len());
+}
