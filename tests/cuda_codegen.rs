@@ -28,6 +28,36 @@ fn nvrtc() -> bool {
     false
 }
 
+/// Assemble `ptx` for `sm_<sm>` with ptxas where `LOOPFORGE_PTXAS` names it (`.ci/run`
+/// sets it to the pip wheel nvidia-cuda-nvcc-cu12's): inline PTX is checked only there.
+fn assemble(name: &str, ptx: &str, sm: &str) {
+    let Ok(ptxas) = std::env::var("LOOPFORGE_PTXAS") else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("loopforge_ptxas_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!(
+        "{}_{}.ptx",
+        name.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+        sm
+    ));
+    std::fs::write(&file, ptx).unwrap();
+    let out = std::process::Command::new(&ptxas)
+        .arg(format!("-arch=sm_{}", sm))
+        .arg(&file)
+        .arg("-o")
+        .arg(file.with_extension("cubin"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ptxas {}: {}", ptxas, e));
+    assert!(
+        out.status.success(),
+        "{}: ptxas rejected the PTX for sm_{}:\n{}",
+        name,
+        sm,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// (b) and (c): emit `s`, check that the source contains every line of `expect`, compile
 /// it with NVRTC for compute_80 and compute_90, and build it for the GPU.
 fn check_source(name: &str, s: &Schedule, args: &[Tensor], expect: &[&str]) -> CudaSource {
@@ -45,6 +75,7 @@ fn check_source(name: &str, s: &Schedule, args: &[Tensor], expect: &[&str]) -> C
     if nvrtc() {
         for arch in ["compute_80", "compute_90"] {
             let ptx = compile_ptx(&src, arch).unwrap_or_else(|e| panic!("{}: {}", name, e));
+            assemble(name, &ptx, &arch["compute_".len()..]);
             assert!(
                 ptx.contains(&format!(".entry {}(", src.kernel_name)),
                 "{}: no entry point in the PTX",
@@ -598,8 +629,8 @@ fn shared_memory_tiled_matmul() {
         &s,
         &args,
         &[
-            "__shared__ __align__(16) float A_shared[64];",
-            "__shared__ __align__(16) float B_shared[64];",
+            "__shared__ __align__(32) float A_shared[64];",
+            "__shared__ __align__(32) float B_shared[64];",
             "__syncthreads();",
             "] = A[",
             "A_shared[",
@@ -650,7 +681,7 @@ fn shared_stencil_computed_at_the_block_axis() {
         &s,
         &args,
         &[
-            "__shared__ __align__(16) float A_shared[65];",
+            "__shared__ __align__(32) float A_shared[65];",
             "__syncthreads();",
             "if (threadIdx.x < 64) {",
         ],
@@ -664,7 +695,7 @@ fn shared_stencil_computed_at_the_block_axis() {
         &s,
         &args,
         &[
-            "__shared__ __align__(16) float A_shared[65];",
+            "__shared__ __align__(32) float A_shared[65];",
             "__syncthreads();",
         ],
     );
@@ -842,7 +873,7 @@ fn library_simt_gemm_in_every_layout_and_non_dividing_sizes() {
             check_numerics(&name, &[c.clone()], &s, &args);
             // Dividing sizes: the shared tiles and the output are written with 16-byte
             // vectors; B's register copy (contiguous in j) is read with one.
-            let mut expect = vec!["__syncthreads();", "__shared__ __align__(16) float"];
+            let mut expect = vec!["__syncthreads();", "__shared__ __align__(32) float"];
             if m == 64 && layout != "nt" {
                 expect.push("*reinterpret_cast<float4*>(&C[");
                 expect.push("= *reinterpret_cast<const float4*>(&B_shared[");
@@ -899,4 +930,94 @@ fn library_simt_gemm_errors() {
     let y = compute(&[8.into()], "Y", |i| x.at(&[i[0].clone()]) * 2.0f32);
     let e = schedules::matmul_cuda(&y).unwrap_err().to_string();
     assert!(e.contains("Y is not a matmul"), "{}", e);
+}
+
+/// `C = sum_k f32(A[i, k]) * f32(B[k, j])` with float16 `A`, `B`.
+fn matmul_f16(m: i64, n: i64, kk: i64) -> (Tensor, Tensor, Tensor) {
+    let a = placeholder(&[m.into(), kk.into()], DType::F16, "A");
+    let b = placeholder(&[kk.into(), n.into()], DType::F16, "B");
+    let k = reduce_axis(0, kk, "k");
+    let c = compute(&[m.into(), n.into()], "C", |i| {
+        sum(
+            cast(DType::F32, a.at(&[i[0].clone(), k.x()]))
+                * cast(DType::F32, b.at(&[k.x(), i[1].clone()])),
+            &[k.clone()],
+        )
+    });
+    (a, b, c)
+}
+
+#[test]
+fn tensor_core_gemm_through_tensorize() {
+    // The interpreter runs each wmma call's declaration once per warp (in its first
+    // thread, which holds whole fragments); NVRTC compiles the inline PTX.
+    for (m, n, k) in [(64, 64, 32), (128, 64, 96)] {
+        let (a, b, c) = matmul_f16(m, n, k);
+        let args = [a.clone(), b.clone(), c.clone()];
+        let s = schedules::matmul_cuda_tensorcore(&c).unwrap();
+        let name = format!("tensor-core gemm {}x{}x{}", m, n, k);
+        check_numerics(&name, &[c.clone()], &s, &args);
+        let text = lower(&s, &args).unwrap().to_string();
+        for call in [
+            "wmma_load_a_f16(",
+            "wmma_load_b_f16(",
+            "wmma_mma_f16_f32.update(",
+            "wmma_mma_f16_f32.init(",
+            "wmma_store_f32(",
+        ] {
+            assert!(text.contains(call), "{}: no {} in\n{}", name, call, text);
+        }
+        let src = check_source(
+            &name,
+            &s,
+            &args,
+            &[
+                "wmma.mma.sync.aligned.row.row.m16n16k16.f32.f32",
+                "float C_wmma_accumulator[32];",
+                "unsigned A_shared_wmma_matrix_a[16];",
+                "lf_wmma_fill(&C_wmma_accumulator[24], 0.0f);",
+                // Each of the warp's 2x2 accumulator tiles has its own 8 registers.
+                "lf_wmma_mma(&C_wmma_accumulator[8], &A_shared_wmma_matrix_a[0], &B_shared_wmma_matrix_b[8]);",
+                "lf_wmma_mma(&C_wmma_accumulator[24], &A_shared_wmma_matrix_a[8], &B_shared_wmma_matrix_b[8]);",
+                "lf_wmma_store(&C[",
+                "__shared__ __align__(32) unsigned short A_shared[",
+            ],
+        );
+        assert_eq!(
+            dims(&src, &[]),
+            ([(n / 64) as u32, (m / 64) as u32, 1], [32, 2, 2])
+        );
+    }
+}
+
+#[test]
+fn tensor_core_errors() {
+    let (_, _, c) = matmul_f16(48, 64, 32);
+    let e = schedules::matmul_cuda_tensorcore(&c)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("48x64x32: M and N must be multiples of 64"),
+        "{}",
+        e
+    );
+    let (_, _, c32) = matmul(64, 64, 32);
+    let e = schedules::matmul_cuda_tensorcore(&c32)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("the operands must be float16"), "{}", e);
+    // A fragment written element by element (no tensorize) cannot be emitted.
+    let (a, b, c) = matmul_f16(64, 64, 32);
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    let cf = s.cache_write(&c, "wmma.accumulator").unwrap();
+    let [i, j] = s.axes2(&c).unwrap();
+    let (bi, ii) = s.split(&c, &i, 32).unwrap();
+    let (bj, jj) = s.split(&c, &j, 32).unwrap();
+    s.reorder(&c, &[&bi, &bj, &ii, &jj]).unwrap();
+    s.bind(&c, &bi, "blockIdx.y").unwrap();
+    s.bind(&c, &bj, "blockIdx.x").unwrap();
+    s.compute_at(&cf, &c, &bj).unwrap();
+    let f = lower(&s, &[a, b, c]).unwrap();
+    let e = emit(&f).unwrap_err().to_string();
+    assert!(e.contains("is read or written element by element"), "{}", e);
 }

@@ -245,7 +245,7 @@ fn storage_align_on_shared_tiles() {
         assert!(
             k.cuda_source()
                 .unwrap()
-                .contains("__shared__ __align__(16) float A_shared[264]"),
+                .contains("__shared__ __align__(32) float A_shared[264]"),
             "{}",
             k.cuda_source().unwrap()
         );

@@ -234,8 +234,8 @@ impl<'a, 'f> FnGen<'a, 'f> {
 }
 
 impl FnGen<'_, '_> {
-    /// A tensor intrinsic: its host function called with one array of words (operand
-    /// addresses, operand strides, the declaration's extents, `accumulate`; see
+    /// A tensor intrinsic: its host function called with one array of words (the mode,
+    /// operand addresses, operand strides, the declaration's extents; see
     /// `intrinsics`), built in a stack slot.
     pub fn gen_intrinsic(&mut self, c: &crate::lower::ir::IntrinsicCall) -> Result<()> {
         let imp = c.intrin.cpu.ok_or_else(|| {
@@ -244,7 +244,7 @@ impl FnGen<'_, '_> {
                 c.intrin.name
             ))
         })?;
-        let mut words = Vec::new();
+        let mut words = vec![self.b.ins().iconst(types::I64, c.mode.code())];
         for o in &c.operands {
             let base = self.buf_ptr_or_err(o.buf.name())?;
             let idx = self.scalar_index(&o.index[0])?;
@@ -259,7 +259,6 @@ impl FnGen<'_, '_> {
         for e in c.intrin.extents() {
             words.push(self.b.ins().iconst(types::I64, e));
         }
-        words.push(self.b.ins().iconst(types::I64, c.accumulate as i64));
         let ss = self.b.create_sized_stack_slot(StackSlotData::new(
             StackSlotKind::ExplicitSlot,
             8 * words.len() as u32,

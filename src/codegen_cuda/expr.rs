@@ -332,6 +332,7 @@ impl Emitter<'_> {
             ExprNode::Cast(to, a) => self.cast(*to, a, lane),
             ExprNode::Call(f, args) => self.math(*f, args, lane),
             ExprNode::Load(buf, idx) => {
+                self.not_fragment(buf)?;
                 if let Some(t) = self.vec_loads.get(&(e.node() as *const ExprNode)) {
                     let field = ["x", "y", "z", "w"][lane.min(3) as usize];
                     return Ok(Code::new(format!("{}.{}", t, field), prec::PRIMARY));

@@ -22,7 +22,8 @@ use super::names::{sanitize, Namer};
 use super::prelude::Helper;
 use super::{CudaSource, KernelParam};
 use crate::error::{internal, Error, Result};
-use crate::lower::ir::{Buffer, ForKind, LoweredFunc, Scope, Stmt};
+use crate::intrinsics::CudaOperand;
+use crate::lower::ir::{Buffer, ForKind, FragmentKind, IntrinsicCall, LoweredFunc, Scope, Stmt};
 use crate::lower::simplify::simplify;
 use crate::te::{DType, Expr, ExprNode};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -66,6 +67,11 @@ pub(crate) struct Emitter<'a> {
     pub vec_loads: HashMap<*const ExprNode, String>,
     /// The values of the scalar `let`s in scope (to prove vector accesses aligned).
     let_values: HashMap<u64, Expr>,
+    /// Device functions of the intrinsics the kernel calls, in first-use order.
+    intrin_sources: Vec<&'static str>,
+    /// Names of the enclosing loops bound to `threadIdx.x` (warp-collective calls may not
+    /// depend on the lane).
+    lane_loops: Vec<String>,
 }
 
 impl<'a> Emitter<'a> {
@@ -205,10 +211,7 @@ impl<'a> Emitter<'a> {
                 }
                 Ok(())
             }
-            Stmt::Intrinsic(c) => Err(Error::Target(format!(
-                "kernel {}: intrinsic {} has no CUDA implementation",
-                self.func.name, c.intrin.name
-            ))),
+            Stmt::Intrinsic(c) => self.intrinsic(c),
             Stmt::Barrier => {
                 if let Some(g) = self.guards.last() {
                     return Err(Error::Target(format!(
@@ -246,6 +249,7 @@ impl<'a> Emitter<'a> {
         match loop_role(&f.kind) {
             LoopRole::Gpu(axis) => {
                 let idx = axis.builtin();
+                let lane = idx == "threadIdx.x";
                 let size = self.plan.axis_size(axis).clone();
                 let ext = simplify(&self.plan.resolve(&f.extent));
                 let covers = simplify(&(size.clone() - ext.clone())).as_int() == Some(0);
@@ -284,7 +288,13 @@ impl<'a> Emitter<'a> {
                 };
                 let name = self.bind_var(&f.var, 1);
                 self.line(&format!("const {} {} = {};", t, name, value));
+                if lane {
+                    self.lane_loops.push(f.var.name().to_string());
+                }
                 let r = self.stmt(&f.body);
+                if lane {
+                    self.lane_loops.pop();
+                }
                 self.unbind_var(&f.var);
                 if guarded {
                     self.guards.pop();
@@ -350,6 +360,7 @@ impl<'a> Emitter<'a> {
     }
 
     fn store(&mut self, buf: &Buffer, indices: &[Expr], value: &Expr) -> Result<()> {
+        self.not_fragment(buf)?;
         if value.dtype() != buf.dtype() {
             return Err(internal(
                 format!(
@@ -496,7 +507,7 @@ impl<'a> Emitter<'a> {
 
     /// The base of `flat` if it is `ramp(base, 1, lanes)` with `base` a multiple of
     /// `lanes` for every value of its variables, so that the access is one aligned 16-byte
-    /// vector (buffers themselves are 16-byte aligned: `cudaMalloc`'d or `__align__(16)`).
+    /// vector (buffers themselves are 16-byte aligned: `cudaMalloc`'d or `__align__(32)`).
     fn aligned_unit_ramp(&self, flat: &Expr, lanes: u32) -> Option<Expr> {
         match flat.node() {
             ExprNode::Ramp(base, 1, l) if *l == lanes && self.multiple_of(base, lanes as i64) => {
@@ -536,11 +547,155 @@ impl<'a> Emitter<'a> {
         }
     }
 
+    /// A tensor intrinsic: its CUDA implementation's statement, with a pointer and a
+    /// leading dimension per operand (a fragment operand points at its 16x16 tile's
+    /// registers).
+    fn intrinsic(&mut self, c: &IntrinsicCall) -> Result<()> {
+        let imp = c.intrin.cuda.ok_or_else(|| {
+            Error::Target(format!(
+                "kernel {}: intrinsic {} has no CUDA implementation",
+                self.func.name, c.intrin.name
+            ))
+        })?;
+        if imp.warp_collective {
+            let place = match (self.guards.last(), self.lane_loops.last()) {
+                (Some(g), _) => Some(format!("only in the threads with {}", g)),
+                (None, Some(l)) => Some(format!(
+                    "inside loop {}, bound to threadIdx.x, so with different operands in each thread of a warp",
+                    l
+                )),
+                _ => None,
+            };
+            if let Some(p) = place {
+                return Err(Error::Target(format!(
+                    "kernel {}: {} is executed by the 32 threads of a warp together, but here it would run {}; leave the loops of a tensorized stage unbound to threadIdx.x (bind warps to threadIdx.y/z)",
+                    self.func.name, c.intrin.name, p
+                )));
+            }
+        }
+        let mut ops = Vec::new();
+        for o in &c.operands {
+            let (name, flat) = self.access(&o.buf, &o.index)?;
+            if let Scope::Fragment(_) = o.buf.scope() {
+                // Tile (r, c) of a fragment buffer with rows of `ld` elements holds its 8
+                // registers at tile index r * (ld / 16) + c.
+                let ld = o
+                    .strides
+                    .first()
+                    .and_then(|s| simplify(s).as_int())
+                    .filter(|ld| ld % 16 == 0 && *ld > 0)
+                    .ok_or_else(|| {
+                        Error::Target(format!(
+                            "kernel {}: fragment {} passed to {} with rows of {} elements; fragment buffers hold whole 16x16 tiles (rows a constant multiple of 16)",
+                            self.func.name,
+                            o.buf.name(),
+                            c.intrin.name,
+                            o.strides.first().map(|s| s.to_string()).unwrap_or_default()
+                        ))
+                    })?;
+                use crate::te::{floordiv, floormod};
+                let tile = floordiv(flat.clone(), Expr::int(16 * ld)) * Expr::int(ld / 16)
+                    + floordiv(floormod(flat.clone(), Expr::int(ld)), Expr::int(16));
+                let reg = simplify(&(tile * 8));
+                ops.push(CudaOperand {
+                    ptr: format!("&{}[{}]", name, self.text(&reg, 0)?),
+                    ld: String::new(),
+                });
+                continue;
+            }
+            let unit = o
+                .strides
+                .last()
+                .map(|s| simplify(s).as_int() == Some(1))
+                .unwrap_or(true);
+            if !unit {
+                return Err(Error::Target(format!(
+                    "kernel {}: {} reads {} with stride {} along its last dimension; the CUDA implementation needs rows of contiguous elements",
+                    self.func.name,
+                    c.intrin.name,
+                    o.buf.name(),
+                    o.strides.last().map(|s| s.to_string()).unwrap_or_default()
+                )));
+            }
+            let ld = match o.strides.len() {
+                0 | 1 => "1".to_string(),
+                n => format!("(int)({})", self.text(&simplify(&o.strides[n - 2]), 0)?),
+            };
+            let ptr = format!("&{}[{}]", name, self.text(&flat, 0)?);
+            ops.push(CudaOperand { ptr, ld });
+        }
+        if !self.intrin_sources.contains(&imp.source) {
+            self.intrin_sources.push(imp.source);
+        }
+        let call = (imp.call)(c.mode, &ops);
+        self.line(&call);
+        Ok(())
+    }
+
+    /// Elements of a fragment are in no known place: only intrinsics may touch them.
+    pub(crate) fn not_fragment(&self, buf: &Buffer) -> Result<()> {
+        if let Scope::Fragment(_) = buf.scope() {
+            return Err(Error::Target(format!(
+                "kernel {}: fragment {} is read or written element by element; tensor-core fragments are accessed only through the wmma intrinsics (tensorize the stages that load, compute and store them)",
+                self.func.name,
+                buf.name()
+            )));
+        }
+        Ok(())
+    }
+
+    /// A fragment buffer: 8 registers per 16x16 tile in each thread (`float` for an f32
+    /// accumulator, `unsigned` pairs of halves for f16 operands).
+    fn allocate_fragment(
+        &mut self,
+        buf: &Buffer,
+        kind: FragmentKind,
+        size: &Expr,
+        body: &Stmt,
+    ) -> Result<()> {
+        let n = size.as_int().filter(|n| n % 256 == 0 && *n > 0).ok_or_else(|| {
+            Error::Target(format!(
+                "kernel {}: fragment {} has {} elements; tensor-core fragments are whole 16x16 tiles (a constant multiple of 256)",
+                self.func.name,
+                buf.name(),
+                size
+            ))
+        })?;
+        let t = match (kind, buf.dtype()) {
+            (FragmentKind::Accumulator, DType::F32) => "float",
+            (FragmentKind::MatrixA | FragmentKind::MatrixB, DType::F16) => "unsigned",
+            (k, dt) => {
+                return Err(Error::Target(format!(
+                    "kernel {}: fragment {} ({:?}) of {}: the tensor-core intrinsics take float16 operands and float32 accumulators",
+                    self.func.name,
+                    buf.name(),
+                    k,
+                    dt
+                )))
+            }
+        };
+        let name = self.names.fresh(buf.name());
+        self.line(&format!("{} {}[{}];", t, name, n / 256 * 8));
+        self.bufs
+            .entry(buf.name().to_string())
+            .or_default()
+            .push(BufBinding {
+                name,
+                shape: vec![Expr::int(n)],
+            });
+        let r = self.stmt(body);
+        if let Some(s) = self.bufs.get_mut(buf.name()) {
+            s.pop();
+        }
+        r
+    }
+
     fn allocate(&mut self, buf: &Buffer, body: &Stmt) -> Result<()> {
         let size = simplify(&self.plan.resolve(&buf.num_elements()));
         let what = match buf.scope() {
             Scope::Shared => "shared",
             Scope::Local => "local",
+            Scope::Fragment(kind) => return self.allocate_fragment(buf, kind, &size, body),
             Scope::Global => {
                 return Err(Error::Target(format!(
                     "kernel {}: global buffer {} is allocated inside the GPU kernel; give it shared or local scope (cache_read/cache_write), or compute it at root",
@@ -573,7 +728,7 @@ impl<'a> Emitter<'a> {
                     MAX_STATIC_SHARED_BYTES
                 )));
             }
-            self.line(&format!("__shared__ __align__(16) {} {}[{}];", t, name, n));
+            self.line(&format!("__shared__ __align__(32) {} {}[{}];", t, name, n));
         } else {
             self.line(&format!("{} {}[{}];", t, name, n));
         }
@@ -628,6 +783,8 @@ pub(crate) fn emit_source(func: &LoweredFunc, plan: &KernelPlan<'_>) -> Result<C
         guards: Vec::new(),
         vec_loads: HashMap::new(),
         let_values: HashMap::new(),
+        intrin_sources: Vec::new(),
+        lane_loops: Vec::new(),
     };
     let kernel_name = e.names.fresh(&format!("{}_kernel", sanitize(&func.name)));
 
@@ -709,6 +866,10 @@ pub(crate) fn emit_source(func: &LoweredFunc, plan: &KernelPlan<'_>) -> Result<C
     code.push('\n');
     for h in &e.helpers {
         code.push_str(&h.definition());
+        code.push('\n');
+    }
+    for s in &e.intrin_sources {
+        code.push_str(s);
         code.push('\n');
     }
     let bounds = match l.const_threads_per_block() {

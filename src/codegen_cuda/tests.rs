@@ -307,7 +307,7 @@ fn half_precision_bits_in_memory_floats_rounded_in_expressions() {
     let src = emit(&func(vec![out], body)).unwrap();
     assert!(
         src.code
-            .contains("__shared__ __align__(16) unsigned short S[32];"),
+            .contains("__shared__ __align__(32) unsigned short S[32];"),
         "{}",
         src.code
     );
@@ -519,7 +519,7 @@ fn guards_where_the_launch_exceeds_a_loop() {
     let src = emit(&func(vec![a], body)).unwrap();
     let c = &src.code;
     assert!(
-        c.contains("  __shared__ __align__(16) float S[32];\n"),
+        c.contains("  __shared__ __align__(32) float S[32];\n"),
         "{}",
         c
     );

@@ -256,7 +256,7 @@ impl Compiler {
                 let class = match (&self.kernel, buf.scope()) {
                     (None, _) => MemClass::Host,
                     (Some(_), Scope::Shared) => MemClass::Block,
-                    (Some(_), Scope::Local) => MemClass::Thread,
+                    (Some(_), Scope::Local | Scope::Fragment(_)) => MemClass::Thread,
                     (Some(_), Scope::Global) => {
                         return Err(format!(
                             "global-scope allocation of {} inside a GPU kernel (use shared or local scope, or allocate it outside the kernel)",
@@ -305,9 +305,21 @@ impl Compiler {
                 Ok(())
             }
             Stmt::Intrinsic(c) => {
-                // The declared semantics on the call's views: the oracle.
+                // The declared semantics on the call's views: the oracle. A
+                // warp-collective call runs once per warp, in its first thread (which
+                // therefore holds whole fragments).
                 let r = crate::intrinsics::reference_stmt(c).map_err(|e| e.to_string())?;
-                self.stmt(&r)
+                let collective = c.intrin.cuda.is_some_and(|i| i.warp_collective);
+                if collective && self.kernel.is_some() {
+                    let at = self.emit(Instr::WarpLeaderOnly { target: 0 });
+                    self.stmt(&r)?;
+                    self.code[at] = Instr::WarpLeaderOnly {
+                        target: self.here(),
+                    };
+                    Ok(())
+                } else {
+                    self.stmt(&r)
+                }
             }
             Stmt::Barrier => {
                 if self.kernel.is_some() {

@@ -29,6 +29,8 @@ pub(crate) struct Machine<'p> {
     pub block_idx: [i64; 3],
     /// Index of the current thread (x, y, z) inside a kernel.
     pub thread_idx: [i64; 3],
+    /// Threads per block (x, y, z) inside a kernel.
+    pub block_dim: [i64; 3],
 }
 
 impl<'p> Machine<'p> {
@@ -40,6 +42,7 @@ impl<'p> Machine<'p> {
             bufs: (0..prog.bufs.len()).map(|_| None).collect(),
             block_idx: [0; 3],
             thread_idx: [0; 3],
+            block_dim: [1; 3],
         }
     }
 
@@ -102,6 +105,15 @@ impl<'p> Machine<'p> {
                     } else {
                         pc += 1;
                     }
+                }
+                Instr::WarpLeaderOnly { target } => {
+                    let [x, y, z] = self.thread_idx;
+                    let [bx, by, _] = self.block_dim;
+                    pc = if (x + bx * (y + by * z)) % 32 == 0 {
+                        pc + 1
+                    } else {
+                        *target
+                    };
                 }
                 Instr::JumpIfNot { cond, target } => match self.eval(cond)? {
                     Value::S(c) => {

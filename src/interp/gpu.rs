@@ -101,6 +101,7 @@ impl<'p> Machine<'p> {
 
     fn run_block(&mut self, k: &KernelInfo, start: usize, dims: [i64; 3]) -> R<()> {
         let n = dims[0] * dims[1] * dims[2];
+        self.block_dim = dims;
         let mut threads: Vec<Thread> = (0..n)
             .map(|lin| Thread {
                 pc: start,

@@ -101,6 +101,13 @@ pub(crate) struct KernelInfo {
 /// One instruction. Execution starts at 0 and ends past the last instruction.
 #[derive(Debug)]
 pub(crate) enum Instr {
+    /// Inside a kernel, go on only in the first thread of each warp of 32 (threads
+    /// numbered x fastest); the others continue at `target`. Warp-collective intrinsics
+    /// run so, once per warp.
+    WarpLeaderOnly {
+        /// Where the other threads continue.
+        target: usize,
+    },
     /// Store (scatter when the index is a vector).
     Store {
         /// Destination.

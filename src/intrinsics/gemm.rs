@@ -59,20 +59,32 @@ struct Call {
 }
 
 extern "C" fn gemm_f32_entry(args: *const i64) {
-    // Safety: the JIT passes the 13 words the module doc of `intrinsics` describes, for
-    // tiles that bounds inference keeps inside their buffers.
+    // Safety: the JIT passes the words the module doc of `intrinsics` describes (7 in
+    // mode init, 13 otherwise), for tiles that bounds inference keeps inside their
+    // buffers.
+    let mode = unsafe { *args };
+    if mode == 2 {
+        let w = unsafe { std::slice::from_raw_parts(args, 7) };
+        let (c, s0, s1) = (w[1] as *mut f32, w[2] as isize, w[3] as isize);
+        for i in 0..w[4] as isize {
+            for j in 0..w[5] as isize {
+                unsafe { *c.offset(i * s0 + j * s1) = 0.0 };
+            }
+        }
+        return;
+    }
     let w = unsafe { std::slice::from_raw_parts(args, 13) };
     let call = Call {
-        a: w[0] as *const f32,
-        b: w[1] as *const f32,
-        c: w[2] as *mut f32,
-        sa: [w[3] as isize, w[4] as isize],
-        sb: [w[5] as isize, w[6] as isize],
-        sc: [w[7] as isize, w[8] as isize],
-        m: w[9] as usize,
-        n: w[10] as usize,
-        k: w[11] as usize,
-        accumulate: w[12] != 0,
+        a: w[1] as *const f32,
+        b: w[2] as *const f32,
+        c: w[3] as *mut f32,
+        sa: [w[4] as isize, w[5] as isize],
+        sb: [w[6] as isize, w[7] as isize],
+        sc: [w[8] as isize, w[9] as isize],
+        m: w[10] as usize,
+        n: w[11] as usize,
+        k: w[12] as usize,
+        accumulate: mode == 1,
     };
     unsafe { run(&call) }
 }

@@ -12,18 +12,23 @@
 //! - The reference interpreter executes the declaration itself on those views (the
 //!   oracle); the CPU backend calls the registered host function; a target without an
 //!   implementation is a typed error.
-//! - A reduction intrinsic is called with `accumulate = 1` when the reduction started
-//!   before the tensorized nest (the output holds partial sums) and `0` when the nest
-//!   covers the whole reduction (the intrinsic starts from the reducer's identity).
+//! - A reduction intrinsic is called in mode `Update` (1) when the reduction started
+//!   before the tensorized nest (the output holds partial sums; the init nest before the
+//!   reduction calls it in mode `Init` (2), with the output as only operand), and in mode
+//!   `Compute` (0) when the nest covers the whole reduction.
 //!
 //! Built in: [`gemm_f32`] (`C[i, j] += A[i, k] * B[k, j]`, an MR x NR x KC register-tile
-//! update with an AVX2+FMA micro-kernel chosen at run time and a portable fallback).
+//! update with an AVX2+FMA micro-kernel chosen at run time and a portable fallback), and
+//! the tensor-core intrinsics [`wmma_load_a`], [`wmma_load_b`], [`wmma_mma`] and
+//! [`wmma_store`] (CUDA, warp-collective, on `wmma.*` fragment buffers).
 
 mod gemm;
 mod reference;
+mod wmma;
 
 pub use gemm::gemm_f32;
 pub(crate) use reference::reference_stmt;
+pub use wmma::{wmma_load_a, wmma_load_b, wmma_mma, wmma_store};
 
 use crate::error::{Error, Result};
 use crate::te::{OpKind, Tensor};
@@ -31,9 +36,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// The host function of a CPU implementation. It receives one array of 64-bit words:
-/// the operand addresses (inputs in declaration order, then the output), then each
-/// operand's strides (one per dimension of its placeholder, in elements), then the
-/// extents of the declaration's axes (data, then reduce), then `accumulate` (0 or 1).
+/// the mode (0 compute, 1 update, 2 init: then the only operand is the output), the
+/// operand addresses (inputs in declaration order, then the output), each operand's
+/// strides (one per dimension of its placeholder, in elements), then the extents of the
+/// declaration's axes (data, then reduce).
 pub type CpuIntrinFn = extern "C" fn(args: *const i64);
 
 /// A CPU implementation: a host function the JIT calls by `symbol`.
@@ -51,6 +57,35 @@ impl std::fmt::Debug for CpuImpl {
     }
 }
 
+/// One operand of a CUDA intrinsic call, as C text.
+#[derive(Debug, Clone)]
+pub struct CudaOperand {
+    /// Address of the tile's first element (for a fragment: of its tile's registers).
+    pub ptr: String,
+    /// Leading dimension (elements between rows) as an `int` expression; empty for a
+    /// fragment.
+    pub ld: String,
+}
+
+/// A CUDA implementation: device functions and the statement that calls them.
+#[derive(Clone, Copy)]
+pub struct CudaImpl {
+    /// Device functions the call needs (emitted once per kernel, before it).
+    pub source: &'static str,
+    /// The call statement for a mode and the operands (inputs, then the output; the
+    /// output alone in mode `Init`).
+    pub call: fn(crate::lower::ir::IntrinMode, &[CudaOperand]) -> String,
+    /// Whether the 32 threads of a warp execute it together with equal operands (the
+    /// interpreter runs it once per warp, in its first thread).
+    pub warp_collective: bool,
+}
+
+impl std::fmt::Debug for CudaImpl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CudaImpl(warp_collective: {})", self.warp_collective)
+    }
+}
+
 /// A declared tensor intrinsic.
 #[derive(Debug)]
 pub struct TensorIntrin {
@@ -62,6 +97,8 @@ pub struct TensorIntrin {
     pub inputs: Vec<Tensor>,
     /// The CPU implementation, if any.
     pub cpu: Option<CpuImpl>,
+    /// The CUDA implementation, if any.
+    pub cuda: Option<CudaImpl>,
 }
 
 impl TensorIntrin {
@@ -72,6 +109,17 @@ impl TensorIntrin {
         output: &Tensor,
         inputs: &[Tensor],
         cpu: Option<CpuImpl>,
+    ) -> Result<Arc<TensorIntrin>> {
+        Self::with_impls(name, output, inputs, cpu, None)
+    }
+
+    /// [`new`](Self::new) with a CUDA implementation too.
+    pub fn with_impls(
+        name: &str,
+        output: &Tensor,
+        inputs: &[Tensor],
+        cpu: Option<CpuImpl>,
+        cuda: Option<CudaImpl>,
     ) -> Result<Arc<TensorIntrin>> {
         let bad = |m: String| Err(Error::InvalidExpr(format!("intrinsic {}: {}", name, m)));
         let OpKind::Compute { axis, .. } = &output.op.kind else {
@@ -103,6 +151,7 @@ impl TensorIntrin {
             output: output.clone(),
             inputs: inputs.to_vec(),
             cpu,
+            cuda,
         }))
     }
 

@@ -2,7 +2,7 @@
 //! views: what the reference interpreter runs in place of the call.
 
 use crate::error::{internal, Result};
-use crate::lower::ir::{ForKind, IntrinOperand, IntrinsicCall, Stmt};
+use crate::lower::ir::{ForKind, IntrinMode, IntrinOperand, IntrinsicCall, Stmt};
 use crate::te::{Expr, ExprNode, OpKind, Var};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,7 +31,12 @@ pub(crate) fn reference_stmt(call: &IntrinsicCall) -> Result<Stmt> {
             "(intrinsic declaration)",
         ));
     };
-    if call.operands.len() != intr.inputs.len() + 1 {
+    let n_ops = if call.mode == IntrinMode::Init {
+        1
+    } else {
+        intr.inputs.len() + 1
+    };
+    if call.operands.len() != n_ops {
         return Err(internal(
             format!(
                 "intrinsic {}: called with {} operands, declared with {} inputs and an output",
@@ -71,6 +76,17 @@ pub(crate) fn reference_stmt(call: &IntrinsicCall) -> Result<Stmt> {
     };
     match body[0].node() {
         ExprNode::Reduce(r) => {
+            let init = nest(
+                &data,
+                Stmt::Store {
+                    buf: out.buf.clone(),
+                    indices: out_idx.clone(),
+                    value: r.combiner.node().identity[0].clone(),
+                },
+            );
+            if call.mode == IntrinMode::Init {
+                return Ok(init);
+            }
             let acc = out.buf.load(out_idx.clone());
             let src: Vec<Expr> = r.source.iter().map(&view).collect();
             let new = r.combiner.combine(&[acc], &src);
@@ -80,15 +96,9 @@ pub(crate) fn reference_stmt(call: &IntrinsicCall) -> Result<Stmt> {
                 value: new[0].clone(),
             };
             let update = nest(&data, nest(&reds, update));
-            if call.accumulate {
-                Ok(update)
-            } else {
-                let init = Stmt::Store {
-                    buf: out.buf.clone(),
-                    indices: out_idx,
-                    value: r.combiner.node().identity[0].clone(),
-                };
-                Ok(Stmt::seq(vec![nest(&data, init), update]))
+            match call.mode {
+                IntrinMode::Update => Ok(update),
+                _ => Ok(Stmt::seq(vec![init, update])),
             }
         }
         _ => Ok(nest(

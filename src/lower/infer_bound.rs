@@ -350,7 +350,7 @@ fn shared_across(scope: Scope, kind: &ForKind) -> bool {
     match scope {
         Scope::Shared => tag.starts_with("threadIdx"),
         Scope::Global => tag.starts_with("threadIdx") || tag.starts_with("blockIdx"),
-        Scope::Local => false,
+        Scope::Local | Scope::Fragment(_) => false,
     }
 }
 

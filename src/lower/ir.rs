@@ -15,6 +15,22 @@ pub enum Scope {
     Shared,
     /// Per-thread (registers / stack).
     Local,
+    /// A tensor-core fragment (`wmma.matrix_a`, `wmma.matrix_b`, `wmma.accumulator`):
+    /// 16x16 tiles held collectively by the 32 threads of a warp, in a layout only the
+    /// wmma intrinsics know; accessed through them alone. The interpreter keeps the whole
+    /// tile in the warp's first thread (which runs the warp-collective calls).
+    Fragment(FragmentKind),
+}
+
+/// What a [`Scope::Fragment`] holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FragmentKind {
+    /// The left operand of a tensor-core multiply (`wmma.matrix_a`).
+    MatrixA,
+    /// The right operand (`wmma.matrix_b`).
+    MatrixB,
+    /// The accumulator (`wmma.accumulator`).
+    Accumulator,
 }
 
 impl Scope {
@@ -24,6 +40,9 @@ impl Scope {
             "global" => Some(Scope::Global),
             "shared" => Some(Scope::Shared),
             "local" => Some(Scope::Local),
+            "wmma.matrix_a" => Some(Scope::Fragment(FragmentKind::MatrixA)),
+            "wmma.matrix_b" => Some(Scope::Fragment(FragmentKind::MatrixB)),
+            "wmma.accumulator" => Some(Scope::Fragment(FragmentKind::Accumulator)),
             _ => None,
         }
     }
@@ -33,6 +52,9 @@ impl Scope {
             Scope::Global => "global",
             Scope::Shared => "shared",
             Scope::Local => "local",
+            Scope::Fragment(FragmentKind::MatrixA) => "wmma.matrix_a",
+            Scope::Fragment(FragmentKind::MatrixB) => "wmma.matrix_b",
+            Scope::Fragment(FragmentKind::Accumulator) => "wmma.accumulator",
         }
     }
 }
@@ -255,8 +277,31 @@ pub struct IntrinsicCall {
     pub intrin: std::sync::Arc<crate::intrinsics::TensorIntrin>,
     /// Operands: inputs, then the output.
     pub operands: Vec<IntrinOperand>,
-    /// For a reduction: accumulate into the output (`true`) or start from the identity.
-    pub accumulate: bool,
+    /// What the call does.
+    pub mode: IntrinMode,
+}
+
+/// What an [`IntrinsicCall`] does to its output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntrinMode {
+    /// Compute the declaration (a reduction starts from its identity).
+    Compute,
+    /// A reduction whose partial result is in the output: combine into it.
+    Update,
+    /// Only set the output tile to the reduction's identity (the reduction starts before
+    /// the tensorized nest); the only operand is the output.
+    Init,
+}
+
+impl IntrinMode {
+    /// The word the CPU implementation receives: 0, 1 or 2.
+    pub fn code(self) -> i64 {
+        match self {
+            IntrinMode::Compute => 0,
+            IntrinMode::Update => 1,
+            IntrinMode::Init => 2,
+        }
+    }
 }
 
 impl IntrinsicCall {
@@ -272,7 +317,7 @@ impl IntrinsicCall {
                     strides: o.strides.iter().map(&mut *fe).collect(),
                 })
                 .collect(),
-            accumulate: self.accumulate,
+            mode: self.mode,
         }
     }
 }
@@ -554,12 +599,12 @@ impl Printer {
                         )
                     })
                     .collect();
-                self.line(&format!(
-                    "{}({}{})",
-                    c.intrin.name,
-                    ops.join(", "),
-                    if c.accumulate { ", accumulate" } else { "" }
-                ))
+                let mode = match c.mode {
+                    IntrinMode::Compute => "",
+                    IntrinMode::Update => ".update",
+                    IntrinMode::Init => ".init",
+                };
+                self.line(&format!("{}{}({})", c.intrin.name, mode, ops.join(", ")))
             }
             Stmt::NoOp => self.line("pass"),
         }

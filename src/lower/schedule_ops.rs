@@ -11,7 +11,7 @@
 //! [`tensorize`]: super::tensorize
 
 use super::infer_bound::{Bounds, StageInfo};
-use super::ir::{Buffer, Stmt};
+use super::ir::{Buffer, IntrinMode, IntrinsicCall, Stmt};
 use super::simplify::simplify;
 use crate::error::{Error, Result};
 use crate::schedule::{Attach, Schedule};
@@ -189,12 +189,23 @@ fn produce(s: &Schedule, b: &Bounds, info: &StageInfo) -> Result<Stmt> {
         }
         None => (leaves.len(), main),
     };
+    // Inside a tensorized nest the init is the intrinsic's too (mode Init, the output
+    // operand only).
+    let init = match &main {
+        Stmt::Intrinsic(c) if stop < leaves.len() => Some(Stmt::Intrinsic(IntrinsicCall {
+            intrin: c.intrin.clone(),
+            operands: c.operands.last().into_iter().cloned().collect(),
+            mode: IntrinMode::Init,
+        })),
+        _ => init,
+    };
     let init_nest = |from: usize| -> Stmt {
-        // Loops over the data-parallel leaves inside the first reduce loop, with fresh vars.
+        // Loops over the data-parallel leaves inside the first reduce loop (down to the
+        // tensorized nest), with fresh vars.
         let mut body = init.clone().unwrap_or(Stmt::NoOp);
         let mut fresh: HashMap<u64, Expr> = HashMap::new();
         let mut loops = vec![];
-        for &l in &leaves[from..] {
+        for &l in &leaves[from..stop.max(from)] {
             let a = &st.axes[l];
             if a.kind == IterKind::DataPar {
                 let v = Var::new(format!("{}.init", a.name), a.var.dtype());

@@ -12,10 +12,12 @@
 //!   read may run along the placeholder's dimensions in any order (a transposed view)
 //!   and have extra dimensions that stay fixed in the tile;
 //! - the call's operands are the tiles' first elements in their buffers with the buffers'
-//!   strides; it accumulates when the reduction started outside the nest.
+//!   strides; it updates the output (mode `Update`) when the reduction started outside the
+//!   nest, whose init nest then ends in the same call in mode `Init` (output operand
+//!   only), and computes it whole (`Compute`) otherwise.
 
 use super::infer_bound::{Bounds, StageInfo};
-use super::ir::{IntrinOperand, IntrinsicCall, Stmt};
+use super::ir::{IntrinMode, IntrinOperand, IntrinsicCall, Stmt};
 use super::simplify::simplify;
 use crate::error::{sched_err, Result};
 use crate::intrinsics::TensorIntrin;
@@ -328,13 +330,17 @@ pub(crate) fn call_for(
         index: out_base,
         strides: out.strides(),
     });
-    let accumulate = !raxes.is_empty() && first_red.is_some_and(|f| f < pos);
+    let mode = if !raxes.is_empty() && first_red.is_some_and(|f| f < pos) {
+        IntrinMode::Update
+    } else {
+        IntrinMode::Compute
+    };
     Ok((
         pos,
         Stmt::Intrinsic(IntrinsicCall {
             intrin: intrin.clone(),
             operands,
-            accumulate,
+            mode,
         }),
     ))
 }

@@ -203,3 +203,104 @@ pub fn matmul_cuda_with(c: &Tensor, cfg: CudaMatmulConfig) -> Result<Schedule> {
     }
     Ok(s)
 }
+
+/// The tensor-core GEMM schedule of `c = sum_k f32(a[i, k]) * f32(b[k, j])` with float16
+/// `a` (`M x K`) and `b` (`K x N`): TVM's wmma schedule. A block computes a 64x64 tile of
+/// `C` with 4 warps (2x2, bound to `threadIdx.y/z`), each a 32x32 tile of 2x2 16x16
+/// accumulator fragments (`C.wmma.accumulator`). At every 32-deep step of the reduction
+/// the block copies its `A` and `B` tiles to shared memory (all 128 threads); at every
+/// 16-deep step each warp loads its fragments (`wmma_load_a/b`) and multiplies
+/// (`wmma_mma`); the accumulators are stored with `wmma_store`. Needs `M`, `N` multiples
+/// of 64 and `K` of 32 (a typed error otherwise).
+pub fn matmul_cuda_tensorcore(c: &Tensor) -> Result<Schedule> {
+    use crate::intrinsics::{wmma_load_a, wmma_load_b, wmma_mma, wmma_store};
+    let not = |m: String| Error::InvalidExpr(format!("matmul_cuda_tensorcore: {}", m));
+    let [(a, ka), (b, kb)] = reduce_dims(c)?;
+    if ka != 1 || kb != 0 {
+        return Err(not(format!(
+            "{} must read a[i, k] * b[k, j] (row-major operands)",
+            c.name()
+        )));
+    }
+    let size = |t: &Tensor, d: usize| t.shape()[d].as_int();
+    let (m, n, k) = match (size(c, 0), size(c, 1), size(&a, 1)) {
+        (Some(m), Some(n), Some(k)) => (m, n, k),
+        _ => return Err(not("constant sizes are needed".into())),
+    };
+    if m % 64 != 0 || n % 64 != 0 || k % 32 != 0 {
+        return Err(not(format!(
+            "{}x{}x{}: M and N must be multiples of 64 and K of 32",
+            m, n, k
+        )));
+    }
+    if a.dtype() != crate::te::DType::F16 || b.dtype() != crate::te::DType::F16 {
+        return Err(not("the operands must be float16".into()));
+    }
+    let mut s = create_schedule(&[c.clone()])?;
+    let cf = s.cache_write(c, "wmma.accumulator")?;
+    let a_sh = s.cache_read(&a, "shared", &[&cf])?;
+    let b_sh = s.cache_read(&b, "shared", &[&cf])?;
+    let af = s.cache_read(&a_sh, "wmma.matrix_a", &[&cf])?;
+    let bf = s.cache_read(&b_sh, "wmma.matrix_b", &[&cf])?;
+
+    // C: blocks of 64x64, warps of 32x32, fragments of 16x16 stored by wmma_store.
+    let [i, j] = s.axes2(c)?;
+    let (bi, ii) = s.split(c, &i, 64)?;
+    let (bj, jj) = s.split(c, &j, 64)?;
+    let (wi, ri) = s.split(c, &ii, 32)?;
+    let (wj, rj) = s.split(c, &jj, 32)?;
+    let (fi, i16) = s.split(c, &ri, 16)?;
+    let (fj, j16) = s.split(c, &rj, 16)?;
+    s.reorder(c, &[&bi, &bj, &wi, &wj, &fi, &fj, &i16, &j16])?;
+    // Fragment loops unrolled: each fragment's registers at a constant place.
+    s.unroll(c, &fi)?;
+    s.unroll(c, &fj)?;
+    s.bind(c, &bi, "blockIdx.y")?;
+    s.bind(c, &bj, "blockIdx.x")?;
+    s.bind(c, &wi, "threadIdx.y")?;
+    s.bind(c, &wj, "threadIdx.z")?;
+    s.tensorize(c, &i16, &wmma_store()?)?;
+
+    // The accumulators of a warp, over the reduction in steps of 32 and 16.
+    s.compute_at(&cf, c, &wj)?;
+    let [ci, cj] = s.axes2(&cf)?;
+    let kx = s.reduce_axes(&cf)?.remove(0);
+    let (ko, kr) = s.split(&cf, &kx, 32)?;
+    let (ki, k16) = s.split(&cf, &kr, 16)?;
+    let (cfi, ci16) = s.split(&cf, &ci, 16)?;
+    let (cfj, cj16) = s.split(&cf, &cj, 16)?;
+    s.reorder(&cf, &[&ko, &ki, &cfi, &cfj, &ci16, &cj16, &k16])?;
+    s.unroll(&cf, &ki)?;
+    s.unroll(&cf, &cfi)?;
+    s.unroll(&cf, &cfj)?;
+    s.tensorize(&cf, &ci16, &wmma_mma()?)?;
+
+    // Fragments of A and B at every 16-deep step.
+    s.compute_at(&af, &cf, &ki)?;
+    let [ar, ac] = s.axes2(&af)?;
+    let (afo, a16) = s.split(&af, &ar, 16)?;
+    let _ = ac;
+    s.unroll(&af, &afo)?;
+    s.tensorize(&af, &a16, &wmma_load_a()?)?;
+    s.compute_at(&bf, &cf, &ki)?;
+    let [br, bc] = s.axes2(&bf)?;
+    let (bfo, b16) = s.split(&bf, &bc, 16)?;
+    s.reorder(&bf, &[&bfo, &br, &b16])?;
+    s.unroll(&bf, &bfo)?;
+    s.tensorize(&bf, &br, &wmma_load_b()?)?;
+
+    // Shared tiles at every 32-deep step, copied by the 128 threads of the block.
+    for sh in [&a_sh, &b_sh] {
+        s.compute_at(sh, &cf, &ko)?;
+        let [d0, d1] = s.axes2(sh)?;
+        let f = s.fuse(sh, &[&d0, &d1])?;
+        let (f1, tx) = s.split(sh, &f, 32)?;
+        let (f2, ty) = s.split(sh, &f1, 2)?;
+        let (fo, tz) = s.split(sh, &f2, 2)?;
+        s.reorder(sh, &[&fo, &tz, &ty, &tx])?;
+        s.bind(sh, &tz, "threadIdx.z")?;
+        s.bind(sh, &ty, "threadIdx.y")?;
+        s.bind(sh, &tx, "threadIdx.x")?;
+    }
+    Ok(s)
+}
