@@ -1021,3 +1021,80 @@ fn tensor_core_errors() {
     let e = emit(&f).unwrap_err().to_string();
     assert!(e.contains("is read or written element by element"), "{}", e);
 }
+
+/// A stride-1 3x3 NCHW convolution over an already padded input.
+fn conv3x3(n: i64, ci: i64, co: i64, h: i64, w: i64) -> (Tensor, Tensor, Tensor) {
+    let data = placeholder(
+        &[n.into(), ci.into(), (h + 2).into(), (w + 2).into()],
+        DType::F32,
+        "data",
+    );
+    let weight = placeholder(
+        &[co.into(), ci.into(), 3.into(), 3.into()],
+        DType::F32,
+        "weight",
+    );
+    let rc = reduce_axis(0, ci, "rc");
+    let rh = reduce_axis(0, 3, "rh");
+    let rw = reduce_axis(0, 3, "rw");
+    let out = compute(&[n.into(), co.into(), h.into(), w.into()], "out", |i| {
+        sum(
+            data.at(&[
+                i[0].clone(),
+                rc.x(),
+                i[2].clone() + rh.x(),
+                i[3].clone() + rw.x(),
+            ]) * weight.at(&[i[1].clone(), rc.x(), rh.x(), rw.x()]),
+            &[rc.clone(), rh.clone(), rw.clone()],
+        )
+    });
+    (data, weight, out)
+}
+
+#[test]
+fn library_conv2d_schedule() {
+    // W = 6: the last thread's 4 columns are partly outside (guards); W = 8 divides.
+    for (n, ci, co, h, w) in [(2, 8, 32, 3, 6), (1, 16, 64, 2, 8)] {
+        let (d, wt, out) = conv3x3(n, ci, co, h, w);
+        let args = [d, wt, out.clone()];
+        let s = schedules::conv2d_cuda_nchw(&out).unwrap();
+        let name = format!("conv2d {}x{}x{}x{} -> {}", n, ci, h, w, co);
+        check_numerics(&name, &[out.clone()], &s, &args);
+        let src = check_source(
+            &name,
+            &s,
+            &args,
+            &["__shared__ __align__(32) float data_shared["],
+        );
+        assert_eq!(
+            dims(&src, &[]),
+            (
+                [h as u32, (co / 32) as u32, n as u32],
+                [((w + 3) / 4) as u32, 8, 1]
+            )
+        );
+    }
+    // The benchmark's shapes (examples/gpu_bench.rs) lower and compile.
+    let (d, wt, out) = conv3x3(16, 64, 64, 56, 56);
+    let s = schedules::conv2d_cuda_nchw(&out).unwrap();
+    check_source(
+        "conv2d benchmark shape",
+        &s,
+        &[d, wt, out.clone()],
+        &["__syncthreads();"],
+    );
+    let (a, b, c) = matmul_f16(4096, 4096, 4096);
+    let s = schedules::matmul_cuda_tensorcore(&c).unwrap();
+    check_source(
+        "f16 gemm benchmark shape",
+        &s,
+        &[a, b, c],
+        &["lf_wmma_mma("],
+    );
+    let (a, b, c) = matmul_tn(4096, 4096, 4096);
+    let s = schedules::matmul_cuda(&c).unwrap();
+    check_source("f32 gemm benchmark shape", &s, &[a, b, c], &["float4"]);
+    let (_, _, out) = conv3x3(1, 4, 32, 4, 4);
+    let e = schedules::conv2d_cuda_nchw(&out).unwrap_err().to_string();
+    assert!(e.contains("need multiples of 32 and 8"), "{}", e);
+}

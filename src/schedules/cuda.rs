@@ -304,3 +304,81 @@ pub fn matmul_cuda_tensorcore(c: &Tensor) -> Result<Schedule> {
     }
     Ok(s)
 }
+
+/// A CUDA schedule of a stride-1 NCHW convolution over an already padded input,
+/// `out[n, co, h, w] = sum_{ci, rh, rw} data[n, ci, h + rh, w + rw] * weight[co, ci, rh, rw]`
+/// (a ResNet 3x3 layer with its padding done by the producer). A block computes one output
+/// row of 32 channels: 8 x ceil(W / 4) threads, each 4 channels x 4 columns in registers;
+/// at every step of 8 input channels the block copies the input rows and the weights it
+/// needs to shared memory. Needs constant sizes with the channels a multiple of 32 and the
+/// input channels of 8 (a typed error otherwise).
+pub fn conv2d_cuda_nchw(out: &Tensor) -> Result<Schedule> {
+    let not = |m: String| Error::InvalidExpr(format!("conv2d_cuda_nchw: {}", m));
+    let OpKind::Compute { body, .. } = &out.op.kind else {
+        return Err(not(format!("{} is not a compute", out.name())));
+    };
+    let ExprNode::Reduce(r) = body[0].node() else {
+        return Err(not(format!("{} is not a reduction", out.name())));
+    };
+    let inputs = out.op.input_tensors();
+    if out.shape().len() != 4 || r.axis.len() != 3 || inputs.len() != 2 {
+        return Err(not(format!(
+            "{} must be out[n, co, h, w] = sum over (ci, rh, rw) of data * weight",
+            out.name()
+        )));
+    }
+    let dims: Option<Vec<i64>> = out.shape().iter().map(|d| d.as_int()).collect();
+    let dims = dims.ok_or_else(|| not("constant sizes are needed".into()))?;
+    let ci = r.axis[0].extent.as_int().unwrap_or(0);
+    if dims[1] % 32 != 0 || ci % 8 != 0 {
+        return Err(not(format!(
+            "{} output and {} input channels: need multiples of 32 and 8",
+            dims[1], ci
+        )));
+    }
+    let (data, weight) = (inputs[0].clone(), inputs[1].clone());
+    let mut s = create_schedule(&[out.clone()])?;
+    let ol = s.cache_write(out, "local")?;
+    let ds = s.cache_read(&data, "shared", &[&ol])?;
+    let ws = s.cache_read(&weight, "shared", &[&ol])?;
+
+    let [n, co, h, w] = <[crate::schedule::Axis; 4]>::try_from(s.axes(out)?)
+        .map_err(|_| not("four output axes expected".into()))?;
+    let (cob, coi) = s.split(out, &co, 32)?;
+    let (tco, vco) = s.split(out, &coi, 4)?;
+    let (tw, vw) = s.split(out, &w, 4)?;
+    s.reorder(out, &[&n, &cob, &h, &tco, &tw, &vco, &vw])?;
+    s.bind(out, &n, "blockIdx.z")?;
+    s.bind(out, &cob, "blockIdx.y")?;
+    s.bind(out, &h, "blockIdx.x")?;
+    s.bind(out, &tco, "threadIdx.y")?;
+    s.bind(out, &tw, "threadIdx.x")?;
+    s.unroll(out, &vco)?;
+    s.unroll(out, &vw)?;
+
+    s.compute_at(&ol, out, &tw)?;
+    let axes = s.axes(&ol)?;
+    let red = s.reduce_axes(&ol)?;
+    let (cio, cii) = s.split(&ol, &red[0], 8)?;
+    let order: Vec<&crate::schedule::Axis> = [&cio, &cii, &red[1], &red[2]]
+        .into_iter()
+        .chain(axes.iter())
+        .collect();
+    s.reorder(&ol, &order)?;
+    s.unroll(&ol, &red[2])?;
+    for a in &axes {
+        s.unroll(&ol, a)?;
+    }
+    let threads_x = (dims[3] + 3) / 4;
+    for sh in [&ds, &ws] {
+        s.compute_at(sh, &ol, &cio)?;
+        let all = s.axes(sh)?;
+        let refs: Vec<&crate::schedule::Axis> = all.iter().collect();
+        let f = s.fuse(sh, &refs)?;
+        let (f1, tx) = s.split(sh, &f, threads_x)?;
+        let (_fo, ty) = s.split(sh, &f1, 8)?;
+        s.bind(sh, &ty, "threadIdx.y")?;
+        s.bind(sh, &tx, "threadIdx.x")?;
+    }
+    Ok(s)
+}

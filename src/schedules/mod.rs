@@ -3,5 +3,7 @@
 
 mod cuda;
 mod matmul;
-pub use cuda::{matmul_cuda, matmul_cuda_tensorcore, matmul_cuda_with, CudaMatmulConfig};
+pub use cuda::{
+    conv2d_cuda_nchw, matmul_cuda, matmul_cuda_tensorcore, matmul_cuda_with, CudaMatmulConfig,
+};
 pub use matmul::{matmul_cpu, matmul_cpu_tensorized, matmul_cpu_with, MatmulConfig};
