@@ -1,5 +1,7 @@
-//! f32 matmul 1024 x 1024 x 1024 on one thread: the naive schedule against the best CPU
-//! schedule (`loopforge::schedules::matmul_cpu`), and the time to lower + JIT it.
+//! f32 matmul 1024 x 1024 x 1024: the naive schedule and the best pure-Cranelift CPU
+//! schedule (`loopforge::schedules::matmul_cpu`) on one thread, the tensorized one
+//! (`matmul_cpu_tensorized`, the `gemm_f32` micro-kernel) on one and two, and the time to
+//! lower + JIT.
 //!
 //! `cargo bench --bench matmul` (set `LOOPFORGE_BENCH_N` for another size). Throughput is
 //! reported in elements = FLOPs, so criterion prints GFLOP/s as "Gelem/s".
@@ -45,6 +47,17 @@ fn bench(cr: &mut Criterion) {
     g.bench_function("best_1thread", |bch| {
         bch.iter(|| best.run(&[&x, &y], &mut [&mut z]).unwrap())
     });
+    for threads in [1, 2] {
+        let tensorized = build(
+            &loopforge::schedules::matmul_cpu_tensorized(&c, threads).unwrap(),
+            &args,
+            Target::cpu(),
+        )
+        .unwrap();
+        g.bench_function(format!("tensorized_{}thread", threads), |bch| {
+            bch.iter(|| tensorized.run(&[&x, &y], &mut [&mut z]).unwrap())
+        });
+    }
     let naive = build(
         &create_schedule(&[c.clone()]).unwrap(),
         &args,

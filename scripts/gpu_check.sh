@@ -50,6 +50,8 @@ run)
     fi
   done
   export LOOPFORGE_REQUIRE_NVRTC=1 LOOPFORGE_REQUIRE_GPU=1
+  p=$(command -v ptxas || ls /usr/local/cuda/bin/ptxas 2>/dev/null || true)
+  [ -n "$p" ] && export LOOPFORGE_PTXAS="$p"
   status=0
   summary=""
   for t in "$out"/*; do
