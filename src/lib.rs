@@ -34,6 +34,7 @@ mod build;
 pub mod codegen_cpu;
 pub mod codegen_cuda;
 pub mod error;
+pub mod graph_runtime;
 pub mod interp;
 pub mod lower;
 pub mod runtime;
