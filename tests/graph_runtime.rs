@@ -360,9 +360,8 @@ fn layer_norm_ref(x: &T, gamma: &T, beta: &T, eps: f64) -> T {
     for (r, row) in x.data.chunks(d).enumerate() {
         let mean = row.iter().sum::<f64>() / d as f64;
         let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / d as f64;
-        for j in 0..d {
-            out.data[r * d + j] =
-                (row[j] - mean) / (var + eps).sqrt() * gamma.data[j] + beta.data[j];
+        for (j, v) in row.iter().enumerate() {
+            out.data[r * d + j] = (v - mean) / (var + eps).sqrt() * gamma.data[j] + beta.data[j];
         }
     }
     out

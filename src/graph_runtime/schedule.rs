@@ -81,7 +81,7 @@ fn injective(s: &mut Schedule, t: &Tensor, threads: usize) -> Result<()> {
         return Ok(());
     }
     let l = lanes(t);
-    if shape[r - 1] % l == 0 && shape[r - 1] >= l {
+    if shape[r - 1].is_multiple_of(l) && shape[r - 1] >= l {
         let (_, vi) = s.split(t, &axes[r - 1], l as i64)?;
         s.vectorize(t, &vi)?;
     }
@@ -209,7 +209,7 @@ fn conv2d(out: &Tensor, threads: usize) -> Result<Schedule> {
     if threads > 1 {
         s.parallel(out, &no)?;
     }
-    let vw = if ow >= 2 * l && ow % (2 * l) == 0 {
+    let vw = if ow >= 2 * l && ow.is_multiple_of(2 * l) {
         2 * l
     } else if ow >= l {
         l
