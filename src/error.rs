@@ -35,6 +35,15 @@ pub enum Error {
     /// The target is not supported in this build or on this machine.
     #[error("unsupported target: {0}")]
     Target(String),
+    /// A model graph is malformed, or a graph runtime was given the wrong parameters or
+    /// inputs; `node` names the node, input or parameter at fault.
+    #[error("node {node}: {msg}")]
+    Graph {
+        /// The node, graph input or parameter the error is about.
+        node: String,
+        /// What went wrong and what is legal.
+        msg: String,
+    },
     /// A compiler bug. The message carries the IR that triggered it.
     #[error("internal compiler error (please report): {msg}\n--- IR ---\n{ir}")]
     Internal {
@@ -60,6 +69,14 @@ pub fn internal(msg: impl Into<String>, ir: impl std::fmt::Display) -> Error {
 pub(crate) fn sched_err(stage: &str, msg: impl Into<String>) -> Error {
     Error::Schedule {
         stage: stage.to_string(),
+        msg: msg.into(),
+    }
+}
+
+/// Shorthand for a graph error.
+pub(crate) fn graph_err(node: &str, msg: impl Into<String>) -> Error {
+    Error::Graph {
+        node: node.to_string(),
         msg: msg.into(),
     }
 }

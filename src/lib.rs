@@ -6,6 +6,8 @@
 //! vectorize, unroll, parallel, compute_at, cache_read/write...). [`lower()`] turns the pair
 //! into a loop IR, [`build()`] JIT-compiles it with Cranelift, and the reference
 //! interpreter ([`interp`]) executes the same IR as the oracle of the tests.
+//! Whole models are operator graphs ([`graph_runtime::Graph`]) compiled node by node with
+//! [`graph_runtime::build`] and run by a [`graph_runtime::GraphExecutor`].
 //!
 //! ```
 //! use loopforge::prelude::*;
@@ -34,6 +36,7 @@ mod build;
 pub mod codegen_cpu;
 pub mod codegen_cuda;
 pub mod error;
+pub mod graph_runtime;
 pub mod interp;
 pub mod intrinsics;
 pub mod lower;

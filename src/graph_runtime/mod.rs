@@ -1,0 +1,317 @@
+//! Whole models: a typed operator [`Graph`], compiled node by node into kernels
+//! ([`build`]) and run by a [`GraphExecutor`].
+//!
+//! ```
+//! use loopforge::graph_runtime::{self, Graph};
+//! use loopforge::{NdArray, Target};
+//! use loopforge::te::DType;
+//! use std::collections::HashMap;
+//!
+//! let mut g = Graph::new();
+//! let x = g.input("x", &[2, 8], DType::F32).unwrap();
+//! let w = g.param("w", &[4, 8]).unwrap();
+//! let b = g.param("b", &[4]).unwrap();
+//! let y = g.dense("fc", x, w, Some(b)).unwrap();
+//! let y = g.relu("relu", y).unwrap();
+//! g.output(y).unwrap();
+//!
+//! let mut params = HashMap::new();
+//! params.insert("w".to_string(), NdArray::random(&[4, 8], DType::F32, 1));
+//! params.insert("b".to_string(), NdArray::random(&[4], DType::F32, 2));
+//! let model = graph_runtime::build(&g, Target::cpu(), &params, 1).unwrap();
+//! let mut ex = model.executor();
+//! ex.set_input("x", NdArray::random(&[2, 8], DType::F32, 3)).unwrap();
+//! ex.run().unwrap();
+//! assert_eq!(ex.get_output(0).unwrap().shape(), &[2, 4]);
+//! ```
+//!
+//! Each node becomes one kernel: its inputs are placeholders, [`ops::compute`] builds its
+//! tensor expression and [`schedule::default_schedule`] its CPU schedule. There is no
+//! fusion across nodes and no memory planning: the executor allocates one array per
+//! intermediate value, once, and reuses them across runs.
+
+mod graph;
+pub mod ops;
+pub mod schedule;
+
+pub use graph::{
+    broadcast_shape, BinaryOp, Conv2dAttrs, Graph, Node, Op, Pool2dAttrs, UnaryOp, ValueId,
+    ValueInfo, ValueKind,
+};
+
+use crate::error::{graph_err, Error, Result};
+use crate::runtime::NdArray;
+use crate::te::{placeholder, Tensor};
+use crate::{Kernel, Target};
+use std::collections::HashMap;
+
+/// A graph compiled for one target: one kernel per node, and the parameters.
+pub struct CompiledModel {
+    graph: Graph,
+    kernels: Vec<Kernel>,
+    /// Parameter arrays, indexed by value id (`None` for non-parameters).
+    params: Vec<Option<NdArray>>,
+    target: Target,
+}
+
+/// Compile `graph` for `target`: one kernel per node, scheduled with the default schedule
+/// of its operator ([`schedule::default_schedule`]; `threads > 1` parallelizes). `params`
+/// must hold exactly the graph's parameters, each with its declared shape and dtype; a
+/// missing, misshapen or unknown parameter is an [`Error::Graph`] naming it.
+pub fn build(
+    graph: &Graph,
+    target: Target,
+    params: &HashMap<String, NdArray>,
+    threads: usize,
+) -> Result<CompiledModel> {
+    if graph.outputs().is_empty() {
+        return Err(graph_err(
+            "<graph>",
+            "the graph has no outputs; mark at least one value with Graph::output",
+        ));
+    }
+    let mut bound: Vec<Option<NdArray>> = (0..graph.values().len()).map(|_| None).collect();
+    for &p in graph.params() {
+        let info = graph.value(p);
+        let name = graph.value_name(p);
+        let a = params.get(name).ok_or_else(|| {
+            graph_err(
+                name,
+                format!(
+                    "parameter missing: no array named {} was given (expected shape {:?}, {})",
+                    name, info.shape, info.dtype
+                ),
+            )
+        })?;
+        if a.shape() != info.shape.as_slice() || a.dtype() != info.dtype {
+            return Err(graph_err(
+                name,
+                format!(
+                    "parameter has shape {:?} ({}) but the graph declares {:?} ({})",
+                    a.shape(),
+                    a.dtype(),
+                    info.shape,
+                    info.dtype
+                ),
+            ));
+        }
+        bound[p.0] = Some(a.clone());
+    }
+    let mut unknown: Vec<&String> = params
+        .keys()
+        .filter(|k| {
+            !graph
+                .params()
+                .iter()
+                .any(|&p| graph.value_name(p) == k.as_str())
+        })
+        .collect();
+    unknown.sort();
+    if let Some(u) = unknown.first() {
+        let declared: Vec<&str> = graph
+            .params()
+            .iter()
+            .map(|&p| graph.value_name(p))
+            .collect();
+        return Err(graph_err(
+            u,
+            format!(
+                "the graph has no parameter of this name; its parameters are [{}]",
+                declared.join(", ")
+            ),
+        ));
+    }
+    let kernels = graph
+        .nodes()
+        .iter()
+        .map(|n| compile_node(graph, n, target.clone(), threads))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(CompiledModel {
+        graph: graph.clone(),
+        kernels,
+        params: bound,
+        target,
+    })
+}
+
+/// The TE computation of one node: placeholders `x0, x1, ...` for its inputs and the
+/// output tensor (`out`).
+pub fn node_computation(graph: &Graph, node: &Node) -> Result<(Vec<Tensor>, Tensor)> {
+    let shapes: Vec<&[usize]> = node.inputs.iter().map(|&v| graph.shape(v)).collect();
+    let ins: Vec<Tensor> = node
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(k, &v)| {
+            placeholder(
+                &ops::dims(graph.shape(v)),
+                graph.dtype(v),
+                &format!("x{}", k),
+            )
+        })
+        .collect();
+    let out = ops::compute(&node.op, &ins, &shapes, graph.shape(node.output))?;
+    Ok((ins, out))
+}
+
+fn compile_node(graph: &Graph, node: &Node, target: Target, threads: usize) -> Result<Kernel> {
+    let (ins, out) = node_computation(graph, node)?;
+    let s = schedule::default_schedule(&node.op, &out, threads).map_err(|e| wrap(node, e))?;
+    let mut args = ins;
+    args.push(out);
+    crate::build(&s, &args, target).map_err(|e| wrap(node, e))
+}
+
+/// Context for a failure to compile a node (compiler bugs stay [`Error::Internal`]).
+fn wrap(node: &Node, e: Error) -> Error {
+    match e {
+        Error::Internal { .. } => e,
+        e => graph_err(
+            &node.name,
+            format!("cannot compile {}: {}", node.op.kind_name(), e),
+        ),
+    }
+}
+
+impl CompiledModel {
+    /// The graph this model was compiled from.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+    /// The target the kernels were compiled for.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+    /// The kernel of node `i` (in [`Graph::nodes`] order).
+    pub fn kernel(&self, i: usize) -> &Kernel {
+        &self.kernels[i]
+    }
+    /// A new executor: allocates every intermediate and output array once.
+    pub fn executor(&self) -> GraphExecutor<'_> {
+        let values = self
+            .graph
+            .values()
+            .iter()
+            .map(|v| match v.kind {
+                ValueKind::Node(_) => Some(NdArray::zeros(&v.shape, v.dtype)),
+                _ => None,
+            })
+            .collect();
+        GraphExecutor {
+            model: self,
+            values,
+        }
+    }
+}
+
+/// Runs a [`CompiledModel`]: set the inputs, run, read the outputs. The arrays of the
+/// intermediate values live as long as the executor and are reused by every run.
+pub struct GraphExecutor<'m> {
+    model: &'m CompiledModel,
+    /// Inputs (once set) and node outputs, by value id; parameters live in the model.
+    values: Vec<Option<NdArray>>,
+}
+
+impl GraphExecutor<'_> {
+    /// Set graph input `name`. An unknown name, or an array whose shape or dtype differs
+    /// from the declared ones, is an [`Error::Graph`].
+    pub fn set_input(&mut self, name: &str, array: NdArray) -> Result<()> {
+        let g = &self.model.graph;
+        let v = g
+            .inputs()
+            .iter()
+            .copied()
+            .find(|&v| g.value_name(v) == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = g.inputs().iter().map(|&v| g.value_name(v)).collect();
+                graph_err(
+                    name,
+                    format!(
+                        "the graph has no input of this name; its inputs are [{}]",
+                        names.join(", ")
+                    ),
+                )
+            })?;
+        let info = g.value(v);
+        if array.shape() != info.shape.as_slice() || array.dtype() != info.dtype {
+            return Err(graph_err(
+                name,
+                format!(
+                    "input has shape {:?} ({}) but the graph declares {:?} ({})",
+                    array.shape(),
+                    array.dtype(),
+                    info.shape,
+                    info.dtype
+                ),
+            ));
+        }
+        self.values[v.0] = Some(array);
+        Ok(())
+    }
+
+    fn array(&self, v: ValueId) -> Option<&NdArray> {
+        match &self.model.graph.value(v).kind {
+            ValueKind::Param(_) => self.model.params[v.0].as_ref(),
+            _ => self.values[v.0].as_ref(),
+        }
+    }
+
+    /// Run every node in order. Every graph input must have been set.
+    pub fn run(&mut self) -> Result<()> {
+        let g = &self.model.graph;
+        for &v in g.inputs() {
+            if self.values[v.0].is_none() {
+                return Err(graph_err(
+                    g.value_name(v),
+                    format!(
+                        "input not set: call set_input(\"{}\", ..) with an array of shape {:?} before run",
+                        g.value_name(v),
+                        g.shape(v)
+                    ),
+                ));
+            }
+        }
+        for (node, kernel) in g.nodes().iter().zip(&self.model.kernels) {
+            let mut out = self.values[node.output.0]
+                .take()
+                .expect("node outputs are allocated by executor()");
+            let r = {
+                let ins: Vec<&NdArray> = node
+                    .inputs
+                    .iter()
+                    .map(|&v| self.array(v).expect("inputs checked, params bound"))
+                    .collect();
+                kernel.run(&ins, &mut [&mut out])
+            };
+            self.values[node.output.0] = Some(out);
+            r.map_err(|e| wrap(node, e))?;
+        }
+        Ok(())
+    }
+
+    /// Graph output `i` (as of the last run).
+    pub fn get_output(&self, i: usize) -> Result<&NdArray> {
+        let g = &self.model.graph;
+        let v = *g.outputs().get(i).ok_or_else(|| {
+            graph_err(
+                "<output>",
+                format!(
+                    "output index {} is out of range: the graph has {} outputs",
+                    i,
+                    g.outputs().len()
+                ),
+            )
+        })?;
+        self.array(v).ok_or_else(|| {
+            graph_err(
+                g.value_name(v),
+                "the output is a graph input that has not been set",
+            )
+        })
+    }
+
+    /// The array of any value (input, parameter or node output) as of the last run.
+    pub fn value(&self, v: ValueId) -> Option<&NdArray> {
+        self.array(v)
+    }
+}

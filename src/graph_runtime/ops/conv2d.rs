@@ -1,0 +1,46 @@
+//! 2-D convolution, NCHW input, OIHW weight, with stride, padding, dilation and groups.
+
+use super::{ci, dims, pad};
+use crate::graph_runtime::graph::Conv2dAttrs;
+use crate::te::{compute, reduce_axis, sum, Expr, Tensor};
+
+/// `out[n, o, y, x] = sum_{c, ky, kx} pad(x)[n, g * Cg + c, y * sh + ky * dh, x * sw + kx * dw]
+/// * w[o, c, ky, kx]` with `g = o / (O / groups)` and `Cg = C / groups`.
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    xs: &[usize],
+    ws: &[usize],
+    a: &Conv2dAttrs,
+    out_shape: &[usize],
+) -> Tensor {
+    let p = a.padding;
+    let xp = pad(
+        x,
+        xs,
+        &[(0, 0), (0, 0), (p[0], p[2]), (p[1], p[3])],
+        Expr::float_of(0.0, x.dtype()),
+        "pad",
+    );
+    let (o, cg, kh, kw) = (ws[0], ws[1], ws[2], ws[3]);
+    let og = o / a.groups;
+    let rc = reduce_axis(0, cg as i64, "rc");
+    let ry = reduce_axis(0, kh as i64, "ry");
+    let rx = reduce_axis(0, kw as i64, "rx");
+    let [sh, sw] = a.stride;
+    let [dh, dw] = a.dilation;
+    let groups = a.groups;
+    compute(&dims(out_shape), "out", |i| {
+        let chan = if groups == 1 {
+            rc.x()
+        } else {
+            (&i[1] / ci(og)) * ci(cg) + rc.x()
+        };
+        let yy = &i[2] * ci(sh) + ry.x() * ci(dh);
+        let xx = &i[3] * ci(sw) + rx.x() * ci(dw);
+        sum(
+            xp.at(&[i[0].clone(), chan, yy, xx]) * w.at(&[i[1].clone(), rc.x(), ry.x(), rx.x()]),
+            &[rc.clone(), ry.clone(), rx.clone()],
+        )
+    })
+}

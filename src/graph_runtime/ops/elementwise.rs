@@ -1,0 +1,74 @@
+//! Elementwise operators: binary with numpy broadcasting, unary activations, and inference
+//! batch normalization (a per-channel affine map).
+
+use super::{ci, dims};
+use crate::graph_runtime::graph::{BinaryOp, UnaryOp};
+use crate::te::{compute, erf, exp, max, min, sqrt, tanh, Expr, Tensor};
+
+/// The indices into an operand of shape `s` broadcast to the output index `i` (numpy
+/// rules: dimensions aligned from the right; size-1 dimensions read index 0).
+pub(crate) fn broadcast_index(i: &[Expr], s: &[usize]) -> Vec<Expr> {
+    let off = i.len() - s.len();
+    s.iter()
+        .enumerate()
+        .map(|(d, &n)| {
+            if n == 1 && n != 0 {
+                ci(0)
+            } else {
+                i[d + off].clone()
+            }
+        })
+        .collect()
+}
+
+/// `a op b` with broadcasting to `out_shape`.
+pub fn binary(
+    op: BinaryOp,
+    a: &Tensor,
+    b: &Tensor,
+    sa: &[usize],
+    sb: &[usize],
+    out_shape: &[usize],
+) -> Tensor {
+    compute(&dims(out_shape), "out", |i| {
+        let x = a.at(&broadcast_index(i, sa));
+        let y = b.at(&broadcast_index(i, sb));
+        match op {
+            BinaryOp::Add => x + y,
+            BinaryOp::Sub => x - y,
+            BinaryOp::Mul => x * y,
+            BinaryOp::Div => x / y,
+        }
+    })
+}
+
+/// The scalar function of a unary operator.
+pub(crate) fn unary_expr(op: UnaryOp, v: Expr) -> Expr {
+    let dt = v.dtype();
+    let c = |f: f64| Expr::float_of(f, dt);
+    match op {
+        UnaryOp::Relu => max(v, c(0.0)),
+        UnaryOp::Clip { min: lo, max: hi } => min(max(v, c(lo)), c(hi)),
+        UnaryOp::Sigmoid => c(1.0) / (c(1.0) + exp(c(0.0) - v)),
+        UnaryOp::Tanh => tanh(v),
+        UnaryOp::Gelu => {
+            c(0.5) * v.clone() * (c(1.0) + erf(v * c(std::f64::consts::FRAC_1_SQRT_2)))
+        }
+    }
+}
+
+/// A unary activation.
+pub fn unary(op: UnaryOp, x: &Tensor, s: &[usize]) -> Tensor {
+    compute(&dims(s), "out", |i| unary_expr(op, x.at(i)))
+}
+
+/// `(x - mean[c]) / sqrt(var[c] + eps) * gamma[c] + beta[c]` with `c` the second dimension;
+/// `ins = [x, gamma, beta, mean, var]`.
+pub fn batch_norm(ins: &[Tensor], s: &[usize], eps: f64) -> Tensor {
+    let dt = ins[0].dtype();
+    compute(&dims(s), "out", |i| {
+        let c = [i[1].clone()];
+        let scale = ins[1].at(&c) / sqrt(ins[4].at(&c) + Expr::float_of(eps, dt));
+        (ins[0].at(i) - ins[3].at(&c)) * scale + ins[2].at(&c)
+    })
+}

@@ -1,0 +1,996 @@
+//! The graph runtime: every operator against a plain-Rust reference (f64 accumulation),
+//! whole models end to end (MLP, small CNN, residual block) on the CPU JIT and the
+//! interpreter, and the typed errors.
+//!
+//! Tolerance: `|got - want| <= 1e-4 + 1e-4 |want|` (f32 arithmetic, FMA contraction and
+//! reassociation by the schedules against an f64 reference).
+
+use loopforge::graph_runtime::{self, Conv2dAttrs, Graph, Pool2dAttrs, ValueId};
+use loopforge::prelude::*;
+use std::collections::HashMap;
+
+const RTOL: f64 = 1e-4;
+const ATOL: f64 = 1e-4;
+
+/// A reference tensor in f64.
+#[derive(Clone, Debug)]
+struct T {
+    shape: Vec<usize>,
+    data: Vec<f64>,
+}
+
+impl T {
+    fn of(a: &NdArray) -> T {
+        T {
+            shape: a.shape().to_vec(),
+            data: a.to_f64_vec(),
+        }
+    }
+    fn zeros(shape: &[usize]) -> T {
+        T {
+            shape: shape.to_vec(),
+            data: vec![0.0; shape.iter().product()],
+        }
+    }
+    fn off(&self, i: &[usize]) -> usize {
+        let mut o = 0;
+        for (d, &x) in i.iter().enumerate() {
+            assert!(x < self.shape[d]);
+            o = o * self.shape[d] + x;
+        }
+        o
+    }
+    fn at(&self, i: &[usize]) -> f64 {
+        self.data[self.off(i)]
+    }
+    fn set(&mut self, i: &[usize], v: f64) {
+        let o = self.off(i);
+        self.data[o] = v;
+    }
+    /// Every index of the shape, row-major.
+    fn indices(shape: &[usize]) -> Vec<Vec<usize>> {
+        let n: usize = shape.iter().product();
+        (0..n)
+            .map(|mut f| {
+                let mut idx = vec![0; shape.len()];
+                for d in (0..shape.len()).rev() {
+                    idx[d] = f % shape[d];
+                    f /= shape[d];
+                }
+                idx
+            })
+            .collect()
+    }
+    fn map(&self, f: impl Fn(f64) -> f64) -> T {
+        T {
+            shape: self.shape.clone(),
+            data: self.data.iter().map(|&x| f(x)).collect(),
+        }
+    }
+}
+
+fn assert_close(got: &NdArray, want: &T, what: &str) {
+    assert_eq!(got.shape(), want.shape.as_slice(), "{}: shape", what);
+    let g = got.to_f64_vec();
+    let mut worst = 0.0f64;
+    for (i, (&a, &b)) in g.iter().zip(&want.data).enumerate() {
+        let ok = (a - b).abs() <= ATOL + RTOL * b.abs();
+        assert!(
+            ok,
+            "{}: element {} is {} but should be {} (|diff| {})",
+            what,
+            i,
+            a,
+            b,
+            (a - b).abs()
+        );
+        worst = worst.max((a - b).abs());
+    }
+    assert!(worst.is_finite());
+}
+
+/// Run `g` with `params` and `inputs` on the interpreter and the CPU JIT (1 and 4
+/// threads) and compare every output with `want`.
+fn check(
+    g: &Graph,
+    params: &HashMap<String, NdArray>,
+    inputs: &[(&str, &NdArray)],
+    want: &[T],
+    what: &str,
+) {
+    for (target, threads) in [
+        (Target::cpu(), 1),
+        (Target::cpu(), 4),
+        (Target::interp(), 1),
+    ] {
+        let model = graph_runtime::build(g, target.clone(), params, threads)
+            .unwrap_or_else(|e| panic!("{}: build on {:?} failed: {}", what, target, e));
+        let mut ex = model.executor();
+        for (n, a) in inputs {
+            ex.set_input(n, (*a).clone()).unwrap();
+        }
+        ex.run()
+            .unwrap_or_else(|e| panic!("{}: run failed: {}", what, e));
+        for (i, w) in want.iter().enumerate() {
+            let got = ex.get_output(i).unwrap();
+            assert_close(
+                got,
+                w,
+                &format!("{} ({:?}, {} threads) output {}", what, target, threads, i),
+            );
+        }
+    }
+}
+
+fn params(list: &[(&str, &NdArray)]) -> HashMap<String, NdArray> {
+    list.iter()
+        .map(|(n, a)| (n.to_string(), (*a).clone()))
+        .collect()
+}
+
+fn rnd(shape: &[usize], seed: u64) -> NdArray {
+    NdArray::random(shape, DType::F32, seed)
+}
+
+/// Positive values in [0.5, 1.5) (variances).
+fn positive(shape: &[usize], seed: u64) -> NdArray {
+    let r = rnd(shape, seed);
+    NdArray::from_fn(shape, |i| r.get_f64(i) as f32 * 0.5 + 1.0)
+}
+
+// ------------------------------------------------------------ references
+
+fn conv_ref(x: &T, w: &T, a: &Conv2dAttrs) -> T {
+    let (n, c, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
+    let (o, cg, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3]);
+    let og = o / a.groups;
+    assert_eq!(cg * a.groups, c);
+    let oh = (h + a.padding[0] + a.padding[2] - a.dilation[0] * (kh - 1) - 1) / a.stride[0] + 1;
+    let ow = (wd + a.padding[1] + a.padding[3] - a.dilation[1] * (kw - 1) - 1) / a.stride[1] + 1;
+    let mut out = T::zeros(&[n, o, oh, ow]);
+    for b in 0..n {
+        for oc in 0..o {
+            let g = oc / og;
+            for y in 0..oh {
+                for xx in 0..ow {
+                    let mut acc = 0.0;
+                    for ic in 0..cg {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (y * a.stride[0] + ky * a.dilation[0]) as i64
+                                    - a.padding[0] as i64;
+                                let ix = (xx * a.stride[1] + kx * a.dilation[1]) as i64
+                                    - a.padding[1] as i64;
+                                if iy < 0 || ix < 0 || iy >= h as i64 || ix >= wd as i64 {
+                                    continue;
+                                }
+                                acc += x.at(&[b, g * cg + ic, iy as usize, ix as usize])
+                                    * w.at(&[oc, ic, ky, kx]);
+                            }
+                        }
+                    }
+                    out.set(&[b, oc, y, xx], acc);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn dense_ref(x: &T, w: &T, b: Option<&T>) -> T {
+    let (m, k, n) = (x.shape[0], x.shape[1], w.shape[0]);
+    let mut out = T::zeros(&[m, n]);
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = b.map_or(0.0, |b| b.data[j]);
+            for kk in 0..k {
+                acc += x.at(&[i, kk]) * w.at(&[j, kk]);
+            }
+            out.set(&[i, j], acc);
+        }
+    }
+    out
+}
+
+fn matmul_ref(a: &T, b: &T) -> T {
+    let (m, k, n) = (a.shape[0], a.shape[1], b.shape[1]);
+    let mut out = T::zeros(&[m, n]);
+    for i in 0..m {
+        for j in 0..n {
+            let acc: f64 = (0..k).map(|kk| a.at(&[i, kk]) * b.at(&[kk, j])).sum();
+            out.set(&[i, j], acc);
+        }
+    }
+    out
+}
+
+fn bn_ref(x: &T, gamma: &T, beta: &T, mean: &T, var: &T, eps: f64) -> T {
+    let mut out = x.clone();
+    for idx in T::indices(&x.shape) {
+        let c = idx[1];
+        let v =
+            (x.at(&idx) - mean.data[c]) / (var.data[c] + eps).sqrt() * gamma.data[c] + beta.data[c];
+        out.set(&idx, v);
+    }
+    out
+}
+
+fn broadcast_ref(a: &T, b: &T, f: impl Fn(f64, f64) -> f64) -> T {
+    let r = a.shape.len().max(b.shape.len());
+    let pad = |s: &[usize]| -> Vec<usize> {
+        let mut v = vec![1; r - s.len()];
+        v.extend_from_slice(s);
+        v
+    };
+    let (sa, sb) = (pad(&a.shape), pad(&b.shape));
+    let shape: Vec<usize> = (0..r).map(|d| sa[d].max(sb[d])).collect();
+    let mut out = T::zeros(&shape);
+    for idx in T::indices(&shape) {
+        let ia: Vec<usize> = (0..r)
+            .map(|d| if sa[d] == 1 { 0 } else { idx[d] })
+            .collect();
+        let ib: Vec<usize> = (0..r)
+            .map(|d| if sb[d] == 1 { 0 } else { idx[d] })
+            .collect();
+        let va = a.data[T::zeros(&sa).off(&ia)];
+        let vb = b.data[T::zeros(&sb).off(&ib)];
+        out.set(&idx, f(va, vb));
+    }
+    out
+}
+
+/// erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7).
+fn erf_ref(x: f64) -> f64 {
+    let s = x.signum();
+    let x = x.abs();
+    let t = 1.0 / (1.0 + 0.3275911 * x);
+    let y = 1.0
+        - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t
+            + 0.254829592)
+            * t
+            * (-x * x).exp();
+    s * y
+}
+
+fn pool_ref(x: &T, a: &Pool2dAttrs, is_max: bool) -> T {
+    let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
+    let oh = (h + a.padding[0] + a.padding[2] - a.kernel[0]) / a.stride[0] + 1;
+    let ow = (w + a.padding[1] + a.padding[3] - a.kernel[1]) / a.stride[1] + 1;
+    let mut out = T::zeros(&[n, c, oh, ow]);
+    for b in 0..n {
+        for ch in 0..c {
+            for y in 0..oh {
+                for xx in 0..ow {
+                    let mut acc = if is_max { f64::NEG_INFINITY } else { 0.0 };
+                    let mut cnt = 0;
+                    for ky in 0..a.kernel[0] {
+                        for kx in 0..a.kernel[1] {
+                            let iy = (y * a.stride[0] + ky) as i64 - a.padding[0] as i64;
+                            let ix = (xx * a.stride[1] + kx) as i64 - a.padding[1] as i64;
+                            if iy < 0 || ix < 0 || iy >= h as i64 || ix >= w as i64 {
+                                continue;
+                            }
+                            let v = x.at(&[b, ch, iy as usize, ix as usize]);
+                            cnt += 1;
+                            acc = if is_max { acc.max(v) } else { acc + v };
+                        }
+                    }
+                    out.set(&[b, ch, y, xx], if is_max { acc } else { acc / cnt as f64 });
+                }
+            }
+        }
+    }
+    out
+}
+
+fn gap_ref(x: &T) -> T {
+    let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
+    let mut out = T::zeros(&[n, c, 1, 1]);
+    for b in 0..n {
+        for ch in 0..c {
+            let mut s = 0.0;
+            for y in 0..h {
+                for xx in 0..w {
+                    s += x.at(&[b, ch, y, xx]);
+                }
+            }
+            out.set(&[b, ch, 0, 0], s / (h * w) as f64);
+        }
+    }
+    out
+}
+
+fn transpose_ref(x: &T, perm: &[usize]) -> T {
+    let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
+    let mut out = T::zeros(&shape);
+    for idx in T::indices(&shape) {
+        let mut src = vec![0; perm.len()];
+        for (d, &p) in perm.iter().enumerate() {
+            src[p] = idx[d];
+        }
+        out.set(&idx, x.at(&src));
+    }
+    out
+}
+
+fn concat_ref(xs: &[&T], axis: usize) -> T {
+    let mut shape = xs[0].shape.clone();
+    shape[axis] = xs.iter().map(|x| x.shape[axis]).sum();
+    let mut out = T::zeros(&shape);
+    for idx in T::indices(&shape) {
+        let mut k = 0;
+        let mut local = idx[axis];
+        while local >= xs[k].shape[axis] {
+            local -= xs[k].shape[axis];
+            k += 1;
+        }
+        let mut src = idx.clone();
+        src[axis] = local;
+        out.set(&idx, xs[k].at(&src));
+    }
+    out
+}
+
+fn softmax_ref(x: &T, axis: usize) -> T {
+    let mut out = x.clone();
+    for idx in T::indices(&x.shape) {
+        if idx[axis] != 0 {
+            continue;
+        }
+        let n = x.shape[axis];
+        let at = |k: usize| {
+            let mut i = idx.clone();
+            i[axis] = k;
+            i
+        };
+        let m = (0..n)
+            .map(|k| x.at(&at(k)))
+            .fold(f64::NEG_INFINITY, f64::max);
+        let s: f64 = (0..n).map(|k| (x.at(&at(k)) - m).exp()).sum();
+        for k in 0..n {
+            out.set(&at(k), (x.at(&at(k)) - m).exp() / s);
+        }
+    }
+    out
+}
+
+fn layer_norm_ref(x: &T, gamma: &T, beta: &T, eps: f64) -> T {
+    let d = *x.shape.last().unwrap();
+    let mut out = x.clone();
+    for (r, row) in x.data.chunks(d).enumerate() {
+        let mean = row.iter().sum::<f64>() / d as f64;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / d as f64;
+        for (j, v) in row.iter().enumerate() {
+            out.data[r * d + j] = (v - mean) / (var + eps).sqrt() * gamma.data[j] + beta.data[j];
+        }
+    }
+    out
+}
+
+// ------------------------------------------------------------ operators
+
+fn conv_case(xs: [usize; 4], o: usize, k: [usize; 2], a: Conv2dAttrs, what: &str) {
+    let mut g = Graph::new();
+    let x = g.input("x", &xs, DType::F32).unwrap();
+    let ws = [o, xs[1] / a.groups, k[0], k[1]];
+    let w = g.param("w", &ws).unwrap();
+    let y = g.conv2d("conv", x, w, a).unwrap();
+    g.output(y).unwrap();
+    let xa = rnd(&xs, 11);
+    let wa = rnd(&ws, 12);
+    let want = conv_ref(&T::of(&xa), &T::of(&wa), &a);
+    assert_eq!(g.shape(y), want.shape.as_slice());
+    check(&g, &params(&[("w", &wa)]), &[("x", &xa)], &[want], what);
+}
+
+#[test]
+fn conv2d_plain_and_padded() {
+    conv_case(
+        [1, 3, 8, 8],
+        4,
+        [3, 3],
+        Conv2dAttrs::default(),
+        "conv 3x3 no pad",
+    );
+    conv_case(
+        [2, 3, 9, 7],
+        5,
+        [3, 3],
+        Conv2dAttrs::same(1, 1),
+        "conv 3x3 pad 1 odd sizes",
+    );
+}
+
+#[test]
+fn conv2d_strided_dilated_asymmetric() {
+    let a = Conv2dAttrs {
+        stride: [2, 3],
+        padding: [1, 2, 0, 1],
+        dilation: [2, 1],
+        groups: 1,
+    };
+    conv_case(
+        [1, 2, 11, 13],
+        3,
+        [3, 2],
+        a,
+        "conv strided dilated asymmetric pad",
+    );
+}
+
+#[test]
+fn conv2d_grouped_and_depthwise() {
+    let grouped = Conv2dAttrs {
+        groups: 2,
+        ..Conv2dAttrs::same(1, 1)
+    };
+    conv_case([1, 4, 8, 8], 6, [3, 3], grouped, "conv groups 2");
+    let dw = Conv2dAttrs {
+        groups: 4,
+        ..Conv2dAttrs::same(2, 1)
+    };
+    conv_case([2, 4, 9, 9], 4, [3, 3], dw, "depthwise stride 2");
+    let dw_mult = Conv2dAttrs {
+        groups: 3,
+        ..Conv2dAttrs::same(1, 0)
+    };
+    conv_case(
+        [1, 3, 6, 10],
+        6,
+        [1, 1],
+        dw_mult,
+        "depthwise multiplier 2, 1x1",
+    );
+}
+
+#[test]
+fn dense_with_and_without_bias_and_matmul() {
+    for (m, k, n) in [(1, 16, 10), (5, 7, 12), (8, 32, 3)] {
+        let mut g = Graph::new();
+        let x = g.input("x", &[m, k], DType::F32).unwrap();
+        let w = g.param("w", &[n, k]).unwrap();
+        let b = g.param("b", &[n]).unwrap();
+        let y = g.dense("fc", x, w, Some(b)).unwrap();
+        let y2 = g.dense("fc_nobias", x, w, None).unwrap();
+        let bm = g.param("bm", &[k, n]).unwrap();
+        let y3 = g.matmul("mm", x, bm).unwrap();
+        g.output(y).unwrap();
+        g.output(y2).unwrap();
+        g.output(y3).unwrap();
+        let (xa, wa, ba, bma) = (
+            rnd(&[m, k], 1),
+            rnd(&[n, k], 2),
+            rnd(&[n], 3),
+            rnd(&[k, n], 4),
+        );
+        let want = vec![
+            dense_ref(&T::of(&xa), &T::of(&wa), Some(&T::of(&ba))),
+            dense_ref(&T::of(&xa), &T::of(&wa), None),
+            matmul_ref(&T::of(&xa), &T::of(&bma)),
+        ];
+        check(
+            &g,
+            &params(&[("w", &wa), ("b", &ba), ("bm", &bma)]),
+            &[("x", &xa)],
+            &want,
+            &format!("dense/matmul {}x{}x{}", m, k, n),
+        );
+    }
+}
+
+#[test]
+fn batch_norm_inference() {
+    let mut g = Graph::new();
+    let x = g.input("x", &[2, 3, 4, 5], DType::F32).unwrap();
+    let ps: Vec<ValueId> = ["g", "b", "m", "v"]
+        .iter()
+        .map(|n| g.param(n, &[3]).unwrap())
+        .collect();
+    let y = g
+        .batch_norm("bn", x, ps[0], ps[1], ps[2], ps[3], 1e-5)
+        .unwrap();
+    g.output(y).unwrap();
+    let xa = rnd(&[2, 3, 4, 5], 1);
+    let (ga, ba, ma, va) = (rnd(&[3], 2), rnd(&[3], 3), rnd(&[3], 4), positive(&[3], 5));
+    let want = bn_ref(
+        &T::of(&xa),
+        &T::of(&ga),
+        &T::of(&ba),
+        &T::of(&ma),
+        &T::of(&va),
+        1e-5,
+    );
+    check(
+        &g,
+        &params(&[("g", &ga), ("b", &ba), ("m", &ma), ("v", &va)]),
+        &[("x", &xa)],
+        &[want],
+        "batch_norm",
+    );
+}
+
+#[test]
+fn binary_ops_broadcast() {
+    let cases: Vec<(Vec<usize>, Vec<usize>)> = vec![
+        (vec![2, 3, 4], vec![2, 3, 4]),
+        (vec![2, 3, 4], vec![4]),
+        (vec![2, 1, 4], vec![3, 1]),
+        (vec![1], vec![5, 8]),
+        (vec![2, 3, 1, 1], vec![1, 3, 4, 4]),
+    ];
+    for (sa, sb) in cases {
+        let mut g = Graph::new();
+        let a = g.input("a", &sa, DType::F32).unwrap();
+        let b = g.input("b", &sb, DType::F32).unwrap();
+        let outs = [
+            g.add("add", a, b).unwrap(),
+            g.sub("sub", a, b).unwrap(),
+            g.mul("mul", a, b).unwrap(),
+            g.div("div", a, b).unwrap(),
+        ];
+        for o in outs {
+            g.output(o).unwrap();
+        }
+        let aa = rnd(&sa, 7);
+        // keep the divisor away from zero
+        let ba = positive(&sb, 8);
+        let (ta, tb) = (T::of(&aa), T::of(&ba));
+        let want = vec![
+            broadcast_ref(&ta, &tb, |x, y| x + y),
+            broadcast_ref(&ta, &tb, |x, y| x - y),
+            broadcast_ref(&ta, &tb, |x, y| x * y),
+            broadcast_ref(&ta, &tb, |x, y| x / y),
+        ];
+        check(
+            &g,
+            &HashMap::new(),
+            &[("a", &aa), ("b", &ba)],
+            &want,
+            &format!("binary {:?} {:?}", sa, sb),
+        );
+    }
+}
+
+#[test]
+fn unary_activations() {
+    let shape = [3, 5, 8];
+    let mut g = Graph::new();
+    let x = g.input("x", &shape, DType::F32).unwrap();
+    let outs = [
+        g.relu("relu", x).unwrap(),
+        g.relu6("relu6", x).unwrap(),
+        g.clip("clip", x, -0.25, 0.5).unwrap(),
+        g.sigmoid("sigmoid", x).unwrap(),
+        g.tanh("tanh", x).unwrap(),
+        g.gelu("gelu", x).unwrap(),
+    ];
+    for o in outs {
+        g.output(o).unwrap();
+    }
+    // values in [-8, 8) so that relu6 clips on both sides
+    let r = rnd(&shape, 9);
+    let xa = NdArray::from_fn(&shape, |i| r.get_f64(i) as f32 * 8.0);
+    let t = T::of(&xa);
+    let want = vec![
+        t.map(|v| v.max(0.0)),
+        t.map(|v| v.clamp(0.0, 6.0)),
+        t.map(|v| v.clamp(-0.25, 0.5)),
+        t.map(|v| 1.0 / (1.0 + (-v).exp())),
+        t.map(|v| v.tanh()),
+        t.map(|v| 0.5 * v * (1.0 + erf_ref(v / std::f64::consts::SQRT_2))),
+    ];
+    check(&g, &HashMap::new(), &[("x", &xa)], &want, "unary");
+}
+
+#[test]
+fn pooling_with_padding() {
+    let cases = [
+        ([1, 2, 8, 8], Pool2dAttrs::new(2, 2, 0)),
+        ([2, 3, 7, 9], Pool2dAttrs::new(3, 2, 1)),
+        (
+            [1, 2, 6, 5],
+            Pool2dAttrs {
+                kernel: [3, 2],
+                stride: [1, 2],
+                padding: [2, 1, 0, 1],
+            },
+        ),
+    ];
+    for (shape, a) in cases {
+        let mut g = Graph::new();
+        let x = g.input("x", &shape, DType::F32).unwrap();
+        let mx = g.max_pool2d("max", x, a).unwrap();
+        let av = g.avg_pool2d("avg", x, a).unwrap();
+        let gp = g.global_avg_pool("gap", x).unwrap();
+        g.output(mx).unwrap();
+        g.output(av).unwrap();
+        g.output(gp).unwrap();
+        // all negative inputs: a padded -inf or 0 that won a max would show
+        let r = rnd(&shape, 5);
+        let xa = NdArray::from_fn(&shape, |i| r.get_f64(i) as f32 - 1.5);
+        let t = T::of(&xa);
+        let want = vec![pool_ref(&t, &a, true), pool_ref(&t, &a, false), gap_ref(&t)];
+        check(
+            &g,
+            &HashMap::new(),
+            &[("x", &xa)],
+            &want,
+            &format!("pool {:?} {:?}", shape, a),
+        );
+    }
+}
+
+#[test]
+fn shape_ops() {
+    let mut g = Graph::new();
+    let x = g.input("x", &[2, 3, 4, 5], DType::F32).unwrap();
+    let y = g.input("y", &[2, 2, 4, 5], DType::F32).unwrap();
+    let f = g.flatten("flat", x).unwrap();
+    let r = g.reshape("reshape", x, &[6, 2, 10]).unwrap();
+    let t = g.transpose("transpose", x, &[0, 2, 3, 1]).unwrap();
+    let c = g.concat("concat", &[x, y, x], 1).unwrap();
+    let c3 = g.concat("concat_last", &[x, x], 3).unwrap();
+    for o in [f, r, t, c, c3] {
+        g.output(o).unwrap();
+    }
+    let xa = rnd(&[2, 3, 4, 5], 1);
+    let ya = rnd(&[2, 2, 4, 5], 2);
+    let (tx, ty) = (T::of(&xa), T::of(&ya));
+    let reshaped = |s: &[usize]| T {
+        shape: s.to_vec(),
+        data: tx.data.clone(),
+    };
+    let want = vec![
+        reshaped(&[2, 60]),
+        reshaped(&[6, 2, 10]),
+        transpose_ref(&tx, &[0, 2, 3, 1]),
+        concat_ref(&[&tx, &ty, &tx], 1),
+        concat_ref(&[&tx, &tx], 3),
+    ];
+    check(
+        &g,
+        &HashMap::new(),
+        &[("x", &xa), ("y", &ya)],
+        &want,
+        "shape ops",
+    );
+}
+
+#[test]
+fn softmax_and_layer_norm() {
+    let mut g = Graph::new();
+    let x = g.input("x", &[3, 4, 10], DType::F32).unwrap();
+    let s_last = g.softmax("sm_last", x, 2).unwrap();
+    let s_mid = g.softmax("sm_mid", x, 1).unwrap();
+    let gm = g.param("gamma", &[10]).unwrap();
+    let bt = g.param("beta", &[10]).unwrap();
+    let ln = g.layer_norm("ln", x, gm, bt, 1e-5).unwrap();
+    for o in [s_last, s_mid, ln] {
+        g.output(o).unwrap();
+    }
+    // large values: a softmax without the max subtraction overflows f32
+    let r = rnd(&[3, 4, 10], 3);
+    let xa = NdArray::from_fn(&[3, 4, 10], |i| r.get_f64(i) as f32 * 20.0 + 90.0);
+    let (ga, ba) = (rnd(&[10], 4), rnd(&[10], 5));
+    let t = T::of(&xa);
+    let want = vec![
+        softmax_ref(&t, 2),
+        softmax_ref(&t, 1),
+        layer_norm_ref(&t, &T::of(&ga), &T::of(&ba), 1e-5),
+    ];
+    check(
+        &g,
+        &params(&[("gamma", &ga), ("beta", &ba)]),
+        &[("x", &xa)],
+        &want,
+        "softmax/layer_norm",
+    );
+}
+
+// ------------------------------------------------------------ models
+
+#[test]
+fn mlp_end_to_end() {
+    let mut g = Graph::new();
+    let x = g.input("x", &[4, 20], DType::F32).unwrap();
+    let w1 = g.param("w1", &[32, 20]).unwrap();
+    let b1 = g.param("b1", &[32]).unwrap();
+    let w2 = g.param("w2", &[10, 32]).unwrap();
+    let b2 = g.param("b2", &[10]).unwrap();
+    let h = g.dense("fc1", x, w1, Some(b1)).unwrap();
+    let h = g.gelu("act1", h).unwrap();
+    let o = g.dense("fc2", h, w2, Some(b2)).unwrap();
+    let p = g.softmax("prob", o, 1).unwrap();
+    g.output(p).unwrap();
+    let arrays = [
+        ("w1", rnd(&[32, 20], 1)),
+        ("b1", rnd(&[32], 2)),
+        ("w2", rnd(&[10, 32], 3)),
+        ("b2", rnd(&[10], 4)),
+    ];
+    let ps: HashMap<String, NdArray> = arrays
+        .iter()
+        .map(|(n, a)| (n.to_string(), a.clone()))
+        .collect();
+    let xa = rnd(&[4, 20], 5);
+    let tp = |n: &str| T::of(&ps[n]);
+    let h = dense_ref(&T::of(&xa), &tp("w1"), Some(&tp("b1")))
+        .map(|v| 0.5 * v * (1.0 + erf_ref(v / std::f64::consts::SQRT_2)));
+    let o = dense_ref(&h, &tp("w2"), Some(&tp("b2")));
+    let want = softmax_ref(&o, 1);
+    check(&g, &ps, &[("x", &xa)], &[want], "mlp");
+}
+
+struct Bn {
+    g: NdArray,
+    b: NdArray,
+    m: NdArray,
+    v: NdArray,
+}
+
+fn add_bn(
+    g: &mut Graph,
+    ps: &mut HashMap<String, NdArray>,
+    name: &str,
+    x: ValueId,
+    c: usize,
+    seed: u64,
+) -> (ValueId, Bn) {
+    let bn = Bn {
+        g: positive(&[c], seed),
+        b: rnd(&[c], seed + 1),
+        m: rnd(&[c], seed + 2),
+        v: positive(&[c], seed + 3),
+    };
+    let mut ids = vec![];
+    for (suffix, a) in [
+        ("gamma", &bn.g),
+        ("beta", &bn.b),
+        ("mean", &bn.m),
+        ("var", &bn.v),
+    ] {
+        let n = format!("{}.{}", name, suffix);
+        ids.push(g.param(&n, &[c]).unwrap());
+        ps.insert(n, a.clone());
+    }
+    let y = g
+        .batch_norm(name, x, ids[0], ids[1], ids[2], ids[3], 1e-5)
+        .unwrap();
+    (y, bn)
+}
+
+fn bn_t(x: &T, bn: &Bn) -> T {
+    bn_ref(
+        x,
+        &T::of(&bn.g),
+        &T::of(&bn.b),
+        &T::of(&bn.m),
+        &T::of(&bn.v),
+        1e-5,
+    )
+}
+
+#[test]
+fn small_cnn_end_to_end() {
+    let mut g = Graph::new();
+    let mut ps = HashMap::new();
+    let x = g.input("image", &[2, 3, 12, 12], DType::F32).unwrap();
+    let w1 = g.param("conv1.w", &[8, 3, 3, 3]).unwrap();
+    let w1a = rnd(&[8, 3, 3, 3], 21);
+    ps.insert("conv1.w".to_string(), w1a.clone());
+    let c1 = g.conv2d("conv1", x, w1, Conv2dAttrs::same(1, 1)).unwrap();
+    let (b1, bn1) = add_bn(&mut g, &mut ps, "bn1", c1, 8, 30);
+    let r1 = g.relu("relu1", b1).unwrap();
+    let p1 = g
+        .max_pool2d("pool1", r1, Pool2dAttrs::new(2, 2, 0))
+        .unwrap();
+    let w2 = g.param("conv2.w", &[8, 1, 3, 3]).unwrap();
+    let w2a = rnd(&[8, 1, 3, 3], 22);
+    ps.insert("conv2.w".to_string(), w2a.clone());
+    let dw = Conv2dAttrs {
+        groups: 8,
+        ..Conv2dAttrs::same(1, 1)
+    };
+    let c2 = g.conv2d("dwconv", p1, w2, dw).unwrap();
+    let r2 = g.relu6("relu2", c2).unwrap();
+    let gp = g.global_avg_pool("gap", r2).unwrap();
+    let f = g.flatten("flatten", gp).unwrap();
+    let wf = g.param("fc.w", &[5, 8]).unwrap();
+    let bf = g.param("fc.b", &[5]).unwrap();
+    let (wfa, bfa) = (rnd(&[5, 8], 23), rnd(&[5], 24));
+    ps.insert("fc.w".to_string(), wfa.clone());
+    ps.insert("fc.b".to_string(), bfa.clone());
+    let fc = g.dense("fc", f, wf, Some(bf)).unwrap();
+    let prob = g.softmax("softmax", fc, 1).unwrap();
+    g.output(prob).unwrap();
+    g.output(fc).unwrap();
+
+    let xa = rnd(&[2, 3, 12, 12], 20);
+    let t = conv_ref(&T::of(&xa), &T::of(&w1a), &Conv2dAttrs::same(1, 1));
+    let t = bn_t(&t, &bn1).map(|v| v.max(0.0));
+    let t = pool_ref(&t, &Pool2dAttrs::new(2, 2, 0), true);
+    let t = conv_ref(&t, &T::of(&w2a), &dw).map(|v| v.clamp(0.0, 6.0));
+    let t = gap_ref(&t);
+    let t = T {
+        shape: vec![2, 8],
+        data: t.data,
+    };
+    let logits = dense_ref(&t, &T::of(&wfa), Some(&T::of(&bfa)));
+    let prob = softmax_ref(&logits, 1);
+    check(&g, &ps, &[("image", &xa)], &[prob, logits], "small cnn");
+}
+
+#[test]
+fn residual_block_end_to_end_and_reruns() {
+    let mut g = Graph::new();
+    let mut ps = HashMap::new();
+    let c = 4;
+    let x = g.input("x", &[1, c, 8, 8], DType::F32).unwrap();
+    let w1 = g.param("w1", &[c, c, 3, 3]).unwrap();
+    let w2 = g.param("w2", &[c, c, 3, 3]).unwrap();
+    let (w1a, w2a) = (rnd(&[c, c, 3, 3], 41), rnd(&[c, c, 3, 3], 42));
+    ps.insert("w1".to_string(), w1a.clone());
+    ps.insert("w2".to_string(), w2a.clone());
+    let a = Conv2dAttrs::same(1, 1);
+    let h = g.conv2d("conv1", x, w1, a).unwrap();
+    let (h, bn1) = add_bn(&mut g, &mut ps, "bn1", h, c, 50);
+    let h = g.relu("relu1", h).unwrap();
+    let h = g.conv2d("conv2", h, w2, a).unwrap();
+    let (h, bn2) = add_bn(&mut g, &mut ps, "bn2", h, c, 60);
+    let s = g.add("skip", h, x).unwrap();
+    let y = g.relu("relu2", s).unwrap();
+    g.output(y).unwrap();
+
+    let reference = |xa: &NdArray| {
+        let tx = T::of(xa);
+        let t = conv_ref(&tx, &T::of(&w1a), &a);
+        let t = bn_t(&t, &bn1).map(|v| v.max(0.0));
+        let t = bn_t(&conv_ref(&t, &T::of(&w2a), &a), &bn2);
+        broadcast_ref(&t, &tx, |p, q| (p + q).max(0.0))
+    };
+    let x1 = rnd(&[1, c, 8, 8], 1);
+    check(&g, &ps, &[("x", &x1)], &[reference(&x1)], "residual block");
+
+    // One executor, two runs with different inputs: intermediates are reused, and the
+    // second result must not depend on the first.
+    let model = graph_runtime::build(&g, Target::cpu(), &ps, 2).unwrap();
+    let mut ex = model.executor();
+    let x2 = rnd(&[1, c, 8, 8], 2);
+    ex.set_input("x", x1.clone()).unwrap();
+    ex.run().unwrap();
+    assert_close(ex.get_output(0).unwrap(), &reference(&x1), "first run");
+    ex.set_input("x", x2.clone()).unwrap();
+    ex.run().unwrap();
+    assert_close(ex.get_output(0).unwrap(), &reference(&x2), "second run");
+}
+
+// ------------------------------------------------------------ errors
+
+fn graph_error(e: Error) -> (String, String) {
+    match e {
+        Error::Graph { node, msg } => (node, msg),
+        other => panic!("expected a graph error, got {:?}", other),
+    }
+}
+
+#[test]
+fn shape_mismatch_names_the_node() {
+    let mut g = Graph::new();
+    let x = g.input("x", &[1, 3, 32, 32], DType::F32).unwrap();
+    let w = g.param("w1", &[8, 4, 3, 3]).unwrap();
+    let e = g.conv2d("conv1", x, w, Conv2dAttrs::default()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "node conv1: input channels 3 do not match the weight's 4 (groups 1): the weight must have shape [O, 3, KH, KW]"
+    );
+    let (node, _) = graph_error(e);
+    assert_eq!(node, "conv1");
+
+    let a = g.input("a", &[2, 3], DType::F32).unwrap();
+    let b = g.input("b", &[4, 3], DType::F32).unwrap();
+    let (node, msg) = graph_error(g.add("plus", a, b).unwrap_err());
+    assert_eq!(node, "plus");
+    assert!(
+        msg.contains("[2, 3]") && msg.contains("[4, 3]") && msg.contains("broadcast"),
+        "{}",
+        msg
+    );
+
+    let wd = g.param("wd", &[5, 4]).unwrap();
+    let (node, msg) = graph_error(g.dense("fc", a, wd, None).unwrap_err());
+    assert_eq!(node, "fc");
+    assert!(
+        msg.contains("input features 3") && msg.contains("4"),
+        "{}",
+        msg
+    );
+
+    let (node, msg) = graph_error(g.relu("a", a).unwrap_err());
+    assert_eq!(node, "a");
+    assert!(msg.contains("unique"), "{}", msg);
+
+    let (node, msg) = graph_error(
+        g.max_pool2d("pool", x, Pool2dAttrs::new(2, 2, 2))
+            .unwrap_err(),
+    );
+    assert_eq!(node, "pool");
+    assert!(msg.contains("smaller than the kernel"), "{}", msg);
+
+    let (node, msg) = graph_error(g.transpose("t", a, &[0, 0]).unwrap_err());
+    assert_eq!(node, "t");
+    assert!(msg.contains("permutation"), "{}", msg);
+}
+
+fn tiny_graph() -> (Graph, HashMap<String, NdArray>) {
+    let mut g = Graph::new();
+    let x = g.input("x", &[2, 4], DType::F32).unwrap();
+    let w = g.param("w", &[3, 4]).unwrap();
+    let y = g.dense("fc", x, w, None).unwrap();
+    g.output(y).unwrap();
+    let ps = params(&[("w", &rnd(&[3, 4], 1))]);
+    (g, ps)
+}
+
+#[test]
+fn param_errors_name_the_parameter() {
+    let (g, _) = tiny_graph();
+    let (node, msg) = graph_error(
+        graph_runtime::build(&g, Target::cpu(), &HashMap::new(), 1)
+            .err()
+            .unwrap(),
+    );
+    assert_eq!(node, "w");
+    assert!(msg.contains("missing") && msg.contains("[3, 4]"), "{}", msg);
+
+    let wrong = params(&[("w", &rnd(&[4, 3], 1))]);
+    let (node, msg) = graph_error(
+        graph_runtime::build(&g, Target::cpu(), &wrong, 1)
+            .err()
+            .unwrap(),
+    );
+    assert_eq!(node, "w");
+    assert!(msg.contains("[4, 3]") && msg.contains("[3, 4]"), "{}", msg);
+
+    let mut extra = params(&[("w", &rnd(&[3, 4], 1))]);
+    extra.insert("w_typo".to_string(), rnd(&[3, 4], 1));
+    let (node, msg) = graph_error(
+        graph_runtime::build(&g, Target::cpu(), &extra, 1)
+            .err()
+            .unwrap(),
+    );
+    assert_eq!(node, "w_typo");
+    assert!(msg.contains("no parameter"), "{}", msg);
+}
+
+#[test]
+fn input_errors() {
+    let (g, ps) = tiny_graph();
+    let model = graph_runtime::build(&g, Target::cpu(), &ps, 1).unwrap();
+    let mut ex = model.executor();
+    // run before set_input
+    let (node, msg) = graph_error(ex.run().unwrap_err());
+    assert_eq!(node, "x");
+    assert!(msg.contains("not set"), "{}", msg);
+    // unknown name
+    let (node, msg) = graph_error(ex.set_input("y", rnd(&[2, 4], 2)).unwrap_err());
+    assert_eq!(node, "y");
+    assert!(msg.contains("no input") && msg.contains("[x]"), "{}", msg);
+    // wrong shape, wrong dtype
+    let (node, msg) = graph_error(ex.set_input("x", rnd(&[4, 2], 2)).unwrap_err());
+    assert_eq!(node, "x");
+    assert!(msg.contains("[4, 2]") && msg.contains("[2, 4]"), "{}", msg);
+    let (_, msg) = graph_error(
+        ex.set_input("x", NdArray::zeros(&[2, 4], DType::F64))
+            .unwrap_err(),
+    );
+    assert!(
+        msg.contains("float64") && msg.contains("float32"),
+        "{}",
+        msg
+    );
+    // out-of-range output
+    ex.set_input("x", rnd(&[2, 4], 2)).unwrap();
+    ex.run().unwrap();
+    assert!(ex.get_output(0).is_ok());
+    assert!(matches!(ex.get_output(1), Err(Error::Graph { .. })));
+}
