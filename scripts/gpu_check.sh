@@ -16,7 +16,8 @@ out=target/gpu_check
 case "${1:-run}" in
 build)
   rm -rf "$out" && mkdir -p "$out"
-  { cargo test --release --no-run --test cuda_codegen --test gpu_schedules --message-format=json;
+  { cargo test --release --no-run --test cuda_codegen --test gpu_schedules --test graph_runtime \
+      --message-format=json;
     cargo build --release --example gpu_bench --message-format=json; } \
     | python3 -c '
 import json, shutil, sys

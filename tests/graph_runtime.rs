@@ -5,7 +5,7 @@
 //! Tolerance: `|got - want| <= 1e-4 + 1e-4 |want|` (f32 arithmetic, FMA contraction and
 //! reassociation by the schedules against an f64 reference).
 
-use loopforge::graph_runtime::{self, Conv2dAttrs, Graph, Pool2dAttrs, ValueId};
+use loopforge::graph_runtime::{self, Conv2dAttrs, Graph, Pool2dAttrs, ScheduleKind, ValueId};
 use loopforge::prelude::*;
 use std::collections::HashMap;
 
@@ -90,7 +90,9 @@ fn assert_close(got: &NdArray, want: &T, what: &str) {
 }
 
 /// Run `g` with `params` and `inputs` on the interpreter and the CPU JIT (1 and 4
-/// threads) and compare every output with `want`.
+/// threads), and with the CUDA schedules on the interpreter's simulated GPU, and compare
+/// every output with `want`; the CUDA build itself is compiled with NVRTC where present
+/// and run where a GPU is.
 fn check(
     g: &Graph,
     params: &HashMap<String, NdArray>,
@@ -98,12 +100,14 @@ fn check(
     want: &[T],
     what: &str,
 ) {
-    for (target, threads) in [
-        (Target::cpu(), 1),
-        (Target::cpu(), 4),
-        (Target::interp(), 1),
+    check_cuda(g, params, inputs, want, what);
+    for (target, threads, kind) in [
+        (Target::cpu(), 1, ScheduleKind::Cpu),
+        (Target::cpu(), 4, ScheduleKind::Cpu),
+        (Target::interp(), 1, ScheduleKind::Cpu),
+        (Target::interp(), 1, ScheduleKind::Cuda),
     ] {
-        let model = graph_runtime::build(g, target.clone(), params, threads)
+        let model = graph_runtime::build_with(g, target.clone(), params, threads, kind)
             .unwrap_or_else(|e| panic!("{}: build on {:?} failed: {}", what, target, e));
         let mut ex = model.executor();
         for (n, a) in inputs {
@@ -116,9 +120,67 @@ fn check(
             assert_close(
                 got,
                 w,
-                &format!("{} ({:?}, {} threads) output {}", what, target, threads, i),
+                &format!(
+                    "{} ({:?}, {:?} schedules, {} threads) output {}",
+                    what, target, kind, threads, i
+                ),
             );
         }
+    }
+}
+
+/// The whole graph built for CUDA (every node's kernel through NVRTC); run on the GPU
+/// where there is one, otherwise `run` must say that no GPU is available.
+fn check_cuda(
+    g: &Graph,
+    params: &HashMap<String, NdArray>,
+    inputs: &[(&str, &NdArray)],
+    want: &[T],
+    what: &str,
+) {
+    if !loopforge::codegen_cuda::nvrtc_available() {
+        if std::env::var("LOOPFORGE_REQUIRE_NVRTC").is_ok_and(|v| v == "1") {
+            panic!("LOOPFORGE_REQUIRE_NVRTC=1 but libnvrtc.so.12 was not found");
+        }
+        eprintln!(
+            "skipping the CUDA build of {}: libnvrtc.so.12 not found",
+            what
+        );
+        return;
+    }
+    let model = graph_runtime::build(g, Target::cuda_arch("sm_80"), params, 1)
+        .unwrap_or_else(|e| panic!("{}: CUDA build failed: {}", what, e));
+    assert!(model.kernel(0).ptx().is_some(), "{}", what);
+    let gpu = loopforge::codegen_cuda::device_arch().is_some();
+    if std::env::var("LOOPFORGE_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+        assert!(
+            gpu,
+            "LOOPFORGE_REQUIRE_GPU=1 but no CUDA device could be opened"
+        );
+    }
+    let model = if gpu {
+        graph_runtime::build(g, Target::cuda(), params, 1).unwrap()
+    } else {
+        model
+    };
+    let mut ex = model.executor();
+    for (n, a) in inputs {
+        ex.set_input(n, (*a).clone()).unwrap();
+    }
+    match ex.run() {
+        Ok(()) if gpu => {
+            for (i, w) in want.iter().enumerate() {
+                assert_close(
+                    ex.get_output(i).unwrap(),
+                    w,
+                    &format!("{} on the GPU, output {}", what, i),
+                );
+            }
+        }
+        Err(Error::Graph { msg, .. }) | Err(Error::Target(msg)) if !gpu => {
+            assert!(msg.contains("no GPU is available"), "{}: {}", what, msg)
+        }
+        other => panic!("{}: unexpected result of the CUDA run: {:?}", what, other),
     }
 }
 

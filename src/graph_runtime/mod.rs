@@ -54,15 +54,42 @@ pub struct CompiledModel {
     target: Target,
 }
 
+/// Which default schedules a build uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScheduleKind {
+    /// [`schedule::default_schedule`] (CPU: parallel loops, vectors).
+    Cpu,
+    /// [`schedule::cuda_schedule`] (GPU: blocks and threads, one kernel per node).
+    Cuda,
+}
+
 /// Compile `graph` for `target`: one kernel per node, scheduled with the default schedule
-/// of its operator ([`schedule::default_schedule`]; `threads > 1` parallelizes). `params`
-/// must hold exactly the graph's parameters, each with its declared shape and dtype; a
-/// missing, misshapen or unknown parameter is an [`Error::Graph`] naming it.
+/// of its operator for that target ([`schedule::default_schedule`] for the CPU and the
+/// interpreter, `threads > 1` parallelizing; [`schedule::cuda_schedule`] for CUDA).
+/// `params` must hold exactly the graph's parameters, each with its declared shape and
+/// dtype; a missing, misshapen or unknown parameter is an [`Error::Graph`] naming it.
 pub fn build(
     graph: &Graph,
     target: Target,
     params: &HashMap<String, NdArray>,
     threads: usize,
+) -> Result<CompiledModel> {
+    let kind = match target {
+        Target::Cuda { .. } => ScheduleKind::Cuda,
+        _ => ScheduleKind::Cpu,
+    };
+    build_with(graph, target, params, threads, kind)
+}
+
+/// [`build`] with the schedules chosen apart from the target: `Target::interp()` with
+/// [`ScheduleKind::Cuda`] runs the GPU schedules on the interpreter's simulated GPU (how
+/// they are tested without one).
+pub fn build_with(
+    graph: &Graph,
+    target: Target,
+    params: &HashMap<String, NdArray>,
+    threads: usize,
+    kind: ScheduleKind,
 ) -> Result<CompiledModel> {
     if graph.outputs().is_empty() {
         return Err(graph_err(
@@ -124,7 +151,7 @@ pub fn build(
     let kernels = graph
         .nodes()
         .iter()
-        .map(|n| compile_node(graph, n, target.clone(), threads))
+        .map(|n| compile_node(graph, n, target.clone(), threads, kind))
         .collect::<Result<Vec<_>>>()?;
     Ok(CompiledModel {
         graph: graph.clone(),
@@ -154,9 +181,19 @@ pub fn node_computation(graph: &Graph, node: &Node) -> Result<(Vec<Tensor>, Tens
     Ok((ins, out))
 }
 
-fn compile_node(graph: &Graph, node: &Node, target: Target, threads: usize) -> Result<Kernel> {
+fn compile_node(
+    graph: &Graph,
+    node: &Node,
+    target: Target,
+    threads: usize,
+    kind: ScheduleKind,
+) -> Result<Kernel> {
     let (ins, out) = node_computation(graph, node)?;
-    let s = schedule::default_schedule(&node.op, &out, threads).map_err(|e| wrap(node, e))?;
+    let (s, out) = match kind {
+        ScheduleKind::Cuda => schedule::cuda_schedule(&node.op, &out),
+        ScheduleKind::Cpu => schedule::default_schedule(&node.op, &out, threads).map(|s| (s, out)),
+    }
+    .map_err(|e| wrap(node, e))?;
     let mut args = ins;
     args.push(out);
     crate::build(&s, &args, target).map_err(|e| wrap(node, e))

@@ -16,6 +16,8 @@
 //!   stages at root with their outer axis parallel; nothing vectorized (naive).
 //!
 //! With `threads <= 1` nothing is parallelized.
+//!
+//! [`cuda_schedule`] gives the CUDA schedules (one kernel per node).
 
 use crate::error::Result;
 use crate::graph_runtime::graph::Op;
@@ -242,4 +244,142 @@ fn conv2d(out: &Tensor, threads: usize) -> Result<Schedule> {
         s.reorder(&cl, &[&r[0], &r[1], &r[2], &cx])?;
     }
     Ok(s)
+}
+
+/// Threads per block of the CUDA schedules.
+const CUDA_THREADS: i64 = 256;
+
+/// The default CUDA schedule of the computation `out` of one graph node: one kernel.
+///
+/// - matmul, and dense without a bias: the library's SIMT GEMM
+///   ([`crate::schedules::matmul_cuda_with`]; 128x128 tiles for large operands, 32x32
+///   otherwise), the weight transpose of dense read in place;
+/// - everything else: the intermediate stages that are not reductions (padding, the
+///   weight transpose) inlined; the output's elements spread over blocks of 256 threads,
+///   one element per thread with its reduction in the thread, except softmax and
+///   layer_norm, whose normalized axis stays in the thread (one row per thread) with the
+///   row's statistics (`max`/`den`, `mean`/`var`) computed there first; the other
+///   intermediate reductions (dense's product before its bias) computed per element.
+///
+/// Correct for every operator; only the GEMMs are tuned. Returns the schedule and the
+/// output tensor it computes (for dense, an equivalent computation that reads the weight
+/// directly; same inputs).
+pub fn cuda_schedule(op: &Op, out: &Tensor) -> Result<(Schedule, Tensor)> {
+    let gemm = match op {
+        Op::MatMul => true,
+        Op::Dense => !out.op.reduce_axis().is_empty(),
+        _ => false,
+    };
+    if gemm && out.dtype() == crate::te::DType::F32 {
+        let sh = const_shape(out);
+        let cfg = if sh[0] >= 128 && sh[1] >= 128 {
+            crate::schedules::CudaMatmulConfig::default()
+        } else {
+            crate::schedules::CudaMatmulConfig {
+                bm: 32,
+                bn: 32,
+                bk: 8,
+                tm: 4,
+                tn: 4,
+                double_buffer: true,
+            }
+        };
+        let plain = out
+            .op
+            .input_tensors()
+            .iter()
+            .all(|t| matches!(t.op.kind, crate::te::OpKind::Placeholder { .. }));
+        let out = if plain {
+            out.clone()
+        } else {
+            dense_reading_weights(out)?
+        };
+        return Ok((crate::schedules::matmul_cuda_with(&out, cfg)?, out));
+    }
+    let mut s = create_schedule(&[out.clone()])?;
+    let mut inner = vec![];
+    for n in stage_names(&s) {
+        if n == out.op.name {
+            continue;
+        }
+        if is_reduction(&s, &n)? {
+            inner.push(n);
+        } else {
+            s.compute_inline(n.as_str())?;
+        }
+    }
+    let axes = s.axes(out)?;
+    let serial = match op {
+        Op::Softmax { axis } => Some(*axis),
+        Op::LayerNorm { .. } => Some(axes.len() - 1),
+        _ => None,
+    };
+    let par: Vec<&crate::schedule::Axis> = axes
+        .iter()
+        .enumerate()
+        .filter(|(d, _)| Some(*d) != serial)
+        .map(|(_, a)| a)
+        .collect();
+    if par.is_empty() {
+        return Err(crate::error::Error::Target(format!(
+            "{}: no axis to spread over GPU threads (a one-dimensional {} runs in one thread; give it a batch axis)",
+            out.name(),
+            op.kind_name()
+        )));
+    }
+    let mut order = par.clone();
+    if let Some(d) = serial {
+        order.push(&axes[d]);
+    }
+    s.reorder(out, &order)?;
+    let f = if par.len() > 1 {
+        s.fuse(out, &par)?
+    } else {
+        par[0].clone()
+    };
+    let (bx, tx) = s.split(out, &f, CUDA_THREADS)?;
+    s.bind(out, &bx, "blockIdx.x")?;
+    s.bind(out, &tx, "threadIdx.x")?;
+    // Consumers first: a stage can go inside `out` once its readers are there.
+    for n in inner.iter().rev() {
+        s.compute_at(n.as_str(), out, &tx)?;
+    }
+    Ok((s, out.clone()))
+}
+
+/// Dense without a bias reads its weight through the transpose stage `wt`; the GEMM
+/// schedule wants the weight itself (`out[i, j] = sum_k x[i, k] * w[j, k]`).
+fn dense_reading_weights(out: &Tensor) -> Result<Tensor> {
+    use crate::te::{compute, reduce_axis, sum, ExprNode, OpKind};
+    let ins = out.op.input_tensors();
+    let x = ins
+        .iter()
+        .find(|t| matches!(t.op.kind, OpKind::Placeholder { .. }))
+        .cloned();
+    let wt = input_named(out, "wt");
+    let w = wt
+        .as_ref()
+        .and_then(|t| t.op.input_tensors().into_iter().next());
+    let (Some(x), Some(w)) = (x, w) else {
+        return Err(crate::error::Error::Internal {
+            msg: format!(
+                "dense {}: expected x · wt with wt = transpose(w)",
+                out.name()
+            ),
+            ir: String::new(),
+        });
+    };
+    let OpKind::Compute { body, .. } = &out.op.kind else {
+        unreachable!("a reduction is a compute")
+    };
+    let ExprNode::Reduce(r) = body[0].node() else {
+        unreachable!("checked by the caller")
+    };
+    let k = reduce_axis(0, r.axis[0].extent.clone(), "k");
+    Ok(compute(out.shape(), &out.op.name, |i| {
+        sum(
+            x.at(&[i[0].clone(), k.x()]) * w.at(&[i[1].clone(), k.x()]),
+            &[k.clone()],
+        )
+    }))
 }
