@@ -274,13 +274,10 @@ impl Kernel {
 
 /// The bytes of an array.
 fn array_bytes(a: &NdArray) -> &[u8] {
-    // Safety: the array owns `nbytes` initialised bytes at `as_ptr`.
-    unsafe { std::slice::from_raw_parts(a.as_ptr(), a.nbytes()) }
+    a.as_bytes()
 }
 
 /// The bytes of an array, mutable.
 fn array_bytes_mut(a: &mut NdArray) -> &mut [u8] {
-    let n = a.nbytes();
-    // Safety: as above, and we hold the only reference.
-    unsafe { std::slice::from_raw_parts_mut(a.as_mut_ptr(), n) }
+    a.as_bytes_mut()
 }

@@ -3,6 +3,7 @@
 
 use crate::error::{graph_err, Result};
 use crate::te::DType;
+use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
 /// A value of the graph: a graph input, a parameter or the output of a node.
@@ -32,7 +33,7 @@ pub struct ValueInfo {
 }
 
 /// Attributes of a 2-D convolution (NCHW input, OIHW weight).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conv2dAttrs {
     /// Stride along height and width.
     pub stride: [usize; 2],
@@ -70,7 +71,7 @@ impl Conv2dAttrs {
 /// Attributes of 2-D max and average pooling (NCHW). The output size rounds down (ONNX's
 /// `ceil_mode = 0`); average pooling divides by the number of elements inside the unpadded
 /// input (ONNX's `count_include_pad = 0`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pool2dAttrs {
     /// Window height and width.
     pub kernel: [usize; 2],
@@ -93,7 +94,7 @@ impl Pool2dAttrs {
 }
 
 /// Elementwise binary operators (numpy broadcasting).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BinaryOp {
     /// `a + b`
     Add,
@@ -106,7 +107,7 @@ pub enum BinaryOp {
 }
 
 /// Elementwise unary operators.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum UnaryOp {
     /// `max(x, 0)`
     Relu,
@@ -126,7 +127,7 @@ pub enum UnaryOp {
 }
 
 /// An operator with its attributes. The inputs of each are listed in its builder method.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Op {
     /// 2-D convolution: inputs `x [N, C, H, W]`, `w [O, C / groups, KH, KW]`.
     Conv2d(Conv2dAttrs),

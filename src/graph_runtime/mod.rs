@@ -32,6 +32,7 @@
 
 mod graph;
 pub mod ops;
+mod saved;
 pub mod schedule;
 
 pub use graph::{
@@ -52,6 +53,11 @@ pub struct CompiledModel {
     /// Parameter arrays, indexed by value id (`None` for non-parameters).
     params: Vec<Option<NdArray>>,
     target: Target,
+    /// Which default schedules, and with how many threads (for `save`).
+    kind: ScheduleKind,
+    threads: usize,
+    /// Each node's schedule as a trace (JSON), in node order.
+    traces: Vec<String>,
 }
 
 /// Which default schedules a build uses.
@@ -148,16 +154,21 @@ pub fn build_with(
             ),
         ));
     }
-    let kernels = graph
-        .nodes()
-        .iter()
-        .map(|n| compile_node(graph, n, target.clone(), threads, kind))
-        .collect::<Result<Vec<_>>>()?;
+    let mut kernels = vec![];
+    let mut traces = vec![];
+    for n in graph.nodes() {
+        let (k, t) = compile_node(graph, n, target.clone(), threads, kind, None)?;
+        kernels.push(k);
+        traces.push(t);
+    }
     Ok(CompiledModel {
         graph: graph.clone(),
         kernels,
         params: bound,
         target,
+        kind,
+        threads,
+        traces,
     })
 }
 
@@ -181,22 +192,31 @@ pub fn node_computation(graph: &Graph, node: &Node) -> Result<(Vec<Tensor>, Tens
     Ok((ins, out))
 }
 
+/// Compile one node: its default schedule for `kind`, or the schedule `trace` (JSON)
+/// replayed on the node's computation. Returns the kernel and its schedule's trace.
 fn compile_node(
     graph: &Graph,
     node: &Node,
     target: Target,
     threads: usize,
     kind: ScheduleKind,
-) -> Result<Kernel> {
+    trace: Option<&str>,
+) -> Result<(Kernel, String)> {
     let (ins, out) = node_computation(graph, node)?;
     let (s, out) = match kind {
         ScheduleKind::Cuda => schedule::cuda_schedule(&node.op, &out),
         ScheduleKind::Cpu => schedule::default_schedule(&node.op, &out, threads).map(|s| (s, out)),
     }
     .map_err(|e| wrap(node, e))?;
+    let s = match trace {
+        Some(t) => crate::schedule::Schedule::replay(std::slice::from_ref(&out), t)
+            .map_err(|e| wrap(node, e))?,
+        None => s,
+    };
     let mut args = ins;
     args.push(out);
-    crate::build(&s, &args, target).map_err(|e| wrap(node, e))
+    let k = crate::build(&s, &args, target).map_err(|e| wrap(node, e))?;
+    Ok((k, s.trace_json()))
 }
 
 /// Context for a failure to compile a node (compiler bugs stay [`Error::Internal`]).

@@ -188,6 +188,38 @@ impl NdArray {
     pub fn as_mut_ptr(&mut self) -> *mut u8 {
         self.ptr
     }
+    /// The elements' bytes (native endianness).
+    pub fn as_bytes(&self) -> &[u8] {
+        if self.bytes == 0 {
+            return &[];
+        }
+        // Safety: the array owns `bytes` initialised bytes at `ptr`.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.bytes) }
+    }
+    /// The elements' bytes, mutable.
+    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        if self.bytes == 0 {
+            return &mut [];
+        }
+        // Safety: as above, and `&mut self` is the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.bytes) }
+    }
+    /// An array of `shape` and `dtype` holding `bytes` (native endianness); their length
+    /// must be the array's size.
+    pub fn from_bytes(shape: &[usize], dtype: DType, bytes: &[u8]) -> Result<NdArray> {
+        let mut a = NdArray::zeros(shape, dtype);
+        if bytes.len() != a.nbytes() {
+            return Err(Error::Argument(format!(
+                "{} bytes for an array of shape {:?} of {}, which needs {}",
+                bytes.len(),
+                shape,
+                dtype,
+                a.nbytes()
+            )));
+        }
+        a.as_bytes_mut().copy_from_slice(bytes);
+        Ok(a)
+    }
 
     fn check<T: Element>(&self) -> Result<()> {
         if T::DTYPE != self.dtype {
