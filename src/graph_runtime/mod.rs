@@ -31,6 +31,7 @@
 //! intermediate value, once, and reuses them across runs.
 
 mod graph;
+pub mod npy;
 pub mod ops;
 mod saved;
 pub mod schedule;
