@@ -98,6 +98,19 @@ pub fn build_with(
     threads: usize,
     kind: ScheduleKind,
 ) -> Result<CompiledModel> {
+    build_with_progress(graph, target, params, threads, kind, &mut |_, _, _| {})
+}
+
+/// [`build_with`], calling `progress(i, n, node)` before compiling node `i` of `n` (the
+/// command line prints it during long compiles).
+pub fn build_with_progress(
+    graph: &Graph,
+    target: Target,
+    params: &HashMap<String, NdArray>,
+    threads: usize,
+    kind: ScheduleKind,
+    progress: &mut dyn FnMut(usize, usize, &Node),
+) -> Result<CompiledModel> {
     if graph.outputs().is_empty() {
         return Err(graph_err(
             "<graph>",
@@ -157,7 +170,8 @@ pub fn build_with(
     }
     let mut kernels = vec![];
     let mut traces = vec![];
-    for n in graph.nodes() {
+    for (i, n) in graph.nodes().iter().enumerate() {
+        progress(i, graph.nodes().len(), n);
         let (k, t) = compile_node(graph, n, target.clone(), threads, kind, None)?;
         kernels.push(k);
         traces.push(t);
