@@ -31,6 +31,7 @@
 //! intermediate value, once, and reuses them across runs.
 
 mod graph;
+pub mod onnx;
 pub mod ops;
 pub mod schedule;
 
