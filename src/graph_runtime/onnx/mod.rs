@@ -122,7 +122,7 @@ impl Const {
     fn numel(&self) -> usize {
         self.dims.iter().product()
     }
-    /// The elements as integers (int64/int32 tensors, or floats that are whole).
+    /// The elements as integers (int64 and int32 tensors; `None` for floats).
     fn ints(&self) -> Option<Vec<i64>> {
         match &self.data {
             ConstData::I64(v) => Some(v.clone()),
@@ -1231,7 +1231,7 @@ fn reshape_target(
     }
     let known: usize = out.iter().product();
     if let Some(i) = infer {
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(format!(
                 "cannot infer the -1 in {:?} for an input of shape {:?}",
                 spec, input
