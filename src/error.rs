@@ -44,6 +44,11 @@ pub enum Error {
         /// What went wrong and what is legal.
         msg: String,
     },
+    /// A model file could not be imported: malformed or truncated bytes, an unsupported
+    /// operator set or operators (the message lists every unsupported operator with its
+    /// node names), or a feature of the format the importer does not handle.
+    #[error("cannot import model: {0}")]
+    Model(String),
     /// A compiler bug. The message carries the IR that triggered it.
     #[error("internal compiler error (please report): {msg}\n--- IR ---\n{ir}")]
     Internal {

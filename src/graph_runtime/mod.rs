@@ -32,6 +32,7 @@
 
 mod graph;
 pub mod npy;
+pub mod onnx;
 pub mod ops;
 mod saved;
 pub mod schedule;
