@@ -1,0 +1,294 @@
+//! `loopforge`: compile, run and benchmark models from the command line (in the spirit of
+//! TVM's `tvmc`).
+//!
+//! ```text
+//! loopforge compile model.onnx -o model.lfm [--target cpu|cuda|interp] [--threads N]
+//! loopforge run model.lfm --input x.npy [--input name=y.npy ...] --output out.npy [--threads N]
+//! loopforge bench model.onnx|model.lfm [--threads N] [--warmup W] [--repeat R] [--json]
+//! ```
+//!
+//! `--threads` defaults to `LOOPFORGE_NUM_THREADS`, else 1. Errors are printed with what
+//! to do and exit with status 1 (2 for a bad command line).
+
+use clap::{Parser, Subcommand};
+use loopforge::graph_runtime::{self, npy, CompiledModel, ScheduleKind};
+use loopforge::{Error, NdArray, Result, Target};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(
+    name = "loopforge",
+    version,
+    about = "Compile, run and benchmark models with loopforge"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Compile an ONNX model into a self-contained .lfm file.
+    Compile {
+        /// The ONNX model.
+        model: PathBuf,
+        /// Where to write the compiled model.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// cpu, cuda or interp (the reference interpreter).
+        #[arg(long, default_value = "cpu")]
+        target: String,
+        /// Threads the CPU kernels are compiled for (parallel loops when above 1).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Run a compiled model on .npy inputs and write its outputs as .npy.
+    Run {
+        /// The compiled model (.lfm).
+        model: PathBuf,
+        /// An input: `file.npy` (for a model with one input) or `name=file.npy`.
+        #[arg(long = "input", required = true)]
+        inputs: Vec<String>,
+        /// Where to write the outputs, in the model's output order.
+        #[arg(long = "output", required = true)]
+        outputs: Vec<PathBuf>,
+        /// Worker threads for parallel loops.
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Measure the latency of a model (.onnx, compiled first, or .lfm) on random inputs.
+    Bench {
+        /// The model.
+        model: PathBuf,
+        /// Threads (compilation for .onnx, and worker threads).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Untimed runs first.
+        #[arg(long, default_value_t = 5)]
+        warmup: usize,
+        /// Timed runs.
+        #[arg(long, default_value_t = 50)]
+        repeat: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn threads(arg: Option<usize>) -> Result<usize> {
+    if let Some(n) = arg {
+        return if n >= 1 {
+            Ok(n)
+        } else {
+            Err(Error::Argument("--threads must be at least 1".into()))
+        };
+    }
+    match std::env::var("LOOPFORGE_NUM_THREADS") {
+        Ok(v) => v.parse::<usize>().ok().filter(|&n| n >= 1).ok_or_else(|| {
+            Error::Argument(format!(
+                "LOOPFORGE_NUM_THREADS={} is not a positive number of threads",
+                v
+            ))
+        }),
+        Err(_) => Ok(1),
+    }
+}
+
+fn pool(n: usize) {
+    // The first call sets rayon's global pool; later ones keep it.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
+}
+
+fn target(name: &str) -> Result<Target> {
+    match name {
+        "cpu" => Ok(Target::cpu()),
+        "cuda" => Ok(Target::cuda()),
+        "interp" => Ok(Target::interp()),
+        other => Err(Error::Argument(format!(
+            "unknown target {:?}: use cpu, cuda or interp",
+            other
+        ))),
+    }
+}
+
+/// Compile an ONNX model, printing progress on stderr.
+fn compile_onnx(path: &Path, target: Target, threads: usize, quiet: bool) -> Result<CompiledModel> {
+    let (graph, params) = graph_runtime::onnx::load(path)?;
+    let kind = match target {
+        Target::Cuda { .. } => ScheduleKind::Cuda,
+        _ => ScheduleKind::Cpu,
+    };
+    let start = Instant::now();
+    let m = graph_runtime::build_with_progress(
+        &graph,
+        target,
+        &params,
+        threads,
+        kind,
+        &mut |i, n, node| {
+            if !quiet {
+                eprint!(
+                    "\rcompiling {:>4}/{} {:<40}",
+                    i + 1,
+                    n,
+                    format!("{} ({})", node.name, node.op.kind_name())
+                );
+            }
+        },
+    )?;
+    if !quiet {
+        eprintln!(
+            "\rcompiled {} nodes in {:.2} s{:<40}",
+            graph.nodes().len(),
+            start.elapsed().as_secs_f64(),
+            ""
+        );
+    }
+    Ok(m)
+}
+
+fn load_any(path: &Path, threads: usize, quiet: bool) -> Result<CompiledModel> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("onnx") => compile_onnx(path, Target::cpu(), threads, quiet),
+        _ => CompiledModel::load(path),
+    }
+}
+
+fn run(model: &Path, inputs: &[String], outputs: &[PathBuf]) -> Result<()> {
+    let m = CompiledModel::load(model)?;
+    let names: Vec<String> = m
+        .graph()
+        .inputs()
+        .iter()
+        .map(|&v| m.graph().value_name(v).to_string())
+        .collect();
+    let mut ex = m.executor();
+    for spec in inputs {
+        let (name, file) = match spec.split_once('=') {
+            Some((n, f)) => (n.to_string(), f),
+            None if names.len() == 1 => (names[0].clone(), spec.as_str()),
+            None => {
+                return Err(Error::Argument(format!(
+                    "the model has inputs {:?}: give each as --input name=file.npy",
+                    names
+                )))
+            }
+        };
+        ex.set_input(&name, npy::load(file)?)?;
+    }
+    ex.run()?;
+    let n_out = m.graph().outputs().len();
+    if outputs.len() != n_out {
+        return Err(Error::Argument(format!(
+            "the model has {} outputs; give {} --output files",
+            n_out, n_out
+        )));
+    }
+    for (i, path) in outputs.iter().enumerate() {
+        npy::save(path, ex.get_output(i)?)?;
+    }
+    Ok(())
+}
+
+fn bench(model: &Path, threads: usize, warmup: usize, repeat: usize, json: bool) -> Result<()> {
+    let start = Instant::now();
+    let m = load_any(model, threads, json)?;
+    let build_s = start.elapsed().as_secs_f64();
+    let mut ex = m.executor();
+    for (k, &v) in m.graph().inputs().iter().enumerate() {
+        let info = m.graph().value(v);
+        ex.set_input(
+            m.graph().value_name(v),
+            NdArray::random(&info.shape, info.dtype, 1000 + k as u64),
+        )?;
+    }
+    for _ in 0..warmup {
+        ex.run()?;
+    }
+    let mut t: Vec<f64> = Vec::with_capacity(repeat.max(1));
+    for _ in 0..repeat.max(1) {
+        let s = Instant::now();
+        ex.run()?;
+        t.push(s.elapsed().as_secs_f64() * 1e3);
+    }
+    t.sort_by(|a, b| a.partial_cmp(b).expect("times are finite"));
+    let pct = |p: f64| t[((t.len() - 1) as f64 * p).round() as usize];
+    let mean = t.iter().sum::<f64>() / t.len() as f64;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": model.display().to_string(),
+                "threads": threads,
+                "runs": t.len(),
+                "build_s": build_s,
+                "min_ms": t[0],
+                "p50_ms": pct(0.5),
+                "p90_ms": pct(0.9),
+                "p99_ms": pct(0.99),
+                "max_ms": t[t.len() - 1],
+                "mean_ms": mean,
+            })
+        );
+    } else {
+        println!(
+            "{}: {} runs after {} warm-up, {} thread(s)\n  min {:.3} ms  p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  max {:.3} ms  mean {:.3} ms\n  load/compile {:.2} s",
+            model.display(),
+            t.len(),
+            warmup,
+            threads,
+            t[0],
+            pct(0.5),
+            pct(0.9),
+            pct(0.99),
+            t[t.len() - 1],
+            mean,
+            build_s
+        );
+    }
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Compile {
+            model,
+            output,
+            target: t,
+            threads: n,
+        } => threads(n).and_then(|n| {
+            pool(n);
+            let m = compile_onnx(&model, target(&t)?, n, false)?;
+            m.save(&output)?;
+            eprintln!("wrote {}", output.display());
+            Ok(())
+        }),
+        Cmd::Run {
+            model,
+            inputs,
+            outputs,
+            threads: n,
+        } => threads(n).and_then(|n| {
+            pool(n);
+            run(&model, &inputs, &outputs)
+        }),
+        Cmd::Bench {
+            model,
+            threads: n,
+            warmup,
+            repeat,
+            json,
+        } => threads(n).and_then(|n| {
+            pool(n);
+            bench(&model, n, warmup, repeat, json)
+        }),
+    };
+    if let Err(e) = r {
+        eprintln!("error: {}", e);
+        std::process::exit(1);
+    }
+}

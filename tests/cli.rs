@@ -1,0 +1,212 @@
+//! The `loopforge` command line: compile an ONNX model, run it on .npy inputs, benchmark
+//! it, and its errors (each with exit status 1 and a message saying what to do).
+
+use loopforge::graph_runtime::{self, npy, Conv2dAttrs, Graph};
+use loopforge::prelude::*;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn exe() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_loopforge"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("loopforge_cli_{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+/// A small conv + relu + dense model compiled through the API and saved.
+fn saved_model() -> (PathBuf, NdArray, NdArray) {
+    let mut g = Graph::new();
+    let x = g.input("x", &[1, 2, 6, 6], DType::F32).unwrap();
+    let w = g.param("w", &[3, 2, 3, 3]).unwrap();
+    let c = g.conv2d("conv", x, w, Conv2dAttrs::same(1, 1)).unwrap();
+    let r = g.relu("relu", c).unwrap();
+    let f = g.flatten("flat", r).unwrap();
+    let wf = g.param("fc", &[4, 108]).unwrap();
+    let y = g.dense("dense", f, wf, None).unwrap();
+    g.output(y).unwrap();
+    let mut ps = HashMap::new();
+    ps.insert(
+        "w".to_string(),
+        NdArray::random(&[3, 2, 3, 3], DType::F32, 1),
+    );
+    ps.insert("fc".to_string(), NdArray::random(&[4, 108], DType::F32, 2));
+    let m = graph_runtime::build(&g, Target::cpu(), &ps, 1).unwrap();
+    let xa = NdArray::random(&[1, 2, 6, 6], DType::F32, 3);
+    let mut ex = m.executor();
+    ex.set_input("x", xa.clone()).unwrap();
+    ex.run().unwrap();
+    let want = ex.get_output(0).unwrap().clone();
+    let path = tmp("model.lfm");
+    m.save(&path).unwrap();
+    (path, xa, want)
+}
+
+#[test]
+fn run_and_bench_a_saved_model() {
+    let (model, x, want) = saved_model();
+    let xin = tmp("x.npy");
+    npy::save(&xin, &x).unwrap();
+    let yout = tmp("y.npy");
+    let out = exe()
+        .args(["run", model.to_str().unwrap(), "--input"])
+        .arg(&xin)
+        .arg("--output")
+        .arg(&yout)
+        .args(["--threads", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = npy::load(&yout).unwrap();
+    assert_eq!(got.to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
+    // Named input.
+    let out = exe()
+        .args(["run", model.to_str().unwrap()])
+        .arg(format!("--input=x={}", xin.display()))
+        .arg("--output")
+        .arg(&yout)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = exe()
+        .args([
+            "bench",
+            model.to_str().unwrap(),
+            "--repeat",
+            "5",
+            "--warmup",
+            "1",
+            "--json",
+        ])
+        .env("LOOPFORGE_NUM_THREADS", "2")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["runs"], 5);
+    assert_eq!(v["threads"], 2);
+    let (p50, p90) = (v["p50_ms"].as_f64().unwrap(), v["p90_ms"].as_f64().unwrap());
+    assert!(p50 > 0.0 && p50 <= p90, "{}", v);
+}
+
+#[test]
+fn compile_an_onnx_model_then_run_it() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/onnx");
+    let onnx = dir.join("mlp.onnx");
+    let lfm = tmp("mlp.lfm");
+    let out = exe()
+        .args([
+            "compile",
+            onnx.to_str().unwrap(),
+            "-o",
+            lfm.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("compiled"));
+    // The compiled file gives what the library gives for the same model.
+    let (g, ps) = graph_runtime::onnx::load(&onnx).unwrap();
+    let m = graph_runtime::build(&g, Target::cpu(), &ps, 1).unwrap();
+    let input = g.value(g.inputs()[0]);
+    let x = NdArray::random(&input.shape, input.dtype, 9);
+    let mut ex = m.executor();
+    ex.set_input(g.value_name(g.inputs()[0]), x.clone())
+        .unwrap();
+    ex.run().unwrap();
+    let want = ex.get_output(0).unwrap().to_vec::<f32>().unwrap();
+    let (xin, yout) = (tmp("mlp_x.npy"), tmp("mlp_y.npy"));
+    npy::save(&xin, &x).unwrap();
+    let out = exe()
+        .args(["run", lfm.to_str().unwrap(), "--input"])
+        .arg(&xin)
+        .arg("--output")
+        .arg(&yout)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(npy::load(&yout).unwrap().to_vec::<f32>().unwrap(), want);
+}
+
+#[test]
+fn errors_say_what_to_do() {
+    let (model, _, _) = saved_model();
+    let garbage = tmp("garbage.lfm");
+    std::fs::write(&garbage, b"nothing here").unwrap();
+    for (args, needle) in [
+        (
+            vec![
+                "run".to_string(),
+                garbage.display().to_string(),
+                "--input".into(),
+                "x.npy".into(),
+                "--output".into(),
+                "y.npy".into(),
+            ],
+            "not a loopforge model file",
+        ),
+        (
+            vec![
+                "run".to_string(),
+                model.display().to_string(),
+                "--input".into(),
+                "/nonexistent.npy".into(),
+                "--output".into(),
+                "y.npy".into(),
+            ],
+            "cannot read /nonexistent.npy",
+        ),
+        (
+            vec![
+                "compile".to_string(),
+                "/nonexistent.onnx".into(),
+                "-o".into(),
+                "m.lfm".into(),
+                "--target".into(),
+                "tpu".into(),
+            ],
+            "unknown target \"tpu\"",
+        ),
+        (
+            vec![
+                "bench".to_string(),
+                model.display().to_string(),
+                "--threads".into(),
+                "0".into(),
+            ],
+            "--threads must be at least 1",
+        ),
+    ] {
+        let out = exe().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{:?}", args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{:?}: {}", args, err);
+    }
+    // A bad command line is clap's usage error (status 2).
+    let out = exe().args(["run"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
