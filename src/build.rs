@@ -154,7 +154,7 @@ impl Kernel {
                     .iter_mut()
                     .zip(&written)
                     .map(|(a, &w)| {
-                        let bytes = array_bytes_mut(a);
+                        let bytes = NdArray::as_bytes_mut(a);
                         if w {
                             crate::codegen_cuda::HostArg::InOut(bytes)
                         } else {
@@ -258,9 +258,9 @@ impl Kernel {
                     .iter()
                     .map(|&inp| {
                         if inp {
-                            crate::codegen_cuda::HostArg::In(array_bytes(ins.next().unwrap()))
+                            crate::codegen_cuda::HostArg::In(NdArray::as_bytes(ins.next().unwrap()))
                         } else {
-                            crate::codegen_cuda::HostArg::InOut(array_bytes_mut(
+                            crate::codegen_cuda::HostArg::InOut(NdArray::as_bytes_mut(
                                 outs.next().unwrap(),
                             ))
                         }
@@ -270,14 +270,4 @@ impl Kernel {
             }
         }
     }
-}
-
-/// The bytes of an array.
-fn array_bytes(a: &NdArray) -> &[u8] {
-    a.as_bytes()
-}
-
-/// The bytes of an array, mutable.
-fn array_bytes_mut(a: &mut NdArray) -> &mut [u8] {
-    a.as_bytes_mut()
 }

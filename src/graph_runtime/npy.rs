@@ -62,13 +62,7 @@ pub fn to_bytes(a: &NdArray) -> Result<Vec<u8>> {
     out.extend_from_slice(&[1, 0]);
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
-    let mut data = a.as_bytes().to_vec();
-    if cfg!(target_endian = "big") {
-        for c in data.chunks_mut(a.dtype().bytes().max(1)) {
-            c.reverse();
-        }
-    }
-    out.extend_from_slice(&data);
+    out.extend_from_slice(&a.to_le_bytes());
     Ok(out)
 }
 
@@ -146,13 +140,7 @@ pub fn from_bytes(b: &[u8]) -> Result<NdArray> {
             want
         )));
     }
-    let mut d = data.to_vec();
-    if cfg!(target_endian = "big") {
-        for c in d.chunks_mut(dtype.bytes().max(1)) {
-            c.reverse();
-        }
-    }
-    NdArray::from_bytes(&shape, dtype, &d)
+    NdArray::from_le_bytes(&shape, dtype, data)
 }
 
 #[cfg(test)]

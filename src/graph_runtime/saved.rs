@@ -11,7 +11,7 @@
 //! file, never a panic.
 
 use super::{compile_node, CompiledModel, Graph, Op, ScheduleKind, ValueId, ValueKind};
-use crate::error::{graph_err, Error, Result};
+use crate::error::{graph_err, internal, Result};
 use crate::runtime::NdArray;
 use crate::te::DType;
 use crate::Target;
@@ -113,7 +113,7 @@ impl CompiledModel {
                 offset: blob.len() as u64,
                 len: a.nbytes() as u64,
             });
-            blob.extend_from_slice(&le_bytes(a));
+            blob.extend_from_slice(&a.to_le_bytes());
         }
         let header = Header {
             target: match &self.target {
@@ -128,9 +128,11 @@ impl CompiledModel {
             traces: self.traces.clone(),
             params,
         };
-        let json = serde_json::to_vec(&header).map_err(|e| Error::Internal {
-            msg: format!("cannot serialize the model header: {}", e),
-            ir: String::new(),
+        let json = serde_json::to_vec(&header).map_err(|e| {
+            internal(
+                format!("cannot serialize the model header: {}", e),
+                "(model header)",
+            )
         })?;
         let mut out = MAGIC.to_vec();
         out.extend_from_slice(&(json.len() as u64).to_le_bytes());
@@ -232,13 +234,15 @@ impl CompiledModel {
                     ))
                 })?;
             params[p.value] = Some(
-                from_le_bytes(&info.shape, info.dtype, &blob[start..end]).map_err(|e| {
-                    bad(format!(
-                        "parameter {}: {}",
-                        g.value_name(ValueId(p.value)),
-                        e
-                    ))
-                })?,
+                NdArray::from_le_bytes(&info.shape, info.dtype, &blob[start..end]).map_err(
+                    |e| {
+                        bad(format!(
+                            "parameter {}: {}",
+                            g.value_name(ValueId(p.value)),
+                            e
+                        ))
+                    },
+                )?,
             );
         }
         if let Some(&missing) = g.params().iter().find(|p| params[p.0].is_none()) {
@@ -272,25 +276,4 @@ impl CompiledModel {
             traces: header.traces,
         })
     }
-}
-
-/// The array's bytes, little-endian.
-fn le_bytes(a: &NdArray) -> Vec<u8> {
-    let mut b = a.as_bytes().to_vec();
-    if cfg!(target_endian = "big") {
-        for c in b.chunks_mut(a.dtype().bytes().max(1)) {
-            c.reverse();
-        }
-    }
-    b
-}
-
-fn from_le_bytes(shape: &[usize], dtype: DType, bytes: &[u8]) -> Result<NdArray> {
-    let mut b = bytes.to_vec();
-    if cfg!(target_endian = "big") {
-        for c in b.chunks_mut(dtype.bytes().max(1)) {
-            c.reverse();
-        }
-    }
-    NdArray::from_bytes(shape, dtype, &b)
 }

@@ -361,13 +361,13 @@ fn dense_reading_weights(out: &Tensor) -> Result<Tensor> {
         .as_ref()
         .and_then(|t| t.op.input_tensors().into_iter().next());
     let (Some(x), Some(w)) = (x, w) else {
-        return Err(crate::error::Error::Internal {
-            msg: format!(
+        return Err(crate::error::internal(
+            format!(
                 "dense {}: expected x · wt with wt = transpose(w)",
                 out.name()
             ),
-            ir: String::new(),
-        });
+            "(graph operator)",
+        ));
     };
     let OpKind::Compute { body, .. } = &out.op.kind else {
         unreachable!("a reduction is a compute")

@@ -6,7 +6,7 @@
 //! while `k` runs, when `B` and `C` rows are contiguous (unit column stride); anything
 //! else (other strides, edge blocks, no AVX2) takes the portable loop.
 
-use super::{register, CpuImpl, TensorIntrin};
+use super::{CpuImpl, TensorIntrin};
 use crate::error::Result;
 use crate::te::{compute_named, placeholder, reduce_axis, sum, DType};
 use std::sync::Arc;
@@ -19,29 +19,26 @@ const SYMBOL: &str = "loopforge_intrin_gemm_f32";
 /// (`mr x nr`), any strides.
 pub fn gemm_f32(mr: i64, nr: i64, kc: i64) -> Result<Arc<TensorIntrin>> {
     let name = format!("gemm_f32_{}x{}x{}", mr, nr, kc);
-    if let Some(i) = super::lookup(&name) {
-        return Ok(i);
-    }
-    let a = placeholder(&[mr.into(), kc.into()], DType::F32, "A");
-    let b = placeholder(&[kc.into(), nr.into()], DType::F32, "B");
-    let k = reduce_axis(0, kc, "k");
-    let c = compute_named(&[mr.into(), nr.into()], "C", &["i", "j"], |i| {
-        sum(
-            a.at(&[i[0].clone(), k.x()]) * b.at(&[k.x(), i[1].clone()]),
-            &[k.clone()],
+    super::register_once(&name, || {
+        let a = placeholder(&[mr.into(), kc.into()], DType::F32, "A");
+        let b = placeholder(&[kc.into(), nr.into()], DType::F32, "B");
+        let k = reduce_axis(0, kc, "k");
+        let c = compute_named(&[mr.into(), nr.into()], "C", &["i", "j"], |i| {
+            sum(
+                a.at(&[i[0].clone(), k.x()]) * b.at(&[k.x(), i[1].clone()]),
+                &[k.clone()],
+            )
+        });
+        TensorIntrin::new(
+            &name,
+            &c,
+            &[a, b],
+            Some(CpuImpl {
+                symbol: SYMBOL,
+                func: gemm_f32_entry,
+            }),
         )
-    });
-    let intrin = TensorIntrin::new(
-        &name,
-        &c,
-        &[a, b],
-        Some(CpuImpl {
-            symbol: SYMBOL,
-            func: gemm_f32_entry,
-        }),
-    )?;
-    register(&intrin)?;
-    Ok(super::lookup(&name).unwrap_or(intrin))
+    })
 }
 
 /// The operands of one call, decoded.

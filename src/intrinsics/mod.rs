@@ -189,6 +189,20 @@ pub fn register(intrin: &Arc<TensorIntrin>) -> Result<()> {
     }
 }
 
+/// The intrinsic registered as `name`, declaring and registering it with `make` the first
+/// time (the built-in intrinsics are one object per name).
+pub(crate) fn register_once(
+    name: &str,
+    make: impl FnOnce() -> Result<Arc<TensorIntrin>>,
+) -> Result<Arc<TensorIntrin>> {
+    if let Some(i) = lookup(name) {
+        return Ok(i);
+    }
+    let i = make()?;
+    register(&i)?;
+    Ok(lookup(name).unwrap_or(i))
+}
+
 /// The intrinsic registered as `name`.
 pub fn lookup(name: &str) -> Option<Arc<TensorIntrin>> {
     registry()

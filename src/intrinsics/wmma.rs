@@ -12,7 +12,7 @@
 //! The reference interpreter runs the declarations, once per warp, in the warp's first
 //! thread: the layout of fragment registers is the hardware's business.
 
-use super::{register, CudaImpl, CudaOperand, TensorIntrin};
+use super::{register_once, CudaImpl, CudaOperand, TensorIntrin};
 use crate::error::Result;
 use crate::lower::ir::IntrinMode;
 use crate::te::{cast, compute_named, placeholder, reduce_axis, sum, DType, Tensor};
@@ -61,16 +61,6 @@ fn cuda(call: fn(IntrinMode, &[CudaOperand]) -> String) -> Option<CudaImpl> {
     })
 }
 
-/// Register the intrinsic built by `make` under `name` once.
-fn once(name: &str, make: impl FnOnce() -> Result<Arc<TensorIntrin>>) -> Result<Arc<TensorIntrin>> {
-    if let Some(i) = super::lookup(name) {
-        return Ok(i);
-    }
-    let i = make()?;
-    register(&i)?;
-    Ok(super::lookup(name).unwrap_or(i))
-}
-
 /// A 16x16 copy `out[r, c] = in[r, c]` of `dt`.
 fn copy16(dt: DType, axes: [&str; 2], out: &str) -> (Tensor, Tensor) {
     let x = placeholder(&[16.into(), 16.into()], dt, "X");
@@ -82,7 +72,7 @@ fn copy16(dt: DType, axes: [&str; 2], out: &str) -> (Tensor, Tensor) {
 
 /// `AF[i, k] = A[i, k]`: a float16 tile into a `wmma.matrix_a` fragment.
 pub fn wmma_load_a() -> Result<Arc<TensorIntrin>> {
-    once("wmma_load_a_f16", || {
+    register_once("wmma_load_a_f16", || {
         let (x, y) = copy16(DType::F16, ["i", "k"], "AF");
         TensorIntrin::with_impls(
             "wmma_load_a_f16",
@@ -96,7 +86,7 @@ pub fn wmma_load_a() -> Result<Arc<TensorIntrin>> {
 
 /// `BF[k, j] = B[k, j]`: a float16 tile into a `wmma.matrix_b` fragment.
 pub fn wmma_load_b() -> Result<Arc<TensorIntrin>> {
-    once("wmma_load_b_f16", || {
+    register_once("wmma_load_b_f16", || {
         let (x, y) = copy16(DType::F16, ["k", "j"], "BF");
         TensorIntrin::with_impls(
             "wmma_load_b_f16",
@@ -110,7 +100,7 @@ pub fn wmma_load_b() -> Result<Arc<TensorIntrin>> {
 
 /// `CF[i, j] = sum_k f32(AF[i, k]) * f32(BF[k, j])` on fragments.
 pub fn wmma_mma() -> Result<Arc<TensorIntrin>> {
-    once("wmma_mma_f16_f32", || {
+    register_once("wmma_mma_f16_f32", || {
         let a = placeholder(&[16.into(), 16.into()], DType::F16, "AF");
         let b = placeholder(&[16.into(), 16.into()], DType::F16, "BF");
         let k = reduce_axis(0, 16, "k");
@@ -142,7 +132,7 @@ pub fn wmma_mma() -> Result<Arc<TensorIntrin>> {
 
 /// `C[i, j] = CF[i, j]`: a float32 accumulator fragment to memory.
 pub fn wmma_store() -> Result<Arc<TensorIntrin>> {
-    once("wmma_store_f32", || {
+    register_once("wmma_store_f32", || {
         let (x, y) = copy16(DType::F32, ["i", "j"], "C");
         TensorIntrin::with_impls(
             "wmma_store_f32",

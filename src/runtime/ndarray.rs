@@ -204,6 +204,26 @@ impl NdArray {
         // Safety: as above, and `&mut self` is the only reference.
         unsafe { std::slice::from_raw_parts_mut(self.ptr, self.bytes) }
     }
+    /// The elements' bytes, little-endian (what files store).
+    pub fn to_le_bytes(&self) -> Vec<u8> {
+        let mut b = self.as_bytes().to_vec();
+        if cfg!(target_endian = "big") {
+            for c in b.chunks_mut(self.dtype.bytes().max(1)) {
+                c.reverse();
+            }
+        }
+        b
+    }
+    /// [`from_bytes`](Self::from_bytes) from little-endian bytes.
+    pub fn from_le_bytes(shape: &[usize], dtype: DType, bytes: &[u8]) -> Result<NdArray> {
+        let mut a = NdArray::from_bytes(shape, dtype, bytes)?;
+        if cfg!(target_endian = "big") {
+            for c in a.as_bytes_mut().chunks_mut(dtype.bytes().max(1)) {
+                c.reverse();
+            }
+        }
+        Ok(a)
+    }
     /// An array of `shape` and `dtype` holding `bytes` (native endianness); their length
     /// must be the array's size.
     pub fn from_bytes(shape: &[usize], dtype: DType, bytes: &[u8]) -> Result<NdArray> {

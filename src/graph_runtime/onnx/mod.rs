@@ -171,64 +171,50 @@ fn tensor_to_const(t: &TensorProto, what: &str) -> Result<Const> {
             what, dims, n, got
         ))
     };
-    let raw = !t.raw_data.is_empty();
+    // `raw_data` (little-endian, `W` bytes an element) when present, else the typed field.
+    fn decode<const W: usize, T>(
+        raw: &[u8],
+        n: usize,
+        typed: impl FnOnce() -> Vec<T>,
+        f: fn([u8; W]) -> T,
+    ) -> std::result::Result<Vec<T>, usize> {
+        if raw.is_empty() {
+            return Ok(typed());
+        }
+        if raw.len() != n * W {
+            return Err(raw.len() / W);
+        }
+        Ok(raw
+            .chunks_exact(W)
+            .map(|c| f(c.try_into().expect("chunks of W bytes")))
+            .collect())
+    }
+    let raw = &t.raw_data;
     let data = match t.data_type {
-        data_type::FLOAT => {
-            let v: Vec<f32> = if raw {
-                if t.raw_data.len() != n * 4 {
-                    return Err(count_err(t.raw_data.len() / 4));
-                }
-                t.raw_data
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect()
-            } else {
-                t.float_data.clone()
-            };
-            ConstData::F32(v)
-        }
-        data_type::DOUBLE => {
-            let v: Vec<f32> = if raw {
-                if t.raw_data.len() != n * 8 {
-                    return Err(count_err(t.raw_data.len() / 8));
-                }
-                t.raw_data
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
-                    .collect()
-            } else {
-                t.double_data.iter().map(|&x| x as f32).collect()
-            };
-            ConstData::F32(v)
-        }
-        data_type::INT64 => {
-            let v: Vec<i64> = if raw {
-                if t.raw_data.len() != n * 8 {
-                    return Err(count_err(t.raw_data.len() / 8));
-                }
-                t.raw_data
-                    .chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-                    .collect()
-            } else {
-                t.int64_data.clone()
-            };
-            ConstData::I64(v)
-        }
-        data_type::INT32 => {
-            let v: Vec<i64> = if raw {
-                if t.raw_data.len() != n * 4 {
-                    return Err(count_err(t.raw_data.len() / 4));
-                }
-                t.raw_data
-                    .chunks_exact(4)
-                    .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
-                    .collect()
-            } else {
-                t.int32_data.iter().map(|&x| x as i64).collect()
-            };
-            ConstData::I64(v)
-        }
+        data_type::FLOAT => ConstData::F32(
+            decode(raw, n, || t.float_data.clone(), f32::from_le_bytes).map_err(count_err)?,
+        ),
+        data_type::DOUBLE => ConstData::F32(
+            decode(
+                raw,
+                n,
+                || t.double_data.iter().map(|&x| x as f32).collect(),
+                |c| f64::from_le_bytes(c) as f32,
+            )
+            .map_err(count_err)?,
+        ),
+        data_type::INT64 => ConstData::I64(
+            decode(raw, n, || t.int64_data.clone(), i64::from_le_bytes).map_err(count_err)?,
+        ),
+        data_type::INT32 => ConstData::I64(
+            decode(
+                raw,
+                n,
+                || t.int32_data.iter().map(|&x| x as i64).collect(),
+                |c| i32::from_le_bytes(c) as i64,
+            )
+            .map_err(count_err)?,
+        ),
         other => {
             return Err(Error::Model(format!(
                 "tensor {}: element type {} is not supported (float, double, int32 and int64 are)",
