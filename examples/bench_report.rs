@@ -6,6 +6,7 @@
 //! cargo run --release --example bench_report -- --threads 2 # one thread count
 //! cargo run --release --example bench_report -- --json      # one JSON object per line
 //! cargo run --release --example bench_report -- --quick     # small sizes (smoke test)
+//! cargo run --release --example bench_report -- --only matmul # one workload family
 //! ```
 //!
 //! Workloads: f32 matmul `C = A B` (square, 1024 and 2048; 256 and 512 with `--quick`) and
@@ -71,6 +72,14 @@ struct Opts {
     threads: Vec<usize>,
     json: bool,
     quick: bool,
+    /// Only the workloads whose name starts with this (`--only matmul`).
+    only: Option<String>,
+}
+
+impl Opts {
+    fn wants(&self, workload: &str) -> bool {
+        self.only.as_deref().is_none_or(|p| workload.starts_with(p))
+    }
 }
 
 impl Opts {
@@ -110,12 +119,14 @@ fn parse_args() -> std::result::Result<Opts, String> {
         threads: vec![1, 2],
         json: false,
         quick: false,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--json" => o.json = true,
             "--quick" => o.quick = true,
+            "--only" => o.only = Some(it.next().ok_or("--only needs a workload name")?),
             "--threads" => {
                 let v = it.next().ok_or("--threads needs a number")?;
                 let t: usize = v
@@ -127,7 +138,7 @@ fn parse_args() -> std::result::Result<Opts, String> {
                 o.threads = vec![t];
             }
             "-h" | "--help" => {
-                println!("usage: bench_report [--threads N] [--json] [--quick]");
+                println!("usage: bench_report [--threads N] [--json] [--quick] [--only WORKLOAD]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown option {}", other)),
@@ -606,6 +617,9 @@ fn python_rows(o: &Opts, threads: usize, infos: &mut Vec<String>) -> Vec<Row> {
         let (Some(w), Some(imp)) = (v["workload"].as_str(), v["impl"].as_str()) else {
             continue;
         };
+        if !o.wants(w) {
+            continue;
+        }
         let flops = w
             .strip_prefix("matmul_f32_")
             .and_then(|n| n.parse::<f64>().ok())
@@ -724,12 +738,14 @@ fn main() -> Result<()> {
             .build()
             .map_err(|e| Error::Target(format!("rayon pool of {} threads: {}", t, e)))?;
         let sizes = o.matmul_sizes();
-        for (idx, &n) in sizes.iter().enumerate() {
+        for (idx, &n) in sizes.iter().enumerate().filter(|_| o.wants("matmul")) {
             // The default schedule: smallest size, 1 thread only (no parallel loop).
             let with_default = idx == 0 && t == 1;
             rows.extend(pool.install(|| matmul_rows(&o, n, t, with_default))?);
         }
-        rows.extend(pool.install(|| softmax_rows(&o, t))?);
+        if o.wants("softmax") {
+            rows.extend(pool.install(|| softmax_rows(&o, t))?);
+        }
         rows.extend(python_rows(&o, t, &mut infos));
     }
     // Group: workload (in order of first appearance), then threads, then as measured.

@@ -277,5 +277,50 @@ fn library_tensorized_matmul_schedule() {
     let e = schedules::matmul_cpu_tensorized(&c, 1)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("10 rows: need a multiple of 4 or 6"), "{}", e);
+    assert!(e.contains("need rows a multiple of 4"), "{}", e);
+}
+
+#[test]
+fn blocked_tensorized_matmul_several_blocks() {
+    // Two column blocks (parallel), three row blocks, three reduction slices: every packed
+    // panel is refilled, and the second slice onwards accumulates (mode update).
+    let (a, b, c) = matmul(36, 64, 60);
+    let args = [a, b, c.clone()];
+    let g = schedules::GemmBlocking {
+        mr: 6,
+        mc: 12,
+        nc: 32,
+        kc: 20,
+        threads: 2,
+    };
+    let s = schedules::matmul_cpu_tensorized_with(&c, g).unwrap();
+    let text = lower(&s, &args).unwrap().to_string();
+    assert!(text.contains("gemm_f32_6x16x20.update("), "{}", text);
+    assert!(text.contains("parallel"), "{}", text);
+    let want = run_all(
+        &create_schedule(&[c.clone()]).unwrap(),
+        &args,
+        Target::interp(),
+        3,
+    );
+    for target in [Target::interp(), Target::cpu()] {
+        let got = run_all(&s, &args, target, 3);
+        assert_outputs_close(&args, &got, &want, "blocked 36x64x60");
+    }
+    // The trace replays onto a fresh computation.
+    let (a2, b2, c2) = matmul(36, 64, 60);
+    let replayed = Schedule::replay(&[c2.clone()], &s.trace_json()).unwrap();
+    assert_eq!(lower(&replayed, &[a2, b2, c2]).unwrap().to_string(), text);
+    // Blocking that does not tile the shape is a typed error naming the knob.
+    for (bad, what) in [
+        (schedules::GemmBlocking { mc: 10, ..g }, "mc = 10"),
+        (schedules::GemmBlocking { nc: 24, ..g }, "nc = 24"),
+        (schedules::GemmBlocking { kc: 7, ..g }, "kc = 7"),
+        (schedules::GemmBlocking { mr: 5, ..g }, "mr = 5"),
+    ] {
+        let e = schedules::matmul_cpu_tensorized_with(&c, bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(what), "{}", e);
+    }
 }

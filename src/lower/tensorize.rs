@@ -18,7 +18,7 @@
 
 use super::infer_bound::{Bounds, StageInfo};
 use super::ir::{IntrinMode, IntrinOperand, IntrinsicCall, Stmt};
-use super::simplify::simplify;
+use super::simplify::{simplify, simplify_with, Ranges};
 use crate::error::{sched_err, Result};
 use crate::intrinsics::TensorIntrin;
 use crate::schedule::Schedule;
@@ -42,6 +42,9 @@ struct Matcher<'a> {
     to_decl: HashMap<u64, Expr>,
     /// Inner leaf variable -> 0.
     zero: HashMap<u64, Expr>,
+    /// The ranges of the stage's leaf variables with constant extents: an index such as
+    /// `floordiv(io*12 + ii, 6)` over a packed panel is affine once `ii < 6` is known.
+    ranges: Ranges,
     bind: Binding,
 }
 
@@ -64,6 +67,7 @@ impl Matcher<'_> {
                 if idx.len() < pidx.len() {
                     return differ();
                 }
+                let idx: Vec<Expr> = idx.iter().map(|i| simplify_with(i, &self.ranges)).collect();
                 let base: Vec<Expr> = idx
                     .iter()
                     .map(|i| simplify(&i.substitute(&self.zero)))
@@ -145,6 +149,17 @@ impl Matcher<'_> {
             _ => differ(),
         }
     }
+}
+
+/// `[0, extent - 1]` for each leaf loop of the stage whose extent is a constant.
+fn leaf_ranges(st: &crate::schedule::Stage, info: &StageInfo) -> Ranges {
+    let mut r = Ranges::new();
+    for &l in &st.leaves {
+        if let Some(e) = simplify(&info.ext[l]).as_int() {
+            r.set(st.axes[l].var.id(), 0, e - 1);
+        }
+    }
+    r
 }
 
 /// The call replacing the nest of `info`'s stage under leaf `axis`, and the position of
@@ -243,6 +258,7 @@ pub(crate) fn call_for(
             .map(|(v, d)| (v.id(), d.expr()))
             .collect(),
         zero: inner_vars.iter().map(|v| (v.id(), Expr::int(0))).collect(),
+        ranges: leaf_ranges(st, info),
         bind: Binding {
             tensors: vec![None; intrin.inputs.len()],
         },

@@ -33,7 +33,7 @@ fn copy_axes(shape: &[Expr]) -> Vec<IterVar> {
         .collect()
 }
 
-fn with_body(op: &Operation, body: Vec<Expr>) -> Arc<Operation> {
+pub(super) fn with_body(op: &Operation, body: Vec<Expr>) -> Arc<Operation> {
     let axis = match &op.kind {
         OpKind::Compute { axis, .. } => axis.clone(),
         _ => unreachable!("only compute ops have bodies"),
@@ -239,16 +239,24 @@ impl Schedule {
 
 /// Replace reads of operation `name` by reads of `by` (same indices).
 fn replace_reads(e: &Expr, name: &str, by: &Tensor) -> Expr {
+    replace_reads_with(e, name, &|idx| by.at(idx))
+}
+
+/// Replace each read `name[idx]` by `with(idx)` (the indices already rewritten).
+pub(super) fn replace_reads_with(e: &Expr, name: &str, with: &dyn Fn(&[Expr]) -> Expr) -> Expr {
     e.mutate(&mut |x| match x.node() {
         ExprNode::Read(t, idx) if t.op.name == name => {
-            let idx: Vec<Expr> = idx.iter().map(|i| replace_reads(i, name, by)).collect();
-            Some(by.at(&idx))
+            let idx: Vec<Expr> = idx
+                .iter()
+                .map(|i| replace_reads_with(i, name, with))
+                .collect();
+            Some(with(&idx))
         }
         ExprNode::Reduce(r) => {
             let src: Vec<Expr> = r
                 .source
                 .iter()
-                .map(|s| replace_reads(s, name, by))
+                .map(|s| replace_reads_with(s, name, with))
                 .collect();
             Some(x.with_children(src))
         }

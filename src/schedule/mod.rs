@@ -6,10 +6,12 @@
 
 mod cache;
 mod graph;
+mod layout;
 mod primitives;
 mod stage;
 mod trace;
 
+pub use layout::LayoutDim;
 pub use stage::{Attach, AxisInfo, Relation, Stage};
 pub use trace::{from_json, to_json, Step};
 
@@ -283,6 +285,9 @@ impl Schedule {
                 offset,
             } => self.storage_align(stage.as_str(), &ax(stage, axis), *factor, *offset),
             Step::DoubleBuffer { stage } => self.double_buffer(stage.as_str()),
+            Step::TransformLayout { stage, dims } => {
+                self.transform_layout(stage.as_str(), dims).map(|_| ())
+            }
             Step::Tensorize {
                 stage,
                 axis,

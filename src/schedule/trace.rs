@@ -63,6 +63,11 @@ pub enum Step {
     CacheWrite { tensor: String, scope: String },
     /// `double_buffer(stage)`.
     DoubleBuffer { stage: String },
+    /// `transform_layout(stage, dims)`.
+    TransformLayout {
+        stage: String,
+        dims: Vec<super::LayoutDim>,
+    },
     /// `tensorize(stage, axis, intrin)` (the intrinsic by its registered name).
     Tensorize {
         stage: String,

@@ -3,7 +3,7 @@
 //! unrolled over the register tile, with `B`'s column panel packed contiguously.
 
 use crate::error::Result;
-use crate::schedule::{create_schedule, Schedule};
+use crate::schedule::{create_schedule, LayoutDim, Schedule};
 use crate::te::Tensor;
 
 /// Knobs of [`matmul_cpu_with`].
@@ -89,19 +89,88 @@ pub fn matmul_cpu_with(c: &Tensor, cfg: MatmulConfig) -> Result<Schedule> {
     Ok(s)
 }
 
+/// Cache blocking of [`matmul_cpu_tensorized_with`] (BLIS's names): `C` is computed in
+/// `mc x nc` blocks over `kc`-long slices of the reduction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GemmBlocking {
+    /// Rows of the register tile (6 or 4 for the AVX2 micro-kernel).
+    pub mr: i64,
+    /// Rows of `A` packed together (a multiple of `mr`; the `mc x kc` block stays in L2).
+    pub mc: i64,
+    /// Columns of `B` packed together (a multiple of 16; the `kc x nc` panel stays in L3).
+    pub nc: i64,
+    /// Length of a reduction slice (one `kc x 16` micro-panel of `B` stays in L1).
+    pub kc: i64,
+    /// Column blocks (`nc` wide) run on this many threads.
+    pub threads: usize,
+}
+
+impl GemmBlocking {
+    /// The blocking used by [`matmul_cpu_tensorized`] for an `m x n` result over a
+    /// reduction of `k`, on `threads` threads: `mr` 6 (4 when 6 does not divide `m`),
+    /// `kc` the largest divisor of `k` up to 256, `mc` the largest multiple of `mr`
+    /// dividing `m` up to 144, `nc` the largest multiple of 16 dividing `n` up to
+    /// `n / threads` (and 4096). `None` when `m` is not a multiple of 4 or `n` of 16.
+    pub fn for_shape(m: i64, n: i64, k: i64, threads: usize) -> Option<GemmBlocking> {
+        let mr = if m % 6 == 0 {
+            6
+        } else if m % 4 == 0 {
+            4
+        } else {
+            return None;
+        };
+        if n % 16 != 0 || k < 1 {
+            return None;
+        }
+        let largest = |limit: i64, step: i64, of: i64| {
+            (1..=limit / step)
+                .rev()
+                .map(|q| q * step)
+                .find(|d| of % d == 0)
+                .unwrap_or(step)
+        };
+        let kc = largest(256.min(k), 1, k);
+        let mc = largest(144.max(mr).min(m), mr, m);
+        let per_thread = (n / threads.max(1) as i64).max(16);
+        let nc = largest(per_thread.min(4096), 16, n);
+        Some(GemmBlocking {
+            mr,
+            mc,
+            nc,
+            kc,
+            threads,
+        })
+    }
+}
+
 /// The CPU matmul schedule with its register tile tensorized by
 /// [`gemm_f32`](crate::intrinsics::gemm_f32) (an AVX2+FMA micro-kernel where the CPU has
-/// it): `C` in `mr x 16` tiles (`mr` 6, or 4 when 6 does not divide the rows), the
-/// reduction in steps of at most 256, and the `kc x 16` panel of `B` that a tile reads
-/// packed contiguously at each (column block, reduction step). Needs the rows to be a
-/// multiple of 4 and the columns of 16 (a typed error otherwise); the column blocks run on
-/// `threads` threads.
+/// it), cache-blocked as BLIS does, with the blocking of [`GemmBlocking::for_shape`].
+/// Needs the rows to be a multiple of 4 and the columns of 16 (a typed error otherwise).
 pub fn matmul_cpu_tensorized(c: &Tensor, threads: usize) -> Result<Schedule> {
-    let not = |m: String| crate::error::Error::InvalidExpr(format!("matmul_cpu_tensorized: {}", m));
+    let (m, n, k) = matmul_sizes(c)?;
+    let blocking = GemmBlocking::for_shape(m, n, k, threads).ok_or_else(|| {
+        tensorized_err(format!(
+            "{} is {} x {}: need rows a multiple of 4 and columns a multiple of 16",
+            c.name(),
+            m,
+            n
+        ))
+    })?;
+    matmul_cpu_tensorized_with(c, blocking)
+}
+
+fn tensorized_err(m: String) -> crate::error::Error {
+    crate::error::Error::InvalidExpr(format!("matmul_cpu_tensorized: {}", m))
+}
+
+/// `(m, n, k)` of `c = sum_k a[i, k] * b[k, j]`, all constant.
+fn matmul_sizes(c: &Tensor) -> Result<(i64, i64, i64)> {
     let dim = |d: usize| {
-        c.shape()[d]
-            .as_int()
-            .ok_or_else(|| not(format!("{} needs constant sizes", c.name())))
+        c.shape()
+            .get(d)
+            .and_then(|e| e.as_int())
+            .ok_or_else(|| tensorized_err(format!("{} needs two constant dimensions", c.name())))
     };
     let (m, n) = (dim(0)?, dim(1)?);
     let red = c.op.reduce_axis();
@@ -109,37 +178,93 @@ pub fn matmul_cpu_tensorized(c: &Tensor, threads: usize) -> Result<Schedule> {
         [r] => r
             .extent
             .as_int()
-            .ok_or_else(|| not("the reduction needs a constant size".into()))?,
-        _ => return Err(not(format!("{} is not a one-axis reduction", c.name()))),
+            .ok_or_else(|| tensorized_err("the reduction needs a constant size".into()))?,
+        _ => {
+            return Err(tensorized_err(format!(
+                "{} is not a one-axis reduction",
+                c.name()
+            )))
+        }
     };
-    let mr = if m % 6 == 0 {
-        6
-    } else if m % 4 == 0 {
-        4
-    } else {
-        return Err(not(format!("{} rows: need a multiple of 4 or 6", m)));
+    Ok((m, n, k))
+}
+
+/// [`matmul_cpu_tensorized`] with explicit blocking. Loops, outermost first (BLIS's
+/// five loops around the micro-kernel): `jc` (column blocks of `nc`, parallel when
+/// `threads > 1`), `pc` (reduction slices of `kc`; `B`'s `kc x nc` panel packed into
+/// `B.global` here, as `nc / 16` contiguous `kc x 16` micro-panels), `ic` (row blocks of
+/// `mc`; `A`'s `mc x kc` block packed into `A.global`, `mr` rows interleaved), `jr` (16
+/// columns), `ir` (`mr` rows), then the `mr x 16 x kc` tile, tensorized. Each of `mc`, `nc`, `kc` must divide its extent (`mr | mc`,
+/// `16 | nc`): the micro-kernel takes whole tiles only.
+pub fn matmul_cpu_tensorized_with(c: &Tensor, g: GemmBlocking) -> Result<Schedule> {
+    let (m, n, k) = matmul_sizes(c)?;
+    let check = |what: &str, v: i64, of: i64, unit: i64| {
+        if v < unit || v % unit != 0 || of % v != 0 {
+            Err(tensorized_err(format!(
+                "{} = {} must be a multiple of {} that divides {}",
+                what, v, unit, of
+            )))
+        } else {
+            Ok(())
+        }
     };
-    if n % 16 != 0 {
-        return Err(not(format!("{} columns: need a multiple of 16", n)));
+    if g.mr != 4 && g.mr != 6 {
+        return Err(tensorized_err(format!(
+            "mr = {}: the micro-kernels are 4 or 6 rows",
+            g.mr
+        )));
     }
-    let kc = (1..=256.min(k)).rev().find(|d| k % d == 0).unwrap_or(1);
+    check("mr", g.mr, m, g.mr)?;
+    check("mc", g.mc, m, g.mr)?;
+    check("nc", g.nc, n, 16)?;
+    check("kc", g.kc, k, 1)?;
     let mut s = create_schedule(&[c.clone()])?;
-    let b =
-        c.op.input_tensors()
-            .into_iter()
-            .nth(1)
-            .ok_or_else(|| not("it must read two tensors".into()))?;
+    let inputs = c.op.input_tensors();
+    let (a, b) = match inputs.as_slice() {
+        [a, b] => (a.clone(), b.clone()),
+        _ => {
+            return Err(tensorized_err(format!(
+                "{} must read two tensors",
+                c.name()
+            )))
+        }
+    };
+    let ap = s.cache_read(&a, "global", &[c])?;
     let bp = s.cache_read(&b, "global", &[c])?;
     let [i, j] = s.axes2(c)?;
     let kx = s.reduce_axes(c)?.remove(0);
-    let (io, ii) = s.split(c, &i, mr)?;
-    let (jo, ji) = s.split(c, &j, 16)?;
-    let (ko, ki) = s.split(c, &kx, kc)?;
-    s.reorder(c, &[&jo, &ko, &io, &ii, &ji, &ki])?;
-    if threads > 1 {
-        s.parallel(c, &jo)?;
+    let (jc, jrest) = s.split(c, &j, g.nc)?;
+    let (jr, ji) = s.split(c, &jrest, 16)?;
+    let (ic, irest) = s.split(c, &i, g.mc)?;
+    let (ir, ii) = s.split(c, &irest, g.mr)?;
+    let (pc, ki) = s.split(c, &kx, g.kc)?;
+    s.reorder(c, &[&jc, &pc, &ic, &jr, &ir, &ii, &ji, &ki])?;
+    if g.threads > 1 && n / g.nc > 1 {
+        s.parallel(c, &jc)?;
     }
-    s.compute_at(&bp, c, &ko)?;
-    s.tensorize(c, &ii, &crate::intrinsics::gemm_f32(mr, 16, kc)?)?;
+    // Packed layouts: A's block as [mc / mr][kc][mr] (the mr values of one step of the
+    // reduction side by side), B's panel as [nc / 16][kc][16] (each micro-panel one
+    // contiguous run).
+    s.transform_layout(
+        &ap,
+        &[
+            LayoutDim::outer(0, g.mr),
+            LayoutDim::dim(1),
+            LayoutDim::inner(0, g.mr),
+        ],
+    )?;
+    s.transform_layout(
+        &bp,
+        &[
+            LayoutDim::outer(1, 16),
+            LayoutDim::dim(0),
+            LayoutDim::inner(1, 16),
+        ],
+    )?;
+    s.compute_at(&bp, c, &pc)?;
+    s.compute_at(&ap, c, &ic)?;
+    let [_, _, b16] = s.axes3(&bp)?;
+    s.vectorize(&bp, &b16)?;
+    s.tensorize(c, &ii, &crate::intrinsics::gemm_f32(g.mr, 16, g.kc)?)?;
     Ok(s)
 }

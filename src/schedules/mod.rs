@@ -6,4 +6,7 @@ mod matmul;
 pub use cuda::{
     conv2d_cuda_nchw, matmul_cuda, matmul_cuda_tensorcore, matmul_cuda_with, CudaMatmulConfig,
 };
-pub use matmul::{matmul_cpu, matmul_cpu_tensorized, matmul_cpu_with, MatmulConfig};
+pub use matmul::{
+    matmul_cpu, matmul_cpu_tensorized, matmul_cpu_tensorized_with, matmul_cpu_with, GemmBlocking,
+    MatmulConfig,
+};
