@@ -521,3 +521,103 @@ fn storage_align_errors() {
         "cannot storage_align k: it is not a dimension of C's buffer",
     );
 }
+
+/// `C = A B` with 36 x 23 `A` (rows a multiple of 4 for the blocked layouts).
+fn mm36() -> (Vec<Tensor>, Vec<Tensor>) {
+    let (a, b, c) = matmul(36, 19, 23);
+    (vec![c.clone()], vec![a, b, c])
+}
+
+#[test]
+fn transform_layout() {
+    use loopforge::schedule::LayoutDim;
+    let (o, args) = mm36();
+    let c = c_of(&o);
+    let a = args[0].clone();
+    // A's copy as [9][23][4] (four rows interleaved), computed per block of 8 rows of C;
+    // 8 does not divide 19 columns' split below, nor is the row split 4-aligned.
+    check_primitive("transform_layout", &o, &args, |s| {
+        let al = s.cache_read(&a, "global", &[&c])?;
+        s.transform_layout(
+            &al,
+            &[
+                LayoutDim::outer(0, 4),
+                LayoutDim::dim(1),
+                LayoutDim::inner(0, 4),
+            ],
+        )?;
+        let [i, j] = s.axes2(&c)?;
+        let (io, _) = s.split(&c, &i, 8)?;
+        s.split(&c, &j, 8)?;
+        s.compute_at(&al, &c, &io)?;
+        Ok(())
+    });
+    // A pure permutation (a transposed copy) and a split whose factor leaves a remainder
+    // for the consumer's loop (rows 36 in blocks of 5).
+    check_primitive("transform_layout_transpose", &o, &args, |s| {
+        let al = s.cache_read(&a, "global", &[&c])?;
+        s.transform_layout(&al, &[LayoutDim::dim(1), LayoutDim::dim(0)])?;
+        let [i, _] = s.axes2(&c)?;
+        let (io, _) = s.split(&c, &i, 5)?;
+        s.compute_at(&al, &c, &io)?;
+        Ok(())
+    });
+    let mut s = create_schedule(&o).unwrap();
+    let al = s.cache_read(&a, "global", &[&c]).unwrap();
+    let packed = s
+        .transform_layout(
+            &al,
+            &[
+                LayoutDim::outer(0, 4),
+                LayoutDim::dim(1),
+                LayoutDim::inner(0, 4),
+            ],
+        )
+        .unwrap();
+    let shape: Vec<i64> = packed.shape().iter().map(|e| e.as_int().unwrap()).collect();
+    assert_eq!(shape, vec![9, 23, 4]);
+    let names: Vec<String> = s.axes(&al).unwrap().into_iter().map(|a| a.name).collect();
+    assert_eq!(names, ["ax0.outer", "ax1", "ax0.inner"]);
+}
+
+#[test]
+fn transform_layout_errors() {
+    use loopforge::schedule::LayoutDim;
+    let (o, args) = mm36();
+    let c = c_of(&o);
+    let mut s = create_schedule(&o).unwrap();
+    let al = s.cache_read(&args[0], "global", &[&c]).unwrap();
+    assert_sched_err(
+        s.transform_layout(
+            &al,
+            &[
+                LayoutDim::outer(0, 5),
+                LayoutDim::dim(1),
+                LayoutDim::inner(0, 5),
+            ],
+        ),
+        "factor 5 does not divide dimension 0 (extent 36)",
+    );
+    assert_sched_err(
+        s.transform_layout(&al, &[LayoutDim::outer(0, 4), LayoutDim::dim(1), LayoutDim::inner(0, 2)]),
+        "dimension 0 must appear once whole, or once as outer and once as inner with the same factor",
+    );
+    assert_sched_err(
+        s.transform_layout(&al, &[LayoutDim::dim(0)]),
+        "dimension 1 is missing",
+    );
+    assert_sched_err(
+        s.transform_layout(&al, &[LayoutDim::dim(0), LayoutDim::dim(2)]),
+        "names dimension 2, but the stage has 2",
+    );
+    assert_sched_err(
+        s.transform_layout(&c, &[LayoutDim::dim(1), LayoutDim::dim(0)]),
+        "cannot transform_layout C: it is an output",
+    );
+    let [r, _] = s.axes2(&al).unwrap();
+    s.split(&al, &r, 2).unwrap();
+    assert_sched_err(
+        s.transform_layout(&al, &[LayoutDim::dim(1), LayoutDim::dim(0)]),
+        "apply it before any other primitive on the stage",
+    );
+}
