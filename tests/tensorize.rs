@@ -324,3 +324,50 @@ fn blocked_tensorized_matmul_several_blocks() {
         assert!(e.contains(what), "{}", e);
     }
 }
+
+#[test]
+fn tensorize_output_view_along_other_dimensions() {
+    // `Ct[j, i] = sum_k A[i, k] B[k, j]` (the transposed product, as an NCHW convolution's
+    // output runs along positions and channels): the tile's rows run along Ct's second
+    // dimension. Row counts 1..7 exercise every register block of the micro-kernel, and
+    // the column stride of the tile is not 1 (the kernel goes through a copy of the tile).
+    for (mr, m) in [(7, 14), (5, 10), (3, 9), (6, 12)] {
+        let (n, kk) = (32i64, 24i64);
+        let a = placeholder(&[m.into(), kk.into()], DType::F32, "A");
+        let b = placeholder(&[kk.into(), n.into()], DType::F32, "B");
+        let k = reduce_axis(0, kk, "k");
+        let ct = compute(&[n.into(), m.into()], "Ct", |x| {
+            sum(
+                a.at(&[x[1].clone(), k.x()]) * b.at(&[k.x(), x[0].clone()]),
+                &[k.clone()],
+            )
+        });
+        let args = [a, b, ct.clone()];
+        let mut s = create_schedule(&[ct.clone()]).unwrap();
+        let [j, i] = s.axes2(&ct).unwrap();
+        let kx = s.reduce_axes(&ct).unwrap().remove(0);
+        let (io, ii) = s.split(&ct, &i, mr).unwrap();
+        let (jo, ji) = s.split(&ct, &j, 16).unwrap();
+        let (ko, ki) = s.split(&ct, &kx, 8).unwrap();
+        s.reorder(&ct, &[&jo, &io, &ko, &ii, &ji, &ki]).unwrap();
+        s.tensorize(&ct, &ii, &gemm_f32(mr, 16, 8).unwrap())
+            .unwrap();
+        let text = lower(&s, &args).unwrap().to_string();
+        assert!(text.contains(&format!("strides (1, {})", m)), "{}", text);
+        let want = run_all(
+            &create_schedule(&[ct.clone()]).unwrap(),
+            &args,
+            Target::interp(),
+            5,
+        );
+        for target in [Target::interp(), Target::cpu()] {
+            let got = run_all(&s, &args, target, 5);
+            assert_outputs_close(
+                &args,
+                &got,
+                &want,
+                &format!("transposed output, {} rows", mr),
+            );
+        }
+    }
+}

@@ -2,9 +2,11 @@
 //! over an `mr x nr` tile of `C` and `kc` steps of the reduction.
 //!
 //! CPU implementation: with AVX2 and FMA (detected at run time), rows of `C` in blocks of
-//! 6 (then 4) and columns in blocks of 16 are kept in twelve (eight) 256-bit accumulators
-//! while `k` runs, when `B` and `C` rows are contiguous (unit column stride); anything
-//! else (other strides, edge blocks, no AVX2) takes the portable loop.
+//! 6 (the last 1 to 5 rows in one smaller block) and columns in blocks of 16 are kept in
+//! up to twelve 256-bit accumulators while `k` runs, when `B`'s rows are contiguous (unit
+//! column stride); a `C` whose columns are not contiguous is updated through a row-major
+//! copy of the tile. Anything else (`B` strided, a last partial block of columns, no
+//! AVX2) takes the portable loop.
 
 use super::{CpuImpl, TensorIntrin};
 use crate::error::Result;
@@ -42,6 +44,7 @@ pub fn gemm_f32(mr: i64, nr: i64, kc: i64) -> Result<Arc<TensorIntrin>> {
 }
 
 /// The operands of one call, decoded.
+#[derive(Clone, Copy)]
 struct Call {
     a: *const f32,
     b: *const f32,
@@ -89,29 +92,70 @@ extern "C" fn gemm_f32_entry(args: *const i64) {
 /// # Safety
 /// The views must be valid for the tile sizes.
 unsafe fn run(c: &Call) {
-    let mut i = 0;
     #[cfg(target_arch = "x86_64")]
-    if c.sb[1] == 1 && c.sc[1] == 1 && avx2_fma() {
-        while i + 6 <= c.m {
-            let mut j = 0;
-            while j + 16 <= c.n {
-                unsafe { kernel_rx16::<6>(c, i, j) };
-                j += 16;
+    if c.sb[1] == 1 && avx2_fma() {
+        if c.sc[1] == 1 {
+            unsafe { run_avx2(c) };
+        } else {
+            // `C` runs along rows (e.g. an NCHW convolution's output, whose tile is
+            // positions x channels): update a row-major copy of the tile, then write it back.
+            let mut stack = [0.0f32; 1024];
+            let mut heap = vec![];
+            let tile: &mut [f32] = if c.m * c.n <= stack.len() {
+                &mut stack[..c.m * c.n]
+            } else {
+                heap.resize(c.m * c.n, 0.0);
+                &mut heap
+            };
+            let at = |i: usize, j: usize| i as isize * c.sc[0] + j as isize * c.sc[1];
+            if c.accumulate {
+                for i in 0..c.m {
+                    for j in 0..c.n {
+                        tile[i * c.n + j] = unsafe { *c.c.offset(at(i, j)) };
+                    }
+                }
             }
-            unsafe { portable(c, i, i + 6, j, c.n) };
-            i += 6;
-        }
-        while i + 4 <= c.m {
-            let mut j = 0;
-            while j + 16 <= c.n {
-                unsafe { kernel_rx16::<4>(c, i, j) };
-                j += 16;
+            let local = Call {
+                c: tile.as_mut_ptr(),
+                sc: [c.n as isize, 1],
+                ..*c
+            };
+            unsafe { run_avx2(&local) };
+            for i in 0..c.m {
+                for j in 0..c.n {
+                    unsafe { *c.c.offset(at(i, j)) = tile[i * c.n + j] };
+                }
             }
-            unsafe { portable(c, i, i + 4, j, c.n) };
-            i += 4;
         }
+        return;
     }
-    unsafe { portable(c, i, c.m, 0, c.n) };
+    unsafe { portable(c, 0, c.m, 0, c.n) };
+}
+
+/// Rows in blocks of 6, the last 1 to 5 rows in one block, columns in blocks of 16 (the
+/// last partial block portable). Needs unit column strides of `B` and `C`.
+#[cfg(target_arch = "x86_64")]
+unsafe fn run_avx2(c: &Call) {
+    let mut i = 0;
+    while i < c.m {
+        let rows = (c.m - i).min(6);
+        let mut j = 0;
+        while j + 16 <= c.n {
+            unsafe {
+                match rows {
+                    6 => kernel_rx16::<6>(c, i, j),
+                    5 => kernel_rx16::<5>(c, i, j),
+                    4 => kernel_rx16::<4>(c, i, j),
+                    3 => kernel_rx16::<3>(c, i, j),
+                    2 => kernel_rx16::<2>(c, i, j),
+                    _ => kernel_rx16::<1>(c, i, j),
+                }
+            }
+            j += 16;
+        }
+        unsafe { portable(c, i, i + rows, j, c.n) };
+        i += rows;
+    }
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -289,30 +289,39 @@ pub(crate) fn call_for(
             a, d
         ));
     }
-    // The output: indexed by the data loops, in order.
-    if store_idx.len() != daxes.len() {
-        return err(format!(
-            "{} has {} dimensions, the intrinsic's output {}",
-            st.name,
-            store_idx.len(),
-            daxes.len()
-        ));
-    }
+    // The output: each of the declaration's data axes moves along one dimension of the
+    // stage's buffer (any order, e.g. a tile of an NCHW output that runs along channels
+    // and positions); the other dimensions stay fixed in the tile.
     let out_base: Vec<Expr> = store_idx
         .iter()
         .map(|i| simplify(&i.substitute(&m.zero)))
         .collect();
-    for (d, (i, base)) in store_idx.iter().zip(&out_base).enumerate() {
-        let rel = simplify(&simplify(&(i.clone() - base.clone())).substitute(&m.to_decl));
-        if !rel.structural_eq(&daxes[d].var.expr()) {
-            return err(format!(
-                "dimension {} of {} is indexed by `{}` where the intrinsic's output is indexed by `{}`",
-                d,
-                st.name,
-                rel,
-                daxes[d].var.name()
-            ));
+    let rel: Vec<Expr> = store_idx
+        .iter()
+        .zip(&out_base)
+        .map(|(i, base)| simplify(&simplify(&(i.clone() - base.clone())).substitute(&m.to_decl)))
+        .collect();
+    let mut out_dims = vec![];
+    for a in daxes {
+        let found =
+            (0..rel.len()).find(|&e| rel[e].structural_eq(&a.var.expr()) && !out_dims.contains(&e));
+        match found {
+            Some(e) => out_dims.push(e),
+            None => {
+                return err(format!(
+                    "no dimension of {} is indexed by the loop that the intrinsic's output axis {} runs along (the tile's indices are {})",
+                    st.name,
+                    a.var.name(),
+                    rel.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")
+                ))
+            }
         }
+    }
+    if let Some(e) = (0..rel.len()).find(|e| !out_dims.contains(e) && rel[*e].as_int() != Some(0)) {
+        return err(format!(
+            "dimension {} of {} is indexed by `{}`, which moves inside the tile but along none of the intrinsic's output axes",
+            e, st.name, rel[e]
+        ));
     }
     let mut operands = vec![];
     for (pi, bound) in m.bind.tensors.iter().enumerate() {
@@ -341,10 +350,11 @@ pub(crate) fn call_for(
         });
     }
     let out = &info.buffers[0];
+    let out_strides = out.strides();
     operands.push(IntrinOperand {
         buf: out.clone(),
         index: out_base,
-        strides: out.strides(),
+        strides: out_dims.iter().map(|&e| out_strides[e].clone()).collect(),
     });
     let mode = if !raxes.is_empty() && first_red.is_some_and(|f| f < pos) {
         IntrinMode::Update
