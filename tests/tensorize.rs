@@ -371,3 +371,71 @@ fn tensorize_output_view_along_other_dimensions() {
         }
     }
 }
+
+#[test]
+fn tensorized_conv2d_schedule() {
+    use loopforge::graph_runtime::ops::conv2d;
+    use loopforge::graph_runtime::Conv2dAttrs;
+    // (input NCHW, output channels, kernel, stride, padding, dilation): 3x3 with padding,
+    // strided, 1x1, dilated, a channel count that is not a power of two, and a width whose
+    // row tile leaves a 1-row register block (7 = 6 + 1).
+    let cases: [([usize; 4], usize, usize, usize, usize, usize); 5] = [
+        ([1, 8, 10, 10], 16, 3, 1, 1, 1),
+        ([1, 6, 11, 11], 32, 3, 2, 1, 1),
+        ([2, 20, 6, 6], 16, 1, 1, 0, 1),
+        ([1, 4, 12, 12], 16, 3, 1, 2, 2),
+        ([1, 16, 7, 7], 16, 3, 1, 1, 1),
+    ];
+    for (xs, o, k, stride, pad, dil) in cases {
+        let attrs = Conv2dAttrs {
+            stride: [stride; 2],
+            padding: [pad; 4],
+            dilation: [dil; 2],
+            groups: 1,
+        };
+        let ws = [o, xs[1], k, k];
+        let oh = (xs[2] + 2 * pad - dil * (k - 1) - 1) / stride + 1;
+        let out_shape = [xs[0], o, oh, oh];
+        let dims = |v: &[usize]| v.iter().map(|&d| Expr::from(d as i64)).collect::<Vec<_>>();
+        let x = placeholder(&dims(&xs), DType::F32, "x");
+        let w = placeholder(&dims(&ws), DType::F32, "w");
+        let out = conv2d(&x, &w, &xs, &ws, &attrs, &out_shape);
+        let args = [x, w, out.clone()];
+        let s = schedules::conv2d_nchw_cpu_tensorized(&out, 2).unwrap();
+        let text = lower(&s, &args).unwrap().to_string();
+        assert!(text.contains(".update("), "{}", text);
+        let want = run_all(
+            &create_schedule(&[out.clone()]).unwrap(),
+            &args,
+            Target::interp(),
+            9,
+        );
+        for target in [Target::interp(), Target::cpu()] {
+            let got = run_all(&s, &args, target, 9);
+            assert_outputs_close(
+                &args,
+                &got,
+                &want,
+                &format!("conv2d {:?} k{} s{} d{}", xs, k, stride, dil),
+            );
+        }
+        let replayed = Schedule::replay(&[out.clone()], &s.trace_json()).unwrap();
+        assert_eq!(lower(&replayed, &args).unwrap().to_string(), text);
+    }
+    // Depthwise: not this schedule's form, a typed error.
+    let xs = [1, 16, 8, 8];
+    let ws = [16, 1, 3, 3];
+    let x = placeholder(&[1.into(), 16.into(), 8.into(), 8.into()], DType::F32, "x");
+    let w = placeholder(&[16.into(), 1.into(), 3.into(), 3.into()], DType::F32, "w");
+    let attrs = Conv2dAttrs {
+        stride: [1; 2],
+        padding: [1; 4],
+        dilation: [1; 2],
+        groups: 16,
+    };
+    let out = conv2d(&x, &w, &xs, &ws, &attrs, &[1, 16, 8, 8]);
+    let e = schedules::conv2d_nchw_cpu_tensorized(&out, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("only one group is supported"), "{}", e);
+}

@@ -141,14 +141,17 @@ unsafe fn run_avx2(c: &Call) {
         let rows = (c.m - i).min(6);
         let mut j = 0;
         while j + 16 <= c.n {
+            // A packed with its rows side by side (unit row stride): constant offsets.
             unsafe {
-                match rows {
-                    6 => kernel_rx16::<6>(c, i, j),
-                    5 => kernel_rx16::<5>(c, i, j),
-                    4 => kernel_rx16::<4>(c, i, j),
-                    3 => kernel_rx16::<3>(c, i, j),
-                    2 => kernel_rx16::<2>(c, i, j),
-                    _ => kernel_rx16::<1>(c, i, j),
+                match (rows, c.sa[0] == 1) {
+                    (6, true) => kernel_rx16::<6, true>(c, i, j),
+                    (6, false) => kernel_rx16::<6, false>(c, i, j),
+                    (5, _) => kernel_rx16::<5, false>(c, i, j),
+                    (4, true) => kernel_rx16::<4, true>(c, i, j),
+                    (4, false) => kernel_rx16::<4, false>(c, i, j),
+                    (3, _) => kernel_rx16::<3, false>(c, i, j),
+                    (2, _) => kernel_rx16::<2, false>(c, i, j),
+                    _ => kernel_rx16::<1, false>(c, i, j),
                 }
             }
             j += 16;
@@ -182,10 +185,10 @@ unsafe fn portable(c: &Call, i0: usize, i1: usize, j0: usize, j1: usize) {
 }
 
 /// The `R` x 16 block at (`i0`, `j0`): `2R` 8-wide accumulators, one broadcast of `A` per
-/// row and two loads of `B` per step.
+/// row and two loads of `B` per step. `UNIT_A`: `A`'s row stride is 1 (a packed panel).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_rx16<const R: usize>(c: &Call, i0: usize, j0: usize) {
+unsafe fn kernel_rx16<const R: usize, const UNIT_A: bool>(c: &Call, i0: usize, j0: usize) {
     use std::arch::x86_64::*;
     let pc = |r: usize| unsafe { c.c.offset((i0 + r) as isize * c.sc[0] + j0 as isize) };
     let mut acc = [[_mm256_setzero_ps(); 2]; R];
@@ -203,7 +206,12 @@ unsafe fn kernel_rx16<const R: usize>(c: &Call, i0: usize, j0: usize) {
         let b1 = unsafe { _mm256_loadu_ps(brow.add(8)) };
         let ak = unsafe { pa.offset(k * c.sa[1]) };
         for (r, row) in acc.iter_mut().enumerate() {
-            let x = _mm256_set1_ps(unsafe { *ak.offset(r as isize * c.sa[0]) });
+            let off = if UNIT_A {
+                r as isize
+            } else {
+                r as isize * c.sa[0]
+            };
+            let x = _mm256_set1_ps(unsafe { *ak.offset(off) });
             row[0] = _mm256_fmadd_ps(x, b0, row[0]);
             row[1] = _mm256_fmadd_ps(x, b1, row[1]);
         }

@@ -18,7 +18,7 @@
 
 use super::infer_bound::{Bounds, StageInfo};
 use super::ir::{IntrinMode, IntrinOperand, IntrinsicCall, Stmt};
-use super::simplify::{simplify, simplify_with, Ranges};
+use super::simplify::{const_bounds, simplify, simplify_with, Ranges};
 use crate::error::{sched_err, Result};
 use crate::intrinsics::TensorIntrin;
 use crate::schedule::Schedule;
@@ -29,7 +29,9 @@ use std::sync::Arc;
 /// What the matcher learns of one declared input: the tensor, the indices of its tile's
 /// first element, and for each of the placeholder's dimensions the tensor dimension it
 /// runs along.
-type Bound = (Tensor, Vec<Expr>, Vec<usize>);
+/// Each placeholder dimension: (tensor dimension, steps of it per step of the
+/// placeholder's), e.g. 2 for a strided convolution's input read at `x * 2 + rx`.
+type Bound = (Tensor, Vec<Expr>, Vec<(usize, i64)>);
 
 /// What the matcher learns, per declared input.
 struct Binding {
@@ -81,22 +83,24 @@ impl Matcher<'_> {
                         simplify(&simplify(&(i.clone() - b.clone())).substitute(&self.to_decl))
                     })
                     .collect();
-                let mut dims = vec![];
+                let mut dims: Vec<(usize, i64)> = vec![];
                 for p_ in pidx {
                     let p_ = simplify(p_);
-                    let found = rel
-                        .iter()
-                        .enumerate()
-                        .find(|(e, r)| r.structural_eq(&p_) && !dims.contains(e));
+                    let found = rel.iter().enumerate().find_map(|(e, r)| {
+                        if dims.iter().any(|d| d.0 == e) {
+                            return None;
+                        }
+                        scale_of(r, &p_).map(|c| (e, c))
+                    });
                     match found {
-                        Some((e, _)) => dims.push(e),
+                        Some(d) => dims.push(d),
                         None => return differ(),
                     }
                 }
                 if rel
                     .iter()
                     .enumerate()
-                    .any(|(e, r)| !dims.contains(&e) && r.as_int() != Some(0))
+                    .any(|(e, r)| !dims.iter().any(|d| d.0 == e) && r.as_int() != Some(0))
                 {
                     return differ();
                 }
@@ -151,11 +155,28 @@ impl Matcher<'_> {
     }
 }
 
-/// `[0, extent - 1]` for each leaf loop of the stage whose extent is a constant.
-fn leaf_ranges(st: &crate::schedule::Stage, info: &StageInfo) -> Ranges {
-    let mut r = Ranges::new();
+/// `Some(c)` when `rel` is `c * p` for a positive constant `c` (1 when they are equal).
+fn scale_of(rel: &Expr, p: &Expr) -> Option<i64> {
+    if rel.structural_eq(p) {
+        return Some(1);
+    }
+    (2..=64).find(|&c| simplify(&(p.clone() * Expr::int(c))).structural_eq(rel))
+}
+
+/// The extent as a constant, when the ranges pin it to one value.
+fn const_extent(e: &Expr, r: &Ranges) -> Option<i64> {
+    match const_bounds(e, r) {
+        Some((lo, hi)) if lo == hi => Some(lo),
+        _ => simplify_with(e, r).as_int(),
+    }
+}
+
+/// The ranges of every leaf loop (bounds inference's), and `[0, extent - 1]` for each
+/// leaf loop of the stage whose extent simplifies to a constant.
+fn leaf_ranges(st: &crate::schedule::Stage, info: &StageInfo, all: &Ranges) -> Ranges {
+    let mut r = all.clone();
     for &l in &st.leaves {
-        if let Some(e) = simplify(&info.ext[l]).as_int() {
+        if let Some(e) = const_extent(&info.ext[l], all) {
             r.set(st.axes[l].var.id(), 0, e - 1);
         }
     }
@@ -206,7 +227,12 @@ pub(crate) fn call_for(
                 } else {
                     "data"
                 };
-                format!("{} ({}, extent {})", a.name, kind, simplify(&info.ext[l]))
+                format!(
+                    "{} ({}, extent {})",
+                    a.name,
+                    kind,
+                    simplify_with(&info.ext[l], &b.ranges)
+                )
             })
             .collect::<Vec<_>>()
             .join(", ")
@@ -217,11 +243,12 @@ pub(crate) fn call_for(
             .iter()
             .enumerate()
             .all(|(n, &l)| (st.axes[l].kind == IterKind::Reduce) == (n >= want_kinds));
+    let ranges = leaf_ranges(st, info, &b.ranges);
     let extents_ok = kinds_ok
         && inner
             .iter()
             .zip(&extents)
-            .all(|(&l, &e)| simplify(&info.ext[l]).as_int() == Some(e));
+            .all(|(&l, &e)| const_extent(&info.ext[l], &ranges) == Some(e));
     if !extents_ok {
         return err(format!(
             "the loops under it are {}; the intrinsic needs {} data-parallel loops then {} reduce loops with extents {:?}",
@@ -258,7 +285,7 @@ pub(crate) fn call_for(
             .map(|(v, d)| (v.id(), d.expr()))
             .collect(),
         zero: inner_vars.iter().map(|v| (v.id(), Expr::int(0))).collect(),
-        ranges: leaf_ranges(st, info),
+        ranges,
         bind: Binding {
             tensors: vec![None; intrin.inputs.len()],
         },
@@ -346,7 +373,10 @@ pub(crate) fn call_for(
         operands.push(IntrinOperand {
             buf: buf.clone(),
             index,
-            strides: dims.iter().map(|&e| strides[e].clone()).collect(),
+            strides: dims
+                .iter()
+                .map(|&(e, c)| simplify(&(strides[e].clone() * Expr::int(c))))
+                .collect(),
         });
     }
     let out = &info.buffers[0];

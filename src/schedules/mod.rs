@@ -1,8 +1,10 @@
 //! A library of good default schedules for common operators: CPU ([`matmul_cpu`]) and
 //! CUDA ([`matmul_cuda`]).
 
+mod conv2d;
 mod cuda;
 mod matmul;
+pub use conv2d::conv2d_nchw_cpu_tensorized;
 pub use cuda::{
     conv2d_cuda_nchw, matmul_cuda, matmul_cuda_tensorcore, matmul_cuda_with, CudaMatmulConfig,
 };

@@ -1,0 +1,155 @@
+//! The CPU convolution schedule on the `gemm_f32` micro-kernel: an NCHW convolution is,
+//! for each output row and kernel tap, a GEMM of output positions x input channels by
+//! input channels x output channels (TVM's and oneDNN's direct convolution with a
+//! register-blocked inner product).
+
+use crate::error::{Error, Result};
+use crate::intrinsics::gemm_f32;
+use crate::schedule::{create_schedule, LayoutDim, Schedule};
+use crate::te::{OpKind, Tensor};
+
+fn not_eligible(out: &Tensor, why: String) -> Error {
+    Error::InvalidExpr(format!(
+        "conv2d_nchw_cpu_tensorized: {} {}",
+        out.name(),
+        why
+    ))
+}
+
+/// Positions per tile along the output row: the divisor of `width` up to 30 that fills
+/// the micro-kernel's 6-row register blocks best (the larger on a tie).
+fn row_tile(width: i64) -> i64 {
+    (1..=width.min(30))
+        .filter(|d| width % d == 0)
+        .max_by(|&a, &b| {
+            let fill = |d: i64| d as f64 / (6 * ((d + 5) / 6)) as f64;
+            fill(a).total_cmp(&fill(b)).then(a.cmp(&b))
+        })
+        .unwrap_or(1)
+}
+
+/// Schedule a 2-D convolution `out[n, o, y, x] = sum_{c, ky, kx} data[n, c, y * sh + ky *
+/// dh, x * sw + kx * dw] * w[o, c, ky, kx]` (NCHW, OIHW, one group; `data` is the input or
+/// a padding stage, which is materialized at root) for the CPU:
+///
+/// - the weights packed at root as `[O / 16][KH][KW][C][16]`, so each tap's `kc x 16`
+///   panel of output channels is contiguous;
+/// - per output row `y`, block of 16 output channels and tile of `mr` positions
+///   ([`row_tile`] of the width), an accumulator `out.local` laid out `[.., x, o]` (its
+///   rows are the tile's positions) updated by `gemm_f32(mr, 16, kc)` for each tap
+///   `(ky, kx)` and slice of `kc` (at most 256) input channels, then copied out;
+/// - batch and channel blocks fused and parallel over `threads`.
+///
+/// A typed error when the convolution does not have that form (grouped or depthwise,
+/// output channels not a multiple of 16, symbolic sizes): use another schedule then.
+pub fn conv2d_nchw_cpu_tensorized(out: &Tensor, threads: usize) -> Result<Schedule> {
+    let shape: Vec<i64> = out
+        .shape()
+        .iter()
+        .map(|d| d.as_int())
+        .collect::<Option<_>>()
+        .ok_or_else(|| not_eligible(out, "needs constant sizes".into()))?;
+    let [_, o, _, width] = shape[..] else {
+        return Err(not_eligible(
+            out,
+            format!("has {} dimensions, not 4 (NCHW)", shape.len()),
+        ));
+    };
+    if o % 16 != 0 {
+        return Err(not_eligible(
+            out,
+            format!(
+                "has {} output channels; the micro-kernel needs a multiple of 16",
+                o
+            ),
+        ));
+    }
+    let red = out.op.reduce_axis();
+    let inputs = out.op.input_tensors();
+    let (data, w) = match (red.len(), inputs.as_slice()) {
+        (3, [d, w]) if w.shape().len() == 4 => (d.clone(), w.clone()),
+        _ => {
+            return Err(not_eligible(
+                out,
+                "is not a convolution (two inputs, three reduce axes)".into(),
+            ))
+        }
+    };
+    let c = red[0]
+        .extent
+        .as_int()
+        .ok_or_else(|| not_eligible(out, "needs a constant channel count".into()))?;
+    if w.shape()[1].as_int() != Some(c) || data.shape().get(1).and_then(|d| d.as_int()) != Some(c) {
+        return Err(not_eligible(
+            out,
+            "is grouped (its weight's input channels differ from the reduction); only one group is supported".into(),
+        ));
+    }
+    let mr = row_tile(width);
+    let kc = (1..=c.min(256)).rev().find(|d| c % d == 0).unwrap_or(1);
+
+    let mut s = create_schedule(&[out.clone()])?;
+    if matches!(data.op.kind, OpKind::Compute { .. }) {
+        // The padded copy of the input, computed whole first: its reads are unguarded.
+        let a = s.axes(&data)?;
+        if a.len() >= 2 && threads > 1 {
+            let f = s.fuse(&data, &[&a[0], &a[1]])?;
+            s.parallel(&data, &f)?;
+        }
+    }
+    let wp = s.cache_read(&w, "global", &[out])?;
+    s.transform_layout(
+        &wp,
+        &[
+            LayoutDim::outer(0, 16),
+            LayoutDim::dim(2),
+            LayoutDim::dim(3),
+            LayoutDim::dim(1),
+            LayoutDim::inner(0, 16),
+        ],
+    )?;
+    let acc = s.cache_write(out, "local")?;
+    s.transform_layout(
+        &acc,
+        &[
+            LayoutDim::dim(0),
+            LayoutDim::dim(2),
+            LayoutDim::dim(3),
+            LayoutDim::dim(1),
+        ],
+    )?;
+    let a = s.axes(out)?;
+    let (oo, oi) = s.split(out, &a[1], 16)?;
+    let (xo, xi) = s.split(out, &a[3], mr)?;
+    s.reorder(out, &[&a[0], &oo, &a[2], &xo, &oi, &xi])?;
+    let no = s.fuse(out, &[&a[0], &oo])?;
+    if threads > 1 {
+        s.parallel(out, &no)?;
+    }
+    s.compute_at(&acc, out, &xo)?;
+    let ca = s.axes(&acc)?;
+    let r = s.reduce_axes(&acc)?;
+    let (rco, rci) = s.split(&acc, &r[0], kc)?;
+    s.reorder(
+        &acc,
+        &[&ca[0], &ca[1], &r[1], &r[2], &rco, &ca[2], &ca[3], &rci],
+    )?;
+    s.tensorize(&acc, &ca[2], &gemm_f32(mr, 16, kc)?)?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::row_tile;
+
+    #[test]
+    fn row_tiles_of_resnet_widths() {
+        // 6-row blocks filled best: 28 = 6+6+6+6+4, 14 = 6+6+2, 7 = 6+1.
+        assert_eq!(row_tile(56), 28);
+        assert_eq!(row_tile(28), 28);
+        assert_eq!(row_tile(14), 14);
+        assert_eq!(row_tile(7), 7);
+        assert_eq!(row_tile(112), 28);
+        assert_eq!(row_tile(12), 12);
+    }
+}
