@@ -9,8 +9,10 @@
 //! cargo run --release --example bench_report -- --only matmul # one workload family
 //! ```
 //!
-//! Workloads: f32 matmul `C = A B` (square, 1024 and 2048; 256 and 512 with `--quick`) and
-//! the softmax of every row of a 1024 x 1024 f32 matrix (256 x 256 with `--quick`).
+//! Workloads: f32 matmul `C = A B` (square, 1024 and 2048; 256 and 512 with `--quick`),
+//! the softmax of every row of a 1024 x 1024 f32 matrix (256 x 256 with `--quick`), and
+//! ResNet-18's conv2d layers at batch 1 (`conv.rs`: the graph runtime's default schedule
+//! and the tensorized one against PyTorch).
 //!
 //! Implementations: loopforge's default schedule (`create_schedule` as is; smallest matmul
 //! size and one thread only, it has no parallel loop and takes ~10 s at 1024),
@@ -25,6 +27,9 @@
 //! fit in about 2 s, at most 30); a call longer than 1 s is timed 3 times, warm-up
 //! included. The Rust kernels run inside a rayon pool of exactly `threads` threads.
 //! Every loopforge and `gemm`/`matrixmultiply` result is checked against a reference.
+
+#[path = "bench_report/conv.rs"]
+mod conv;
 
 use loopforge::prelude::*;
 use std::process::Command;
@@ -640,7 +645,7 @@ fn python_rows(o: &Opts, threads: usize, infos: &mut Vec<String>) -> Vec<Row> {
         "python3 stopped before it: {}",
         err.lines().last().unwrap_or("no error message")
     );
-    for w in &workloads {
+    for w in workloads.iter().filter(|w| o.wants(w)) {
         for imp in ["numpy", "torch"] {
             if !rows.iter().any(|r| &r.workload == w && r.imp == imp) {
                 rows.push(Row::missing(w, imp, threads, why.clone()));
@@ -746,7 +751,13 @@ fn main() -> Result<()> {
         if o.wants("softmax") {
             rows.extend(pool.install(|| softmax_rows(&o, t))?);
         }
-        rows.extend(python_rows(&o, t, &mut infos));
+        if o.wants("matmul") || o.wants("softmax") {
+            rows.extend(python_rows(&o, t, &mut infos));
+        }
+        if o.wants("conv2d") {
+            rows.extend(pool.install(|| conv::conv_rows(&o, t))?);
+            rows.extend(conv::torch_rows(&o, t, &mut infos));
+        }
     }
     // Group: workload (in order of first appearance), then threads, then as measured.
     let mut order: Vec<String> = vec![];

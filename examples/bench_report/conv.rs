@@ -1,0 +1,233 @@
+//! The conv2d workloads of the report: ResNet-18's layer shapes at batch 1, loopforge's
+//! graph-runtime default schedule and the tensorized schedule
+//! (`schedules::conv2d_nchw_cpu_tensorized`), against PyTorch's `conv2d` (oneDNN) where
+//! `torch` imports.
+
+use super::{check, measure, Opts, Row};
+use loopforge::graph_runtime::ops::conv2d;
+use loopforge::graph_runtime::Conv2dAttrs;
+use loopforge::graph_runtime::Op;
+use loopforge::prelude::*;
+use std::process::Command;
+
+/// One ResNet-18 convolution: name, input channels, output channels, input size, kernel,
+/// stride, padding.
+pub struct ConvShape {
+    pub name: &'static str,
+    pub c: usize,
+    pub o: usize,
+    pub hw: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl ConvShape {
+    fn out_hw(&self) -> usize {
+        (self.hw + 2 * self.pad - self.k) / self.stride + 1
+    }
+    fn flops(&self) -> f64 {
+        let ohw = self.out_hw();
+        2.0 * (self.o * ohw * ohw * self.c * self.k * self.k) as f64
+    }
+    pub fn workload(&self) -> String {
+        format!("conv2d_{}", self.name)
+    }
+}
+
+/// The layers measured (`--quick`: the first two).
+pub fn shapes(quick: bool) -> Vec<ConvShape> {
+    let s = |name, c, o, hw, k, stride, pad| ConvShape {
+        name,
+        c,
+        o,
+        hw,
+        k,
+        stride,
+        pad,
+    };
+    let all = vec![
+        s("64x56_3x3", 64, 64, 56, 3, 1, 1),
+        s("128x28_3x3", 128, 128, 28, 3, 1, 1),
+        s("256x14_3x3", 256, 256, 14, 3, 1, 1),
+        s("512x7_3x3", 512, 512, 7, 3, 1, 1),
+        s("64to128_3x3_s2", 64, 128, 56, 3, 2, 1),
+        s("64to128_1x1_s2", 64, 128, 56, 1, 2, 0),
+        s("3to64_7x7_s2", 3, 64, 224, 7, 2, 3),
+    ];
+    if quick {
+        all.into_iter().take(2).collect()
+    } else {
+        all
+    }
+}
+
+/// loopforge's rows for every shape.
+pub fn conv_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
+    let mut rows = vec![];
+    for sh in shapes(o.quick) {
+        let wl = sh.workload();
+        let attrs = Conv2dAttrs {
+            stride: [sh.stride; 2],
+            padding: [sh.pad; 4],
+            dilation: [1; 2],
+            groups: 1,
+        };
+        let xs = [1, sh.c, sh.hw, sh.hw];
+        let ws = [sh.o, sh.c, sh.k, sh.k];
+        let ohw = sh.out_hw();
+        let os = [1, sh.o, ohw, ohw];
+        let dims = |v: &[usize]| v.iter().map(|&d| Expr::from(d as i64)).collect::<Vec<_>>();
+        let x = placeholder(&dims(&xs), DType::F32, "x");
+        let w = placeholder(&dims(&ws), DType::F32, "w");
+        let out = conv2d(&x, &w, &xs, &ws, &attrs, &os);
+        let args = [x, w, out.clone()];
+        let xa = NdArray::random(&xs, DType::F32, 5);
+        let wa = NdArray::random(&ws, DType::F32, 6);
+        let mut reference: Option<Vec<f32>> = None;
+        let candidates = [
+            (
+                "loopforge_graph_default",
+                loopforge::graph_runtime::schedule::default_schedule(
+                    &Op::Conv2d(attrs.clone()),
+                    &out,
+                    threads,
+                ),
+            ),
+            (
+                "loopforge_conv2d_tensorized",
+                loopforge::schedules::conv2d_nchw_cpu_tensorized(&out, threads),
+            ),
+        ];
+        for (name, sched) in candidates {
+            eprintln!("  {} {} threads={}", wl, name, threads);
+            let k = match sched.and_then(|s| build(&s, &args, Target::cpu())) {
+                Ok(k) => k,
+                Err(e) => {
+                    rows.push(Row::missing(&wl, name, threads, &e.to_string()));
+                    continue;
+                }
+            };
+            let mut ya = NdArray::zeros(&os, DType::F32);
+            k.run(&[&xa, &wa], &mut [&mut ya])?;
+            let got = ya.as_slice::<f32>()?.to_vec();
+            let verdict = match &reference {
+                Some(want) => check(name, &got, want, 1e-4),
+                None => {
+                    reference = Some(got);
+                    Ok(())
+                }
+            };
+            rows.push(match verdict {
+                Ok(()) => {
+                    let s = measure(
+                        || k.run(&[&xa, &wa], &mut [&mut ya]).unwrap(),
+                        o.budget(),
+                        o.min_reps(),
+                    );
+                    Row::timed(&wl, name, threads, s, Some(sh.flops()))
+                }
+                Err(e) => Row::missing(&wl, name, threads, &e),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// Times `torch.nn.functional.conv2d`; argv: shapes as `c,o,hw,k,stride,pad;...`,
+/// threads, budget seconds, minimum repetitions.
+const PY_CONV: &str = r#"
+import json, sys, time
+shapes = [tuple(int(v) for v in s.split(",")) for s in sys.argv[1].split(";")]
+names = sys.argv[2].split(";")
+threads, budget, min_reps = int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+def measure(f):
+    t = time.perf_counter(); f(); first = time.perf_counter() - t
+    reps = max(min_reps, min(50, int(budget / max(first, 1e-6))))
+    v = []
+    for _ in range(reps):
+        t = time.perf_counter(); f(); v.append(time.perf_counter() - t)
+    v.sort(); n = len(v)
+    return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
+try:
+    import torch
+except Exception as e:
+    for n in names:
+        print(json.dumps(dict(workload=n, impl="torch", note="torch not importable: %s" % e)))
+    sys.exit(0)
+torch.set_num_threads(threads)
+print(json.dumps(dict(info="torch %s" % torch.__version__)))
+with torch.no_grad():
+    for (c, o, hw, k, s, p), n in zip(shapes, names):
+        x = torch.rand(1, c, hw, hw); w = torch.rand(o, c, k, k)
+        f = lambda: torch.nn.functional.conv2d(x, w, stride=s, padding=p)
+        for _ in range(3): f()
+        print(json.dumps(dict(workload=n, impl="torch", median_s=measure(f))), flush=True)
+"#;
+
+/// PyTorch's rows (or one "not available" row per shape).
+pub fn torch_rows(o: &Opts, threads: usize, infos: &mut Vec<String>) -> Vec<Row> {
+    let shapes = shapes(o.quick);
+    let spec: Vec<String> = shapes
+        .iter()
+        .map(|s| format!("{},{},{},{},{},{}", s.c, s.o, s.hw, s.k, s.stride, s.pad))
+        .collect();
+    let names: Vec<String> = shapes.iter().map(|s| s.workload()).collect();
+    eprintln!("  torch conv2d threads={}", threads);
+    let t = threads.to_string();
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(PY_CONV)
+        .arg(spec.join(";"))
+        .arg(names.join(";"))
+        .arg(&t)
+        .arg(o.budget().to_string())
+        .arg(o.min_reps().to_string())
+        .env("OMP_NUM_THREADS", &t)
+        .output();
+    let text = match out {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).to_string(),
+        Err(e) => {
+            return names
+                .iter()
+                .map(|n| Row::missing(n, "torch", threads, &format!("python3: {}", e)))
+                .collect()
+        }
+    };
+    let mut rows = vec![];
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if let Some(i) = v["info"].as_str() {
+            if !infos.iter().any(|x| x == i) {
+                infos.push(i.to_string());
+            }
+            continue;
+        }
+        let Some(w) = v["workload"].as_str() else {
+            continue;
+        };
+        let flops = shapes.iter().find(|s| s.workload() == w).map(|s| s.flops());
+        rows.push(match v["median_s"].as_f64() {
+            Some(s) => Row::timed(w, "torch", threads, s, flops),
+            None => Row::missing(
+                w,
+                "torch",
+                threads,
+                v["note"].as_str().unwrap_or("no result"),
+            ),
+        });
+    }
+    for n in &names {
+        if !rows.iter().any(|r| &r.workload == n) {
+            rows.push(Row::missing(
+                n,
+                "torch",
+                threads,
+                "python3 stopped before it",
+            ));
+        }
+    }
+    rows
+}
