@@ -33,7 +33,8 @@ fn row_tile(width: i64) -> i64 {
 /// a padding stage, which is materialized at root) for the CPU:
 ///
 /// - the weights packed at root as `[O / 16][KH][KW][C][16]`, so each tap's `kc x 16`
-///   panel of output channels is contiguous;
+///   panel of output channels is contiguous (the packing is part of every call: a graph
+///   whose weights are constants pays it at each run);
 /// - per output row `y`, block of 16 output channels and tile of `mr` positions
 ///   ([`row_tile`] of the width), an accumulator `out.local` laid out `[.., x, o]` (its
 ///   rows are the tile's positions) updated by `gemm_f32(mr, 16, kc)` for each tap
@@ -108,6 +109,13 @@ pub fn conv2d_nchw_cpu_tensorized(out: &Tensor, threads: usize) -> Result<Schedu
             LayoutDim::inner(0, 16),
         ],
     )?;
+    // Copy in the weights' own order (contiguous reads; the writes stay inside one block
+    // of 16 output channels), the blocks in parallel.
+    let pw = s.axes(&wp)?;
+    s.reorder(&wp, &[&pw[0], &pw[4], &pw[3], &pw[1], &pw[2]])?;
+    if threads > 1 {
+        s.parallel(&wp, &pw[0])?;
+    }
     let acc = s.cache_write(out, "local")?;
     s.transform_layout(
         &acc,
