@@ -7,6 +7,7 @@
 mod cache;
 mod graph;
 mod primitives;
+mod rfactor;
 mod stage;
 mod trace;
 
@@ -283,6 +284,13 @@ impl Schedule {
                 offset,
             } => self.storage_align(stage.as_str(), &ax(stage, axis), *factor, *offset),
             Step::DoubleBuffer { stage } => self.double_buffer(stage.as_str()),
+            Step::Rfactor {
+                stage,
+                axis,
+                factor_axis,
+            } => self
+                .rfactor(stage.as_str(), &ax(stage, axis), *factor_axis)
+                .map(|_| ()),
             Step::Tensorize {
                 stage,
                 axis,
