@@ -15,7 +15,9 @@ type Reducer = fn(Expr, &[IterVar]) -> Expr;
 fn row_reduce(m: i64, n: i64, r: Reducer) -> (Vec<Tensor>, Vec<Tensor>) {
     let a = placeholder(&[m.into(), n.into()], DType::F32, "A");
     let k = reduce_axis(0, n, "k");
-    let c = compute(&[m.into()], "C", |i| r(a.at(&[i[0].clone(), k.x()]), &[k.clone()]));
+    let c = compute(&[m.into()], "C", |i| {
+        r(a.at(&[i[0].clone(), k.x()]), &[k.clone()])
+    });
     (vec![c.clone()], vec![a, c])
 }
 
@@ -104,7 +106,12 @@ fn rfactor_shapes() {
         sum(a.at(&[i[0].clone(), r.x(), k.x()]), &[r.clone(), k.clone()])
     });
     let args = [a.clone(), c.clone()];
-    let want = run_all(&create_schedule(&[c.clone()]).unwrap(), &args, Target::interp(), 5);
+    let want = run_all(
+        &create_schedule(&[c.clone()]).unwrap(),
+        &args,
+        Target::interp(),
+        5,
+    );
     let check = |s: &Schedule, what: &str| {
         for t in [Target::interp(), Target::cpu()] {
             let got = run_all(s, &args, t.clone(), 5);
@@ -197,14 +204,23 @@ fn rfactor_tuple_reducer_argmax() {
             let (bi, bv) = row
                 .iter()
                 .enumerate()
-                .fold((0, f32::NEG_INFINITY), |acc, (j, &v)| {
-                    if v > acc.1 {
-                        (j, v)
-                    } else {
-                        acc
-                    }
-                });
-            assert_eq!(idx.as_slice::<i32>().unwrap()[r], bi as i32, "{:?} row {}", t, r);
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |acc, (j, &v)| {
+                        if v > acc.1 {
+                            (j, v)
+                        } else {
+                            acc
+                        }
+                    },
+                );
+            assert_eq!(
+                idx.as_slice::<i32>().unwrap()[r],
+                bi as i32,
+                "{:?} row {}",
+                t,
+                r
+            );
             assert_eq!(val.as_slice::<f32>().unwrap()[r], bv, "{:?} row {}", t, r);
         }
     }
@@ -298,10 +314,7 @@ fn rfactor_errors() {
     let ki = s.axis(&c, "k.inner").unwrap();
     s.rfactor(&c, &ki, 0).unwrap();
     let kk = s.reduce_axes(&c).unwrap().remove(0);
-    assert_sched_err(
-        s.rfactor(&c, &kk, 0),
-        "a stage named C.rf exists already",
-    );
+    assert_sched_err(s.rfactor(&c, &kk, 0), "a stage named C.rf exists already");
     let _ = ko;
     // A producer computed at a reduce axis that rfactor would remove.
     let a = placeholder(&[8.into(), 16.into()], DType::F32, "A");
@@ -309,7 +322,9 @@ fn rfactor_errors() {
         a.at(&[i[0].clone(), i[1].clone()]) + 1.0f32
     });
     let k = reduce_axis(0, 16, "k");
-    let c4 = compute(&[8.into()], "C", |i| sum(b.at(&[i[0].clone(), k.x()]), &[k.clone()]));
+    let c4 = compute(&[8.into()], "C", |i| {
+        sum(b.at(&[i[0].clone(), k.x()]), &[k.clone()])
+    });
     let mut s4 = create_schedule(&[c4.clone()]).unwrap();
     let k4 = s4.reduce_axes(&c4).unwrap().remove(0);
     let (k4o, k4i) = s4.split(&c4, &k4, 4).unwrap();

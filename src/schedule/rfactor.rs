@@ -23,8 +23,8 @@ use crate::error::{sched_err, Result};
 use crate::lower::ir::{ForKind, Scope};
 use crate::lower::simplify::simplify;
 use crate::te::{
-    and, ceil_div_expr, floordiv, floormod, lt, min, reduce_axis, select, Expr, ExprNode,
-    IterKind, IterVar, OpKind, Operation, Tensor, Var,
+    and, ceil_div_expr, floordiv, floormod, lt, min, reduce_axis, select, Expr, ExprNode, IterKind,
+    IterVar, OpKind, Operation, Tensor, Var,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -105,7 +105,9 @@ impl Schedule {
             .filter(|a| {
                 a.kind == IterKind::DataPar
                     && (a.annotation != ForKind::Serial
-                        || st.axis_index(&a.name).is_some_and(|i| i >= st.n_data + st.n_reduce))
+                        || st
+                            .axis_index(&a.name)
+                            .is_some_and(|i| i >= st.n_data + st.n_reduce))
             })
             .map(|a| a.name.clone())
             .collect();
@@ -134,7 +136,9 @@ impl Schedule {
             }
         }
         let rf_name = format!("{}.rf", name);
-        if self.stages.iter().any(|x| x.name == rf_name) || self.placeholders.iter().any(|p| p.op.name == rf_name) {
+        if self.stages.iter().any(|x| x.name == rf_name)
+            || self.placeholders.iter().any(|p| p.op.name == rf_name)
+        {
             return fail(format!(
                 "a stage named {} exists already; rfactor a stage once",
                 rf_name
@@ -274,7 +278,10 @@ impl Schedule {
         for (r, iv) in roots.iter().enumerate() {
             let ax = st.n_data + r;
             let Some(o) = off[ax].clone() else {
-                return fail(format!("internal: no offset for reduce axis {}", iv.var.name()));
+                return fail(format!(
+                    "internal: no offset for reduce axis {}",
+                    iv.var.name()
+                ));
             };
             let o = if overshoots[ax] {
                 min(o, simplify(&(ext[ax].clone() - 1)))
