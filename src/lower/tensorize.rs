@@ -10,7 +10,8 @@
 //!   tensor index to the tile's first element, the stage's body is structurally the
 //!   declaration's (else the error shows the first differing subexpression of both); a
 //!   read may run along the placeholder's dimensions in any order (a transposed view)
-//!   and have extra dimensions that stay fixed in the tile;
+//!   and have extra dimensions that stay fixed in the tile, and so may the output (a
+//!   row's sum tensorized by a 0-d reduction intrinsic);
 //! - the call's operands are the tiles' first elements in their buffers with the buffers'
 //!   strides; it updates the output (mode `Update`) when the reduction started outside the
 //!   nest, whose init nest then ends in the same call in mode `Init` (output operand
@@ -273,8 +274,10 @@ pub(crate) fn call_for(
             a, d
         ));
     }
-    // The output: indexed by the data loops, in order.
-    if store_idx.len() != daxes.len() {
+    // The output: each of the declaration's dimensions runs along one dimension of the
+    // stage's buffer (any order: a transposed view); the other dimensions stay fixed in
+    // the tile (e.g. a row's sum tensorized as a 0-d reduction).
+    if store_idx.len() < daxes.len() {
         return err(format!(
             "{} has {} dimensions, the intrinsic's output {}",
             st.name,
@@ -286,17 +289,40 @@ pub(crate) fn call_for(
         .iter()
         .map(|i| simplify(&i.substitute(&m.zero)))
         .collect();
-    for (d, (i, base)) in store_idx.iter().zip(&out_base).enumerate() {
-        let rel = simplify(&simplify(&(i.clone() - base.clone())).substitute(&m.to_decl));
-        if !rel.structural_eq(&daxes[d].var.expr()) {
-            return err(format!(
-                "dimension {} of {} is indexed by `{}` where the intrinsic's output is indexed by `{}`",
-                d,
-                st.name,
-                rel,
-                daxes[d].var.name()
-            ));
+    let out_rel: Vec<Expr> = store_idx
+        .iter()
+        .zip(&out_base)
+        .map(|(i, base)| simplify(&simplify(&(i.clone() - base.clone())).substitute(&m.to_decl)))
+        .collect();
+    let mut out_dims: Vec<usize> = vec![];
+    for a in daxes {
+        let v = a.var.expr();
+        match out_rel
+            .iter()
+            .enumerate()
+            .find(|(e, r)| r.structural_eq(&v) && !out_dims.contains(e))
+        {
+            Some((e, _)) => out_dims.push(e),
+            None => {
+                return err(format!(
+                    "no dimension of {} is indexed by the intrinsic's output axis `{}` (relative to the tile, {}'s indices are [{}])",
+                    st.name,
+                    a.var.name(),
+                    st.name,
+                    out_rel.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")
+                ))
+            }
         }
+    }
+    if let Some((d, r)) = out_rel
+        .iter()
+        .enumerate()
+        .find(|(e, r)| !out_dims.contains(e) && r.as_int() != Some(0))
+    {
+        return err(format!(
+            "dimension {} of {} is indexed by `{}`, which moves inside the nest but is none of the intrinsic's output axes",
+            d, st.name, r
+        ));
     }
     let mut operands = vec![];
     for (pi, bound) in m.bind.tensors.iter().enumerate() {
@@ -325,10 +351,11 @@ pub(crate) fn call_for(
         });
     }
     let out = &info.buffers[0];
+    let out_strides = out.strides();
     operands.push(IntrinOperand {
         buf: out.clone(),
         index: out_base,
-        strides: out.strides(),
+        strides: out_dims.iter().map(|&e| out_strides[e].clone()).collect(),
     });
     let mode = if !raxes.is_empty() && first_red.is_some_and(|f| f < pos) {
         IntrinMode::Update
