@@ -16,7 +16,10 @@
 //!
 //! Implementations: loopforge's default schedule (`create_schedule` as is; smallest matmul
 //! size and one thread only, it has no parallel loop and takes ~10 s at 1024),
-//! `schedules::matmul_cpu`, `schedules::matmul_cpu_tensorized`, the `gemm` and
+//! `schedules::matmul_cpu`, `schedules::matmul_cpu_tensorized`, for softmax a hand-written
+//! partial-reduction schedule (`loopforge_softmax`) and `schedules::softmax_rows_tensorized`
+//! (`loopforge_softmax_tensorized`: rfactor'd row max, `exp_f32` and `reduce_sum_f32`
+//! intrinsics), the `gemm` and
 //! `matrixmultiply` crates (the latter in a child process of this program, because it reads
 //! `MATMUL_NUM_THREADS` once per process), and numpy / PyTorch through a `python3`
 //! subprocess that times its own calls, where they can be imported (with
@@ -487,17 +490,32 @@ fn softmax_reference(x: &[f32], n: usize) -> Vec<f32> {
 fn softmax_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
     let n = o.softmax_n();
     let wl = format!("softmax_f32_{}x{}", n, n);
-    let name = "loopforge_softmax";
-    eprintln!("  {} {} threads={}", wl, name, threads);
-    let (x, t) = softmax_te(n as i64);
-    let sch = softmax_schedule(&t, threads)?;
-    let k = build(&sch, &[x, t[5].clone()], Target::cpu())?;
     let xa = NdArray::random(&[n, n], DType::F32, 3);
-    let mut ya = NdArray::zeros(&[n, n], DType::F32);
-    k.run(&[&xa], &mut [&mut ya])?;
     let want = softmax_reference(xa.as_slice::<f32>()?, n);
-    Ok(vec![
-        match check(name, ya.as_slice::<f32>()?, &want, 1e-5) {
+    // The hand-written partial reductions above, and the library's tensorized schedule
+    // (rfactor'd row max, exp_f32 and reduce_sum_f32 intrinsics).
+    let (x, t) = softmax_te(n as i64);
+    let hand = build(
+        &softmax_schedule(&t, threads)?,
+        &[x, t[5].clone()],
+        Target::cpu(),
+    )?;
+    let x2 = placeholder(&[(n as i64).into(), (n as i64).into()], DType::F32, "X");
+    let out = loopforge::schedules::softmax_rows(&x2)?;
+    let tens = build(
+        &loopforge::schedules::softmax_rows_tensorized(&out, threads)?,
+        &[x2, out],
+        Target::cpu(),
+    )?;
+    let mut rows = vec![];
+    for (name, k) in [
+        ("loopforge_softmax", hand),
+        ("loopforge_softmax_tensorized", tens),
+    ] {
+        eprintln!("  {} {} threads={}", wl, name, threads);
+        let mut ya = NdArray::zeros(&[n, n], DType::F32);
+        k.run(&[&xa], &mut [&mut ya])?;
+        rows.push(match check(name, ya.as_slice::<f32>()?, &want, 1e-5) {
             Ok(()) => {
                 let s = measure(
                     || k.run(&[&xa], &mut [&mut ya]).unwrap(),
@@ -507,8 +525,9 @@ fn softmax_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
                 Row::timed(&wl, name, threads, s, None)
             }
             Err(e) => Row::missing(&wl, name, threads, e),
-        },
-    ])
+        });
+    }
+    Ok(rows)
 }
 
 /// Times numpy and PyTorch itself; argv: matmul sizes (comma-separated), softmax n,

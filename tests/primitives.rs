@@ -621,3 +621,54 @@ fn transform_layout_errors() {
         "apply it before any other primitive on the stage",
     );
 }
+
+#[test]
+fn storage_align_on_cache_write_and_global_intermediates() {
+    // The accumulator of cache_write (a reduction in local memory) and a global
+    // intermediate (the stencil's B), padded; numbers on the interpreter and the JIT.
+    let (o, args) = mm();
+    let c = c_of(&o);
+    let mut s = create_schedule(&o).unwrap();
+    let cl = s.cache_write(&c, "local").unwrap();
+    let [i, _] = s.axes2(&c).unwrap();
+    let (io, _) = s.split(&c, &i, 8).unwrap();
+    s.compute_at(&cl, &c, &io).unwrap();
+    let [r, _] = s.axes2(&cl).unwrap();
+    s.storage_align(&cl, &r, 16, 1).unwrap();
+    let text = lower(&s, &args).unwrap().to_string();
+    // Rows of 19 padded to 33 (33 % 16 == 1).
+    assert!(text.contains("C.local[inv"), "{}", text);
+    let (_, steps) = loopforge::lower::lower_traced(&s, &args).unwrap();
+    let first = steps[0].1.as_ref().unwrap();
+    assert!(first.contains("strides=(33, 1)"), "{}", first);
+    let want = run_all(&create_schedule(&o).unwrap(), &args, Target::interp(), 3);
+    for t in [Target::interp(), Target::cpu()] {
+        let got = run_all(&s, &args, t.clone(), 3);
+        assert_outputs_close(&args, &got, &want, &format!("aligned C.local on {:?}", t));
+    }
+    let replayed = Schedule::replay(&o, &s.trace_json()).unwrap();
+    assert_eq!(lower(&replayed, &args).unwrap().to_string(), text);
+
+    let (o, args, b) = stencil();
+    let mut s = create_schedule(&o).unwrap();
+    let [r, _] = s.axes2(&b).unwrap();
+    s.storage_align(&b, &r, 8, 0).unwrap();
+    let (_, steps) = loopforge::lower::lower_traced(&s, &args).unwrap();
+    let first = steps[0].1.as_ref().unwrap();
+    assert!(first.contains("strides=(24, 1)"), "{}", first);
+    let want = run_all(&create_schedule(&o).unwrap(), &args, Target::interp(), 4);
+    for t in [Target::interp(), Target::cpu()] {
+        let got = run_all(&s, &args, t.clone(), 4);
+        assert_outputs_close(&args, &got, &want, &format!("aligned global B on {:?}", t));
+    }
+    let mut s = create_schedule(&o).unwrap();
+    let [r, _] = s.axes2(&b).unwrap();
+    assert_sched_err(
+        s.storage_align(&b, &r, 0, 0),
+        "cannot storage_align i with factor 0 and offset 0: need factor >= 1",
+    );
+    assert_sched_err(
+        s.storage_align(&b, &r, 4, -1),
+        "need factor >= 1 and 0 <= offset < factor",
+    );
+}

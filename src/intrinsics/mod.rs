@@ -18,14 +18,21 @@
 //!   `Compute` (0) when the nest covers the whole reduction.
 //!
 //! Built in: [`gemm_f32`] (`C[i, j] += A[i, k] * B[k, j]`, an MR x NR x KC register-tile
-//! update with an AVX2+FMA micro-kernel chosen at run time and a portable fallback), and
-//! the tensor-core intrinsics [`wmma_load_a`], [`wmma_load_b`], [`wmma_mma`] and
+//! update with an AVX2+FMA micro-kernel chosen at run time and a portable fallback),
+//! [`dot_f32`] and [`reduce_sum_f32`] (a length-`n` reduction into one element, e.g. a
+//! row's sum), [`exp_f32`] (a vectorized elementwise `exp`, within 1 ulp), each with an
+//! AVX2+FMA path chosen at run time and a portable one (the `*_eval` functions run either
+//! path on slices, for tests), and the tensor-core intrinsics [`wmma_load_a`], [`wmma_load_b`], [`wmma_mma`] and
 //! [`wmma_store`] (CUDA, warp-collective, on `wmma.*` fragment buffers).
 
+mod dot;
+mod exp;
 mod gemm;
 mod reference;
 mod wmma;
 
+pub use dot::{dot_f32, dot_f32_eval, reduce_sum_f32, reduce_sum_f32_eval};
+pub use exp::{exp_f32, exp_f32_eval};
 pub use gemm::gemm_f32;
 pub(crate) use reference::reference_stmt;
 pub use wmma::{wmma_load_a, wmma_load_b, wmma_mma, wmma_store};
@@ -41,6 +48,28 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// strides (one per dimension of its placeholder, in elements), then the extents of the
 /// declaration's axes (data, then reduce).
 pub type CpuIntrinFn = extern "C" fn(args: *const i64);
+
+/// A code path of a CPU implementation (host functions pick the best one the CPU has).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuPath {
+    /// 256-bit AVX2 with FMA (x86-64, detected at run time).
+    Avx2Fma,
+    /// Plain Rust, any CPU.
+    Portable,
+}
+
+/// Whether this CPU has AVX2 and FMA (detected once; false off x86-64).
+pub fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
 
 /// A CPU implementation: a host function the JIT calls by `symbol`.
 #[derive(Clone, Copy)]

@@ -222,7 +222,8 @@ fn produce(s: &Schedule, b: &Bounds, info: &StageInfo) -> Result<Stmt> {
 
     let mut stmt = main;
     for pos in (0..stop).rev() {
-        if first_red == Some(pos + 1) {
+        // (A tensorized nest that starts with the reduction initializes it itself.)
+        if first_red == Some(pos + 1) && pos + 1 < stop {
             stmt = Stmt::seq(vec![init_nest(pos + 1), stmt]);
         }
         let ax = &st.axes[leaves[pos]];

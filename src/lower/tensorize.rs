@@ -10,7 +10,8 @@
 //!   tensor index to the tile's first element, the stage's body is structurally the
 //!   declaration's (else the error shows the first differing subexpression of both); a
 //!   read may run along the placeholder's dimensions in any order (a transposed view)
-//!   and have extra dimensions that stay fixed in the tile;
+//!   and have extra dimensions that stay fixed in the tile, and so may the output (a
+//!   row's sum tensorized by a 0-d reduction intrinsic);
 //! - the call's operands are the tiles' first elements in their buffers with the buffers'
 //!   strides; it updates the output (mode `Update`) when the reduction started outside the
 //!   nest, whose init nest then ends in the same call in mode `Init` (output operand
@@ -316,38 +317,54 @@ pub(crate) fn call_for(
             a, d
         ));
     }
-    // The output: each of the declaration's data axes moves along one dimension of the
-    // stage's buffer (any order, e.g. a tile of an NCHW output that runs along channels
-    // and positions); the other dimensions stay fixed in the tile.
+    // The output: each of the declaration's dimensions runs along one dimension of the
+    // stage's buffer (any order: a transposed view); the other dimensions stay fixed in
+    // the tile (e.g. a row's sum tensorized as a 0-d reduction).
+    if store_idx.len() < daxes.len() {
+        return err(format!(
+            "{} has {} dimensions, the intrinsic's output {}",
+            st.name,
+            store_idx.len(),
+            daxes.len()
+        ));
+    }
     let out_base: Vec<Expr> = store_idx
         .iter()
         .map(|i| simplify(&i.substitute(&m.zero)))
         .collect();
-    let rel: Vec<Expr> = store_idx
+    let out_rel: Vec<Expr> = store_idx
         .iter()
         .zip(&out_base)
         .map(|(i, base)| simplify(&simplify(&(i.clone() - base.clone())).substitute(&m.to_decl)))
         .collect();
-    let mut out_dims = vec![];
+    let mut out_dims: Vec<usize> = vec![];
     for a in daxes {
-        let found =
-            (0..rel.len()).find(|&e| rel[e].structural_eq(&a.var.expr()) && !out_dims.contains(&e));
-        match found {
-            Some(e) => out_dims.push(e),
+        let v = a.var.expr();
+        match out_rel
+            .iter()
+            .enumerate()
+            .find(|(e, r)| r.structural_eq(&v) && !out_dims.contains(e))
+        {
+            Some((e, _)) => out_dims.push(e),
             None => {
                 return err(format!(
-                    "no dimension of {} is indexed by the loop that the intrinsic's output axis {} runs along (the tile's indices are {})",
+                    "no dimension of {} is indexed by the intrinsic's output axis `{}` (relative to the tile, {}'s indices are [{}])",
                     st.name,
                     a.var.name(),
-                    rel.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")
+                    st.name,
+                    out_rel.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")
                 ))
             }
         }
     }
-    if let Some(e) = (0..rel.len()).find(|e| !out_dims.contains(e) && rel[*e].as_int() != Some(0)) {
+    if let Some((d, r)) = out_rel
+        .iter()
+        .enumerate()
+        .find(|(e, r)| !out_dims.contains(e) && r.as_int() != Some(0))
+    {
         return err(format!(
-            "dimension {} of {} is indexed by `{}`, which moves inside the tile but along none of the intrinsic's output axes",
-            e, st.name, rel[e]
+            "dimension {} of {} is indexed by `{}`, which moves inside the nest but is none of the intrinsic's output axes",
+            d, st.name, r
         ));
     }
     let mut operands = vec![];

@@ -8,6 +8,7 @@ mod cache;
 mod graph;
 mod layout;
 mod primitives;
+mod rfactor;
 mod stage;
 mod trace;
 
@@ -288,6 +289,13 @@ impl Schedule {
             Step::TransformLayout { stage, dims } => {
                 self.transform_layout(stage.as_str(), dims).map(|_| ())
             }
+            Step::Rfactor {
+                stage,
+                axis,
+                factor_axis,
+            } => self
+                .rfactor(stage.as_str(), &ax(stage, axis), *factor_axis)
+                .map(|_| ()),
             Step::Tensorize {
                 stage,
                 axis,

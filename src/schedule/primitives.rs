@@ -8,7 +8,7 @@ use crate::te::{IterKind, Var};
 
 impl Schedule {
     /// Resolve `axis` as a current leaf of stage `si`; the error says why it is not.
-    fn leaf(&self, si: usize, axis: &Axis, what: &str) -> Result<usize> {
+    pub(super) fn leaf(&self, si: usize, axis: &Axis, what: &str) -> Result<usize> {
         let st = &self.stages[si];
         if axis.stage != st.name {
             return Err(sched_err(

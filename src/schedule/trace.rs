@@ -61,6 +61,12 @@ pub enum Step {
     },
     /// `cache_write(tensor, scope)`.
     CacheWrite { tensor: String, scope: String },
+    /// `rfactor(stage, axis, factor_axis)`: the new stage is `<stage>.rf`.
+    Rfactor {
+        stage: String,
+        axis: String,
+        factor_axis: usize,
+    },
     /// `double_buffer(stage)`.
     DoubleBuffer { stage: String },
     /// `transform_layout(stage, dims)`.

@@ -1,9 +1,11 @@
-//! A library of good default schedules for common operators: CPU ([`matmul_cpu`]) and
-//! CUDA ([`matmul_cuda`]).
+//! A library of good default schedules for common operators: CPU ([`matmul_cpu`],
+//! [`matmul_cpu_tensorized`], [`conv2d_nchw_cpu_tensorized`], [`softmax_rows_tensorized`])
+//! and CUDA ([`matmul_cuda`]).
 
 mod conv2d;
 mod cuda;
 mod matmul;
+pub mod softmax;
 pub use conv2d::conv2d_nchw_cpu_tensorized;
 pub use cuda::{
     conv2d_cuda_nchw, matmul_cuda, matmul_cuda_tensorcore, matmul_cuda_with, CudaMatmulConfig,
@@ -12,3 +14,4 @@ pub use matmul::{
     matmul_cpu, matmul_cpu_tensorized, matmul_cpu_tensorized_with, matmul_cpu_with, GemmBlocking,
     MatmulConfig,
 };
+pub use softmax::{softmax_rows, softmax_rows_tensorized};

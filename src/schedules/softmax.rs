@@ -1,0 +1,125 @@
+//! Softmax over the rows of a 2-D f32 tensor, tensorized for the CPU.
+//!
+//! [`softmax_rows`] declares the computation in five stages, each row independent:
+//! `softmax.max[i] = max_k x[i, k]`, `softmax.shift[i, j] = x[i, j] - max[i]`,
+//! `softmax.exp[i, j] = exp(shift[i, j])`, `softmax.den[i] = sum_k exp[i, k]` and
+//! `softmax[i, j] = exp[i, j] / den[i]`; scheduled as is (`create_schedule`), it is the
+//! plain reference the tensorized schedule is tested against.
+//!
+//! [`softmax_rows_tensorized`] computes every intermediate per row, inside the row loop of
+//! the output (parallel when `threads > 1`): the row maximum through `rfactor` (8 partial
+//! maxima per row in two f32x4 vectors, then combined), the shift and the division
+//! vectorized, the exponentials by the `exp_f32` intrinsic over the whole row and the
+//! denominator by `reduce_sum_f32` (AVX2+FMA where the CPU has them).
+
+use crate::error::{sched_err, Result};
+use crate::intrinsics::{exp_f32, reduce_sum_f32};
+use crate::schedule::{create_schedule, Schedule};
+use crate::te::{compute, exp, max_reduce, reduce_axis, sum, OpKind, Tensor};
+
+/// Lanes of the partial row maxima (two 128-bit vectors).
+const LANES: i64 = 8;
+
+/// The row softmax of a 2-D f32 tensor `x` (`rows x n`), as the five stages of the module
+/// doc; returns the output (stage `softmax`).
+pub fn softmax_rows(x: &Tensor) -> Result<Tensor> {
+    if x.ndim() != 2 {
+        return Err(crate::error::Error::InvalidExpr(format!(
+            "softmax_rows: {} has {} dimensions; it takes a 2-D tensor (rows x columns)",
+            x.name(),
+            x.ndim()
+        )));
+    }
+    let (m, n) = (x.shape()[0].clone(), x.shape()[1].clone());
+    let k = reduce_axis(0, n.clone(), "k");
+    let mx = compute(&[m.clone()], "softmax.max", |i| {
+        max_reduce(x.at(&[i[0].clone(), k.x()]), &[k.clone()])
+    });
+    let shift = compute(&[m.clone(), n.clone()], "softmax.shift", |i| {
+        x.at(&[i[0].clone(), i[1].clone()]) - mx.at(&[i[0].clone()])
+    });
+    let ex = compute(&[m.clone(), n.clone()], "softmax.exp", |i| {
+        exp(shift.at(&[i[0].clone(), i[1].clone()]))
+    });
+    let k2 = reduce_axis(0, n.clone(), "k");
+    let den = compute(&[m.clone()], "softmax.den", |i| {
+        sum(ex.at(&[i[0].clone(), k2.x()]), &[k2.clone()])
+    });
+    Ok(compute(&[m, n], "softmax", |i| {
+        ex.at(&[i[0].clone(), i[1].clone()]) / den.at(&[i[0].clone()])
+    }))
+}
+
+/// The stage of `out`'s computation named `name`, as a tensor.
+fn stage_tensor(out: &Tensor, name: &str) -> Result<Tensor> {
+    let mut todo = vec![out.clone()];
+    while let Some(t) = todo.pop() {
+        if t.op.name == name {
+            return Ok(t);
+        }
+        todo.extend(t.op.input_tensors());
+    }
+    Err(sched_err(
+        &out.op.name,
+        format!(
+            "softmax_rows_tensorized: no stage {} here; pass the output of schedules::softmax_rows",
+            name
+        ),
+    ))
+}
+
+/// Schedule the output of [`softmax_rows`] with intrinsics (see the module doc). The row
+/// length must be a constant; a multiple of 8 keeps every vector loop free of tails.
+pub fn softmax_rows_tensorized(out: &Tensor, threads: usize) -> Result<Schedule> {
+    let n = match &out.op.kind {
+        OpKind::Compute { axis, .. } if axis.len() == 2 && out.op.name == "softmax" => {
+            axis[1].extent.as_int()
+        }
+        _ => None,
+    }
+    .ok_or_else(|| {
+        sched_err(
+            &out.op.name,
+            "softmax_rows_tensorized takes the output of schedules::softmax_rows with a constant row length",
+        )
+    })?;
+    let mx = stage_tensor(out, "softmax.max")?;
+    let shift = stage_tensor(out, "softmax.shift")?;
+    let ex = stage_tensor(out, "softmax.exp")?;
+    let den = stage_tensor(out, "softmax.den")?;
+
+    let mut s = create_schedule(&[out.clone()])?;
+    let [oi, oj] = s.axes2(out)?;
+    if threads > 1 {
+        s.parallel(out, &oi)?;
+    }
+    let (_, oji) = s.split(out, &oj, 4)?;
+    s.vectorize(out, &oji)?;
+    for st in [&den, &ex, &shift, &mx] {
+        s.compute_at(st, out, &oi)?;
+    }
+
+    // Row maximum: LANES partial maxima in vectors (rfactor), then combined.
+    let k = s.reduce_axes(&mx)?.remove(0);
+    let (_, ki) = s.split(&mx, &k, LANES)?;
+    let mf = s.rfactor(&mx, &ki, 1)?;
+    let [mi, lanes] = s.axes2(&mf)?;
+    let ko = s.reduce_axes(&mf)?.remove(0);
+    s.reorder(&mf, &[&mi, &ko, &lanes])?;
+    s.vectorize(&mf, &lanes)?;
+    let [mxi] = <[_; 1]>::try_from(s.axes(&mx)?)
+        .map_err(|_| sched_err("softmax.max", "expected one data axis"))?;
+    s.compute_at(&mf, &mx, &mxi)?;
+
+    // Shift: vectorized.
+    let [_, sj] = s.axes2(&shift)?;
+    let (_, sji) = s.split(&shift, &sj, 4)?;
+    s.vectorize(&shift, &sji)?;
+
+    // exp over the row, and its sum, by intrinsics.
+    let [_, ej] = s.axes2(&ex)?;
+    s.tensorize(&ex, &ej, &exp_f32(n)?)?;
+    let dk = s.reduce_axes(&den)?.remove(0);
+    s.tensorize(&den, &dk, &reduce_sum_f32(n)?)?;
+    Ok(s)
+}

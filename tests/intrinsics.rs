@@ -1,0 +1,426 @@
+//! The reduction intrinsics (`dot_f32`, `reduce_sum_f32`) and the vectorized `exp_f32`:
+//! generated property tests against each one's declaration (random sizes, strides and
+//! inputs; the interpreter runs the declaration, the CPU JIT the host function), both code
+//! paths of each host function directly (the AVX2+FMA one skipped, saying why, on a CPU
+//! without it), the accuracy of `exp_f32` against `f64::exp`, the tensorized softmax
+//! schedule, and the errors.
+
+mod common;
+use common::*;
+use loopforge::intrinsics::{
+    dot_f32, dot_f32_eval, exp_f32, exp_f32_eval, has_avx2_fma, reduce_sum_f32,
+    reduce_sum_f32_eval, CpuPath,
+};
+use loopforge::prelude::*;
+use loopforge::schedules::{softmax_rows, softmax_rows_tensorized};
+
+/// A small deterministic generator (LCG).
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+    fn f32_in(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * (self.below(1 << 24) as f32 / (1u32 << 24) as f32)
+    }
+}
+
+/// The code paths to test here; prints why the SIMD one is skipped where it is.
+fn paths(what: &str) -> Vec<CpuPath> {
+    if has_avx2_fma() {
+        vec![CpuPath::Avx2Fma, CpuPath::Portable]
+    } else {
+        println!(
+            "{}: skipping the AVX2+FMA path: this CPU lacks AVX2 or FMA (the portable path is tested)",
+            what
+        );
+        vec![CpuPath::Portable]
+    }
+}
+
+fn targets() -> [Target; 2] {
+    [Target::interp(), Target::cpu()]
+}
+
+/// `C[i] = sum_k X[.., ..] (* Y[.., ..])` where each operand is read along its rows
+/// (unit stride) or its columns (stride = the row length), tensorized at `k` (whole
+/// reduction, mode compute) or at `k.inner` (calls accumulate after an init call).
+#[test]
+fn dot_and_sum_against_their_declarations() {
+    let mut rng = Rng(17);
+    for case in 0..24u64 {
+        let rows = 1 + rng.below(4) as i64;
+        let n = 1 + rng.below(70) as i64;
+        let dot = case % 2 == 0;
+        let x_cols = rng.below(2) == 0;
+        let y_cols = rng.below(2) == 0;
+        let split = rng.below(3) == 0 && n % 2 == 0;
+        let operand = |name: &str, cols: bool| {
+            if cols {
+                placeholder(&[n.into(), rows.into()], DType::F32, name)
+            } else {
+                placeholder(&[rows.into(), n.into()], DType::F32, name)
+            }
+        };
+        let at = |t: &Tensor, cols: bool, i: &Expr, k: &Expr| {
+            if cols {
+                t.at(&[k.clone(), i.clone()])
+            } else {
+                t.at(&[i.clone(), k.clone()])
+            }
+        };
+        let x = operand("X", x_cols);
+        let y = operand("Y", y_cols);
+        let k = reduce_axis(0, n, "k");
+        let c = compute(&[rows.into()], "C", |i| {
+            let v = at(&x, x_cols, &i[0], &k.x());
+            if dot {
+                sum(v * at(&y, y_cols, &i[0], &k.x()), &[k.clone()])
+            } else {
+                sum(v, &[k.clone()])
+            }
+        });
+        let args: Vec<Tensor> = if dot {
+            vec![x.clone(), y.clone(), c.clone()]
+        } else {
+            vec![x.clone(), c.clone()]
+        };
+        let mut s = create_schedule(&[c.clone()]).unwrap();
+        let kx = s.reduce_axes(&c).unwrap().remove(0);
+        let (at_axis, len) = if split {
+            let (_, ki) = s.split(&c, &kx, n / 2).unwrap();
+            (ki, n / 2)
+        } else {
+            (kx, n)
+        };
+        let intrin = if dot {
+            dot_f32(len).unwrap()
+        } else {
+            reduce_sum_f32(len).unwrap()
+        };
+        s.tensorize(&c, &at_axis, &intrin).unwrap();
+        let text = lower(&s, &args).unwrap().to_string();
+        let mode = if split { ".update" } else { "" };
+        assert!(
+            text.contains(&format!("{}{}(", intrin.name, mode)),
+            "case {}: no {} call in\n{}",
+            case,
+            mode,
+            text
+        );
+        let want = run_all(
+            &create_schedule(&[c.clone()]).unwrap(),
+            &args,
+            Target::interp(),
+            case,
+        );
+        for t in targets() {
+            let got = run_all(&s, &args, t.clone(), case);
+            assert_outputs_close(
+                &args,
+                &got,
+                &want,
+                &format!(
+                    "case {} ({} n={} rows={} x_cols={} y_cols={} split={}) on {:?}",
+                    case, intrin.name, n, rows, x_cols, y_cols, split, t
+                ),
+            );
+        }
+        let replayed = Schedule::replay(&[c.clone()], &s.trace_json()).unwrap();
+        assert_eq!(lower(&replayed, &args).unwrap().to_string(), text);
+    }
+}
+
+#[test]
+fn dot_and_sum_code_paths() {
+    let mut rng = Rng(5);
+    for p in paths("dot_f32/reduce_sum_f32") {
+        for _ in 0..200 {
+            let n = rng.below(300) as usize;
+            let (sa, sb) = (1 + rng.below(3) as usize, 1 + rng.below(3) as usize);
+            let a: Vec<f32> = (0..n.max(1) * sa).map(|_| rng.f32_in(-1.0, 1.0)).collect();
+            let b: Vec<f32> = (0..n.max(1) * sb).map(|_| rng.f32_in(-1.0, 1.0)).collect();
+            let want_dot: f64 = (0..n).map(|k| a[k * sa] as f64 * b[k * sb] as f64).sum();
+            let want_sum: f64 = (0..n).map(|k| a[k * sa] as f64).sum();
+            let got_dot = dot_f32_eval(&a, sa, &b, sb, n, p).unwrap() as f64;
+            let got_sum = reduce_sum_f32_eval(&a, sa, n, p).unwrap() as f64;
+            let tol = 1e-5 * (n as f64 + 1.0);
+            assert!(
+                (got_dot - want_dot).abs() <= tol,
+                "{:?} dot n={} sa={} sb={}: {} vs {}",
+                p,
+                n,
+                sa,
+                sb,
+                got_dot,
+                want_dot
+            );
+            assert!(
+                (got_sum - want_sum).abs() <= tol,
+                "{:?} sum n={} sa={}: {} vs {}",
+                p,
+                n,
+                sa,
+                got_sum,
+                want_sum
+            );
+        }
+    }
+    // Views that do not fit are errors, not reads past the end.
+    assert!(dot_f32_eval(&[1.0; 4], 2, &[1.0; 4], 1, 3, CpuPath::Portable).is_err());
+    assert!(reduce_sum_f32_eval(&[1.0; 4], 0, 2, CpuPath::Portable).is_err());
+}
+
+/// Distance in units in the last place between two finite f32 of the same sign (or zero).
+fn ulps(a: f32, b: f32) -> u64 {
+    let key = |x: f32| {
+        let i = x.to_bits() as i64;
+        if i < 0 {
+            -(i & 0x7fff_ffff)
+        } else {
+            i
+        }
+    };
+    (key(a) - key(b)).unsigned_abs()
+}
+
+/// `exp_f32` on both code paths, against `f64::exp` rounded to f32: at most 1 ulp over
+/// about a million points spread over `[-104, 89]` (normal and subnormal results); the
+/// special cases exact.
+#[test]
+fn exp_accuracy_against_f64() {
+    let lo = -104.0f32;
+    let hi = 89.0f32;
+    let n = 1 << 20;
+    let xs: Vec<f32> = (0..n)
+        .map(|i| lo + (hi - lo) * (i as f32 / n as f32))
+        .chain([
+            0.0, -0.0, 1.0, -1.0, 1e-8, -1e-8, 88.72, -87.33, -87.5, -100.0, -103.9,
+        ])
+        .collect();
+    for p in paths("exp_f32") {
+        let mut ys = vec![0f32; xs.len()];
+        exp_f32_eval(&xs, 1, &mut ys, 1, xs.len(), p).unwrap();
+        let (mut max_ulp, mut max_rel, mut worst) = (0u64, 0f64, 0f32);
+        for (&x, &y) in xs.iter().zip(&ys) {
+            let want = (x as f64).exp();
+            let w32 = want as f32;
+            if w32.is_infinite() {
+                assert!(
+                    y.is_infinite() && y > 0.0,
+                    "{:?}: exp({}) = {}, want inf",
+                    p,
+                    x,
+                    y
+                );
+                continue;
+            }
+            let u = ulps(y, w32);
+            if u > max_ulp {
+                max_ulp = u;
+                worst = x;
+            }
+            if w32 >= f32::MIN_POSITIVE {
+                max_rel = max_rel.max(((y as f64) - want).abs() / want);
+            }
+        }
+        println!(
+            "exp_f32 {:?}: max error {} ulp (at x = {}), max relative error {:.3e} for normal results, over {} points of [{}, {}]",
+            p,
+            max_ulp,
+            worst,
+            max_rel,
+            xs.len(),
+            lo,
+            hi
+        );
+        assert!(max_ulp <= 1, "{:?}: {} ulp at {}", p, max_ulp, worst);
+        assert!(max_rel < 1e-7, "{:?}: relative error {}", p, max_rel);
+
+        let special = [
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            89.0,
+            88.73,
+            1000.0,
+            -104.0,
+            -1000.0,
+            0.0,
+        ];
+        let mut out = [0f32; 9];
+        exp_f32_eval(&special, 1, &mut out, 1, 9, p).unwrap();
+        assert_eq!(out[0], f32::INFINITY, "{:?} exp(inf)", p);
+        assert_eq!(out[1], 0.0, "{:?} exp(-inf)", p);
+        assert!(out[2].is_nan(), "{:?} exp(NaN) = {}", p, out[2]);
+        assert_eq!(out[3], f32::INFINITY, "{:?} exp(89) overflows", p);
+        assert_eq!(out[4], f32::INFINITY, "{:?} exp(88.73) overflows", p);
+        assert_eq!(out[5], f32::INFINITY, "{:?} exp(1000)", p);
+        assert_eq!(out[6], 0.0, "{:?} exp(-104) underflows", p);
+        assert_eq!(out[7], 0.0, "{:?} exp(-1000)", p);
+        assert_eq!(out[8], 1.0, "{:?} exp(0)", p);
+        // exp(88.72) is finite, just below FLT_MAX: no spurious overflow.
+        let mut one = [0f32];
+        exp_f32_eval(&[88.72], 1, &mut one, 1, 1, p).unwrap();
+        assert!(
+            one[0].is_finite() && one[0] > 3.3e38,
+            "{:?} exp(88.72) = {}",
+            p,
+            one[0]
+        );
+    }
+    // Strided views take the same path element by element.
+    for p in paths("exp_f32 strided") {
+        let x: Vec<f32> = (0..60).map(|i| i as f32 * 0.37 - 11.0).collect();
+        let mut y = vec![-1f32; 90];
+        exp_f32_eval(&x, 3, &mut y, 3, 20, p).unwrap();
+        for i in 0..20 {
+            assert!(ulps(y[3 * i], (x[3 * i] as f64).exp() as f32) <= 1);
+            assert_eq!(
+                y[3 * i + 1],
+                -1.0,
+                "{:?}: wrote between the strided elements",
+                p
+            );
+        }
+    }
+    assert!(exp_f32_eval(&[1.0; 4], 1, &mut [0.0; 2], 1, 3, CpuPath::Portable).is_err());
+}
+
+/// `Y[i, j] = exp(X[.., ..])` with `X` read along its rows or columns and `Y` contiguous,
+/// tensorized at `j` by `exp_f32`; inputs over the whole range where exp is finite and
+/// nonzero, compared within 2 ulp (the JIT's vector code, within 1 ulp) with the declaration run by the
+/// interpreter (`f32::exp`).
+#[test]
+fn exp_against_its_declaration() {
+    let mut rng = Rng(99);
+    for case in 0..16u64 {
+        let rows = 1 + rng.below(3) as i64;
+        let n = 1 + rng.below(40) as i64;
+        let cols = rng.below(2) == 0;
+        let x = if cols {
+            placeholder(&[n.into(), rows.into()], DType::F32, "X")
+        } else {
+            placeholder(&[rows.into(), n.into()], DType::F32, "X")
+        };
+        let y = compute(&[rows.into(), n.into()], "Y", |i| {
+            exp(if cols {
+                x.at(&[i[1].clone(), i[0].clone()])
+            } else {
+                x.at(&[i[0].clone(), i[1].clone()])
+            })
+        });
+        let args = [x.clone(), y.clone()];
+        let mut s = create_schedule(&[y.clone()]).unwrap();
+        let [_, j] = s.axes2(&y).unwrap();
+        s.tensorize(&y, &j, &exp_f32(n).unwrap()).unwrap();
+        let text = lower(&s, &args).unwrap().to_string();
+        assert!(text.contains(&format!("exp_f32_{}(", n)), "{}", text);
+        let xs: Vec<f32> = (0..rows * n).map(|_| rng.f32_in(-87.0, 88.0)).collect();
+        let xa = NdArray::from_slice(&const_shape(&x), &xs).unwrap();
+        let shape = [rows as usize, n as usize];
+        let mut outs = vec![];
+        for t in targets() {
+            let k = build(&s, &args, t).unwrap();
+            let mut ya = NdArray::zeros(&shape, DType::F32);
+            k.run(&[&xa], &mut [&mut ya]).unwrap();
+            outs.push(ya.as_slice::<f32>().unwrap().to_vec());
+        }
+        for (i, (a, b)) in outs[0].iter().zip(&outs[1]).enumerate() {
+            assert!(
+                ulps(*a, *b) <= 2,
+                "case {} element {}: declaration {} vs host function {}",
+                case,
+                i,
+                a,
+                b
+            );
+        }
+    }
+}
+
+#[test]
+fn intrinsic_errors() {
+    assert!(dot_f32(0).is_err());
+    assert!(reduce_sum_f32(-1).is_err());
+    let e = exp_f32(0).unwrap_err().to_string();
+    assert!(e.contains("the length must be at least 1"), "{}", e);
+    // A body that is not the declaration: exp(x) + 1 against exp_f32.
+    let x = placeholder(&[3.into(), 8.into()], DType::F32, "X");
+    let y = compute(&[3.into(), 8.into()], "Y", |i| {
+        exp(x.at(&[i[0].clone(), i[1].clone()])) + 1.0f32
+    });
+    let mut s = create_schedule(&[y.clone()]).unwrap();
+    let [_, j] = s.axes2(&y).unwrap();
+    s.tensorize(&y, &j, &exp_f32(8).unwrap()).unwrap();
+    let e = lower(&s, &[x.clone(), y.clone()]).unwrap_err().to_string();
+    assert!(
+        e.contains("cannot tensorize Y at j with exp_f32_8"),
+        "{}",
+        e
+    );
+    // A row sum tensorized with the wrong length.
+    let k = reduce_axis(0, 8, "k");
+    let c = compute(&[3.into()], "C", |i| {
+        sum(x.at(&[i[0].clone(), k.x()]), &[k.clone()])
+    });
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    let kx = s.reduce_axes(&c).unwrap().remove(0);
+    s.tensorize(&c, &kx, &reduce_sum_f32(4).unwrap()).unwrap();
+    let e = lower(&s, &[x, c]).unwrap_err().to_string();
+    assert!(e.contains("with extents [4]"), "{}", e);
+}
+
+#[test]
+fn tensorized_softmax_schedule() {
+    for (rows, n, threads) in [(6, 64, 1), (13, 40, 2), (4, 1024, 2)] {
+        let x = placeholder(&[rows.into(), n.into()], DType::F32, "X");
+        let out = softmax_rows(&x).unwrap();
+        let args = [x.clone(), out.clone()];
+        let s = softmax_rows_tensorized(&out, threads).unwrap();
+        let text = lower(&s, &args).unwrap().to_string();
+        for needle in [
+            format!("exp_f32_{}(", n),
+            format!("reduce_sum_f32_{}(", n),
+            "softmax.max.rf[ramp(".to_string(),
+        ] {
+            assert!(text.contains(&needle), "no {} in\n{}", needle, text);
+        }
+        if rows == 6 {
+            golden("softmax_tensorized", &text);
+        }
+        let base = create_schedule(&[out.clone()]).unwrap();
+        // Inputs over a wide range, so that the exponentials span many magnitudes.
+        let xs: Vec<f32> = {
+            let mut r = Rng(rows as u64);
+            (0..rows * n).map(|_| r.f32_in(-30.0, 30.0)).collect()
+        };
+        let xa = NdArray::from_slice(&[rows as usize, n as usize], &xs).unwrap();
+        let shape = [rows as usize, n as usize];
+        let k = build(&base, &args, Target::interp()).unwrap();
+        let mut want = NdArray::zeros(&shape, DType::F32);
+        k.run(&[&xa], &mut [&mut want]).unwrap();
+        for t in targets() {
+            let k = build(&s, &args, t.clone()).unwrap();
+            let mut got = NdArray::zeros(&shape, DType::F32);
+            k.run(&[&xa], &mut [&mut got]).unwrap();
+            assert!(
+                got.allclose(&want, 1e-5, 1e-6),
+                "softmax {}x{} threads {} on {:?}: max abs diff {}",
+                rows,
+                n,
+                threads,
+                t,
+                got.max_abs_diff(&want)
+            );
+        }
+        let replayed = Schedule::replay(&[out.clone()], &s.trace_json()).unwrap();
+        assert_eq!(lower(&replayed, &args).unwrap().to_string(), text);
+    }
+    let x3 = placeholder(&[2.into(), 3.into(), 4.into()], DType::F32, "X");
+    assert!(softmax_rows(&x3).is_err());
+}
