@@ -1,12 +1,12 @@
 //! The conv2d workloads of the report: ResNet-18's layer shapes at batch 1, loopforge's
-//! graph-runtime default schedule and the tensorized schedule
-//! (`schedules::conv2d_nchw_cpu_tensorized`), against PyTorch's `conv2d` (oneDNN) where
+//! vectorized-loops schedule (`graph_runtime::schedule::conv2d_loops`, the graph
+//! runtime's fallback) and the tensorized one (`schedules::conv2d_nchw_cpu_tensorized`,
+//! its default where it applies), against PyTorch's `conv2d` (oneDNN) where
 //! `torch` imports.
 
 use super::{check, measure, Opts, Row};
 use loopforge::graph_runtime::ops::conv2d;
 use loopforge::graph_runtime::Conv2dAttrs;
-use loopforge::graph_runtime::Op;
 use loopforge::prelude::*;
 use std::process::Command;
 
@@ -87,12 +87,8 @@ pub fn conv_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
         let mut reference: Option<Vec<f32>> = None;
         let candidates = [
             (
-                "loopforge_graph_default",
-                loopforge::graph_runtime::schedule::default_schedule(
-                    &Op::Conv2d(attrs.clone()),
-                    &out,
-                    threads,
-                ),
+                "loopforge_conv2d_loops",
+                loopforge::graph_runtime::schedule::conv2d_loops(&out, threads),
             ),
             (
                 "loopforge_conv2d_tensorized",

@@ -4,7 +4,10 @@
 //!   (an `mr x nr` accumulator tile in registers, vectorized along the output columns);
 //!   dense computes the transposed weight panel of each column block at that block
 //!   (`wt` computed at `j.outer`: the transpose doubles as packing).
-//! - conv2d: the padding stage materialized at root (a padded copy of the input, so that
+//! - conv2d: with one group and output channels a multiple of 16, the direct
+//!   convolution on the `gemm_f32` micro-kernel
+//!   ([`crate::schedules::conv2d_nchw_cpu_tensorized`]); otherwise the padding stage
+//!   materialized at root (a padded copy of the input, so that
 //!   the convolution's loads are unguarded and vectorize: about 5x faster than inlining
 //!   the `select`); output width split into vectors, the
 //!   accumulator tile (`out.local`) computed at the width block with the reduction
@@ -189,6 +192,17 @@ fn dense(out: &Tensor, threads: usize) -> Result<Schedule> {
 }
 
 fn conv2d(out: &Tensor, threads: usize) -> Result<Schedule> {
+    // One group and output channels in blocks of 16: the micro-kernel's direct
+    // convolution. Anything else (depthwise, grouped, few channels): the loops below.
+    if let Ok(s) = crate::schedules::conv2d_nchw_cpu_tensorized(out, threads) {
+        return Ok(s);
+    }
+    conv2d_loops(out, threads)
+}
+
+/// The convolution schedule for any group count: the padding materialized, output width
+/// in 128-bit vectors, an accumulator tile per width block, batch and channels parallel.
+pub fn conv2d_loops(out: &Tensor, threads: usize) -> Result<Schedule> {
     let sh = const_shape(out);
     let l = lanes(out);
     let mut s = create_schedule(&[out.clone()])?;
