@@ -422,6 +422,44 @@ fn tensorized_conv2d_schedule() {
         let replayed = Schedule::replay(&[out.clone()], &s.trace_json()).unwrap();
         assert_eq!(lower(&replayed, &args).unwrap().to_string(), text);
     }
+    // A fused epilogue: relu(conv + bias[o]) + residual, the convolution as accumulator.
+    {
+        let xs = [1usize, 8, 9, 9];
+        let ws = [32usize, 8, 3, 3];
+        let attrs = Conv2dAttrs {
+            stride: [1; 2],
+            padding: [1; 4],
+            dilation: [1; 2],
+            groups: 1,
+        };
+        let dims = |v: &[usize]| v.iter().map(|&d| Expr::from(d as i64)).collect::<Vec<_>>();
+        let x = placeholder(&dims(&xs), DType::F32, "x");
+        let w = placeholder(&dims(&ws), DType::F32, "w");
+        let bias = placeholder(&[32.into()], DType::F32, "bias");
+        let res = placeholder(&dims(&[1, 32, 9, 9]), DType::F32, "res");
+        let conv = conv2d(&x, &w, &xs, &ws, &attrs, &[1, 32, 9, 9]);
+        let biased = compute(&dims(&[1, 32, 9, 9]), "biased", |i| {
+            conv.at(i) + bias.at(&[i[1].clone()])
+        });
+        let out = compute(&dims(&[1, 32, 9, 9]), "fused", |i| {
+            max(biased.at(i), Expr::from(0.0f32)) + res.at(i)
+        });
+        let args = [x, w, bias, res, out.clone()];
+        let s = schedules::conv2d_nchw_cpu_tensorized(&out, 2).unwrap();
+        let text = lower(&s, &args).unwrap().to_string();
+        assert!(text.contains("gemm_f32_9x16x8.update("), "{}", text);
+        assert!(!text.contains("produce biased"), "{}", text);
+        let want = run_all(
+            &create_schedule(&[out.clone()]).unwrap(),
+            &args,
+            Target::interp(),
+            4,
+        );
+        for target in [Target::interp(), Target::cpu()] {
+            let got = run_all(&s, &args, target, 4);
+            assert_outputs_close(&args, &got, &want, "conv2d + bias + relu + residual");
+        }
+    }
     // Depthwise: not this schedule's form, a typed error.
     let xs = [1, 16, 8, 8];
     let ws = [16, 1, 3, 3];

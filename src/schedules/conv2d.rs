@@ -16,6 +16,22 @@ fn not_eligible(out: &Tensor, why: String) -> Error {
     ))
 }
 
+/// The reductions that `t` reads through elementwise stages (stopping at each).
+fn reductions_feeding(t: &Tensor) -> Vec<Tensor> {
+    let mut found: Vec<Tensor> = vec![];
+    let mut todo = t.op.input_tensors();
+    while let Some(x) = todo.pop() {
+        if !x.op.reduce_axis().is_empty() {
+            if !found.iter().any(|f| f.same_as(&x)) {
+                found.push(x);
+            }
+        } else if matches!(x.op.kind, OpKind::Compute { .. }) {
+            todo.extend(x.op.input_tensors());
+        }
+    }
+    found
+}
+
 /// Positions per tile along the output row: the divisor of `width` up to 30 that fills
 /// the micro-kernel's 6-row register blocks best (the larger on a tie).
 fn row_tile(width: i64) -> i64 {
@@ -41,6 +57,10 @@ fn row_tile(width: i64) -> i64 {
 ///   `(ky, kx)` and slice of `kc` (at most 256) input channels, then copied out;
 /// - batch and channel blocks fused and parallel over `threads`.
 ///
+/// `out` may also be an elementwise epilogue of the convolution (`relu(conv + bias)`, a
+/// residual sum: a graph's fused group); the convolution then plays the accumulator and
+/// the epilogue is applied as the tile is copied out.
+///
 /// A typed error when the convolution does not have that form (grouped or depthwise,
 /// output channels not a multiple of 16, symbolic sizes): use another schedule then.
 pub fn conv2d_nchw_cpu_tensorized(out: &Tensor, threads: usize) -> Result<Schedule> {
@@ -65,8 +85,30 @@ pub fn conv2d_nchw_cpu_tensorized(out: &Tensor, threads: usize) -> Result<Schedu
             ),
         ));
     }
-    let red = out.op.reduce_axis();
-    let inputs = out.op.input_tensors();
+    // The convolution: `out` itself, or the reduction an elementwise epilogue reads.
+    let conv = if out.op.reduce_axis().is_empty() {
+        let found = reductions_feeding(out);
+        match found.as_slice() {
+            [c] if c.shape().len() == 4
+                && c.shape()
+                    .iter()
+                    .zip(out.shape())
+                    .all(|(a, b)| a.as_int() == b.as_int()) =>
+            {
+                c.clone()
+            }
+            _ => {
+                return Err(not_eligible(
+                    out,
+                    "is neither a convolution nor an elementwise epilogue of one".into(),
+                ))
+            }
+        }
+    } else {
+        out.clone()
+    };
+    let red = conv.op.reduce_axis();
+    let inputs = conv.op.input_tensors();
     let (data, w) = match (red.len(), inputs.as_slice()) {
         (3, [d, w]) if w.shape().len() == 4 => (d.clone(), w.clone()),
         _ => {
@@ -98,7 +140,14 @@ pub fn conv2d_nchw_cpu_tensorized(out: &Tensor, threads: usize) -> Result<Schedu
             s.parallel(&data, &f)?;
         }
     }
-    let wp = s.cache_read(&w, "global", &[out])?;
+    // Elementwise stages of an epilogue (bias broadcasts...) computed in `out`'s loops.
+    for st in s.stages.clone() {
+        let keep = [&data.op.name, &conv.op.name, &out.op.name];
+        if !keep.contains(&&st.name) {
+            s.compute_inline(st.name.as_str())?;
+        }
+    }
+    let wp = s.cache_read(&w, "global", &[&conv])?;
     s.transform_layout(
         &wp,
         &[
@@ -116,7 +165,11 @@ pub fn conv2d_nchw_cpu_tensorized(out: &Tensor, threads: usize) -> Result<Schedu
     if threads > 1 {
         s.parallel(&wp, &pw[0])?;
     }
-    let acc = s.cache_write(out, "local")?;
+    let acc = if conv.same_as(out) {
+        s.cache_write(out, "local")?
+    } else {
+        conv.clone()
+    };
     s.transform_layout(
         &acc,
         &[
