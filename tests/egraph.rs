@@ -228,7 +228,7 @@ fn softplus_is_finite_at_710_and_1000_on_the_interpreter_and_the_jit() {
                 let input = arr(&xs, dt);
                 let k = build(&s, &args, t.clone()).unwrap();
                 let mut out = NdArray::zeros(&[xs.len()], dt);
-                k.run(&mut [&input], &mut [&mut out]).unwrap();
+                k.run(&[&input], &mut [&mut out]).unwrap();
                 let got: Vec<f64> = (0..xs.len()).map(|k| out.get_f64(k)).collect();
                 for (x, g) in xs.iter().zip(&got) {
                     let want = softplus_ref(*x);
@@ -285,7 +285,7 @@ fn exp_log_pow_and_shared_subexpressions() {
         )
         .unwrap();
         let mut out = NdArray::zeros(&[n as usize], DType::F32);
-        ke.run(&mut [&xa], &mut [&mut out]).unwrap();
+        ke.run(&[&xa], &mut [&mut out]).unwrap();
         assert_eq!(out.to_vec::<f32>().unwrap(), xa.to_vec::<f32>().unwrap());
         let kp = build(
             &create_schedule(&[p.clone()]).unwrap(),
@@ -294,7 +294,7 @@ fn exp_log_pow_and_shared_subexpressions() {
         )
         .unwrap();
         let mut out = NdArray::zeros(&[n as usize], DType::F32);
-        kp.run(&mut [&xa, &ya], &mut [&mut out]).unwrap();
+        kp.run(&[&xa, &ya], &mut [&mut out]).unwrap();
         let want: Vec<f32> = xs
             .iter()
             .zip(&ys)

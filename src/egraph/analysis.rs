@@ -94,7 +94,7 @@ pub fn int_binary(op: BinOp, a: (i64, i64), b: (i64, i64)) -> Option<(i64, i64)>
                 Some((x.min(y), x.max(y)))
             } else if b.0 > 0 || b.1 < 0 {
                 // A divisor of one sign: the quotient's extremes are at the corners.
-                corners(a, b, |x, y| floordiv_i128(x, y))
+                corners(a, b, floordiv_i128)
             } else {
                 None
             }
