@@ -35,6 +35,7 @@
 mod build;
 pub mod codegen_cpu;
 pub mod codegen_cuda;
+pub mod egraph;
 pub mod error;
 pub mod graph_runtime;
 pub mod interp;

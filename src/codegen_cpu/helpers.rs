@@ -45,6 +45,7 @@ pub(crate) fn math_helper_name(f: Option<MathFn>, dt: DType) -> Option<&'static 
         None => pick("loopforge_fmod_f32", "loopforge_fmod_f64"),
         Some(MathFn::Exp) => pick("loopforge_exp_f32", "loopforge_exp_f64"),
         Some(MathFn::Log) => pick("loopforge_log_f32", "loopforge_log_f64"),
+        Some(MathFn::Log1p) => pick("loopforge_log1p_f32", "loopforge_log1p_f64"),
         Some(MathFn::Tanh) => pick("loopforge_tanh_f32", "loopforge_tanh_f64"),
         Some(MathFn::Sigmoid) => pick("loopforge_sigmoid_f32", "loopforge_sigmoid_f64"),
         Some(MathFn::Erf) => pick("loopforge_erf_f32", "loopforge_erf_f64"),
@@ -100,6 +101,12 @@ extern "C" fn log_f32(x: f32) -> f32 {
 }
 extern "C" fn log_f64(x: f64) -> f64 {
     math_f64(MathFn::Log, x, 0.0)
+}
+extern "C" fn log1p_f32(x: f32) -> f32 {
+    math_f32(MathFn::Log1p, x, 0.0)
+}
+extern "C" fn log1p_f64(x: f64) -> f64 {
+    math_f64(MathFn::Log1p, x, 0.0)
 }
 extern "C" fn tanh_f32(x: f32) -> f32 {
     math_f32(MathFn::Tanh, x, 0.0)
@@ -246,6 +253,18 @@ pub(crate) fn helper_table() -> Vec<Helper> {
         h!(
             "loopforge_log_f64",
             log_f64 as extern "C" fn(f64) -> f64,
+            [F64],
+            [F64]
+        ),
+        h!(
+            "loopforge_log1p_f32",
+            log1p_f32 as extern "C" fn(f32) -> f32,
+            [F32],
+            [F32]
+        ),
+        h!(
+            "loopforge_log1p_f64",
+            log1p_f64 as extern "C" fn(f64) -> f64,
             [F64],
             [F64]
         ),

@@ -27,7 +27,8 @@
 //!   has AVX and FMA; halves are computed in f32 through conversion helpers and rounded
 //!   after every operation, lane by lane (`half.rs`), never fused;
 //! - math calls: `sqrt`, `abs`, `floor`, `ceil` as instructions; `exp`, `log`, `tanh`,
-//!   `sigmoid`, `erf`, `pow` (and float `%`) through Rust helpers, lane by lane for vectors.
+//!   `log1p`, `sigmoid`, `erf`, `pow` (and float `%`) through Rust helpers, lane by lane for
+//!   vectors.
 //!
 //! What the IR must guarantee: every executed access is in bounds (both sides of a `Select`
 //! are evaluated); a parameter the kernel writes does not overlap any other parameter (each

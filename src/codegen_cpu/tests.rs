@@ -545,6 +545,7 @@ fn math_f32(f: MathFn, x: f32, y: f32) -> f32 {
     match f {
         MathFn::Exp => x.exp(),
         MathFn::Log => x.ln(),
+        MathFn::Log1p => x.ln_1p(),
         MathFn::Sqrt => x.sqrt(),
         MathFn::Tanh => x.tanh(),
         MathFn::Sigmoid => 1.0 / (1.0 + (-x).exp()),
@@ -559,6 +560,7 @@ fn math_f64(f: MathFn, x: f64, y: f64) -> f64 {
     match f {
         MathFn::Exp => x.exp(),
         MathFn::Log => x.ln(),
+        MathFn::Log1p => x.ln_1p(),
         MathFn::Sqrt => x.sqrt(),
         MathFn::Tanh => x.tanh(),
         MathFn::Sigmoid => 1.0 / (1.0 + (-x).exp()),
@@ -569,9 +571,10 @@ fn math_f64(f: MathFn, x: f64, y: f64) -> f64 {
         MathFn::Ceil => x.ceil(),
     }
 }
-pub(super) const ALL_MATH: [MathFn; 10] = [
+pub(super) const ALL_MATH: [MathFn; 11] = [
     MathFn::Exp,
     MathFn::Log,
+    MathFn::Log1p,
     MathFn::Sqrt,
     MathFn::Tanh,
     MathFn::Sigmoid,

@@ -518,6 +518,7 @@ impl Emitter<'_> {
         let base = match f {
             MathFn::Exp => "exp",
             MathFn::Log => "log",
+            MathFn::Log1p => "log1p",
             MathFn::Sqrt => "sqrt",
             MathFn::Tanh => "tanh",
             MathFn::Erf => "erf",

@@ -19,7 +19,7 @@ const RESERVED: &[&str] = &[
     "virtual", "void", "volatile", "while", "xor", "NULL", "main",
     // CUDA built-ins and the math functions the generated code calls.
     "threadIdx", "blockIdx", "blockDim", "gridDim", "warpSize", "min", "max", "llmin",
-    "llmax", "abs", "llabs", "exp", "expf", "log", "logf", "sqrt", "sqrtf", "tanh",
+    "llmax", "abs", "llabs", "exp", "expf", "log", "logf", "log1p", "log1pf", "sqrt", "sqrtf", "tanh",
     "tanhf", "erf", "erff", "pow", "powf", "fabs", "fabsf", "floor", "floorf", "ceil",
     "ceilf", "fmod", "fmodf", "isnan", "signbit",
 ];

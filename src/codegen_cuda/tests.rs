@@ -439,6 +439,7 @@ fn every_expression_kind_compiles() {
             &[
                 MathFn::Exp,
                 MathFn::Log,
+                MathFn::Log1p,
                 MathFn::Sqrt,
                 MathFn::Tanh,
                 MathFn::Sigmoid,

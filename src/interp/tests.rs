@@ -437,9 +437,10 @@ fn math_functions_match_std_and_libm() {
     let xs32 = [0.5f32, -1.25, 2.0, 0.0];
     let xs64 = [0.5f64, -1.25, 2.0, 0.0];
     type F1 = fn(Expr) -> Expr;
-    let fns: [(&str, F1); 9] = [
+    let fns: [(&str, F1); 10] = [
         ("exp", |x| exp(x)),
         ("log", |x| log(x)),
+        ("log1p", |x| log1p(x)),
         ("sqrt", |x| sqrt(x)),
         ("tanh", |x| tanh(x)),
         ("sigmoid", |x| sigmoid(x)),
@@ -452,6 +453,7 @@ fn math_functions_match_std_and_libm() {
         match name {
             "exp" => x.exp(),
             "log" => x.ln(),
+            "log1p" => x.ln_1p(),
             "sqrt" => x.sqrt(),
             "tanh" => x.tanh(),
             "sigmoid" => 1.0 / (1.0 + (-x).exp()),
@@ -465,6 +467,7 @@ fn math_functions_match_std_and_libm() {
         match name {
             "exp" => x.exp(),
             "log" => x.ln(),
+            "log1p" => x.ln_1p(),
             "sqrt" => x.sqrt(),
             "tanh" => x.tanh(),
             "sigmoid" => 1.0 / (1.0 + (-x).exp()),

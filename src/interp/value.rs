@@ -18,7 +18,7 @@
 //!   int/float -> `bool` is `!= 0`, `bool` -> number is 0/1, `i64 -> f32` rounds once;
 //!   conversions to and from `f16`/`bf16` go through `f32`.
 //! * Math functions are computed in the type with Rust's `f32`/`f64` methods (`exp`,
-//!   `ln`, `sqrt`, `tanh`, `powf`, `abs`, `floor`, `ceil`) and the `libm` crate's `erff` /
+//!   `ln`, `ln_1p`, `sqrt`, `tanh`, `powf`, `abs`, `floor`, `ceil`) and the `libm` crate's `erff` /
 //!   `erf`, as the CPU backend's helpers do; `sigmoid(x) = 1 / (1 + exp(-x))` with each
 //!   op in the type; on halves, in `f32` with the result rounded once.
 

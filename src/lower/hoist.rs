@@ -218,6 +218,16 @@ impl Ctx {
                 let idx: Vec<Expr> = idx.iter().map(|i| self.expr(i)).collect();
                 b.load(idx)
             }
+            ExprNode::Let(v, val, body) => {
+                // The bound variable is defined here: nothing using it may move out.
+                let val = self.expr(val);
+                let fresh = self.inside.insert(v.id());
+                let body = self.expr(body);
+                if fresh {
+                    self.inside.remove(&v.id());
+                }
+                Expr::new(ExprNode::Let(v.clone(), val, body))
+            }
             _ if e.children().is_empty() => e.clone(),
             _ => {
                 let kids: Vec<Expr> = e.children().into_iter().map(|k| self.expr(k)).collect();

@@ -4,6 +4,9 @@
 //! and ensures):
 //!
 //! 1. [`inline`] — substitute `compute_inline` stages into their readers (TE level);
+//!    then [`egraph_algebra`] — algebraic and numerical rewrites of the bodies by
+//!    equality saturation (`exp(log x) -> x`, `pow(x, 2) -> x*x`, a softplus that does
+//!    not overflow), repeated subexpressions bound once by `let` (TE level);
 //! 2. [`infer_bound`] — regions, extents, offsets and guards of every stage;
 //! 3. [`schedule_ops`] — loop nests, attachments, allocations, reduction init/update;
 //! 4. [`storage_sync`] — barriers around shared-memory producers inside GPU kernels;
@@ -11,6 +14,9 @@
 //!    current one is read;
 //! 6. [`storage_flatten`] — one flat index per access;
 //! 7. [`simplify`] — canonical index arithmetic, range-aware, decided guards removed;
+//!    then [`egraph_index`] — index expressions that still divide (`floordiv`/`floormod`)
+//!    saturated with `egg` under the loop ranges, replaced where no longer needed
+//!    (`floordiv(x, 19) * 19 + floormod(x, 19) -> x` after a fuse);
 //! 8. [`loop_partition`] — split loops of non-dividing splits into a guard-free main part
 //!    and a guarded tail, then [`simplify`] again (narrower ranges decide more);
 //! 9. [`vectorize`] — `vectorized` loops become 128-bit vector operations;
@@ -21,10 +27,15 @@
 //!     [`thread_limits`] checks GPU launch limits.
 //!
 //! `LOOPFORGE_DUMP_IR=1` prints the IR after every pass ("(unchanged)" when a pass did
-//! nothing).
+//! nothing). The two e-graph passes add their stop reasons to the pass name, e.g.
+//! `egraph_index [egraph: 2 runs, 2 saturated, max 3 iterations, max 41 nodes, 1
+//! rewritten]`; `egraph_algebra` prints the bodies it rewrote (before the loop IR exists).
+//! Their limits are [`LowerOptions::egraph`] (defaults from [`crate::egraph::Limits::from_env`]).
 
 pub mod bound;
 pub mod double_buffer;
+pub mod egraph_algebra;
+pub mod egraph_index;
 pub mod hoist;
 pub mod infer_bound;
 pub mod inline;
@@ -46,6 +57,22 @@ use crate::te::{Expr, ExprNode, Tensor, Var};
 use ir::{Buffer, LoweredFunc, Stmt};
 use std::collections::HashSet;
 
+/// Options of the lowering pipeline.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LowerOptions {
+    /// Limits of every e-graph run (`egraph_algebra`, `egraph_index`).
+    pub egraph: crate::egraph::Limits,
+}
+
+impl Default for LowerOptions {
+    /// The default limits, overridden by the `LOOPFORGE_EGRAPH_*` environment variables.
+    fn default() -> LowerOptions {
+        LowerOptions {
+            egraph: crate::egraph::Limits::from_env(),
+        }
+    }
+}
+
 /// Lower `schedule` to a loop-IR function whose parameters are `args` (inputs and outputs,
 /// in call order; TVM's `tvm.lower(s, [A, B, C])`).
 pub fn lower(schedule: &Schedule, args: &[Tensor]) -> Result<LoweredFunc> {
@@ -65,6 +92,7 @@ pub fn lower_named(schedule: &Schedule, args: &[Tensor], name: &str) -> Result<L
         schedule,
         args,
         name,
+        &LowerOptions::default(),
         if dump { Some(&mut sink) } else { None },
     )
 }
@@ -72,14 +100,25 @@ pub fn lower_named(schedule: &Schedule, args: &[Tensor], name: &str) -> Result<L
 /// [`lower`], also returning the IR after every pass: `(pass, Some(ir))`, or
 /// `(pass, None)` when the pass changed nothing. This is what `LOOPFORGE_DUMP_IR=1` prints.
 pub fn lower_traced(schedule: &Schedule, args: &[Tensor]) -> Result<(LoweredFunc, PassDumps)> {
+    lower_traced_with(schedule, args, &LowerOptions::default())
+}
+
+/// [`lower_traced`] with explicit options (e.g. e-graph limits).
+pub fn lower_traced_with(
+    schedule: &Schedule,
+    args: &[Tensor],
+    opts: &LowerOptions,
+) -> Result<(LoweredFunc, PassDumps)> {
     let mut steps = vec![];
     let mut sink =
         |pass: &str, ir: Option<&str>| steps.push((pass.to_string(), ir.map(|s| s.to_string())));
-    let f = run_pipeline(schedule, args, "main", Some(&mut sink))?;
+    let f = run_pipeline(schedule, args, "main", opts, Some(&mut sink))?;
     Ok((f, steps))
 }
 
-/// The IR after each pass: `(pass, Some(ir))`, or `(pass, None)` when unchanged.
+/// The IR after each pass: `(pass, Some(ir))`, or `(pass, None)` when unchanged. The
+/// e-graph passes' names carry their stop reasons (`egraph_index [egraph: ...]`);
+/// `egraph_algebra`'s text is the rewritten bodies, not loop IR.
 pub type PassDumps = Vec<(String, Option<String>)>;
 
 type Sink<'a> = &'a mut dyn FnMut(&str, Option<&str>);
@@ -88,12 +127,21 @@ fn run_pipeline(
     schedule: &Schedule,
     args: &[Tensor],
     name: &str,
-    dump: Option<Sink>,
+    opts: &LowerOptions,
+    mut dump: Option<Sink>,
 ) -> Result<LoweredFunc> {
     let params = check_args(schedule, args)?;
 
     let eff = inline::inline_bodies(schedule);
     check_reads(&eff)?;
+    let order: Vec<String> = schedule.stages.iter().map(|s| s.name.clone()).collect();
+    let (eff, summary, rewritten) = egraph_algebra::run(&eff, &order, &opts.egraph);
+    if let Some(d) = dump.as_mut() {
+        d(
+            &format!("egraph_algebra [{}]", summary),
+            rewritten.as_deref(),
+        );
+    }
     let bounds = infer_bound::infer(schedule, &eff, args)?;
     let body = schedule_ops::build_body(schedule, &bounds)?;
     let mut f = LoweredFunc {
@@ -124,6 +172,9 @@ fn run_pipeline(
     p.after("storage_flatten", true)?;
     p.f.body = simplify::simplify_stmt(&p.f.body);
     p.after("simplify", true)?;
+    let (body, summary) = egraph_index::run(&p.f.body, &opts.egraph);
+    p.f.body = body;
+    p.after(&format!("egraph_index [{}]", summary), true)?;
     p.f.body = loop_partition::partition(&p.f.body);
     p.after("loop_partition", true)?;
     // Partitioning narrows loop ranges: extents that depended on them may now be constant.

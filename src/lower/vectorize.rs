@@ -194,7 +194,15 @@ impl Vec_ {
                     .collect::<Option<Vec<_>>>()?;
                 Some(e.with_children(a))
             }
-            _ => None, // the loop variable itself as a value, lets, ...
+            ExprNode::Let(v, val, body) => {
+                // An expression `let` (shared subexpressions from `egraph_algebra`): its
+                // value is substituted, since a vector-valued variable would not carry
+                // its lanes in the IR's types. Loads repeat; the values are the same.
+                let mut m = std::collections::HashMap::new();
+                m.insert(v.id(), val.clone());
+                self.value(&body.substitute(&m))
+            }
+            _ => None, // the loop variable itself as a value, ...
         }
     }
 }

@@ -245,6 +245,7 @@ macro_rules! math_fn {
             match f {
                 MathFn::Exp => x.exp(),
                 MathFn::Log => x.ln(),
+                MathFn::Log1p => x.ln_1p(),
                 MathFn::Sqrt => x.sqrt(),
                 MathFn::Tanh => x.tanh(),
                 MathFn::Sigmoid => 1.0 / (1.0 + (-x).exp()),

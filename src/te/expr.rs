@@ -127,6 +127,8 @@ pub enum MathFn {
     Exp,
     /// natural logarithm
     Log,
+    /// `log(1 + x)`, accurate for small `x`
+    Log1p,
     /// square root
     Sqrt,
     /// hyperbolic tangent
@@ -151,6 +153,7 @@ impl MathFn {
         match self {
             MathFn::Exp => "exp",
             MathFn::Log => "log",
+            MathFn::Log1p => "log1p",
             MathFn::Sqrt => "sqrt",
             MathFn::Tanh => "tanh",
             MathFn::Sigmoid => "sigmoid",
@@ -692,6 +695,10 @@ pub fn exp(x: impl Into<Expr>) -> Expr {
 /// natural logarithm
 pub fn log(x: impl Into<Expr>) -> Expr {
     call1(MathFn::Log, x.into())
+}
+/// `log(1 + x)`, accurate where `x` is small (C's `log1p`)
+pub fn log1p(x: impl Into<Expr>) -> Expr {
+    call1(MathFn::Log1p, x.into())
 }
 /// square root
 pub fn sqrt(x: impl Into<Expr>) -> Expr {
