@@ -48,7 +48,13 @@ fn close(got: &NdArray, want: &NdArray, what: &str) {
 }
 
 /// A batch norm over `c` channels with parameters named `name.*`.
-fn bn(g: &mut Graph, ps: &mut HashMap<String, NdArray>, name: &str, x: ValueId, seed: u64) -> ValueId {
+fn bn(
+    g: &mut Graph,
+    ps: &mut HashMap<String, NdArray>,
+    name: &str,
+    x: ValueId,
+    seed: u64,
+) -> ValueId {
     let c = g.shape(x)[1];
     let mut p = |k: &str, a: NdArray| {
         let n = format!("{}.{}", name, k);
@@ -109,9 +115,21 @@ fn has_batch_norm(m: &CompiledModel) -> bool {
 /// Every pass on against every pass off, on the interpreter, the CPU JIT (1 and 2
 /// threads) and the CUDA schedules on the simulated GPU; the passed graph also compiled
 /// with NVRTC where it is present. Returns the number of kernels with the passes.
-fn compare_passes(g: &Graph, ps: &HashMap<String, NdArray>, inputs: &[(&str, &NdArray)], what: &str) -> usize {
+fn compare_passes(
+    g: &Graph,
+    ps: &HashMap<String, NdArray>,
+    inputs: &[(&str, &NdArray)],
+    what: &str,
+) -> usize {
     let want = run(
-        &build(g, ps, Target::interp(), 1, ScheduleKind::Cpu, BuildOptions::none()),
+        &build(
+            g,
+            ps,
+            Target::interp(),
+            1,
+            ScheduleKind::Cpu,
+            BuildOptions::none(),
+        ),
         inputs,
     );
     let mut kernels = 0;
@@ -121,13 +139,23 @@ fn compare_passes(g: &Graph, ps: &HashMap<String, NdArray>, inputs: &[(&str, &Nd
         (Target::cpu(), 2, ScheduleKind::Cpu),
         (Target::interp(), 1, ScheduleKind::Cuda),
     ] {
-        let m = build(g, ps, target.clone(), threads, kind, BuildOptions::default());
+        let m = build(
+            g,
+            ps,
+            target.clone(),
+            threads,
+            kind,
+            BuildOptions::default(),
+        );
         kernels = m.num_kernels();
         for (i, (got, w)) in run(&m, inputs).iter().zip(&want).enumerate() {
             close(
                 got,
                 w,
-                &format!("{} ({:?}, {:?}, {} threads) output {}", what, target, kind, threads, i),
+                &format!(
+                    "{} ({:?}, {:?}, {} threads) output {}",
+                    what, target, kind, threads, i
+                ),
             );
         }
     }
@@ -135,7 +163,11 @@ fn compare_passes(g: &Graph, ps: &HashMap<String, NdArray>, inputs: &[(&str, &Nd
         let m = graph_runtime::build(g, Target::cuda_arch("sm_80"), ps, 1)
             .unwrap_or_else(|e| panic!("{}: CUDA build failed: {}", what, e));
         assert_eq!(m.num_kernels(), kernels, "{}", what);
-        assert!((0..m.num_kernels()).all(|i| m.kernel(i).ptx().is_some()), "{}", what);
+        assert!(
+            (0..m.num_kernels()).all(|i| m.kernel(i).ptx().is_some()),
+            "{}",
+            what
+        );
     } else if std::env::var("LOOPFORGE_REQUIRE_NVRTC").is_ok_and(|v| v == "1") {
         panic!("LOOPFORGE_REQUIRE_NVRTC=1 but libnvrtc.so.12 was not found");
     }
@@ -172,7 +204,14 @@ fn batch_norm_folds_into_conv_and_dense() {
     g.output(y).unwrap();
     let xa = rnd(&[1, 3, 9, 9], 6);
 
-    let unfolded = build(&g, &ps, Target::cpu(), 1, ScheduleKind::Cpu, BuildOptions::none());
+    let unfolded = build(
+        &g,
+        &ps,
+        Target::cpu(),
+        1,
+        ScheduleKind::Cpu,
+        BuildOptions::none(),
+    );
     let folded_only = BuildOptions {
         fold: true,
         ..BuildOptions::none()
@@ -228,10 +267,26 @@ fn constants_fold_into_parameters() {
     );
     assert_eq!(m.num_kernels(), 1, "{:#?}", m.graph().nodes());
     // The folded value is a parameter named after the node it replaces.
-    let names: Vec<&str> = m.graph().params().iter().map(|&v| m.graph().value_name(v)).collect();
+    let names: Vec<&str> = m
+        .graph()
+        .params()
+        .iter()
+        .map(|&v| m.graph().value_name(v))
+        .collect();
     assert_eq!(names, ["pq_sig"]);
-    let none = build(&g, &ps, Target::cpu(), 1, ScheduleKind::Cpu, BuildOptions::none());
-    close(&run(&m, &[("x", &xa)])[0], &run(&none, &[("x", &xa)])[0], "folded constants");
+    let none = build(
+        &g,
+        &ps,
+        Target::cpu(),
+        1,
+        ScheduleKind::Cpu,
+        BuildOptions::none(),
+    );
+    close(
+        &run(&m, &[("x", &xa)])[0],
+        &run(&none, &[("x", &xa)])[0],
+        "folded constants",
+    );
 }
 
 // ------------------------------------------------------------ fusion
@@ -249,7 +304,14 @@ fn conv_bias_relu_is_one_kernel() {
     g.output(y).unwrap();
     let xa = rnd(&[1, 4, 10, 10], 3);
     assert_eq!(compare_passes(&g, &ps, &[("x", &xa)], "conv+bias+relu"), 1);
-    let m = build(&g, &ps, Target::cpu(), 1, ScheduleKind::Cpu, BuildOptions::default());
+    let m = build(
+        &g,
+        &ps,
+        Target::cpu(),
+        1,
+        ScheduleKind::Cpu,
+        BuildOptions::default(),
+    );
     let n = &m.graph().nodes()[0];
     assert_eq!(n.name, "relu");
     match &n.op {
@@ -314,8 +376,19 @@ fn residual_block_fuses() {
     };
     let m = build(&g, &ps, Target::cpu(), 2, ScheduleKind::Cpu, fuse_only);
     assert_eq!(m.num_kernels(), 2);
-    let none = build(&g, &ps, Target::cpu(), 2, ScheduleKind::Cpu, BuildOptions::none());
-    close(&run(&m, &[("x", &xa)])[0], &run(&none, &[("x", &xa)])[0], "fusion only");
+    let none = build(
+        &g,
+        &ps,
+        Target::cpu(),
+        2,
+        ScheduleKind::Cpu,
+        BuildOptions::none(),
+    );
+    close(
+        &run(&m, &[("x", &xa)])[0],
+        &run(&none, &[("x", &xa)])[0],
+        "fusion only",
+    );
 }
 
 #[test]
@@ -342,8 +415,15 @@ fn conv_chain(n: usize) -> (Graph, HashMap<String, NdArray>) {
     let mut ps = HashMap::new();
     let mut h = g.input("x", &[1, 4, 12, 12], DType::F32).unwrap();
     for i in 0..n {
-        let w = param(&mut g, &mut ps, &format!("w{}", i), around(&[4, 4, 3, 3], i as u64, 0.3, 0.0));
-        h = g.conv2d(&format!("conv{}", i), h, w, Conv2dAttrs::same(1, 1)).unwrap();
+        let w = param(
+            &mut g,
+            &mut ps,
+            &format!("w{}", i),
+            around(&[4, 4, 3, 3], i as u64, 0.3, 0.0),
+        );
+        h = g
+            .conv2d(&format!("conv{}", i), h, w, Conv2dAttrs::same(1, 1))
+            .unwrap();
         h = g.relu(&format!("relu{}", i), h).unwrap();
     }
     g.output(h).unwrap();
@@ -404,7 +484,12 @@ fn memory_plan_keeps_live_values_apart() {
     let planned = build(&g, &ps, Target::cpu(), 1, ScheduleKind::Cpu, opts);
     let plan = planned.memory_plan();
     let buf = |name: &str| {
-        let n = planned.graph().nodes().iter().find(|n| n.name == name).unwrap();
+        let n = planned
+            .graph()
+            .nodes()
+            .iter()
+            .find(|n| n.name == name)
+            .unwrap();
         plan.storage_of[n.output.0].unwrap()
     };
     for i in 0..4 {
@@ -432,7 +517,12 @@ fn memory_plan_keeps_live_values_apart() {
     let mut ex = planned.executor();
     ex.set_input("x", xa).unwrap();
     ex.run().unwrap();
-    let sm0 = planned.graph().nodes().iter().find(|n| n.name == "sm0").unwrap();
+    let sm0 = planned
+        .graph()
+        .nodes()
+        .iter()
+        .find(|n| n.name == "sm0")
+        .unwrap();
     assert!(ex.value(sm0.output).is_none());
 }
 
@@ -483,7 +573,14 @@ fn resnet18_operator_by_operator() {
     let xa = rnd(&[1, 3, size, size], 8);
     // The reference: every source node on the interpreter (default schedules, no pass),
     // each from the reference's own inputs.
-    let reference = build(&g, &ps, Target::interp(), 1, ScheduleKind::Cpu, BuildOptions::none());
+    let reference = build(
+        &g,
+        &ps,
+        Target::interp(),
+        1,
+        ScheduleKind::Cpu,
+        BuildOptions::none(),
+    );
     let mut rex = reference.executor();
     rex.set_input("input", xa.clone()).unwrap();
     rex.run().unwrap();
@@ -497,7 +594,16 @@ fn resnet18_operator_by_operator() {
     assert_eq!(g.nodes().len(), 69);
     // stem conv (+bias+relu) and max pool; per block conv1 (+bias+relu) and conv2
     // (+bias+residual+relu), plus the three downsample convs (+bias); pool, flatten, fc.
-    assert_eq!(m.num_kernels(), 24, "{:#?}", m.graph().nodes().iter().map(|n| &n.name).collect::<Vec<_>>());
+    assert_eq!(
+        m.num_kernels(),
+        24,
+        "{:#?}",
+        m.graph()
+            .nodes()
+            .iter()
+            .map(|n| &n.name)
+            .collect::<Vec<_>>()
+    );
     assert!(!has_batch_norm(&m));
     let mut ex = m.executor();
     ex.set_input("input", xa.clone()).unwrap();
@@ -525,7 +631,14 @@ fn resnet18_operator_by_operator() {
     }
     assert_eq!(compared, 24);
     // Memory planning on: the same logits, bit for bit, in fewer bytes.
-    let planned = build(&g, &ps, Target::cpu(), 2, ScheduleKind::Cpu, BuildOptions::default());
+    let planned = build(
+        &g,
+        &ps,
+        Target::cpu(),
+        2,
+        ScheduleKind::Cpu,
+        BuildOptions::default(),
+    );
     let plan = planned.memory_plan();
     assert!(plan.planned_bytes * 2 < plan.unplanned_bytes, "{:?}", plan);
     assert_eq!(

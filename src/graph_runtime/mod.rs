@@ -42,8 +42,8 @@ mod saved;
 pub mod schedule;
 
 pub use graph::{
-    broadcast_shape, BinaryOp, Conv2dAttrs, EpilogueStep, FusedOp, Graph, Node, Op,
-    Pool2dAttrs, UnaryOp, ValueId, ValueInfo, ValueKind,
+    broadcast_shape, BinaryOp, Conv2dAttrs, EpilogueStep, FusedOp, Graph, Node, Op, Pool2dAttrs,
+    UnaryOp, ValueId, ValueInfo, ValueKind,
 };
 pub use passes::{BuildOptions, MemoryPlan};
 
@@ -414,25 +414,27 @@ impl GraphExecutor<'_> {
             let mut out = std::mem::replace(&mut self.buffers[b], NdArray::zeros(&[0], info.dtype));
             // The buffer holds another value from now on (even if the kernel fails).
             self.owner[b] = None;
-            let r = out.reshape_in_place(&info.shape, info.dtype).and_then(|()| {
-                let ins: Vec<&NdArray> = node
-                    .inputs
-                    .iter()
-                    .map(|&v| {
-                        self.array(v).ok_or_else(|| {
-                            crate::error::internal(
-                                format!(
-                                    "the memory plan reused the buffer of {} before {} read it",
-                                    g.value_name(v),
-                                    node.name
-                                ),
-                                "(graph)",
-                            )
+            let r = out
+                .reshape_in_place(&info.shape, info.dtype)
+                .and_then(|()| {
+                    let ins: Vec<&NdArray> = node
+                        .inputs
+                        .iter()
+                        .map(|&v| {
+                            self.array(v).ok_or_else(|| {
+                                crate::error::internal(
+                                    format!(
+                                        "the memory plan reused the buffer of {} before {} read it",
+                                        g.value_name(v),
+                                        node.name
+                                    ),
+                                    "(graph)",
+                                )
+                            })
                         })
-                    })
-                    .collect::<Result<_>>()?;
-                kernel.run(&ins, &mut [&mut out])
-            });
+                        .collect::<Result<_>>()?;
+                    kernel.run(&ins, &mut [&mut out])
+                });
             self.buffers[b] = out;
             r.map_err(|e| wrap(node, e))?;
             self.owner[b] = Some(node.output);

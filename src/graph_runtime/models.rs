@@ -31,10 +31,22 @@ impl Builder {
         Ok(v)
     }
 
-    fn conv(&mut self, name: &str, x: ValueId, o: usize, k: usize, stride: usize) -> Result<ValueId> {
+    fn conv(
+        &mut self,
+        name: &str,
+        x: ValueId,
+        o: usize,
+        k: usize,
+        stride: usize,
+    ) -> Result<ValueId> {
         let c = self.g.shape(x)[1];
         let fan_in = (c * k * k) as f32;
-        let w = self.param(&format!("{}.weight", name), &[o, c, k, k], (6.0 / fan_in).sqrt(), 0.0)?;
+        let w = self.param(
+            &format!("{}.weight", name),
+            &[o, c, k, k],
+            (6.0 / fan_in).sqrt(),
+            0.0,
+        )?;
         self.g.conv2d(name, x, w, Conv2dAttrs::same(stride, k / 2))
     }
 

@@ -69,10 +69,7 @@ fn main_reduction(out: &Tensor) -> Option<Tensor> {
     if is_reduction_tensor(out) {
         return Some(out.clone());
     }
-    out.op
-        .input_tensors()
-        .into_iter()
-        .find(is_reduction_tensor)
+    out.op.input_tensors().into_iter().find(is_reduction_tensor)
 }
 
 /// The simplest schedule: every stage at root, the padding inlined, nothing parallel or

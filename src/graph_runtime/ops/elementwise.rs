@@ -73,7 +73,12 @@ pub fn unary(op: UnaryOp, x: &Tensor, s: &[usize]) -> Tensor {
 /// `ins = [x, gamma, beta, mean, var]`.
 pub fn batch_norm(ins: &[Tensor], s: &[usize], eps: f64) -> Tensor {
     compute(&dims(s), "out", |i| {
-        batch_norm_expr(ins[0].at(i), &i[1], [&ins[1], &ins[2], &ins[3], &ins[4]], eps)
+        batch_norm_expr(
+            ins[0].at(i),
+            &i[1],
+            [&ins[1], &ins[2], &ins[3], &ins[4]],
+            eps,
+        )
     })
 }
 

@@ -34,7 +34,12 @@ fn renamed(t: &Tensor, name: &str) -> Tensor {
 }
 
 /// The fused group `f` over the placeholders `ins` (shapes `shapes`): see the module doc.
-pub fn fused(f: &FusedOp, ins: &[Tensor], shapes: &[&[usize]], out_shape: &[usize]) -> Result<Tensor> {
+pub fn fused(
+    f: &FusedOp,
+    ins: &[Tensor],
+    shapes: &[&[usize]],
+    out_shape: &[usize],
+) -> Result<Tensor> {
     let k = f.anchor_inputs;
     let (a_ins, a_shapes) = (&ins[..k], &shapes[..k]);
     // The anchor's value at an output index.
@@ -67,12 +72,9 @@ pub fn fused(f: &FusedOp, ins: &[Tensor], shapes: &[&[usize]], out_shape: &[usiz
             }
             (Anchor::Elementwise, Op::Binary(b)) => binary_expr(*b, read(0), read(1)),
             (Anchor::Elementwise, Op::Unary(u)) => unary_expr(*u, read(0)),
-            (Anchor::Elementwise, Op::BatchNorm { eps }) => batch_norm_expr(
-                read(0),
-                &i[1],
-                [&ins[1], &ins[2], &ins[3], &ins[4]],
-                *eps,
-            ),
+            (Anchor::Elementwise, Op::BatchNorm { eps }) => {
+                batch_norm_expr(read(0), &i[1], [&ins[1], &ins[2], &ins[3], &ins[4]], *eps)
+            }
             (Anchor::Elementwise, op) => unreachable!("{} is not elementwise", op.kind_name()),
         };
         for step in &f.epilogue {
@@ -106,4 +108,3 @@ pub fn fused(f: &FusedOp, ins: &[Tensor], shapes: &[&[usize]], out_shape: &[usiz
         v
     }))
 }
-

@@ -90,7 +90,11 @@ pub fn plan(g: &Graph, reuse: bool) -> MemoryPlan {
             .copied()
             .filter(|&b| buffers[b].0 >= size)
             .min_by_key(|&b| (buffers[b].0, b));
-        let pick = fit.or_else(|| same.iter().copied().max_by_key(|&b| (buffers[b].0, usize::MAX - b)));
+        let pick = fit.or_else(|| {
+            same.iter()
+                .copied()
+                .max_by_key(|&b| (buffers[b].0, usize::MAX - b))
+        });
         let b = match pick {
             Some(b) => {
                 free.retain(|&x| x != b);
