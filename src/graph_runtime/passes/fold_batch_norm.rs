@@ -33,7 +33,7 @@ struct Fold {
 }
 
 /// Run the pass (see the module doc).
-pub fn run(src: &Graph, params: &Params) -> Result<(Graph, Params)> {
+pub fn run(src: &Graph, params: Params) -> Result<(Graph, Params)> {
     let rd = readers(src);
     let is_param = |v: ValueId| params.get(v.0).is_some_and(|p| p.is_some());
     let producer = |v: ValueId| match src.value(v).kind {
@@ -114,9 +114,18 @@ pub fn run(src: &Graph, params: &Params) -> Result<(Graph, Params)> {
             .collect();
         let w = rw.constant(layer.inputs[1]).expect("checked");
         let ws = w.shape().to_vec();
-        let row = ws[1..].iter().product::<usize>();
-        let wv = w.to_f64_vec();
-        let w2 = NdArray::from_fn(&ws, |e| (wv[e] * scale[e / row]) as f32);
+        let row = ws[1..].iter().product::<usize>().max(1);
+        let mut w2 = NdArray::zeros(&ws, DType::F32);
+        for ((dst, src), s) in w2
+            .as_mut_slice::<f32>()?
+            .chunks_mut(row)
+            .zip(w.as_slice::<f32>()?.chunks(row))
+            .zip(&scale)
+        {
+            for (d, &x) in dst.iter_mut().zip(src) {
+                *d = (x as f64 * s) as f32;
+            }
+        }
         let old_bias: Vec<f64> = match (f.bias_add, layer.inputs.get(2)) {
             (Some((_, b)), _) => rw.constant(b).expect("checked").to_f64_vec(),
             (None, Some(&b)) => rw.constant(b).expect("checked").to_f64_vec(),

@@ -16,7 +16,7 @@ use crate::runtime::NdArray;
 use crate::Target;
 
 /// Run the pass (see the module doc).
-pub fn run(src: &Graph, params: &Params) -> Result<(Graph, Params)> {
+pub fn run(src: &Graph, params: Params) -> Result<(Graph, Params)> {
     let mut rw = Rewriter::new(src, params)?;
     for n in src.nodes() {
         let constant: Option<Vec<&NdArray>> = n.inputs.iter().map(|&v| rw.constant(v)).collect();

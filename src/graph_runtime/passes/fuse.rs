@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::graph_runtime::graph::{EpilogueStep, FusedOp, Graph, Op, ValueId};
 
 /// Run the pass (see the module doc).
-pub fn run(src: &Graph, params: &Params) -> Result<(Graph, Params)> {
+pub fn run(src: &Graph, params: Params) -> Result<(Graph, Params)> {
     let rd = readers(src);
     let nodes = src.nodes();
     // group[i]: the members of the group anchored at node i (when i is an anchor);

@@ -72,11 +72,11 @@ pub type Params = Vec<Option<NdArray>>;
 pub fn run(graph: &Graph, params: Params, opts: &BuildOptions) -> Result<(Graph, Params)> {
     let (mut g, mut p) = (graph.clone(), params);
     if opts.fold {
-        (g, p) = fold_constants::run(&g, &p)?;
-        (g, p) = fold_batch_norm::run(&g, &p)?;
+        (g, p) = fold_constants::run(&g, p)?;
+        (g, p) = fold_batch_norm::run(&g, p)?;
     }
     if opts.fuse {
-        (g, p) = fuse::run(&g, &p)?;
+        (g, p) = fuse::run(&g, p)?;
     }
     Ok((g, p))
 }
@@ -97,7 +97,8 @@ pub(crate) fn readers(g: &Graph) -> Vec<Vec<usize>> {
 /// any more disappear); nodes are copied or replaced by the pass.
 pub(crate) struct Rewriter<'a> {
     src: &'a Graph,
-    src_params: &'a Params,
+    /// The source's parameters; each moves into the result on first use (no copy).
+    src_params: Params,
     /// The result graph.
     pub g: Graph,
     /// The result's parameters, by its value ids.
@@ -106,7 +107,7 @@ pub(crate) struct Rewriter<'a> {
 }
 
 impl<'a> Rewriter<'a> {
-    pub fn new(src: &'a Graph, src_params: &'a Params) -> Result<Rewriter<'a>> {
+    pub fn new(src: &'a Graph, src_params: Params) -> Result<Rewriter<'a>> {
         let mut rw = Rewriter {
             src,
             src_params,
@@ -134,7 +135,7 @@ impl<'a> Rewriter<'a> {
         match &self.src.value(v).kind {
             ValueKind::Param(name) => {
                 let a = self.src_params[v.0]
-                    .clone()
+                    .take()
                     .expect("parameters are bound before the passes");
                 let nv = self.param_named(name, a)?;
                 self.map[v.0] = Some(nv);
