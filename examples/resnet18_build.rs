@@ -65,7 +65,11 @@ fn main() -> Result<()> {
         ex.set_input("input", x.clone())?;
         ex.run()?;
         for (i, n) in m.graph().nodes().iter().enumerate() {
-            let ins: Vec<&NdArray> = n.inputs.iter().map(|&v| ex.value(v).expect("kept")).collect();
+            let ins: Vec<&NdArray> = n
+                .inputs
+                .iter()
+                .map(|&v| ex.value(v).expect("kept"))
+                .collect();
             let mut out = ex.value(n.output).expect("kept").clone();
             let s = Instant::now();
             for _ in 0..runs {

@@ -82,8 +82,9 @@ pub enum ScheduleKind {
     Cuda,
 }
 
-/// Compile `graph` for `target`: one kernel per node, scheduled with the default schedule
-/// of its operator for that target ([`schedule::default_schedule`] for the CPU and the
+/// Compile `graph` for `target`: the graph [`passes`] (all on; see
+/// [`build_with_options`]), then one kernel per node of the passed graph, scheduled with
+/// the default schedule of its operator for that target ([`schedule::default_schedule`] for the CPU and the
 /// interpreter, `threads > 1` parallelizing; [`schedule::cuda_schedule`] for CUDA).
 /// `params` must hold exactly the graph's parameters, each with its declared shape and
 /// dtype; a missing, misshapen or unknown parameter is an [`Error::Graph`] naming it.

@@ -31,8 +31,7 @@ pub fn run(src: &Graph, params: Params) -> Result<(Graph, Params)> {
         taken[a] = true;
         let mut members = vec![a];
         let mut cur = nodes[a].output;
-        loop {
-            let [r] = rd[cur.0][..] else { break };
+        while let [r] = rd[cur.0][..] {
             let c = &nodes[r];
             let extends = !taken[r]
                 && !src.outputs().contains(&cur)
