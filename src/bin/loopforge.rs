@@ -140,10 +140,14 @@ fn compile_onnx(path: &Path, target: Target, threads: usize, quiet: bool) -> Res
         },
     )?;
     if !quiet {
+        let plan = m.memory_plan();
         eprintln!(
-            "\rcompiled {} nodes in {:.2} s{:<40}",
+            "\rcompiled {} nodes into {} kernels in {:.2} s; intermediates {} -> {} bytes{:<20}",
             graph.nodes().len(),
+            m.num_kernels(),
             start.elapsed().as_secs_f64(),
+            plan.unplanned_bytes,
+            plan.planned_bytes,
             ""
         );
     }

@@ -177,6 +177,61 @@ pub enum Op {
         /// Added to the variance.
         eps: f64,
     },
+    /// A fused group (made by the fusion pass, see [`FusedOp`]): an anchor operator and a
+    /// chain of elementwise operators applied to its output, computed by one kernel.
+    Fused(FusedOp),
+}
+
+/// One elementwise step of a fused group's epilogue, applied to the running value (the
+/// anchor's output, then each step's result). Input indices refer to the fused node's
+/// inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EpilogueStep {
+    /// `f(value)`.
+    Unary(UnaryOp),
+    /// `value op other` (or `other op value` when `value_left` is false), `other` being
+    /// node input `input`, broadcast to the value's shape.
+    Binary {
+        /// The operator.
+        op: BinaryOp,
+        /// The other operand (a node input index).
+        input: usize,
+        /// Whether the running value is the left operand.
+        value_left: bool,
+    },
+    /// Inference batch normalization with the channel vectors `gamma, beta, mean, var`
+    /// (node input indices).
+    BatchNorm {
+        /// Added to the variance.
+        eps: f64,
+        /// `gamma, beta, mean, var`.
+        inputs: [usize; 4],
+    },
+}
+
+/// A fused group: `anchor` applied to the first `anchor_inputs` inputs of the node, then
+/// the `epilogue` steps, elementwise, on its output (same shape all along). The fusion
+/// pass makes these; a fused node is named after the last node of the group, and
+/// `members` names the original nodes it computes (anchor first).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FusedOp {
+    /// The operator whose output the chain starts from (never itself `Fused`).
+    pub anchor: Box<Op>,
+    /// How many of the node's inputs (the first ones) are the anchor's.
+    pub anchor_inputs: usize,
+    /// The elementwise steps, in order.
+    pub epilogue: Vec<EpilogueStep>,
+    /// The names of the nodes of the source graph this group computes, anchor first.
+    pub members: Vec<String>,
+}
+
+impl Op {
+    /// Whether the operator is elementwise on its first input (same shape out, each output
+    /// element a function of the same element of the input and of broadcast operands):
+    /// binary and unary operators and batch normalization, what fusion can chain.
+    pub fn is_elementwise(&self) -> bool {
+        matches!(self, Op::Binary(_) | Op::Unary(_) | Op::BatchNorm { .. })
+    }
 }
 
 impl Op {
@@ -205,6 +260,7 @@ impl Op {
             Op::Concat { .. } => "concat",
             Op::Softmax { .. } => "softmax",
             Op::LayerNorm { .. } => "layer_norm",
+            Op::Fused(_) => "fused",
         }
     }
 }
@@ -290,6 +346,10 @@ impl Graph {
     /// The graph outputs, in the order [`Graph::output`] marked them.
     pub fn outputs(&self) -> &[ValueId] {
         &self.outputs
+    }
+    /// Whether `name` is taken by an input, parameter or node.
+    pub fn has_name(&self, name: &str) -> bool {
+        self.names.contains(name)
     }
     /// The name of a value: its input, parameter or node name.
     pub fn value_name(&self, v: ValueId) -> &str {
@@ -559,6 +619,7 @@ impl Graph {
                     return Err(arity_err("at least one input"));
                 }
             }
+            Op::Fused(f) => return self.infer_fused(name, f, inputs),
             Op::Conv2d(_) | Op::MatMul | Op::Binary(_) => arity(2)?,
             Op::BatchNorm { .. } => arity(5)?,
             Op::LayerNorm { .. } => arity(3)?,
@@ -804,6 +865,7 @@ impl Graph {
                 }
                 s[0].to_vec()
             }
+            Op::Fused(_) => unreachable!("handled above"),
             Op::LayerNorm { .. } => {
                 let d = match s[0].last() {
                     Some(d) => *d,
@@ -822,6 +884,76 @@ impl Graph {
                 s[0].to_vec()
             }
         };
+        Ok((shape, dt))
+    }
+}
+
+impl Graph {
+    /// Shape inference of a fused group: the anchor's, then every epilogue step must keep
+    /// the shape (its other operands broadcast to it).
+    fn infer_fused(
+        &self,
+        name: &str,
+        f: &FusedOp,
+        inputs: &[ValueId],
+    ) -> Result<(Vec<usize>, DType)> {
+        let err = |m: String| Err(graph_err(name, m));
+        if matches!(*f.anchor, Op::Fused(_)) {
+            return err("a fused group's anchor cannot itself be a fused group".into());
+        }
+        if f.anchor_inputs > inputs.len() {
+            return err(format!(
+                "the anchor takes {} inputs but the fused node has {}",
+                f.anchor_inputs,
+                inputs.len()
+            ));
+        }
+        let (shape, dt) = self.infer(name, &f.anchor, &inputs[..f.anchor_inputs])?;
+        let get = |i: usize| -> Result<ValueId> {
+            inputs.get(i).copied().ok_or_else(|| {
+                graph_err(
+                    name,
+                    format!(
+                        "an epilogue step reads input {} but the fused node has {} inputs",
+                        i,
+                        inputs.len()
+                    ),
+                )
+            })
+        };
+        for step in &f.epilogue {
+            let others: Vec<usize> = match step {
+                EpilogueStep::Unary(_) => vec![],
+                EpilogueStep::Binary { input, .. } => vec![*input],
+                EpilogueStep::BatchNorm { inputs, .. } => inputs.to_vec(),
+            };
+            for i in others {
+                let v = get(i)?;
+                if self.dtype(v) != dt {
+                    return err(format!(
+                        "epilogue input {} ({}) has dtype {} but the group computes {}",
+                        i,
+                        self.value_name(v),
+                        self.dtype(v),
+                        dt
+                    ));
+                }
+                let s = self.shape(v);
+                let ok = match step {
+                    EpilogueStep::BatchNorm { .. } => shape.len() >= 2 && s == [shape[1]],
+                    _ => broadcast_shape(&shape, s).as_deref() == Some(shape.as_slice()),
+                };
+                if !ok {
+                    return err(format!(
+                        "epilogue input {} ({}) of shape {} does not broadcast to the group's shape {}",
+                        i,
+                        self.value_name(v),
+                        shape_str(s),
+                        shape_str(&shape)
+                    ));
+                }
+            }
+        }
         Ok((shape, dt))
     }
 }

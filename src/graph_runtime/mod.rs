@@ -25,22 +25,27 @@
 //! assert_eq!(ex.get_output(0).unwrap().shape(), &[2, 4]);
 //! ```
 //!
-//! Each node becomes one kernel: its inputs are placeholders, [`ops::compute`] builds its
-//! tensor expression and [`schedule::default_schedule`] its CPU schedule. There is no
-//! fusion across nodes and no memory planning: the executor allocates one array per
-//! intermediate value, once, and reuses them across runs.
+//! [`build`] first runs the graph [`passes`] (constant and batch-norm folding, fusion of
+//! elementwise chains into their producer; each can be switched off with
+//! [`BuildOptions`]), then compiles each node of the resulting graph into one kernel: its
+//! inputs are placeholders, [`ops::compute`] builds its tensor expression and
+//! [`schedule::default_schedule`] its CPU schedule. The executor allocates the buffers of
+//! the memory plan ([`passes::memory_plan`]) once and reuses them across runs.
 
 mod graph;
+pub mod models;
 pub mod npy;
 pub mod onnx;
 pub mod ops;
+pub mod passes;
 mod saved;
 pub mod schedule;
 
 pub use graph::{
-    broadcast_shape, BinaryOp, Conv2dAttrs, Graph, Node, Op, Pool2dAttrs, UnaryOp, ValueId,
-    ValueInfo, ValueKind,
+    broadcast_shape, BinaryOp, Conv2dAttrs, EpilogueStep, FusedOp, Graph, Node, Op, Pool2dAttrs,
+    UnaryOp, ValueId, ValueInfo, ValueKind,
 };
+pub use passes::{BuildOptions, MemoryPlan};
 
 use crate::error::{graph_err, Error, Result};
 use crate::runtime::NdArray;
@@ -48,10 +53,16 @@ use crate::te::{placeholder, Tensor};
 use crate::{Kernel, Target};
 use std::collections::HashMap;
 
-/// A graph compiled for one target: one kernel per node, and the parameters.
+/// A graph compiled for one target: the graph after the passes, one kernel per node of
+/// it, the parameters and the memory plan.
 pub struct CompiledModel {
+    /// The graph after the passes (what the kernels compute).
     graph: Graph,
+    /// Nodes of the graph given to `build`.
+    source_nodes: usize,
     kernels: Vec<Kernel>,
+    plan: MemoryPlan,
+    options: BuildOptions,
     /// Parameter arrays, indexed by value id (`None` for non-parameters).
     params: Vec<Option<NdArray>>,
     target: Target,
@@ -71,8 +82,9 @@ pub enum ScheduleKind {
     Cuda,
 }
 
-/// Compile `graph` for `target`: one kernel per node, scheduled with the default schedule
-/// of its operator for that target ([`schedule::default_schedule`] for the CPU and the
+/// Compile `graph` for `target`: the graph [`passes`] (all on; see
+/// [`build_with_options`]), then one kernel per node of the passed graph, scheduled with
+/// the default schedule of its operator for that target ([`schedule::default_schedule`] for the CPU and the
 /// interpreter, `threads > 1` parallelizing; [`schedule::cuda_schedule`] for CUDA).
 /// `params` must hold exactly the graph's parameters, each with its declared shape and
 /// dtype; a missing, misshapen or unknown parameter is an [`Error::Graph`] naming it.
@@ -110,6 +122,28 @@ pub fn build_with_progress(
     params: &HashMap<String, NdArray>,
     threads: usize,
     kind: ScheduleKind,
+    progress: &mut dyn FnMut(usize, usize, &Node),
+) -> Result<CompiledModel> {
+    build_with_options(
+        graph,
+        target,
+        params,
+        threads,
+        kind,
+        &BuildOptions::default(),
+        progress,
+    )
+}
+
+/// [`build_with_progress`] with the graph passes chosen by `options` (the other entry
+/// points run them all).
+pub fn build_with_options(
+    graph: &Graph,
+    target: Target,
+    params: &HashMap<String, NdArray>,
+    threads: usize,
+    kind: ScheduleKind,
+    options: &BuildOptions,
     progress: &mut dyn FnMut(usize, usize, &Node),
 ) -> Result<CompiledModel> {
     if graph.outputs().is_empty() {
@@ -169,17 +203,22 @@ pub fn build_with_progress(
             ),
         ));
     }
+    let (g, bound) = passes::run(graph, bound, options)?;
     let mut kernels = vec![];
     let mut traces = vec![];
-    for (i, n) in graph.nodes().iter().enumerate() {
-        progress(i, graph.nodes().len(), n);
-        let (k, t) = compile_node(graph, n, target.clone(), threads, kind, None)?;
+    for (i, n) in g.nodes().iter().enumerate() {
+        progress(i, g.nodes().len(), n);
+        let (k, t) = compile_node(&g, n, target.clone(), threads, kind, None)?;
         kernels.push(k);
         traces.push(t);
     }
+    let plan = passes::memory_plan::plan(&g, options.plan_memory);
     Ok(CompiledModel {
-        graph: graph.clone(),
+        graph: g,
+        source_nodes: graph.nodes().len(),
         kernels,
+        plan,
+        options: *options,
         params: bound,
         target,
         kind,
@@ -247,42 +286,64 @@ fn wrap(node: &Node, e: Error) -> Error {
 }
 
 impl CompiledModel {
-    /// The graph this model was compiled from.
+    /// The graph the kernels compute: the graph given to `build` after the passes (same
+    /// inputs and outputs; a node named like a value of the source graph computes that
+    /// value, see [`passes`]).
     pub fn graph(&self) -> &Graph {
         &self.graph
+    }
+    /// Number of kernels (one per node of [`graph`](Self::graph)).
+    pub fn num_kernels(&self) -> usize {
+        self.kernels.len()
+    }
+    /// Number of nodes of the graph given to `build` (before the passes).
+    pub fn source_nodes(&self) -> usize {
+        self.source_nodes
+    }
+    /// The memory plan: which buffer holds each node output, and the bytes of the
+    /// intermediate values with and without buffer reuse.
+    pub fn memory_plan(&self) -> &MemoryPlan {
+        &self.plan
+    }
+    /// The passes this model was built with.
+    pub fn options(&self) -> &BuildOptions {
+        &self.options
     }
     /// The target the kernels were compiled for.
     pub fn target(&self) -> &Target {
         &self.target
     }
-    /// The kernel of node `i` (in [`Graph::nodes`] order).
+    /// The kernel of node `i` (in [`Graph::nodes`] order of [`graph`](Self::graph)).
     pub fn kernel(&self, i: usize) -> &Kernel {
         &self.kernels[i]
     }
-    /// A new executor: allocates every intermediate and output array once.
+    /// A new executor: allocates the buffers of the memory plan once.
     pub fn executor(&self) -> GraphExecutor<'_> {
-        let values = self
-            .graph
-            .values()
+        let buffers = self
+            .plan
+            .buffers
             .iter()
-            .map(|v| match v.kind {
-                ValueKind::Node(_) => Some(NdArray::zeros(&v.shape, v.dtype)),
-                _ => None,
-            })
-            .collect();
+            .map(|&(bytes, dt)| NdArray::zeros(&[bytes / dt.bytes().max(1)], dt))
+            .collect::<Vec<_>>();
         GraphExecutor {
             model: self,
-            values,
+            inputs: (0..self.graph.values().len()).map(|_| None).collect(),
+            owner: vec![None; buffers.len()],
+            buffers,
         }
     }
 }
 
-/// Runs a [`CompiledModel`]: set the inputs, run, read the outputs. The arrays of the
-/// intermediate values live as long as the executor and are reused by every run.
+/// Runs a [`CompiledModel`]: set the inputs, run, read the outputs. The buffers of the
+/// memory plan live as long as the executor and are reused by every run.
 pub struct GraphExecutor<'m> {
     model: &'m CompiledModel,
-    /// Inputs (once set) and node outputs, by value id; parameters live in the model.
-    values: Vec<Option<NdArray>>,
+    /// Graph inputs (once set), by value id; parameters live in the model.
+    inputs: Vec<Option<NdArray>>,
+    /// The plan's buffers (each viewed with the shape of the value it holds last).
+    buffers: Vec<NdArray>,
+    /// The value each buffer holds as of the last run.
+    owner: Vec<Option<ValueId>>,
 }
 
 impl GraphExecutor<'_> {
@@ -318,14 +379,18 @@ impl GraphExecutor<'_> {
                 ),
             ));
         }
-        self.values[v.0] = Some(array);
+        self.inputs[v.0] = Some(array);
         Ok(())
     }
 
     fn array(&self, v: ValueId) -> Option<&NdArray> {
         match &self.model.graph.value(v).kind {
             ValueKind::Param(_) => self.model.params[v.0].as_ref(),
-            _ => self.values[v.0].as_ref(),
+            ValueKind::Input(_) => self.inputs[v.0].as_ref(),
+            ValueKind::Node(_) => {
+                let b = self.model.plan.storage_of[v.0]?;
+                (self.owner[b] == Some(v)).then(|| &self.buffers[b])
+            }
         }
     }
 
@@ -333,7 +398,7 @@ impl GraphExecutor<'_> {
     pub fn run(&mut self) -> Result<()> {
         let g = &self.model.graph;
         for &v in g.inputs() {
-            if self.values[v.0].is_none() {
+            if self.inputs[v.0].is_none() {
                 return Err(graph_err(
                     g.value_name(v),
                     format!(
@@ -345,19 +410,35 @@ impl GraphExecutor<'_> {
             }
         }
         for (node, kernel) in g.nodes().iter().zip(&self.model.kernels) {
-            let mut out = self.values[node.output.0]
-                .take()
-                .expect("node outputs are allocated by executor()");
-            let r = {
-                let ins: Vec<&NdArray> = node
-                    .inputs
-                    .iter()
-                    .map(|&v| self.array(v).expect("inputs checked, params bound"))
-                    .collect();
-                kernel.run(&ins, &mut [&mut out])
-            };
-            self.values[node.output.0] = Some(out);
+            let b = self.model.plan.storage_of[node.output.0].expect("node outputs are planned");
+            let info = g.value(node.output);
+            let mut out = std::mem::replace(&mut self.buffers[b], NdArray::zeros(&[0], info.dtype));
+            // The buffer holds another value from now on (even if the kernel fails).
+            self.owner[b] = None;
+            let r = out
+                .reshape_in_place(&info.shape, info.dtype)
+                .and_then(|()| {
+                    let ins: Vec<&NdArray> = node
+                        .inputs
+                        .iter()
+                        .map(|&v| {
+                            self.array(v).ok_or_else(|| {
+                                crate::error::internal(
+                                    format!(
+                                        "the memory plan reused the buffer of {} before {} read it",
+                                        g.value_name(v),
+                                        node.name
+                                    ),
+                                    "(graph)",
+                                )
+                            })
+                        })
+                        .collect::<Result<_>>()?;
+                    kernel.run(&ins, &mut [&mut out])
+                });
+            self.buffers[b] = out;
             r.map_err(|e| wrap(node, e))?;
+            self.owner[b] = Some(node.output);
         }
         Ok(())
     }
@@ -383,7 +464,10 @@ impl GraphExecutor<'_> {
         })
     }
 
-    /// The array of any value (input, parameter or node output) as of the last run.
+    /// The array of any value of the model's graph (input, parameter or node output) as of
+    /// the last run; `None` for an input not set, and for an intermediate value whose
+    /// buffer the memory plan has since given to another value (build without
+    /// `plan_memory` to keep them all).
     pub fn value(&self, v: ValueId) -> Option<&NdArray> {
         self.array(v)
     }

@@ -1,7 +1,11 @@
 //! `CompiledModel::save` / `load`: a self-contained model file (`.lfm`).
 //!
+//! The stored graph is the graph after the build's passes (folded parameters, fused
+//! nodes), so loading runs no pass again: it compiles exactly what was saved, and plans
+//! the memory anew (a deterministic function of the graph).
+//!
 //! Layout: the 8 bytes `LFMODEL1`, a little-endian `u64` header length, the header (JSON:
-//! the target, the schedule kind and thread count, the graph as the sequence of its values
+//! the target, the schedule kind and thread count, the passes' options, the graph as the sequence of its values
 //! — inputs, parameters and nodes in creation order — its outputs, each node's schedule
 //! trace, and each parameter's shape, dtype, offset and length), then the parameters'
 //! bytes (little-endian). Loading rebuilds the graph through the builder (so a file that
@@ -10,6 +14,7 @@
 //! replayed; any inconsistency, truncation or foreign file is an `Error::Graph` naming the
 //! file, never a panic.
 
+use super::passes::{memory_plan, BuildOptions};
 use super::{compile_node, CompiledModel, Graph, Op, ScheduleKind, ValueId, ValueKind};
 use crate::error::{graph_err, internal, Result};
 use crate::runtime::NdArray;
@@ -62,6 +67,13 @@ struct Header {
     outputs: Vec<usize>,
     traces: Vec<String>,
     params: Vec<SavedParam>,
+    /// The passes the model was built with (the stored graph is the graph after them;
+    /// loading plans the memory again when `plan_memory` is set).
+    #[serde(default)]
+    options: Option<BuildOptions>,
+    /// Nodes of the graph before the passes.
+    #[serde(default)]
+    source_nodes: Option<usize>,
 }
 
 impl CompiledModel {
@@ -127,6 +139,8 @@ impl CompiledModel {
             outputs: g.outputs().iter().map(|v| v.0).collect(),
             traces: self.traces.clone(),
             params,
+            options: Some(self.options),
+            source_nodes: Some(self.source_nodes),
         };
         let json = serde_json::to_vec(&header).map_err(|e| {
             internal(
@@ -266,9 +280,15 @@ impl CompiledModel {
         for (n, t) in g.nodes().iter().zip(&header.traces) {
             kernels.push(compile_node(&g, n, target.clone(), header.threads, kind, Some(t))?.0);
         }
+        // Files written before the passes existed hold an unpassed graph.
+        let options = header.options.unwrap_or_else(BuildOptions::none);
+        let plan = memory_plan::plan(&g, options.plan_memory);
         Ok(CompiledModel {
+            source_nodes: header.source_nodes.unwrap_or(g.nodes().len()),
             graph: g,
             kernels,
+            plan,
+            options,
             params,
             target,
             kind,

@@ -50,13 +50,29 @@ fn is_reduction(s: &Schedule, name: &str) -> Result<bool> {
 }
 
 /// The default CPU schedule of the computation `out` of one graph node with operator `op`.
+/// A fused group ([`Op::Fused`]) takes its anchor's schedule, with the anchor's stage
+/// computed inside the loop nest of the epilogue's output stage (conv2d, dense, matmul) or
+/// at root (other reductions); elementwise and injective stages are inlined into `out`.
 pub fn default_schedule(op: &Op, out: &Tensor, threads: usize) -> Result<Schedule> {
     match op {
-        Op::MatMul => matmul(out, threads),
-        Op::Dense => dense(out, threads),
+        Op::MatMul if is_reduction_tensor(out) => matmul(out, threads),
+        Op::MatMul | Op::Dense => dense(out, threads),
         Op::Conv2d(_) => conv2d(out, threads),
+        Op::Fused(f) => default_schedule(&f.anchor, out, threads),
         _ => generic(out, threads),
     }
+}
+
+fn is_reduction_tensor(t: &Tensor) -> bool {
+    !t.op.reduce_axis().is_empty()
+}
+
+/// The reduction `out` reads (a fused group's anchor, dense's `mm`), or `out` itself.
+fn main_reduction(out: &Tensor) -> Option<Tensor> {
+    if is_reduction_tensor(out) {
+        return Some(out.clone());
+    }
+    out.op.input_tensors().into_iter().find(is_reduction_tensor)
 }
 
 /// The simplest schedule: every stage at root, the padding inlined, nothing parallel or
@@ -71,6 +87,17 @@ fn inline_pads(s: &mut Schedule) -> Result<()> {
     for n in stage_names(s) {
         if n == "pad" {
             s.compute_inline("pad")?;
+        }
+    }
+    Ok(())
+}
+
+/// Inline every stage that is neither a reduction nor the output (padding, a fused
+/// group's injective anchor, dense's weight transpose).
+fn inline_injective(s: &mut Schedule, out: &Tensor) -> Result<()> {
+    for n in stage_names(s) {
+        if n != out.op.name && !is_reduction(s, &n)? {
+            s.compute_inline(n.as_str())?;
         }
     }
     Ok(())
@@ -116,11 +143,8 @@ fn reduction(s: &mut Schedule, t: &str, threads: usize) -> Result<()> {
 
 fn generic(out: &Tensor, threads: usize) -> Result<Schedule> {
     let mut s = create_schedule(&[out.clone()])?;
-    inline_pads(&mut s)?;
+    inline_injective(&mut s, out)?;
     for n in stage_names(&s) {
-        if n == "pad" {
-            continue;
-        }
         if is_reduction(&s, &n)? {
             reduction(&mut s, &n, threads)?;
         } else if n == out.op.name {
@@ -156,18 +180,19 @@ fn input_named(t: &Tensor, name: &str) -> Option<Tensor> {
     t.op.input_tensors().into_iter().find(|x| x.op.name == name)
 }
 
+/// Dense, dense with a bias and matmul or dense followed by a fused epilogue: the product
+/// (`out` itself, or the reduction `out` reads) register-blocked, the weight transpose `wt`
+/// (dense) computed at the column block, the epilogue vectorized at root.
 fn dense(out: &Tensor, threads: usize) -> Result<Schedule> {
     let sh = const_shape(out);
     let cfg = match mm_config(sh[0], sh[1], threads) {
         Some(c) if out.dtype() == crate::te::DType::F32 => c,
         _ => return generic(out, threads),
     };
-    let mm = if !out.op.reduce_axis().is_empty() {
-        out.clone()
-    } else {
-        input_named(out, "mm").expect("dense with a bias reads the stage mm")
+    let Some(mm) = main_reduction(out) else {
+        return generic(out, threads);
     };
-    let wt = input_named(&mm, "wt").expect("dense reads the stage wt");
+    let wt = input_named(&mm, "wt");
     let mut s = create_schedule(&[out.clone()])?;
     let cl = s.cache_write(&mm, "local")?;
     let [i, j] = s.axes2(&mm)?;
@@ -177,7 +202,9 @@ fn dense(out: &Tensor, threads: usize) -> Result<Schedule> {
         s.parallel(&mm, &jo)?;
     }
     s.compute_at(&cl, &mm, &io)?;
-    s.compute_at(&wt, &mm, &jo)?;
+    if let Some(wt) = &wt {
+        s.compute_at(wt, &mm, &jo)?;
+    }
     let [ci, cj] = s.axes2(&cl)?;
     let k = s.reduce_axes(&cl)?.remove(0);
     s.reorder(&cl, &[&k, &ci, &cj])?;
@@ -186,11 +213,19 @@ fn dense(out: &Tensor, threads: usize) -> Result<Schedule> {
     s.vectorize(&mm, &ji)?;
     s.unroll(&mm, &ii)?;
     if !mm.same_as(out) {
+        for n in stage_names(&s) {
+            if n != out.op.name && n != mm.op.name && !is_reduction(&s, &n)? && n != "wt" {
+                s.compute_inline(n.as_str())?;
+            }
+        }
         injective(&mut s, out, threads)?;
     }
     Ok(s)
 }
 
+/// Conv2d alone (its accumulator `out.local` made by `cache_write`) or anchoring a fused
+/// group (the anchor stage plays `out.local`: computed at the output's width block, the
+/// epilogue applied as the output's vector lanes are stored).
 fn conv2d(out: &Tensor, threads: usize) -> Result<Schedule> {
     // One group and output channels in blocks of 16: the micro-kernel's direct
     // convolution. Anything else (depthwise, grouped, few channels): the loops below.
@@ -205,6 +240,9 @@ fn conv2d(out: &Tensor, threads: usize) -> Result<Schedule> {
 pub fn conv2d_loops(out: &Tensor, threads: usize) -> Result<Schedule> {
     let sh = const_shape(out);
     let l = lanes(out);
+    let Some(conv) = main_reduction(out) else {
+        return generic(out, threads);
+    };
     let mut s = create_schedule(&[out.clone()])?;
     if stage_names(&s).iter().any(|n| n == "pad") {
         // Materialized at root (a copy of the input): the convolution's loads are then
@@ -216,7 +254,11 @@ pub fn conv2d_loops(out: &Tensor, threads: usize) -> Result<Schedule> {
         }
     }
     let ow = sh[3];
-    let cl = s.cache_write(out, "local")?;
+    let cl = if conv.same_as(out) {
+        s.cache_write(out, "local")?
+    } else {
+        conv
+    };
     let [n, o, y, x] = {
         let a = s.axes(out)?;
         [a[0].clone(), a[1].clone(), a[2].clone(), a[3].clone()]
@@ -279,9 +321,11 @@ const CUDA_THREADS: i64 = 256;
 /// output tensor it computes (for dense, an equivalent computation that reads the weight
 /// directly; same inputs).
 pub fn cuda_schedule(op: &Op, out: &Tensor) -> Result<(Schedule, Tensor)> {
+    if let Op::Fused(f) = op {
+        return cuda_schedule(&f.anchor, out);
+    }
     let gemm = match op {
-        Op::MatMul => true,
-        Op::Dense => !out.op.reduce_axis().is_empty(),
+        Op::MatMul | Op::Dense => is_reduction_tensor(out),
         _ => false,
     };
     if gemm && out.dtype() == crate::te::DType::F32 {

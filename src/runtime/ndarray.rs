@@ -67,7 +67,11 @@ pub struct NdArray {
     dtype: DType,
     shape: Vec<usize>,
     ptr: *mut u8,
+    /// Bytes of the elements (`shape` x dtype).
     bytes: usize,
+    /// Bytes allocated at `ptr` (at least `bytes`; more after [`NdArray::reshape_in_place`]
+    /// to a smaller shape).
+    capacity: usize,
 }
 
 // The array owns its memory exclusively.
@@ -94,7 +98,31 @@ impl NdArray {
             shape: shape.to_vec(),
             ptr,
             bytes,
+            capacity: bytes,
         }
+    }
+
+    /// Give the array another shape and dtype in place, reusing its allocation, which must
+    /// be large enough (the graph executor's memory plan shares one buffer between values
+    /// whose lifetimes do not overlap). The elements' contents are whatever the buffer
+    /// held. An allocation too small is an [`Error::Argument`].
+    pub fn reshape_in_place(&mut self, shape: &[usize], dtype: DType) -> Result<()> {
+        let bytes = shape.iter().product::<usize>() * dtype.bytes();
+        if bytes > self.capacity {
+            return Err(Error::Argument(format!(
+                "cannot view {} bytes as shape {:?} of {} ({} bytes)",
+                self.capacity, shape, dtype, bytes
+            )));
+        }
+        self.shape = shape.to_vec();
+        self.dtype = dtype;
+        self.bytes = bytes;
+        Ok(())
+    }
+
+    /// Bytes allocated for the elements (at least [`nbytes`](Self::nbytes)).
+    pub fn capacity_bytes(&self) -> usize {
+        self.capacity
     }
 
     /// An array from a vector of elements; the length must match the shape.
@@ -349,12 +377,12 @@ impl Clone for NdArray {
 
 impl Drop for NdArray {
     fn drop(&mut self) {
-        if self.bytes > 0 {
+        if self.capacity > 0 {
             // Safety: allocated in `zeros` with this layout.
             unsafe {
                 dealloc(
                     self.ptr,
-                    Layout::from_size_align(self.bytes, ALIGN).unwrap(),
+                    Layout::from_size_align(self.capacity, ALIGN).unwrap(),
                 )
             }
         }

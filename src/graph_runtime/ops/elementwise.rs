@@ -31,15 +31,22 @@ pub fn binary(
     out_shape: &[usize],
 ) -> Tensor {
     compute(&dims(out_shape), "out", |i| {
-        let x = a.at(&broadcast_index(i, sa));
-        let y = b.at(&broadcast_index(i, sb));
-        match op {
-            BinaryOp::Add => x + y,
-            BinaryOp::Sub => x - y,
-            BinaryOp::Mul => x * y,
-            BinaryOp::Div => x / y,
-        }
+        binary_expr(
+            op,
+            a.at(&broadcast_index(i, sa)),
+            b.at(&broadcast_index(i, sb)),
+        )
     })
+}
+
+/// The scalar function of a binary operator.
+pub(crate) fn binary_expr(op: BinaryOp, x: Expr, y: Expr) -> Expr {
+    match op {
+        BinaryOp::Add => x + y,
+        BinaryOp::Sub => x - y,
+        BinaryOp::Mul => x * y,
+        BinaryOp::Div => x / y,
+    }
 }
 
 /// The scalar function of a unary operator.
@@ -65,10 +72,20 @@ pub fn unary(op: UnaryOp, x: &Tensor, s: &[usize]) -> Tensor {
 /// `(x - mean[c]) / sqrt(var[c] + eps) * gamma[c] + beta[c]` with `c` the second dimension;
 /// `ins = [x, gamma, beta, mean, var]`.
 pub fn batch_norm(ins: &[Tensor], s: &[usize], eps: f64) -> Tensor {
-    let dt = ins[0].dtype();
     compute(&dims(s), "out", |i| {
-        let c = [i[1].clone()];
-        let scale = ins[1].at(&c) / sqrt(ins[4].at(&c) + Expr::float_of(eps, dt));
-        (ins[0].at(i) - ins[3].at(&c)) * scale + ins[2].at(&c)
+        batch_norm_expr(
+            ins[0].at(i),
+            &i[1],
+            [&ins[1], &ins[2], &ins[3], &ins[4]],
+            eps,
+        )
     })
+}
+
+/// The batch normalization of the value `x` of channel `c` with `[gamma, beta, mean, var]`.
+pub(crate) fn batch_norm_expr(x: Expr, c: &Expr, v: [&Tensor; 4], eps: f64) -> Expr {
+    let dt = x.dtype();
+    let c = [c.clone()];
+    let scale = v[0].at(&c) / sqrt(v[3].at(&c) + Expr::float_of(eps, dt));
+    (x - v[2].at(&c)) * scale + v[1].at(&c)
 }

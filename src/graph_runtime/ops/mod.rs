@@ -3,6 +3,7 @@
 
 mod conv2d;
 mod elementwise;
+mod fused;
 mod linear;
 mod norm;
 mod pad;
@@ -12,6 +13,7 @@ mod softmax;
 
 pub use conv2d::conv2d;
 pub use elementwise::{batch_norm, binary, unary};
+pub use fused::{fused, ANCHOR};
 pub use linear::{dense, matmul};
 pub use norm::layer_norm;
 pub use pad::pad;
@@ -64,5 +66,6 @@ pub fn compute(
         Op::Concat { axis } => concat(ins, shapes, *axis, out_shape),
         Op::Softmax { axis } => softmax(&ins[0], shapes[0], *axis),
         Op::LayerNorm { eps } => layer_norm(&ins[0], &ins[1], &ins[2], shapes[0], *eps),
+        Op::Fused(f) => fused(f, ins, shapes, out_shape)?,
     })
 }

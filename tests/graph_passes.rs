@@ -1,0 +1,648 @@
+//! The graph passes: batch norm folding, fusion (kernel counts and results against the
+//! unfused build on the interpreter, the CPU JIT and the CUDA schedules on the simulated
+//! GPU), memory planning (buffers reused, results bit-identical to the unplanned run),
+//! saved models of the passed graph, and a ResNet-18-shaped network checked operator by
+//! operator against the reference interpreter.
+//!
+//! Tolerances: results of a build with passes against one without are compared with
+//! `|got - want| <= 1e-4 + 1e-4 |want|` (folding rounds `w * gamma / sqrt(var + eps)` once
+//! instead of per operation; fused kernels may contract differently into FMA). The
+//! ResNet-18 check allows `|got - want| <= 2e-3 * max(1, max |want|)` per node: twenty
+//! layers of f32 convolutions with folded weights and different summation orders
+//! (measured: below 1e-4 of the node's largest magnitude). Memory planning changes no
+//! arithmetic: compared bit for bit.
+
+use loopforge::graph_runtime::{
+    self, models, BuildOptions, CompiledModel, Conv2dAttrs, Graph, Op, ScheduleKind,
+};
+use loopforge::prelude::*;
+use std::collections::HashMap;
+
+fn rnd(shape: &[usize], seed: u64) -> NdArray {
+    NdArray::random(shape, DType::F32, seed)
+}
+
+/// `r * scale + offset`, `r` uniform in [-1, 1).
+fn around(shape: &[usize], seed: u64, scale: f32, offset: f32) -> NdArray {
+    let r = rnd(shape, seed);
+    NdArray::from_fn(shape, |i| r.get_f64(i) as f32 * scale + offset)
+}
+
+fn close(got: &NdArray, want: &NdArray, what: &str) {
+    assert_eq!(got.shape(), want.shape(), "{}: shape", what);
+    for (i, (a, b)) in got
+        .to_f64_vec()
+        .into_iter()
+        .zip(want.to_f64_vec())
+        .enumerate()
+    {
+        assert!(
+            (a - b).abs() <= 1e-4 + 1e-4 * b.abs(),
+            "{}: element {} is {} but should be {}",
+            what,
+            i,
+            a,
+            b
+        );
+    }
+}
+
+/// A batch norm over `c` channels with parameters named `name.*`.
+fn bn(
+    g: &mut Graph,
+    ps: &mut HashMap<String, NdArray>,
+    name: &str,
+    x: ValueId,
+    seed: u64,
+) -> ValueId {
+    let c = g.shape(x)[1];
+    let mut p = |k: &str, a: NdArray| {
+        let n = format!("{}.{}", name, k);
+        ps.insert(n.clone(), a);
+        g.param(&n, &[c]).unwrap()
+    };
+    let gamma = p("gamma", around(&[c], seed, 0.5, 1.0));
+    let beta = p("beta", around(&[c], seed + 1, 0.5, 0.0));
+    let mean = p("mean", around(&[c], seed + 2, 0.5, 0.0));
+    let var = p("var", around(&[c], seed + 3, 0.4, 1.0));
+    g.batch_norm(name, x, gamma, beta, mean, var, 1e-5).unwrap()
+}
+
+use loopforge::graph_runtime::ValueId;
+
+fn param(g: &mut Graph, ps: &mut HashMap<String, NdArray>, name: &str, a: NdArray) -> ValueId {
+    let v = g.param(name, a.shape()).unwrap();
+    ps.insert(name.to_string(), a);
+    v
+}
+
+fn build(
+    g: &Graph,
+    ps: &HashMap<String, NdArray>,
+    target: Target,
+    threads: usize,
+    kind: ScheduleKind,
+    opts: BuildOptions,
+) -> CompiledModel {
+    graph_runtime::build_with_options(g, target, ps, threads, kind, &opts, &mut |_, _, _| {})
+        .unwrap_or_else(|e| panic!("build failed: {}", e))
+}
+
+fn run(m: &CompiledModel, inputs: &[(&str, &NdArray)]) -> Vec<NdArray> {
+    let mut ex = m.executor();
+    for (n, a) in inputs {
+        ex.set_input(n, (*a).clone()).unwrap();
+    }
+    ex.run().unwrap();
+    (0..m.graph().outputs().len())
+        .map(|i| ex.get_output(i).unwrap().clone())
+        .collect()
+}
+
+fn has_batch_norm(m: &CompiledModel) -> bool {
+    m.graph().nodes().iter().any(|n| match &n.op {
+        Op::BatchNorm { .. } => true,
+        Op::Fused(f) => {
+            matches!(*f.anchor, Op::BatchNorm { .. })
+                || f.epilogue
+                    .iter()
+                    .any(|s| matches!(s, graph_runtime::EpilogueStep::BatchNorm { .. }))
+        }
+        _ => false,
+    })
+}
+
+/// Every pass on against every pass off, on the interpreter, the CPU JIT (1 and 2
+/// threads) and the CUDA schedules on the simulated GPU; the passed graph also compiled
+/// with NVRTC where it is present. Returns the number of kernels with the passes.
+fn compare_passes(
+    g: &Graph,
+    ps: &HashMap<String, NdArray>,
+    inputs: &[(&str, &NdArray)],
+    what: &str,
+) -> usize {
+    let want = run(
+        &build(
+            g,
+            ps,
+            Target::interp(),
+            1,
+            ScheduleKind::Cpu,
+            BuildOptions::none(),
+        ),
+        inputs,
+    );
+    let mut kernels = 0;
+    for (target, threads, kind) in [
+        (Target::interp(), 1, ScheduleKind::Cpu),
+        (Target::cpu(), 1, ScheduleKind::Cpu),
+        (Target::cpu(), 2, ScheduleKind::Cpu),
+        (Target::interp(), 1, ScheduleKind::Cuda),
+    ] {
+        let m = build(
+            g,
+            ps,
+            target.clone(),
+            threads,
+            kind,
+            BuildOptions::default(),
+        );
+        kernels = m.num_kernels();
+        for (i, (got, w)) in run(&m, inputs).iter().zip(&want).enumerate() {
+            close(
+                got,
+                w,
+                &format!(
+                    "{} ({:?}, {:?}, {} threads) output {}",
+                    what, target, kind, threads, i
+                ),
+            );
+        }
+    }
+    if loopforge::codegen_cuda::nvrtc_available() {
+        let m = graph_runtime::build(g, Target::cuda_arch("sm_80"), ps, 1)
+            .unwrap_or_else(|e| panic!("{}: CUDA build failed: {}", what, e));
+        assert_eq!(m.num_kernels(), kernels, "{}", what);
+        assert!(
+            (0..m.num_kernels()).all(|i| m.kernel(i).ptx().is_some()),
+            "{}",
+            what
+        );
+    } else if std::env::var("LOOPFORGE_REQUIRE_NVRTC").is_ok_and(|v| v == "1") {
+        panic!("LOOPFORGE_REQUIRE_NVRTC=1 but libnvrtc.so.12 was not found");
+    }
+    kernels
+}
+
+// ------------------------------------------------------------ batch norm folding
+
+#[test]
+fn batch_norm_folds_into_conv_and_dense() {
+    let mut g = Graph::new();
+    let mut ps = HashMap::new();
+    let x = g.input("x", &[1, 3, 9, 9], DType::F32).unwrap();
+    // conv + bn
+    let w1 = param(&mut g, &mut ps, "w1", rnd(&[8, 3, 3, 3], 1));
+    let h = g.conv2d("conv1", x, w1, Conv2dAttrs::same(1, 1)).unwrap();
+    let h = bn(&mut g, &mut ps, "bn1", h, 10);
+    // conv + per-channel bias (ONNX's Conv with a bias) + bn, strided and grouped
+    let w2 = param(&mut g, &mut ps, "w2", rnd(&[8, 4, 3, 3], 2));
+    let b2 = param(&mut g, &mut ps, "b2", rnd(&[8, 1, 1], 3));
+    let a = Conv2dAttrs {
+        groups: 2,
+        ..Conv2dAttrs::same(2, 1)
+    };
+    let h = g.conv2d("conv2", h, w2, a).unwrap();
+    let h = g.add("conv2_bias", h, b2).unwrap();
+    let h = bn(&mut g, &mut ps, "bn2", h, 20);
+    let f = g.flatten("flatten", h).unwrap();
+    // dense + bn
+    let wd = param(&mut g, &mut ps, "wd", rnd(&[6, 8 * 5 * 5], 4));
+    let bd = param(&mut g, &mut ps, "bd", rnd(&[6], 5));
+    let d = g.dense("fc", f, wd, Some(bd)).unwrap();
+    let y = bn(&mut g, &mut ps, "bn3", d, 30);
+    g.output(y).unwrap();
+    let xa = rnd(&[1, 3, 9, 9], 6);
+
+    let unfolded = build(
+        &g,
+        &ps,
+        Target::cpu(),
+        1,
+        ScheduleKind::Cpu,
+        BuildOptions::none(),
+    );
+    let folded_only = BuildOptions {
+        fold: true,
+        ..BuildOptions::none()
+    };
+    let folded = build(&g, &ps, Target::cpu(), 1, ScheduleKind::Cpu, folded_only);
+    assert!(has_batch_norm(&unfolded));
+    assert!(!has_batch_norm(&folded), "{:#?}", folded.graph().nodes());
+    // conv + add, conv + add, flatten, dense: the batch norms and the original bias add gone.
+    assert_eq!(folded.num_kernels(), 6);
+    assert_eq!(unfolded.num_kernels(), g.nodes().len());
+    close(
+        &run(&folded, &[("x", &xa)])[0],
+        &run(&unfolded, &[("x", &xa)])[0],
+        "folded against unfolded",
+    );
+    // A batch norm whose conv output is read elsewhere too is not folded.
+    let mut g2 = Graph::new();
+    let mut ps2 = HashMap::new();
+    let x = g2.input("x", &[1, 3, 6, 6], DType::F32).unwrap();
+    let w = param(&mut g2, &mut ps2, "w", rnd(&[3, 3, 3, 3], 7));
+    let c = g2.conv2d("conv", x, w, Conv2dAttrs::same(1, 1)).unwrap();
+    let b = bn(&mut g2, &mut ps2, "bn", c, 40);
+    let y = g2.add("sum", b, c).unwrap();
+    g2.output(y).unwrap();
+    let m = build(&g2, &ps2, Target::cpu(), 1, ScheduleKind::Cpu, folded_only);
+    assert!(has_batch_norm(&m));
+}
+
+#[test]
+fn constants_fold_into_parameters() {
+    // reshape of a parameter, and an add of two parameters, feed the graph.
+    let mut g = Graph::new();
+    let mut ps = HashMap::new();
+    let x = g.input("x", &[2, 6], DType::F32).unwrap();
+    let p = param(&mut g, &mut ps, "p", rnd(&[3, 2], 1));
+    let q = param(&mut g, &mut ps, "q", rnd(&[6], 2));
+    let r = g.reshape("p_flat", p, &[6]).unwrap();
+    let s = g.add("pq", r, q).unwrap();
+    let t = g.sigmoid("pq_sig", s).unwrap();
+    let y = g.mul("y", x, t).unwrap();
+    g.output(y).unwrap();
+    let xa = rnd(&[2, 6], 3);
+    let m = build(
+        &g,
+        &ps,
+        Target::cpu(),
+        1,
+        ScheduleKind::Cpu,
+        BuildOptions {
+            fold: true,
+            ..BuildOptions::none()
+        },
+    );
+    assert_eq!(m.num_kernels(), 1, "{:#?}", m.graph().nodes());
+    // The folded value is a parameter named after the node it replaces.
+    let names: Vec<&str> = m
+        .graph()
+        .params()
+        .iter()
+        .map(|&v| m.graph().value_name(v))
+        .collect();
+    assert_eq!(names, ["pq_sig"]);
+    let none = build(
+        &g,
+        &ps,
+        Target::cpu(),
+        1,
+        ScheduleKind::Cpu,
+        BuildOptions::none(),
+    );
+    close(
+        &run(&m, &[("x", &xa)])[0],
+        &run(&none, &[("x", &xa)])[0],
+        "folded constants",
+    );
+}
+
+// ------------------------------------------------------------ fusion
+
+#[test]
+fn conv_bias_relu_is_one_kernel() {
+    let mut g = Graph::new();
+    let mut ps = HashMap::new();
+    let x = g.input("x", &[1, 4, 10, 10], DType::F32).unwrap();
+    let w = param(&mut g, &mut ps, "w", rnd(&[8, 4, 3, 3], 1));
+    let b = param(&mut g, &mut ps, "b", rnd(&[8, 1, 1], 2));
+    let h = g.conv2d("conv", x, w, Conv2dAttrs::same(1, 1)).unwrap();
+    let h = g.add("bias", h, b).unwrap();
+    let y = g.relu("relu", h).unwrap();
+    g.output(y).unwrap();
+    let xa = rnd(&[1, 4, 10, 10], 3);
+    assert_eq!(compare_passes(&g, &ps, &[("x", &xa)], "conv+bias+relu"), 1);
+    let m = build(
+        &g,
+        &ps,
+        Target::cpu(),
+        1,
+        ScheduleKind::Cpu,
+        BuildOptions::default(),
+    );
+    let n = &m.graph().nodes()[0];
+    assert_eq!(n.name, "relu");
+    match &n.op {
+        Op::Fused(f) => assert_eq!(f.members, ["conv", "bias", "relu"]),
+        other => panic!("expected a fused node, got {:?}", other),
+    }
+    // The epilogue is computed in the convolution's loop nest: one kernel, no
+    // intermediate buffer for the convolution's output.
+    let ir = m.kernel(0).lowered().to_string();
+    assert!(ir.contains("allocate anchor"), "{}", ir);
+    assert!(!ir.contains("allocate anchor[float32, (800)]"), "{}", ir);
+}
+
+#[test]
+fn dense_bias_gelu_is_one_kernel() {
+    let mut g = Graph::new();
+    let mut ps = HashMap::new();
+    let x = g.input("x", &[3, 16], DType::F32).unwrap();
+    let w = param(&mut g, &mut ps, "w", rnd(&[12, 16], 1));
+    let b = param(&mut g, &mut ps, "b", rnd(&[12], 2));
+    let h = g.dense("fc", x, w, Some(b)).unwrap();
+    let y = g.gelu("gelu", h).unwrap();
+    // matmul + broadcast bias + tanh as well
+    let w2 = param(&mut g, &mut ps, "w2", rnd(&[12, 8], 3));
+    let b2 = param(&mut g, &mut ps, "b2", rnd(&[8], 4));
+    let z = g.matmul("mm", y, w2).unwrap();
+    let z = g.add("mm_bias", z, b2).unwrap();
+    let z = g.tanh("tanh", z).unwrap();
+    g.output(z).unwrap();
+    let xa = rnd(&[3, 16], 5);
+    assert_eq!(
+        compare_passes(&g, &ps, &[("x", &xa)], "dense+bias+gelu, matmul+bias+tanh"),
+        2
+    );
+}
+
+#[test]
+fn residual_block_fuses() {
+    let mut g = Graph::new();
+    let mut ps = HashMap::new();
+    let c = 8;
+    let x = g.input("x", &[1, c, 8, 8], DType::F32).unwrap();
+    let w1 = param(&mut g, &mut ps, "w1", rnd(&[c, c, 3, 3], 1));
+    let w2 = param(&mut g, &mut ps, "w2", rnd(&[c, c, 3, 3], 2));
+    let a = Conv2dAttrs::same(1, 1);
+    let h = g.conv2d("conv1", x, w1, a).unwrap();
+    let h = bn(&mut g, &mut ps, "bn1", h, 10);
+    let h = g.relu("relu1", h).unwrap();
+    let h = g.conv2d("conv2", h, w2, a).unwrap();
+    let h = bn(&mut g, &mut ps, "bn2", h, 20);
+    let s = g.add("skip", h, x).unwrap();
+    let y = g.relu("relu2", s).unwrap();
+    g.output(y).unwrap();
+    let xa = rnd(&[1, c, 8, 8], 3);
+    // conv1+bn1+relu1 and conv2+bn2+skip+relu2: 7 nodes, 2 kernels.
+    assert_eq!(g.nodes().len(), 7);
+    assert_eq!(compare_passes(&g, &ps, &[("x", &xa)], "residual block"), 2);
+    // Fusion alone (batch norms not folded) fuses them as epilogue steps.
+    let fuse_only = BuildOptions {
+        fuse: true,
+        ..BuildOptions::none()
+    };
+    let m = build(&g, &ps, Target::cpu(), 2, ScheduleKind::Cpu, fuse_only);
+    assert_eq!(m.num_kernels(), 2);
+    let none = build(
+        &g,
+        &ps,
+        Target::cpu(),
+        2,
+        ScheduleKind::Cpu,
+        BuildOptions::none(),
+    );
+    close(
+        &run(&m, &[("x", &xa)])[0],
+        &run(&none, &[("x", &xa)])[0],
+        "fusion only",
+    );
+}
+
+#[test]
+fn fusion_stops_at_shared_values_and_outputs() {
+    // h is read twice (relu and the add): it ends its group; the relu output is a graph
+    // output: it ends its group too.
+    let mut g = Graph::new();
+    let x = g.input("x", &[2, 8], DType::F32).unwrap();
+    let h = g.sigmoid("h", x).unwrap();
+    let r = g.relu("r", h).unwrap();
+    let s = g.add("s", r, h).unwrap();
+    let t = g.tanh("t", s).unwrap();
+    g.output(t).unwrap();
+    g.output(r).unwrap();
+    let xa = rnd(&[2, 8], 1);
+    let ps = HashMap::new();
+    assert_eq!(compare_passes(&g, &ps, &[("x", &xa)], "shared values"), 3);
+}
+
+// ------------------------------------------------------------ memory planning
+
+fn conv_chain(n: usize) -> (Graph, HashMap<String, NdArray>) {
+    let mut g = Graph::new();
+    let mut ps = HashMap::new();
+    let mut h = g.input("x", &[1, 4, 12, 12], DType::F32).unwrap();
+    for i in 0..n {
+        let w = param(
+            &mut g,
+            &mut ps,
+            &format!("w{}", i),
+            around(&[4, 4, 3, 3], i as u64, 0.3, 0.0),
+        );
+        h = g
+            .conv2d(&format!("conv{}", i), h, w, Conv2dAttrs::same(1, 1))
+            .unwrap();
+        h = g.relu(&format!("relu{}", i), h).unwrap();
+    }
+    g.output(h).unwrap();
+    (g, ps)
+}
+
+#[test]
+fn memory_plan_reuses_buffers_in_a_chain() {
+    let (g, ps) = conv_chain(6);
+    let xa = rnd(&[1, 4, 12, 12], 9);
+    let bytes = 4 * 12 * 12 * 4;
+    for fuse in [false, true] {
+        let opts = BuildOptions {
+            fuse,
+            ..BuildOptions::none()
+        };
+        let planned_opts = BuildOptions {
+            plan_memory: true,
+            ..opts
+        };
+        let unplanned = build(&g, &ps, Target::cpu(), 2, ScheduleKind::Cpu, opts);
+        let planned = build(&g, &ps, Target::cpu(), 2, ScheduleKind::Cpu, planned_opts);
+        let intermediates = planned.num_kernels() - 1;
+        let (pu, pp) = (unplanned.memory_plan(), planned.memory_plan());
+        assert_eq!(pu.unplanned_bytes, intermediates * bytes);
+        assert_eq!(pu.planned_bytes, pu.unplanned_bytes);
+        assert_eq!(pp.unplanned_bytes, intermediates * bytes);
+        // A chain needs two buffers in turn (a node's output never shares with its input).
+        assert_eq!(pp.planned_bytes, 2 * bytes, "fuse {}: {:?}", fuse, pp);
+        assert_eq!(pp.num_buffers(), 3); // two intermediate, one output
+        let a = run(&unplanned, &[("x", &xa)]);
+        let b = run(&planned, &[("x", &xa)]);
+        assert_eq!(
+            a[0].to_vec::<f32>().unwrap(),
+            b[0].to_vec::<f32>().unwrap(),
+            "planned and unplanned runs differ"
+        );
+    }
+}
+
+#[test]
+fn memory_plan_keeps_live_values_apart() {
+    // A value read late (the residual x1) must keep its buffer while others come and go.
+    let mut g = Graph::new();
+    let x = g.input("x", &[4, 16], DType::F32).unwrap();
+    let x1 = g.sigmoid("x1", x).unwrap();
+    let mut h = x1;
+    for i in 0..4 {
+        h = g.softmax(&format!("sm{}", i), h, 1).unwrap();
+    }
+    let y = g.add("y", h, x1).unwrap();
+    g.output(y).unwrap();
+    let ps = HashMap::new();
+    let opts = BuildOptions {
+        fuse: false,
+        ..BuildOptions::default()
+    };
+    let planned = build(&g, &ps, Target::cpu(), 1, ScheduleKind::Cpu, opts);
+    let plan = planned.memory_plan();
+    let buf = |name: &str| {
+        let n = planned
+            .graph()
+            .nodes()
+            .iter()
+            .find(|n| n.name == name)
+            .unwrap();
+        plan.storage_of[n.output.0].unwrap()
+    };
+    for i in 0..4 {
+        assert_ne!(buf("x1"), buf(&format!("sm{}", i)));
+    }
+    assert_eq!(plan.planned_bytes, 3 * 4 * 16 * 4);
+    assert_eq!(plan.unplanned_bytes, 5 * 4 * 16 * 4);
+    let xa = rnd(&[4, 16], 1);
+    let unplanned = build(
+        &g,
+        &ps,
+        Target::cpu(),
+        1,
+        ScheduleKind::Cpu,
+        BuildOptions {
+            plan_memory: false,
+            ..opts
+        },
+    );
+    assert_eq!(
+        run(&planned, &[("x", &xa)])[0].to_vec::<f32>().unwrap(),
+        run(&unplanned, &[("x", &xa)])[0].to_vec::<f32>().unwrap()
+    );
+    // Clobbered intermediates are not handed out as if they were current.
+    let mut ex = planned.executor();
+    ex.set_input("x", xa).unwrap();
+    ex.run().unwrap();
+    let sm0 = planned
+        .graph()
+        .nodes()
+        .iter()
+        .find(|n| n.name == "sm0")
+        .unwrap();
+    assert!(ex.value(sm0.output).is_none());
+}
+
+// ------------------------------------------------------------ saved models
+
+#[test]
+fn saved_model_of_the_passed_graph_round_trips() {
+    let mut g = Graph::new();
+    let mut ps = HashMap::new();
+    let x = g.input("x", &[1, 3, 8, 8], DType::F32).unwrap();
+    let w = param(&mut g, &mut ps, "w", rnd(&[4, 3, 3, 3], 1));
+    let h = g.conv2d("conv", x, w, Conv2dAttrs::same(1, 1)).unwrap();
+    let h = bn(&mut g, &mut ps, "bn", h, 10);
+    let h = g.relu("relu", h).unwrap();
+    let h = g.global_avg_pool("gap", h).unwrap();
+    let y = g.flatten("flat", h).unwrap();
+    g.output(y).unwrap();
+    let xa = rnd(&[1, 3, 8, 8], 2);
+    for kind in [ScheduleKind::Cpu, ScheduleKind::Cuda] {
+        let target = if kind == ScheduleKind::Cpu {
+            Target::cpu()
+        } else {
+            Target::interp()
+        };
+        let m = build(&g, &ps, target, 2, kind, BuildOptions::default());
+        assert_eq!(m.num_kernels(), 3);
+        let bytes = m.to_bytes().unwrap();
+        let loaded = CompiledModel::from_bytes(&bytes, "m.lfm").unwrap();
+        // The stored graph is the passed one: loading runs no pass and replans the memory.
+        assert_eq!(loaded.graph().nodes(), m.graph().nodes());
+        assert_eq!(loaded.memory_plan(), m.memory_plan());
+        assert_eq!(loaded.options(), m.options());
+        assert_eq!(loaded.source_nodes(), g.nodes().len());
+        assert_eq!(
+            run(&m, &[("x", &xa)])[0].to_vec::<f32>().unwrap(),
+            run(&loaded, &[("x", &xa)])[0].to_vec::<f32>().unwrap()
+        );
+        assert_eq!(loaded.to_bytes().unwrap(), bytes);
+    }
+}
+
+// ------------------------------------------------------------ ResNet-18
+
+#[test]
+fn resnet18_operator_by_operator() {
+    let size = 32;
+    let (g, ps) = models::resnet18(1, size, 1000, 7).unwrap();
+    let xa = rnd(&[1, 3, size, size], 8);
+    // The reference: every source node on the interpreter (default schedules, no pass),
+    // each from the reference's own inputs.
+    let reference = build(
+        &g,
+        &ps,
+        Target::interp(),
+        1,
+        ScheduleKind::Cpu,
+        BuildOptions::none(),
+    );
+    let mut rex = reference.executor();
+    rex.set_input("input", xa.clone()).unwrap();
+    rex.run().unwrap();
+    // The compiled model: CPU JIT, folding and fusion on; planning off so that every
+    // node's value survives the run.
+    let keep = BuildOptions {
+        plan_memory: false,
+        ..BuildOptions::default()
+    };
+    let m = build(&g, &ps, Target::cpu(), 2, ScheduleKind::Cpu, keep);
+    assert_eq!(g.nodes().len(), 69);
+    // stem conv (+bias+relu) and max pool; per block conv1 (+bias+relu) and conv2
+    // (+bias+residual+relu), plus the three downsample convs (+bias); pool, flatten, fc.
+    assert_eq!(
+        m.num_kernels(),
+        24,
+        "{:#?}",
+        m.graph()
+            .nodes()
+            .iter()
+            .map(|n| &n.name)
+            .collect::<Vec<_>>()
+    );
+    assert!(!has_batch_norm(&m));
+    let mut ex = m.executor();
+    ex.set_input("input", xa.clone()).unwrap();
+    ex.run().unwrap();
+    let mut compared = 0;
+    for n in m.graph().nodes() {
+        // Nodes named like a source value compute it (folded convs get new names, and
+        // are all inside fused groups here).
+        let Some(src) = g.nodes().iter().find(|s| s.name == n.name) else {
+            panic!("node {} has no source value", n.name);
+        };
+        let got = ex.value(n.output).unwrap();
+        let want = rex.value(src.output).unwrap();
+        assert_eq!(got.shape(), want.shape(), "{}", n.name);
+        let scale = want.to_f64_vec().iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        let diff = got.max_abs_diff(want);
+        assert!(
+            diff <= 2e-3 * scale,
+            "{}: max |diff| {} (largest magnitude {})",
+            n.name,
+            diff,
+            scale
+        );
+        compared += 1;
+    }
+    assert_eq!(compared, 24);
+    // Memory planning on: the same logits, bit for bit, in fewer bytes.
+    let planned = build(
+        &g,
+        &ps,
+        Target::cpu(),
+        2,
+        ScheduleKind::Cpu,
+        BuildOptions::default(),
+    );
+    let plan = planned.memory_plan();
+    assert!(plan.planned_bytes * 2 < plan.unplanned_bytes, "{:?}", plan);
+    assert_eq!(
+        run(&planned, &[("input", &xa)])[0].to_vec::<f32>().unwrap(),
+        ex.get_output(0).unwrap().to_vec::<f32>().unwrap()
+    );
+}
