@@ -88,6 +88,26 @@ fn build(
         .unwrap_or_else(|e| panic!("build failed: {}", e))
 }
 
+/// `m`'s first output on input `x` equals that of the same graph built with no pass.
+fn same_as_without_passes(
+    m: &CompiledModel,
+    g: &Graph,
+    ps: &HashMap<String, NdArray>,
+    threads: usize,
+    xa: &NdArray,
+    what: &str,
+) {
+    let none = build(
+        g,
+        ps,
+        Target::cpu(),
+        threads,
+        ScheduleKind::Cpu,
+        BuildOptions::none(),
+    );
+    close(&run(m, &[("x", xa)])[0], &run(&none, &[("x", xa)])[0], what);
+}
+
 fn run(m: &CompiledModel, inputs: &[(&str, &NdArray)]) -> Vec<NdArray> {
     let mut ex = m.executor();
     for (n, a) in inputs {
@@ -274,19 +294,7 @@ fn constants_fold_into_parameters() {
         .map(|&v| m.graph().value_name(v))
         .collect();
     assert_eq!(names, ["pq_sig"]);
-    let none = build(
-        &g,
-        &ps,
-        Target::cpu(),
-        1,
-        ScheduleKind::Cpu,
-        BuildOptions::none(),
-    );
-    close(
-        &run(&m, &[("x", &xa)])[0],
-        &run(&none, &[("x", &xa)])[0],
-        "folded constants",
-    );
+    same_as_without_passes(&m, &g, &ps, 1, &xa, "folded constants");
 }
 
 // ------------------------------------------------------------ fusion
@@ -376,19 +384,7 @@ fn residual_block_fuses() {
     };
     let m = build(&g, &ps, Target::cpu(), 2, ScheduleKind::Cpu, fuse_only);
     assert_eq!(m.num_kernels(), 2);
-    let none = build(
-        &g,
-        &ps,
-        Target::cpu(),
-        2,
-        ScheduleKind::Cpu,
-        BuildOptions::none(),
-    );
-    close(
-        &run(&m, &[("x", &xa)])[0],
-        &run(&none, &[("x", &xa)])[0],
-        "fusion only",
-    );
+    same_as_without_passes(&m, &g, &ps, 2, &xa, "fusion only");
 }
 
 #[test]

@@ -56,6 +56,42 @@ pub(crate) mod testing {
     use egg::{Language, RecExpr, Runner};
     use std::collections::HashMap;
 
+    /// The float laws `(rule, lhs, rhs, sample values of a0)`: each rule of `all` alone
+    /// proves its law, both sides agree at the samples (`agree(lhs, rhs)`), and every rule
+    /// has a case.
+    pub fn check_float_laws(
+        all: &[LfRewrite],
+        cases: &[(&str, &str, &str, &[f64])],
+        agree: impl Fn(f64, f64) -> bool,
+    ) {
+        for (name, lhs, rhs, xs) in cases {
+            let r = only(all, &[name]);
+            assert!(
+                proves(&r, Domain::Float(DType::F64), &[], lhs, rhs),
+                "{}: {} = {}",
+                name,
+                lhs,
+                rhs
+            );
+            let (l, rr): (RecExpr<Lf>, RecExpr<Lf>) = (lhs.parse().unwrap(), rhs.parse().unwrap());
+            for x in *xs {
+                let env = HashMap::from([(0u32, *x)]);
+                let (a, b) = (
+                    eval_float(&l, DType::F64, &env),
+                    eval_float(&rr, DType::F64, &env),
+                );
+                assert!(agree(a, b), "{} at {}: {} vs {}", name, x, a, b);
+            }
+        }
+        for r in all {
+            assert!(
+                cases.iter().any(|c| c.0 == r.name.as_str()),
+                "rule {} untested",
+                r.name
+            );
+        }
+    }
+
     /// Whether `rules` prove `lhs = rhs` (atoms `a0`, `a1`... with `ranges`).
     pub fn proves(
         rules: &[LfRewrite],
