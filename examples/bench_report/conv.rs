@@ -100,7 +100,7 @@ pub fn conv_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
             let k = match sched.and_then(|s| build(&s, &args, Target::cpu())) {
                 Ok(k) => k,
                 Err(e) => {
-                    rows.push(Row::missing(&wl, name, threads, &e.to_string()));
+                    rows.push(Row::missing(&wl, name, threads, e.to_string()));
                     continue;
                 }
             };
@@ -186,7 +186,7 @@ pub fn torch_rows(o: &Opts, threads: usize, infos: &mut Vec<String>) -> Vec<Row>
         Err(e) => {
             return names
                 .iter()
-                .map(|n| Row::missing(n, "torch", threads, &format!("python3: {}", e)))
+                .map(|n| Row::missing(n, "torch", threads, format!("python3: {}", e)))
                 .collect()
         }
     };
