@@ -12,7 +12,7 @@ use super::ir::{Buffer, ForKind, Scope};
 use super::simplify::{const_bounds, simplify, simplify_with, Ranges};
 use crate::error::{Error, Result};
 use crate::schedule::{Attach, Relation, Schedule};
-use crate::te::{ceil_div_expr, lt, max, min, Expr, ExprNode, IterKind, OpKind, Tensor};
+use crate::te::{lt, max, min, Expr, ExprNode, IterKind, OpKind, Tensor};
 use std::collections::{HashMap, HashSet};
 
 /// What lowering knows about one (non-inlined) stage.
@@ -161,37 +161,7 @@ pub fn infer(s: &Schedule, eff: &HashMap<String, Vec<Expr>>, args: &[Tensor]) ->
         }
 
         // Extents of derived axes, in the order the relations were applied.
-        let mut ext: Vec<Expr> = vec![Expr::int(0); st.axes.len()];
-        ext[..root_ext.len()].clone_from_slice(&root_ext);
-        for rel in &st.relations {
-            match rel {
-                Relation::Split {
-                    parent,
-                    outer,
-                    inner,
-                    factor,
-                    nparts,
-                } => {
-                    let pe = ext[*parent].clone();
-                    if let Some(f) = factor {
-                        ext[*inner] = Expr::int(*f);
-                        ext[*outer] = simplify_with(&ceil_div_expr(pe, *f), &ranges);
-                    } else {
-                        let np = nparts.unwrap();
-                        ext[*outer] = Expr::int(np);
-                        ext[*inner] = simplify_with(&ceil_div_expr(pe, np), &ranges);
-                    }
-                }
-                Relation::Fuse {
-                    outer,
-                    inner,
-                    fused,
-                } => {
-                    ext[*fused] =
-                        simplify_with(&(ext[*outer].clone() * ext[*inner].clone()), &ranges);
-                }
-            }
-        }
+        let ext = st.derived_extents(&root_ext, &|e| simplify_with(e, &ranges));
         // Offsets: leaves are their own variables; parents derive from children.
         let mut off: Vec<Option<Expr>> = vec![None; st.axes.len()];
         for &l in &st.leaves {

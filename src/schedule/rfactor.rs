@@ -23,8 +23,8 @@ use crate::error::{sched_err, Result};
 use crate::lower::ir::{ForKind, Scope};
 use crate::lower::simplify::simplify;
 use crate::te::{
-    and, ceil_div_expr, floordiv, floormod, lt, min, reduce_axis, select, Expr, ExprNode, IterKind,
-    IterVar, OpKind, Operation, Tensor, Var,
+    and, floordiv, floormod, lt, min, reduce_axis, select, Expr, ExprNode, IterKind, IterVar,
+    OpKind, Operation, Tensor, Var,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -157,36 +157,9 @@ impl Schedule {
 
         // Extents of the reduce axes, root and derived, in the order the relations were
         // applied (only reduce axes are involved: data axes are untouched, checked above).
-        let mut ext: Vec<Expr> = vec![Expr::int(0); st.axes.len()];
-        for (r, iv) in roots.iter().enumerate() {
-            ext[st.n_data + r] = simplify(&iv.extent);
-        }
-        for rel in &st.relations {
-            match rel {
-                Relation::Split {
-                    parent,
-                    outer,
-                    inner,
-                    factor,
-                    nparts,
-                } => {
-                    let pe = ext[*parent].clone();
-                    if let Some(f) = factor {
-                        ext[*inner] = Expr::int(*f);
-                        ext[*outer] = simplify(&ceil_div_expr(pe, *f));
-                    } else {
-                        let np = nparts.expect("a split has a factor or nparts");
-                        ext[*outer] = Expr::int(np);
-                        ext[*inner] = simplify(&ceil_div_expr(pe, np));
-                    }
-                }
-                Relation::Fuse {
-                    outer,
-                    inner,
-                    fused,
-                } => ext[*fused] = simplify(&(ext[*outer].clone() * ext[*inner].clone())),
-            }
-        }
+        let mut root_ext: Vec<Expr> = vec![Expr::int(0); st.n_data];
+        root_ext.extend(roots.iter().map(|iv| simplify(&iv.extent)));
+        let ext = st.derived_extents(&root_ext, &simplify);
 
         // Fresh variables for the reduce leaves; offsets of every reduce axis through
         // them; the conditions of splits that overshoot.

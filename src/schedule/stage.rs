@@ -2,7 +2,7 @@
 //! loop order, annotations and where it is attached).
 
 use crate::lower::ir::{ForKind, Scope};
-use crate::te::{IterKind, Operation, Var};
+use crate::te::{ceil_div_expr, Expr, IterKind, Operation, Var};
 use std::sync::Arc;
 
 /// An iteration axis of a stage, root or derived by split/fuse.
@@ -96,6 +96,44 @@ pub struct Stage {
 }
 
 impl Stage {
+    /// The extent of every axis (root and derived by split/fuse), from the extents of the
+    /// root axes (`root_ext`, data then reduce), applying the relations in order;
+    /// `simp` simplifies each derived extent.
+    pub fn derived_extents(&self, root_ext: &[Expr], simp: &dyn Fn(&Expr) -> Expr) -> Vec<Expr> {
+        let mut ext: Vec<Expr> = vec![Expr::int(0); self.axes.len()];
+        ext[..root_ext.len()].clone_from_slice(root_ext);
+        for rel in &self.relations {
+            match rel {
+                Relation::Split {
+                    parent,
+                    outer,
+                    inner,
+                    factor,
+                    nparts,
+                } => {
+                    let pe = ext[*parent].clone();
+                    match (factor, nparts) {
+                        (Some(f), _) => {
+                            ext[*inner] = Expr::int(*f);
+                            ext[*outer] = simp(&ceil_div_expr(pe, *f));
+                        }
+                        (None, Some(np)) => {
+                            ext[*outer] = Expr::int(*np);
+                            ext[*inner] = simp(&ceil_div_expr(pe, *np));
+                        }
+                        (None, None) => unreachable!("a split has a factor or nparts"),
+                    }
+                }
+                Relation::Fuse {
+                    outer,
+                    inner,
+                    fused,
+                } => ext[*fused] = simp(&(ext[*outer].clone() * ext[*inner].clone())),
+            }
+        }
+        ext
+    }
+
     /// A fresh stage for a compute op.
     pub fn new(op: Arc<Operation>, is_output: bool, scope: Scope) -> Stage {
         let mut axes = Vec::new();
