@@ -39,7 +39,7 @@ fn main() -> Result<()> {
             })
             .collect();
         let t0 = Instant::now();
-        let (pg, _) = graph_runtime::passes::run(&g, bound, &opts)?;
+        let (pg, _) = graph_runtime::passes::run(&g, bound, &opts, ScheduleKind::Cpu)?;
         println!(
             "graph passes: {:.3} s ({} -> {} nodes)",
             t0.elapsed().as_secs_f64(),

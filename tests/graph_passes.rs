@@ -13,7 +13,7 @@
 //! arithmetic: compared bit for bit.
 
 use loopforge::graph_runtime::{
-    self, models, BuildOptions, CompiledModel, Conv2dAttrs, Graph, Op, ScheduleKind,
+    self, models, BuildOptions, CompiledModel, Conv2dAttrs, Graph, Op, ScheduleKind, WeightLayout,
 };
 use loopforge::prelude::*;
 use std::collections::HashMap;
@@ -297,6 +297,118 @@ fn constants_fold_into_parameters() {
     same_as_without_passes(&m, &g, &ps, 1, &xa, "folded constants");
 }
 
+// ------------------------------------------------------------ weight packing
+
+#[test]
+fn conv_weights_pack_at_build_time() {
+    // conv1 (32 output channels) and conv3 share a weight: packed once, and the OIHW `w1`,
+    // read by nothing else, disappears. conv2 has 8 output channels (not a multiple of
+    // 16): left OIHW.
+    let mut g = Graph::new();
+    let mut ps = HashMap::new();
+    let x = g.input("x", &[1, 8, 9, 9], DType::F32).unwrap();
+    let w1 = param(&mut g, &mut ps, "w1", rnd(&[32, 8, 3, 3], 1));
+    let b1 = param(&mut g, &mut ps, "b1", rnd(&[32, 1, 1], 2));
+    let h = g.conv2d("conv1", x, w1, Conv2dAttrs::same(1, 1)).unwrap();
+    let h = g.add("bias1", h, b1).unwrap();
+    let h = g.relu("relu1", h).unwrap();
+    let w2 = param(&mut g, &mut ps, "w2", rnd(&[8, 32, 1, 1], 3));
+    let h = g.conv2d("conv2", h, w2, Conv2dAttrs::same(2, 0)).unwrap();
+    let y = g.conv2d("conv3", h, w1, Conv2dAttrs::same(1, 1)).unwrap();
+    g.output(y).unwrap();
+    let xa = rnd(&[1, 8, 9, 9], 4);
+    compare_passes(&g, &ps, &[("x", &xa)], "packed conv weights");
+
+    let m = build(
+        &g,
+        &ps,
+        Target::cpu(),
+        1,
+        ScheduleKind::Cpu,
+        BuildOptions::default(),
+    );
+    let pg = m.graph();
+    let names: Vec<&str> = pg.params().iter().map(|&p| pg.value_name(p)).collect();
+    assert_eq!(names, ["w1.packed", "b1", "w2"], "{:?}", names);
+    assert_eq!(pg.shape(pg.params()[0]), [2, 3, 3, 8, 16]);
+    let layouts: Vec<WeightLayout> = pg
+        .nodes()
+        .iter()
+        .filter_map(|n| match &n.op {
+            Op::Conv2d(a) => Some(a.weight_layout),
+            Op::Fused(f) => match &*f.anchor {
+                Op::Conv2d(a) => Some(a.weight_layout),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        layouts,
+        [
+            WeightLayout::Ohwi16o,
+            WeightLayout::Oihw,
+            WeightLayout::Ohwi16o
+        ]
+    );
+    // The kernels read the packed panels as they are: no packing stage at run time.
+    let ir = m.kernel(0).lowered().to_string();
+    assert!(!ir.contains(".global"), "{}", ir);
+    assert!(ir.contains("gemm_f32"), "{}", ir);
+    // The packed weight's element (o, c, ky, kx) sits at [o / 16, ky, kx, c, o % 16].
+    let packed = m.param("w1.packed").unwrap();
+    let w1a = &ps["w1"];
+    for (o, c, ky, kx) in [(0, 0, 0, 0), (17, 5, 2, 1), (31, 7, 1, 2), (15, 3, 0, 2)] {
+        let src = ((o * 8 + c) * 3 + ky) * 3 + kx;
+        let dst = (((o / 16 * 3 + ky) * 3 + kx) * 8 + c) * 16 + o % 16;
+        assert_eq!(
+            packed.get_f64(dst),
+            w1a.get_f64(src),
+            "({o}, {c}, {ky}, {kx})"
+        );
+    }
+    // CUDA schedules read OIHW: nothing is packed for them.
+    let cuda = build(
+        &g,
+        &ps,
+        Target::interp(),
+        1,
+        ScheduleKind::Cuda,
+        BuildOptions::default(),
+    );
+    assert!(cuda
+        .graph()
+        .params()
+        .iter()
+        .all(|&p| cuda.graph().shape(p).len() != 5));
+}
+
+#[test]
+fn packed_weight_layout_is_checked() {
+    let mut g = Graph::new();
+    let x = g.input("x", &[1, 8, 9, 9], DType::F32).unwrap();
+    let packed = Conv2dAttrs {
+        weight_layout: WeightLayout::Ohwi16o,
+        ..Conv2dAttrs::same(1, 1)
+    };
+    let w = g.param("w", &[2, 3, 3, 8, 16]).unwrap();
+    let y = g.conv2d("ok", x, w, packed).unwrap();
+    assert_eq!(g.shape(y), [1, 32, 9, 9]);
+    let oihw = g.param("w4", &[32, 8, 3, 3]).unwrap();
+    let e = g.conv2d("rank", x, oihw, packed).unwrap_err().to_string();
+    assert!(e.contains("OHWI16o") && e.contains("rank"), "{}", e);
+    let w8 = g.param("w8", &[2, 3, 3, 8, 8]).unwrap();
+    let e = g.conv2d("block", x, w8, packed).unwrap_err().to_string();
+    assert!(e.contains("16 as its last size"), "{}", e);
+    let grouped = Conv2dAttrs {
+        groups: 2,
+        ..packed
+    };
+    let w2 = g.param("w2", &[2, 3, 3, 4, 16]).unwrap();
+    let e = g.conv2d("grouped", x, w2, grouped).unwrap_err().to_string();
+    assert!(e.contains("one group"), "{}", e);
+}
+
 // ------------------------------------------------------------ fusion
 
 #[test]
@@ -529,7 +641,8 @@ fn saved_model_of_the_passed_graph_round_trips() {
     let mut g = Graph::new();
     let mut ps = HashMap::new();
     let x = g.input("x", &[1, 3, 8, 8], DType::F32).unwrap();
-    let w = param(&mut g, &mut ps, "w", rnd(&[4, 3, 3, 3], 1));
+    // 16 output channels: the CPU build stores the weight packed (`OHWI16o`).
+    let w = param(&mut g, &mut ps, "w", rnd(&[16, 3, 3, 3], 1));
     let h = g.conv2d("conv", x, w, Conv2dAttrs::same(1, 1)).unwrap();
     let h = bn(&mut g, &mut ps, "bn", h, 10);
     let h = g.relu("relu", h).unwrap();
@@ -545,6 +658,12 @@ fn saved_model_of_the_passed_graph_round_trips() {
         };
         let m = build(&g, &ps, target, 2, kind, BuildOptions::default());
         assert_eq!(m.num_kernels(), 3);
+        assert_eq!(
+            m.param("conv.w_folded.packed").is_some(),
+            kind == ScheduleKind::Cpu,
+            "{:?}",
+            m.graph().params()
+        );
         let bytes = m.to_bytes().unwrap();
         let loaded = CompiledModel::from_bytes(&bytes, "m.lfm").unwrap();
         // The stored graph is the passed one: loading runs no pass and replans the memory.

@@ -470,6 +470,7 @@ fn conv2d_strided_dilated_asymmetric() {
         padding: [1, 2, 0, 1],
         dilation: [2, 1],
         groups: 1,
+        ..Conv2dAttrs::default()
     };
     conv_case(
         [1, 2, 11, 13],

@@ -392,6 +392,7 @@ fn tensorized_conv2d_schedule() {
             padding: [pad; 4],
             dilation: [dil; 2],
             groups: 1,
+            ..Conv2dAttrs::default()
         };
         let ws = [o, xs[1], k, k];
         let oh = (xs[2] + 2 * pad - dil * (k - 1) - 1) / stride + 1;
@@ -422,6 +423,50 @@ fn tensorized_conv2d_schedule() {
         let replayed = Schedule::replay(&[out.clone()], &s.trace_json()).unwrap();
         assert_eq!(lower(&replayed, &args).unwrap().to_string(), text);
     }
+    // Weights already packed `[O/16][KH][KW][C][16]` (what a graph build makes of
+    // constant weights): read as they are, no packing stage.
+    for (xs, o, k, stride, pad) in [
+        ([1usize, 8, 10, 10], 32usize, 3usize, 1usize, 1usize),
+        ([1, 6, 11, 11], 16, 3, 2, 1),
+    ] {
+        use loopforge::graph_runtime::WeightLayout;
+        let attrs = Conv2dAttrs {
+            weight_layout: WeightLayout::Ohwi16o,
+            ..Conv2dAttrs::same(stride, pad)
+        };
+        let ws = WeightLayout::ohwi16o_shape(&[o, xs[1], k, k]);
+        let oh = (xs[2] + 2 * pad - k) / stride + 1;
+        let out_shape = [xs[0], o, oh, oh];
+        let dims = |v: &[usize]| v.iter().map(|&d| Expr::from(d as i64)).collect::<Vec<_>>();
+        let x = placeholder(&dims(&xs), DType::F32, "x");
+        let w = placeholder(&dims(&ws), DType::F32, "w");
+        let out = conv2d(&x, &w, &xs, &ws, &attrs, &out_shape);
+        let args = [x, w, out.clone()];
+        let s = schedules::conv2d_nchw_cpu_tensorized(&out, 2).unwrap();
+        let text = lower(&s, &args).unwrap().to_string();
+        assert!(
+            text.contains(", w[") && !text.contains("w.global"),
+            "{}",
+            text
+        );
+        let want = run_all(
+            &create_schedule(&[out.clone()]).unwrap(),
+            &args,
+            Target::interp(),
+            3,
+        );
+        for target in [Target::interp(), Target::cpu()] {
+            let got = run_all(&s, &args, target, 3);
+            assert_outputs_close(
+                &args,
+                &got,
+                &want,
+                &format!("prepacked conv2d {:?} s{}", xs, stride),
+            );
+        }
+        let replayed = Schedule::replay(&[out.clone()], &s.trace_json()).unwrap();
+        assert_eq!(lower(&replayed, &args).unwrap().to_string(), text);
+    }
     // A fused epilogue: relu(conv + bias[o]) + residual, the convolution as accumulator.
     {
         let xs = [1usize, 8, 9, 9];
@@ -431,6 +476,7 @@ fn tensorized_conv2d_schedule() {
             padding: [1; 4],
             dilation: [1; 2],
             groups: 1,
+            ..Conv2dAttrs::default()
         };
         let dims = |v: &[usize]| v.iter().map(|&d| Expr::from(d as i64)).collect::<Vec<_>>();
         let x = placeholder(&dims(&xs), DType::F32, "x");
@@ -470,6 +516,7 @@ fn tensorized_conv2d_schedule() {
         padding: [1; 4],
         dilation: [1; 2],
         groups: 16,
+        ..Conv2dAttrs::default()
     };
     let out = conv2d(&x, &w, &xs, &ws, &attrs, &[1, 16, 8, 8]);
     let e = schedules::conv2d_nchw_cpu_tensorized(&out, 1)

@@ -72,6 +72,7 @@ pub fn conv_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
             padding: [sh.pad; 4],
             dilation: [1; 2],
             groups: 1,
+            ..Conv2dAttrs::default()
         };
         let xs = [1, sh.c, sh.hw, sh.hw];
         let ws = [sh.o, sh.c, sh.k, sh.k];

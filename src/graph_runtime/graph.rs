@@ -32,7 +32,36 @@ pub struct ValueInfo {
     pub kind: ValueKind,
 }
 
-/// Attributes of a 2-D convolution (NCHW input, OIHW weight).
+/// How a conv2d's weight is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum WeightLayout {
+    /// `[O, C / groups, KH, KW]`: ONNX's and PyTorch's layout.
+    #[default]
+    Oihw,
+    /// `[O / 16, KH, KW, C, 16]` (one group only): for each block of 16 output channels
+    /// and each kernel tap, a `C x 16` panel with the 16 channels contiguous, the panel the
+    /// CPU micro-kernel reads (TVM calls such layouts `OHWI16o`). The build packs constant
+    /// weights into it for CPU schedules (`passes::pack_conv_weights`).
+    Ohwi16o,
+}
+
+impl WeightLayout {
+    /// The `OHWI16o` shape of an OIHW weight shape `[o, c, kh, kw]`.
+    pub fn ohwi16o_shape(oihw: &[usize]) -> Vec<usize> {
+        vec![oihw[0] / 16, oihw[2], oihw[3], oihw[1], 16]
+    }
+
+    /// The `[O, C / groups, KH, KW]` sizes of a weight of shape `s` in this layout.
+    pub fn oihw(self, s: &[usize]) -> [usize; 4] {
+        match self {
+            WeightLayout::Oihw => [s[0], s[1], s[2], s[3]],
+            WeightLayout::Ohwi16o => [s[0] * s[4], s[3], s[1], s[2]],
+        }
+    }
+}
+
+/// Attributes of a 2-D convolution (NCHW input, OIHW weight unless `weight_layout` says
+/// otherwise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conv2dAttrs {
     /// Stride along height and width.
@@ -44,6 +73,9 @@ pub struct Conv2dAttrs {
     /// Number of groups: input and output channels are split into `groups` independent
     /// convolutions (`groups == in_channels` is a depthwise convolution).
     pub groups: usize,
+    /// The weight's layout ([`WeightLayout::Oihw`] unless a build pass packed it).
+    #[serde(default)]
+    pub weight_layout: WeightLayout,
 }
 
 impl Default for Conv2dAttrs {
@@ -53,6 +85,7 @@ impl Default for Conv2dAttrs {
             padding: [0; 4],
             dilation: [1, 1],
             groups: 1,
+            weight_layout: WeightLayout::Oihw,
         }
     }
 }
@@ -671,9 +704,21 @@ impl Graph {
         let shape = match op {
             Op::Conv2d(a) => {
                 rank(0, 4, "an NCHW input")?;
-                rank(1, 4, "an OIHW weight")?;
+                match a.weight_layout {
+                    WeightLayout::Oihw => rank(1, 4, "an OIHW weight")?,
+                    WeightLayout::Ohwi16o => {
+                        rank(1, 5, "an OHWI16o weight [O/16, KH, KW, C, 16]")?;
+                        if s[1][4] != 16 || a.groups != 1 {
+                            return err(format!(
+                                "an OHWI16o weight must have 16 as its last size and one group, not {} and {} groups",
+                                shape_str(s[1]),
+                                a.groups
+                            ));
+                        }
+                    }
+                }
                 let (n, c, h, w) = (s[0][0], s[0][1], s[0][2], s[0][3]);
-                let (o, ci, kh, kw) = (s[1][0], s[1][1], s[1][2], s[1][3]);
+                let [o, ci, kh, kw] = a.weight_layout.oihw(s[1]);
                 let g = a.groups;
                 if g == 0 || a.stride.contains(&0) || a.dilation.contains(&0) {
                     return err(format!(

@@ -43,7 +43,7 @@ pub mod schedule;
 
 pub use graph::{
     broadcast_shape, BinaryOp, Conv2dAttrs, EpilogueStep, FusedOp, Graph, Node, Op, Pool2dAttrs,
-    UnaryOp, ValueId, ValueInfo, ValueKind,
+    UnaryOp, ValueId, ValueInfo, ValueKind, WeightLayout,
 };
 pub use passes::{BuildOptions, MemoryPlan};
 
@@ -203,7 +203,7 @@ pub fn build_with_options(
             ),
         ));
     }
-    let (g, bound) = passes::run(graph, bound, options)?;
+    let (g, bound) = passes::run(graph, bound, options, kind)?;
     let mut kernels = vec![];
     let mut traces = vec![];
     for (i, n) in g.nodes().iter().enumerate() {
@@ -308,6 +308,13 @@ impl CompiledModel {
     /// The passes this model was built with.
     pub fn options(&self) -> &BuildOptions {
         &self.options
+    }
+    /// The array of parameter `name` of the passed graph ([`graph`](Self::graph)):
+    /// folded and packed weights included.
+    pub fn param(&self, name: &str) -> Option<&NdArray> {
+        let g = &self.graph;
+        let p = g.params().iter().find(|&&p| g.value_name(p) == name)?;
+        self.params.get(p.0)?.as_ref()
     }
     /// The target the kernels were compiled for.
     pub fn target(&self) -> &Target {

@@ -49,8 +49,10 @@ fn row_tile(width: i64) -> i64 {
 /// a padding stage, which is materialized at root) for the CPU:
 ///
 /// - the weights packed at root as `[O / 16][KH][KW][C][16]`, so each tap's `kc x 16`
-///   panel of output channels is contiguous (the packing is part of every call: a graph
-///   whose weights are constants pays it at each run);
+///   panel of output channels is contiguous. The packing is part of every call unless
+///   the convolution reads a weight already in that layout (5-d, read as
+///   `w[o / 16, ky, kx, c, o % 16]`: what the graph build makes of constant weights, see
+///   [`WeightLayout::Ohwi16o`](crate::graph_runtime::WeightLayout::Ohwi16o));
 /// - per output row `y`, block of 16 output channels and tile of `mr` positions
 ///   ([`row_tile`] of the width), an accumulator `out.local` laid out `[.., x, o]` (its
 ///   rows are the tile's positions) updated by `gemm_f32(mr, 16, kc)` for each tap
@@ -110,7 +112,7 @@ pub fn conv2d_nchw_cpu_tensorized(out: &Tensor, threads: usize) -> Result<Schedu
     let red = conv.op.reduce_axis();
     let inputs = conv.op.input_tensors();
     let (data, w) = match (red.len(), inputs.as_slice()) {
-        (3, [d, w]) if w.shape().len() == 4 => (d.clone(), w.clone()),
+        (3, [d, w]) if matches!(w.shape().len(), 4 | 5) => (d.clone(), w.clone()),
         _ => {
             return Err(not_eligible(
                 out,
@@ -122,10 +124,24 @@ pub fn conv2d_nchw_cpu_tensorized(out: &Tensor, threads: usize) -> Result<Schedu
         .extent
         .as_int()
         .ok_or_else(|| not_eligible(out, "needs a constant channel count".into()))?;
-    if w.shape()[1].as_int() != Some(c) || data.shape().get(1).and_then(|d| d.as_int()) != Some(c) {
+    // An OIHW weight is packed here; a 5-d one is already `[O / 16][KH][KW][C][16]`.
+    let prepacked = w.shape().len() == 5;
+    let weight_c = if prepacked { 3 } else { 1 };
+    if w.shape()[weight_c].as_int() != Some(c)
+        || data.shape().get(1).and_then(|d| d.as_int()) != Some(c)
+    {
         return Err(not_eligible(
             out,
             "is grouped (its weight's input channels differ from the reduction); only one group is supported".into(),
+        ));
+    }
+    if prepacked && w.shape()[4].as_int() != Some(16) {
+        return Err(not_eligible(
+            out,
+            format!(
+                "reads a 5-d weight {} whose last size is not 16; a packed weight is [O/16, KH, KW, C, 16]",
+                w.name()
+            ),
         ));
     }
     let mr = row_tile(width);
@@ -147,23 +163,25 @@ pub fn conv2d_nchw_cpu_tensorized(out: &Tensor, threads: usize) -> Result<Schedu
             s.compute_inline(st.name.as_str())?;
         }
     }
-    let wp = s.cache_read(&w, "global", &[&conv])?;
-    s.transform_layout(
-        &wp,
-        &[
-            LayoutDim::outer(0, 16),
-            LayoutDim::dim(2),
-            LayoutDim::dim(3),
-            LayoutDim::dim(1),
-            LayoutDim::inner(0, 16),
-        ],
-    )?;
-    // Copy in the weights' own order (contiguous reads; the writes stay inside one block
-    // of 16 output channels), the blocks in parallel.
-    let pw = s.axes(&wp)?;
-    s.reorder(&wp, &[&pw[0], &pw[4], &pw[3], &pw[1], &pw[2]])?;
-    if threads > 1 {
-        s.parallel(&wp, &pw[0])?;
+    if !prepacked {
+        let wp = s.cache_read(&w, "global", &[&conv])?;
+        s.transform_layout(
+            &wp,
+            &[
+                LayoutDim::outer(0, 16),
+                LayoutDim::dim(2),
+                LayoutDim::dim(3),
+                LayoutDim::dim(1),
+                LayoutDim::inner(0, 16),
+            ],
+        )?;
+        // Copy in the weights' own order (contiguous reads; the writes stay inside one
+        // block of 16 output channels), the blocks in parallel.
+        let pw = s.axes(&wp)?;
+        s.reorder(&wp, &[&pw[0], &pw[4], &pw[3], &pw[1], &pw[2]])?;
+        if threads > 1 {
+            s.parallel(&wp, &pw[0])?;
+        }
     }
     let acc = if conv.same_as(out) {
         s.cache_write(out, "local")?

@@ -719,6 +719,7 @@ impl<'m> Importer<'m> {
                     padding: pads,
                     dilation: dilations,
                     groups: group as usize,
+                    ..Conv2dAttrs::default()
                 };
                 let name = nm(self);
                 let mut y = self.g.conv2d(&name, x, w, attrs)?;

@@ -1,11 +1,13 @@
-//! 2-D convolution, NCHW input, OIHW weight, with stride, padding, dilation and groups.
+//! 2-D convolution, NCHW input, OIHW (or packed OHWI16o) weight, with stride, padding,
+//! dilation and groups.
 
 use super::{ci, dims, pad};
-use crate::graph_runtime::graph::Conv2dAttrs;
+use crate::graph_runtime::graph::{Conv2dAttrs, WeightLayout};
 use crate::te::{compute, reduce_axis, sum, Expr, Tensor};
 
 /// `out[n, o, y, x] = sum_{c, ky, kx} pad(x)[n, g * Cg + c, y * sh + ky * dh, x * sw + kx * dw]
-/// * w[o, c, ky, kx]` with `g = o / (O / groups)` and `Cg = C / groups`.
+/// * w[o, c, ky, kx]` with `g = o / (O / groups)` and `Cg = C / groups`; an `OHWI16o`
+/// weight is read as `w[o / 16, ky, kx, c, o % 16]`.
 pub fn conv2d(
     x: &Tensor,
     w: &Tensor,
@@ -22,7 +24,8 @@ pub fn conv2d(
         Expr::float_of(0.0, x.dtype()),
         "pad",
     );
-    let (o, cg, kh, kw) = (ws[0], ws[1], ws[2], ws[3]);
+    let [o, cg, kh, kw] = a.weight_layout.oihw(ws);
+    let layout = a.weight_layout;
     let og = o / a.groups;
     let rc = reduce_axis(0, cg as i64, "rc");
     let ry = reduce_axis(0, kh as i64, "ry");
@@ -38,8 +41,14 @@ pub fn conv2d(
         };
         let yy = &i[2] * ci(sh) + ry.x() * ci(dh);
         let xx = &i[3] * ci(sw) + rx.x() * ci(dw);
+        let wv = match layout {
+            WeightLayout::Oihw => w.at(&[i[1].clone(), rc.x(), ry.x(), rx.x()]),
+            WeightLayout::Ohwi16o => {
+                w.at(&[&i[1] / ci(16), ry.x(), rx.x(), rc.x(), &i[1] % ci(16)])
+            }
+        };
         sum(
-            xp.at(&[i[0].clone(), chan, yy, xx]) * w.at(&[i[1].clone(), rc.x(), ry.x(), rx.x()]),
+            xp.at(&[i[0].clone(), chan, yy, xx]) * wv,
             &[rc.clone(), ry.clone(), rx.clone()],
         )
     })

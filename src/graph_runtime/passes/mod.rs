@@ -7,9 +7,11 @@
 //! 2. [`fold_batch_norm`] — an inference batch norm directly after a conv2d (optionally
 //!    through a per-channel bias add) or a dense layer, which nothing else reads, is folded
 //!    into that layer's weights and a bias.
-//! 3. [`fuse`] — a producer followed by a chain of single-reader elementwise operators
+//! 3. [`pack_conv_weights`] — (CPU schedules only) constant conv2d weights packed into
+//!    the micro-kernel's blocked layout, so the kernels do not pack them at every run.
+//! 4. [`fuse`] — a producer followed by a chain of single-reader elementwise operators
 //!    becomes one [`Op::Fused`](super::Op::Fused) node: one kernel.
-//! 4. [`memory_plan`] — (on the final graph, when the executor is made) liveness over the
+//! 5. [`memory_plan`] — (on the final graph, when the executor is made) liveness over the
 //!    nodes in order; intermediate values whose lifetimes do not overlap share buffers.
 //!
 //! Every pass takes a graph and its parameters (by value id) and returns a new graph that
@@ -24,10 +26,12 @@ pub mod fold_batch_norm;
 pub mod fold_constants;
 pub mod fuse;
 pub mod memory_plan;
+pub mod pack_conv_weights;
 
 pub use memory_plan::MemoryPlan;
 
 use super::graph::{Graph, Node, ValueId, ValueKind};
+use super::ScheduleKind;
 use crate::error::Result;
 use crate::runtime::NdArray;
 use serde::{Deserialize, Serialize};
@@ -41,6 +45,10 @@ pub struct BuildOptions {
     pub fuse: bool,
     /// Buffers shared between intermediate values whose lifetimes do not overlap.
     pub plan_memory: bool,
+    /// Constant conv2d weights packed at build time for the CPU micro-kernel (CPU
+    /// schedules only; files saved before this option read it as off).
+    #[serde(default)]
+    pub pack_weights: bool,
 }
 
 impl Default for BuildOptions {
@@ -49,6 +57,7 @@ impl Default for BuildOptions {
             fold: true,
             fuse: true,
             plan_memory: true,
+            pack_weights: true,
         }
     }
 }
@@ -60,6 +69,7 @@ impl BuildOptions {
             fold: false,
             fuse: false,
             plan_memory: false,
+            pack_weights: false,
         }
     }
 }
@@ -68,12 +78,20 @@ impl BuildOptions {
 pub type Params = Vec<Option<NdArray>>;
 
 /// Run the graph passes that `opts` enables, in order (memory planning excepted: it
-/// belongs to the compiled model, see [`memory_plan::plan`]).
-pub fn run(graph: &Graph, params: Params, opts: &BuildOptions) -> Result<(Graph, Params)> {
+/// belongs to the compiled model, see [`memory_plan::plan`]), for schedules of `kind`.
+pub fn run(
+    graph: &Graph,
+    params: Params,
+    opts: &BuildOptions,
+    kind: ScheduleKind,
+) -> Result<(Graph, Params)> {
     let (mut g, mut p) = (graph.clone(), params);
     if opts.fold {
         (g, p) = fold_constants::run(&g, p)?;
         (g, p) = fold_batch_norm::run(&g, p)?;
+    }
+    if opts.pack_weights && kind == ScheduleKind::Cpu {
+        (g, p) = pack_conv_weights::run(&g, p)?;
     }
     if opts.fuse {
         (g, p) = fuse::run(&g, p)?;
