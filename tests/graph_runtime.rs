@@ -647,9 +647,13 @@ fn unary_activations() {
 
 #[test]
 fn pooling_with_padding() {
+    // Output widths 16 and 18 (two 4-lane vectors per block, and one with a remainder)
+    // exercise the vectorized default schedule; the others its narrow and scalar paths.
     let cases = [
         ([1, 2, 8, 8], Pool2dAttrs::new(2, 2, 0)),
         ([2, 3, 7, 9], Pool2dAttrs::new(3, 2, 1)),
+        ([1, 2, 6, 32], Pool2dAttrs::new(2, 2, 0)),
+        ([1, 3, 9, 35], Pool2dAttrs::new(3, 2, 1)),
         (
             [1, 2, 6, 5],
             Pool2dAttrs {
@@ -680,6 +684,14 @@ fn pooling_with_padding() {
             &want,
             &format!("pool {:?} {:?}", shape, a),
         );
+        if shape[3] >= 32 {
+            // The window reduction runs on 4-lane vectors of the output row.
+            let m = graph_runtime::build(&g, Target::cpu(), &HashMap::new(), 1).unwrap();
+            for k in 0..2 {
+                let ir = m.kernel(k).lowered().to_string();
+                assert!(ir.contains("ramp("), "pool kernel {}: {}", k, ir);
+            }
+        }
     }
 }
 

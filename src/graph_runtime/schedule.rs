@@ -15,8 +15,11 @@
 //!   parallelized.
 //! - injective ops: outer axes fused and parallelized, the innermost axis vectorized when
 //!   it divides into whole 128-bit vectors.
-//! - reductions (pools, softmax, layer_norm, global_avg_pool): the padding inlined,
-//!   stages at root with their outer axis parallel; nothing vectorized (naive).
+//! - max and average pooling: the convolution's loop schedule ([`conv2d_loops`]): the
+//!   padding materialized, output width in vectors, the window reduction outside the
+//!   lanes.
+//! - other reductions (softmax, layer_norm, global_avg_pool): stages at root with their
+//!   outer axis parallel; nothing vectorized (naive).
 //!
 //! With `threads <= 1` nothing is parallelized.
 //!
@@ -58,6 +61,7 @@ pub fn default_schedule(op: &Op, out: &Tensor, threads: usize) -> Result<Schedul
         Op::MatMul if is_reduction_tensor(out) => matmul(out, threads),
         Op::MatMul | Op::Dense => dense(out, threads),
         Op::Conv2d(_) => conv2d(out, threads),
+        Op::MaxPool2d(_) | Op::AvgPool2d(_) => conv2d_loops(out, threads),
         Op::Fused(f) => default_schedule(&f.anchor, out, threads),
         _ => generic(out, threads),
     }
@@ -235,8 +239,10 @@ fn conv2d(out: &Tensor, threads: usize) -> Result<Schedule> {
     conv2d_loops(out, threads)
 }
 
-/// The convolution schedule for any group count: the padding materialized, output width
-/// in 128-bit vectors, an accumulator tile per width block, batch and channels parallel.
+/// The convolution schedule for any group count, also pooling's (any windowed reduction
+/// over an NCHW input): the padding materialized, output width in 128-bit vectors, an
+/// accumulator tile per width block with the reduction outside the lanes, batch and
+/// channels parallel.
 pub fn conv2d_loops(out: &Tensor, threads: usize) -> Result<Schedule> {
     let sh = const_shape(out);
     let l = lanes(out);
@@ -291,13 +297,17 @@ pub fn conv2d_loops(out: &Tensor, threads: usize) -> Result<Schedule> {
     let ca = s.axes(&cl)?;
     let r = s.reduce_axes(&cl)?;
     let cx = ca[3].clone();
+    let mut order: Vec<&crate::schedule::Axis> = r.iter().collect();
+    let split;
     if vw > 0 {
-        let (cxo, cxi) = s.split(&cl, &cx, l as i64)?;
-        s.reorder(&cl, &[&r[0], &r[1], &r[2], &cxo, &cxi])?;
-        s.unroll(&cl, &cxo)?;
-        s.vectorize(&cl, &cxi)?;
+        split = s.split(&cl, &cx, l as i64)?;
+        order.extend([&split.0, &split.1]);
+        s.reorder(&cl, &order)?;
+        s.unroll(&cl, &split.0)?;
+        s.vectorize(&cl, &split.1)?;
     } else {
-        s.reorder(&cl, &[&r[0], &r[1], &r[2], &cx])?;
+        order.push(&cx);
+        s.reorder(&cl, &order)?;
     }
     Ok(s)
 }
