@@ -6,7 +6,7 @@
 
 mod common;
 use common::*;
-use loopforge::intrinsics::{self, gemm_f32, TensorIntrin};
+use loopforge::intrinsics::{self, gemm_f32, gemm_f32_k3, TensorIntrin};
 use loopforge::prelude::*;
 use loopforge::schedules;
 
@@ -166,6 +166,84 @@ fn gemm_intrinsic_against_its_declaration_on_random_views() {
             &want,
             &format!("gemm_f32_{}x{}x{} host function vs declaration", mr, nr, kc),
         );
+    }
+}
+
+#[test]
+fn gemm_k3_intrinsic_against_its_declaration_on_random_views() {
+    // Property: `C[i, j] = sum_{a, b, c} A[i, a, b, c] * B[a, b, c, j]`, tiled and the
+    // three reduce axes handed to `gemm_f32_k3` (whole, or a slice of `c` with the calls
+    // accumulating), for random sizes: the host function equals the declaration.
+    let mut seed = 11u64;
+    let mut next = |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    for case in 0..8 {
+        let mr = [1, 4, 6, 7, 12][next(5) as usize];
+        let nr = [1, 8, 16, 17][next(4) as usize];
+        let k = [1 + next(3) as i64, 1 + next(3) as i64, 1 + next(6) as i64];
+        let slices = 1 + next(2) as i64;
+        let (m, n) = (mr * 2, nr * 2);
+        let a = placeholder(
+            &[m.into(), k[0].into(), k[1].into(), (k[2] * slices).into()],
+            DType::F32,
+            "A",
+        );
+        let b = placeholder(
+            &[k[0].into(), k[1].into(), (k[2] * slices).into(), n.into()],
+            DType::F32,
+            "B",
+        );
+        let r: Vec<IterVar> = [k[0], k[1], k[2] * slices]
+            .iter()
+            .enumerate()
+            .map(|(d, &e)| reduce_axis(0, e, &format!("r{}", d)))
+            .collect();
+        let c = compute(&[m.into(), n.into()], "C", |i| {
+            sum(
+                a.at(&[i[0].clone(), r[0].x(), r[1].x(), r[2].x()])
+                    * b.at(&[r[0].x(), r[1].x(), r[2].x(), i[1].clone()]),
+                &r,
+            )
+        });
+        let args = [a, b, c.clone()];
+        let mut s = create_schedule(&[c.clone()]).unwrap();
+        let [i, j] = s.axes2(&c).unwrap();
+        let ra = s.reduce_axes(&c).unwrap();
+        let (io, ii) = s.split(&c, &i, mr).unwrap();
+        let (jo, ji) = s.split(&c, &j, nr).unwrap();
+        let (ro, ri) = s.split(&c, &ra[2], k[2]).unwrap();
+        s.reorder(&c, &[&io, &jo, &ro, &ii, &ji, &ra[0], &ra[1], &ri])
+            .unwrap();
+        let intrin = gemm_f32_k3(mr, nr, k).unwrap();
+        s.tensorize(&c, &ii, &intrin).unwrap();
+        let text = lower(&s, &args).unwrap().to_string();
+        assert!(
+            text.contains(&format!("{}.update(A[", intrin.name)),
+            "{}",
+            text
+        );
+        let want = run_all(
+            &create_schedule(&[c.clone()]).unwrap(),
+            &args,
+            Target::interp(),
+            case,
+        );
+        for target in [Target::interp(), Target::cpu()] {
+            let got = run_all(&s, &args, target, case);
+            assert_outputs_close(
+                &args,
+                &got,
+                &want,
+                &format!(
+                    "{} ({} slices) host function vs declaration",
+                    intrin.name, slices
+                ),
+            );
+        }
     }
 }
 
@@ -379,8 +457,13 @@ fn tensorized_conv2d_schedule() {
     // (input NCHW, output channels, kernel, stride, padding, dilation): 3x3 with padding,
     // strided, 1x1, dilated, a channel count that is not a power of two, and a width whose
     // row tile leaves a 1-row register block (7 = 6 + 1).
-    let cases: [([usize; 4], usize, usize, usize, usize, usize); 5] = [
+    // Fewer than 8 input channels (6 and 4 here, and the 3-channel 7x7 stem) take the
+    // whole window in one `gemm_f32_k3` call; tiles of 12 positions or more a call per
+    // channel slice; the 7-wide rows and the 1x1 a `gemm_f32` call per tap.
+    let cases: [([usize; 4], usize, usize, usize, usize, usize); 7] = [
         ([1, 8, 10, 10], 16, 3, 1, 1, 1),
+        ([1, 3, 30, 30], 16, 7, 2, 3, 1),
+        ([1, 8, 14, 14], 16, 3, 1, 1, 1),
         ([1, 6, 11, 11], 32, 3, 2, 1, 1),
         ([2, 20, 6, 6], 16, 1, 1, 0, 1),
         ([1, 4, 12, 12], 16, 3, 1, 2, 2),
@@ -404,7 +487,16 @@ fn tensorized_conv2d_schedule() {
         let args = [x, w, out.clone()];
         let s = schedules::conv2d_nchw_cpu_tensorized(&out, 2).unwrap();
         let text = lower(&s, &args).unwrap().to_string();
-        assert!(text.contains(".update("), "{}", text);
+        let window = format!("x16x{}x{}x{}", xs[1], k, k);
+        let taps = format!("x16x{}x{}x{}", k, k, xs[1]);
+        let expect = if xs[1] < 8 {
+            window.as_str()
+        } else if k > 1 && oh >= 12 {
+            taps.as_str()
+        } else {
+            ".update("
+        };
+        assert!(text.contains(expect), "expected {}: {}", expect, text);
         let want = run_all(
             &create_schedule(&[out.clone()]).unwrap(),
             &args,

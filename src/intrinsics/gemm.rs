@@ -1,5 +1,8 @@
 //! `gemm_f32(mr, nr, kc)`: the f32 register-tile update `C[i, j] += sum_k A[i, k] * B[k, j]`
-//! over an `mr x nr` tile of `C` and `kc` steps of the reduction.
+//! over an `mr x nr` tile of `C` and `kc` steps of the reduction; `gemm_f32_k3(mr, nr,
+//! [k0, k1, k2])` the same with the reduction spread over three axes, each with its own
+//! strides (`C[i, j] += sum_{k0, k1, k2} A[i, k0, k1, k2] * B[k0, k1, k2, j]`: a
+//! convolution's channels and kernel taps in one call, the tile staying in registers).
 //!
 //! CPU implementation: with AVX2 and FMA (detected at run time), rows of `C` in blocks of
 //! 6 (the last 1 to 5 rows in one smaller block) and columns in blocks of 16 are kept in
@@ -43,19 +46,78 @@ pub fn gemm_f32(mr: i64, nr: i64, kc: i64) -> Result<Arc<TensorIntrin>> {
     })
 }
 
-/// The operands of one call, decoded.
+/// Symbol of the three-axis reduction's CPU implementation.
+const SYMBOL_K3: &str = "loopforge_intrin_gemm_f32_k3";
+
+/// The intrinsic `gemm_f32_{mr}x{nr}x{k0}x{k1}x{k2}`: `C[i, j] += sum_{k0, k1, k2} A[i,
+/// k0, k1, k2] * B[k0, k1, k2, j]` (registered once per sizes). Its operands: `A` (`mr x
+/// k0 x k1 x k2`), `B` (`k0 x k1 x k2 x nr`), then `C` (`mr x nr`), any strides. The
+/// micro-kernel runs `k2` innermost.
+pub fn gemm_f32_k3(mr: i64, nr: i64, k: [i64; 3]) -> Result<Arc<TensorIntrin>> {
+    let name = format!("gemm_f32_{}x{}x{}x{}x{}", mr, nr, k[0], k[1], k[2]);
+    super::register_once(&name, || {
+        let a = placeholder(
+            &[mr.into(), k[0].into(), k[1].into(), k[2].into()],
+            DType::F32,
+            "A",
+        );
+        let b = placeholder(
+            &[k[0].into(), k[1].into(), k[2].into(), nr.into()],
+            DType::F32,
+            "B",
+        );
+        let r: Vec<_> = (0..3)
+            .map(|d| reduce_axis(0, k[d], &format!("k{}", d)))
+            .collect();
+        let c = compute_named(&[mr.into(), nr.into()], "C", &["i", "j"], |i| {
+            let ks: Vec<_> = r.iter().map(|x| x.x()).collect();
+            sum(
+                a.at(&[i[0].clone(), ks[0].clone(), ks[1].clone(), ks[2].clone()])
+                    * b.at(&[ks[0].clone(), ks[1].clone(), ks[2].clone(), i[1].clone()]),
+                &r,
+            )
+        });
+        TensorIntrin::new(
+            &name,
+            &c,
+            &[a, b],
+            Some(CpuImpl {
+                symbol: SYMBOL_K3,
+                func: gemm_f32_k3_entry,
+            }),
+        )
+    })
+}
+
+/// The operands of one call, decoded; the reduction always as three axes (`gemm_f32`'s
+/// one axis is the innermost, the others of extent 1).
 #[derive(Clone, Copy)]
 struct Call {
     a: *const f32,
     b: *const f32,
     c: *mut f32,
-    sa: [isize; 2],
-    sb: [isize; 2],
+    /// `A`'s strides: row, then the reduction axes `k0, k1, k2`.
+    sa: [isize; 4],
+    /// `B`'s strides: the reduction axes `k0, k1, k2`, then column.
+    sb: [isize; 4],
     sc: [isize; 2],
     m: usize,
     n: usize,
-    k: usize,
+    k: [usize; 3],
     accumulate: bool,
+}
+
+/// Mode 2 (init): zero the `C` tile described by words `c, sc0, sc1, m, n` after the mode.
+fn init_tile(args: *const i64) {
+    // Safety: in mode init the JIT passes the mode, the output's address and two
+    // strides, then the extents (rows and columns first).
+    let w = unsafe { std::slice::from_raw_parts(args, 6) };
+    let (c, s0, s1) = (w[1] as *mut f32, w[2] as isize, w[3] as isize);
+    for i in 0..w[4] as isize {
+        for j in 0..w[5] as isize {
+            unsafe { *c.offset(i * s0 + j * s1) = 0.0 };
+        }
+    }
 }
 
 extern "C" fn gemm_f32_entry(args: *const i64) {
@@ -64,26 +126,43 @@ extern "C" fn gemm_f32_entry(args: *const i64) {
     // buffers.
     let mode = unsafe { *args };
     if mode == 2 {
-        let w = unsafe { std::slice::from_raw_parts(args, 7) };
-        let (c, s0, s1) = (w[1] as *mut f32, w[2] as isize, w[3] as isize);
-        for i in 0..w[4] as isize {
-            for j in 0..w[5] as isize {
-                unsafe { *c.offset(i * s0 + j * s1) = 0.0 };
-            }
-        }
-        return;
+        return init_tile(args);
     }
     let w = unsafe { std::slice::from_raw_parts(args, 13) };
     let call = Call {
         a: w[1] as *const f32,
         b: w[2] as *const f32,
         c: w[3] as *mut f32,
-        sa: [w[4] as isize, w[5] as isize],
-        sb: [w[6] as isize, w[7] as isize],
+        sa: [w[4] as isize, 0, 0, w[5] as isize],
+        sb: [0, 0, w[6] as isize, w[7] as isize],
         sc: [w[8] as isize, w[9] as isize],
         m: w[10] as usize,
         n: w[11] as usize,
-        k: w[12] as usize,
+        k: [1, 1, w[12] as usize],
+        accumulate: mode == 1,
+    };
+    unsafe { run(&call) }
+}
+
+extern "C" fn gemm_f32_k3_entry(args: *const i64) {
+    // Safety: as `gemm_f32_entry`, with 4 strides for `A` and `B` and 5 extents (9 words
+    // in mode init, 19 otherwise).
+    let mode = unsafe { *args };
+    if mode == 2 {
+        return init_tile(args);
+    }
+    let w = unsafe { std::slice::from_raw_parts(args, 19) };
+    let i = |x: usize| w[x] as isize;
+    let call = Call {
+        a: w[1] as *const f32,
+        b: w[2] as *const f32,
+        c: w[3] as *mut f32,
+        sa: [i(4), i(5), i(6), i(7)],
+        sb: [i(8), i(9), i(10), i(11)],
+        sc: [i(12), i(13)],
+        m: w[14] as usize,
+        n: w[15] as usize,
+        k: [w[16] as usize, w[17] as usize, w[18] as usize],
         accumulate: mode == 1,
     };
     unsafe { run(&call) }
@@ -93,7 +172,7 @@ extern "C" fn gemm_f32_entry(args: *const i64) {
 /// The views must be valid for the tile sizes.
 unsafe fn run(c: &Call) {
     #[cfg(target_arch = "x86_64")]
-    if c.sb[1] == 1 && avx2_fma() {
+    if c.sb[3] == 1 && avx2_fma() {
         if c.sc[1] == 1 {
             unsafe { run_avx2(c) };
         } else {
@@ -174,10 +253,18 @@ unsafe fn portable(c: &Call, i0: usize, i1: usize, j0: usize, j1: usize) {
         for j in j0..j1 {
             let pc = unsafe { c.c.offset(i as isize * c.sc[0] + j as isize * c.sc[1]) };
             let mut acc = if c.accumulate { unsafe { *pc } } else { 0.0f32 };
-            for k in 0..c.k {
-                let x = unsafe { *c.a.offset(i as isize * c.sa[0] + k as isize * c.sa[1]) };
-                let y = unsafe { *c.b.offset(k as isize * c.sb[0] + j as isize * c.sb[1]) };
-                acc += x * y;
+            for k0 in 0..c.k[0] as isize {
+                for k1 in 0..c.k[1] as isize {
+                    for k2 in 0..c.k[2] as isize {
+                        let (ka, kb) = (
+                            k0 * c.sa[1] + k1 * c.sa[2] + k2 * c.sa[3],
+                            k0 * c.sb[0] + k1 * c.sb[1] + k2 * c.sb[2],
+                        );
+                        let x = unsafe { *c.a.offset(i as isize * c.sa[0] + ka) };
+                        let y = unsafe { *c.b.offset(kb + j as isize * c.sb[3]) };
+                        acc += x * y;
+                    }
+                }
             }
             unsafe { *pc = acc };
         }
@@ -198,22 +285,28 @@ unsafe fn kernel_rx16<const R: usize, const UNIT_A: bool>(c: &Call, i0: usize, j
             row[1] = unsafe { _mm256_loadu_ps(pc(r).add(8)) };
         }
     }
-    let pa = unsafe { c.a.offset(i0 as isize * c.sa[0]) };
-    let pb = unsafe { c.b.add(j0) };
-    for k in 0..c.k as isize {
-        let brow = unsafe { pb.offset(k * c.sb[0]) };
-        let b0 = unsafe { _mm256_loadu_ps(brow) };
-        let b1 = unsafe { _mm256_loadu_ps(brow.add(8)) };
-        let ak = unsafe { pa.offset(k * c.sa[1]) };
-        for (r, row) in acc.iter_mut().enumerate() {
-            let off = if UNIT_A {
-                r as isize
-            } else {
-                r as isize * c.sa[0]
+    for k0 in 0..c.k[0] as isize {
+        for k1 in 0..c.k[1] as isize {
+            let pa = unsafe {
+                c.a.offset(i0 as isize * c.sa[0] + k0 * c.sa[1] + k1 * c.sa[2])
             };
-            let x = _mm256_set1_ps(unsafe { *ak.offset(off) });
-            row[0] = _mm256_fmadd_ps(x, b0, row[0]);
-            row[1] = _mm256_fmadd_ps(x, b1, row[1]);
+            let pb = unsafe { c.b.offset(j0 as isize + k0 * c.sb[0] + k1 * c.sb[1]) };
+            for k in 0..c.k[2] as isize {
+                let brow = unsafe { pb.offset(k * c.sb[2]) };
+                let b0 = unsafe { _mm256_loadu_ps(brow) };
+                let b1 = unsafe { _mm256_loadu_ps(brow.add(8)) };
+                let ak = unsafe { pa.offset(k * c.sa[3]) };
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let off = if UNIT_A {
+                        r as isize
+                    } else {
+                        r as isize * c.sa[0]
+                    };
+                    let x = _mm256_set1_ps(unsafe { *ak.offset(off) });
+                    row[0] = _mm256_fmadd_ps(x, b0, row[0]);
+                    row[1] = _mm256_fmadd_ps(x, b1, row[1]);
+                }
+            }
         }
     }
     for (r, row) in acc.iter().enumerate() {

@@ -33,7 +33,7 @@ mod wmma;
 
 pub use dot::{dot_f32, dot_f32_eval, reduce_sum_f32, reduce_sum_f32_eval};
 pub use exp::{exp_f32, exp_f32_eval};
-pub use gemm::gemm_f32;
+pub use gemm::{gemm_f32, gemm_f32_k3};
 pub(crate) use reference::reference_stmt;
 pub use wmma::{wmma_load_a, wmma_load_b, wmma_mma, wmma_store};
 

@@ -28,11 +28,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// What the matcher learns of one declared input: the tensor, the indices of its tile's
-/// first element, and for each of the placeholder's dimensions the tensor dimension it
-/// runs along.
-/// Each placeholder dimension: (tensor dimension, steps of it per step of the
-/// placeholder's), e.g. 2 for a strided convolution's input read at `x * 2 + rx`.
-type Bound = (Tensor, Vec<Expr>, Vec<(usize, i64)>);
+/// first element, and for each of the placeholder's dimensions the tensor dimensions it
+/// moves along as (tensor dimension, steps of it per step of the placeholder's): 2 for a
+/// strided convolution's input read at `x * 2 + rx`; two placeholder dimensions may move
+/// along one tensor dimension (`x * 2` and `rx` both along the input's width).
+type Bound = (Tensor, Vec<Expr>, Vec<Vec<(usize, i64)>>);
 
 /// What the matcher learns, per declared input.
 struct Binding {
@@ -84,27 +84,9 @@ impl Matcher<'_> {
                         simplify(&simplify(&(i.clone() - b.clone())).substitute(&self.to_decl))
                     })
                     .collect();
-                let mut dims: Vec<(usize, i64)> = vec![];
-                for p_ in pidx {
-                    let p_ = simplify(p_);
-                    let found = rel.iter().enumerate().find_map(|(e, r)| {
-                        if dims.iter().any(|d| d.0 == e) {
-                            return None;
-                        }
-                        scale_of(r, &p_).map(|c| (e, c))
-                    });
-                    match found {
-                        Some(d) => dims.push(d),
-                        None => return differ(),
-                    }
-                }
-                if rel
-                    .iter()
-                    .enumerate()
-                    .any(|(e, r)| !dims.iter().any(|d| d.0 == e) && r.as_int() != Some(0))
-                {
+                let Some(dims) = linear_dims(&rel, pidx) else {
                     return differ();
-                }
+                };
                 match &self.bind.tensors[pi] {
                     Some((t0, b0, d0)) => {
                         let same = Arc::ptr_eq(&t0.op, &t.op)
@@ -156,12 +138,37 @@ impl Matcher<'_> {
     }
 }
 
-/// `Some(c)` when `rel` is `c * p` for a positive constant `c` (1 when they are equal).
-fn scale_of(rel: &Expr, p: &Expr) -> Option<i64> {
-    if rel.structural_eq(p) {
-        return Some(1);
+/// For each placeholder index (a declared axis variable), the tensor dimensions it moves
+/// along with their constant coefficients, when every relative index `rel[e]` is a linear
+/// combination of those variables (`None` otherwise, or when a placeholder index is not
+/// a plain variable or moves along no dimension).
+fn linear_dims(rel: &[Expr], pidx: &[Expr]) -> Option<Vec<Vec<(usize, i64)>>> {
+    let vars: Vec<u64> = pidx
+        .iter()
+        .map(|p| match simplify(p).node() {
+            ExprNode::Var(v) => Some(v.id()),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    let mut dims = vec![vec![]; pidx.len()];
+    for (e, r) in rel.iter().enumerate() {
+        let mut rest = r.clone();
+        for (k, &v) in vars.iter().enumerate() {
+            let only: HashMap<u64, Expr> = vars
+                .iter()
+                .map(|&w| (w, Expr::int(i64::from(w == v))))
+                .collect();
+            let c = simplify(&r.substitute(&only)).as_int()?;
+            if c != 0 {
+                dims[k].push((e, c));
+                rest = rest - pidx[k].clone() * Expr::int(c);
+            }
+        }
+        if simplify(&rest).as_int() != Some(0) {
+            return None;
+        }
     }
-    (2..=64).find(|&c| simplify(&(p.clone() * Expr::int(c))).structural_eq(rel))
+    dims.iter().all(|d| !d.is_empty()).then_some(dims)
 }
 
 /// The extent as a constant, when the ranges pin it to one value.
@@ -392,7 +399,12 @@ pub(crate) fn call_for(
             index,
             strides: dims
                 .iter()
-                .map(|&(e, c)| simplify(&(strides[e].clone() * Expr::int(c))))
+                .map(|along| {
+                    let terms = along
+                        .iter()
+                        .map(|&(e, c)| strides[e].clone() * Expr::int(c));
+                    simplify(&terms.reduce(|a, b| a + b).expect("not empty"))
+                })
                 .collect(),
         });
     }

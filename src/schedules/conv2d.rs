@@ -4,7 +4,7 @@
 //! register-blocked inner product).
 
 use crate::error::{Error, Result};
-use crate::intrinsics::gemm_f32;
+use crate::intrinsics::{gemm_f32, gemm_f32_k3};
 use crate::schedule::{create_schedule, LayoutDim, Schedule};
 use crate::te::{OpKind, Tensor};
 
@@ -32,6 +32,10 @@ fn reductions_feeding(t: &Tensor) -> Vec<Tensor> {
     found
 }
 
+/// Input channel counts below this reduce over the whole window in one micro-kernel call
+/// (see [`conv2d_nchw_cpu_tensorized`]).
+const FEW_CHANNELS: i64 = 8;
+
 /// Positions per tile along the output row: the divisor of `width` up to 30 that fills
 /// the micro-kernel's 6-row register blocks best (the larger on a tie).
 fn row_tile(width: i64) -> i64 {
@@ -55,8 +59,14 @@ fn row_tile(width: i64) -> i64 {
 ///   [`WeightLayout::Ohwi16o`](crate::graph_runtime::WeightLayout::Ohwi16o));
 /// - per output row `y`, block of 16 output channels and tile of `mr` positions
 ///   ([`row_tile`] of the width), an accumulator `out.local` laid out `[.., x, o]` (its
-///   rows are the tile's positions) updated by `gemm_f32(mr, 16, kc)` for each tap
-///   `(ky, kx)` and slice of `kc` (at most 256) input channels, then copied out;
+///   rows are the tile's positions), then copied out. The micro-kernel updates it
+///   - with fewer than 8 input channels (an RGB stem): in one `gemm_f32_k3(mr, 16, [C,
+///     KH, KW])` call over the whole window;
+///   - for kernels larger than 1x1 and tiles of at least 12 positions: one
+///     `gemm_f32_k3(mr, 16, [KH, KW, kc])` call per slice of `kc` (at most 256) input
+///     channels, all taps with the tile in registers;
+///   - otherwise: one `gemm_f32(mr, 16, kc)` call per tap `(ky, kx)` and channel slice,
+///     the tap's weight panel staying in L1 across the tile's register blocks;
 /// - batch and channel blocks fused and parallel over `threads`.
 ///
 /// `out` may also be an elementwise epilogue of the convolution (`relu(conv + bias)`, a
@@ -208,12 +218,30 @@ pub fn conv2d_nchw_cpu_tensorized(out: &Tensor, threads: usize) -> Result<Schedu
     s.compute_at(&acc, out, &xo)?;
     let ca = s.axes(&acc)?;
     let r = s.reduce_axes(&acc)?;
-    let (rco, rci) = s.split(&acc, &r[0], kc)?;
-    s.reorder(
-        &acc,
-        &[&ca[0], &ca[1], &r[1], &r[2], &rco, &ca[2], &ca[3], &rci],
-    )?;
-    s.tensorize(&acc, &ca[2], &gemm_f32(mr, 16, kc)?)?;
+    let kh = red[1].extent.as_int().unwrap_or(1);
+    let kw = red[2].extent.as_int().unwrap_or(1);
+    if c < FEW_CHANNELS {
+        // Few input channels (an RGB stem): the whole reduction in one call.
+        s.reorder(&acc, &[&ca[0], &ca[1], &ca[2], &ca[3], &r[0], &r[1], &r[2]])?;
+        s.tensorize(&acc, &ca[2], &gemm_f32_k3(mr, 16, [c, kh, kw])?)?;
+    } else if kh * kw > 1 && mr >= 12 {
+        // Every tap of a channel slice in one call: the tile stays in registers.
+        let (rco, rci) = s.split(&acc, &r[0], kc)?;
+        s.reorder(
+            &acc,
+            &[&ca[0], &ca[1], &rco, &ca[2], &ca[3], &r[1], &r[2], &rci],
+        )?;
+        s.tensorize(&acc, &ca[2], &gemm_f32_k3(mr, 16, [kh, kw, kc])?)?;
+    } else {
+        // One call per tap: each tap's `kc x 16` weight panel stays in L1 while every
+        // register block of the tile reads it (short rows, 1x1 kernels).
+        let (rco, rci) = s.split(&acc, &r[0], kc)?;
+        s.reorder(
+            &acc,
+            &[&ca[0], &ca[1], &r[1], &r[2], &rco, &ca[2], &ca[3], &rci],
+        )?;
+        s.tensorize(&acc, &ca[2], &gemm_f32(mr, 16, kc)?)?;
+    }
     Ok(s)
 }
 
