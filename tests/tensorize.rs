@@ -248,6 +248,35 @@ fn gemm_k3_intrinsic_against_its_declaration_on_random_views() {
 }
 
 #[test]
+fn tensorize_under_a_non_dividing_outer_split() {
+    // The 6-row tiles of an 18-row output (3 of them) split again by 2: the second outer
+    // block holds one real tile and one past the end, whose call the guard must skip
+    // (a call there would write rows 18..24 of C).
+    let (a, b, c) = matmul(18, 32, 8);
+    let args = [a, b, c.clone()];
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    let [i, j] = s.axes2(&c).unwrap();
+    let k = s.reduce_axes(&c).unwrap().remove(0);
+    let (io, ii) = s.split(&c, &i, 6).unwrap();
+    let (jo, ji) = s.split(&c, &j, 16).unwrap();
+    let (ioo, ioi) = s.split(&c, &io, 2).unwrap();
+    s.reorder(&c, &[&ioo, &jo, &ioi, &ii, &ji, &k]).unwrap();
+    s.tensorize(&c, &ii, &gemm_f32(6, 16, 8).unwrap()).unwrap();
+    let text = lower(&s, &args).unwrap().to_string();
+    assert!(text.contains("gemm_f32_6x16x8("), "{}", text);
+    let want = run_all(
+        &create_schedule(&[c.clone()]).unwrap(),
+        &args,
+        Target::interp(),
+        2,
+    );
+    for target in [Target::interp(), Target::cpu()] {
+        let got = run_all(&s, &args, target, 2);
+        assert_outputs_close(&args, &got, &want, "tiles under a non-dividing split");
+    }
+}
+
+#[test]
 fn tensorize_errors() {
     let (a, b, c) = matmul(12, 32, 8);
     let args = [a.clone(), b.clone(), c.clone()];

@@ -190,14 +190,21 @@ fn produce(s: &Schedule, b: &Bounds, info: &StageInfo) -> Result<Stmt> {
         None => (leaves.len(), main),
     };
     // Inside a tensorized nest the init is the intrinsic's too (mode Init, the output
-    // operand only).
-    let init = match &main {
-        Stmt::Intrinsic(c) if stop < leaves.len() => Some(Stmt::Intrinsic(IntrinsicCall {
-            intrin: c.intrin.clone(),
-            operands: c.operands.last().into_iter().cloned().collect(),
-            mode: IntrinMode::Init,
-        })),
-        _ => init,
+    // operand only). Guards of non-dividing splits of the loops outside the nest (those
+    // inside are refused by `call_for`) keep the calls inside the stage's region.
+    let (init, main) = match &main {
+        Stmt::Intrinsic(c) if stop < leaves.len() => (
+            Some(guard(
+                &data_guard,
+                Stmt::Intrinsic(IntrinsicCall {
+                    intrin: c.intrin.clone(),
+                    operands: c.operands.last().into_iter().cloned().collect(),
+                    mode: IntrinMode::Init,
+                }),
+            )),
+            guard(&all_guard, main),
+        ),
+        _ => (init, main),
     };
     let init_nest = |from: usize| -> Stmt {
         // Loops over the data-parallel leaves inside the first reduce loop (down to the
