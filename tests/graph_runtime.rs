@@ -508,7 +508,15 @@ fn conv2d_grouped_and_depthwise() {
 
 #[test]
 fn dense_with_and_without_bias_and_matmul() {
-    for (m, k, n) in [(1, 16, 10), (5, 7, 12), (8, 32, 3)] {
+    // (1, 512, 300): a matrix-vector product large enough for parallel chunks of output
+    // columns (19 columns each at 4 threads: the last chunk partial).
+    for (m, k, n) in [
+        (1, 16, 10),
+        (5, 7, 12),
+        (8, 32, 3),
+        (1, 512, 300),
+        (3, 40, 24),
+    ] {
         let mut g = Graph::new();
         let x = g.input("x", &[m, k], DType::F32).unwrap();
         let w = g.param("w", &[n, k]).unwrap();
@@ -539,6 +547,36 @@ fn dense_with_and_without_bias_and_matmul() {
             &format!("dense/matmul {}x{}x{}", m, k, n),
         );
     }
+}
+
+#[test]
+fn dense_of_a_few_rows_is_dot_products_and_small_kernels_stay_serial() {
+    let build = |m: usize, k: usize, n: usize| {
+        let mut g = Graph::new();
+        let x = g.input("x", &[m, k], DType::F32).unwrap();
+        let w = g.param("w", &[n, k]).unwrap();
+        let b = g.param("b", &[n]).unwrap();
+        let y = g.dense("fc", x, w, Some(b)).unwrap();
+        g.output(y).unwrap();
+        let ps = params(&[("w", &rnd(&[n, k], 2)), ("b", &rnd(&[n], 3))]);
+        graph_runtime::build(&g, Target::cpu(), &ps, 2).unwrap()
+    };
+    // A batch of one: the weight read in place (no transposed copy), one dot product per
+    // output, the columns in parallel chunks.
+    let ir = build(1, 512, 300).kernel(0).lowered().to_string();
+    assert!(
+        ir.contains("dot_f32_512.update(") || ir.contains("dot_f32_512("),
+        "{}",
+        ir
+    );
+    assert!(!ir.contains("produce wt"), "{}", ir);
+    assert!(ir.contains("parallel"), "{}", ir);
+    // 160 multiply-adds: below PARALLEL_MIN_WORK, one thread.
+    let ir = build(1, 16, 10).kernel(0).lowered().to_string();
+    assert!(!ir.contains("parallel"), "{}", ir);
+    // A batch of 8 keeps the register-blocked matmul.
+    let ir = build(8, 512, 300).kernel(0).lowered().to_string();
+    assert!(!ir.contains("dot_f32") && ir.contains("parallel"), "{}", ir);
 }
 
 #[test]

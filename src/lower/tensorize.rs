@@ -9,9 +9,11 @@
 //! - after renaming those loop variables to the declaration's axes and rebasing every
 //!   tensor index to the tile's first element, the stage's body is structurally the
 //!   declaration's (else the error shows the first differing subexpression of both); a
-//!   read may run along the placeholder's dimensions in any order (a transposed view)
-//!   and have extra dimensions that stay fixed in the tile, and so may the output (a
-//!   row's sum tensorized by a 0-d reduction intrinsic);
+//!   read may run along the placeholder's dimensions in any order (a transposed view),
+//!   each of its relative indices a linear combination of the declaration's axes (two
+//!   axes along one dimension: a convolution's `x * 2 + rx`), and have extra dimensions
+//!   that stay fixed in the tile, and so may the output (a row's sum tensorized by a 0-d
+//!   reduction intrinsic);
 //! - the call's operands are the tiles' first elements in their buffers with the buffers'
 //!   strides; it updates the output (mode `Update`) when the reduction started outside the
 //!   nest, whose init nest then ends in the same call in mode `Init` (output operand
