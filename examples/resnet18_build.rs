@@ -4,7 +4,7 @@
 //!
 //! Run: `cargo run --release --example resnet18_build [N]` (default N = 10). Pass
 //! `--no-passes` to build without folding, fusion and memory planning, `--profile` to
-//! print each kernel's time (one thread).
+//! print each kernel's time (one thread; `--profile=T` with `T` threads).
 
 use loopforge::graph_runtime::{self, models, BuildOptions, ScheduleKind};
 use loopforge::prelude::*;
@@ -47,16 +47,25 @@ fn main() -> Result<()> {
             pg.nodes().len()
         );
     }
-    if args.iter().any(|a| a == "--profile") {
+    let profile = args.iter().find_map(|a| {
+        (a == "--profile")
+            .then_some(1)
+            .or_else(|| a.strip_prefix("--profile=").and_then(|t| t.parse().ok()))
+    });
+    if let Some(threads) = profile {
         let keep = BuildOptions {
             plan_memory: false,
             ..opts
         };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a thread pool");
         let m = graph_runtime::build_with_options(
             &g,
             Target::cpu(),
             &params,
-            1,
+            threads,
             ScheduleKind::Cpu,
             &keep,
             &mut |_, _, _| {},
@@ -72,9 +81,12 @@ fn main() -> Result<()> {
                 .collect();
             let mut out = ex.value(n.output).expect("kept").clone();
             let s = Instant::now();
-            for _ in 0..runs {
-                m.kernel(i).run(&ins, &mut [&mut out])?;
-            }
+            pool.install(|| -> Result<()> {
+                for _ in 0..runs {
+                    m.kernel(i).run(&ins, &mut [&mut out])?;
+                }
+                Ok(())
+            })?;
             println!(
                 "{:>8.3} ms  {} ({}) -> {:?}",
                 s.elapsed().as_secs_f64() * 1e3 / runs as f64,

@@ -1,12 +1,13 @@
 //! The conv2d workloads of the report: ResNet-18's layer shapes at batch 1, loopforge's
 //! vectorized-loops schedule (`graph_runtime::schedule::conv2d_loops`, the graph
 //! runtime's fallback) and the tensorized one (`schedules::conv2d_nchw_cpu_tensorized`,
-//! its default where it applies), against PyTorch's `conv2d` (oneDNN) where
-//! `torch` imports.
+//! its default where it applies; also on weights packed ahead of time, as the graph
+//! runtime runs it), against PyTorch's `conv2d` (oneDNN) where `torch` imports.
 
 use super::{check, measure, Opts, Row};
 use loopforge::graph_runtime::ops::conv2d;
-use loopforge::graph_runtime::Conv2dAttrs;
+use loopforge::graph_runtime::passes::pack_conv_weights::pack_ohwi16o;
+use loopforge::graph_runtime::{Conv2dAttrs, WeightLayout};
 use loopforge::prelude::*;
 use std::process::Command;
 
@@ -82,23 +83,44 @@ pub fn conv_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
         let x = placeholder(&dims(&xs), DType::F32, "x");
         let w = placeholder(&dims(&ws), DType::F32, "w");
         let out = conv2d(&x, &w, &xs, &ws, &attrs, &os);
-        let args = [x, w, out.clone()];
+        let args = [x.clone(), w, out.clone()];
         let xa = NdArray::random(&xs, DType::F32, 5);
         let wa = NdArray::random(&ws, DType::F32, 6);
+        // The same convolution reading weights packed ahead of time, as a graph build
+        // does with constant weights (`passes::pack_conv_weights`).
+        let pattrs = Conv2dAttrs {
+            weight_layout: WeightLayout::Ohwi16o,
+            ..attrs
+        };
+        let pws = WeightLayout::ohwi16o_shape(&ws);
+        let wp = placeholder(&dims(&pws), DType::F32, "w");
+        let pout = conv2d(&x, &wp, &xs, &pws, &pattrs, &os);
+        let pargs = [x, wp, pout.clone()];
+        let pwa = pack_ohwi16o(&wa)?;
         let mut reference: Option<Vec<f32>> = None;
         let candidates = [
             (
                 "loopforge_conv2d_loops",
                 loopforge::graph_runtime::schedule::conv2d_loops(&out, threads),
+                &args,
+                &wa,
             ),
             (
                 "loopforge_conv2d_tensorized",
                 loopforge::schedules::conv2d_nchw_cpu_tensorized(&out, threads),
+                &args,
+                &wa,
+            ),
+            (
+                "loopforge_conv2d_tensorized_prepacked",
+                loopforge::schedules::conv2d_nchw_cpu_tensorized(&pout, threads),
+                &pargs,
+                &pwa,
             ),
         ];
-        for (name, sched) in candidates {
+        for (name, sched, args, wa) in candidates {
             eprintln!("  {} {} threads={}", wl, name, threads);
-            let k = match sched.and_then(|s| build(&s, &args, Target::cpu())) {
+            let k = match sched.and_then(|s| build(&s, args, Target::cpu())) {
                 Ok(k) => k,
                 Err(e) => {
                     rows.push(Row::missing(&wl, name, threads, e.to_string()));
@@ -106,7 +128,7 @@ pub fn conv_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
                 }
             };
             let mut ya = NdArray::zeros(&os, DType::F32);
-            k.run(&[&xa, &wa], &mut [&mut ya])?;
+            k.run(&[&xa, wa], &mut [&mut ya])?;
             let got = ya.as_slice::<f32>()?.to_vec();
             let verdict = match &reference {
                 Some(want) => check(name, &got, want, 1e-4),
@@ -118,7 +140,7 @@ pub fn conv_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
             rows.push(match verdict {
                 Ok(()) => {
                     let s = measure(
-                        || k.run(&[&xa, &wa], &mut [&mut ya]).unwrap(),
+                        || k.run(&[&xa, wa], &mut [&mut ya]).unwrap(),
                         o.budget(),
                         o.min_reps(),
                     );
