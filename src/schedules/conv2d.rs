@@ -67,7 +67,8 @@ fn row_tile(width: i64) -> i64 {
 ///     channels, all taps with the tile in registers;
 ///   - otherwise: one `gemm_f32(mr, 16, kc)` call per tap `(ky, kx)` and channel slice,
 ///     the tap's weight panel staying in L1 across the tile's register blocks;
-/// - batch and channel blocks fused and parallel over `threads`.
+/// - batch and channel blocks fused and parallel over `threads` (with the output rows
+///   when there are fewer than four blocks per thread).
 ///
 /// `out` may also be an elementwise epilogue of the convolution (`relu(conv + bias)`, a
 /// residual sum: a graph's fused group); the convolution then plays the accumulator and
@@ -211,9 +212,16 @@ pub fn conv2d_nchw_cpu_tensorized(out: &Tensor, threads: usize) -> Result<Schedu
     let (oo, oi) = s.split(out, &a[1], 16)?;
     let (xo, xi) = s.split(out, &a[3], mr)?;
     s.reorder(out, &[&a[0], &oo, &a[2], &xo, &oi, &xi])?;
-    let no = s.fuse(out, &[&a[0], &oo])?;
+    // Parallel over (batch, channel block), and over output rows too when there are
+    // fewer than four such blocks per thread (a 64-channel layer has 4).
+    let blocks = shape[0] * o / 16;
+    let parallel = if blocks < 4 * threads as i64 {
+        s.fuse(out, &[&a[0], &oo, &a[2]])?
+    } else {
+        s.fuse(out, &[&a[0], &oo])?
+    };
     if threads > 1 {
-        s.parallel(out, &no)?;
+        s.parallel(out, &parallel)?;
     }
     s.compute_at(&acc, out, &xo)?;
     let ca = s.axes(&acc)?;
