@@ -14,21 +14,6 @@ use loopforge::intrinsics::{
 use loopforge::prelude::*;
 use loopforge::schedules::{softmax_rows, softmax_rows_tensorized};
 
-/// A small deterministic generator (LCG).
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-    fn f32_in(&mut self, lo: f32, hi: f32) -> f32 {
-        lo + (hi - lo) * (self.below(1 << 24) as f32 / (1u32 << 24) as f32)
-    }
-}
-
 /// The code paths to test here; prints why the SIMD one is skipped where it is.
 fn paths(what: &str) -> Vec<CpuPath> {
     if has_avx2_fma() {

@@ -135,13 +135,8 @@ fn tensorize_strided_views_and_packed_b() {
 fn gemm_intrinsic_against_its_declaration_on_random_views() {
     // Property: for random tile sizes (the micro-kernel's 6x16 blocks and the portable
     // edges), the host function equals the declaration run by the interpreter.
-    let mut seed = 7u64;
-    let mut next = |n: u64| {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (seed >> 33) % n
-    };
+    let mut rng = Rng(7u64);
+    let mut next = |n: u64| rng.below(n);
     for case in 0..12 {
         let mr = [1, 5, 6, 7, 12][next(5) as usize];
         let nr = [1, 8, 16, 17, 32][next(5) as usize];
@@ -174,13 +169,8 @@ fn gemm_k3_intrinsic_against_its_declaration_on_random_views() {
     // Property: `C[i, j] = sum_{a, b, c} A[i, a, b, c] * B[a, b, c, j]`, tiled and the
     // three reduce axes handed to `gemm_f32_k3` (whole, or a slice of `c` with the calls
     // accumulating), for random sizes: the host function equals the declaration.
-    let mut seed = 11u64;
-    let mut next = |n: u64| {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (seed >> 33) % n
-    };
+    let mut rng = Rng(11u64);
+    let mut next = |n: u64| rng.below(n);
     for case in 0..8 {
         let mr = [1, 4, 6, 7, 12][next(5) as usize];
         let nr = [1, 8, 16, 17][next(4) as usize];
@@ -226,24 +216,16 @@ fn gemm_k3_intrinsic_against_its_declaration_on_random_views() {
             "{}",
             text
         );
-        let want = run_all(
-            &create_schedule(&[c.clone()]).unwrap(),
+        check_against_unscheduled(
+            &s,
             &args,
-            Target::interp(),
+            &[c.clone()],
             case,
+            &format!(
+                "{} ({} slices) host function vs declaration",
+                intrin.name, slices
+            ),
         );
-        for target in [Target::interp(), Target::cpu()] {
-            let got = run_all(&s, &args, target, case);
-            assert_outputs_close(
-                &args,
-                &got,
-                &want,
-                &format!(
-                    "{} ({} slices) host function vs declaration",
-                    intrin.name, slices
-                ),
-            );
-        }
     }
 }
 
@@ -264,16 +246,13 @@ fn tensorize_under_a_non_dividing_outer_split() {
     s.tensorize(&c, &ii, &gemm_f32(6, 16, 8).unwrap()).unwrap();
     let text = lower(&s, &args).unwrap().to_string();
     assert!(text.contains("gemm_f32_6x16x8("), "{}", text);
-    let want = run_all(
-        &create_schedule(&[c.clone()]).unwrap(),
+    check_against_unscheduled(
+        &s,
         &args,
-        Target::interp(),
+        &[c.clone()],
         2,
+        "tiles under a non-dividing split",
     );
-    for target in [Target::interp(), Target::cpu()] {
-        let got = run_all(&s, &args, target, 2);
-        assert_outputs_close(&args, &got, &want, "tiles under a non-dividing split");
-    }
 }
 
 #[test]
@@ -404,16 +383,7 @@ fn blocked_tensorized_matmul_several_blocks() {
     let text = lower(&s, &args).unwrap().to_string();
     assert!(text.contains("gemm_f32_6x16x20.update("), "{}", text);
     assert!(text.contains("parallel"), "{}", text);
-    let want = run_all(
-        &create_schedule(&[c.clone()]).unwrap(),
-        &args,
-        Target::interp(),
-        3,
-    );
-    for target in [Target::interp(), Target::cpu()] {
-        let got = run_all(&s, &args, target, 3);
-        assert_outputs_close(&args, &got, &want, "blocked 36x64x60");
-    }
+    check_against_unscheduled(&s, &args, &[c.clone()], 3, "blocked 36x64x60");
     // The trace replays onto a fresh computation.
     let (a2, b2, c2) = matmul(36, 64, 60);
     let replayed = Schedule::replay(&[c2.clone()], &s.trace_json()).unwrap();
@@ -461,21 +431,13 @@ fn tensorize_output_view_along_other_dimensions() {
             .unwrap();
         let text = lower(&s, &args).unwrap().to_string();
         assert!(text.contains(&format!("strides (1, {})", m)), "{}", text);
-        let want = run_all(
-            &create_schedule(&[ct.clone()]).unwrap(),
+        check_against_unscheduled(
+            &s,
             &args,
-            Target::interp(),
+            &[ct.clone()],
             5,
+            &format!("transposed output, {} rows", mr),
         );
-        for target in [Target::interp(), Target::cpu()] {
-            let got = run_all(&s, &args, target, 5);
-            assert_outputs_close(
-                &args,
-                &got,
-                &want,
-                &format!("transposed output, {} rows", mr),
-            );
-        }
     }
 }
 
@@ -526,21 +488,13 @@ fn tensorized_conv2d_schedule() {
             ".update("
         };
         assert!(text.contains(expect), "expected {}: {}", expect, text);
-        let want = run_all(
-            &create_schedule(&[out.clone()]).unwrap(),
+        check_against_unscheduled(
+            &s,
             &args,
-            Target::interp(),
+            &[out.clone()],
             9,
+            &format!("conv2d {:?} k{} s{} d{}", xs, k, stride, dil),
         );
-        for target in [Target::interp(), Target::cpu()] {
-            let got = run_all(&s, &args, target, 9);
-            assert_outputs_close(
-                &args,
-                &got,
-                &want,
-                &format!("conv2d {:?} k{} s{} d{}", xs, k, stride, dil),
-            );
-        }
         let replayed = Schedule::replay(&[out.clone()], &s.trace_json()).unwrap();
         assert_eq!(lower(&replayed, &args).unwrap().to_string(), text);
     }
@@ -570,21 +524,13 @@ fn tensorized_conv2d_schedule() {
             "{}",
             text
         );
-        let want = run_all(
-            &create_schedule(&[out.clone()]).unwrap(),
+        check_against_unscheduled(
+            &s,
             &args,
-            Target::interp(),
+            &[out.clone()],
             3,
+            &format!("prepacked conv2d {:?} s{}", xs, stride),
         );
-        for target in [Target::interp(), Target::cpu()] {
-            let got = run_all(&s, &args, target, 3);
-            assert_outputs_close(
-                &args,
-                &got,
-                &want,
-                &format!("prepacked conv2d {:?} s{}", xs, stride),
-            );
-        }
         let replayed = Schedule::replay(&[out.clone()], &s.trace_json()).unwrap();
         assert_eq!(lower(&replayed, &args).unwrap().to_string(), text);
     }
@@ -616,16 +562,13 @@ fn tensorized_conv2d_schedule() {
         let text = lower(&s, &args).unwrap().to_string();
         assert!(text.contains("gemm_f32_9x16x8.update("), "{}", text);
         assert!(!text.contains("produce biased"), "{}", text);
-        let want = run_all(
-            &create_schedule(&[out.clone()]).unwrap(),
+        check_against_unscheduled(
+            &s,
             &args,
-            Target::interp(),
+            &[out.clone()],
             4,
+            "conv2d + bias + relu + residual",
         );
-        for target in [Target::interp(), Target::cpu()] {
-            let got = run_all(&s, &args, target, 4);
-            assert_outputs_close(&args, &got, &want, "conv2d + bias + relu + residual");
-        }
     }
     // Depthwise: not this schedule's form, a typed error.
     let xs = [1, 16, 8, 8];

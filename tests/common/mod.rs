@@ -314,3 +314,45 @@ pub fn assert_bit_exact(got: &NdArray, want: &NdArray, what: &str) {
     }
     assert_eq!(bad, 0, "{}: {} of {} elements differ", what, bad, g.len());
 }
+
+/// A small deterministic generator (LCG) for property tests.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A value in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+
+    /// A value in `[lo, hi)`.
+    #[allow(dead_code)]
+    pub fn f32_in(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * (self.below(1 << 24) as f32 / (1u32 << 24) as f32)
+    }
+}
+
+/// `s` on the interpreter and the CPU JIT against the unscheduled computation of
+/// `outputs` on the interpreter (the oracle), all arrays drawn from `seed`.
+#[allow(dead_code)]
+pub fn check_against_unscheduled(
+    s: &Schedule,
+    args: &[Tensor],
+    outputs: &[Tensor],
+    seed: u64,
+    what: &str,
+) {
+    let want = run_all(
+        &create_schedule(outputs).unwrap(),
+        args,
+        Target::interp(),
+        seed,
+    );
+    for target in [Target::interp(), Target::cpu()] {
+        let got = run_all(s, args, target, seed);
+        assert_outputs_close(args, &got, &want, what);
+    }
+}
