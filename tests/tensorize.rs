@@ -257,6 +257,13 @@ fn tensorize_under_a_non_dividing_outer_split() {
 
 #[test]
 fn tensorize_errors() {
+    // Tile sizes below 1: typed errors naming the intrinsic.
+    for e in [
+        gemm_f32(0, 16, 8).unwrap_err().to_string(),
+        gemm_f32_k3(6, 16, [3, 0, 3]).unwrap_err().to_string(),
+    ] {
+        assert!(e.contains("every tile size must be at least 1"), "{}", e);
+    }
     let (a, b, c) = matmul(12, 32, 8);
     let args = [a.clone(), b.clone(), c.clone()];
     // Not the declared computation: a max-reduction, and a product with an extra term.

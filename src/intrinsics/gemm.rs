@@ -23,6 +23,7 @@ const SYMBOL: &str = "loopforge_intrin_gemm_f32";
 /// with the same sizes). Its operands: `A` (`mr x kc`), `B` (`kc x nr`), then `C`
 /// (`mr x nr`), any strides.
 pub fn gemm_f32(mr: i64, nr: i64, kc: i64) -> Result<Arc<TensorIntrin>> {
+    check_sizes("gemm_f32", &[mr, nr, kc])?;
     let name = format!("gemm_f32_{}x{}x{}", mr, nr, kc);
     super::register_once(&name, || {
         let a = placeholder(&[mr.into(), kc.into()], DType::F32, "A");
@@ -46,6 +47,17 @@ pub fn gemm_f32(mr: i64, nr: i64, kc: i64) -> Result<Arc<TensorIntrin>> {
     })
 }
 
+/// Every tile size at least 1, else a typed error naming the intrinsic.
+fn check_sizes(what: &str, sizes: &[i64]) -> Result<()> {
+    if sizes.iter().any(|&s| s < 1) {
+        return Err(crate::error::Error::InvalidExpr(format!(
+            "{}{:?}: every tile size must be at least 1",
+            what, sizes
+        )));
+    }
+    Ok(())
+}
+
 /// Symbol of the three-axis reduction's CPU implementation.
 const SYMBOL_K3: &str = "loopforge_intrin_gemm_f32_k3";
 
@@ -54,6 +66,7 @@ const SYMBOL_K3: &str = "loopforge_intrin_gemm_f32_k3";
 /// k0 x k1 x k2`), `B` (`k0 x k1 x k2 x nr`), then `C` (`mr x nr`), any strides. The
 /// micro-kernel runs `k2` innermost.
 pub fn gemm_f32_k3(mr: i64, nr: i64, k: [i64; 3]) -> Result<Arc<TensorIntrin>> {
+    check_sizes("gemm_f32_k3", &[mr, nr, k[0], k[1], k[2]])?;
     let name = format!("gemm_f32_{}x{}x{}x{}x{}", mr, nr, k[0], k[1], k[2]);
     super::register_once(&name, || {
         let a = placeholder(
