@@ -156,6 +156,26 @@ fn parse_args() -> std::result::Result<Opts, String> {
 }
 
 /// Median seconds of `f` (see the module doc for the policy).
+/// The JSON objects a python child printed, one per line (other lines skipped); objects
+/// with an `info` field go to `infos` (once each) instead.
+fn child_json(stdout: &str, infos: &mut Vec<String>) -> Vec<serde_json::Value> {
+    let mut values = vec![];
+    for line in stdout.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        match v["info"].as_str() {
+            Some(i) => {
+                if !infos.iter().any(|x| x == i) {
+                    infos.push(i.to_string());
+                }
+            }
+            None => values.push(v),
+        }
+    }
+    values
+}
+
 fn measure(mut f: impl FnMut(), budget: f64, min_reps: usize) -> f64 {
     let t = Instant::now();
     f();
@@ -628,16 +648,7 @@ fn python_rows(o: &Opts, threads: usize, infos: &mut Vec<String>) -> Vec<Row> {
         Err(e) => return all_missing(format!("python3 could not be started: {}", e)),
     };
     let mut rows = vec![];
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if let Some(i) = v["info"].as_str() {
-            if !infos.iter().any(|x| x == i) {
-                infos.push(i.to_string());
-            }
-            continue;
-        }
+    for v in child_json(&String::from_utf8_lossy(&out.stdout), infos) {
         let (Some(w), Some(imp)) = (v["workload"].as_str(), v["impl"].as_str()) else {
             continue;
         };

@@ -4,7 +4,7 @@
 //! its default where it applies; also on weights packed ahead of time, as the graph
 //! runtime runs it), against PyTorch's `conv2d` (oneDNN) where `torch` imports.
 
-use super::{check, measure, Opts, Row};
+use super::{check, child_json, measure, Opts, Row};
 use loopforge::graph_runtime::ops::conv2d;
 use loopforge::graph_runtime::passes::pack_conv_weights::pack_ohwi16o;
 use loopforge::graph_runtime::{Conv2dAttrs, WeightLayout};
@@ -214,16 +214,7 @@ pub fn torch_rows(o: &Opts, threads: usize, infos: &mut Vec<String>) -> Vec<Row>
         }
     };
     let mut rows = vec![];
-    for line in text.lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if let Some(i) = v["info"].as_str() {
-            if !infos.iter().any(|x| x == i) {
-                infos.push(i.to_string());
-            }
-            continue;
-        }
+    for v in child_json(&text, infos) {
         let Some(w) = v["workload"].as_str() else {
             continue;
         };

@@ -186,7 +186,8 @@ fn float_cmp(n: &Lf, x: f64, y: f64) -> bool {
     compare(op, x, y)
 }
 
-fn bin_op(n: &Lf) -> Option<BinOp> {
+/// The binary operator of an arithmetic node (`None` for any other node).
+pub(crate) fn bin_op(n: &Lf) -> Option<BinOp> {
     Some(match n {
         Lf::Add(_) => BinOp::Add,
         Lf::Sub(_) => BinOp::Sub,

@@ -3,7 +3,7 @@
 //! originals at every point of the ranges.
 
 use super::*;
-use crate::te::arith::{floordiv_i64, floormod_i64};
+use crate::te::arith::int_binary;
 use crate::te::{exp, floordiv, floormod, log, log1p, lt, pow, select, Var};
 use proptest::prelude::*;
 
@@ -191,18 +191,7 @@ fn eval(e: &Expr, env: &HashMap<u64, i64>) -> i64 {
     match e.node() {
         ExprNode::Int(v, _) => *v,
         ExprNode::Var(v) => env[&v.id()],
-        ExprNode::Binary(op, ..) => {
-            let (a, b) = (k(0), k(1));
-            match op {
-                BinOp::Add => a.wrapping_add(b),
-                BinOp::Sub => a.wrapping_sub(b),
-                BinOp::Mul => a.wrapping_mul(b),
-                BinOp::Div => floordiv_i64(a, b),
-                BinOp::Mod => floormod_i64(a, b),
-                BinOp::Min => a.min(b),
-                BinOp::Max => a.max(b),
-            }
-        }
+        ExprNode::Binary(op, ..) => int_binary(*op, DType::I64, k(0), k(1)),
         ExprNode::Cmp(op, ..) => crate::te::arith::compare(*op, k(0), k(1)) as i64,
         ExprNode::Select(..) => {
             if k(0) != 0 {

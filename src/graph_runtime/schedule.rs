@@ -238,15 +238,23 @@ fn dense_rows(out: &Tensor, threads: usize) -> Result<Option<Schedule>> {
         s.parallel(&mm, &jo)?;
     }
     s.tensorize(&mm, &k, &crate::intrinsics::dot_f32(kext)?)?;
-    if !mm.same_as(out) {
-        for n in stage_names(&s) {
-            if n != out.op.name && n != mm.op.name && !is_reduction(&s, &n)? {
-                s.compute_inline(n.as_str())?;
-            }
-        }
-        injective(&mut s, out, threads)?;
-    }
+    epilogue(&mut s, out, &mm, threads)?;
     Ok(Some(s))
+}
+
+/// When `out` is not the product `mm` itself (a bias, a fused epilogue): its elementwise
+/// stages other than `mm` and the weight panel `wt` inlined into `out`, which is
+/// vectorized and parallelized at root.
+fn epilogue(s: &mut Schedule, out: &Tensor, mm: &Tensor, threads: usize) -> Result<()> {
+    if mm.same_as(out) {
+        return Ok(());
+    }
+    for n in stage_names(s) {
+        if n != out.op.name && n != mm.op.name && !is_reduction(s, &n)? && n != "wt" {
+            s.compute_inline(n.as_str())?;
+        }
+    }
+    injective(s, out, threads)
 }
 
 /// Dense, dense with a bias and matmul or dense followed by a fused epilogue: the product
@@ -286,14 +294,7 @@ fn dense(out: &Tensor, threads: usize) -> Result<Schedule> {
     s.vectorize(&cl, &cj)?;
     s.vectorize(&mm, &ji)?;
     s.unroll(&mm, &ii)?;
-    if !mm.same_as(out) {
-        for n in stage_names(&s) {
-            if n != out.op.name && n != mm.op.name && !is_reduction(&s, &n)? && n != "wt" {
-                s.compute_inline(n.as_str())?;
-            }
-        }
-        injective(&mut s, out, threads)?;
-    }
+    epilogue(&mut s, out, &mm, threads)?;
     Ok(s)
 }
 

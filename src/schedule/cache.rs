@@ -33,6 +33,19 @@ fn copy_axes(shape: &[Expr]) -> Vec<IterVar> {
         .collect()
 }
 
+/// Data-parallel copies of `axes` with fresh variables of the same names and ranges (a
+/// rebuilt stage's own axes).
+pub(super) fn fresh_data_axes(axes: &[IterVar]) -> Vec<IterVar> {
+    axes.iter()
+        .map(|a| IterVar {
+            var: Var::new(a.var.name(), crate::te::DType::I64),
+            min: a.min.clone(),
+            extent: a.extent.clone(),
+            kind: IterKind::DataPar,
+        })
+        .collect()
+}
+
 pub(super) fn with_body(op: &Operation, body: Vec<Expr>) -> Arc<Operation> {
     let axis = match &op.kind {
         OpKind::Compute { axis, .. } => axis.clone(),
@@ -188,15 +201,7 @@ impl Schedule {
                 })
             }
         };
-        let new_axis: Vec<IterVar> = axis
-            .iter()
-            .map(|a| IterVar {
-                var: Var::new(a.var.name(), crate::te::DType::I64),
-                min: a.min.clone(),
-                extent: a.extent.clone(),
-                kind: IterKind::DataPar,
-            })
-            .collect();
+        let new_axis = fresh_data_axes(&axis);
         let map: HashMap<u64, Expr> = axis
             .iter()
             .zip(&new_axis)

@@ -18,6 +18,7 @@
 //! any split, fuse or annotation of `C`'s data axes; its attach point, scope and
 //! `storage_align` requests are kept.
 
+use super::cache::fresh_data_axes;
 use super::{Attach, Axis, Relation, Schedule, Stage, StageRef, Step};
 use crate::error::{sched_err, Result};
 use crate::lower::ir::{ForKind, Scope};
@@ -215,15 +216,7 @@ impl Schedule {
 
         // C.rf: data axes (C's, with the factored axis inserted), reduce axes (the other
         // reduce leaves, in loop order).
-        let mut rf_axes: Vec<IterVar> = daxes
-            .iter()
-            .map(|a| IterVar {
-                var: Var::new(a.var.name(), crate::te::DType::I64),
-                min: a.min.clone(),
-                extent: a.extent.clone(),
-                kind: IterKind::DataPar,
-            })
-            .collect();
+        let mut rf_axes = fresh_data_axes(daxes);
         let mut vmap: HashMap<u64, Expr> = HashMap::new();
         for (a, n) in daxes.iter().zip(&rf_axes) {
             vmap.insert(a.var.id(), n.x());
@@ -293,15 +286,7 @@ impl Schedule {
         });
 
         // C: the reduction over the factored axis of C.rf.
-        let c_axes: Vec<IterVar> = daxes
-            .iter()
-            .map(|a| IterVar {
-                var: Var::new(a.var.name(), crate::te::DType::I64),
-                min: a.min.clone(),
-                extent: a.extent.clone(),
-                kind: IterKind::DataPar,
-            })
-            .collect();
+        let c_axes = fresh_data_axes(daxes);
         let rk = reduce_axis(0, ext[fi].clone(), &axis.name);
         let mut idx: Vec<Expr> = c_axes.iter().map(|a| a.x()).collect();
         idx.insert(factor_axis, rk.x());

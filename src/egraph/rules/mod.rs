@@ -49,10 +49,11 @@ pub(crate) fn range(eg: &LfGraph, id: Id) -> Option<(i64, i64)> {
 pub(crate) mod testing {
     //! Helpers of the rule tests: prove an equality with chosen rules, and evaluate both
     //! sides of a law on sample values.
+    use super::super::analysis::bin_op;
     use super::super::{Atom, Lf};
     use super::super::{Domain, LfAnalysis, LfRewrite};
-    use crate::te::arith::{float_binary, floordiv_i64, floormod_i64, math_float};
-    use crate::te::{BinOp, DType, MathFn};
+    use crate::te::arith::{float_binary, int_binary, math_float};
+    use crate::te::{DType, MathFn};
     use egg::{Language, RecExpr, Runner};
     use std::collections::HashMap;
 
@@ -130,19 +131,6 @@ pub(crate) mod testing {
         v
     }
 
-    fn bin(n: &Lf) -> Option<BinOp> {
-        Some(match n {
-            Lf::Add(_) => BinOp::Add,
-            Lf::Sub(_) => BinOp::Sub,
-            Lf::Mul(_) => BinOp::Mul,
-            Lf::Div(_) => BinOp::Div,
-            Lf::Mod(_) => BinOp::Mod,
-            Lf::Min(_) => BinOp::Min,
-            Lf::Max(_) => BinOp::Max,
-            _ => return None,
-        })
-    }
-
     /// Evaluate an index expression (`int64` floor semantics, booleans 0/1).
     pub fn eval_int(e: &RecExpr<Lf>, atoms: &HashMap<u32, i64>) -> i64 {
         let mut v: Vec<i64> = vec![];
@@ -167,18 +155,12 @@ pub(crate) mod testing {
                         k(2)
                     }
                 }
-                other => {
-                    let (a, b) = (k(0), k(1));
-                    match bin(other).expect("integer operator") {
-                        BinOp::Add => a.wrapping_add(b),
-                        BinOp::Sub => a.wrapping_sub(b),
-                        BinOp::Mul => a.wrapping_mul(b),
-                        BinOp::Div => floordiv_i64(a, b),
-                        BinOp::Mod => floormod_i64(a, b),
-                        BinOp::Min => a.min(b),
-                        BinOp::Max => a.max(b),
-                    }
-                }
+                other => int_binary(
+                    bin_op(other).expect("integer operator"),
+                    DType::I64,
+                    k(0),
+                    k(1),
+                ),
             };
             v.push(x);
         }
@@ -207,7 +189,7 @@ pub(crate) mod testing {
                 Lf::Ceil(_) => m(MathFn::Ceil),
                 Lf::Pow(_) => m(MathFn::Pow),
                 other => {
-                    let op = bin(other).expect("float operator");
+                    let op = bin_op(other).expect("float operator");
                     float_binary(op, t, k(0), k(1))
                 }
             };
