@@ -594,4 +594,18 @@ fn tensorized_conv2d_schedule() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("only one group is supported"), "{}", e);
+    // A 5-d weight whose blocks are not 16 channels: not the packed layout.
+    use loopforge::graph_runtime::WeightLayout;
+    let attrs = Conv2dAttrs {
+        weight_layout: WeightLayout::Ohwi16o,
+        ..Conv2dAttrs::same(1, 1)
+    };
+    let ws = [2usize, 3, 3, 16, 8];
+    let x = placeholder(&[1.into(), 16.into(), 8.into(), 8.into()], DType::F32, "x");
+    let w = placeholder(&ws.map(|d| Expr::from(d as i64)), DType::F32, "w");
+    let out = conv2d(&x, &w, &xs, &ws, &attrs, &[1, 16, 8, 8]);
+    let e = schedules::conv2d_nchw_cpu_tensorized(&out, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("whose last size is not 16"), "{}", e);
 }
