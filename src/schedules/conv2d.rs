@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::intrinsics::{gemm_f32, gemm_f32_k3};
 use crate::schedule::{create_schedule, LayoutDim, Schedule};
 use crate::te::{OpKind, Tensor};
+use serde::{Deserialize, Serialize};
 
 fn not_eligible(out: &Tensor, why: String) -> Error {
     Error::InvalidExpr(format!(
@@ -48,42 +49,138 @@ fn row_tile(width: i64) -> i64 {
         .unwrap_or(1)
 }
 
-/// Schedule a 2-D convolution `out[n, o, y, x] = sum_{c, ky, kx} data[n, c, y * sh + ky *
-/// dh, x * sw + kx * dw] * w[o, c, ky, kx]` (NCHW, OIHW, one group; `data` is the input or
-/// a padding stage, which is materialized at root) for the CPU:
-///
-/// - the weights packed at root as `[O / 16][KH][KW][C][16]`, so each tap's `kc x 16`
-///   panel of output channels is contiguous. The packing is part of every call unless
-///   the convolution reads a weight already in that layout (5-d, read as
-///   `w[o / 16, ky, kx, c, o % 16]`: what the graph build makes of constant weights, see
-///   [`WeightLayout::Ohwi16o`](crate::graph_runtime::WeightLayout::Ohwi16o));
-/// - per output row `y`, block of 16 output channels and tile of `mr` positions
-///   ([`row_tile`] of the width), an accumulator `out.local` laid out `[.., x, o]` (its
-///   rows are the tile's positions), then copied out. The micro-kernel updates it
-///   - with fewer than 8 input channels (an RGB stem): in one `gemm_f32_k3(mr, 16, [C,
-///     KH, KW])` call over the whole window;
-///   - for kernels larger than 1x1 and tiles of at least 12 positions: one
-///     `gemm_f32_k3(mr, 16, [KH, KW, kc])` call per slice of `kc` (at most 256) input
-///     channels, all taps with the tile in registers;
-///   - otherwise: one `gemm_f32(mr, 16, kc)` call per tap `(ky, kx)` and channel slice,
-///     the tap's weight panel staying in L1 across the tile's register blocks;
-/// - batch and channel blocks fused and parallel over `threads` (with the output rows
-///   when there are fewer than four blocks per thread).
-///
-/// `out` may also be an elementwise epilogue of the convolution (`relu(conv + bias)`, a
-/// residual sum: a graph's fused group); the convolution then plays the accumulator and
-/// the epilogue is applied as the tile is copied out.
-///
-/// A typed error when the convolution does not have that form (grouped or depthwise,
-/// output channels not a multiple of 16, symbolic sizes): use another schedule then.
-pub fn conv2d_nchw_cpu_tensorized(out: &Tensor, threads: usize) -> Result<Schedule> {
+/// How the micro-kernel covers a convolution's reduction in
+/// [`conv2d_nchw_cpu_tensorized_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ConvKernel {
+    /// One `gemm_f32_k3(mr, 16, [C, KH, KW])` call over the whole window (an RGB stem:
+    /// few input channels, many taps).
+    Window,
+    /// One `gemm_f32_k3(mr, 16, [KH, KW, kc])` call per slice of `kc` input channels:
+    /// every tap with the tile in registers.
+    AllTaps,
+    /// One `gemm_f32(mr, 16, kc)` call per tap and channel slice: each tap's `kc x 16`
+    /// weight panel stays in L1 while every register block of the tile reads it.
+    PerTap,
+}
+
+/// Knobs of [`conv2d_nchw_cpu_tensorized_with`] (what the autotuner searches).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ConvConfig {
+    /// Output positions per tile along a row (`mr` of the micro-kernel call); divides the
+    /// output width.
+    pub row_tile: i64,
+    /// Input channels per micro-kernel call (`AllTaps`, `PerTap`); divides the input
+    /// channels. `Window` reduces over all of them and ignores it.
+    pub kc: i64,
+    /// How the calls cover the reduction.
+    pub kernel: ConvKernel,
+    /// Parallelize the output rows as well as the (batch, channel block) pairs.
+    pub parallel_rows: bool,
+    /// Threads of the parallel loop (1: serial).
+    pub threads: usize,
+}
+
+/// The sizes of a convolution that [`conv2d_nchw_cpu_tensorized`] can schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvShape {
+    /// Batch.
+    pub batch: i64,
+    /// Output channels (a multiple of 16).
+    pub out_channels: i64,
+    /// Input channels.
+    pub in_channels: i64,
+    /// Kernel height.
+    pub kh: i64,
+    /// Kernel width.
+    pub kw: i64,
+    /// Output width.
+    pub width: i64,
+}
+
+impl ConvShape {
+    /// The sizes of the convolution `out` computes (or of the one an elementwise
+    /// epilogue `out` reads); the same typed error as [`conv2d_nchw_cpu_tensorized`]
+    /// when that schedule does not apply.
+    pub fn of(out: &Tensor) -> Result<ConvShape> {
+        Ok(analyze(out)?.shape)
+    }
+}
+
+impl ConvConfig {
+    /// The default configuration for `shape` on `threads` threads:
+    /// - row tile: the divisor of the width up to 30 that fills 6-row register blocks
+    ///   best;
+    /// - `kc`: the largest divisor of the input channels up to 256;
+    /// - kernel: `Window` below 8 input channels, `AllTaps` for kernels larger than 1x1
+    ///   with tiles of 12+ positions, `PerTap` otherwise;
+    /// - rows parallel when there are fewer than four (batch, channel block) pairs per
+    ///   thread.
+    pub fn for_shape(shape: &ConvShape, threads: usize) -> ConvConfig {
+        let c = shape.in_channels;
+        let row_tile = row_tile(shape.width);
+        let kernel = if c < FEW_CHANNELS {
+            ConvKernel::Window
+        } else if shape.kh * shape.kw > 1 && row_tile >= 12 {
+            ConvKernel::AllTaps
+        } else {
+            ConvKernel::PerTap
+        };
+        ConvConfig {
+            row_tile,
+            kc: largest_divisor(c, 256),
+            kernel,
+            parallel_rows: shape.batch * shape.out_channels / 16 < 4 * threads as i64,
+            threads,
+        }
+    }
+
+    /// Check the configuration against `shape` (typed errors naming the knob).
+    pub fn check(&self, shape: &ConvShape) -> Result<()> {
+        let bad = |m: String| Error::InvalidExpr(format!("conv2d_nchw_cpu_tensorized_with: {}", m));
+        if self.row_tile < 1 || shape.width % self.row_tile != 0 {
+            return Err(bad(format!(
+                "row_tile = {} must be at least 1 and divide the output width {}",
+                self.row_tile, shape.width
+            )));
+        }
+        if self.kernel != ConvKernel::Window && (self.kc < 1 || shape.in_channels % self.kc != 0) {
+            return Err(bad(format!(
+                "kc = {} must be at least 1 and divide the {} input channels",
+                self.kc, shape.in_channels
+            )));
+        }
+        if self.threads < 1 {
+            return Err(bad("threads must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The largest divisor of `n` that is at most `limit` (1 when `n < 1`).
+pub(crate) fn largest_divisor(n: i64, limit: i64) -> i64 {
+    (1..=n.min(limit)).rev().find(|d| n % d == 0).unwrap_or(1)
+}
+
+/// What the schedule needs to know of a convolution: its stages and sizes.
+struct ConvParts {
+    /// The reduction (`out`, or the one `out`'s epilogue reads).
+    conv: Tensor,
+    /// The input or its padding stage.
+    data: Tensor,
+    /// The weight, OIHW or already packed (5-d).
+    w: Tensor,
+    shape: ConvShape,
+}
+
+fn analyze(out: &Tensor) -> Result<ConvParts> {
     let shape: Vec<i64> = out
         .shape()
         .iter()
         .map(|d| d.as_int())
         .collect::<Option<_>>()
         .ok_or_else(|| not_eligible(out, "needs constant sizes".into()))?;
-    let [_, o, _, width] = shape[..] else {
+    let [batch, o, _, width] = shape[..] else {
         return Err(not_eligible(
             out,
             format!("has {} dimensions, not 4 (NCHW)", shape.len()),
@@ -155,9 +252,76 @@ pub fn conv2d_nchw_cpu_tensorized(out: &Tensor, threads: usize) -> Result<Schedu
             ),
         ));
     }
-    let mr = row_tile(width);
-    let kc = (1..=c.min(256)).rev().find(|d| c % d == 0).unwrap_or(1);
+    let kh = red[1].extent.as_int().unwrap_or(1);
+    let kw = red[2].extent.as_int().unwrap_or(1);
+    Ok(ConvParts {
+        conv,
+        data,
+        w,
+        shape: ConvShape {
+            batch,
+            out_channels: o,
+            in_channels: c,
+            kh,
+            kw,
+            width,
+        },
+    })
+}
 
+/// Schedule a 2-D convolution `out[n, o, y, x] = sum_{c, ky, kx} data[n, c, y * sh + ky *
+/// dh, x * sw + kx * dw] * w[o, c, ky, kx]` (NCHW, OIHW, one group; `data` is the input or
+/// a padding stage, which is materialized at root) for the CPU:
+///
+/// - the weights packed at root as `[O / 16][KH][KW][C][16]`, so each tap's `kc x 16`
+///   panel of output channels is contiguous. The packing is part of every call unless
+///   the convolution reads a weight already in that layout (5-d, read as
+///   `w[o / 16, ky, kx, c, o % 16]`: what the graph build makes of constant weights, see
+///   [`WeightLayout::Ohwi16o`](crate::graph_runtime::WeightLayout::Ohwi16o));
+/// - per output row `y`, block of 16 output channels and tile of `mr` positions
+///   (by default [`row_tile`] of the width), an accumulator `out.local` laid out `[.., x, o]` (its
+///   rows are the tile's positions), then copied out. The micro-kernel updates it
+///   ([`ConvKernel`]; by default):
+///   - with fewer than 8 input channels (an RGB stem): in one `gemm_f32_k3(mr, 16, [C,
+///     KH, KW])` call over the whole window;
+///   - for kernels larger than 1x1 and tiles of at least 12 positions: one
+///     `gemm_f32_k3(mr, 16, [KH, KW, kc])` call per slice of `kc` (at most 256) input
+///     channels, all taps with the tile in registers;
+///   - otherwise: one `gemm_f32(mr, 16, kc)` call per tap `(ky, kx)` and channel slice,
+///     the tap's weight panel staying in L1 across the tile's register blocks;
+/// - batch and channel blocks fused and parallel over `threads` (with the output rows
+///   when there are fewer than four blocks per thread).
+///
+/// `out` may also be an elementwise epilogue of the convolution (`relu(conv + bias)`, a
+/// residual sum: a graph's fused group); the convolution then plays the accumulator and
+/// the epilogue is applied as the tile is copied out.
+///
+/// A typed error when the convolution does not have that form (grouped or depthwise,
+/// output channels not a multiple of 16, symbolic sizes): use another schedule then.
+///
+/// The knobs take their defaults from [`ConvConfig::for_shape`]; see
+/// [`conv2d_nchw_cpu_tensorized_with`] to choose them.
+pub fn conv2d_nchw_cpu_tensorized(out: &Tensor, threads: usize) -> Result<Schedule> {
+    let shape = ConvShape::of(out)?;
+    conv2d_nchw_cpu_tensorized_with(out, ConvConfig::for_shape(&shape, threads))
+}
+
+/// [`conv2d_nchw_cpu_tensorized`] with explicit knobs (checked by [`ConvConfig::check`]).
+pub fn conv2d_nchw_cpu_tensorized_with(out: &Tensor, cfg: ConvConfig) -> Result<Schedule> {
+    let ConvParts {
+        conv,
+        data,
+        w,
+        shape,
+    } = analyze(out)?;
+    cfg.check(&shape)?;
+    let ConvConfig {
+        row_tile: mr,
+        kc,
+        threads,
+        ..
+    } = cfg;
+    let prepacked = w.shape().len() == 5;
     let mut s = create_schedule(&[out.clone()])?;
     if matches!(data.op.kind, OpKind::Compute { .. }) {
         // The padded copy of the input, computed whole first: its reads are unguarded.
@@ -214,8 +378,7 @@ pub fn conv2d_nchw_cpu_tensorized(out: &Tensor, threads: usize) -> Result<Schedu
     s.reorder(out, &[&a[0], &oo, &a[2], &xo, &oi, &xi])?;
     // Parallel over (batch, channel block), and over output rows too when there are
     // fewer than four such blocks per thread (a 64-channel layer has 4).
-    let blocks = shape[0] * o / 16;
-    let parallel = if blocks < 4 * threads as i64 {
+    let parallel = if cfg.parallel_rows {
         s.fuse(out, &[&a[0], &oo, &a[2]])?
     } else {
         s.fuse(out, &[&a[0], &oo])?
@@ -226,29 +389,33 @@ pub fn conv2d_nchw_cpu_tensorized(out: &Tensor, threads: usize) -> Result<Schedu
     s.compute_at(&acc, out, &xo)?;
     let ca = s.axes(&acc)?;
     let r = s.reduce_axes(&acc)?;
-    let kh = red[1].extent.as_int().unwrap_or(1);
-    let kw = red[2].extent.as_int().unwrap_or(1);
-    if c < FEW_CHANNELS {
-        // Few input channels (an RGB stem): the whole reduction in one call.
-        s.reorder(&acc, &[&ca[0], &ca[1], &ca[2], &ca[3], &r[0], &r[1], &r[2]])?;
-        s.tensorize(&acc, &ca[2], &gemm_f32_k3(mr, 16, [c, kh, kw])?)?;
-    } else if kh * kw > 1 && mr >= 12 {
-        // Every tap of a channel slice in one call: the tile stays in registers.
-        let (rco, rci) = s.split(&acc, &r[0], kc)?;
-        s.reorder(
-            &acc,
-            &[&ca[0], &ca[1], &rco, &ca[2], &ca[3], &r[1], &r[2], &rci],
-        )?;
-        s.tensorize(&acc, &ca[2], &gemm_f32_k3(mr, 16, [kh, kw, kc])?)?;
-    } else {
-        // One call per tap: each tap's `kc x 16` weight panel stays in L1 while every
-        // register block of the tile reads it (short rows, 1x1 kernels).
-        let (rco, rci) = s.split(&acc, &r[0], kc)?;
-        s.reorder(
-            &acc,
-            &[&ca[0], &ca[1], &r[1], &r[2], &rco, &ca[2], &ca[3], &rci],
-        )?;
-        s.tensorize(&acc, &ca[2], &gemm_f32(mr, 16, kc)?)?;
+    let ConvShape {
+        in_channels: c,
+        kh,
+        kw,
+        ..
+    } = shape;
+    match cfg.kernel {
+        ConvKernel::Window => {
+            s.reorder(&acc, &[&ca[0], &ca[1], &ca[2], &ca[3], &r[0], &r[1], &r[2]])?;
+            s.tensorize(&acc, &ca[2], &gemm_f32_k3(mr, 16, [c, kh, kw])?)?;
+        }
+        ConvKernel::AllTaps => {
+            let (rco, rci) = s.split(&acc, &r[0], kc)?;
+            s.reorder(
+                &acc,
+                &[&ca[0], &ca[1], &rco, &ca[2], &ca[3], &r[1], &r[2], &rci],
+            )?;
+            s.tensorize(&acc, &ca[2], &gemm_f32_k3(mr, 16, [kh, kw, kc])?)?;
+        }
+        ConvKernel::PerTap => {
+            let (rco, rci) = s.split(&acc, &r[0], kc)?;
+            s.reorder(
+                &acc,
+                &[&ca[0], &ca[1], &r[1], &r[2], &rco, &ca[2], &ca[3], &rci],
+            )?;
+            s.tensorize(&acc, &ca[2], &gemm_f32(mr, 16, kc)?)?;
+        }
     }
     Ok(s)
 }

@@ -7,7 +7,7 @@ use crate::schedule::{create_schedule, LayoutDim, Schedule};
 use crate::te::Tensor;
 
 /// Knobs of [`matmul_cpu_with`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct MatmulConfig {
     /// Rows of the register tile.
     pub mr: i64,
