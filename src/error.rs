@@ -49,6 +49,10 @@ pub enum Error {
     /// node names), or a feature of the format the importer does not handle.
     #[error("cannot import model: {0}")]
     Model(String),
+    /// A tuning log could not be read or written, or one of its configurations does not
+    /// fit the node it is recorded for; the message names the file and line or the node.
+    #[error("tuning: {0}")]
+    Tuning(String),
     /// A compiler bug. The message carries the IR that triggered it.
     #[error("internal compiler error (please report): {msg}\n--- IR ---\n{ir}")]
     Internal {

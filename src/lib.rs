@@ -32,6 +32,7 @@
 //! kernel.run(&mut [&x, &y], &mut [&mut z]).unwrap();
 //! ```
 
+pub mod autotune;
 mod build;
 pub mod codegen_cpu;
 pub mod codegen_cuda;

@@ -1,7 +1,8 @@
 //! The `loopforge` command line: compile an ONNX model, run it on .npy inputs, benchmark
-//! it, and its errors (each with exit status 1 and a message saying what to do).
+//! it, tune it (a tuning log that compile and bench then read), and its errors (each with
+//! exit status 1 and a message saying what to do).
 
-use loopforge::graph_runtime::{self, npy, Conv2dAttrs, Graph};
+use loopforge::graph_runtime::{self, npy, CompiledModel, Conv2dAttrs, Graph};
 use loopforge::prelude::*;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -209,4 +210,121 @@ fn errors_say_what_to_do() {
     // A bad command line is clap's usage error (status 2).
     let out = exe().args(["run"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn tune_then_compile_and_bench_with_the_log() {
+    let onnx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/onnx/mlp.onnx");
+    let log = tmp("mlp_tuning.log");
+    let _ = std::fs::remove_file(&log);
+    let tune = |extra: &[&str]| {
+        let out = exe()
+            .args(["tune", onnx.to_str().unwrap(), "--log"])
+            .arg(&log)
+            .args(["--trials", "3", "--repeat", "1", "--threads", "1"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{}", err);
+        err
+    };
+    // The MLP's two dense layers (batch 4) are the workloads; one record each.
+    let err = tune(&[]);
+    assert!(err.contains("tuned 2 workloads"), "{}", err);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.lines().count(), 2, "{}", text);
+    assert!(
+        text.lines().all(|l| l.contains("\"op\":\"dense\"")),
+        "{}",
+        text
+    );
+    // Again: found in the log, nothing appended; --retune measures again.
+    let err = tune(&[]);
+    assert!(err.contains("(from the log)"), "{}", err);
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 2);
+    tune(&["--retune"]);
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 4);
+
+    // compile with the log: both dense kernels from it (not the softmax), same results as the library's
+    // default build.
+    let lfm = tmp("mlp_tuned.lfm");
+    let out = exe()
+        .args(["compile", onnx.to_str().unwrap(), "-o"])
+        .arg(&lfm)
+        .arg("--tuning-log")
+        .arg(&log)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}", err);
+    assert!(
+        err.contains("2 of 3 kernels scheduled from the tuning log"),
+        "{}",
+        err
+    );
+    let m = CompiledModel::load(&lfm).unwrap();
+    let tuned: Vec<bool> = (0..m.num_kernels())
+        .map(|i| m.tuned_config(i).is_some())
+        .collect();
+    assert_eq!(tuned, [true, true, false], "dense + relu, dense, softmax");
+    let (g, ps) = graph_runtime::onnx::load(&onnx).unwrap();
+    let plain = graph_runtime::build(&g, Target::cpu(), &ps, 1).unwrap();
+    let input = g.value(g.inputs()[0]);
+    let x = NdArray::random(&input.shape, input.dtype, 4);
+    let outputs = |m: &CompiledModel| {
+        let mut ex = m.executor();
+        ex.set_input(g.value_name(g.inputs()[0]), x.clone())
+            .unwrap();
+        ex.run().unwrap();
+        ex.get_output(0).unwrap().clone()
+    };
+    assert!(outputs(&m).allclose(&outputs(&plain), 1e-5, 1e-6));
+
+    // bench with the log.
+    let out = exe()
+        .args([
+            "bench",
+            onnx.to_str().unwrap(),
+            "--repeat",
+            "3",
+            "--tuning-log",
+        ])
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Errors: a file that is not a log, a log given with a compiled model.
+    let bad = tmp("bad_tuning.log");
+    std::fs::write(&bad, "{\"workload\": 3}\n").unwrap();
+    for (args, needle) in [
+        (
+            vec![
+                "bench".to_string(),
+                onnx.display().to_string(),
+                "--tuning-log".into(),
+                bad.display().to_string(),
+            ],
+            format!("{}:1: not a tuning record", bad.display()),
+        ),
+        (
+            vec![
+                "bench".to_string(),
+                lfm.display().to_string(),
+                "--tuning-log".into(),
+                log.display().to_string(),
+            ],
+            "is a compiled model: its schedules are fixed".to_string(),
+        ),
+    ] {
+        let out = exe().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{:?}", args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&needle), "{:?}: {}", args, err);
+    }
 }

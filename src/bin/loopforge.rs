@@ -2,16 +2,23 @@
 //! TVM's `tvmc`).
 //!
 //! ```text
-//! loopforge compile model.onnx -o model.lfm [--target cpu|cuda|interp] [--threads N]
+//! loopforge compile model.onnx -o model.lfm [--target cpu|cuda|interp] [--threads N] [--tuning-log F]
 //! loopforge run model.lfm --input x.npy [--input name=y.npy ...] --output out.npy [--threads N]
-//! loopforge bench model.onnx|model.lfm [--threads N] [--warmup W] [--repeat R] [--json]
+//! loopforge bench model.onnx|model.lfm [--threads N] [--warmup W] [--repeat R] [--json] [--tuning-log F]
+//! loopforge tune model.onnx --log F [--threads N] [--trials T] [--repeat R] [--retune]
 //! ```
 //!
-//! `--threads` defaults to `LOOPFORGE_NUM_THREADS`, else 1. Errors are printed with what
+//! `tune` measures candidate schedules of each distinct conv2d/dense/matmul workload of the
+//! model and appends the fastest to the tuning log `F` (JSON lines); `compile` and `bench`
+//! with `--tuning-log F` then use them. `--threads` defaults to `LOOPFORGE_NUM_THREADS`,
+//! else 1. Errors are printed with what
 //! to do and exit with status 1 (2 for a bad command line).
 
 use clap::{Parser, Subcommand};
-use loopforge::graph_runtime::{self, npy, CompiledModel, ScheduleKind};
+use loopforge::autotune::{self, TuneEvent, TuneOptions, TuningLog};
+use loopforge::graph_runtime::{
+    self, npy, BuildOptions, BuildSettings, CompiledModel, ScheduleKind,
+};
 use loopforge::{Error, NdArray, Result, Target};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -42,6 +49,9 @@ enum Cmd {
         /// Threads the CPU kernels are compiled for (parallel loops when above 1).
         #[arg(long)]
         threads: Option<usize>,
+        /// A tuning log written by `loopforge tune` (CPU targets).
+        #[arg(long)]
+        tuning_log: Option<PathBuf>,
     },
     /// Run a compiled model on .npy inputs and write its outputs as .npy.
     Run {
@@ -73,6 +83,30 @@ enum Cmd {
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
+        /// A tuning log written by `loopforge tune` (for .onnx models).
+        #[arg(long)]
+        tuning_log: Option<PathBuf>,
+    },
+    /// Search the schedules of the model's conv2d, dense and matmul workloads on this
+    /// machine and append the fastest to a tuning log.
+    Tune {
+        /// The ONNX model.
+        model: PathBuf,
+        /// The tuning log (JSON lines; created if missing, appended to otherwise).
+        #[arg(long)]
+        log: PathBuf,
+        /// Threads the builds that will read the log use (the kernels are timed with them).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Candidate schedules measured per workload at most.
+        #[arg(long, default_value_t = 16)]
+        trials: usize,
+        /// Timed runs per candidate (the median counts).
+        #[arg(long, default_value_t = 10)]
+        repeat: usize,
+        /// Measure workloads the log already holds again.
+        #[arg(long)]
+        retune: bool,
     },
 }
 
@@ -115,19 +149,30 @@ fn target(name: &str) -> Result<Target> {
 }
 
 /// Compile an ONNX model, printing progress on stderr.
-fn compile_onnx(path: &Path, target: Target, threads: usize, quiet: bool) -> Result<CompiledModel> {
+fn compile_onnx(
+    path: &Path,
+    target: Target,
+    threads: usize,
+    tuning_log: Option<&Path>,
+    quiet: bool,
+) -> Result<CompiledModel> {
     let (graph, params) = graph_runtime::onnx::load(path)?;
     let kind = match target {
         Target::Cuda { .. } => ScheduleKind::Cuda,
         _ => ScheduleKind::Cpu,
     };
+    let log = tuning_log.map(TuningLog::load).transpose()?;
     let start = Instant::now();
-    let m = graph_runtime::build_with_progress(
+    let m = graph_runtime::build_with_settings(
         &graph,
         target,
         &params,
-        threads,
-        kind,
+        &BuildSettings {
+            threads,
+            kind,
+            options: BuildOptions::default(),
+            tuning: log.as_ref(),
+        },
         &mut |i, n, node| {
             if !quiet {
                 eprint!(
@@ -150,13 +195,96 @@ fn compile_onnx(path: &Path, target: Target, threads: usize, quiet: bool) -> Res
             plan.planned_bytes,
             ""
         );
+        if log.is_some() {
+            let tuned = (0..m.num_kernels())
+                .filter(|&i| m.tuned_config(i).is_some())
+                .count();
+            eprintln!(
+                "{} of {} kernels scheduled from the tuning log",
+                tuned,
+                m.num_kernels()
+            );
+        }
     }
     Ok(m)
 }
 
-fn load_any(path: &Path, threads: usize, quiet: bool) -> Result<CompiledModel> {
+/// Tune the model's workloads, printing each result.
+fn tune(model: &Path, log_path: &Path, opts: &TuneOptions) -> Result<()> {
+    let (graph, params) = graph_runtime::onnx::load(model)?;
+    let mut log = TuningLog::load_or_new(log_path)?;
+    let start = Instant::now();
+    let report =
+        autotune::tune_graph(
+            &graph,
+            &params,
+            opts,
+            &mut log,
+            Some(log_path),
+            &mut |e| match e {
+                TuneEvent::Start {
+                    index,
+                    count,
+                    node,
+                    op,
+                } => eprint!(
+                    "\rtuning {:>3}/{} {:<48}",
+                    index + 1,
+                    count,
+                    format!("{} ({})", node, op)
+                ),
+                TuneEvent::Done(r) => {
+                    eprintln!(
+                    "\r{:<10} {:<28} x{:<2} default {:>9.1} us  best {:>9.1} us  {:>5.2}x  {}{}",
+                    r.op,
+                    r.node,
+                    r.nodes,
+                    r.default_us,
+                    r.best_us,
+                    r.default_us / r.best_us,
+                    r.best,
+                    if r.tried == 0 { "  (from the log)" } else { "" }
+                );
+                    for (c, why) in &r.rejected {
+                        eprintln!("  rejected {}: {}", c, why);
+                    }
+                }
+            },
+        )?;
+    let default: f64 = report
+        .workloads
+        .iter()
+        .map(|r| r.default_us * r.nodes as f64)
+        .sum();
+    let best: f64 = report
+        .workloads
+        .iter()
+        .map(|r| r.best_us * r.nodes as f64)
+        .sum();
+    eprintln!(
+        "tuned {} workloads in {:.1} s; their kernels: {:.2} ms by default, {:.2} ms tuned ({:.2}x); log: {}",
+        report.workloads.len(),
+        start.elapsed().as_secs_f64(),
+        default / 1e3,
+        best / 1e3,
+        default / best.max(1e-9),
+        log_path.display()
+    );
+    Ok(())
+}
+
+fn load_any(
+    path: &Path,
+    threads: usize,
+    tuning_log: Option<&Path>,
+    quiet: bool,
+) -> Result<CompiledModel> {
     match path.extension().and_then(|e| e.to_str()) {
-        Some("onnx") => compile_onnx(path, Target::cpu(), threads, quiet),
+        Some("onnx") => compile_onnx(path, Target::cpu(), threads, tuning_log, quiet),
+        _ if tuning_log.is_some() => Err(Error::Argument(format!(
+            "{} is a compiled model: its schedules are fixed; --tuning-log applies when compiling an .onnx model",
+            path.display()
+        ))),
         _ => CompiledModel::load(path),
     }
 }
@@ -197,9 +325,16 @@ fn run(model: &Path, inputs: &[String], outputs: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-fn bench(model: &Path, threads: usize, warmup: usize, repeat: usize, json: bool) -> Result<()> {
+fn bench(
+    model: &Path,
+    threads: usize,
+    warmup: usize,
+    repeat: usize,
+    json: bool,
+    tuning_log: Option<&Path>,
+) -> Result<()> {
     let start = Instant::now();
-    let m = load_any(model, threads, json)?;
+    let m = load_any(model, threads, tuning_log, json)?;
     let build_s = start.elapsed().as_secs_f64();
     let mut ex = m.executor();
     for (k, &v) in m.graph().inputs().iter().enumerate() {
@@ -264,9 +399,10 @@ fn main() {
             output,
             target: t,
             threads: n,
+            tuning_log,
         } => threads(n).and_then(|n| {
             pool(n);
-            let m = compile_onnx(&model, target(&t)?, n, false)?;
+            let m = compile_onnx(&model, target(&t)?, n, tuning_log.as_deref(), false)?;
             m.save(&output)?;
             eprintln!("wrote {}", output.display());
             Ok(())
@@ -286,9 +422,28 @@ fn main() {
             warmup,
             repeat,
             json,
+            tuning_log,
         } => threads(n).and_then(|n| {
             pool(n);
-            bench(&model, n, warmup, repeat, json)
+            bench(&model, n, warmup, repeat, json, tuning_log.as_deref())
+        }),
+        Cmd::Tune {
+            model,
+            log,
+            threads: n,
+            trials,
+            repeat,
+            retune,
+        } => threads(n).and_then(|n| {
+            pool(n);
+            let opts = TuneOptions {
+                threads: n,
+                trials,
+                repeats: repeat,
+                retune,
+                ..TuneOptions::default()
+            };
+            tune(&model, &log, &opts)
         }),
     };
     if let Err(e) = r {

@@ -47,6 +47,7 @@ pub use graph::{
 };
 pub use passes::{BuildOptions, MemoryPlan};
 
+use crate::autotune::{TunedConfig, TuningLog};
 use crate::error::{graph_err, Error, Result};
 use crate::runtime::NdArray;
 use crate::te::{placeholder, Tensor};
@@ -71,6 +72,8 @@ pub struct CompiledModel {
     threads: usize,
     /// Each node's schedule as a trace (JSON), in node order.
     traces: Vec<String>,
+    /// Each node's configuration from the tuning log (`None`: the default schedule).
+    tuned: Vec<Option<TunedConfig>>,
 }
 
 /// Which default schedules a build uses.
@@ -152,6 +155,94 @@ pub fn build_with_options(
             "the graph has no outputs; mark at least one value with Graph::output",
         ));
     }
+    build_with_settings(
+        graph,
+        target,
+        params,
+        &BuildSettings {
+            threads,
+            kind,
+            options: *options,
+            tuning: None,
+        },
+        progress,
+    )
+}
+
+/// Everything a build is told besides the graph, the target and the parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildSettings<'a> {
+    /// Threads of the CPU kernels (1: serial).
+    pub threads: usize,
+    /// Which schedules.
+    pub kind: ScheduleKind,
+    /// Which graph passes.
+    pub options: BuildOptions,
+    /// A tuning log ([`crate::autotune`]): CPU schedules of the nodes whose workload it
+    /// holds for this thread count take its best configuration
+    /// ([`schedule::tuned_schedule`]); the others their default.
+    pub tuning: Option<&'a TuningLog>,
+}
+
+/// The most general build: [`build_with_options`] with a tuning log.
+pub fn build_with_settings(
+    graph: &Graph,
+    target: Target,
+    params: &HashMap<String, NdArray>,
+    settings: &BuildSettings<'_>,
+    progress: &mut dyn FnMut(usize, usize, &Node),
+) -> Result<CompiledModel> {
+    let BuildSettings {
+        threads,
+        kind,
+        options,
+        tuning,
+    } = *settings;
+    let options = &options;
+    let bound = bind_params(graph, params)?;
+    let (g, bound) = passes::run(graph, bound, options, kind)?;
+    let mut kernels = vec![];
+    let mut traces = vec![];
+    let mut tuned = vec![];
+    for (i, n) in g.nodes().iter().enumerate() {
+        progress(i, g.nodes().len(), n);
+        let cfg = match (tuning, kind) {
+            (Some(log), ScheduleKind::Cpu) => log
+                .best(&crate::autotune::workload_key(&g, n), "cpu", threads)
+                .map(|r| r.config),
+            _ => None,
+        };
+        let how = match &cfg {
+            Some(c) => NodeSchedule::Tuned(c),
+            None => NodeSchedule::Default,
+        };
+        let (k, t) = compile_node(&g, n, target.clone(), threads, kind, how)?;
+        kernels.push(k);
+        traces.push(t);
+        tuned.push(cfg);
+    }
+    let plan = passes::memory_plan::plan(&g, options.plan_memory);
+    Ok(CompiledModel {
+        graph: g,
+        source_nodes: graph.nodes().len(),
+        kernels,
+        plan,
+        options: *options,
+        params: bound,
+        target,
+        kind,
+        threads,
+        traces,
+        tuned,
+    })
+}
+
+/// Check `params` against the graph's declared parameters (every one given, with its
+/// shape and dtype, and nothing else) and index them by value id.
+pub(crate) fn bind_params(
+    graph: &Graph,
+    params: &HashMap<String, NdArray>,
+) -> Result<passes::Params> {
     let mut bound: Vec<Option<NdArray>> = (0..graph.values().len()).map(|_| None).collect();
     for &p in graph.params() {
         let info = graph.value(p);
@@ -203,28 +294,7 @@ pub fn build_with_options(
             ),
         ));
     }
-    let (g, bound) = passes::run(graph, bound, options, kind)?;
-    let mut kernels = vec![];
-    let mut traces = vec![];
-    for (i, n) in g.nodes().iter().enumerate() {
-        progress(i, g.nodes().len(), n);
-        let (k, t) = compile_node(&g, n, target.clone(), threads, kind, None)?;
-        kernels.push(k);
-        traces.push(t);
-    }
-    let plan = passes::memory_plan::plan(&g, options.plan_memory);
-    Ok(CompiledModel {
-        graph: g,
-        source_nodes: graph.nodes().len(),
-        kernels,
-        plan,
-        options: *options,
-        params: bound,
-        target,
-        kind,
-        threads,
-        traces,
-    })
+    Ok(bound)
 }
 
 /// The TE computation of one node: placeholders `x0, x1, ...` for its inputs and the
@@ -247,15 +317,25 @@ pub fn node_computation(graph: &Graph, node: &Node) -> Result<(Vec<Tensor>, Tens
     Ok((ins, out))
 }
 
-/// Compile one node: its default schedule for `kind`, or the schedule `trace` (JSON)
-/// replayed on the node's computation. Returns the kernel and its schedule's trace.
+/// Which schedule [`compile_node`] gives a node.
+enum NodeSchedule<'a> {
+    /// The default schedule of the build's kind.
+    Default,
+    /// A CPU template with tuned knobs ([`schedule::tuned_schedule`]).
+    Tuned(&'a TunedConfig),
+    /// A saved schedule trace (JSON), replayed on the node's computation.
+    Trace(&'a str),
+}
+
+/// Compile one node with the schedule `how` says. Returns the kernel and its schedule's
+/// trace.
 fn compile_node(
     graph: &Graph,
     node: &Node,
     target: Target,
     threads: usize,
     kind: ScheduleKind,
-    trace: Option<&str>,
+    how: NodeSchedule<'_>,
 ) -> Result<(Kernel, String)> {
     let (ins, out) = node_computation(graph, node)?;
     let (s, out) = match kind {
@@ -263,10 +343,21 @@ fn compile_node(
         ScheduleKind::Cpu => schedule::default_schedule(&node.op, &out, threads).map(|s| (s, out)),
     }
     .map_err(|e| wrap(node, e))?;
-    let s = match trace {
-        Some(t) => crate::schedule::Schedule::replay(std::slice::from_ref(&out), t)
+    let s = match how {
+        NodeSchedule::Trace(t) => crate::schedule::Schedule::replay(std::slice::from_ref(&out), t)
             .map_err(|e| wrap(node, e))?,
-        None => s,
+        NodeSchedule::Tuned(c) => {
+            schedule::tuned_schedule(&node.op, &out, threads, c).map_err(|e| {
+                wrap(
+                    node,
+                    Error::Tuning(format!(
+                        "the logged configuration {} does not apply: {}",
+                        c, e
+                    )),
+                )
+            })?
+        }
+        NodeSchedule::Default => s,
     };
     let mut args = ins;
     args.push(out);
@@ -320,6 +411,12 @@ impl CompiledModel {
     pub fn target(&self) -> &Target {
         &self.target
     }
+    /// The configuration node `i` of [`graph`](Self::graph) was scheduled with from the
+    /// tuning log (`None`: its default schedule).
+    pub fn tuned_config(&self, i: usize) -> Option<&TunedConfig> {
+        self.tuned.get(i).and_then(|c| c.as_ref())
+    }
+
     /// The kernel of node `i` (in [`Graph::nodes`] order of [`graph`](Self::graph)).
     pub fn kernel(&self, i: usize) -> &Kernel {
         &self.kernels[i]

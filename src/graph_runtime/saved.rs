@@ -15,7 +15,10 @@
 //! file, never a panic.
 
 use super::passes::{memory_plan, BuildOptions};
-use super::{compile_node, CompiledModel, Graph, Op, ScheduleKind, ValueId, ValueKind};
+use super::{
+    compile_node, CompiledModel, Graph, NodeSchedule, Op, ScheduleKind, ValueId, ValueKind,
+};
+use crate::autotune::TunedConfig;
 use crate::error::{graph_err, internal, Result};
 use crate::runtime::NdArray;
 use crate::te::DType;
@@ -74,6 +77,10 @@ struct Header {
     /// Nodes of the graph before the passes.
     #[serde(default)]
     source_nodes: Option<usize>,
+    /// Each node's configuration from a tuning log (the trace holds its schedule; this
+    /// says where it came from).
+    #[serde(default)]
+    tuned: Vec<Option<TunedConfig>>,
 }
 
 impl CompiledModel {
@@ -141,6 +148,7 @@ impl CompiledModel {
             params,
             options: Some(self.options),
             source_nodes: Some(self.source_nodes),
+            tuned: self.tuned.clone(),
         };
         let json = serde_json::to_vec(&header).map_err(|e| {
             internal(
@@ -220,6 +228,18 @@ impl CompiledModel {
                 g.nodes().len()
             )));
         }
+        // Files written before tuning logs existed: every node default.
+        let tuned = match header.tuned.len() {
+            0 => vec![None; g.nodes().len()],
+            n if n == g.nodes().len() => header.tuned.clone(),
+            n => {
+                return Err(bad(format!(
+                    "{} tuning entries for {} nodes",
+                    n,
+                    g.nodes().len()
+                )))
+            }
+        };
 
         // The parameters.
         let mut params: Vec<Option<NdArray>> = (0..g.values().len()).map(|_| None).collect();
@@ -278,7 +298,17 @@ impl CompiledModel {
         };
         let mut kernels = vec![];
         for (n, t) in g.nodes().iter().zip(&header.traces) {
-            kernels.push(compile_node(&g, n, target.clone(), header.threads, kind, Some(t))?.0);
+            kernels.push(
+                compile_node(
+                    &g,
+                    n,
+                    target.clone(),
+                    header.threads,
+                    kind,
+                    NodeSchedule::Trace(t),
+                )?
+                .0,
+            );
         }
         // Files written before the passes existed hold an unpassed graph.
         let options = header.options.unwrap_or_else(BuildOptions::none);
@@ -294,6 +324,7 @@ impl CompiledModel {
             kind,
             threads: header.threads,
             traces: header.traces,
+            tuned,
         })
     }
 }

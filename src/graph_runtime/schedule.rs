@@ -25,12 +25,17 @@
 //!
 //! With `threads <= 1`, or less work than [`PARALLEL_MIN_WORK`], nothing is parallelized.
 //!
+//! [`tuned_schedule`] applies a configuration found by the autotuner
+//! ([`crate::autotune`]) to the same templates (conv2d on the micro-kernel, dense and
+//! matmul register-blocked).
+//!
 //! [`cuda_schedule`] gives the CUDA schedules (one kernel per node).
 
+use crate::autotune::TunedConfig;
 use crate::error::Result;
 use crate::graph_runtime::graph::Op;
 use crate::schedule::{create_schedule, Schedule};
-use crate::schedules::{matmul_cpu_with, MatmulConfig};
+use crate::schedules::{matmul_cpu_with, ConvConfig, ConvShape, MatmulConfig};
 use crate::te::Tensor;
 
 /// Lanes of a 128-bit vector of this tensor's dtype.
@@ -59,18 +64,106 @@ fn is_reduction(s: &Schedule, name: &str) -> Result<bool> {
 /// computed inside the loop nest of the epilogue's output stage (conv2d, dense, matmul) or
 /// at root (other reductions); elementwise and injective stages are inlined into `out`.
 pub fn default_schedule(op: &Op, out: &Tensor, threads: usize) -> Result<Schedule> {
-    let threads = if work(out) < PARALLEL_MIN_WORK {
+    if let Some(cfg) = default_config(op, out, threads) {
+        let s = tuned_schedule(op, out, threads, &cfg);
+        // A convolution the micro-kernel cannot take after all falls back to the loops.
+        if s.is_ok() || !matches!(cfg, TunedConfig::Conv2d(_)) {
+            return s;
+        }
+    }
+    let threads = effective_threads(out, threads);
+    let f32 = out.dtype() == crate::te::DType::F32;
+    match anchor(op) {
+        Op::MatMul | Op::Dense if f32 && const_shape(out)[0] < GEMV_ROWS => {
+            match dense_rows(out, threads)? {
+                Some(s) => Ok(s),
+                None => generic(out, threads),
+            }
+        }
+        Op::Conv2d(_) | Op::MaxPool2d(_) | Op::AvgPool2d(_) => conv2d_loops(out, threads),
+        _ => generic(out, threads),
+    }
+}
+
+/// The operator a fused group is anchored on, or `op` itself.
+fn anchor(op: &Op) -> &Op {
+    match op {
+        Op::Fused(f) => anchor(&f.anchor),
+        op => op,
+    }
+}
+
+/// The configuration of the tunable template [`default_schedule`] uses for `op` computing
+/// `out` on `threads` threads, with its default knobs; `None` when that schedule has no
+/// knobs to tune (pooling, elementwise, dense with fewer than 4 rows, other dtypes than
+/// f32).
+///
+/// - conv2d (alone or anchoring a fused group) with one group and output channels a
+///   multiple of 16: [`ConvConfig::for_shape`];
+/// - matmul, and dense with 4 rows or more: the register-blocked product
+///   ([`MatmulConfig`]: `mr` up to 4 rows, `nr` 8 columns, 4 below 8).
+pub fn default_config(op: &Op, out: &Tensor, threads: usize) -> Option<TunedConfig> {
+    let threads = effective_threads(out, threads);
+    if out.dtype() != crate::te::DType::F32 {
+        return None;
+    }
+    let sh = const_shape(out);
+    match anchor(op) {
+        Op::Conv2d(_) => {
+            let shape = ConvShape::of(out).ok()?;
+            Some(TunedConfig::Conv2d(ConvConfig::for_shape(&shape, threads)))
+        }
+        Op::MatMul if is_reduction_tensor(out) => {
+            mm_config(sh[0], sh[1], threads).map(TunedConfig::Matmul)
+        }
+        Op::MatMul | Op::Dense => {
+            let mm = main_reduction(out)?;
+            if sh[0] < GEMV_ROWS && input_named(&mm, "wt").is_some() {
+                return None; // dense_rows
+            }
+            mm_config(sh[0], sh[1], threads).map(TunedConfig::Matmul)
+        }
+        _ => None,
+    }
+}
+
+/// The threads a kernel computing `out` runs on when the build asks for `threads`: 1 below
+/// [`PARALLEL_MIN_WORK`].
+pub fn effective_threads(out: &Tensor, threads: usize) -> usize {
+    if work(out) < PARALLEL_MIN_WORK {
         1
     } else {
         threads
-    };
-    match op {
-        Op::MatMul if is_reduction_tensor(out) => matmul(out, threads),
-        Op::MatMul | Op::Dense => dense(out, threads),
-        Op::Conv2d(_) => conv2d(out, threads),
-        Op::MaxPool2d(_) | Op::AvgPool2d(_) => conv2d_loops(out, threads),
-        Op::Fused(f) => default_schedule(&f.anchor, out, threads),
-        _ => generic(out, threads),
+    }
+}
+
+/// The schedule template of `op` (as [`default_schedule`] picks it) with the knobs of
+/// `cfg`, its `threads` replaced by [`effective_threads`]. A typed error when `cfg` is
+/// not a configuration of that template (a conv2d configuration for a dense node) or
+/// its knobs do not fit the shapes.
+pub fn tuned_schedule(
+    op: &Op,
+    out: &Tensor,
+    threads: usize,
+    cfg: &TunedConfig,
+) -> Result<Schedule> {
+    let threads = effective_threads(out, threads);
+    match (anchor(op), cfg) {
+        (Op::Conv2d(_), TunedConfig::Conv2d(c)) => {
+            crate::schedules::conv2d_nchw_cpu_tensorized_with(out, ConvConfig { threads, ..*c })
+        }
+        (Op::MatMul, TunedConfig::Matmul(c)) if is_reduction_tensor(out) => {
+            matmul_cpu_with(out, MatmulConfig { threads, ..*c })
+        }
+        (Op::MatMul | Op::Dense, TunedConfig::Matmul(c)) => {
+            dense_with(out, MatmulConfig { threads, ..*c })
+        }
+        _ => Err(crate::error::Error::Tuning(format!(
+            "{}: a tuned {} configuration does not apply to a {} node",
+            out.name(),
+            cfg.template(),
+            op.kind_name()
+        ))),
     }
 }
 
@@ -185,7 +278,9 @@ fn generic(out: &Tensor, threads: usize) -> Result<Schedule> {
     Ok(s)
 }
 
-fn mm_config(m: usize, n: usize, threads: usize) -> Option<MatmulConfig> {
+/// The register-blocked matmul/dense configuration of an `m x n` result (`None` below 4
+/// columns).
+pub(crate) fn mm_config(m: usize, n: usize, threads: usize) -> Option<MatmulConfig> {
     if n < 4 {
         return None;
     }
@@ -198,21 +293,13 @@ fn mm_config(m: usize, n: usize, threads: usize) -> Option<MatmulConfig> {
     })
 }
 
-fn matmul(out: &Tensor, threads: usize) -> Result<Schedule> {
-    let sh = const_shape(out);
-    match mm_config(sh[0], sh[1], threads) {
-        Some(cfg) if out.dtype() == crate::te::DType::F32 => matmul_cpu_with(out, cfg),
-        _ => generic(out, threads),
-    }
-}
-
 /// The input tensor of `t`'s computation named `name`.
 fn input_named(t: &Tensor, name: &str) -> Option<Tensor> {
     t.op.input_tensors().into_iter().find(|x| x.op.name == name)
 }
 
 /// Dense layers with fewer rows than this (a batch of 1 to 3) are matrix-vector products.
-const GEMV_ROWS: usize = 4;
+pub(crate) const GEMV_ROWS: usize = 4;
 
 /// Dense with few rows (`x` a handful of vectors): each output element is a dot product of
 /// a row of `x` with a row of the weight `w [N, K]`, both contiguous, so the weight's
@@ -259,18 +346,11 @@ fn epilogue(s: &mut Schedule, out: &Tensor, mm: &Tensor, threads: usize) -> Resu
 
 /// Dense, dense with a bias and matmul or dense followed by a fused epilogue: the product
 /// (`out` itself, or the reduction `out` reads) register-blocked, the weight transpose `wt`
-/// (dense) computed at the column block, the epilogue vectorized at root.
-fn dense(out: &Tensor, threads: usize) -> Result<Schedule> {
-    let sh = const_shape(out);
-    if sh[0] < GEMV_ROWS && out.dtype() == crate::te::DType::F32 {
-        if let Some(s) = dense_rows(out, threads)? {
-            return Ok(s);
-        }
-    }
-    let cfg = match mm_config(sh[0], sh[1], threads) {
-        Some(c) if out.dtype() == crate::te::DType::F32 => c,
-        _ => return generic(out, threads),
-    };
+/// (dense) computed at the column block, the epilogue vectorized at root. The knobs of
+/// `cfg` are `mr`, `nr`, `k_unroll` and `threads`; `pack_b` changes nothing (the weight
+/// transpose computed at each column block is the panel packing).
+fn dense_with(out: &Tensor, cfg: MatmulConfig) -> Result<Schedule> {
+    let threads = cfg.threads;
     let Some(mm) = main_reduction(out) else {
         return generic(out, threads);
     };
@@ -289,25 +369,19 @@ fn dense(out: &Tensor, threads: usize) -> Result<Schedule> {
     }
     let [ci, cj] = s.axes2(&cl)?;
     let k = s.reduce_axes(&cl)?.remove(0);
-    s.reorder(&cl, &[&k, &ci, &cj])?;
+    if cfg.k_unroll > 1 {
+        let (ko, ki) = s.split(&cl, &k, cfg.k_unroll)?;
+        s.reorder(&cl, &[&ko, &ki, &ci, &cj])?;
+        s.unroll(&cl, &ki)?;
+    } else {
+        s.reorder(&cl, &[&k, &ci, &cj])?;
+    }
     s.unroll(&cl, &ci)?;
     s.vectorize(&cl, &cj)?;
     s.vectorize(&mm, &ji)?;
     s.unroll(&mm, &ii)?;
     epilogue(&mut s, out, &mm, threads)?;
     Ok(s)
-}
-
-/// Conv2d alone (its accumulator `out.local` made by `cache_write`) or anchoring a fused
-/// group (the anchor stage plays `out.local`: computed at the output's width block, the
-/// epilogue applied as the output's vector lanes are stored).
-fn conv2d(out: &Tensor, threads: usize) -> Result<Schedule> {
-    // One group and output channels in blocks of 16: the micro-kernel's direct
-    // convolution. Anything else (depthwise, grouped, few channels): the loops below.
-    if let Ok(s) = crate::schedules::conv2d_nchw_cpu_tensorized(out, threads) {
-        return Ok(s);
-    }
-    conv2d_loops(out, threads)
 }
 
 /// The convolution schedule for any group count, also pooling's (any windowed reduction

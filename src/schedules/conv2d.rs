@@ -279,7 +279,7 @@ fn analyze(out: &Tensor) -> Result<ConvParts> {
 ///   `w[o / 16, ky, kx, c, o % 16]`: what the graph build makes of constant weights, see
 ///   [`WeightLayout::Ohwi16o`](crate::graph_runtime::WeightLayout::Ohwi16o));
 /// - per output row `y`, block of 16 output channels and tile of `mr` positions
-///   (by default [`row_tile`] of the width), an accumulator `out.local` laid out `[.., x, o]` (its
+///   (by default [`ConvConfig::for_shape`]'s row tile), an accumulator `out.local` laid out `[.., x, o]` (its
 ///   rows are the tile's positions), then copied out. The micro-kernel updates it
 ///   ([`ConvKernel`]; by default):
 ///   - with fewer than 8 input channels (an RGB stem): in one `gemm_f32_k3(mr, 16, [C,

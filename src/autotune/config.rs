@@ -1,0 +1,50 @@
+//! The configuration of one schedule template, as the tuning log stores it.
+
+use crate::schedules::{ConvConfig, MatmulConfig};
+use serde::{Deserialize, Serialize};
+
+/// The knobs of one tunable schedule template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TunedConfig {
+    /// conv2d on the micro-kernel ([`crate::schedules::conv2d_nchw_cpu_tensorized_with`]).
+    Conv2d(ConvConfig),
+    /// The register-blocked matmul ([`crate::schedules::matmul_cpu_with`]) or dense.
+    Matmul(MatmulConfig),
+}
+
+impl TunedConfig {
+    /// The template's name (`"conv2d"`, `"matmul"`).
+    pub fn template(&self) -> &'static str {
+        match self {
+            TunedConfig::Conv2d(_) => "conv2d",
+            TunedConfig::Matmul(_) => "matmul",
+        }
+    }
+}
+
+impl std::fmt::Display for TunedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TunedConfig::Conv2d(c) => write!(
+                f,
+                "row_tile {} kc {} {:?}{}",
+                c.row_tile,
+                c.kc,
+                c.kernel,
+                if c.parallel_rows {
+                    " rows parallel"
+                } else {
+                    ""
+                }
+            ),
+            TunedConfig::Matmul(c) => write!(
+                f,
+                "mr {} nr {} k_unroll {}{}",
+                c.mr,
+                c.nr,
+                c.k_unroll,
+                if c.pack_b { "" } else { " unpacked" }
+            ),
+        }
+    }
+}
