@@ -573,6 +573,37 @@ fn transform_layout() {
         s.compute_at(&al, &c, &io)?;
         Ok(())
     });
+    // A factor that does not divide: 36 rows in blocks of 5, the last block padded with
+    // zero rows (A's copy is [8][23][5]); C's row blocks of 10 read across blocks.
+    check_primitive("transform_layout_padded", &o, &args, |s| {
+        let al = s.cache_read(&a, "global", &[&c])?;
+        s.transform_layout(
+            &al,
+            &[
+                LayoutDim::outer(0, 5),
+                LayoutDim::dim(1),
+                LayoutDim::inner(0, 5),
+            ],
+        )?;
+        let [i, _] = s.axes2(&c)?;
+        let (io, _) = s.split(&c, &i, 10)?;
+        s.compute_at(&al, &c, &io)?;
+        Ok(())
+    });
+    let mut s = create_schedule(&o).unwrap();
+    let al = s.cache_read(&a, "global", &[&c]).unwrap();
+    let padded = s
+        .transform_layout(
+            &al,
+            &[
+                LayoutDim::outer(0, 5),
+                LayoutDim::dim(1),
+                LayoutDim::inner(0, 5),
+            ],
+        )
+        .unwrap();
+    let shape: Vec<i64> = padded.shape().iter().map(|e| e.as_int().unwrap()).collect();
+    assert_eq!(shape, vec![8, 23, 5]);
     let mut s = create_schedule(&o).unwrap();
     let al = s.cache_read(&a, "global", &[&c]).unwrap();
     let packed = s
@@ -602,12 +633,26 @@ fn transform_layout_errors() {
         s.transform_layout(
             &al,
             &[
+                LayoutDim::outer(0, 0),
+                LayoutDim::dim(1),
+                LayoutDim::inner(0, 0),
+            ],
+        ),
+        "factor 0 of dimension 0 must be at least 1",
+    );
+    // A reduction cannot be padded (its blocks must divide).
+    let mut s2 = create_schedule(&o).unwrap();
+    let cl = s2.cache_write(&c, "local").unwrap();
+    assert_sched_err(
+        s2.transform_layout(
+            &cl,
+            &[
                 LayoutDim::outer(0, 5),
                 LayoutDim::dim(1),
                 LayoutDim::inner(0, 5),
             ],
         ),
-        "factor 5 does not divide dimension 0 (extent 36)",
+        "a factor does not divide dimension 0 (extent 36), and a reduction cannot be padded",
     );
     assert_sched_err(
         s.transform_layout(&al, &[LayoutDim::outer(0, 4), LayoutDim::dim(1), LayoutDim::inner(0, 2)]),

@@ -256,6 +256,61 @@ fn tensorize_under_a_non_dividing_outer_split() {
 }
 
 #[test]
+fn tensorize_partial_tiles() {
+    // gemm_f32 takes partial tiles: rows 10 = 6 + 4 and columns 40 = 16 + 16 + 8 split
+    // by the tile; each call gets the extents the split's guards leave it, and no guard.
+    let (a, b, c) = matmul(10, 40, 8);
+    let args = [a, b, c.clone()];
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    let [i, j] = s.axes2(&c).unwrap();
+    let (io, ii) = s.split(&c, &i, 6).unwrap();
+    let (jo, ji) = s.split(&c, &j, 16).unwrap();
+    let kk = s.reduce_axes(&c).unwrap().remove(0);
+    s.reorder(&c, &[&io, &jo, &ii, &ji, &kk]).unwrap();
+    s.tensorize(&c, &ii, &gemm_f32(6, 16, 8).unwrap()).unwrap();
+    let text = lower(&s, &args).unwrap().to_string();
+    assert!(
+        text.contains("let inv2 = min(6, i.outer * -6 + 10)")
+            && text.contains(") extents (inv2, min(16, j.outer * -16 + 40), 8)"),
+        "{}",
+        text
+    );
+    assert!(!text.contains("if "), "no guard is left: {}", text);
+    check_against_unscheduled(&s, &args, &[c.clone()], 6, "partial 6x16 tiles of 10x40");
+    // Replay gives the same IR.
+    let replayed = Schedule::replay(&[c.clone()], &s.trace_json()).unwrap();
+    assert_eq!(lower(&replayed, &args).unwrap().to_string(), text);
+    // An accumulating nest (the reduction split outside the call): the init call gets the
+    // same extents.
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    let [i, j] = s.axes2(&c).unwrap();
+    let (io, ii) = s.split(&c, &i, 4).unwrap();
+    let (jo, ji) = s.split(&c, &j, 16).unwrap();
+    let kk = s.reduce_axes(&c).unwrap().remove(0);
+    let (ko, ki) = s.split(&c, &kk, 4).unwrap();
+    s.reorder(&c, &[&io, &jo, &ko, &ii, &ji, &ki]).unwrap();
+    s.tensorize(&c, &ii, &gemm_f32(4, 16, 4).unwrap()).unwrap();
+    let text = lower(&s, &args).unwrap().to_string();
+    assert!(
+        text.contains(".init(") && text.contains(".update("),
+        "{}",
+        text
+    );
+    assert!(
+        text.contains("let inv6 = min(4, i.outer * -4 + 10)"),
+        "{}",
+        text
+    );
+    check_against_unscheduled(
+        &s,
+        &args,
+        &[c.clone()],
+        7,
+        "partial 4x16 tiles, accumulating",
+    );
+}
+
+#[test]
 fn tensorize_errors() {
     // Tile sizes below 1: typed errors naming the intrinsic.
     for e in [
@@ -298,17 +353,22 @@ fn tensorize_errors() {
         assert!(e.contains("cannot tensorize"), "{}", e);
         assert!(e.contains(needle), "{}", e);
     }
-    // A tile that does not divide: guarded loops.
+    // A tile that does not divide: guarded loops, refused by an intrinsic that takes whole
+    // tiles only (gemm_f32's declaration without `partial_tiles`; see
+    // `tensorize_partial_tiles` for the ones that take them).
     let (a2, b2, c2) = matmul(10, 32, 8);
+    let g = gemm_f32(6, 16, 8).unwrap();
+    let whole = TensorIntrin::new("gemm_whole_tiles_test", &g.output, &g.inputs, g.cpu).unwrap();
     let mut s = create_schedule(&[c2.clone()]).unwrap();
     let [i, j] = s.axes2(&c2).unwrap();
     let (io, ii) = s.split(&c2, &i, 6).unwrap();
     let (jo, ji) = s.split(&c2, &j, 16).unwrap();
     let kk = s.reduce_axes(&c2).unwrap().remove(0);
     s.reorder(&c2, &[&io, &jo, &ii, &ji, &kk]).unwrap();
-    s.tensorize(&c2, &ii, &gemm_f32(6, 16, 8).unwrap()).unwrap();
+    s.tensorize(&c2, &ii, &whole).unwrap();
     let e = lower(&s, &[a2, b2, c2.clone()]).unwrap_err().to_string();
     assert!(e.contains("the loops under it are guarded"), "{}", e);
+    assert!(e.contains("this intrinsic takes whole tiles only"), "{}", e);
     // Wrong extents (tile 6x16 where the intrinsic is 6x8).
     let mut s = tiled(&c, None);
     let ii = s.axis(&c, "i.inner").unwrap();
@@ -344,17 +404,30 @@ fn tensorize_errors() {
 
 #[test]
 fn library_tensorized_matmul_schedule() {
-    // 6-row tiles (60 rows), 4-row tiles (52 rows), one and two threads; packed B panels.
-    for (m, n, k, threads) in [(60, 48, 40, 1), (52, 32, 300, 2)] {
+    // 6-row tiles: 60 rows (whole tiles), 52 and 100 rows (partial last tiles and, for
+    // 100, a partial last row block of A.global padded with zero rows); one and two
+    // threads; packed B panels.
+    for (m, n, k, threads) in [
+        (60, 48, 40, 1),
+        (52, 32, 300, 2),
+        (100, 16, 24, 1),
+        (3, 16, 8, 1),
+    ] {
         let (a, b, c) = matmul(m, n, k);
         let args = [a, b, c.clone()];
         let s = schedules::matmul_cpu_tensorized(&c, threads).unwrap();
         let text = lower(&s, &args).unwrap().to_string();
-        let mr = if m % 6 == 0 { 6 } else { 4 };
-        let kc = if k == 300 { 150 } else { 40 };
+        let kc = if k == 300 { 150 } else { k };
         assert!(
-            text.contains(&format!("gemm_f32_{}x16x{}.update(", mr, kc)),
+            text.contains(&format!("gemm_f32_6x16x{}.update(", kc)),
             "{}",
+            text
+        );
+        assert_eq!(
+            text.contains(") extents ("),
+            m % 6 != 0,
+            "partial tiles exactly when 6 does not divide {}: {}",
+            m,
             text
         );
         let want = run_all(
@@ -363,14 +436,21 @@ fn library_tensorized_matmul_schedule() {
             Target::interp(),
             2,
         );
-        let got = run_all(&s, &args, Target::cpu(), 2);
-        assert_outputs_close(&args, &got, &want, &format!("tensorized {}x{}x{}", m, n, k));
+        for target in [Target::interp(), Target::cpu()] {
+            let got = run_all(&s, &args, target.clone(), 2);
+            assert_outputs_close(
+                &args,
+                &got,
+                &want,
+                &format!("tensorized {}x{}x{} on {:?}", m, n, k, target),
+            );
+        }
     }
-    let (_, _, c) = matmul(10, 32, 8);
+    let (_, _, c) = matmul(12, 40, 8);
     let e = schedules::matmul_cpu_tensorized(&c, 1)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("need rows a multiple of 4"), "{}", e);
+    assert!(e.contains("need columns a multiple of 16"), "{}", e);
 }
 
 #[test]
@@ -395,9 +475,25 @@ fn blocked_tensorized_matmul_several_blocks() {
     let (a2, b2, c2) = matmul(36, 64, 60);
     let replayed = Schedule::replay(&[c2.clone()], &s.trace_json()).unwrap();
     assert_eq!(lower(&replayed, &[a2, b2, c2]).unwrap().to_string(), text);
+    // Row blocks that overhang the rows (100 = 4 x 24 + 4): the last block of A.global
+    // holds 4 rows and zero padding, its tiles are partial or empty.
+    let (a, b, c100) = matmul(100, 32, 16);
+    let args100 = [a, b, c100.clone()];
+    let g100 = schedules::GemmBlocking {
+        mr: 6,
+        mc: 24,
+        nc: 16,
+        kc: 8,
+        threads: 1,
+    };
+    let s = schedules::matmul_cpu_tensorized_with(&c100, g100).unwrap();
+    check_against_unscheduled(&s, &args100, &[c100.clone()], 4, "blocked 100x32x16, mc 24");
     // Blocking that does not tile the shape is a typed error naming the knob.
     for (bad, what) in [
-        (schedules::GemmBlocking { mc: 10, ..g }, "mc = 10"),
+        (
+            schedules::GemmBlocking { mc: 10, ..g },
+            "mc = 10 must be a multiple of mr = 6",
+        ),
         (schedules::GemmBlocking { nc: 24, ..g }, "nc = 24"),
         (schedules::GemmBlocking { kc: 7, ..g }, "kc = 7"),
         (schedules::GemmBlocking { mr: 5, ..g }, "mr = 5"),

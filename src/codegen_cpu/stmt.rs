@@ -256,8 +256,9 @@ impl FnGen<'_, '_> {
                 words.push(v);
             }
         }
-        for e in c.intrin.extents() {
-            words.push(self.b.ins().iconst(types::I64, e));
+        for e in &c.extents {
+            let v = self.scalar_index(e)?;
+            words.push(v);
         }
         let ss = self.b.create_sized_stack_slot(StackSlotData::new(
             StackSlotKind::ExplicitSlot,

@@ -557,6 +557,12 @@ impl<'a> Emitter<'a> {
                 self.func.name, c.intrin.name
             ))
         })?;
+        if c.is_partial() {
+            return Err(Error::Target(format!(
+                "kernel {}: {} covers a partial tile here (a split factor does not divide its extent); the CUDA implementations take whole tiles only",
+                self.func.name, c.intrin.name
+            )));
+        }
         if imp.warp_collective {
             let place = match (self.guards.last(), self.lane_loops.last()) {
                 (Some(g), _) => Some(format!("only in the threads with {}", g)),

@@ -9,7 +9,9 @@
 //! up to twelve 256-bit accumulators while `k` runs, when `B`'s rows are contiguous (unit
 //! column stride); a `C` whose columns are not contiguous is updated through a row-major
 //! copy of the tile. Anything else (`B` strided, a last partial block of columns, no
-//! AVX2) takes the portable loop.
+//! AVX2) takes the portable loop. Both take partial tiles
+//! ([`TensorIntrin::partial_tiles`]): the call's row and column counts may be below `mr`
+//! and `nr` (the last rows of a matrix whose row count `mr` does not divide).
 
 use super::{CpuImpl, TensorIntrin};
 use crate::error::Result;
@@ -44,6 +46,7 @@ pub fn gemm_f32(mr: i64, nr: i64, kc: i64) -> Result<Arc<TensorIntrin>> {
                 func: gemm_f32_entry,
             }),
         )
+        .map(TensorIntrin::partial_tiles)
     })
 }
 
@@ -99,6 +102,7 @@ pub fn gemm_f32_k3(mr: i64, nr: i64, k: [i64; 3]) -> Result<Arc<TensorIntrin>> {
                 func: gemm_f32_k3_entry,
             }),
         )
+        .map(TensorIntrin::partial_tiles)
     })
 }
 

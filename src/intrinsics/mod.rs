@@ -128,6 +128,10 @@ pub struct TensorIntrin {
     pub cpu: Option<CpuImpl>,
     /// The CUDA implementation, if any.
     pub cuda: Option<CudaImpl>,
+    /// Whether a call may cover a partial tile: each data axis's extent is then passed at
+    /// run time (at most the declared one), so a loop split by a factor that does not
+    /// divide its extent can still be tensorized (see [`partial_tiles`](Self::partial_tiles)).
+    pub partial: bool,
 }
 
 impl TensorIntrin {
@@ -181,7 +185,25 @@ impl TensorIntrin {
             inputs: inputs.to_vec(),
             cpu,
             cuda,
+            partial: false,
         }))
+    }
+
+    /// The same intrinsic, declared to take partial tiles: its implementations read each
+    /// data axis's extent from the call (the CPU one from the call's words), and the
+    /// extent may be smaller than declared (down to 0: nothing to do). Tensorize then
+    /// accepts data loops guarded by a non-dividing split and passes
+    /// `max(0, min(declared, what the guard allows))`. No CUDA implementation may take
+    /// partial tiles (the CUDA code generator refuses such calls).
+    pub fn partial_tiles(self: Arc<Self>) -> Arc<TensorIntrin> {
+        Arc::new(TensorIntrin {
+            name: self.name.clone(),
+            output: self.output.clone(),
+            inputs: self.inputs.clone(),
+            cpu: self.cpu,
+            cuda: self.cuda,
+            partial: true,
+        })
     }
 
     /// The extents of the declaration's axes: data axes, then reduce axes.

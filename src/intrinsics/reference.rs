@@ -54,7 +54,12 @@ pub(crate) fn reference_stmt(call: &IntrinsicCall) -> Result<Stmt> {
         subst.insert(a.var.id(), v.expr());
         (v, a.extent.clone())
     };
-    let data: Vec<(Var, Expr)> = axis.iter().map(&mut fresh).collect();
+    // A partial tile's data axes run over the call's extents.
+    let data: Vec<(Var, Expr)> = axis
+        .iter()
+        .zip(&call.extents)
+        .map(|(a, e)| (fresh(a).0, e.clone()))
+        .collect();
     let reds: Vec<(Var, Expr)> = red.iter().map(&mut fresh).collect();
     let view = |e: &Expr| -> Expr {
         e.substitute(&subst).mutate(&mut |x| match x.node() {

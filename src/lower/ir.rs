@@ -279,6 +279,10 @@ pub struct IntrinsicCall {
     pub operands: Vec<IntrinOperand>,
     /// What the call does.
     pub mode: IntrinMode,
+    /// The extent of each of the declaration's axes (data, then reduce) for this call:
+    /// the declared constants, except for the data axes of a partial tile (an intrinsic
+    /// declared with [`partial_tiles`](crate::intrinsics::TensorIntrin::partial_tiles)).
+    pub extents: Vec<Expr>,
 }
 
 /// What an [`IntrinsicCall`] does to its output.
@@ -318,7 +322,16 @@ impl IntrinsicCall {
                 })
                 .collect(),
             mode: self.mode,
+            extents: self.extents.iter().map(&mut *fe).collect(),
         }
+    }
+
+    /// Whether some extent differs from the declared one (a partial tile).
+    pub fn is_partial(&self) -> bool {
+        self.extents
+            .iter()
+            .zip(self.intrin.extents())
+            .any(|(e, d)| e.as_int() != Some(d))
     }
 }
 
@@ -459,10 +472,13 @@ impl Stmt {
             }
             Stmt::Let { value, .. } => f(value),
             Stmt::Evaluate(e) => f(e),
-            Stmt::Intrinsic(c) => c.operands.iter().for_each(|o| {
-                o.index.iter().for_each(&mut *f);
-                o.strides.iter().for_each(&mut *f)
-            }),
+            Stmt::Intrinsic(c) => {
+                c.operands.iter().for_each(|o| {
+                    o.index.iter().for_each(&mut *f);
+                    o.strides.iter().for_each(&mut *f)
+                });
+                c.extents.iter().for_each(&mut *f)
+            }
             _ => {}
         });
     }
@@ -604,7 +620,19 @@ impl Printer {
                     IntrinMode::Update => ".update",
                     IntrinMode::Init => ".init",
                 };
-                self.line(&format!("{}{}({})", c.intrin.name, mode, ops.join(", ")))
+                let extents = if c.is_partial() {
+                    let e: Vec<String> = c.extents.iter().map(|e| e.to_string()).collect();
+                    format!(" extents ({})", e.join(", "))
+                } else {
+                    String::new()
+                };
+                self.line(&format!(
+                    "{}{}({}){}",
+                    c.intrin.name,
+                    mode,
+                    ops.join(", "),
+                    extents
+                ))
             }
             Stmt::NoOp => self.line("pass"),
         }

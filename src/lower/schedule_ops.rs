@@ -183,15 +183,33 @@ fn produce(s: &Schedule, b: &Bounds, info: &StageInfo) -> Result<Stmt> {
         .position(|&l| st.axes[l].kind == IterKind::Reduce);
     // A tensorized nest: no loops from `stop` inward, one intrinsic call instead (which
     // starts the reduction itself when it begins inside the nest).
-    let (stop, main) = match &st.tensorize {
+    let (stop, main, absorbed) = match &st.tensorize {
         Some((axis, intrin)) => {
-            super::tensorize::call_for(s, b, info, &vmap, &store_idx, axis, intrin, first_red)?
+            let t =
+                super::tensorize::call_for(s, b, info, &vmap, &store_idx, axis, intrin, first_red)?;
+            (t.pos, t.call, t.absorbed)
         }
-        None => (leaves.len(), main),
+        None => (leaves.len(), main, vec![]),
     };
     // Inside a tensorized nest the init is the intrinsic's too (mode Init, the output
-    // operand only). Guards of non-dividing splits of the loops outside the nest (those
-    // inside are refused by `call_for`) keep the calls inside the stage's region.
+    // operand only). Guards of non-dividing splits of the loops outside the nest keep the
+    // calls inside the stage's region; those inside it are the call's extents (a partial
+    // tile: `call_for` refuses any other).
+    let outside = |data_only: bool| {
+        conj(
+            info.guards
+                .iter()
+                .filter(|g| !data_only || g.1 == IterKind::DataPar)
+                .filter(|g| !absorbed.iter().any(|a| a.structural_eq(&g.0)))
+                .map(|g| g.0.clone())
+                .collect(),
+        )
+    };
+    let (data_guard, all_guard) = if absorbed.is_empty() {
+        (data_guard, all_guard)
+    } else {
+        (outside(true), outside(false))
+    };
     let (init, main) = match &main {
         Stmt::Intrinsic(c) if stop < leaves.len() => (
             Some(guard(
@@ -200,6 +218,7 @@ fn produce(s: &Schedule, b: &Bounds, info: &StageInfo) -> Result<Stmt> {
                     intrin: c.intrin.clone(),
                     operands: c.operands.last().into_iter().cloned().collect(),
                     mode: IntrinMode::Init,
+                    extents: c.extents.clone(),
                 }),
             )),
             guard(&all_guard, main),

@@ -5,7 +5,10 @@
 //! variables (`vmap`). Ensures, or fails with a schedule error that names the stage, the
 //! axis and the intrinsic:
 //! - the loops from the axis inward are the declaration's data axes then reduce axes, in
-//!   order, with equal constant extents and no guards of non-dividing splits;
+//!   order, with equal constant extents and no guards of non-dividing splits — except,
+//!   for an intrinsic that takes partial tiles, a guard `v + rest < bound` on a data loop
+//!   `v`, which the call absorbs as that axis's run-time extent `max(0, min(declared,
+//!   bound - rest))`;
 //! - after renaming those loop variables to the declaration's axes and rebasing every
 //!   tensor index to the tile's first element, the stage's body is structurally the
 //!   declaration's (else the error shows the first differing subexpression of both); a
@@ -25,7 +28,7 @@ use super::simplify::{const_bounds, simplify, simplify_with, Ranges};
 use crate::error::{sched_err, Result};
 use crate::intrinsics::TensorIntrin;
 use crate::schedule::Schedule;
-use crate::te::{Expr, ExprNode, IterKind, OpKind, Tensor, Var};
+use crate::te::{max, min, CmpOp, Expr, ExprNode, IterKind, OpKind, Tensor, Var};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -193,8 +196,8 @@ fn leaf_ranges(st: &crate::schedule::Stage, info: &StageInfo, all: &Ranges) -> R
     r
 }
 
-/// The call replacing the nest of `info`'s stage under leaf `axis`, and the position of
-/// that leaf. `vmap` gives the root variables in terms of the leaves; `store_idx` the
+/// The call replacing the nest of `info`'s stage under leaf `axis`, the position of that
+/// leaf, and the guards the call absorbs. `vmap` gives the root variables in terms of the leaves; `store_idx` the
 /// output's indices; `first_red` the position of the first reduce leaf.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn call_for(
@@ -206,7 +209,7 @@ pub(crate) fn call_for(
     axis: &str,
     intrin: &Arc<TensorIntrin>,
     first_red: Option<usize>,
-) -> Result<(usize, Stmt)> {
+) -> Result<Tensorized> {
     let st = &s.stages[info.si];
     let what = format!(
         "cannot tensorize {} at {} with {}",
@@ -269,14 +272,49 @@ pub(crate) fn call_for(
         ));
     }
     let inner_vars: Vec<&Var> = inner.iter().map(|&l| &st.axes[l].var).collect();
+    // Guards of non-dividing splits on the nest's loops: with an intrinsic that takes
+    // partial tiles, each `v + rest < bound` on a data loop `v` (`rest` free of the nest's
+    // variables) shortens that axis to `bound - rest`; any other is refused.
+    let mut room: Vec<Option<Expr>> = vec![None; daxes.len()];
+    let mut absorbed = vec![];
     for (g, _) in &info.guards {
-        if inner_vars.iter().any(|v| g.uses_var(v)) {
-            return err(format!(
-                "the loops under it are guarded ({}): a split factor does not divide its extent; make the tile sizes divide the extents",
-                g
-            ));
+        let used: Vec<usize> = (0..inner_vars.len())
+            .filter(|&n| g.uses_var(inner_vars[n]))
+            .collect();
+        if used.is_empty() {
+            continue;
         }
+        let fits = match (intrin.partial, used.as_slice(), g.node()) {
+            (true, &[n], ExprNode::Cmp(CmpOp::Lt, p, bound)) if n < daxes.len() => {
+                let v = inner_vars[n];
+                let rest = simplify(&p.substitute(&HashMap::from([(v.id(), Expr::int(0))])));
+                simplify(&(p.clone() - rest.clone()))
+                    .structural_eq(&v.expr())
+                    .then(|| (n, simplify(&(bound.clone() - rest))))
+            }
+            _ => None,
+        };
+        let Some((n, r)) = fits else {
+            return err(format!(
+                "the loops under it are guarded ({}): a split factor does not divide its extent; make the tile sizes divide the extents{}",
+                g,
+                if intrin.partial { "" } else { " (this intrinsic takes whole tiles only)" }
+            ));
+        };
+        room[n] = Some(match room[n].take() {
+            Some(old) => min(old, r),
+            None => r,
+        });
+        absorbed.push(g.clone());
     }
+    let call_extents: Vec<Expr> = extents
+        .iter()
+        .enumerate()
+        .map(|(n, &e)| match room.get(n).cloned().flatten() {
+            Some(r) => simplify(&max(min(Expr::int(e), r), Expr::int(0))),
+            None => Expr::int(e),
+        })
+        .collect();
     for other in &s.stages {
         if let crate::schedule::Attach::At { stage, axis: a } = &other.attach {
             if stage == &st.name && inner.iter().any(|&l| &st.axes[l].name == a) {
@@ -422,12 +460,25 @@ pub(crate) fn call_for(
     } else {
         IntrinMode::Compute
     };
-    Ok((
+    Ok(Tensorized {
         pos,
-        Stmt::Intrinsic(IntrinsicCall {
+        call: Stmt::Intrinsic(IntrinsicCall {
             intrin: intrin.clone(),
             operands,
             mode,
+            extents: call_extents,
         }),
-    ))
+        absorbed,
+    })
+}
+
+/// What [`call_for`] makes of a tensorized nest.
+pub(crate) struct Tensorized {
+    /// The position of the tensorized axis among the stage's leaves.
+    pub pos: usize,
+    /// The call replacing the nest.
+    pub call: Stmt,
+    /// The stage's guards that the call's extents take care of (a partial tile's): the
+    /// caller must not wrap the call in them.
+    pub absorbed: Vec<Expr>,
 }

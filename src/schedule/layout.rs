@@ -2,13 +2,17 @@
 //! permuted, e.g. `A[M, K]` packed as `A[M / 6, K, 6]`), so that a micro-kernel reads
 //! contiguous panels. The stage computes the same values; its readers index the new
 //! layout through `floordiv`/`floormod`, which simplification removes where the loop
-//! ranges allow (TVM's `transform_layout`, restricted to splits and permutations).
+//! ranges allow (TVM's `transform_layout`, restricted to splits and permutations; a split
+//! whose factor does not divide the extent pads the last block with zeros).
 
 use super::cache::{replace_reads_with, with_body};
 use super::{Schedule, Stage, StageRef, Step};
 use crate::error::{sched_err, Result};
 use crate::lower::ir::ForKind;
-use crate::te::{floordiv, floormod, Expr, IterKind, IterVar, OpKind, Operation, Tensor, Var};
+use crate::te::{
+    and, floordiv, floormod, lt, min, select, Expr, ExprNode, IterKind, IterVar, OpKind, Operation,
+    Tensor, Var,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,7 +30,8 @@ pub enum LayoutDim {
     Outer {
         /// The original dimension.
         dim: usize,
-        /// The block size; it must divide the dimension's extent.
+        /// The block size; when it does not divide the dimension's extent, the layout is
+        /// padded to a whole number of blocks (the padding holds zeros).
         factor: i64,
     },
     /// `dim % factor`: the position inside the block.
@@ -63,8 +68,9 @@ impl LayoutDim {
 impl Schedule {
     /// Store `tensor`'s buffer in the layout `dims`, outermost first: each original
     /// dimension appears either whole ([`LayoutDim::dim`]) or split into blocks
-    /// ([`LayoutDim::outer`] and [`LayoutDim::inner`], with one factor that divides its
-    /// extent). `transform_layout(&ap, &[outer(0, 6), dim(1), inner(0, 6)])` turns a
+    /// ([`LayoutDim::outer`] and [`LayoutDim::inner`], with one factor; when the factor
+    /// does not divide the extent, the last block is padded with zeros, which only a
+    /// stage that is no reduction can have). `transform_layout(&ap, &[outer(0, 6), dim(1), inner(0, 6)])` turns a
     /// `[M, K]` copy of `A` into `[M / 6, K, 6]`: six rows interleaved, each step of `K`
     /// one contiguous group. The stage's axes become the new dimensions (`ax0.outer`,
     /// `ax1`, `ax0.inner`); its readers read the new layout. Apply it before any other
@@ -105,6 +111,23 @@ impl Schedule {
             Ok(e) => e,
             Err(m) => return err(m),
         };
+        // Dimensions whose blocks overhang (factor not dividing the extent): (dim, extent).
+        let padded: Vec<(usize, i64)> = dims
+            .iter()
+            .filter_map(|d| match *d {
+                LayoutDim::Outer { dim, factor } => {
+                    let e = st.op.shape[dim].as_int().expect("checked constant");
+                    (e % factor != 0).then_some((dim, e))
+                }
+                _ => None,
+            })
+            .collect();
+        if !padded.is_empty() && body.iter().any(|b| matches!(b.node(), ExprNode::Reduce(_))) {
+            return err(format!(
+                "a factor does not divide dimension {} (extent {}), and a reduction cannot be padded; use a divisor",
+                padded[0].0, padded[0].1
+            ));
+        }
         let names: Vec<String> = dims
             .iter()
             .map(|d| {
@@ -137,17 +160,39 @@ impl Schedule {
                 LayoutDim::Inner { dim, .. } => old_of[dim] = old_of[dim].clone() + a.x(),
             }
         }
+        // In the padding: the value at the clamped index (in bounds: `select` evaluates
+        // both sides), replaced by zero.
+        let inside = padded
+            .iter()
+            .map(|&(d, e)| lt(old_of[d].clone(), Expr::int(e)))
+            .reduce(and);
+        for &(d, e) in &padded {
+            old_of[d] = min(old_of[d].clone(), Expr::int(e - 1));
+        }
         let map: HashMap<u64, Expr> = axis
             .iter()
             .zip(&old_of)
             .map(|(a, e)| (a.var.id(), e.clone()))
+            .collect();
+        let new_body = body
+            .iter()
+            .map(|b| {
+                let v = b.substitute(&map);
+                match &inside {
+                    Some(c) => {
+                        let zero = Expr::float_of(0.0, v.dtype());
+                        select(c.clone(), v, zero)
+                    }
+                    None => v,
+                }
+            })
             .collect();
         let op = Arc::new(Operation {
             name: name.clone(),
             shape: extents.iter().map(|&e| Expr::int(e)).collect(),
             kind: OpKind::Compute {
                 axis: new_axis,
-                body: body.iter().map(|b| b.substitute(&map)).collect(),
+                body: new_body,
             },
         });
         let packed = Tensor {
@@ -235,14 +280,14 @@ fn check_layout(shape: &[Expr], dims: &[LayoutDim]) -> std::result::Result<Vec<i
         extents.push(match *d {
             LayoutDim::Dim { .. } => e,
             LayoutDim::Outer { factor, .. } | LayoutDim::Inner { factor, .. } => {
-                if factor < 1 || e % factor != 0 {
+                if factor < 1 {
                     return Err(format!(
-                        "factor {} does not divide dimension {} (extent {}); use a divisor",
-                        factor, dim, e
+                        "factor {} of dimension {} must be at least 1",
+                        factor, dim
                     ));
                 }
                 if matches!(d, LayoutDim::Outer { .. }) {
-                    e / factor
+                    (e + factor - 1) / factor
                 } else {
                     factor
                 }

@@ -107,19 +107,15 @@ pub struct GemmBlocking {
 
 impl GemmBlocking {
     /// The blocking used by [`matmul_cpu_tensorized`] for an `m x n` result over a
-    /// reduction of `k`, on `threads` threads: `mr` 6 (4 when 6 does not divide `m`),
-    /// `kc` the largest divisor of `k` up to 256, `mc` the largest multiple of `mr`
-    /// dividing `m` up to 144, `nc` the largest multiple of 16 dividing `n` up to
-    /// `n / threads` (and 4096). `None` when `m` is not a multiple of 4 or `n` of 16.
+    /// reduction of `k`, on `threads` threads: `mr` 6 (the micro-kernel's widest tile),
+    /// `kc` the largest divisor of `k` up to 256, `mc` the largest multiple of `mr` up to
+    /// 144 that divides `m` (else 144, or `m` rounded up to whole tiles if smaller: the
+    /// last row block and its last tile are then partial), `nc` the largest multiple of
+    /// 16 dividing `n` up to `n / threads` (and 4096). `None` when `n` is not a multiple
+    /// of 16.
     pub fn for_shape(m: i64, n: i64, k: i64, threads: usize) -> Option<GemmBlocking> {
-        let mr = if m % 6 == 0 {
-            6
-        } else if m % 4 == 0 {
-            4
-        } else {
-            return None;
-        };
-        if n % 16 != 0 || k < 1 {
+        let mr = 6;
+        if n % 16 != 0 || k < 1 || m < 1 {
             return None;
         }
         let largest = |limit: i64, step: i64, of: i64| {
@@ -127,12 +123,13 @@ impl GemmBlocking {
                 .rev()
                 .map(|q| q * step)
                 .find(|d| of % d == 0)
-                .unwrap_or(step)
         };
-        let kc = largest(256.min(k), 1, k);
-        let mc = largest(144.max(mr).min(m), mr, m);
+        let kc = largest(256.min(k), 1, k).unwrap_or(1);
+        // Whole row blocks where a multiple of `mr` divides `m`; else 144 rows (or all of
+        // them, rounded up to whole tiles), the last block partial.
+        let mc = largest(144.min(m), mr, m).unwrap_or_else(|| 144.min((m + mr - 1) / mr * mr));
         let per_thread = (n / threads.max(1) as i64).max(16);
-        let nc = largest(per_thread.min(4096), 16, n);
+        let nc = largest(per_thread.min(4096), 16, n).unwrap_or(16);
         Some(GemmBlocking {
             mr,
             mc,
@@ -146,12 +143,12 @@ impl GemmBlocking {
 /// The CPU matmul schedule with its register tile tensorized by
 /// [`gemm_f32`](crate::intrinsics::gemm_f32) (an AVX2+FMA micro-kernel where the CPU has
 /// it), cache-blocked as BLIS does, with the blocking of [`GemmBlocking::for_shape`].
-/// Needs the rows to be a multiple of 4 and the columns of 16 (a typed error otherwise).
+/// Needs the columns to be a multiple of 16 (a typed error otherwise); any row count.
 pub fn matmul_cpu_tensorized(c: &Tensor, threads: usize) -> Result<Schedule> {
     let (m, n, k) = matmul_sizes(c)?;
     let blocking = GemmBlocking::for_shape(m, n, k, threads).ok_or_else(|| {
         tensorized_err(format!(
-            "{} is {} x {}: need rows a multiple of 4 and columns a multiple of 16",
+            "{} is {} x {}: need columns a multiple of 16",
             c.name(),
             m,
             n
@@ -194,10 +191,12 @@ fn matmul_sizes(c: &Tensor) -> Result<(i64, i64, i64)> {
 /// `threads > 1`), `pc` (reduction slices of `kc`; `B`'s `kc x nc` panel packed into
 /// `B.global` here, as `nc / 16` contiguous `kc x 16` micro-panels), `ic` (row blocks of
 /// `mc`; `A`'s `mc x kc` block packed into `A.global`, `mr` rows interleaved), `jr` (16
-/// columns), `ir` (`mr` rows), then the `mr x 16 x kc` tile, tensorized. Each of `mc`, `nc`, `kc` must divide its extent (`mr | mc`,
-/// `16 | nc`): the micro-kernel takes whole tiles only.
+/// columns), `ir` (`mr` rows), then the `mr x 16 x kc` tile, tensorized. `nc` and `kc`
+/// must divide their extents (`16 | nc`) and `mc` be a multiple of `mr`; neither need
+/// divide the rows: the last row block is then partial, `A.global` padded with zero
+/// rows, and the micro-kernel called with the rows that remain (a partial tile).
 pub fn matmul_cpu_tensorized_with(c: &Tensor, g: GemmBlocking) -> Result<Schedule> {
-    let (m, n, k) = matmul_sizes(c)?;
+    let (_, n, k) = matmul_sizes(c)?;
     let check = |what: &str, v: i64, of: i64, unit: i64| {
         if v < unit || v % unit != 0 || of % v != 0 {
             Err(tensorized_err(format!(
@@ -214,8 +213,12 @@ pub fn matmul_cpu_tensorized_with(c: &Tensor, g: GemmBlocking) -> Result<Schedul
             g.mr
         )));
     }
-    check("mr", g.mr, m, g.mr)?;
-    check("mc", g.mc, m, g.mr)?;
+    if g.mc < g.mr || g.mc % g.mr != 0 {
+        return Err(tensorized_err(format!(
+            "mc = {} must be a multiple of mr = {}",
+            g.mc, g.mr
+        )));
+    }
     check("nc", g.nc, n, 16)?;
     check("kc", g.kc, k, 1)?;
     let mut s = create_schedule(&[c.clone()])?;
