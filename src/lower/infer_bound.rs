@@ -522,6 +522,13 @@ fn drop_bounding(e: &Expr, positive: bool, pick_left: bool) -> Expr {
         ExprNode::Binary(BinOp::Mul, a, b) if b.as_int().map(|c| c > 0).unwrap_or(false) => {
             drop_bounding(a, positive, pick_left) * b.clone()
         }
+        // Division by a positive constant is monotone (a padded layout's block index,
+        // `floordiv(min(i, last), 6)`).
+        ExprNode::Binary(BinOp::Div, a, b)
+            if !a.dtype().is_float() && b.as_int().is_some_and(|c| c > 0) =>
+        {
+            crate::te::binary(BinOp::Div, drop_bounding(a, positive, pick_left), b.clone())
+        }
         ExprNode::Binary(BinOp::Min, a, b) if positive => {
             drop_bounding(if pick_left { a } else { b }, positive, pick_left)
         }
