@@ -46,23 +46,37 @@ fn conv_template_knobs_against_the_unscheduled_computation() {
         (shape.in_channels, shape.out_channels, shape.kh, shape.width),
         (12, 32, 3, 14)
     );
-    for (row_tile, kc, kernel, parallel_rows, needle) in [
-        (7, 6, ConvKernel::PerTap, false, "gemm_f32_7x16x6.update("),
-        (14, 4, ConvKernel::AllTaps, true, "x16x3x3x4"),
-        (2, 12, ConvKernel::Window, false, "x16x12x3x3"),
+    // `all_rows`: the accumulator holds the block's 14 rows, inside the taps' loops.
+    let whole = "allocate out.local[float32, (3136)]";
+    for (row_tile, kc, kernel, parallel_rows, all_rows, needle) in [
+        (
+            7,
+            6,
+            ConvKernel::PerTap,
+            false,
+            false,
+            "gemm_f32_7x16x6.update(",
+        ),
+        (14, 4, ConvKernel::AllTaps, true, false, "x16x3x3x4"),
+        (2, 12, ConvKernel::Window, false, false, "x16x12x3x3"),
         (
             14,
             12,
             ConvKernel::PerTap,
             true,
+            false,
             "gemm_f32_14x16x12.update(",
         ),
+        (7, 4, ConvKernel::PerTap, false, true, whole),
+        (14, 6, ConvKernel::AllTaps, false, true, whole),
+        (7, 12, ConvKernel::Window, false, true, whole),
     ] {
         let cfg = ConvConfig {
             row_tile,
             kc,
             kernel,
             parallel_rows,
+            all_rows,
             threads: 2,
         };
         let s = schedules::conv2d_nchw_cpu_tensorized_with(&out, cfg).unwrap();
@@ -106,6 +120,14 @@ fn conv_template_knobs_against_the_unscheduled_computation() {
                 ..ConvConfig::for_shape(&shape, 1)
             },
             "threads must be at least 1",
+        ),
+        (
+            ConvConfig {
+                all_rows: true,
+                parallel_rows: true,
+                ..ConvConfig::for_shape(&shape, 2)
+            },
+            "all_rows keeps a channel block's rows in one task",
         ),
     ] {
         let e = schedules::conv2d_nchw_cpu_tensorized_with(&out, cfg).unwrap_err();
@@ -318,10 +340,10 @@ fn candidate_spaces() {
         sizes.push((w.op, c.len()));
     }
     // The stem (3 channels, 12 wide, 2 threads): row tiles 12, 6, 4, 3 x (Window + 2
-    // kernels x kc 3, 1) x rows parallel or not; conv1: 4 tiles x 2 kernels x kc 16, 8, 4 x
-    // 2; the dense of 4 x 24: mr 1, 2, 3, 4 x nr 4, 8, 12, 16 but not 4 x 16 (16
-    // accumulators) x unroll 1, 4.
-    assert_eq!(sizes, [("conv2d", 40), ("conv2d", 48), ("dense", 30)]);
+    // kernels x kc 3, 1) x 3 row options (in the task, parallel, all in one accumulator);
+    // conv1: 4 tiles x 2 kernels x kc 16, 8, 4 x 3; the dense of 4 x 24: mr 1, 2, 3, 4 x
+    // nr 4, 8, 12, 16 but not 4 x 16 (16 accumulators) x unroll 1, 4.
+    assert_eq!(sizes, [("conv2d", 60), ("conv2d", 72), ("dense", 30)]);
 }
 
 #[test]

@@ -39,7 +39,8 @@ fn divisors(n: i64, limit: i64) -> Vec<i64> {
 
 /// Row tiles (the four divisors of the width up to 32 that fill 6-row register blocks
 /// best), channel slices (the three largest divisors up to 512), the kernels that fit
-/// the window, rows parallel or not.
+/// the window, and the rows of a channel block in its task, in parallel tasks (with 2+
+/// threads) or all in one accumulator.
 fn conv_grid(shape: &ConvShape, d: ConvConfig) -> Vec<TunedConfig> {
     let mut tiles = divisors(shape.width, 32);
     let fill = |t: i64| t as f64 / (6 * ((t + 5) / 6)) as f64;
@@ -56,10 +57,12 @@ fn conv_grid(shape: &ConvShape, d: ConvConfig) -> Vec<TunedConfig> {
     } else {
         &[ConvKernel::PerTap]
     };
-    let rows: &[bool] = if d.threads > 1 {
-        &[false, true]
+    // (parallel_rows, all_rows): rows inside a block's task, rows parallel, or the whole
+    // image of a block in one accumulator.
+    let rows: &[(bool, bool)] = if d.threads > 1 {
+        &[(false, false), (true, false), (false, true)]
     } else {
-        &[false]
+        &[(false, false), (false, true)]
     };
     let mut out = vec![];
     for &row_tile in &tiles {
@@ -71,12 +74,13 @@ fn conv_grid(shape: &ConvShape, d: ConvConfig) -> Vec<TunedConfig> {
                 &slices[..]
             };
             for &kc in kcs {
-                for &parallel_rows in rows {
+                for &(parallel_rows, all_rows) in rows {
                     out.push(TunedConfig::Conv2d(ConvConfig {
                         row_tile,
                         kc,
                         kernel,
                         parallel_rows,
+                        all_rows,
                         threads: d.threads,
                     }));
                 }

@@ -77,6 +77,11 @@ pub struct ConvConfig {
     pub kernel: ConvKernel,
     /// Parallelize the output rows as well as the (batch, channel block) pairs.
     pub parallel_rows: bool,
+    /// The accumulator holds every output row of a channel block, and the rows run
+    /// inside the reduction's outer loops: each weight panel is read once per block
+    /// instead of once per row (small images, many channels). Excludes `parallel_rows`.
+    #[serde(default)]
+    pub all_rows: bool,
     /// Threads of the parallel loop (1: serial).
     pub threads: usize,
 }
@@ -131,6 +136,7 @@ impl ConvConfig {
             kc: largest_divisor(c, 256),
             kernel,
             parallel_rows: shape.batch * shape.out_channels / 16 < 4 * threads as i64,
+            all_rows: false,
             threads,
         }
     }
@@ -152,6 +158,11 @@ impl ConvConfig {
         }
         if self.threads < 1 {
             return Err(bad("threads must be at least 1".into()));
+        }
+        if self.all_rows && self.parallel_rows {
+            return Err(bad(
+                "all_rows keeps a channel block's rows in one task; it cannot be combined with parallel_rows".into(),
+            ));
         }
         Ok(())
     }
@@ -386,15 +397,42 @@ pub fn conv2d_nchw_cpu_tensorized_with(out: &Tensor, cfg: ConvConfig) -> Result<
     if threads > 1 {
         s.parallel(out, &parallel)?;
     }
-    s.compute_at(&acc, out, &xo)?;
-    let ca = s.axes(&acc)?;
-    let r = s.reduce_axes(&acc)?;
     let ConvShape {
         in_channels: c,
         kh,
         kw,
         ..
     } = shape;
+    let r = if cfg.all_rows {
+        // The accumulator holds the block's whole output image; the rows run inside the
+        // reduction's outer loops, so each weight panel serves every row.
+        s.compute_at(&acc, out, &parallel)?;
+        let ca = s.axes(&acc)?;
+        let r = s.reduce_axes(&acc)?;
+        let (cxo, cxi) = s.split(&acc, &ca[2], mr)?;
+        let (n, y, o) = (&ca[0], &ca[1], &ca[3]);
+        match cfg.kernel {
+            ConvKernel::Window => {
+                s.reorder(&acc, &[n, y, &cxo, &cxi, o, &r[0], &r[1], &r[2]])?;
+                s.tensorize(&acc, &cxi, &gemm_f32_k3(mr, 16, [c, kh, kw])?)?;
+            }
+            ConvKernel::AllTaps => {
+                let (rco, rci) = s.split(&acc, &r[0], kc)?;
+                s.reorder(&acc, &[n, &rco, y, &cxo, &cxi, o, &r[1], &r[2], &rci])?;
+                s.tensorize(&acc, &cxi, &gemm_f32_k3(mr, 16, [kh, kw, kc])?)?;
+            }
+            ConvKernel::PerTap => {
+                let (rco, rci) = s.split(&acc, &r[0], kc)?;
+                s.reorder(&acc, &[n, &r[1], &r[2], &rco, y, &cxo, &cxi, o, &rci])?;
+                s.tensorize(&acc, &cxi, &gemm_f32(mr, 16, kc)?)?;
+            }
+        }
+        return Ok(s);
+    } else {
+        s.compute_at(&acc, out, &xo)?;
+        s.reduce_axes(&acc)?
+    };
+    let ca = s.axes(&acc)?;
     match cfg.kernel {
         ConvKernel::Window => {
             s.reorder(&acc, &[&ca[0], &ca[1], &ca[2], &ca[3], &r[0], &r[1], &r[2]])?;
