@@ -800,6 +800,45 @@ fn softmax_and_layer_norm() {
     );
 }
 
+#[test]
+fn row_normalizations_are_vectorized() {
+    // Rows of 64 (whole vectors) and of 37 (a partial last group of 8 lanes), the layer
+    // norm with a fused epilogue: every target agrees with the references, and the CPU
+    // kernels keep 8 partial statistics per row in vectors and store the rows as vectors.
+    for n in [64usize, 37] {
+        let mut g = Graph::new();
+        let x = g.input("x", &[2, 32, n], DType::F32).unwrap();
+        let sm = g.softmax("sm", x, 2).unwrap();
+        let gm = g.param("gamma", &[n]).unwrap();
+        let bt = g.param("beta", &[n]).unwrap();
+        let ln = g.layer_norm("ln", x, gm, bt, 1e-5).unwrap();
+        let r = g.relu("ln_relu", ln).unwrap();
+        g.output(sm).unwrap();
+        g.output(r).unwrap();
+        let xa = NdArray::from_fn(&[2, 32, n], |i| ((i * 37 % 101) as f32) * 0.3 - 10.0);
+        let (ga, ba) = (rnd(&[n], 4), rnd(&[n], 5));
+        let t = T::of(&xa);
+        let relu = |t: T| T {
+            shape: t.shape.clone(),
+            data: t.data.iter().map(|v| v.max(0.0)).collect(),
+        };
+        let want = vec![
+            softmax_ref(&t, 2),
+            relu(layer_norm_ref(&t, &T::of(&ga), &T::of(&ba), 1e-5)),
+        ];
+        let ps = params(&[("gamma", &ga), ("beta", &ba)]);
+        check(&g, &ps, &[("x", &xa)], &want, &format!("rows of {}", n));
+        let m = graph_runtime::build(&g, Target::cpu(), &ps, 2).unwrap();
+        for i in 0..m.num_kernels() {
+            let ir = m.kernel(i).lowered().to_string();
+            assert!(ir.contains(".rf"), "statistics in lanes: {}", ir);
+            if n % 4 == 0 {
+                assert!(ir.contains("ramp("), "vector rows: {}", ir);
+            }
+        }
+    }
+}
+
 // ------------------------------------------------------------ models
 
 #[test]

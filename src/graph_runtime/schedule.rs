@@ -20,8 +20,11 @@
 //! - max and average pooling: the convolution's loop schedule ([`conv2d_loops`]): the
 //!   padding materialized, output width in vectors, the window reduction outside the
 //!   lanes.
-//! - other reductions (softmax, layer_norm, global_avg_pool): stages at root with their
-//!   outer axis parallel; nothing vectorized (naive).
+//! - softmax over the last axis and layer norm: rows parallel, each row's statistics
+//!   (`max`/`den`, `mean`/`var`) computed at the row with their reductions in 8 vector
+//!   lanes (`rfactor`), the output's row vectorized ([`row_normalization`]);
+//! - other reductions (softmax over another axis, global_avg_pool): stages at root with
+//!   their outer axis parallel; nothing vectorized (naive).
 //!
 //! With `threads <= 1`, or less work than [`PARALLEL_MIN_WORK`], nothing is parallelized.
 //!
@@ -81,8 +84,62 @@ pub fn default_schedule(op: &Op, out: &Tensor, threads: usize) -> Result<Schedul
             }
         }
         Op::Conv2d(_) | Op::MaxPool2d(_) | Op::AvgPool2d(_) => conv2d_loops(out, threads),
+        Op::Softmax { axis } if *axis + 1 == const_shape(out).len() => {
+            row_normalization(out, &["den", "max"], threads)
+        }
+        Op::LayerNorm { .. } => row_normalization(out, &["var", "mean"], threads),
         _ => generic(out, threads),
     }
+}
+
+/// Partial results per row of [`row_normalization`]'s statistics (two 128-bit f32
+/// vectors).
+const ROW_LANES: i64 = 8;
+
+/// Softmax over the last axis and layer norm (`stats`: the row statistics' stages,
+/// consumers first — `den` then `max`, `var` then `mean` — each a reduction over the
+/// row): the rows (all axes but the last, fused) parallel, each row's statistics
+/// computed at the row, their reductions in [`ROW_LANES`] vector lanes (`rfactor`) then
+/// combined, and the output's row in vectors.
+fn row_normalization(out: &Tensor, stats: &[&str], threads: usize) -> Result<Schedule> {
+    let shape = const_shape(out);
+    let r = shape.len();
+    if r < 2 || out.dtype() != crate::te::DType::F32 {
+        return generic(out, threads);
+    }
+    let mut s = create_schedule(&[out.clone()])?;
+    // A fused group's anchor (the normalized value) goes into its epilogue's loop.
+    inline_injective(&mut s, out)?;
+    let axes = s.axes(out)?;
+    let outer: Vec<&crate::schedule::Axis> = axes[..r - 1].iter().collect();
+    let row = if outer.len() > 1 {
+        s.fuse(out, &outer)?
+    } else {
+        axes[0].clone()
+    };
+    if threads > 1 {
+        s.parallel(out, &row)?;
+    }
+    let l = lanes(out);
+    if shape[r - 1].is_multiple_of(l) {
+        let (_, vi) = s.split(out, &axes[r - 1], l as i64)?;
+        s.vectorize(out, &vi)?;
+    }
+    for st in stats {
+        s.compute_at(*st, out, &row)?;
+        let k = s.reduce_axes(*st)?.remove(0);
+        let (_, ki) = s.split(*st, &k, ROW_LANES)?;
+        let data = s.axes(*st)?;
+        let rf = s.rfactor(*st, &ki, data.len())?;
+        let rfa = s.axes(&rf)?;
+        let lane = rfa[rfa.len() - 1].clone();
+        let ko = s.reduce_axes(&rf)?.remove(0);
+        s.reorder(&rf, &[&ko, &lane])?;
+        s.vectorize(&rf, &lane)?;
+        let at = s.axes(*st)?;
+        s.compute_at(&rf, *st, &at[at.len() - 1])?;
+    }
+    Ok(s)
 }
 
 /// The operator a fused group is anchored on, or `op` itself.
