@@ -4,11 +4,11 @@
 //! kept by save/load), and the errors of a log that does not fit.
 //!
 //! Tolerance: tuned and default builds differ only in summation order; compared with
-//! `|got - want| <= 1e-4 + 1e-4 |want|`.
+//! `common::assert_close` (`|got - want| <= 1e-4 + 1e-4 |want|`).
 
 mod common;
 
-use common::check_against_unscheduled;
+use common::{assert_close, check_against_unscheduled};
 use loopforge::autotune::{
     self, space, tuner, workload_key, TuneOptions, TunedConfig, TuningLog, TuningRecord,
 };
@@ -250,25 +250,6 @@ fn run(m: &CompiledModel, x: &NdArray) -> NdArray {
     ex.get_output(0).unwrap().clone()
 }
 
-fn close(got: &NdArray, want: &NdArray, what: &str) {
-    assert_eq!(got.shape(), want.shape(), "{}", what);
-    for (i, (a, b)) in got
-        .to_f64_vec()
-        .into_iter()
-        .zip(want.to_f64_vec())
-        .enumerate()
-    {
-        assert!(
-            (a - b).abs() <= 1e-4 + 1e-4 * b.abs(),
-            "{}: element {} is {} but should be {}",
-            what,
-            i,
-            a,
-            b
-        );
-    }
-}
-
 fn build_tuned(
     g: &Graph,
     ps: &HashMap<String, NdArray>,
@@ -394,7 +375,7 @@ fn tune_a_graph_then_build_with_its_log() {
         .collect();
     let best: Vec<TunedConfig> = report.workloads.iter().map(|r| r.best).collect();
     assert_eq!(tuned, best);
-    close(&run(&m, &x), &want, "tuned build");
+    assert_close(&run(&m, &x), &want, "tuned build");
     // For another thread count the log has nothing: every node default.
     let m1 = build_tuned(&g, &ps, Target::cpu(), 1, Some(&log)).unwrap();
     assert!((0..m1.num_kernels()).all(|i| m1.tuned_config(i).is_none()));
@@ -405,7 +386,7 @@ fn tune_a_graph_then_build_with_its_log() {
     for i in 0..m.num_kernels() {
         assert_eq!(loaded.tuned_config(i), m.tuned_config(i));
     }
-    close(&run(&loaded, &x), &want, "tuned build, saved and loaded");
+    assert_close(&run(&loaded, &x), &want, "tuned build, saved and loaded");
     std::fs::remove_file(&path).unwrap();
 }
 
@@ -477,7 +458,7 @@ fn a_logged_configuration_is_what_the_build_runs() {
             }
         }
         assert_eq!(k, 3);
-        close(
+        assert_close(
             &run(&m, &x),
             &want,
             &format!("hand-tuned build on {:?}", target),

@@ -12,6 +12,13 @@ fn exe() -> Command {
     Command::new(env!("CARGO_BIN_EXE_loopforge"))
 }
 
+/// The stderr of a run that must have succeeded (else the assertion shows it).
+fn succeeded(out: &std::process::Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{}", err);
+    err
+}
+
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("loopforge_cli_{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -225,9 +232,7 @@ fn tune_then_compile_and_bench_with_the_log() {
             .args(extra)
             .output()
             .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(out.status.success(), "{}", err);
-        err
+        succeeded(&out)
     };
     // The MLP's two dense layers (batch 4) are the workloads; one record each.
     let err = tune(&[]);
@@ -256,8 +261,7 @@ fn tune_then_compile_and_bench_with_the_log() {
         .arg(&log)
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{}", err);
+    let err = succeeded(&out);
     assert!(
         err.contains("2 of 3 kernels scheduled from the tuning log"),
         "{}",
@@ -293,11 +297,7 @@ fn tune_then_compile_and_bench_with_the_log() {
         .arg(&log)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
 
     // Errors: a file that is not a log, a log given with a compiled model.
     let bad = tmp("bad_tuning.log");

@@ -13,10 +13,15 @@ use loopforge::schedules;
 /// `C[i, j] = sum_k A[i, k] * B[k, j]` tiled 6 x 16, the whole reduction in the call
 /// (`kc == k`) or split with the calls accumulating (`kc < k`).
 fn tiled(c: &Tensor, kc: Option<i64>) -> Schedule {
+    tiled_rows(c, 6, kc)
+}
+
+/// [`tiled`] with tiles of `mr` rows.
+fn tiled_rows(c: &Tensor, mr: i64, kc: Option<i64>) -> Schedule {
     let mut s = create_schedule(&[c.clone()]).unwrap();
     let [i, j] = s.axes2(c).unwrap();
     let k = s.reduce_axes(c).unwrap().remove(0);
-    let (io, ii) = s.split(c, &i, 6).unwrap();
+    let (io, ii) = s.split(c, &i, mr).unwrap();
     let (jo, ji) = s.split(c, &j, 16).unwrap();
     let kext = s.stage(c).unwrap().op.reduce_axis()[0]
         .extent
@@ -25,13 +30,13 @@ fn tiled(c: &Tensor, kc: Option<i64>) -> Schedule {
     match kc {
         None => {
             s.reorder(c, &[&jo, &io, &ii, &ji, &k]).unwrap();
-            s.tensorize(c, &ii, &gemm_f32(6, 16, kext).unwrap())
+            s.tensorize(c, &ii, &gemm_f32(mr, 16, kext).unwrap())
                 .unwrap();
         }
         Some(kc) => {
             let (ko, ki) = s.split(c, &k, kc).unwrap();
             s.reorder(c, &[&jo, &io, &ko, &ii, &ji, &ki]).unwrap();
-            s.tensorize(c, &ii, &gemm_f32(6, 16, kc).unwrap()).unwrap();
+            s.tensorize(c, &ii, &gemm_f32(mr, 16, kc).unwrap()).unwrap();
         }
     }
     s
@@ -261,17 +266,11 @@ fn tensorize_partial_tiles() {
     // by the tile; each call gets the extents the split's guards leave it, and no guard.
     let (a, b, c) = matmul(10, 40, 8);
     let args = [a, b, c.clone()];
-    let mut s = create_schedule(&[c.clone()]).unwrap();
-    let [i, j] = s.axes2(&c).unwrap();
-    let (io, ii) = s.split(&c, &i, 6).unwrap();
-    let (jo, ji) = s.split(&c, &j, 16).unwrap();
-    let kk = s.reduce_axes(&c).unwrap().remove(0);
-    s.reorder(&c, &[&io, &jo, &ii, &ji, &kk]).unwrap();
-    s.tensorize(&c, &ii, &gemm_f32(6, 16, 8).unwrap()).unwrap();
+    let s = tiled(&c, None);
     let text = lower(&s, &args).unwrap().to_string();
     assert!(
-        text.contains("let inv2 = min(6, i.outer * -6 + 10)")
-            && text.contains(") extents (inv2, min(16, j.outer * -16 + 40), 8)"),
+        text.contains("let inv1 = min(16, j.outer * -16 + 40)")
+            && text.contains(") extents (min(6, i.outer * -6 + 10), inv1, 8)"),
         "{}",
         text
     );
@@ -282,25 +281,14 @@ fn tensorize_partial_tiles() {
     assert_eq!(lower(&replayed, &args).unwrap().to_string(), text);
     // An accumulating nest (the reduction split outside the call): the init call gets the
     // same extents.
-    let mut s = create_schedule(&[c.clone()]).unwrap();
-    let [i, j] = s.axes2(&c).unwrap();
-    let (io, ii) = s.split(&c, &i, 4).unwrap();
-    let (jo, ji) = s.split(&c, &j, 16).unwrap();
-    let kk = s.reduce_axes(&c).unwrap().remove(0);
-    let (ko, ki) = s.split(&c, &kk, 4).unwrap();
-    s.reorder(&c, &[&io, &jo, &ko, &ii, &ji, &ki]).unwrap();
-    s.tensorize(&c, &ii, &gemm_f32(4, 16, 4).unwrap()).unwrap();
+    let s = tiled_rows(&c, 4, Some(4));
     let text = lower(&s, &args).unwrap().to_string();
     assert!(
         text.contains(".init(") && text.contains(".update("),
         "{}",
         text
     );
-    assert!(
-        text.contains("let inv6 = min(4, i.outer * -4 + 10)"),
-        "{}",
-        text
-    );
+    assert!(text.contains("min(4, i.outer * -4 + 10)"), "{}", text);
     check_against_unscheduled(
         &s,
         &args,

@@ -424,17 +424,7 @@ fn dense_with(out: &Tensor, cfg: MatmulConfig) -> Result<Schedule> {
     if let Some(wt) = &wt {
         s.compute_at(wt, &mm, &jo)?;
     }
-    let [ci, cj] = s.axes2(&cl)?;
-    let k = s.reduce_axes(&cl)?.remove(0);
-    if cfg.k_unroll > 1 {
-        let (ko, ki) = s.split(&cl, &k, cfg.k_unroll)?;
-        s.reorder(&cl, &[&ko, &ki, &ci, &cj])?;
-        s.unroll(&cl, &ki)?;
-    } else {
-        s.reorder(&cl, &[&k, &ci, &cj])?;
-    }
-    s.unroll(&cl, &ci)?;
-    s.vectorize(&cl, &cj)?;
+    crate::schedules::register_tile(&mut s, &cl, cfg.k_unroll)?;
     s.vectorize(&mm, &ji)?;
     s.unroll(&mm, &ii)?;
     epilogue(&mut s, out, &mm, threads)?;

@@ -73,20 +73,27 @@ pub fn matmul_cpu_with(c: &Tensor, cfg: MatmulConfig) -> Result<Schedule> {
     if let Some(bp) = &bp {
         s.compute_at(bp, c, &jo)?;
     }
-    let [ci, cj] = s.axes2(&cl)?;
-    let k = s.reduce_axes(&cl)?.remove(0);
-    if cfg.k_unroll > 1 {
-        let (ko, ki) = s.split(&cl, &k, cfg.k_unroll)?;
-        s.reorder(&cl, &[&ko, &ki, &ci, &cj])?;
-        s.unroll(&cl, &ki)?;
-    } else {
-        s.reorder(&cl, &[&k, &ci, &cj])?;
-    }
-    s.unroll(&cl, &ci)?;
-    s.vectorize(&cl, &cj)?;
+    register_tile(&mut s, &cl, cfg.k_unroll)?;
     s.vectorize(c, &ji)?;
     s.unroll(c, &ii)?;
     Ok(s)
+}
+
+/// The register tile `cl[i, j] += a[i, k] * b[k, j]` (an accumulator computed inside the
+/// tile loops): the reduction outermost (split by `k_unroll` with its inner part
+/// unrolled when above 1), the rows unrolled, the columns vectorized.
+pub(crate) fn register_tile(s: &mut Schedule, cl: &Tensor, k_unroll: i64) -> Result<()> {
+    let [ci, cj] = s.axes2(cl)?;
+    let k = s.reduce_axes(cl)?.remove(0);
+    if k_unroll > 1 {
+        let (ko, ki) = s.split(cl, &k, k_unroll)?;
+        s.reorder(cl, &[&ko, &ki, &ci, &cj])?;
+        s.unroll(cl, &ki)?;
+    } else {
+        s.reorder(cl, &[&k, &ci, &cj])?;
+    }
+    s.unroll(cl, &ci)?;
+    s.vectorize(cl, &cj)
 }
 
 /// Cache blocking of [`matmul_cpu_tensorized_with`] (BLIS's names): `C` is computed in

@@ -12,6 +12,7 @@ pub use conv2d::{
 pub use cuda::{
     conv2d_cuda_nchw, matmul_cuda, matmul_cuda_tensorcore, matmul_cuda_with, CudaMatmulConfig,
 };
+pub(crate) use matmul::register_tile;
 pub use matmul::{
     matmul_cpu, matmul_cpu_tensorized, matmul_cpu_tensorized_with, matmul_cpu_with, GemmBlocking,
     MatmulConfig,
