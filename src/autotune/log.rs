@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::Path;
 
+/// The target name of the records of CPU builds.
+pub const CPU: &str = "cpu";
+
 /// One measured configuration of one workload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TuningRecord {
@@ -15,7 +18,7 @@ pub struct TuningRecord {
     pub workload: String,
     /// The operator's name (`"conv2d"`, `"dense"`...), for people reading the log.
     pub op: String,
-    /// The target the time was measured on (`"cpu"`).
+    /// The target the time was measured on ([`CPU`]).
     pub target: String,
     /// The thread count the build asks for.
     pub threads: usize,

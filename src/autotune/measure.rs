@@ -3,7 +3,7 @@
 use super::workload::Workload;
 use super::TunedConfig;
 use crate::error::Result;
-use crate::graph_runtime::schedule::tuned_schedule;
+use crate::graph_runtime::schedule::{const_shape, tuned_schedule};
 use crate::runtime::NdArray;
 use crate::{Kernel, Target};
 use std::time::Instant;
@@ -13,14 +13,7 @@ pub fn random_inputs(w: &Workload) -> Vec<NdArray> {
     w.inputs
         .iter()
         .enumerate()
-        .map(|(i, t)| NdArray::random(&shape(t), t.dtype(), 17 + i as u64))
-        .collect()
-}
-
-fn shape(t: &crate::te::Tensor) -> Vec<usize> {
-    t.shape()
-        .iter()
-        .map(|d| d.as_int().unwrap_or(1) as usize)
+        .map(|(i, t)| NdArray::random(&const_shape(t), t.dtype(), 17 + i as u64))
         .collect()
 }
 
@@ -49,7 +42,7 @@ impl Candidate {
         let mut c = Candidate {
             config: *cfg,
             kernel: crate::build(&s, &args, Target::Cpu)?,
-            output: NdArray::zeros(&shape(&w.out), w.out.dtype()),
+            output: NdArray::zeros(&const_shape(&w.out), w.out.dtype()),
         };
         c.run(inputs)?;
         Ok(c)

@@ -5,7 +5,7 @@
 use super::workload::Workload;
 use super::TunedConfig;
 use crate::error::Result;
-use crate::schedules::{ConvConfig, ConvKernel, ConvShape, MatmulConfig};
+use crate::schedules::{divisors, row_tiles, ConvConfig, ConvKernel, ConvShape, MatmulConfig};
 
 /// Every candidate of `w`, its default first, without repeats.
 pub fn candidates(w: &Workload) -> Result<Vec<TunedConfig>> {
@@ -32,19 +32,12 @@ pub fn candidates(w: &Workload) -> Result<Vec<TunedConfig>> {
     Ok(out)
 }
 
-/// The divisors of `n` up to `limit`, largest first.
-fn divisors(n: i64, limit: i64) -> Vec<i64> {
-    (1..=n.min(limit)).rev().filter(|d| n % d == 0).collect()
-}
-
 /// Row tiles (the four divisors of the width up to 32 that fill 6-row register blocks
 /// best), channel slices (the three largest divisors up to 512), the kernels that fit
 /// the window, and the rows of a channel block in its task, in parallel tasks (with 2+
 /// threads) or all in one accumulator.
 fn conv_grid(shape: &ConvShape, d: ConvConfig) -> Vec<TunedConfig> {
-    let mut tiles = divisors(shape.width, 32);
-    let fill = |t: i64| t as f64 / (6 * ((t + 5) / 6)) as f64;
-    tiles.sort_by(|&a, &b| fill(b).total_cmp(&fill(a)).then(b.cmp(&a)));
+    let mut tiles = row_tiles(shape.width, 32);
     tiles.truncate(4);
     let slices: Vec<i64> = divisors(shape.in_channels, 512)
         .into_iter()

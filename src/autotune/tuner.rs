@@ -1,6 +1,6 @@
 //! Tune every distinct workload of a graph and log the fastest configurations.
 
-use super::log::{TuningLog, TuningRecord};
+use super::log::{TuningLog, TuningRecord, CPU};
 use super::measure::{interleaved_medians, random_inputs, Candidate};
 use super::space::candidates;
 use super::workload::workload;
@@ -131,16 +131,9 @@ pub fn tune_graph(
             node: &w.node,
             op: w.op,
         });
-        let result = match log
-            .best(&w.key, "cpu", opts.threads)
-            .filter(|_| !opts.retune)
-        {
-            Some(r) => WorkloadResult {
-                key: w.key.clone(),
-                op: w.op.to_string(),
-                node: w.node.clone(),
-                nodes,
-                default: w.default,
+        let cached = log.best(&w.key, CPU, opts.threads).filter(|_| !opts.retune);
+        let outcome = match cached {
+            Some(r) => Outcome {
                 default_us: r.default_us,
                 best: r.config,
                 best_us: r.median_us,
@@ -148,22 +141,34 @@ pub fn tune_graph(
                 rejected: vec![],
             },
             None => {
-                let r = tune_workload(w, nodes, opts)?;
+                let o = tune_workload(w, opts)?;
                 let record = TuningRecord {
-                    workload: r.key.clone(),
-                    op: r.op.clone(),
-                    target: "cpu".into(),
+                    workload: w.key.clone(),
+                    op: w.op.to_string(),
+                    target: CPU.into(),
                     threads: opts.threads,
-                    config: r.best,
-                    median_us: r.best_us,
-                    default_us: r.default_us,
+                    config: o.best,
+                    median_us: o.best_us,
+                    default_us: o.default_us,
                 };
                 match log_path {
                     Some(p) => log.append(p, record)?,
                     None => log.push(record),
                 }
-                r
+                o
             }
+        };
+        let result = WorkloadResult {
+            key: w.key.clone(),
+            op: w.op.to_string(),
+            node: w.node.clone(),
+            nodes,
+            default: w.default,
+            default_us: outcome.default_us,
+            best: outcome.best,
+            best_us: outcome.best_us,
+            tried: outcome.tried,
+            rejected: outcome.rejected,
         };
         progress(TuneEvent::Done(&result));
         report.workloads.push(result);
@@ -174,10 +179,19 @@ pub fn tune_graph(
 /// Candidates, besides the default, that the second round times against each other.
 const FINALISTS: usize = 3;
 
-/// Measure the candidates of one workload: each alone (`repeats` runs, the median) to
-/// find the fastest few, then the default and those few interleaved (`2 * repeats`
-/// rounds) for the times that are recorded.
-fn tune_workload(w: &super::Workload, nodes: usize, opts: &TuneOptions) -> Result<WorkloadResult> {
+/// What measuring one workload found (see [`WorkloadResult`]).
+struct Outcome {
+    default_us: f64,
+    best: TunedConfig,
+    best_us: f64,
+    tried: usize,
+    rejected: Vec<(TunedConfig, String)>,
+}
+
+/// Measure the candidates of one workload: each alone (`repeats` runs, the median),
+/// keeping the fastest few compiled, then the default and those few interleaved
+/// (`2 * repeats` rounds) for the times that are recorded.
+fn tune_workload(w: &super::Workload, opts: &TuneOptions) -> Result<Outcome> {
     let inputs = random_inputs(w);
     let mut configs = candidates(w)?;
     configs.truncate(opts.trials.max(1));
@@ -186,6 +200,8 @@ fn tune_workload(w: &super::Workload, nodes: usize, opts: &TuneOptions) -> Resul
     let want = reference.output.clone();
     let scale = want.to_f64_vec().iter().fold(0.0f64, |m, v| m.max(v.abs()));
     let mut rejected = vec![];
+    // The fastest candidates so far (at most FINALISTS: the others are dropped, kernels
+    // and outputs with them).
     let mut timed: Vec<(f64, Candidate)> = vec![];
     for cfg in &configs[1..] {
         let c = Candidate::compile(w, cfg, opts.threads, &inputs).and_then(|mut c| {
@@ -199,25 +215,22 @@ fn tune_workload(w: &super::Workload, nodes: usize, opts: &TuneOptions) -> Resul
             }
         });
         match c {
-            Ok(tc) => timed.push(tc),
+            Ok(tc) => {
+                timed.push(tc);
+                timed.sort_by(|a, b| a.0.total_cmp(&b.0));
+                timed.truncate(FINALISTS);
+            }
             Err(e) => rejected.push((*cfg, e.to_string())),
         }
     }
     reference.median_us(&inputs, 1)?; // warm again after the others ran
-    timed.sort_by(|a, b| a.0.total_cmp(&b.0));
-    timed.truncate(FINALISTS);
     let mut finalists = vec![reference];
     finalists.extend(timed.into_iter().map(|(_, c)| c));
     let times = interleaved_medians(&mut finalists, &inputs, 2 * opts.repeats.max(1))?;
     let best = (0..finalists.len())
         .min_by(|&a, &b| times[a].total_cmp(&times[b]))
         .expect("the default is a finalist");
-    Ok(WorkloadResult {
-        key: w.key.clone(),
-        op: w.op.to_string(),
-        node: w.node.clone(),
-        nodes,
-        default: w.default,
+    Ok(Outcome {
         default_us: times[0],
         best: finalists[best].config,
         best_us: times[best],

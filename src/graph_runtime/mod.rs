@@ -208,7 +208,11 @@ pub fn build_with_settings(
         progress(i, g.nodes().len(), n);
         let cfg = match (tuning, kind) {
             (Some(log), ScheduleKind::Cpu) => log
-                .best(&crate::autotune::workload_key(&g, n), "cpu", threads)
+                .best(
+                    &crate::autotune::workload_key(&g, n),
+                    crate::autotune::log::CPU,
+                    threads,
+                )
                 .map(|r| r.config),
             _ => None,
         };
@@ -338,27 +342,31 @@ fn compile_node(
     how: NodeSchedule<'_>,
 ) -> Result<(Kernel, String)> {
     let (ins, out) = node_computation(graph, node)?;
-    let (s, out) = match kind {
-        ScheduleKind::Cuda => schedule::cuda_schedule(&node.op, &out),
-        ScheduleKind::Cpu => schedule::default_schedule(&node.op, &out, threads).map(|s| (s, out)),
-    }
-    .map_err(|e| wrap(node, e))?;
+    // The CUDA schedules may compute `out` differently (dense reading its weight in
+    // place): the schedule is made (and a trace replayed) on theirs.
+    let (cuda, out) = match kind {
+        ScheduleKind::Cuda => {
+            let (s, out) = schedule::cuda_schedule(&node.op, &out).map_err(|e| wrap(node, e))?;
+            (Some(s), out)
+        }
+        ScheduleKind::Cpu => (None, out),
+    };
     let s = match how {
-        NodeSchedule::Trace(t) => crate::schedule::Schedule::replay(std::slice::from_ref(&out), t)
-            .map_err(|e| wrap(node, e))?,
+        NodeSchedule::Trace(t) => crate::schedule::Schedule::replay(std::slice::from_ref(&out), t),
         NodeSchedule::Tuned(c) => {
             schedule::tuned_schedule(&node.op, &out, threads, c).map_err(|e| {
-                wrap(
-                    node,
-                    Error::Tuning(format!(
-                        "the logged configuration {} does not apply: {}",
-                        c, e
-                    )),
-                )
-            })?
+                Error::Tuning(format!(
+                    "the logged configuration {} does not apply: {}",
+                    c, e
+                ))
+            })
         }
-        NodeSchedule::Default => s,
-    };
+        NodeSchedule::Default => match cuda {
+            Some(s) => Ok(s),
+            None => schedule::default_schedule(&node.op, &out, threads),
+        },
+    }
+    .map_err(|e| wrap(node, e))?;
     let mut args = ins;
     args.push(out);
     let k = crate::build(&s, &args, target).map_err(|e| wrap(node, e))?;

@@ -46,7 +46,8 @@ fn lanes(t: &Tensor) -> usize {
     (16 / t.dtype().bytes()).max(1)
 }
 
-fn const_shape(t: &Tensor) -> Vec<usize> {
+/// The sizes of `t` (1 for a symbolic size).
+pub(crate) fn const_shape(t: &Tensor) -> Vec<usize> {
     t.shape()
         .iter()
         .map(|d| d.as_int().unwrap_or(1) as usize)

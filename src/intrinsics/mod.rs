@@ -246,21 +246,61 @@ pub(crate) fn register_once(
     name: &str,
     make: impl FnOnce() -> Result<Arc<TensorIntrin>>,
 ) -> Result<Arc<TensorIntrin>> {
-    if let Some(i) = lookup(name) {
+    if let Some(i) = registered(name) {
         return Ok(i);
     }
     let i = make()?;
     register(&i)?;
-    Ok(lookup(name).unwrap_or(i))
+    Ok(registered(name).unwrap_or(i))
 }
 
-/// The intrinsic registered as `name`.
-pub fn lookup(name: &str) -> Option<Arc<TensorIntrin>> {
+fn registered(name: &str) -> Option<Arc<TensorIntrin>> {
     registry()
         .lock()
         .expect("intrinsic registry")
         .get(name)
         .cloned()
+}
+
+/// The intrinsic registered as `name`, or the built-in one of that name (declared and
+/// registered now), so that a trace naming a built-in intrinsic replays in a process
+/// that has not declared it yet (a saved model loaded afresh).
+pub fn lookup(name: &str) -> Option<Arc<TensorIntrin>> {
+    registered(name).or_else(|| builtin(name))
+}
+
+/// The built-in intrinsic named `name`: `gemm_f32_{mr}x{nr}x{kc}`,
+/// `gemm_f32_{mr}x{nr}x{k0}x{k1}x{k2}`, `dot_f32_{n}`, `reduce_sum_f32_{n}`, `exp_f32_{n}`
+/// and the four `wmma_*` ones.
+fn builtin(name: &str) -> Option<Arc<TensorIntrin>> {
+    let sizes =
+        |rest: &str| -> Option<Vec<i64>> { rest.split('x').map(|p| p.parse().ok()).collect() };
+    let one = |prefix: &str| {
+        name.strip_prefix(prefix)
+            .and_then(|r| r.parse::<i64>().ok())
+    };
+    let made = if let Some(rest) = name.strip_prefix("gemm_f32_") {
+        match *sizes(rest)?.as_slice() {
+            [m, n, k] => gemm_f32(m, n, k),
+            [m, n, k0, k1, k2] => gemm_f32_k3(m, n, [k0, k1, k2]),
+            _ => return None,
+        }
+    } else if let Some(n) = one("dot_f32_") {
+        dot_f32(n)
+    } else if let Some(n) = one("reduce_sum_f32_") {
+        reduce_sum_f32(n)
+    } else if let Some(n) = one("exp_f32_") {
+        exp_f32(n)
+    } else {
+        match name {
+            "wmma_load_a_f16" => wmma_load_a(),
+            "wmma_load_b_f16" => wmma_load_b(),
+            "wmma_mma_f16_f32" => wmma_mma(),
+            "wmma_store_f32" => wmma_store(),
+            _ => return None,
+        }
+    };
+    made.ok()
 }
 
 /// Every registered intrinsic with a CPU implementation (the JIT imports their symbols).

@@ -74,6 +74,20 @@ fn to_loads(e: &Expr, b: &Bounds) -> Result<Expr> {
     }
 }
 
+/// The conjunction of the stage's guards of non-dividing splits (only those of
+/// data-parallel loops with `data_only`), leaving out `absorbed` (a partial tile's, which
+/// its call's extents express); `None` when nothing is left.
+fn stage_guard(info: &StageInfo, data_only: bool, absorbed: &[Expr]) -> Option<Expr> {
+    conj(
+        info.guards
+            .iter()
+            .filter(|g| !data_only || g.1 == IterKind::DataPar)
+            .filter(|g| !absorbed.iter().any(|a| a.structural_eq(&g.0)))
+            .map(|g| g.0.clone())
+            .collect(),
+    )
+}
+
 fn produce(s: &Schedule, b: &Bounds, info: &StageInfo) -> Result<Stmt> {
     let st = &s.stages[info.si];
     let n_root = st.n_data + st.n_reduce;
@@ -88,14 +102,8 @@ fn produce(s: &Schedule, b: &Bounds, info: &StageInfo) -> Result<Stmt> {
     let store_idx: Vec<Expr> = (0..st.n_data)
         .map(|d| simplify(&(vmap[&st.axes[d].var.id()].clone() - info.origin[d].clone())))
         .collect();
-    let all_guard = conj(info.guards.iter().map(|g| g.0.clone()).collect());
-    let data_guard = conj(
-        info.guards
-            .iter()
-            .filter(|g| g.1 == IterKind::DataPar)
-            .map(|g| g.0.clone())
-            .collect(),
-    );
+    let all_guard = stage_guard(info, false, &[]);
+    let data_guard = stage_guard(info, true, &[]);
     let guard = |cond: &Option<Expr>, s: Stmt| match cond {
         Some(c) => Stmt::if_(c.clone(), s),
         None => s,
@@ -195,21 +203,8 @@ fn produce(s: &Schedule, b: &Bounds, info: &StageInfo) -> Result<Stmt> {
     // operand only). Guards of non-dividing splits of the loops outside the nest keep the
     // calls inside the stage's region; those inside it are the call's extents (a partial
     // tile: `call_for` refuses any other).
-    let outside = |data_only: bool| {
-        conj(
-            info.guards
-                .iter()
-                .filter(|g| !data_only || g.1 == IterKind::DataPar)
-                .filter(|g| !absorbed.iter().any(|a| a.structural_eq(&g.0)))
-                .map(|g| g.0.clone())
-                .collect(),
-        )
-    };
-    let (data_guard, all_guard) = if absorbed.is_empty() {
-        (data_guard, all_guard)
-    } else {
-        (outside(true), outside(false))
-    };
+    let data_guard = stage_guard(info, true, &absorbed);
+    let all_guard = stage_guard(info, false, &absorbed);
     let (init, main) = match &main {
         Stmt::Intrinsic(c) if stop < leaves.len() => (
             Some(guard(

@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::intrinsics::{gemm_f32, gemm_f32_k3};
-use crate::schedule::{create_schedule, LayoutDim, Schedule};
+use crate::schedule::{create_schedule, Axis, LayoutDim, Schedule};
 use crate::te::{OpKind, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -40,13 +40,21 @@ const FEW_CHANNELS: i64 = 8;
 /// Positions per tile along the output row: the divisor of `width` up to 30 that fills
 /// the micro-kernel's 6-row register blocks best (the larger on a tie).
 fn row_tile(width: i64) -> i64 {
-    (1..=width.min(30))
-        .filter(|d| width % d == 0)
-        .max_by(|&a, &b| {
-            let fill = |d: i64| d as f64 / (6 * ((d + 5) / 6)) as f64;
-            fill(a).total_cmp(&fill(b)).then(a.cmp(&b))
-        })
-        .unwrap_or(1)
+    row_tiles(width, 30).first().copied().unwrap_or(1)
+}
+
+/// The divisors of `width` up to `limit`, the ones that fill the micro-kernel's 6-row
+/// register blocks best first (the larger first on a tie).
+pub(crate) fn row_tiles(width: i64, limit: i64) -> Vec<i64> {
+    let fill = |d: i64| d as f64 / (6 * ((d + 5) / 6)) as f64;
+    let mut tiles = divisors(width, limit);
+    tiles.sort_by(|&a, &b| fill(b).total_cmp(&fill(a)).then(b.cmp(&a)));
+    tiles
+}
+
+/// The divisors of `n` up to `limit`, largest first.
+pub(crate) fn divisors(n: i64, limit: i64) -> Vec<i64> {
+    (1..=n.min(limit)).rev().filter(|d| n % d == 0).collect()
 }
 
 /// How the micro-kernel covers a convolution's reduction in
@@ -133,7 +141,7 @@ impl ConvConfig {
         };
         ConvConfig {
             row_tile,
-            kc: largest_divisor(c, 256),
+            kc: divisors(c, 256).first().copied().unwrap_or(1),
             kernel,
             parallel_rows: shape.batch * shape.out_channels / 16 < 4 * threads as i64,
             all_rows: false,
@@ -166,11 +174,6 @@ impl ConvConfig {
         }
         Ok(())
     }
-}
-
-/// The largest divisor of `n` that is at most `limit` (1 when `n < 1`).
-pub(crate) fn largest_divisor(n: i64, limit: i64) -> i64 {
-    (1..=n.min(limit)).rev().find(|d| n % d == 0).unwrap_or(1)
 }
 
 /// What the schedule needs to know of a convolution: its stages and sizes.
@@ -403,58 +406,51 @@ pub fn conv2d_nchw_cpu_tensorized_with(out: &Tensor, cfg: ConvConfig) -> Result<
         kw,
         ..
     } = shape;
-    let r = if cfg.all_rows {
-        // The accumulator holds the block's whole output image; the rows run inside the
-        // reduction's outer loops, so each weight panel serves every row.
-        s.compute_at(&acc, out, &parallel)?;
-        let ca = s.axes(&acc)?;
-        let r = s.reduce_axes(&acc)?;
-        let (cxo, cxi) = s.split(&acc, &ca[2], mr)?;
-        let (n, y, o) = (&ca[0], &ca[1], &ca[3]);
-        match cfg.kernel {
-            ConvKernel::Window => {
-                s.reorder(&acc, &[n, y, &cxo, &cxi, o, &r[0], &r[1], &r[2]])?;
-                s.tensorize(&acc, &cxi, &gemm_f32_k3(mr, 16, [c, kh, kw])?)?;
-            }
-            ConvKernel::AllTaps => {
-                let (rco, rci) = s.split(&acc, &r[0], kc)?;
-                s.reorder(&acc, &[n, &rco, y, &cxo, &cxi, o, &r[1], &r[2], &rci])?;
-                s.tensorize(&acc, &cxi, &gemm_f32_k3(mr, 16, [kh, kw, kc])?)?;
-            }
-            ConvKernel::PerTap => {
-                let (rco, rci) = s.split(&acc, &r[0], kc)?;
-                s.reorder(&acc, &[n, &r[1], &r[2], &rco, y, &cxo, &cxi, o, &rci])?;
-                s.tensorize(&acc, &cxi, &gemm_f32(mr, 16, kc)?)?;
-            }
-        }
-        return Ok(s);
-    } else {
-        s.compute_at(&acc, out, &xo)?;
-        s.reduce_axes(&acc)?
-    };
+    // The accumulator at the width block (its rows a tile of one output row), or with
+    // `all_rows` at the channel block: the block's whole output image, its rows (and row
+    // tiles) inside the reduction's outer loops so that each weight panel serves them all.
+    s.compute_at(&acc, out, if cfg.all_rows { &parallel } else { &xo })?;
     let ca = s.axes(&acc)?;
-    match cfg.kernel {
-        ConvKernel::Window => {
-            s.reorder(&acc, &[&ca[0], &ca[1], &ca[2], &ca[3], &r[0], &r[1], &r[2]])?;
-            s.tensorize(&acc, &ca[2], &gemm_f32_k3(mr, 16, [c, kh, kw])?)?;
+    let r = s.reduce_axes(&acc)?;
+    let (n, y, o) = (&ca[0], &ca[1], &ca[3]);
+    // Loops outside the reduction's outer loops (`pre`), inside them (`rows`), then the
+    // tile: positions `x` (tensorized there) and channels `o`.
+    let (pre, rows, x): (Vec<&Axis>, Vec<Axis>, Axis) = if cfg.all_rows {
+        let (cxo, cxi) = s.split(&acc, &ca[2], mr)?;
+        (vec![n], vec![y.clone(), cxo], cxi)
+    } else {
+        (vec![n, y], vec![], ca[2].clone())
+    };
+    let rows: Vec<&Axis> = rows.iter().collect();
+    let slices = match cfg.kernel {
+        ConvKernel::Window => None,
+        _ => Some(s.split(&acc, &r[0], kc)?),
+    };
+    // The reduction's loops outside the rows and inside the tile, and the intrinsic.
+    let (outer, inner, intrin): (Vec<&Axis>, Vec<&Axis>, _) = match (cfg.kernel, &slices) {
+        (ConvKernel::AllTaps, Some((rco, rci))) => (
+            vec![rco],
+            vec![&r[1], &r[2], rci],
+            gemm_f32_k3(mr, 16, [kh, kw, kc])?,
+        ),
+        (ConvKernel::PerTap, Some((rco, rci))) => {
+            (vec![&r[1], &r[2], rco], vec![rci], gemm_f32(mr, 16, kc)?)
         }
-        ConvKernel::AllTaps => {
-            let (rco, rci) = s.split(&acc, &r[0], kc)?;
-            s.reorder(
-                &acc,
-                &[&ca[0], &ca[1], &rco, &ca[2], &ca[3], &r[1], &r[2], &rci],
-            )?;
-            s.tensorize(&acc, &ca[2], &gemm_f32_k3(mr, 16, [kh, kw, kc])?)?;
-        }
-        ConvKernel::PerTap => {
-            let (rco, rci) = s.split(&acc, &r[0], kc)?;
-            s.reorder(
-                &acc,
-                &[&ca[0], &ca[1], &r[1], &r[2], &rco, &ca[2], &ca[3], &rci],
-            )?;
-            s.tensorize(&acc, &ca[2], &gemm_f32(mr, 16, kc)?)?;
-        }
-    }
+        _ => (
+            vec![],
+            r.iter().collect(),
+            gemm_f32_k3(mr, 16, [c, kh, kw])?,
+        ),
+    };
+    let order: Vec<&Axis> = pre
+        .into_iter()
+        .chain(outer)
+        .chain(rows)
+        .chain([&x, o])
+        .chain(inner)
+        .collect();
+    s.reorder(&acc, &order)?;
+    s.tensorize(&acc, &x, &intrin)?;
     Ok(s)
 }
 

@@ -9,6 +9,7 @@ pub mod softmax;
 pub use conv2d::{
     conv2d_nchw_cpu_tensorized, conv2d_nchw_cpu_tensorized_with, ConvConfig, ConvKernel, ConvShape,
 };
+pub(crate) use conv2d::{divisors, row_tiles};
 pub use cuda::{
     conv2d_cuda_nchw, matmul_cuda, matmul_cuda_tensorcore, matmul_cuda_with, CudaMatmulConfig,
 };
