@@ -453,6 +453,7 @@ fn blocked_tensorized_matmul_several_blocks() {
         nc: 32,
         kc: 20,
         threads: 2,
+        parallel_rows: false,
     };
     let s = schedules::matmul_cpu_tensorized_with(&c, g).unwrap();
     let text = lower(&s, &args).unwrap().to_string();
@@ -463,6 +464,17 @@ fn blocked_tensorized_matmul_several_blocks() {
     let (a2, b2, c2) = matmul(36, 64, 60);
     let replayed = Schedule::replay(&[c2.clone()], &s.trace_json()).unwrap();
     assert_eq!(lower(&replayed, &[a2, b2, c2]).unwrap().to_string(), text);
+    // The row blocks in parallel instead (each thread packs its own rows of A), the
+    // shared panel of B packed in parallel before them.
+    let rows = schedules::GemmBlocking {
+        parallel_rows: true,
+        ..g
+    };
+    let s = schedules::matmul_cpu_tensorized_with(&c, rows).unwrap();
+    let text = lower(&s, &args).unwrap().to_string();
+    assert!(text.contains("for i.outer in range(3) parallel:"), "{}", text);
+    assert!(text.contains("for ax1.outer in range(2) parallel:"), "{}", text);
+    check_against_unscheduled(&s, &args, &[c.clone()], 3, "blocked 36x64x60, parallel rows");
     // Row blocks that overhang the rows (100 = 4 x 24 + 4): the last block of A.global
     // holds 4 rows and zero padding, its tiles are partial or empty.
     let (a, b, c100) = matmul(100, 32, 16);
@@ -473,6 +485,7 @@ fn blocked_tensorized_matmul_several_blocks() {
         nc: 16,
         kc: 8,
         threads: 1,
+        parallel_rows: false,
     };
     let s = schedules::matmul_cpu_tensorized_with(&c100, g100).unwrap();
     check_against_unscheduled(&s, &args100, &[c100.clone()], 4, "blocked 100x32x16, mc 24");

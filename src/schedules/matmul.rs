@@ -108,18 +108,30 @@ pub struct GemmBlocking {
     pub nc: i64,
     /// Length of a reduction slice (one `kc x 16` micro-panel of `B` stays in L1).
     pub kc: i64,
-    /// Column blocks (`nc` wide) run on this many threads.
+    /// Threads of the parallel loop (1: serial).
     pub threads: usize,
+    /// Which loop runs in parallel when `threads > 1`: the row blocks (`ic`, BLIS's
+    /// choice: each thread packs only its own rows of `A`, and the packed panel of `B` is
+    /// shared, packed by all threads together) or, when false, the column blocks (`jc`:
+    /// each thread packs the whole of `A` for its columns).
+    pub parallel_rows: bool,
 }
 
 impl GemmBlocking {
     /// The blocking used by [`matmul_cpu_tensorized`] for an `m x n` result over a
     /// reduction of `k`, on `threads` threads: `mr` 6 (the micro-kernel's widest tile),
-    /// `kc` the largest divisor of `k` up to 256, `mc` the largest multiple of `mr` up to
-    /// 144 that divides `m` (else 144, or `m` rounded up to whole tiles if smaller: the
-    /// last row block and its last tile are then partial), `nc` the largest multiple of
-    /// 16 dividing `n` up to `n / threads` (and 4096). `None` when `n` is not a multiple
-    /// of 16.
+    /// `kc` the largest divisor of `k` up to 256, `nc` the largest multiple of 16 dividing
+    /// `n` up to 4096, and `mc`:
+    /// - on one thread, the largest multiple of `mr` up to 144 that divides `m` (else 144,
+    ///   or `m` rounded up to whole tiles if smaller: the last row block and its last tile
+    ///   are then partial);
+    /// - on several, the multiple of `mr` up to 144 whose row blocks, dealt out to the
+    ///   threads, give the busiest thread at most 5% more than an even share (the largest
+    ///   such; else the one that gives it the fewest rows); the
+    ///   row blocks run in parallel (`parallel_rows`) when there are at least as many as
+    ///   threads, else the column blocks do, `nc` then at most `n / threads`.
+    ///
+    /// `None` when `n` is not a multiple of 16.
     pub fn for_shape(m: i64, n: i64, k: i64, threads: usize) -> Option<GemmBlocking> {
         let mr = 6;
         if n % 16 != 0 || k < 1 || m < 1 {
@@ -134,8 +146,28 @@ impl GemmBlocking {
         let kc = largest(256.min(k), 1, k).unwrap_or(1);
         // Whole row blocks where a multiple of `mr` divides `m`; else 144 rows (or all of
         // them, rounded up to whole tiles), the last block partial.
-        let mc = largest(144.min(m), mr, m).unwrap_or_else(|| 144.min((m + mr - 1) / mr * mr));
-        let per_thread = (n / threads.max(1) as i64).max(16);
+        let serial_mc =
+            largest(144.min(m), mr, m).unwrap_or_else(|| 144.min((m + mr - 1) / mr * mr));
+        let t = threads.max(1) as i64;
+        // The busiest thread's rows when blocks of `mc` rows are dealt out to `t` threads.
+        let busiest = |mc: i64| ((m + mc - 1) / mc + t - 1) / t * mc;
+        let candidates: Vec<i64> = (1..=144 / mr)
+            .rev()
+            .map(|q| q * mr)
+            .filter(|&mc| (m + mc - 1) / mc >= t)
+            .collect();
+        // The largest block within 5% of an even share, else the best balanced.
+        let share = (m + t - 1) / t;
+        let balanced = candidates
+            .iter()
+            .copied()
+            .find(|&mc| busiest(mc) * 20 <= share * 21)
+            .or_else(|| candidates.iter().copied().min_by_key(|&mc| busiest(mc)));
+        let (mc, parallel_rows) = match balanced {
+            Some(mc) if t > 1 => (mc, true),
+            _ => (serial_mc, false),
+        };
+        let per_thread = if parallel_rows { n } else { (n / t).max(16) };
         let nc = largest(per_thread.min(4096), 16, n).unwrap_or(16);
         Some(GemmBlocking {
             mr,
@@ -143,6 +175,7 @@ impl GemmBlocking {
             nc,
             kc,
             threads,
+            parallel_rows,
         })
     }
 }
@@ -195,9 +228,11 @@ fn matmul_sizes(c: &Tensor) -> Result<(i64, i64, i64)> {
 
 /// [`matmul_cpu_tensorized`] with explicit blocking. Loops, outermost first (BLIS's
 /// five loops around the micro-kernel): `jc` (column blocks of `nc`, parallel when
-/// `threads > 1`), `pc` (reduction slices of `kc`; `B`'s `kc x nc` panel packed into
-/// `B.global` here, as `nc / 16` contiguous `kc x 16` micro-panels), `ic` (row blocks of
-/// `mc`; `A`'s `mc x kc` block packed into `A.global`, `mr` rows interleaved), `jr` (16
+/// `threads > 1` and not `parallel_rows`), `pc` (reduction slices of `kc`; `B`'s `kc x
+/// nc` panel packed into `B.global` here, as `nc / 16` contiguous `kc x 16`
+/// micro-panels, those in parallel with `parallel_rows`), `ic` (row blocks of `mc`,
+/// parallel with `parallel_rows`; `A`'s `mc x kc` block packed into `A.global`, `mr`
+/// rows interleaved), `jr` (16
 /// columns), `ir` (`mr` rows), then the `mr x 16 x kc` tile, tensorized. `nc` and `kc`
 /// must divide their extents (`16 | nc`) and `mc` be a multiple of `mr`; neither need
 /// divide the rows: the last row block is then partial, `A.global` padded with zero
@@ -249,8 +284,12 @@ pub fn matmul_cpu_tensorized_with(c: &Tensor, g: GemmBlocking) -> Result<Schedul
     let (ir, ii) = s.split(c, &irest, g.mr)?;
     let (pc, ki) = s.split(c, &kx, g.kc)?;
     s.reorder(c, &[&jc, &pc, &ic, &jr, &ir, &ii, &ji, &ki])?;
-    if g.threads > 1 && n / g.nc > 1 {
-        s.parallel(c, &jc)?;
+    if g.threads > 1 {
+        if g.parallel_rows {
+            s.parallel(c, &ic)?;
+        } else if n / g.nc > 1 {
+            s.parallel(c, &jc)?;
+        }
     }
     // Packed layouts: A's block as [mc / mr][kc][mr] (the mr values of one step of the
     // reduction side by side), B's panel as [nc / 16][kc][16] (each micro-panel one
@@ -273,8 +312,12 @@ pub fn matmul_cpu_tensorized_with(c: &Tensor, g: GemmBlocking) -> Result<Schedul
     )?;
     s.compute_at(&bp, c, &pc)?;
     s.compute_at(&ap, c, &ic)?;
-    let [_, _, b16] = s.axes3(&bp)?;
+    let [b_panels, _, b16] = s.axes3(&bp)?;
     s.vectorize(&bp, &b16)?;
+    if g.threads > 1 && g.parallel_rows {
+        // The shared panel of B, packed by every thread (its micro-panels in parallel).
+        s.parallel(&bp, &b_panels)?;
+    }
     s.tensorize(c, &ii, &crate::intrinsics::gemm_f32(g.mr, 16, g.kc)?)?;
     Ok(s)
 }
