@@ -1,5 +1,6 @@
 //! Buffer loads and stores: flat index -> address (`base + index << log2(size)`), contiguous
-//! vector accesses for stride-1 ramps, per-lane gathers/scatters for other strides and for
+//! vector accesses for stride-1 ramps, two vector loads and a shuffle for 4-lane stride-2
+//! loads of 32-bit elements, per-lane gathers/scatters for other strides and for
 //! arbitrary vector indices, and scalar-load-plus-splat for broadcast indices.
 
 use super::fngen::FnGen;
@@ -163,6 +164,10 @@ impl<'a, 'f> FnGen<'a, 'f> {
                     let v = self.b.ins().load(ty, flags, addr, off);
                     return Ok(Val { v, dt, lanes });
                 }
+                if stride == 2 && lanes == 4 && dt.bytes() == 4 && dt != DType::Bool {
+                    let flags = self.region_flags(buf, vector_flags());
+                    return self.load_stride2x4(flags, addr, off, dt);
+                }
                 let mut vals = Vec::with_capacity(lanes as usize);
                 for l in 0..lanes {
                     let (a, o) = self.lane_addr(addr, off, l, stride, dt);
@@ -178,6 +183,34 @@ impl<'a, 'f> FnGen<'a, 'f> {
                 self.build_vec(dt, &vals)
             }
         }
+    }
+
+    /// Lanes 0, 2, 4, 6 of the 32-bit elements from `addr + off`: two overlapping vector
+    /// loads (elements 0..4 and 3..7, so nothing past the last lane is read) and one
+    /// `shufps` picking lanes 0 and 2 of the first, 1 and 3 of the second (a stride-2
+    /// window: pooling and strided convolutions).
+    fn load_stride2x4(&mut self, flags: MemFlagsData, addr: Value, off: i32, dt: DType) -> Result<Val> {
+        let ty = val_type(dt, 4)?;
+        let lo = self.b.ins().load(ty, flags, addr, off);
+        let (a3, o3) = self.lane_addr(addr, off, 3, 1, dt);
+        let hi = self.b.ins().load(ty, flags, a3, o3);
+        let little = MemFlagsData::new().with_endianness(codegen::ir::Endianness::Little);
+        let lo8 = self.b.ins().bitcast(types::I8X16, little, lo);
+        let hi8 = self.b.ins().bitcast(types::I8X16, little, hi);
+        // Bytes of lanes 0 and 2 of `lo`, then of lanes 1 and 3 of `hi` (16 + 4, 16 + 12).
+        let mask: Vec<u8> = [0u8, 8, 20, 28]
+            .iter()
+            .flat_map(|&b| b..b + 4)
+            .collect();
+        let mask = self
+            .b
+            .func
+            .dfg
+            .immediates
+            .push(codegen::ir::ConstantData::from(mask));
+        let v8 = self.b.ins().shuffle(lo8, hi8, mask);
+        let v = self.b.ins().bitcast(ty, little, v8);
+        Ok(Val { v, dt, lanes: 4 })
     }
 
     /// Lower `buf[indices] = value`.

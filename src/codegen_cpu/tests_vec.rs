@@ -126,6 +126,43 @@ fn stride3_gather_scatter_f32x4_and_f64x2() {
 }
 
 #[test]
+fn stride2_loads_f32x4_and_i32x4() {
+    // o[ramp(4i, 1, 4)] = a[ramp(8i + off, 2, 4)] + x4(1) and q[..] = b[..] (i32): two
+    // overlapping vector loads and a shuffle. The last ramp ends on the buffer's last
+    // element (`8 * 5 + off + 6`), so nothing may be loaded past it.
+    for off in [0i64, 1] {
+        let n = 8 * 5 + off + 7;
+        let a = buf("a", DType::F32, n);
+        let b = buf("b", DType::I32, n);
+        let o = buf("o", DType::F32, 24);
+        let q = buf("q", DType::I32, 24);
+        let i = iv("i");
+        let src = ramp(i.expr() * 8 + off as i32, 2, 4);
+        let dst = ramp(i.expr() * 4, 1, 4);
+        let body = crate::lower::ir::Stmt::seq(vec![
+            store(
+                &o,
+                dst.clone(),
+                bin(BinOp::Add, load(&a, src.clone()), bcast(1.0f32, 4)),
+            ),
+            store(&q, dst, load(&b, src)),
+        ]);
+        let f = func(&[&a, &b, &o, &q], &[], loop_(&i, 6, body));
+        let xs: Vec<f32> = (0..n).map(|k| k as f32 * 0.5).collect();
+        let ks: Vec<i32> = (0..n as i32).map(|k| 3 * k - 7).collect();
+        let (mut aa, mut ba) = (f32s(&xs), i32s(&ks));
+        let (mut oa, mut qa) = (f32s(&[0.0; 24]), i32s(&[0; 24]));
+        run(&f, &mut [&mut aa, &mut ba, &mut oa, &mut qa], &[]);
+        let (got, goti) = (oa.to_vec::<f32>().unwrap(), qa.to_vec::<i32>().unwrap());
+        for k in 0..24usize {
+            let src = (k / 4) * 8 + off as usize + 2 * (k % 4);
+            assert_eq!(got[k], xs[src] + 1.0, "off={} k={}", off, k);
+            assert_eq!(goti[k], ks[src], "off={} k={}", off, k);
+        }
+    }
+}
+
+#[test]
 fn broadcast_index_load_and_store() {
     // out[ramp(4i,1,4)] = a[x4(i)] * b[ramp(4i,1,4)];  last[x4(0)] = b[ramp(0,1,4)] (last lane wins)
     let n = 16i64;
