@@ -472,9 +472,23 @@ fn blocked_tensorized_matmul_several_blocks() {
     };
     let s = schedules::matmul_cpu_tensorized_with(&c, rows).unwrap();
     let text = lower(&s, &args).unwrap().to_string();
-    assert!(text.contains("for i.outer in range(3) parallel:"), "{}", text);
-    assert!(text.contains("for ax1.outer in range(2) parallel:"), "{}", text);
-    check_against_unscheduled(&s, &args, &[c.clone()], 3, "blocked 36x64x60, parallel rows");
+    assert!(
+        text.contains("for i.outer in range(3) parallel:"),
+        "{}",
+        text
+    );
+    assert!(
+        text.contains("for ax1.outer in range(2) parallel:"),
+        "{}",
+        text
+    );
+    check_against_unscheduled(
+        &s,
+        &args,
+        &[c.clone()],
+        3,
+        "blocked 36x64x60, parallel rows",
+    );
     // Row blocks that overhang the rows (100 = 4 x 24 + 4): the last block of A.global
     // holds 4 rows and zero padding, its tiles are partial or empty.
     let (a, b, c100) = matmul(100, 32, 16);

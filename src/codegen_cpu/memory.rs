@@ -189,7 +189,13 @@ impl<'a, 'f> FnGen<'a, 'f> {
     /// loads (elements 0..4 and 3..7, so nothing past the last lane is read) and one
     /// `shufps` picking lanes 0 and 2 of the first, 1 and 3 of the second (a stride-2
     /// window: pooling and strided convolutions).
-    fn load_stride2x4(&mut self, flags: MemFlagsData, addr: Value, off: i32, dt: DType) -> Result<Val> {
+    fn load_stride2x4(
+        &mut self,
+        flags: MemFlagsData,
+        addr: Value,
+        off: i32,
+        dt: DType,
+    ) -> Result<Val> {
         let ty = val_type(dt, 4)?;
         let lo = self.b.ins().load(ty, flags, addr, off);
         let (a3, o3) = self.lane_addr(addr, off, 3, 1, dt);
@@ -198,10 +204,7 @@ impl<'a, 'f> FnGen<'a, 'f> {
         let lo8 = self.b.ins().bitcast(types::I8X16, little, lo);
         let hi8 = self.b.ins().bitcast(types::I8X16, little, hi);
         // Bytes of lanes 0 and 2 of `lo`, then of lanes 1 and 3 of `hi` (16 + 4, 16 + 12).
-        let mask: Vec<u8> = [0u8, 8, 20, 28]
-            .iter()
-            .flat_map(|&b| b..b + 4)
-            .collect();
+        let mask: Vec<u8> = [0u8, 8, 20, 28].iter().flat_map(|&b| b..b + 4).collect();
         let mask = self
             .b
             .func

@@ -1,10 +1,19 @@
-//! Pass: loop partition (Halide's and TVM's answer to non-dividing splits).
+//! Pass: loop partition (Halide's and TVM's answer to non-dividing splits and to
+//! boundary conditions).
 //!
-//! Requires: flattened, simplified IR. Ensures: a loop over `v` whose body holds a guard
-//! `a*v + rest < 0` (a > 0, `rest` over loops inside the body and values fixed outside)
-//! is split into a main loop, where the guard is provably true and removed, and a tail
-//! loop that keeps it. So the main body of a non-dividing split carries no guard and can
-//! be vectorized; only the last iterations pay for the check.
+//! Requires: flattened, simplified IR. Ensures:
+//! - a loop over `v` whose body holds a guard `a*v + rest < 0` (a > 0, `rest` over loops
+//!   inside the body and values fixed outside) is split into a main loop, where the guard
+//!   is provably true and removed, and a tail loop that keeps it. So the main body of a
+//!   non-dividing split carries no guard and can be vectorized; only the last iterations
+//!   pay for the check;
+//! - a serial, parallel or unrolled loop with constant bounds whose body selects on a
+//!   comparison linear in `v` (a padding stage's `select(0 <= y - 1 && y - 1 < h, x[..],
+//!   0)`, a window that reads it) is split at the constant points where the comparison
+//!   becomes provably true (a lower bound: the loop's first iterations keep the select) or
+//!   stops being so (an upper bound: its last iterations keep it); in between the select
+//!   is its true branch, and the next `simplify` removes the index clamps the ranges
+//!   decide. At most [`MAX_SELECT_SPLITS`] such splits per function bound the code growth.
 
 use super::bound::{eval, Interval};
 use super::ir::{For, Stmt};
@@ -12,54 +21,120 @@ use super::simplify::{simplify, simplify_with, Ranges};
 use crate::te::{and, floordiv, max, min, CmpOp, Expr, ExprNode, Var};
 use std::collections::{HashMap, HashSet};
 
-/// Partition every loop whose body holds a guard it can prove for a prefix of iterations.
+/// Splits on select conditions allowed per function (each copies a loop body).
+pub const MAX_SELECT_SPLITS: usize = 64;
+
+/// Partition every loop whose body holds a guard it can prove for a prefix of iterations,
+/// or a select condition it can prove for a constant range of them.
 pub fn partition(s: &Stmt) -> Stmt {
-    go(s, &mut HashSet::new())
+    let mut st = State {
+        done: HashSet::new(),
+        select_splits: 0,
+    };
+    go(s, &mut st)
 }
 
-fn go(s: &Stmt, done: &mut HashSet<u64>) -> Stmt {
+struct State {
+    /// Loop variables not to split again (the parts that keep their condition).
+    done: HashSet<u64>,
+    select_splits: usize,
+}
+
+/// Where a condition of a loop's body is provably true.
+struct Split {
+    /// The conjunct (of a guard, or of a select's condition).
+    cond: Expr,
+    /// It holds for `v < at` (`prefix`), or for `v >= at`.
+    at: Expr,
+    prefix: bool,
+    /// It is a select's condition, not an `if` guard.
+    select: bool,
+}
+
+/// `f` over `[min, min + ext)` with `body`; a fresh variable unless `keep_var`.
+fn part(f: &For, min: Expr, ext: Expr, body: &Stmt, keep_var: bool) -> Stmt {
+    let (var, body) = if keep_var {
+        (f.var.clone(), body.clone())
+    } else {
+        let v = Var::new(f.var.name(), f.var.dtype());
+        let mut map = HashMap::new();
+        map.insert(f.var.id(), v.expr());
+        (v, body.substitute(&map))
+    };
+    Stmt::For(Box::new(For {
+        var,
+        min,
+        extent: ext,
+        kind: f.kind.clone(),
+        body,
+    }))
+}
+
+fn go(s: &Stmt, st: &mut State) -> Stmt {
     match s {
         Stmt::For(f)
-            if !done.contains(&f.var.id())
+            if !st.done.contains(&f.var.id())
                 && !matches!(f.kind, super::ir::ForKind::ThreadBinding(_)) =>
         {
-            if let Some((cond, split)) = find_split(f) {
+            let allow_select = st.select_splits < MAX_SELECT_SPLITS;
+            if let Some(sp) = find_split(f, allow_select) {
                 let m = f.min.clone();
-                let main_ext =
-                    simplify(&max(min(split - m.clone(), f.extent.clone()), Expr::int(0)));
-                if main_ext.as_int() != Some(0) {
-                    let main_body = drop_guard(&f.body, &cond);
-                    let main = Stmt::For(Box::new(For {
-                        var: f.var.clone(),
-                        min: m.clone(),
-                        extent: main_ext.clone(),
-                        kind: f.kind.clone(),
-                        body: main_body,
-                    }));
-                    let main = go(&main, done);
-                    let tail_ext = simplify(&(f.extent.clone() - main_ext.clone()));
-                    if tail_ext.as_int() == Some(0) {
-                        return main;
+                // Iterations before the split point.
+                let head_ext = simplify(&max(
+                    min(sp.at.clone() - m.clone(), f.extent.clone()),
+                    Expr::int(0),
+                ));
+                let tail_ext = simplify(&(f.extent.clone() - head_ext.clone()));
+                let dropped = if sp.select {
+                    drop_select_cond(&f.body, &sp.cond)
+                } else {
+                    drop_guard(&f.body, &sp.cond)
+                };
+                let (head_body, tail_body) = if sp.prefix {
+                    (&dropped, &f.body)
+                } else {
+                    (&f.body, &dropped)
+                };
+                // The part that keeps the condition is not split on it again.
+                let (head_kept, tail_kept) = (!sp.prefix, sp.prefix);
+                let useful = if sp.prefix {
+                    head_ext.as_int() != Some(0)
+                } else {
+                    tail_ext.as_int() != Some(0)
+                };
+                if useful {
+                    if sp.select {
+                        st.select_splits += 1;
                     }
-                    // The tail gets a fresh variable so the two loops stay independent.
-                    let tv = Var::new(f.var.name(), f.var.dtype());
-                    let mut map = HashMap::new();
-                    map.insert(f.var.id(), tv.expr());
-                    done.insert(tv.id());
-                    let tail = Stmt::For(Box::new(For {
-                        var: tv,
-                        min: simplify(&(m + main_ext)),
-                        extent: tail_ext,
-                        kind: f.kind.clone(),
-                        body: f.body.substitute(&map),
-                    }));
-                    let tail = go(&tail, done);
-                    return Stmt::seq(vec![main, tail]);
+                    let tail_min = simplify(&(m.clone() + head_ext.clone()));
+                    let mut parts = vec![];
+                    for (lo, ext, body, kept) in [
+                        (m, head_ext, head_body, head_kept),
+                        (tail_min, tail_ext, tail_body, tail_kept),
+                    ] {
+                        if ext.as_int() == Some(0) {
+                            continue;
+                        }
+                        // The part that keeps the condition gets a fresh variable (marked
+                        // done: copies of the body elsewhere share the other variables).
+                        let p = part(f, lo, ext, body, !kept);
+                        if kept {
+                            if let Stmt::For(x) = &p {
+                                st.done.insert(x.var.id());
+                            }
+                        }
+                        parts.push(go(&p, st));
+                    }
+                    return if parts.len() == 1 {
+                        parts.pop().expect("one part")
+                    } else {
+                        Stmt::seq(parts)
+                    };
                 }
             }
-            s.map(&mut |x| go(x, done), &mut |e| e.clone())
+            s.map(&mut |x| go(x, st), &mut |e| e.clone())
         }
-        other => other.map(&mut |x| go(x, done), &mut |e| e.clone()),
+        other => other.map(&mut |x| go(x, st), &mut |e| e.clone()),
     }
 }
 
@@ -73,11 +148,32 @@ fn conjuncts(e: &Expr, out: &mut Vec<Expr>) {
     }
 }
 
-/// A guard of `f`'s body and the first value of `f.var` for which it may fail.
-fn find_split(f: &For) -> Option<(Expr, Expr)> {
+/// `c` as `d < 0` for an integer comparison (`a < b`: `a - b`; `a <= b`: `a - b - 1`; `a >
+/// b`: `b - a`; `a >= b`: `b - a - 1`).
+fn as_negative(c: &Expr, all_forms: bool) -> Option<Expr> {
+    let ExprNode::Cmp(op, a, b) = c.node() else {
+        return None;
+    };
+    if !a.dtype().is_int() || c.lanes() != 1 {
+        return None;
+    }
+    let (a, b) = (a.clone(), b.clone());
+    Some(simplify(&match op {
+        CmpOp::Lt => a - b,
+        CmpOp::Le if all_forms => a - b - 1,
+        CmpOp::Gt if all_forms => b - a,
+        CmpOp::Ge if all_forms => b - a - 1,
+        _ => return None,
+    }))
+}
+
+/// A guard of `f`'s body and the first value of `f.var` for which it may fail; or, with
+/// `selects` and constant bounds, a select condition and where it becomes or stops being
+/// provably true.
+fn find_split(f: &For, selects: bool) -> Option<Split> {
     let mut inner: HashMap<u64, Interval> = HashMap::new();
     let mut lets: HashSet<u64> = HashSet::new();
-    let mut conds: Vec<Expr> = vec![];
+    let mut conds: Vec<(Expr, bool)> = vec![];
     f.body.visit(&mut |s| match s {
         Stmt::For(g) => {
             inner.insert(
@@ -93,15 +189,40 @@ fn find_split(f: &For) -> Option<(Expr, Expr)> {
         }
         Stmt::If {
             cond, els: None, ..
-        } => conjuncts(cond, &mut conds),
+        } => {
+            let mut cs = vec![];
+            conjuncts(cond, &mut cs);
+            conds.extend(cs.into_iter().map(|c| (c, false)));
+        }
         _ => {}
     });
-    for c in conds {
-        let (a, b) = match c.node() {
-            ExprNode::Cmp(CmpOp::Lt, a, b) if a.dtype().is_int() => (a.clone(), b.clone()),
-            _ => continue,
+    let constant_loop = f.min.as_int().is_some() && f.extent.as_int().is_some();
+    if selects
+        && constant_loop
+        && matches!(
+            f.kind,
+            super::ir::ForKind::Serial
+                | super::ir::ForKind::Parallel
+                | super::ir::ForKind::Unrolled
+        )
+    {
+        f.body.visit_exprs(&mut |e| {
+            e.visit(&mut |x| {
+                if let ExprNode::Select(c, _, _) = x.node() {
+                    if c.lanes() == 1 {
+                        let mut cs = vec![];
+                        conjuncts(c, &mut cs);
+                        conds.extend(cs.into_iter().map(|c| (c, true)));
+                    }
+                }
+                true
+            })
+        });
+    }
+    for (c, select) in conds {
+        let Some(d) = as_negative(&c, select) else {
+            continue;
         };
-        let d = simplify(&(a - b));
         if d.free_vars().iter().any(|v| lets.contains(&v.id())) {
             continue;
         }
@@ -109,7 +230,7 @@ fn find_split(f: &For) -> Option<(Expr, Expr)> {
             Some(x) => x,
             None => continue,
         };
-        if coef <= 0 {
+        if coef == 0 || (!select && coef < 0) {
             continue;
         }
         // Inner loop bounds may mention other inner loops: evaluate twice.
@@ -124,9 +245,28 @@ fn find_split(f: &For) -> Option<(Expr, Expr)> {
         if hi.uses_var(&f.var) || hi.free_vars().iter().any(|v| inner.contains_key(&v.id())) {
             continue;
         }
-        // coef*v + hi < 0  <=>  v <= floor((-hi - 1) / coef)
-        let split = simplify(&(floordiv(Expr::int(-1) - hi, coef) + 1));
-        return Some((c, split));
+        let (at, prefix) = if coef > 0 {
+            // coef*v + hi < 0  <=>  v <= floor((-hi - 1) / coef)
+            (simplify(&(floordiv(Expr::int(-1) - hi, coef) + 1)), true)
+        } else {
+            // hi < |coef|*v  <=>  v >= floor(hi / |coef|) + 1
+            (simplify(&(floordiv(hi, -coef) + 1)), false)
+        };
+        if select {
+            // Only constant splits strictly inside the loop: anything else would copy the
+            // body for nothing (or for iterations that do not exist).
+            let (lo, n) = (f.min.as_int()?, f.extent.as_int()?);
+            match at.as_int() {
+                Some(a) if a > lo && a < lo + n => {}
+                _ => continue,
+            }
+        }
+        return Some(Split {
+            cond: c,
+            at,
+            prefix,
+            select,
+        });
     }
     None
 }
@@ -180,4 +320,32 @@ fn drop_guard(s: &Stmt, cond: &Expr) -> Stmt {
         }
         other => other.map(&mut |x| drop_guard(x, cond), &mut |e| e.clone()),
     }
+}
+
+/// Replace the conjunct `cond` by true in every select condition of `s` (a select left
+/// without conditions is its true branch).
+fn drop_select_cond(s: &Stmt, cond: &Expr) -> Stmt {
+    s.map_exprs(&mut |e| drop_in_expr(e, cond))
+}
+
+fn drop_in_expr(e: &Expr, cond: &Expr) -> Expr {
+    e.mutate(&mut |x| {
+        let ExprNode::Select(c, t, f) = x.node() else {
+            return None;
+        };
+        let mut parts = vec![];
+        conjuncts(c, &mut parts);
+        if !parts.iter().any(|p| p.structural_eq(cond)) {
+            return None;
+        }
+        let t = drop_in_expr(t, cond);
+        let kept: Vec<Expr> = parts
+            .into_iter()
+            .filter(|p| !p.structural_eq(cond))
+            .collect();
+        Some(match kept.into_iter().reduce(and) {
+            None => t,
+            Some(k) => crate::te::select(k, t, drop_in_expr(f, cond)),
+        })
+    })
 }

@@ -18,7 +18,9 @@
 //!    saturated with `egg` under the loop ranges, replaced where no longer needed
 //!    (`floordiv(x, 19) * 19 + floormod(x, 19) -> x` after a fuse);
 //! 8. [`loop_partition`] — split loops of non-dividing splits into a guard-free main part
-//!    and a guarded tail, then [`simplify`] again (narrower ranges decide more);
+//!    and a guarded tail, and loops whose body selects on a boundary condition (padding)
+//!    into select-free interiors and the boundary iterations that keep the select; then
+//!    [`simplify`] again (narrower ranges decide more);
 //! 9. [`vectorize`] — `vectorized` loops become 128-bit vector operations;
 //! 10. [`unroll`] — `unrolled` loops become copies of their body;
 //! 11. [`simplify`] again, then [`hoist`] — loop-invariant expressions bound by `let`

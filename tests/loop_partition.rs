@@ -1,0 +1,107 @@
+//! The loop partition pass on boundary conditions: a padding stage's `select` is split
+//! off its loops' first and last iterations, so the interior is a plain copy; results
+//! stay those of the unpartitioned computation (checked against values computed here).
+
+mod common;
+use common::*;
+use loopforge::prelude::*;
+
+const H: usize = 5;
+const W: usize = 7;
+const PAD: usize = 2;
+const FILL: f32 = -1.0;
+
+/// `P` = `A` (5 x 7) padded by 2 on every side with -1 (indices clamped, as the graph's
+/// padding stage does), and `C[i, j]` = the 3 x 3 window sum of `P` at `(i, j)`.
+fn padded_window() -> (Vec<Tensor>, Tensor) {
+    let a = placeholder(&[(H as i64).into(), (W as i64).into()], DType::F32, "A");
+    let (ph, pw) = ((H + 2 * PAD) as i64, (W + 2 * PAD) as i64);
+    let p = compute(&[ph.into(), pw.into()], "P", |i| {
+        let (y, x) = (i[0].clone() - PAD as i64, i[1].clone() - PAD as i64);
+        let inside = and(
+            and(ge(y.clone(), 0), lt(y.clone(), H as i64)),
+            and(ge(x.clone(), 0), lt(x.clone(), W as i64)),
+        );
+        let clamp = |e: Expr, n: usize| min(max(e, 0), n as i64 - 1);
+        select(inside, a.at(&[clamp(y, H), clamp(x, W)]), FILL)
+    });
+    let ry = reduce_axis(0, 3, "ry");
+    let rx = reduce_axis(0, 3, "rx");
+    let c = compute(&[(ph - 2).into(), (pw - 2).into()], "C", |i| {
+        sum(
+            p.at(&[i[0].clone() + ry.x(), i[1].clone() + rx.x()]),
+            &[ry.clone(), rx.clone()],
+        )
+    });
+    (vec![a, c], p)
+}
+
+/// The expected `C` for `A[y, x] = a[y * W + x]`.
+fn expected(a: &[f32]) -> Vec<f32> {
+    let (ph, pw) = (H + 2 * PAD, W + 2 * PAD);
+    let p = |y: usize, x: usize| {
+        if (PAD..PAD + H).contains(&y) && (PAD..PAD + W).contains(&x) {
+            a[(y - PAD) * W + x - PAD]
+        } else {
+            FILL
+        }
+    };
+    let mut c = vec![];
+    for i in 0..ph - 2 {
+        for j in 0..pw - 2 {
+            c.push(
+                (0..3)
+                    .flat_map(|r| (0..3).map(move |s| (r, s)))
+                    .map(|(r, s)| p(i + r, j + s))
+                    .sum(),
+            );
+        }
+    }
+    c
+}
+
+fn check(s: &Schedule, args: &[Tensor], what: &str) {
+    let a: Vec<f32> = (0..H * W).map(|k| k as f32 * 0.25 - 3.0).collect();
+    let want = expected(&a);
+    for target in [Target::cpu(), Target::interp()] {
+        let k = build(s, args, target).unwrap();
+        let xa = NdArray::from_slice(&[H, W], &a).unwrap();
+        let mut c = NdArray::zeros(&[H + 2 * PAD - 2, W + 2 * PAD - 2], DType::F32);
+        k.run(&[&xa], &mut [&mut c]).unwrap();
+        assert_eq!(c.to_vec::<f32>().unwrap(), want, "{}", what);
+    }
+}
+
+#[test]
+fn padding_select_split_off_the_boundary() {
+    let (args, _) = padded_window();
+    let s = create_schedule(&[args[1].clone()]).unwrap();
+    let f = lower(&s, &args).unwrap();
+    let text = f.to_string();
+    golden("loop_partition_padding", &text);
+    // The padded stage's interior is a copy: no select, no clamp.
+    assert!(
+        text.lines().any(|l| l.contains("P[")
+            && l.contains("= A[")
+            && !l.contains("select")
+            && !l.contains("max(")),
+        "{}",
+        text
+    );
+    check(&s, &args, "padding, partitioned");
+}
+
+#[test]
+fn vectorized_loops_keep_their_select() {
+    // The padded rows vectorized: the vector loop is not split (its lanes stay whole); the
+    // row loop around it still is.
+    let (args, p) = padded_window();
+    let mut s = create_schedule(&[args[1].clone()]).unwrap();
+    let [_, x] = s.axes2(&p).unwrap();
+    let (_, xi) = s.split(&p, &x, 4).unwrap();
+    s.vectorize(&p, &xi).unwrap();
+    let text = lower(&s, &args).unwrap().to_string();
+    assert!(text.contains("select("), "{}", text);
+    assert!(text.contains("ramp("), "{}", text);
+    check(&s, &args, "padding, vectorized");
+}
