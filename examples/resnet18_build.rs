@@ -3,8 +3,9 @@
 //! and the latency per run (median of N runs after warm-up) with 1 and 2 threads.
 //!
 //! Run: `cargo run --release --example resnet18_build [N]` (default N = 10). Pass
-//! `--no-passes` to build without folding, fusion and memory planning, `--profile` to
-//! print each kernel's time (one thread; `--profile=T` with `T` threads).
+//! `--no-passes` to build without folding, fusion and memory planning, `--no-winograd`
+//! to keep every convolution direct, `--profile` to print each kernel's time (one
+//! thread; `--profile=T` with `T` threads).
 
 use loopforge::graph_runtime::{self, models, BuildOptions, ScheduleKind};
 use loopforge::prelude::*;
@@ -17,11 +18,14 @@ fn main() -> Result<()> {
         .find_map(|a| a.parse().ok())
         .unwrap_or(10)
         .max(1);
-    let opts = if args.iter().any(|a| a == "--no-passes") {
+    let mut opts = if args.iter().any(|a| a == "--no-passes") {
         BuildOptions::none()
     } else {
         BuildOptions::default()
     };
+    if args.iter().any(|a| a == "--no-winograd") {
+        opts.winograd = false;
+    }
     let (g, params) = models::resnet18(1, 224, 1000, 7)?;
     let x = NdArray::random(&[1, 3, 224, 224], DType::F32, 1);
     {

@@ -17,7 +17,7 @@ use loopforge::graph_runtime::{
     self, schedule, BuildOptions, BuildSettings, CompiledModel, Conv2dAttrs, Graph, ScheduleKind,
 };
 use loopforge::prelude::*;
-use loopforge::schedules::{self, ConvConfig, ConvKernel, ConvShape, MatmulConfig};
+use loopforge::schedules::{self, ConvConfig, ConvKernel, ConvShape, MatmulConfig, WinogradConfig};
 use std::collections::HashMap;
 
 fn dims(v: &[usize]) -> Vec<Expr> {
@@ -292,7 +292,7 @@ fn default_configs_are_the_default_schedules() {
         }
         assert_eq!(
             tunable,
-            ["conv2d", "conv2d", "matmul"],
+            ["conv2d", "winograd", "matmul"],
             "{} threads",
             threads
         );
@@ -322,9 +322,10 @@ fn candidate_spaces() {
     }
     // The stem (3 channels, 12 wide, 2 threads): row tiles 12, 6, 4, 3 x (Window + 2
     // kernels x kc 3, 1) x 3 row options (in the task, parallel, all in one accumulator);
-    // conv1: 4 tiles x 2 kernels x kc 16, 8, 4 x 3; the dense of 4 x 24: mr 1, 2, 3, 4 x
-    // nr 4, 8, 12, 16 but not 4 x 16 (16 accumulators) x unroll 1, 4.
-    assert_eq!(sizes, [("conv2d", 60), ("conv2d", 72), ("dense", 30)]);
+    // conv1 (3x3, 16 channels: Winograd): per row of tiles or the whole image; the dense
+    // of 4 x 24: mr 1, 2, 3, 4 x nr 4, 8, 12, 16 but not 4 x 16 (16 accumulators) x
+    // unroll 1, 4.
+    assert_eq!(sizes, [("conv2d", 60), ("conv2d", 2), ("dense", 30)]);
 }
 
 #[test]
@@ -356,7 +357,9 @@ fn tune_a_graph_then_build_with_its_log() {
     assert_eq!(events.len(), 6);
     for r in &report.workloads {
         assert!(r.rejected.is_empty(), "{}: {:?}", r.node, r.rejected);
-        assert_eq!(r.tried, 6, "{}", r.node);
+        // conv1 (Winograd) has two candidates only.
+        let space = if r.node == "conv1_relu" { 2 } else { 6 };
+        assert_eq!(r.tried, space, "{}", r.node);
         assert!(r.best_us <= r.default_us && r.best_us > 0.0, "{:?}", r);
     }
     // One record per workload, in the file too.
@@ -434,6 +437,18 @@ fn a_logged_configuration_is_what_the_build_runs() {
                     ..d
                 }),
                 "12".to_string(),
+            ),
+            // conv1 (16 -> 16 channels, 3x3, 6x6 tiles): the transformed tiles of one row
+            // (16 x 16 x 6) or of the whole image (16 x 16 x 36).
+            TunedConfig::Winograd(d) => (
+                TunedConfig::Winograd(WinogradConfig {
+                    per_row: !d.per_row,
+                    ..d
+                }),
+                format!(
+                    "allocate wino.v[float32, ({})]",
+                    if d.per_row { 9216 } else { 1536 }
+                ),
             ),
         };
         log.push(TuningRecord {

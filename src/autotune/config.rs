@@ -1,6 +1,6 @@
 //! The configuration of one schedule template, as the tuning log stores it.
 
-use crate::schedules::{ConvConfig, MatmulConfig};
+use crate::schedules::{ConvConfig, MatmulConfig, WinogradConfig};
 use serde::{Deserialize, Serialize};
 
 /// The knobs of one tunable schedule template.
@@ -10,6 +10,8 @@ pub enum TunedConfig {
     Conv2d(ConvConfig),
     /// The register-blocked matmul ([`crate::schedules::matmul_cpu_with`]) or dense.
     Matmul(MatmulConfig),
+    /// A Winograd convolution ([`crate::schedules::conv2d_winograd_cpu_with`]).
+    Winograd(WinogradConfig),
 }
 
 impl TunedConfig {
@@ -18,6 +20,7 @@ impl TunedConfig {
         match self {
             TunedConfig::Conv2d(_) => "conv2d",
             TunedConfig::Matmul(_) => "matmul",
+            TunedConfig::Winograd(_) => "winograd",
         }
     }
 }
@@ -45,6 +48,9 @@ impl std::fmt::Display for TunedConfig {
                 c.k_unroll,
                 if c.pack_b { "" } else { " unpacked" }
             ),
+            TunedConfig::Winograd(c) => {
+                write!(f, "{}", if c.per_row { "per row" } else { "whole image" })
+            }
         }
     }
 }

@@ -5,7 +5,9 @@
 use super::workload::Workload;
 use super::TunedConfig;
 use crate::error::Result;
-use crate::schedules::{divisors, row_tiles, ConvConfig, ConvKernel, ConvShape, MatmulConfig};
+use crate::schedules::{
+    divisors, row_tiles, ConvConfig, ConvKernel, ConvShape, MatmulConfig, WinogradConfig,
+};
 
 /// Every candidate of `w`, its default first, without repeats.
 pub fn candidates(w: &Workload) -> Result<Vec<TunedConfig>> {
@@ -20,6 +22,10 @@ pub fn candidates(w: &Workload) -> Result<Vec<TunedConfig>> {
                 .collect();
             matmul_grid(sh[0], sh[1], d)
         }
+        TunedConfig::Winograd(d) => vec![TunedConfig::Winograd(WinogradConfig {
+            per_row: !d.per_row,
+            ..d
+        })],
     };
     grid.retain(|c| *c != w.default);
     shuffle(&mut grid, 0x5eed);

@@ -33,7 +33,7 @@ pub struct ValueInfo {
 }
 
 /// How a conv2d's weight is laid out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum WeightLayout {
     /// `[O, C / groups, KH, KW]`: ONNX's and PyTorch's layout.
     #[default]
@@ -43,6 +43,13 @@ pub enum WeightLayout {
     /// CPU micro-kernel reads (TVM calls such layouts `OHWI16o`). The build packs constant
     /// weights into it for CPU schedules (`passes::pack_conv_weights`).
     Ohwi16o,
+    /// `[16, O / 16, C, 16]` (3x3 kernels, stride and dilation 1, one group): the weight
+    /// transformed for Winograd's F(2x2, 3x3) (`G g G^T` for each channel pair; see
+    /// [`ops::winograd_weights_f23`](crate::graph_runtime::ops::winograd_weights_f23)).
+    /// The convolution is then computed by Winograd's algorithm
+    /// ([`ops::conv2d_winograd`](crate::graph_runtime::ops::conv2d_winograd)). The build
+    /// transforms constant weights of eligible convolutions into it for CPU schedules.
+    Winograd23,
 }
 
 impl WeightLayout {
@@ -56,6 +63,7 @@ impl WeightLayout {
         match self {
             WeightLayout::Oihw => [s[0], s[1], s[2], s[3]],
             WeightLayout::Ohwi16o => [s[0] * s[4], s[3], s[1], s[2]],
+            WeightLayout::Winograd23 => [s[1] * s[3], s[2], 3, 3],
         }
     }
 }
@@ -713,6 +721,23 @@ impl Graph {
                                 "an OHWI16o weight must have 16 as its last size and one group, not {} and {} groups",
                                 shape_str(s[1]),
                                 a.groups
+                            ));
+                        }
+                    }
+                    WeightLayout::Winograd23 => {
+                        rank(1, 4, "a Winograd F(2x2, 3x3) weight [16, O/16, C, 16]")?;
+                        if s[1][0] != 16
+                            || s[1][3] != 16
+                            || a.groups != 1
+                            || a.stride != [1, 1]
+                            || a.dilation != [1, 1]
+                        {
+                            return err(format!(
+                                "a Winograd F(2x2, 3x3) weight must have shape [16, O/16, C, 16] (not {}), one group (not {}), strides and dilations 1 (not {:?} and {:?})",
+                                shape_str(s[1]),
+                                a.groups,
+                                a.stride,
+                                a.dilation
                             ));
                         }
                     }

@@ -6,6 +6,8 @@
 //!   (an `mr x nr` accumulator tile in registers, vectorized along the output columns);
 //!   dense computes the transposed weight panel of each column block at that block
 //!   (`wt` computed at `j.outer`: the transpose doubles as packing).
+//! - conv2d with a Winograd weight ([`crate::graph_runtime::WeightLayout::Winograd23`]):
+//!   [`crate::schedules::conv2d_winograd_cpu`].
 //! - conv2d: with one group and output channels a multiple of 16, the direct
 //!   convolution on the `gemm_f32` micro-kernel
 //!   ([`crate::schedules::conv2d_nchw_cpu_tensorized`]); otherwise the padding stage
@@ -37,8 +39,9 @@
 use crate::autotune::TunedConfig;
 use crate::error::Result;
 use crate::graph_runtime::graph::Op;
+use crate::graph_runtime::graph::WeightLayout;
 use crate::schedule::{create_schedule, Schedule};
-use crate::schedules::{matmul_cpu_with, ConvConfig, ConvShape, MatmulConfig};
+use crate::schedules::{matmul_cpu_with, ConvConfig, ConvShape, MatmulConfig, WinogradConfig};
 use crate::te::Tensor;
 
 /// Lanes of a 128-bit vector of this tensor's dtype.
@@ -156,6 +159,7 @@ fn anchor(op: &Op) -> &Op {
 /// knobs to tune (pooling, elementwise, dense with fewer than 4 rows, other dtypes than
 /// f32).
 ///
+/// - conv2d with a Winograd weight: [`WinogradConfig::for_shape`];
 /// - conv2d (alone or anchoring a fused group) with one group and output channels a
 ///   multiple of 16: [`ConvConfig::for_shape`];
 /// - matmul, and dense with 4 rows or more: the register-blocked product
@@ -167,6 +171,13 @@ pub fn default_config(op: &Op, out: &Tensor, threads: usize) -> Option<TunedConf
     }
     let sh = const_shape(out);
     match anchor(op) {
+        Op::Conv2d(a) if a.weight_layout == WeightLayout::Winograd23 => {
+            let tiles_per_row = (sh[3] as i64 + 1) / 2;
+            Some(TunedConfig::Winograd(WinogradConfig::for_shape(
+                tiles_per_row,
+                threads,
+            )))
+        }
         Op::Conv2d(_) => {
             let shape = ConvShape::of(out).ok()?;
             Some(TunedConfig::Conv2d(ConvConfig::for_shape(&shape, threads)))
@@ -207,6 +218,9 @@ pub fn tuned_schedule(
 ) -> Result<Schedule> {
     let threads = effective_threads(out, threads);
     match (anchor(op), cfg) {
+        (Op::Conv2d(_), TunedConfig::Winograd(c)) => {
+            crate::schedules::conv2d_winograd_cpu_with(out, WinogradConfig { threads, ..*c })
+        }
         (Op::Conv2d(_), TunedConfig::Conv2d(c)) => {
             crate::schedules::conv2d_nchw_cpu_tensorized_with(out, ConvConfig { threads, ..*c })
         }
@@ -232,17 +246,27 @@ pub const PARALLEL_MIN_WORK: i64 = 1 << 17;
 
 /// Output elements times the length of the reduction `out` computes or reads (1 when
 /// there is none).
+/// The work of computing `out`: its elements, or for the largest reduction it reads
+/// (however deep: Winograd's products sit under the output transform) that reduction's
+/// elements times its length.
 fn work(out: &Tensor) -> i64 {
-    let elements: i64 = const_shape(out).iter().map(|&d| d as i64).product();
-    let reduction: i64 = main_reduction(out)
-        .map(|r| {
-            r.op.reduce_axis()
+    let elements = |t: &Tensor| -> i64 { const_shape(t).iter().map(|&d| d as i64).product() };
+    let mut most = elements(out);
+    let mut todo = vec![out.clone()];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(t) = todo.pop() {
+        if !seen.insert(t.op.name.clone()) {
+            continue;
+        }
+        let reduction: i64 =
+            t.op.reduce_axis()
                 .iter()
                 .map(|a| a.extent.as_int().unwrap_or(1))
-                .product()
-        })
-        .unwrap_or(1);
-    elements.saturating_mul(reduction)
+                .product();
+        most = most.max(elements(&t).saturating_mul(reduction));
+        todo.extend(t.op.input_tensors());
+    }
+    most
 }
 
 fn is_reduction_tensor(t: &Tensor) -> bool {

@@ -5,7 +5,8 @@
 //! size: 4 for 32-bit types, 2 for 64-bit ones) and whose body is a sequence of stores
 //! (and lets that do not depend on the loop variable) over one element width becomes
 //! `N / W` unrolled copies (an `unrolled` loop) of a vector body: indices become
-//! `ramp(base, stride, W)`, values invariant in the loop are `broadcast`. Anything else
+//! `ramp(base, stride, W)`, values invariant in the loop are `broadcast` (a select's
+//! invariant condition stays scalar, choosing between whole vectors). Anything else
 //! (other extents, mixed widths, conditionals, inner loops, non-affine indices) is left
 //! as a serial loop: vectorize is a hint, never a change of result.
 
@@ -167,7 +168,13 @@ impl Vec_ {
                 Some(e.with_children(vec![x, y]))
             }
             ExprNode::Select(c, t, f) => {
-                let (c, t, f) = (self.value(c)?, self.value(t)?, self.value(f)?);
+                // A condition invariant in the loop stays scalar: it picks a whole vector.
+                let c = if c.uses_var(&self.var) {
+                    self.value(c)?
+                } else {
+                    c.clone()
+                };
+                let (t, f) = (self.value(t)?, self.value(f)?);
                 Some(e.with_children(vec![c, t, f]))
             }
             ExprNode::And(..) | ExprNode::Or(..) | ExprNode::Not(..) => {

@@ -1,11 +1,13 @@
 //! A library of good default schedules for common operators: CPU ([`matmul_cpu`],
-//! [`matmul_cpu_tensorized`], [`conv2d_nchw_cpu_tensorized`], [`softmax_rows_tensorized`])
+//! [`matmul_cpu_tensorized`], [`conv2d_nchw_cpu_tensorized`], [`conv2d_winograd_cpu`],
+//! [`softmax_rows_tensorized`])
 //! and CUDA ([`matmul_cuda`]).
 
 mod conv2d;
 mod cuda;
 mod matmul;
 pub mod softmax;
+mod winograd;
 pub use conv2d::{
     conv2d_nchw_cpu_tensorized, conv2d_nchw_cpu_tensorized_with, ConvConfig, ConvKernel, ConvShape,
 };
@@ -19,3 +21,4 @@ pub use matmul::{
     MatmulConfig,
 };
 pub use softmax::{softmax_rows, softmax_rows_tensorized};
+pub use winograd::{conv2d_winograd_cpu, conv2d_winograd_cpu_with, WinogradConfig};

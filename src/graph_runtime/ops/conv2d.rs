@@ -7,7 +7,9 @@ use crate::te::{compute, reduce_axis, sum, Expr, Tensor};
 
 /// `out[n, o, y, x] = sum_{c, ky, kx} pad(x)[n, g * Cg + c, y * sh + ky * dh, x * sw + kx * dw]
 /// * w[o, c, ky, kx]` with `g = o / (O / groups)` and `Cg = C / groups`; an `OHWI16o`
-/// weight is read as `w[o / 16, ky, kx, c, o % 16]`.
+/// weight is read as `w[o / 16, ky, kx, c, o % 16]`. With a
+/// [`WeightLayout::Winograd23`] weight: Winograd's algorithm
+/// ([`conv2d_winograd`](super::conv2d_winograd); the graph checked stride and dilation 1).
 pub fn conv2d(
     x: &Tensor,
     w: &Tensor,
@@ -16,6 +18,9 @@ pub fn conv2d(
     a: &Conv2dAttrs,
     out_shape: &[usize],
 ) -> Tensor {
+    if a.weight_layout == WeightLayout::Winograd23 {
+        return super::conv2d_winograd(x, xs, w, ws, a.padding);
+    }
     let p = a.padding;
     let xp = pad(
         x,
@@ -41,11 +46,11 @@ pub fn conv2d(
         };
         let yy = &i[2] * ci(sh) + ry.x() * ci(dh);
         let xx = &i[3] * ci(sw) + rx.x() * ci(dw);
-        let wv = match layout {
-            WeightLayout::Oihw => w.at(&[i[1].clone(), rc.x(), ry.x(), rx.x()]),
-            WeightLayout::Ohwi16o => {
-                w.at(&[&i[1] / ci(16), ry.x(), rx.x(), rc.x(), &i[1] % ci(16)])
-            }
+        // (A Winograd weight took the other path above.)
+        let wv = if layout == WeightLayout::Ohwi16o {
+            w.at(&[&i[1] / ci(16), ry.x(), rx.x(), rc.x(), &i[1] % ci(16)])
+        } else {
+            w.at(&[i[1].clone(), rc.x(), ry.x(), rx.x()])
         };
         sum(
             xp.at(&[i[0].clone(), chan, yy, xx]) * wv,

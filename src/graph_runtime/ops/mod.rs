@@ -10,6 +10,7 @@ mod pad;
 mod pool;
 mod shape;
 mod softmax;
+mod winograd;
 
 pub use conv2d::conv2d;
 pub use elementwise::{batch_norm, binary, unary};
@@ -20,6 +21,7 @@ pub use pad::pad;
 pub use pool::{avg_pool2d, global_avg_pool, max_pool2d};
 pub use shape::{concat, reshape, transpose};
 pub use softmax::softmax;
+pub use winograd::{conv2d_winograd, winograd_weight_shape, winograd_weights_f23};
 
 use super::graph::Op;
 use crate::error::Result;

@@ -49,6 +49,11 @@ pub struct BuildOptions {
     /// schedules only; files saved before this option read it as off).
     #[serde(default)]
     pub pack_weights: bool,
+    /// With `pack_weights`: 3x3, stride-1 convolutions with at least 16 input channels
+    /// computed by Winograd's F(2x2, 3x3), their weights transformed at build time (files
+    /// saved before this option read it as off).
+    #[serde(default)]
+    pub winograd: bool,
 }
 
 impl Default for BuildOptions {
@@ -58,6 +63,7 @@ impl Default for BuildOptions {
             fuse: true,
             plan_memory: true,
             pack_weights: true,
+            winograd: true,
         }
     }
 }
@@ -70,6 +76,7 @@ impl BuildOptions {
             fuse: false,
             plan_memory: false,
             pack_weights: false,
+            winograd: false,
         }
     }
 }
@@ -91,7 +98,7 @@ pub fn run(
         (g, p) = fold_batch_norm::run(&g, p)?;
     }
     if opts.pack_weights && kind == ScheduleKind::Cpu {
-        (g, p) = pack_conv_weights::run(&g, p)?;
+        (g, p) = pack_conv_weights::run(&g, p, opts.winograd)?;
     }
     if opts.fuse {
         (g, p) = fuse::run(&g, p)?;

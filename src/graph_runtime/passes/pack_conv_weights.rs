@@ -1,25 +1,39 @@
 //! Constant convolution weights packed, at build time, into the layout the CPU
-//! micro-kernel reads (TVM's `alter_op_layout` followed by constant folding).
+//! schedule reads (TVM's `alter_op_layout` followed by constant folding).
 //!
 //! Requires: a well-formed graph whose parameters are bound; run only for CPU schedules
 //! (the CUDA schedules read OIHW).
 //! Ensures: every f32 conv2d with one group, output channels a multiple of 16 and a
-//! constant OIHW weight reads instead a new parameter `{weight}.packed` holding the same
-//! numbers laid out [`WeightLayout::Ohwi16o`] (`[O / 16][KH][KW][C][16]`), and says so in
-//! its attributes; the convolution's value is unchanged (the same products summed in the
-//! same order), so the node keeps its name. A weight read by several convolutions is
-//! packed once; the OIHW parameter stays only where something else still reads it.
-//! Without this pass the schedule packs the weight inside the kernel at every run.
+//! constant OIHW weight reads instead a new parameter holding that weight
+//! - transformed for Winograd's F(2x2, 3x3) (`{weight}.winograd`,
+//!   [`WeightLayout::Winograd23`]) when `winograd` is on and the kernel is 3x3 with
+//!   stride and dilation 1 and at least [`WINOGRAD_MIN_CHANNELS`] input channels: the
+//!   convolution is then computed by Winograd's algorithm, equal to the direct one up to
+//!   rounding;
+//! - otherwise the same numbers laid out [`WeightLayout::Ohwi16o`] (`{weight}.packed`,
+//!   `[O / 16][KH][KW][C][16]`): the convolution's value is unchanged (the same products
+//!   summed in the same order);
+//!
+//! and says so in its attributes; the node keeps its name. A weight read by several
+//! convolutions is transformed once; the OIHW parameter stays only where something else
+//! still reads it. Without this pass the schedule packs the weight inside the kernel at
+//! every run.
 
 use super::{Params, Rewriter};
 use crate::error::Result;
 use crate::graph_runtime::graph::{Graph, Op, WeightLayout};
+use crate::graph_runtime::ops::winograd_weights_f23;
 use crate::runtime::NdArray;
 use crate::te::DType;
 use std::collections::HashMap;
 
-/// Run the pass (see the module doc).
-pub fn run(src: &Graph, params: Params) -> Result<(Graph, Params)> {
+/// Input channels below which a 3x3 convolution stays direct (the channel products of
+/// Winograd's algorithm would be too short for the micro-kernel).
+pub const WINOGRAD_MIN_CHANNELS: usize = 16;
+
+/// Run the pass (see the module doc); `winograd`: use Winograd's algorithm where it
+/// applies.
+pub fn run(src: &Graph, params: Params, winograd: bool) -> Result<(Graph, Params)> {
     let mut rw = Rewriter::new(src, params)?;
     let mut packed = HashMap::new();
     for n in src.nodes() {
@@ -38,18 +52,34 @@ pub fn run(src: &Graph, params: Params) -> Result<(Graph, Params)> {
             rw.copy(n)?;
             continue;
         };
-        let pw = match packed.get(&w.0) {
+        let layout = if winograd
+            && ws[2] == 3
+            && ws[3] == 3
+            && ws[1] >= WINOGRAD_MIN_CHANNELS
+            && a.stride == [1, 1]
+            && a.dilation == [1, 1]
+        {
+            WeightLayout::Winograd23
+        } else {
+            WeightLayout::Ohwi16o
+        };
+        let pw = match packed.get(&(w.0, layout)) {
             Some(&pw) => pw,
             None => {
-                let array = pack_ohwi16o(oihw)?;
-                let pw = rw.new_param(&format!("{}.packed", src.value_name(w)), array)?;
-                packed.insert(w.0, pw);
+                let (array, suffix) = if layout == WeightLayout::Winograd23 {
+                    (winograd_weights_f23(oihw)?, "winograd")
+                } else {
+                    (pack_ohwi16o(oihw)?, "packed")
+                };
+                let name = format!("{}.{}", src.value_name(w), suffix);
+                let pw = rw.new_param(&name, array)?;
+                packed.insert((w.0, layout), pw);
                 pw
             }
         };
         let x = rw.value(n.inputs[0])?;
         let attrs = crate::graph_runtime::Conv2dAttrs {
-            weight_layout: WeightLayout::Ohwi16o,
+            weight_layout: layout,
             ..*a
         };
         let nv = rw.add(&n.name, Op::Conv2d(attrs), &[x, pw])?;
