@@ -11,8 +11,8 @@
 //!
 //! Workloads: f32 matmul `C = A B` (square, 1024 and 2048; 256 and 512 with `--quick`),
 //! the softmax of every row of a 1024 x 1024 f32 matrix (256 x 256 with `--quick`), and
-//! ResNet-18's conv2d layers at batch 1 (`conv.rs`: the graph runtime's default schedule
-//! and the tensorized one against PyTorch).
+//! ResNet-18's conv2d layers at batch 1 (`conv.rs`: the graph runtime's loop schedule,
+//! the tensorized one and, for 3x3 stride-1 layers, Winograd's, against PyTorch).
 //!
 //! Implementations: loopforge's default schedule (`create_schedule` as is; smallest matmul
 //! size and one thread only, it has no parallel loop and takes ~10 s at 1024),

@@ -1,11 +1,15 @@
 //! The conv2d workloads of the report: ResNet-18's layer shapes at batch 1, loopforge's
 //! vectorized-loops schedule (`graph_runtime::schedule::conv2d_loops`, the graph
-//! runtime's fallback) and the tensorized one (`schedules::conv2d_nchw_cpu_tensorized`,
-//! its default where it applies; also on weights packed ahead of time, as the graph
-//! runtime runs it), against PyTorch's `conv2d` (oneDNN) where `torch` imports.
+//! runtime's fallback), the tensorized one (`schedules::conv2d_nchw_cpu_tensorized`, its
+//! default where it applies; also on weights packed ahead of time, as the graph runtime
+//! runs it) and, for 3x3 stride-1 layers, Winograd's F(2x2, 3x3)
+//! (`schedules::conv2d_winograd_cpu` on weights transformed ahead of time, the graph
+//! runtime's default there), against PyTorch's `conv2d` (oneDNN) where `torch` imports.
 
 use super::{check, child_json, measure, Opts, Row};
-use loopforge::graph_runtime::ops::conv2d;
+use loopforge::graph_runtime::ops::{
+    conv2d, conv2d_winograd, winograd_weight_shape, winograd_weights_f23,
+};
 use loopforge::graph_runtime::passes::pack_conv_weights::pack_ohwi16o;
 use loopforge::graph_runtime::{Conv2dAttrs, WeightLayout};
 use loopforge::prelude::*;
@@ -97,8 +101,20 @@ pub fn conv_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
         let pout = conv2d(&x, &wp, &xs, &pws, &pattrs, &os);
         let pargs = [x, wp, pout.clone()];
         let pwa = pack_ohwi16o(&wa)?;
+        // Winograd's F(2x2, 3x3) on weights transformed ahead of time (the graph build's
+        // default for 3x3 stride-1 convolutions over 16+ channels).
+        let us = winograd_weight_shape(sh.o, sh.c);
+        let u = placeholder(&dims(&us), DType::F32, "u");
+        let wout = conv2d_winograd(&args[0], &xs, &u, &us, [sh.pad; 4]);
+        let wargs = [args[0].clone(), u, wout.clone()];
+        let winograd = sh.k == 3 && sh.stride == 1 && sh.c >= 16;
+        let uwa = if winograd {
+            winograd_weights_f23(&wa)?
+        } else {
+            wa.clone()
+        };
         let mut reference: Option<Vec<f32>> = None;
-        let candidates = [
+        let mut candidates = vec![
             (
                 "loopforge_conv2d_loops",
                 loopforge::graph_runtime::schedule::conv2d_loops(&out, threads),
@@ -118,6 +134,14 @@ pub fn conv_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
                 &pwa,
             ),
         ];
+        if winograd {
+            candidates.push((
+                "loopforge_conv2d_winograd",
+                loopforge::schedules::conv2d_winograd_cpu(&wout, threads),
+                &wargs,
+                &uwa,
+            ));
+        }
         for (name, sched, args, wa) in candidates {
             eprintln!("  {} {} threads={}", wl, name, threads);
             let k = match sched.and_then(|s| build(&s, args, Target::cpu())) {

@@ -8,10 +8,8 @@ use crate::te::{DType, MathFn};
 use cranelift::prelude::types;
 use cranelift::prelude::Type;
 use rayon::prelude::*;
-use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
 
-/// Alignment of memory from [`loopforge_alloc`].
-pub(crate) const HEAP_ALIGN: usize = 64;
+use super::heap::{loopforge_alloc, loopforge_free};
 
 /// One host function: its symbol, address and Cranelift signature.
 pub(crate) struct Helper {
@@ -170,33 +168,6 @@ unsafe extern "C" fn loopforge_parallel_for(task: TaskFn, ctx: *const i64, n: i6
     (0..n)
         .into_par_iter()
         .for_each(|i| unsafe { task(ctx as *const i64, i) });
-}
-
-/// Allocate `bytes` zeroed bytes aligned to [`HEAP_ALIGN`] (a dangling aligned pointer for 0).
-extern "C" fn loopforge_alloc(bytes: i64) -> *mut u8 {
-    if bytes <= 0 {
-        return HEAP_ALIGN as *mut u8;
-    }
-    let layout = Layout::from_size_align(bytes as usize, HEAP_ALIGN).expect("allocation too large");
-    // Safety: non-zero size, power-of-two alignment.
-    let p = unsafe { alloc_zeroed(layout) };
-    if p.is_null() {
-        handle_alloc_error(layout);
-    }
-    p
-}
-
-/// Free memory from [`loopforge_alloc`] of the same size.
-///
-/// # Safety
-/// `p` must come from `loopforge_alloc(bytes)` and not have been freed.
-unsafe extern "C" fn loopforge_free(p: *mut u8, bytes: i64) {
-    if bytes > 0 {
-        dealloc(
-            p,
-            Layout::from_size_align(bytes as usize, HEAP_ALIGN).expect("allocation too large"),
-        );
-    }
 }
 
 /// Every helper, for registration with the JIT and for declaring imports.
