@@ -7,9 +7,9 @@
 //! plain reference the tensorized schedule is tested against.
 //!
 //! [`softmax_rows_tensorized`] computes every intermediate per row, inside the row loop of
-//! the output (parallel when `threads > 1`): the row maximum through `rfactor` (8 partial
-//! maxima per row in two f32x4 vectors, then combined), the shift and the division
-//! vectorized, the exponentials by the `exp_f32` intrinsic over the whole row and the
+//! the output (parallel when `threads > 1`): the row maximum through `rfactor` (32 partial
+//! maxima per row in eight f32x4 vectors, independent chains of `max`, then combined), the
+//! shift and the division vectorized four vectors at a time (unrolled), the exponentials by the `exp_f32` intrinsic over the whole row and the
 //! denominator by `reduce_sum_f32` (AVX2+FMA where the CPU has them).
 
 use crate::error::{sched_err, Result};
@@ -17,8 +17,8 @@ use crate::intrinsics::{exp_f32, reduce_sum_f32};
 use crate::schedule::{create_schedule, Schedule};
 use crate::te::{compute, exp, max_reduce, reduce_axis, sum, OpKind, Tensor};
 
-/// Lanes of the partial row maxima (two 128-bit vectors).
-const LANES: i64 = 8;
+/// Lanes of the partial row maxima (eight 128-bit vectors: independent chains of `max`).
+const LANES: i64 = 32;
 
 /// The row softmax of a 2-D f32 tensor `x` (`rows x n`), as the five stages of the module
 /// doc; returns the output (stage `softmax`).
@@ -93,8 +93,10 @@ pub fn softmax_rows_tensorized(out: &Tensor, threads: usize) -> Result<Schedule>
     if threads > 1 {
         s.parallel(out, &oi)?;
     }
-    let (_, oji) = s.split(out, &oj, 4)?;
-    s.vectorize(out, &oji)?;
+    let (_, oji) = s.split(out, &oj, 16)?;
+    let (ojv, ojl) = s.split(out, &oji, 4)?;
+    s.unroll(out, &ojv)?;
+    s.vectorize(out, &ojl)?;
     for st in [&den, &ex, &shift, &mx] {
         s.compute_at(st, out, &oi)?;
     }
@@ -113,8 +115,10 @@ pub fn softmax_rows_tensorized(out: &Tensor, threads: usize) -> Result<Schedule>
 
     // Shift: vectorized.
     let [_, sj] = s.axes2(&shift)?;
-    let (_, sji) = s.split(&shift, &sj, 4)?;
-    s.vectorize(&shift, &sji)?;
+    let (_, sji) = s.split(&shift, &sj, 16)?;
+    let (sjv, sjl) = s.split(&shift, &sji, 4)?;
+    s.unroll(&shift, &sjv)?;
+    s.vectorize(&shift, &sjl)?;
 
     // exp over the row, and its sum, by intrinsics.
     let [_, ej] = s.axes2(&ex)?;
