@@ -22,3 +22,15 @@ pub use matmul::{
 };
 pub use softmax::{softmax_rows, softmax_rows_tensorized};
 pub use winograd::{conv2d_winograd_cpu, conv2d_winograd_cpu_with, WinogradConfig};
+
+/// The stage named `name` in the computation of `out` (`out` itself included), if any.
+pub(crate) fn find_stage(out: &crate::te::Tensor, name: &str) -> Option<crate::te::Tensor> {
+    let mut todo = vec![out.clone()];
+    while let Some(t) = todo.pop() {
+        if t.op.name == name {
+            return Some(t);
+        }
+        todo.extend(t.op.input_tensors());
+    }
+    None
+}

@@ -52,20 +52,15 @@ pub fn softmax_rows(x: &Tensor) -> Result<Tensor> {
 
 /// The stage of `out`'s computation named `name`, as a tensor.
 fn stage_tensor(out: &Tensor, name: &str) -> Result<Tensor> {
-    let mut todo = vec![out.clone()];
-    while let Some(t) = todo.pop() {
-        if t.op.name == name {
-            return Ok(t);
-        }
-        todo.extend(t.op.input_tensors());
-    }
-    Err(sched_err(
-        &out.op.name,
-        format!(
-            "softmax_rows_tensorized: no stage {} here; pass the output of schedules::softmax_rows",
-            name
-        ),
-    ))
+    super::find_stage(out, name).ok_or_else(|| {
+        sched_err(
+            &out.op.name,
+            format!(
+                "softmax_rows_tensorized: no stage {} here; pass the output of schedules::softmax_rows",
+                name
+            ),
+        )
+    })
 }
 
 /// Schedule the output of [`softmax_rows`] with intrinsics (see the module doc). The row

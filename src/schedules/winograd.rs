@@ -5,23 +5,12 @@
 //! channels, so that the transformed tiles of a row stay in L2 between the three steps.
 
 use super::conv2d::row_tiles;
+use super::find_stage;
 use crate::error::{Error, Result};
 use crate::intrinsics::gemm_f32;
 use crate::schedule::{create_schedule, Schedule};
 use crate::te::{OpKind, Tensor};
 use serde::{Deserialize, Serialize};
-
-/// The stage of `out`'s computation named `name`.
-fn stage(out: &Tensor, name: &str) -> Option<Tensor> {
-    let mut todo = vec![out.clone()];
-    while let Some(t) = todo.pop() {
-        if t.op.name == name {
-            return Some(t);
-        }
-        todo.extend(t.op.input_tensors());
-    }
-    None
-}
 
 fn not_winograd(out: &Tensor, why: &str) -> Error {
     Error::InvalidExpr(format!("conv2d_winograd_cpu: {} {}", out.name(), why))
@@ -89,13 +78,13 @@ struct Parts {
 }
 
 fn analyze(out: &Tensor) -> Result<Parts> {
-    let (Some(v), Some(m)) = (stage(out, "wino.v"), stage(out, "wino.m")) else {
+    let (Some(v), Some(m)) = (find_stage(out, "wino.v"), find_stage(out, "wino.m")) else {
         return Err(not_winograd(
             out,
             "is not a Winograd convolution (stages wino.v, wino.m) or an elementwise epilogue of one",
         ));
     };
-    let xp = stage(out, "pad");
+    let xp = find_stage(out, "pad");
     let (Some(tw), Some(c), Some(o)) = (size(&m, 3), size(&v, 2), size(&m, 4)) else {
         return Err(not_winograd(out, "needs constant sizes"));
     };
