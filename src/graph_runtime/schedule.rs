@@ -23,8 +23,8 @@
 //!   padding materialized, output width in vectors, the window reduction outside the
 //!   lanes.
 //! - softmax over the last axis and layer norm: rows parallel, each row's statistics
-//!   (`max`/`den`, `mean`/`var`) computed at the row with their reductions in 8 vector
-//!   lanes (`rfactor`), the output's row vectorized ([`row_normalization`]);
+//!   (`max`/`den`, `mean`/`var`) computed at the row with their reductions in 32 vector
+//!   lanes (8 for rows under 128; `rfactor`), the output's row vectorized ([`row_normalization`]);
 //! - other reductions (softmax over another axis, global_avg_pool): stages at root with
 //!   their outer axis parallel; nothing vectorized (naive).
 //!
@@ -96,9 +96,12 @@ pub fn default_schedule(op: &Op, out: &Tensor, threads: usize) -> Result<Schedul
     }
 }
 
-/// Partial results per row of [`row_normalization`]'s statistics (two 128-bit f32
-/// vectors).
-const ROW_LANES: i64 = 8;
+/// Partial results per row of [`row_normalization`]'s statistics: eight 128-bit f32
+/// vectors (independent chains) for rows of [`LONG_ROW`] elements and more, two below.
+const ROW_LANES: [i64; 2] = [8, 32];
+
+/// Rows at least this long take the wider partial results of [`ROW_LANES`].
+const LONG_ROW: usize = 128;
 
 /// Softmax over the last axis and layer norm (`stats`: the row statistics' stages,
 /// consumers first — `den` then `max`, `var` then `mean` — each a reduction over the
@@ -129,10 +132,11 @@ fn row_normalization(out: &Tensor, stats: &[&str], threads: usize) -> Result<Sch
         let (_, vi) = s.split(out, &axes[r - 1], l as i64)?;
         s.vectorize(out, &vi)?;
     }
+    let row_lanes = ROW_LANES[usize::from(shape[r - 1] >= LONG_ROW)];
     for st in stats {
         s.compute_at(*st, out, &row)?;
         let k = s.reduce_axes(*st)?.remove(0);
-        let (_, ki) = s.split(*st, &k, ROW_LANES)?;
+        let (_, ki) = s.split(*st, &k, row_lanes)?;
         let data = s.axes(*st)?;
         let rf = s.rfactor(*st, &ki, data.len())?;
         let rfa = s.axes(&rf)?;
