@@ -97,16 +97,19 @@ pub fn default_schedule(op: &Op, out: &Tensor, threads: usize) -> Result<Schedul
 }
 
 /// Partial results per row of [`row_normalization`]'s statistics: eight 128-bit f32
-/// vectors (independent chains) for rows of [`LONG_ROW`] elements and more, two below.
-const ROW_LANES: [i64; 2] = [8, 32];
-
-/// Rows at least this long take the wider partial results of [`ROW_LANES`].
-const LONG_ROW: usize = 128;
+/// vectors (independent chains) for rows of 128 elements and more, two below.
+fn row_lanes(row: usize) -> i64 {
+    if row >= 128 {
+        32
+    } else {
+        8
+    }
+}
 
 /// Softmax over the last axis and layer norm (`stats`: the row statistics' stages,
 /// consumers first — `den` then `max`, `var` then `mean` — each a reduction over the
 /// row): the rows (all axes but the last, fused) parallel, each row's statistics
-/// computed at the row, their reductions in [`ROW_LANES`] vector lanes (`rfactor`) then
+/// computed at the row, their reductions in [`row_lanes`] vector lanes (`rfactor`) then
 /// combined, and the output's row in vectors.
 fn row_normalization(out: &Tensor, stats: &[&str], threads: usize) -> Result<Schedule> {
     let shape = const_shape(out);
@@ -132,7 +135,7 @@ fn row_normalization(out: &Tensor, stats: &[&str], threads: usize) -> Result<Sch
         let (_, vi) = s.split(out, &axes[r - 1], l as i64)?;
         s.vectorize(out, &vi)?;
     }
-    let row_lanes = ROW_LANES[usize::from(shape[r - 1] >= LONG_ROW)];
+    let row_lanes = row_lanes(shape[r - 1]);
     for st in stats {
         s.compute_at(*st, out, &row)?;
         let k = s.reduce_axes(*st)?.remove(0);
@@ -163,7 +166,7 @@ fn anchor(op: &Op) -> &Op {
 /// knobs to tune (pooling, elementwise, dense with fewer than 4 rows, other dtypes than
 /// f32).
 ///
-/// - conv2d with a Winograd weight: [`WinogradConfig::for_shape`];
+/// - conv2d with a Winograd weight: [`WinogradConfig::of`];
 /// - conv2d (alone or anchoring a fused group) with one group and output channels a
 ///   multiple of 16: [`ConvConfig::for_shape`];
 /// - matmul, and dense with 4 rows or more: the register-blocked product
@@ -176,11 +179,9 @@ pub fn default_config(op: &Op, out: &Tensor, threads: usize) -> Option<TunedConf
     let sh = const_shape(out);
     match anchor(op) {
         Op::Conv2d(a) if a.weight_layout == WeightLayout::Winograd23 => {
-            let tiles_per_row = (sh[3] as i64 + 1) / 2;
-            Some(TunedConfig::Winograd(WinogradConfig::for_shape(
-                tiles_per_row,
-                threads,
-            )))
+            WinogradConfig::of(out, threads)
+                .ok()
+                .map(TunedConfig::Winograd)
         }
         Op::Conv2d(_) => {
             let shape = ConvShape::of(out).ok()?;
@@ -248,29 +249,23 @@ pub fn tuned_schedule(
 /// of small layers went from 6 to 100 µs).
 pub const PARALLEL_MIN_WORK: i64 = 1 << 17;
 
-/// Output elements times the length of the reduction `out` computes or reads (1 when
-/// there is none).
-/// The work of computing `out`: its elements, or for the largest reduction it reads
-/// (however deep: Winograd's products sit under the output transform) that reduction's
-/// elements times its length.
+/// The work of computing `out`: the most, over its stages (however deep: Winograd's
+/// products sit under the output transform), of a stage's elements times its reduction's
+/// length (1 without one).
 fn work(out: &Tensor) -> i64 {
     let elements = |t: &Tensor| -> i64 { const_shape(t).iter().map(|&d| d as i64).product() };
-    let mut most = elements(out);
-    let mut todo = vec![out.clone()];
-    let mut seen = std::collections::HashSet::new();
-    while let Some(t) = todo.pop() {
-        if !seen.insert(t.op.name.clone()) {
-            continue;
-        }
-        let reduction: i64 =
-            t.op.reduce_axis()
-                .iter()
-                .map(|a| a.extent.as_int().unwrap_or(1))
-                .product();
-        most = most.max(elements(&t).saturating_mul(reduction));
-        todo.extend(t.op.input_tensors());
-    }
-    most
+    crate::schedules::stages_of(out)
+        .iter()
+        .map(|t| {
+            let reduction: i64 =
+                t.op.reduce_axis()
+                    .iter()
+                    .map(|a| a.extent.as_int().unwrap_or(1))
+                    .product();
+            elements(t).saturating_mul(reduction)
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 fn is_reduction_tensor(t: &Tensor) -> bool {

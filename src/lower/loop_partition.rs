@@ -298,6 +298,16 @@ fn linear_in(e: &Expr, v: &Var) -> Option<(i64, Expr)> {
     }
 }
 
+/// `c` without its conjunct `cond`: `None` when `cond` is not one of them, else the
+/// other conjuncts (`None` inside when there are none left).
+fn without_conjunct(c: &Expr, cond: &Expr) -> Option<Option<Expr>> {
+    let mut parts = vec![];
+    conjuncts(c, &mut parts);
+    let n = parts.len();
+    parts.retain(|p| !p.structural_eq(cond));
+    (parts.len() < n).then(|| parts.into_iter().reduce(and))
+}
+
 /// Remove the conjunct `cond` from every guard in `s`.
 fn drop_guard(s: &Stmt, cond: &Expr) -> Stmt {
     match s {
@@ -306,16 +316,11 @@ fn drop_guard(s: &Stmt, cond: &Expr) -> Stmt {
             then,
             els: None,
         } => {
-            let mut parts = vec![];
-            conjuncts(c, &mut parts);
-            let kept: Vec<Expr> = parts
-                .into_iter()
-                .filter(|p| !p.structural_eq(cond))
-                .collect();
             let then = drop_guard(then, cond);
-            match kept.into_iter().reduce(and) {
-                None => then,
-                Some(k) => Stmt::if_(k, then),
+            match without_conjunct(c, cond) {
+                None => Stmt::if_(c.clone(), then),
+                Some(None) => then,
+                Some(Some(k)) => Stmt::if_(k, then),
             }
         }
         other => other.map(&mut |x| drop_guard(x, cond), &mut |e| e.clone()),
@@ -333,17 +338,9 @@ fn drop_in_expr(e: &Expr, cond: &Expr) -> Expr {
         let ExprNode::Select(c, t, f) = x.node() else {
             return None;
         };
-        let mut parts = vec![];
-        conjuncts(c, &mut parts);
-        if !parts.iter().any(|p| p.structural_eq(cond)) {
-            return None;
-        }
+        let rest = without_conjunct(c, cond)?;
         let t = drop_in_expr(t, cond);
-        let kept: Vec<Expr> = parts
-            .into_iter()
-            .filter(|p| !p.structural_eq(cond))
-            .collect();
-        Some(match kept.into_iter().reduce(and) {
+        Some(match rest {
             None => t,
             Some(k) => crate::te::select(k, t, drop_in_expr(f, cond)),
         })

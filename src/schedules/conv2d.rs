@@ -338,20 +338,10 @@ pub fn conv2d_nchw_cpu_tensorized_with(out: &Tensor, cfg: ConvConfig) -> Result<
     let prepacked = w.shape().len() == 5;
     let mut s = create_schedule(&[out.clone()])?;
     if matches!(data.op.kind, OpKind::Compute { .. }) {
-        // The padded copy of the input, computed whole first: its reads are unguarded.
-        let a = s.axes(&data)?;
-        if a.len() >= 2 && threads > 1 {
-            let f = s.fuse(&data, &[&a[0], &a[1]])?;
-            s.parallel(&data, &f)?;
-        }
+        super::pad_at_root(&mut s, &data, threads)?;
     }
     // Elementwise stages of an epilogue (bias broadcasts...) computed in `out`'s loops.
-    for st in s.stages.clone() {
-        let keep = [&data.op.name, &conv.op.name, &out.op.name];
-        if !keep.contains(&&st.name) {
-            s.compute_inline(st.name.as_str())?;
-        }
-    }
+    super::inline_all_but(&mut s, &[&data, &conv, out])?;
     if !prepacked {
         let wp = s.cache_read(&w, "global", &[&conv])?;
         s.transform_layout(

@@ -23,14 +23,48 @@ pub use matmul::{
 pub use softmax::{softmax_rows, softmax_rows_tensorized};
 pub use winograd::{conv2d_winograd_cpu, conv2d_winograd_cpu_with, WinogradConfig};
 
-/// The stage named `name` in the computation of `out` (`out` itself included), if any.
-pub(crate) fn find_stage(out: &crate::te::Tensor, name: &str) -> Option<crate::te::Tensor> {
+use crate::error::Result;
+use crate::schedule::Schedule;
+use crate::te::Tensor;
+
+/// Every operation of the computation of `out` (`out` itself and placeholders included),
+/// each once.
+pub(crate) fn stages_of(out: &Tensor) -> Vec<Tensor> {
+    let mut seen = std::collections::HashSet::new();
+    let mut found = vec![];
     let mut todo = vec![out.clone()];
     while let Some(t) = todo.pop() {
-        if t.op.name == name {
-            return Some(t);
+        if seen.insert(t.op.name.clone()) {
+            todo.extend(t.op.input_tensors());
+            found.push(t);
         }
-        todo.extend(t.op.input_tensors());
     }
-    None
+    found
+}
+
+/// The stage named `name` in the computation of `out` (`out` itself included), if any.
+pub(crate) fn find_stage(out: &Tensor, name: &str) -> Option<Tensor> {
+    stages_of(out).into_iter().find(|t| t.op.name == name)
+}
+
+/// A padding stage computed whole first (its reads of the input unguarded), batch and
+/// channels fused and parallel on several threads.
+pub(crate) fn pad_at_root(s: &mut Schedule, pad: &Tensor, threads: usize) -> Result<()> {
+    let a = s.axes(pad)?;
+    if a.len() >= 2 && threads > 1 {
+        let f = s.fuse(pad, &[&a[0], &a[1]])?;
+        s.parallel(pad, &f)?;
+    }
+    Ok(())
+}
+
+/// Every stage but `keep` inlined into its readers (an epilogue's elementwise stages, a
+/// transform computed in the output's loops).
+pub(crate) fn inline_all_but(s: &mut Schedule, keep: &[&Tensor]) -> Result<()> {
+    for st in s.stages.clone() {
+        if !keep.iter().any(|k| k.op.name == st.name) {
+            s.compute_inline(st.name.as_str())?;
+        }
+    }
+    Ok(())
 }

@@ -9,7 +9,7 @@ use super::find_stage;
 use crate::error::{Error, Result};
 use crate::intrinsics::gemm_f32;
 use crate::schedule::{create_schedule, Schedule};
-use crate::te::{OpKind, Tensor};
+use crate::te::Tensor;
 use serde::{Deserialize, Serialize};
 
 fn not_winograd(out: &Tensor, why: &str) -> Error {
@@ -41,7 +41,8 @@ fn size(t: &Tensor, d: usize) -> Option<i64> {
 /// A typed error when `out` is not such a computation.
 pub fn conv2d_winograd_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
     let parts = analyze(out)?;
-    conv2d_winograd_cpu_with(out, WinogradConfig::for_shape(parts.tiles_per_row, threads))
+    let cfg = WinogradConfig::for_shape(parts.tiles_per_row, threads);
+    schedule(out, parts, cfg)
 }
 
 /// Knobs of [`conv2d_winograd_cpu_with`] (what the autotuner searches).
@@ -57,6 +58,16 @@ pub struct WinogradConfig {
 }
 
 impl WinogradConfig {
+    /// The default configuration of the Winograd convolution `out` (or of the one an
+    /// elementwise epilogue `out` reads); the same typed error as
+    /// [`conv2d_winograd_cpu`] when `out` is not one.
+    pub fn of(out: &Tensor, threads: usize) -> Result<WinogradConfig> {
+        Ok(WinogradConfig::for_shape(
+            analyze(out)?.tiles_per_row,
+            threads,
+        ))
+    }
+
     /// The default for `tiles_per_row` tiles (of 2 outputs) along a row: per row from 7
     /// tiles (a 14-wide output) up.
     pub fn for_shape(tiles_per_row: i64, threads: usize) -> WinogradConfig {
@@ -105,33 +116,29 @@ fn analyze(out: &Tensor) -> Result<Parts> {
 
 /// [`conv2d_winograd_cpu`] with explicit knobs.
 pub fn conv2d_winograd_cpu_with(out: &Tensor, cfg: WinogradConfig) -> Result<Schedule> {
+    schedule(out, analyze(out)?, cfg)
+}
+
+fn schedule(out: &Tensor, parts: Parts, cfg: WinogradConfig) -> Result<Schedule> {
     let Parts {
         xp,
         v,
         m,
         tiles_per_row: tw,
         channels: c,
-    } = analyze(out)?;
+    } = parts;
     let WinogradConfig { per_row, threads } = cfg;
     if threads < 1 {
         return Err(not_winograd(out, "needs threads >= 1"));
     }
     let mut s = create_schedule(&[out.clone()])?;
     if let Some(xp) = &xp {
-        let pa = s.axes(xp)?;
-        if threads > 1 {
-            let f = s.fuse(xp, &[&pa[0], &pa[1]])?;
-            s.parallel(xp, &f)?;
-        }
+        super::pad_at_root(&mut s, xp, threads)?;
     }
     // The output transform and an epilogue's elementwise stages, computed in `out`'s loops.
-    for st in s.stages.clone() {
-        let keep = [&v.op.name, &m.op.name, &out.op.name];
-        let is_pad = xp.as_ref().is_some_and(|p| p.op.name == st.name);
-        if !keep.contains(&&st.name) && !is_pad && matches!(st.op.kind, OpKind::Compute { .. }) {
-            s.compute_inline(st.name.as_str())?;
-        }
-    }
+    let mut keep = vec![&v, &m, out];
+    keep.extend(xp.as_ref());
+    super::inline_all_but(&mut s, &keep)?;
     let a = s.axes(out)?;
     let (ty, yi) = s.split(out, &a[2], 2)?;
     let (tx, xi) = s.split(out, &a[3], 2)?;
