@@ -5,8 +5,8 @@
 //! at every run; handing each back to the system and mapping it again costs a page fault
 //! per 4 KiB page at the next run, which several threads then take in turn. Freed blocks
 //! stay in a small cache instead (at most [`CACHE_BLOCKS`] blocks and [`CACHE_BYTES`]
-//! bytes), and an allocation of the same size takes one back. Every allocation is zeroed
-//! either way.
+//! bytes, the oldest given back first), and an allocation of the same size takes one
+//! back. Every allocation is zeroed either way.
 
 use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
 use std::sync::Mutex;
@@ -21,8 +21,34 @@ const CACHE_BLOCKS: usize = 32;
 /// ...holding at most this many bytes together.
 const CACHE_BYTES: usize = 128 << 20;
 
-/// Freed blocks: (size, address).
-static CACHE: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
+/// Freed blocks, oldest first: (size, address).
+struct BlockCache(Vec<(usize, usize)>);
+
+impl BlockCache {
+    /// A cached block of exactly `bytes` bytes, if any.
+    fn take(&mut self, bytes: usize) -> Option<*mut u8> {
+        let i = self.0.iter().position(|&(n, _)| n == bytes)?;
+        Some(self.0.remove(i).1 as *mut u8)
+    }
+
+    /// Keep `p` (`bytes` long); returns the blocks to give back to the system (`p`
+    /// itself when it does not fit, else the oldest ones over the limits).
+    fn put(&mut self, p: *mut u8, bytes: usize) -> Vec<(usize, usize)> {
+        if !(CACHE_MIN..=CACHE_BYTES).contains(&bytes) {
+            return vec![(bytes, p as usize)];
+        }
+        self.0.push((bytes, p as usize));
+        let mut evicted = vec![];
+        while self.0.len() > CACHE_BLOCKS
+            || self.0.iter().map(|&(n, _)| n).sum::<usize>() > CACHE_BYTES
+        {
+            evicted.push(self.0.remove(0));
+        }
+        evicted
+    }
+}
+
+static CACHE: Mutex<BlockCache> = Mutex::new(BlockCache(Vec::new()));
 
 fn layout(bytes: usize) -> Layout {
     Layout::from_size_align(bytes, HEAP_ALIGN).expect("allocation too large")
@@ -36,14 +62,8 @@ pub(crate) extern "C" fn loopforge_alloc(bytes: i64) -> *mut u8 {
     }
     let bytes = bytes as usize;
     if bytes >= CACHE_MIN {
-        let hit = {
-            let mut c = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-            c.iter()
-                .position(|&(n, _)| n == bytes)
-                .map(|i| c.swap_remove(i).1)
-        };
+        let hit = CACHE.lock().unwrap_or_else(|e| e.into_inner()).take(bytes);
         if let Some(p) = hit {
-            let p = p as *mut u8;
             // Safety: a block of `bytes` bytes that nothing else holds.
             unsafe { std::ptr::write_bytes(p, 0, bytes) };
             return p;
@@ -59,7 +79,7 @@ pub(crate) extern "C" fn loopforge_alloc(bytes: i64) -> *mut u8 {
 }
 
 /// Free memory from [`loopforge_alloc`] of the same size (kept in the cache when it is
-/// large and the cache has room).
+/// large enough; the oldest cached blocks over the limits are given back instead).
 ///
 /// # Safety
 /// `p` must come from `loopforge_alloc(bytes)` and not have been freed.
@@ -68,16 +88,19 @@ pub(crate) unsafe extern "C" fn loopforge_free(p: *mut u8, bytes: i64) {
         return;
     }
     let bytes = bytes as usize;
-    if bytes >= CACHE_MIN {
-        let mut c = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-        let held: usize = c.iter().map(|&(n, _)| n).sum();
-        if c.len() < CACHE_BLOCKS && held + bytes <= CACHE_BYTES {
-            c.push((bytes, p as usize));
-            return;
-        }
+    if bytes < CACHE_MIN {
+        // Safety: `p` came from `loopforge_alloc(bytes)` (the caller's contract).
+        unsafe { dealloc(p, layout(bytes)) };
+        return;
     }
-    // Safety: `p` was allocated with this layout (the caller's contract).
-    unsafe { dealloc(p, layout(bytes)) };
+    let back = CACHE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .put(p, bytes);
+    for (n, q) in back {
+        // Safety: every block came from `loopforge_alloc(n)` (the caller's contract).
+        unsafe { dealloc(q as *mut u8, layout(n)) };
+    }
 }
 
 #[cfg(test)]
@@ -86,7 +109,8 @@ mod tests {
 
     #[test]
     fn large_blocks_are_reused_and_zeroed() {
-        // A size no other test allocates, so the cache entry is this test's.
+        // Through the process-wide cache: a freed block of a size no other test uses
+        // comes back zeroed.
         let n = (CACHE_MIN + 4096 * 7 + 64) as i64;
         let p = loopforge_alloc(n);
         assert_eq!(p as usize % HEAP_ALIGN, 0);
@@ -96,7 +120,6 @@ mod tests {
             loopforge_free(p, n);
         }
         let q = loopforge_alloc(n);
-        assert_eq!(q, p, "the freed block comes back");
         // Safety: as above.
         let s = unsafe { std::slice::from_raw_parts(q, n as usize) };
         assert!(s.iter().all(|&b| b == 0), "a reused block is zeroed");
@@ -105,5 +128,35 @@ mod tests {
         let r = loopforge_alloc(100);
         unsafe { loopforge_free(r, 100) };
         assert_eq!(loopforge_alloc(0) as usize, HEAP_ALIGN);
+    }
+
+    #[test]
+    fn the_cache_keeps_recent_blocks_within_its_limits() {
+        // A cache of its own (the process-wide one is shared with concurrent tests);
+        // addresses are only compared, never dereferenced.
+        let mut c = BlockCache(vec![]);
+        let block = |k: usize| (k * HEAP_ALIGN) as *mut u8;
+        assert_eq!(c.put(block(1), CACHE_MIN), vec![]);
+        assert_eq!(
+            c.take(CACHE_MIN),
+            Some(block(1)),
+            "the freed block comes back"
+        );
+        assert_eq!(c.take(CACHE_MIN), None);
+        // Too small or too large: given straight back.
+        assert_eq!(c.put(block(2), 100), vec![(100, block(2) as usize)]);
+        assert_eq!(
+            c.put(block(3), CACHE_BYTES + 1),
+            vec![(CACHE_BYTES + 1, block(3) as usize)]
+        );
+        // Over the block count: the oldest goes.
+        for k in 0..CACHE_BLOCKS {
+            assert_eq!(c.put(block(10 + k), CACHE_MIN + k), vec![]);
+        }
+        assert_eq!(
+            c.put(block(99), CACHE_MIN + 99),
+            vec![(CACHE_MIN, block(10) as usize)]
+        );
+        assert_eq!(c.take(CACHE_MIN + 99), Some(block(99)));
     }
 }
