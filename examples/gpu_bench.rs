@@ -6,8 +6,15 @@
 //! cublasSgemm, f16 matmul with tensor cores against cublasGemmEx, a ResNet 3x3 conv2d
 //! against cublasSgemm on its im2col-shaped GEMM.
 //!
+//! Then a whole model: the ResNet-18 of `graph_runtime::models` (batch 1, 224x224) built
+//! for CUDA through the graph runtime (one kernel per node, host arrays in and out at each
+//! node), its output checked against the CPU build, and its build time and latency
+//! (wall clock, median of 20 runs after 3 warm-ups) printed; `scripts/gpu_check.sh`
+//! times PyTorch's on the same GPU next to it.
+//!
 //! `cargo run --release --example gpu_bench [-- quick]` on a machine with an NVIDIA GPU
-//! (`quick`: 1024-sized problems, for a smoke test).
+//! (`quick`: 1024-sized problems, for a smoke test). A benchmark that fails (an error or
+//! a panic) is reported and the others still run; the exit status is then 1.
 
 use cudarc::cublas::{sys::cublasOperation_t as Op, CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::{sys::CUevent_flags, CudaSlice, CudaStream, DevicePtr};
@@ -335,6 +342,55 @@ fn conv2d(batch: usize, c: usize, hw: usize) -> Result<Row> {
     })
 }
 
+/// ResNet-18 through the graph runtime on the GPU: build seconds, median latency in
+/// milliseconds, and the relative L2 error of its output against the CPU build's.
+fn resnet18() -> Result<(f64, f64, f64)> {
+    use loopforge::graph_runtime::{self, models};
+    use std::time::Instant;
+    let (g, params) = models::resnet18(1, 224, 1000, 7)?;
+    let x = NdArray::random(&[1, 3, 224, 224], DType::F32, 1);
+    let outputs = |model: &graph_runtime::CompiledModel, runs: usize| -> Result<(Vec<f32>, f64)> {
+        let mut ex = model.executor();
+        ex.set_input("input", x.clone())?;
+        for _ in 0..3 {
+            ex.run()?;
+        }
+        let mut t = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let start = Instant::now();
+            ex.run()?;
+            t.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        t.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let out = ex.get_output(0)?;
+        let v = (0..out.len()).map(|i| out.get_f64(i) as f32).collect();
+        Ok((v, t[t.len() / 2]))
+    };
+    let start = Instant::now();
+    let gpu = graph_runtime::build(&g, Target::cuda(), &params, 1)?;
+    let build_s = start.elapsed().as_secs_f64();
+    let (got, ms) = outputs(&gpu, 20)?;
+    let cpu = graph_runtime::build(&g, Target::cpu(), &params, 8)?;
+    let (want, _) = outputs(&cpu, 1)?;
+    Ok((build_s, ms, rel_err(&got, &want)))
+}
+
+/// Run `f`, turning a panic into an error (so that one failing benchmark does not stop
+/// the others).
+fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) => {
+            eprintln!("gpu_bench: {} failed: {}", what, e);
+            None
+        }
+        Err(_) => {
+            eprintln!("gpu_bench: {} panicked (message above)", what);
+            None
+        }
+    }
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "quick");
     if loopforge::codegen_cuda::device_arch().is_none() {
@@ -345,19 +401,19 @@ fn main() {
     let mut rows = Vec::new();
     let mut failed = false;
     let batch = if quick { 2 } else { 16 };
-    for r in [
-        sgemm(size, size, size),
-        hgemm(size, size, size),
-        conv2d(batch, 64, 56),
-    ] {
-        match r {
-            Ok(row) => rows.push(row),
-            Err(e) => {
-                eprintln!("gpu_bench: {}", e);
-                failed = true;
-            }
+    let benches: [(&str, Box<dyn FnOnce() -> Result<Row>>); 3] = [
+        ("sgemm", Box::new(move || sgemm(size, size, size))),
+        ("hgemm", Box::new(move || hgemm(size, size, size))),
+        ("conv2d", Box::new(move || conv2d(batch, 64, 56))),
+    ];
+    for (what, f) in benches {
+        match guarded(what, f) {
+            Some(row) => rows.push(row),
+            None => failed = true,
         }
     }
+    let resnet = guarded("resnet18", resnet18);
+    failed |= resnet.is_none();
     println!("== GPU benchmark: loopforge vs cuBLAS (median of 20 runs, CUDA events) ==");
     println!(
         "{:<34} {:>10} {:>9} {:>14} {:>10} {:>9} {:>7} {:>9}",
@@ -377,6 +433,13 @@ fn main() {
             r.err
         );
         failed |= r.err.is_nan() || r.err >= 1e-4;
+    }
+    if let Some((build_s, ms, err)) = resnet {
+        println!(
+            "resnet18 batch 1 (graph runtime, CUDA): build {:.2} s, latency {:.3} ms (wall clock, median of 20), rel err vs the CPU build {:.1e}",
+            build_s, ms, err
+        );
+        failed |= err.is_nan() || err >= 1e-4;
     }
     if failed {
         std::process::exit(1);
