@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check, in two halves (the GPU machine has no Rust toolchain and no network):
 #
-#   scripts/gpu_check.sh build   here: builds the CUDA test binaries and the benchmark
+#   scripts/gpu_check.sh build   here: builds the test binaries that launch on a GPU
+#                                (cuda_codegen, graph_runtime) and the benchmark
 #                                (examples/gpu_bench.rs), release, into target/gpu_check/ —
 #                                name that folder in the device call's `carry`.
 #   scripts/gpu_check.sh run     on the GPU machine: runs every CUDA test on the device
@@ -17,7 +18,7 @@ out=target/gpu_check
 case "${1:-run}" in
 build)
   rm -rf "$out" && mkdir -p "$out"
-  { cargo test --release --no-run --test cuda_codegen --test gpu_schedules --test graph_runtime \
+  { cargo test --release --no-run --test cuda_codegen --test graph_runtime \
       --message-format=json;
     cargo build --release --example gpu_bench --message-format=json; } \
     | python3 -c '
