@@ -89,6 +89,18 @@ run)
     timeout 100 "$cs" --tool memcheck "$out/cuda_codegen" --test-threads 4 > "$logs/sanitizer.log" 2>&1 || true
     sanitizer="compute-sanitizer memcheck on cuda_codegen: $(grep -E 'ERROR SUMMARY|^test result' "$logs/sanitizer.log" | tr '\n' ' ' || true)"
   fi
+  # With LOOPFORGE_NCU=1: Nsight Compute's view (speed of light, warp stalls) of the first
+  # launch of each of the benchmark's loopforge kernels, at the small sizes.
+  if [ "${LOOPFORGE_NCU:-0}" = 1 ]; then
+    ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)
+    if [ -n "$ncu" ]; then
+      for skip in 0 24 48; do
+        timeout 60 "$ncu" --clock-control none --kernel-name main_kernel --launch-skip $skip --launch-count 1 \
+          --section SpeedOfLight --section WarpStateStats --section MemoryWorkloadAnalysis --section LaunchStats --section Occupancy \
+          "$out/gpu_bench" quick > "$logs/ncu_$skip.txt" 2>&1 || true
+      done
+    fi
+  fi
   echo "== GPU check summary =="
   printf '%s' "$summary"
   printf '%s\n' "$bench"

@@ -988,6 +988,34 @@ fn tensor_core_gemm_through_tensorize() {
             ([(n / 64) as u32, (m / 64) as u32, 1], [32, 2, 2])
         );
     }
+    // 128x128 blocks of 2x4 warps where M and N allow, each warp 4x2 fragments; shared
+    // tiles fetched as 16-byte vectors into rows padded by 8 halves, double buffered.
+    let (m, n, k) = (256, 128, 96);
+    let (a, b, c) = matmul_f16(m, n, k);
+    let args = [a.clone(), b.clone(), c.clone()];
+    let s = schedules::matmul_cuda_tensorcore(&c).unwrap();
+    let name = format!("tensor-core gemm {}x{}x{}", m, n, k);
+    check_numerics(&name, &[c.clone()], &s, &args);
+    let src = check_source(
+        &name,
+        &s,
+        &args,
+        &[
+            "float C_wmma_accumulator[64];",
+            "unsigned A_shared_wmma_matrix_a[32];",
+            "unsigned B_shared_wmma_matrix_b[16];",
+            "lf_wmma_mma(&C_wmma_accumulator[56], &A_shared_wmma_matrix_a[24], &B_shared_wmma_matrix_b[8]);",
+            // Two copies of each tile, rows of 32 + 8 and 128 + 8 halves; the copy read
+            // at step k_outer (of 2 in the loop: k_outer % 2 is k_outer).
+            "__shared__ __align__(32) unsigned short A_shared[10240];",
+            "__shared__ __align__(32) unsigned short B_shared[8704];",
+            "*reinterpret_cast<uint4*>(&A_shared[",
+            "k_outer * 5120], (int)(40));",
+            "k_outer * 4352], (int)(136));",
+        ],
+    );
+    assert_eq!(dims(&src, &[]), ([1, 2, 1], [32, 2, 4]));
+    assert!(!src.code.contains("lf_f16_to_f32"), "{}", src.code);
 }
 
 #[test]

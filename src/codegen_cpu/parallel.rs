@@ -124,6 +124,11 @@ impl<'a, 'f> FnGen<'a, 'f> {
             },
         )?;
         let fr = self.cx.module.declare_func_in_func(task, self.b.func);
+        // Not colocated: the address is a 64-bit absolute relocation, not a 32-bit
+        // PC-relative one. The JIT maps each piece of code separately, and in a process
+        // whose address space is crowded (a CUDA driver reserves terabytes) the task and
+        // its caller can land more than 2 GiB apart.
+        self.b.func.dfg.ext_funcs[fr].colocated = false;
         let fp = self.b.ins().func_addr(types::I64, fr);
         self.call_helper(PARALLEL_FOR, &[fp, ctx, ext])?;
         Ok(())

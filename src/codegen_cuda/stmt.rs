@@ -374,6 +374,9 @@ impl<'a> Emitter<'a> {
         }
         let (name, flat) = self.access(buf, indices)?;
         let lanes = self.lanes(&flat).max(self.lanes(value));
+        if self.copy(buf, &name, &flat, value, lanes)? {
+            return Ok(());
+        }
         if lanes == 1 {
             let (i, v) = (self.text(&flat, 0)?, self.text(value, 0)?);
             let v = self.mem_value(buf.dtype(), v);
@@ -421,6 +424,51 @@ impl<'a> Emitter<'a> {
             }
         }
         Ok(())
+    }
+
+    /// A store whose value is a load of the same dtype (a cache stage's copy), when it
+    /// can be a plain copy: one element as its bits (a half is not converted through
+    /// float and back), or 16 bytes as one `uint4` when both sides are aligned unit
+    /// ramps of 16 bytes outside `local` arrays. `false`: not such a copy, nothing
+    /// emitted.
+    fn copy(
+        &mut self,
+        buf: &Buffer,
+        name: &str,
+        flat: &Expr,
+        value: &Expr,
+        lanes: u32,
+    ) -> Result<bool> {
+        let ExprNode::Load(src, idx) = value.node() else {
+            return Ok(false);
+        };
+        if src.dtype() != buf.dtype() {
+            return Ok(false);
+        }
+        let (src_name, src_flat) = self.access(src, idx)?;
+        if lanes == 1 {
+            let (i, j) = (self.text(flat, 0)?, self.text(&src_flat, 0)?);
+            self.line(&format!("{}[{}] = {}[{}];", name, i, src_name, j));
+            return Ok(true);
+        }
+        if lanes as usize * buf.dtype().bytes() != 16
+            || buf.scope() == Scope::Local
+            || src.scope() == Scope::Local
+        {
+            return Ok(false);
+        }
+        let (Some(d), Some(sb)) = (
+            self.aligned_unit_ramp(flat, lanes),
+            self.aligned_unit_ramp(&src_flat, lanes),
+        ) else {
+            return Ok(false);
+        };
+        let (d, sb) = (self.text(&d, 0)?, self.text(&sb, 0)?);
+        self.line(&format!(
+            "*reinterpret_cast<uint4*>(&{}[{}]) = *reinterpret_cast<const uint4*>(&{}[{}]);",
+            name, d, src_name, sb
+        ));
+        Ok(true)
     }
 
     /// A 16-byte vector store (`float4`, `double2`, `int4`, `longlong2`). Unit-stride

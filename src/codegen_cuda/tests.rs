@@ -597,6 +597,55 @@ fn vectors_are_16_byte_accesses_or_lane_by_lane() {
 }
 
 #[test]
+fn copies_move_bits_sixteen_bytes_at_a_time() {
+    // f16 copies: a scalar one keeps the bits (no conversion through float), an aligned
+    // 8-lane one is one uint4 move, one into a local array stays lane by lane.
+    let (a, c) = (buf("A", DType::F16, 64), buf("C", DType::F16, 64));
+    let l = buf_in("L", DType::F16, 8, Scope::Local);
+    let (t, x) = (v("t"), v("x"));
+    let ramp = |base: Expr| Expr::new(ExprNode::Ramp(base, 1, 8));
+    let body = bind(
+        &t,
+        8,
+        "threadIdx.x",
+        Stmt::Let {
+            var: x.clone(),
+            value: t.expr() * 8,
+            body: Box::new(alloc(
+                &l,
+                Stmt::seq(vec![
+                    st(&c, t.expr(), ld(&a, t.expr() + 1)),
+                    Stmt::Store {
+                        buf: c.clone(),
+                        indices: vec![ramp(x.expr())],
+                        value: a.load(vec![ramp(x.expr())]),
+                    },
+                    Stmt::Store {
+                        buf: l.clone(),
+                        indices: vec![ramp(Expr::int(0))],
+                        value: a.load(vec![ramp(x.expr())]),
+                    },
+                    st(&c, t.expr(), ld(&l, 3)),
+                ]),
+            )),
+        },
+    );
+    let src = emit(&func(vec![a, c], body)).unwrap();
+    let code = &src.code;
+    assert!(code.contains("C[t] = A[t + 1];"), "{}", code);
+    assert!(
+        code.contains(
+            "*reinterpret_cast<uint4*>(&C[x]) = *reinterpret_cast<const uint4*>(&A[x]);"
+        ),
+        "{}",
+        code
+    );
+    assert!(!code.contains("reinterpret_cast<uint4*>(&L"), "{}", code);
+    assert!(code.contains("C[t] = L[3];"), "{}", code);
+    compiles(&src);
+}
+
+#[test]
 fn multi_dimensional_access_is_flattened() {
     let a = Buffer::new(
         "A",

@@ -179,7 +179,8 @@ fn doubled_buffer(b: &Buffer) -> Buffer {
     }
 }
 
-/// Every access to `b` in `s` goes to copy `slot` of `b2`.
+/// Every access to `b` in `s` goes to copy `slot` of `b2`: loads, stores and the tiles
+/// of tensor-intrinsic calls.
 fn with_slot(s: &Stmt, b: &Buffer, b2: &Buffer, slot: &Expr) -> Stmt {
     let fix_expr = |e: &Expr| -> Expr {
         e.mutate(&mut |x| match x.node() {
@@ -214,6 +215,19 @@ fn with_slot(s: &Stmt, b: &Buffer, b2: &Buffer, slot: &Expr) -> Stmt {
                     value,
                 }
             }
+        }
+        Stmt::Intrinsic(c) => {
+            let mut c = c.clone();
+            for o in &mut c.operands {
+                o.index = o.index.iter().map(fix_expr).collect();
+                o.strides = o.strides.iter().map(fix_expr).collect();
+                if o.buf.name() == b.name() {
+                    o.buf = b2.clone();
+                    o.index.insert(0, slot.clone());
+                }
+            }
+            c.extents = c.extents.iter().map(fix_expr).collect();
+            Stmt::Intrinsic(c)
         }
         other => other.map(&mut |x| with_slot(x, b, b2, slot), &mut |e| fix_expr(e)),
     }

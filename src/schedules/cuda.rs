@@ -205,13 +205,17 @@ pub fn matmul_cuda_with(c: &Tensor, cfg: CudaMatmulConfig) -> Result<Schedule> {
 }
 
 /// The tensor-core GEMM schedule of `c = sum_k f32(a[i, k]) * f32(b[k, j])` with float16
-/// `a` (`M x K`) and `b` (`K x N`): TVM's wmma schedule. A block computes a 64x64 tile of
-/// `C` with 4 warps (2x2, bound to `threadIdx.y/z`), each a 32x32 tile of 2x2 16x16
-/// accumulator fragments (`C.wmma.accumulator`). At every 32-deep step of the reduction
-/// the block copies its `A` and `B` tiles to shared memory (all 128 threads); at every
-/// 16-deep step each warp loads its fragments (`wmma_load_a/b`) and multiplies
-/// (`wmma_mma`); the accumulators are stored with `wmma_store`. Needs `M`, `N` multiples
-/// of 64 and `K` of 32 (a typed error otherwise).
+/// `a` (`M x K`) and `b` (`K x N`), after TVM's wmma schedule. A block computes a 128x128
+/// tile of `C` with 8 warps (2x4, bound to `threadIdx.y/z`), each a 64x32 tile of 4x2
+/// 16x16 accumulator fragments (`C.wmma.accumulator`); where `M` or `N` is not a multiple
+/// of 128, a 64x64 tile with 4 warps (2x2) of 2x2 fragments. At every 32-deep step of the
+/// reduction the block copies its `A` and `B` tiles to shared memory, 16 bytes per thread
+/// at a time, double buffered (the next step's tiles are fetched while this step's are
+/// read), with each shared row padded by 8 halves (16 bytes) so that the rows a fragment
+/// load reads start in different banks; at every 16-deep step each warp loads its
+/// fragments (`wmma_load_a/b`) and multiplies (`wmma_mma`); the accumulators are stored
+/// with `wmma_store`. Needs `M`, `N` multiples of 64 and `K` of 32 (a typed error
+/// otherwise).
 pub fn matmul_cuda_tensorcore(c: &Tensor) -> Result<Schedule> {
     use crate::intrinsics::{wmma_load_a, wmma_load_b, wmma_mma, wmma_store};
     let not = |m: String| Error::InvalidExpr(format!("matmul_cuda_tensorcore: {}", m));
@@ -236,6 +240,13 @@ pub fn matmul_cuda_tensorcore(c: &Tensor) -> Result<Schedule> {
     if a.dtype() != crate::te::DType::F16 || b.dtype() != crate::te::DType::F16 {
         return Err(not("the operands must be float16".into()));
     }
+    // Block tile and warps (rows x columns of warps).
+    let (bm, bn, wm, wn) = if m % 128 == 0 && n % 128 == 0 {
+        (128, 128, 2, 4)
+    } else {
+        (64, 64, 2, 2)
+    };
+    const BK: i64 = 32;
     let mut s = create_schedule(&[c.clone()])?;
     let cf = s.cache_write(c, "wmma.accumulator")?;
     let a_sh = s.cache_read(&a, "shared", &[&cf])?;
@@ -243,12 +254,13 @@ pub fn matmul_cuda_tensorcore(c: &Tensor) -> Result<Schedule> {
     let af = s.cache_read(&a_sh, "wmma.matrix_a", &[&cf])?;
     let bf = s.cache_read(&b_sh, "wmma.matrix_b", &[&cf])?;
 
-    // C: blocks of 64x64, warps of 32x32, fragments of 16x16 stored by wmma_store.
+    // C: blocks of bm x bn, warps of (bm / wm) x (bn / wn), fragments of 16x16 stored by
+    // wmma_store.
     let [i, j] = s.axes2(c)?;
-    let (bi, ii) = s.split(c, &i, 64)?;
-    let (bj, jj) = s.split(c, &j, 64)?;
-    let (wi, ri) = s.split(c, &ii, 32)?;
-    let (wj, rj) = s.split(c, &jj, 32)?;
+    let (bi, ii) = s.split(c, &i, bm)?;
+    let (bj, jj) = s.split(c, &j, bn)?;
+    let (wi, ri) = s.split(c, &ii, bm / wm)?;
+    let (wj, rj) = s.split(c, &jj, bn / wn)?;
     let (fi, i16) = s.split(c, &ri, 16)?;
     let (fj, j16) = s.split(c, &rj, 16)?;
     s.reorder(c, &[&bi, &bj, &wi, &wj, &fi, &fj, &i16, &j16])?;
@@ -265,7 +277,7 @@ pub fn matmul_cuda_tensorcore(c: &Tensor) -> Result<Schedule> {
     s.compute_at(&cf, c, &wj)?;
     let [ci, cj] = s.axes2(&cf)?;
     let kx = s.reduce_axes(&cf)?.remove(0);
-    let (ko, kr) = s.split(&cf, &kx, 32)?;
+    let (ko, kr) = s.split(&cf, &kx, BK)?;
     let (ki, k16) = s.split(&cf, &kr, 16)?;
     let (cfi, ci16) = s.split(&cf, &ci, 16)?;
     let (cfj, cj16) = s.split(&cf, &cj, 16)?;
@@ -277,9 +289,8 @@ pub fn matmul_cuda_tensorcore(c: &Tensor) -> Result<Schedule> {
 
     // Fragments of A and B at every 16-deep step.
     s.compute_at(&af, &cf, &ki)?;
-    let [ar, ac] = s.axes2(&af)?;
+    let [ar, _] = s.axes2(&af)?;
     let (afo, a16) = s.split(&af, &ar, 16)?;
-    let _ = ac;
     s.unroll(&af, &afo)?;
     s.tensorize(&af, &a16, &wmma_load_a()?)?;
     s.compute_at(&bf, &cf, &ki)?;
@@ -289,18 +300,24 @@ pub fn matmul_cuda_tensorcore(c: &Tensor) -> Result<Schedule> {
     s.unroll(&bf, &bfo)?;
     s.tensorize(&bf, &br, &wmma_load_b()?)?;
 
-    // Shared tiles at every 32-deep step, copied by the 128 threads of the block.
-    for sh in [&a_sh, &b_sh] {
+    // Shared tiles at every 32-deep step, copied by all the block's threads in 16-byte
+    // vectors of 8 halves, double buffered; rows padded by 8 halves.
+    for (sh, row) in [(&a_sh, BK), (&b_sh, bn)] {
         s.compute_at(sh, &cf, &ko)?;
         let [d0, d1] = s.axes2(sh)?;
-        let f = s.fuse(sh, &[&d0, &d1])?;
+        s.storage_align(sh, &d0, row, 8)?;
+        let (d1o, v) = s.split(sh, &d1, 8)?;
+        let f = s.fuse(sh, &[&d0, &d1o])?;
         let (f1, tx) = s.split(sh, &f, 32)?;
-        let (f2, ty) = s.split(sh, &f1, 2)?;
-        let (fo, tz) = s.split(sh, &f2, 2)?;
-        s.reorder(sh, &[&fo, &tz, &ty, &tx])?;
+        let (f2, ty) = s.split(sh, &f1, wm)?;
+        let (fo, tz) = s.split(sh, &f2, wn)?;
+        s.reorder(sh, &[&fo, &tz, &ty, &tx, &v])?;
+        s.unroll(sh, &fo)?;
         s.bind(sh, &tz, "threadIdx.z")?;
         s.bind(sh, &ty, "threadIdx.y")?;
         s.bind(sh, &tx, "threadIdx.x")?;
+        s.vectorize(sh, &v)?;
+        s.double_buffer(sh)?;
     }
     Ok(s)
 }
