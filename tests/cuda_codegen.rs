@@ -989,7 +989,8 @@ fn tensor_core_gemm_through_tensorize() {
         );
     }
     // 128x128 blocks of 2x4 warps where M and N allow, each warp 4x2 fragments; shared
-    // tiles fetched as 16-byte vectors into rows padded by 8 halves, double buffered.
+    // tiles fetched with 16-byte asynchronous copies into rows padded by 8 halves,
+    // double buffered.
     let (m, n, k) = (256, 128, 96);
     let (a, b, c) = matmul_f16(m, n, k);
     let args = [a.clone(), b.clone(), c.clone()];
@@ -1009,7 +1010,11 @@ fn tensor_core_gemm_through_tensorize() {
             // at step k_outer (of 2 in the loop: k_outer % 2 is k_outer).
             "__shared__ __align__(32) unsigned short A_shared[10240];",
             "__shared__ __align__(32) unsigned short B_shared[8704];",
-            "*reinterpret_cast<uint4*>(&A_shared[",
+            // Asynchronous 16-byte copies, waited for before each barrier.
+            "lf_cp_async16(&A_shared[",
+            "lf_cp_async16(&B_shared[",
+            "cp.async.cg.shared.global [%0], [%1], 16;",
+            "lf_cp_async_wait();\n    __syncthreads();",
             "k_outer * 5120], (int)(40));",
             "k_outer * 4352], (int)(136));",
         ],

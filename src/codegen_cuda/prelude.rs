@@ -15,7 +15,10 @@
 //!   expressions as the `float` of its value; `lf_round_f16` / `lf_round_bf16` round a
 //!   `float` to the half type and back, after every operation on halves. The conversions
 //!   are opaque to the compiler (inline assembly, integer operations), so a half
-//!   `a * b + c` is never contracted into an FMA.
+//!   `a * b + c` is never contracted into an FMA;
+//! - `lf_cp_async16` / `lf_cp_async_wait`: an asynchronous 16-byte copy from global to
+//!   shared memory (PTX `cp.async.cg`, compute capability 8.0 and up; a plain copy
+//!   below), and the wait for every copy the thread issued, put before each barrier.
 
 /// One helper function of the prelude.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -55,6 +58,10 @@ pub(crate) enum Helper {
     FminF64,
     /// NaN-propagating `double` maximum.
     FmaxF64,
+    /// Asynchronous 16-byte copy from global to shared memory.
+    CpAsync16,
+    /// Wait for the thread's asynchronous copies.
+    CpAsyncWait,
 }
 
 impl Helper {
@@ -78,6 +85,8 @@ impl Helper {
             Helper::FmaxF32 => "lf_fmax_f32",
             Helper::FminF64 => "lf_fmin_f64",
             Helper::FmaxF64 => "lf_fmax_f64",
+            Helper::CpAsync16 => "lf_cp_async16",
+            Helper::CpAsyncWait => "lf_cp_async_wait",
         }
     }
 
@@ -150,6 +159,12 @@ impl Helper {
             Helper::FmaxF32 => minmax("float", ">", "signbit(x) ? y : x"),
             Helper::FminF64 => minmax("double", "<", "signbit(x) ? x : y"),
             Helper::FmaxF64 => minmax("double", ">", "signbit(x) ? y : x"),
+            Helper::CpAsync16 => format!(
+                "{H} void {n}(void* dst, const void* src) {{\n#if __CUDA_ARCH__ >= 800\n  unsigned long long s;\n  asm(\"cvta.to.shared.u64 %0, %1;\" : \"=l\"(s) : \"l\"(dst));\n  asm volatile(\"cp.async.cg.shared.global [%0], [%1], 16;\" :: \"l\"(s), \"l\"(src) : \"memory\");\n#else\n  *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);\n#endif\n}}\n"
+            ),
+            Helper::CpAsyncWait => format!(
+                "{H} void {n}() {{\n#if __CUDA_ARCH__ >= 800\n  asm volatile(\"cp.async.wait_all;\" ::: \"memory\");\n#endif\n}}\n"
+            ),
         }
     }
 }

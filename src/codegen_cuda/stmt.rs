@@ -72,6 +72,10 @@ pub(crate) struct Emitter<'a> {
     /// Names of the enclosing loops bound to `threadIdx.x` (warp-collective calls may not
     /// depend on the lane).
     lane_loops: Vec<String>,
+    /// Shared buffers whose 16-byte copies from global memory may be asynchronous (see
+    /// [`async_copy_targets`]); when there are any, every barrier waits for the thread's
+    /// copies first.
+    async_bufs: HashSet<String>,
 }
 
 impl<'a> Emitter<'a> {
@@ -218,6 +222,10 @@ impl<'a> Emitter<'a> {
                         "kernel {}: a barrier (__syncthreads()) would run only in the threads with {}, but every thread of a block must reach it; bind loops of equal extent to that thread axis",
                         self.func.name, g
                     )));
+                }
+                if !self.async_bufs.is_empty() {
+                    self.use_helper(Helper::CpAsyncWait);
+                    self.line(&format!("{}();", Helper::CpAsyncWait.name()));
                 }
                 self.line("__syncthreads();");
                 Ok(())
@@ -429,8 +437,8 @@ impl<'a> Emitter<'a> {
     /// A store whose value is a load of the same dtype (a cache stage's copy), when it
     /// can be a plain copy: one element as its bits (a half is not converted through
     /// float and back), or 16 bytes as one `uint4` when both sides are aligned unit
-    /// ramps of 16 bytes outside `local` arrays. `false`: not such a copy, nothing
-    /// emitted.
+    /// ramps of 16 bytes outside `local` arrays (an asynchronous copy from global into
+    /// one of [`async_copy_targets`]). `false`: not such a copy, nothing emitted.
     fn copy(
         &mut self,
         buf: &Buffer,
@@ -464,6 +472,12 @@ impl<'a> Emitter<'a> {
             return Ok(false);
         };
         let (d, sb) = (self.text(&d, 0)?, self.text(&sb, 0)?);
+        if self.async_bufs.contains(buf.name()) && src.scope() == Scope::Global {
+            let f = Helper::CpAsync16.name();
+            self.use_helper(Helper::CpAsync16);
+            self.line(&format!("{}(&{}[{}], &{}[{}]);", f, name, d, src_name, sb));
+            return Ok(true);
+        }
         self.line(&format!(
             "*reinterpret_cast<uint4*>(&{}[{}]) = *reinterpret_cast<const uint4*>(&{}[{}]);",
             name, d, src_name, sb
@@ -822,6 +836,52 @@ fn contains_load(e: &Expr) -> bool {
     found
 }
 
+/// The shared buffers that may be filled by asynchronous copies (`cp.async`): those
+/// computed in `Produce` blocks of their own name that never read them. Every barrier
+/// then waits for the thread's copies, and that suffices: `storage_sync` puts a barrier
+/// after each computation of a shared buffer before anything reads it, and the
+/// double-buffered loop reads, before its closing barrier, only the other copy than the
+/// one its prefetch fills.
+fn async_copy_targets(body: &Stmt) -> HashSet<String> {
+    let mut shared = HashSet::new();
+    body.visit(&mut |s| {
+        if let Stmt::Allocate { buf, .. } = s {
+            if buf.scope() == Scope::Shared {
+                shared.insert(buf.name().to_string());
+            }
+        }
+    });
+    let mut produced = HashSet::new();
+    let mut self_read = HashSet::new();
+    body.visit(&mut |s| {
+        let Stmt::Produce { name, body } = s else {
+            return;
+        };
+        if !shared.contains(name) {
+            return;
+        }
+        produced.insert(name.clone());
+        let mut reads = false;
+        body.visit(&mut |x| {
+            if let Stmt::Intrinsic(c) = x {
+                let n = c.operands.len().saturating_sub(1);
+                reads |= c.operands[..n].iter().any(|o| o.buf.name() == name);
+            }
+        });
+        body.visit_exprs(&mut |e| {
+            e.visit(&mut |y| {
+                reads |= matches!(y.node(), ExprNode::Load(b, _) if b.name() == name);
+                !reads
+            })
+        });
+        if reads {
+            self_read.insert(name.clone());
+        }
+    });
+    produced.retain(|n| !self_read.contains(n));
+    produced
+}
+
 /// Emit the CUDA source of `func`, whose kernel is described by `plan`.
 pub(crate) fn emit_source(func: &LoweredFunc, plan: &KernelPlan<'_>) -> Result<CudaSource> {
     let mut e = Emitter {
@@ -839,6 +899,7 @@ pub(crate) fn emit_source(func: &LoweredFunc, plan: &KernelPlan<'_>) -> Result<C
         let_values: HashMap::new(),
         intrin_sources: Vec::new(),
         lane_loops: Vec::new(),
+        async_bufs: async_copy_targets(&func.body),
     };
     let kernel_name = e.names.fresh(&format!("{}_kernel", sanitize(&func.name)));
 

@@ -646,6 +646,66 @@ fn copies_move_bits_sixteen_bytes_at_a_time() {
 }
 
 #[test]
+fn shared_tiles_filled_from_global_memory_by_asynchronous_copies() {
+    // A shared buffer computed by 16-byte copies from global memory, in a `Produce` that
+    // does not read it: `cp.async`, and every barrier waits for the copies. When the
+    // computation also reads the buffer, the copies stay synchronous.
+    let kernel = |self_read: bool| {
+        let (a, c) = (buf("A", DType::F32, 64), buf("C", DType::F32, 64));
+        let sh = buf_in("S", DType::F32, 64, Scope::Shared);
+        let t = v("t");
+        let ramp = |base: Expr| Expr::new(ExprNode::Ramp(base, 1, 4));
+        let mut produce = vec![Stmt::Store {
+            buf: sh.clone(),
+            indices: vec![ramp(t.expr() * 4)],
+            value: a.load(vec![ramp(t.expr() * 4)]),
+        }];
+        if self_read {
+            produce.push(st(
+                &sh,
+                t.expr(),
+                bin(BinOp::Add, ld(&sh, t.expr()), Expr::float_of(1.0, DType::F32)),
+            ));
+        }
+        let body = bind(
+            &t,
+            16,
+            "threadIdx.x",
+            alloc(
+                &sh,
+                Stmt::seq(vec![
+                    Stmt::Produce {
+                        name: "S".into(),
+                        body: Box::new(Stmt::seq(produce)),
+                    },
+                    Stmt::Barrier,
+                    st(&c, t.expr(), ld(&sh, (t.expr() * 3) % 64)),
+                ]),
+            ),
+        );
+        emit(&func(vec![a, c], body)).unwrap()
+    };
+    let src = kernel(false);
+    let code = &src.code;
+    assert!(code.contains("lf_cp_async16(&S[t * 4], &A[t * 4]);"), "{}", code);
+    assert!(
+        code.contains("lf_cp_async_wait();\n  __syncthreads();"),
+        "{}",
+        code
+    );
+    compiles(&src);
+    let src = kernel(true);
+    let code = &src.code;
+    assert!(!code.contains("lf_cp_async"), "{}", code);
+    assert!(
+        code.contains("*reinterpret_cast<uint4*>(&S[t * 4]) = *reinterpret_cast<const uint4*>(&A[t * 4]);"),
+        "{}",
+        code
+    );
+    compiles(&src);
+}
+
+#[test]
 fn multi_dimensional_access_is_flattened() {
     let a = Buffer::new(
         "A",
