@@ -167,6 +167,35 @@ impl Kernel {
         }
     }
 
+    /// Which parameters are inputs (placeholders), in parameter order.
+    pub(crate) fn input_params(&self) -> &[bool] {
+        &self.is_input
+    }
+
+    /// Launch the CUDA kernel on arrays already on the GPU, without waiting: `args` in
+    /// parameter order, each a device address with the shape and dtype of the array
+    /// there (checked against the parameters as [`call`](Self::call) checks arrays).
+    ///
+    /// # Safety
+    /// Each address must be a live allocation on the kernel's device of at least the
+    /// bytes of its shape and dtype, alive until the kernel is done.
+    pub(crate) unsafe fn launch_on_device(
+        &self,
+        args: &[(u64, &[usize], crate::te::DType)],
+    ) -> Result<()> {
+        let Backend::Cuda(m) = &self.backend else {
+            return Err(Error::Target(format!(
+                "kernel {} was not compiled for CUDA",
+                self.func.name
+            )));
+        };
+        let meta: Vec<(&[usize], crate::te::DType)> = args.iter().map(|a| (a.1, a.2)).collect();
+        let shape_vals = bind_args(&self.func, &meta)?;
+        let ptrs: Vec<u64> = args.iter().map(|a| a.0).collect();
+        // Safety: the caller's guarantee, and bind_args checked the shapes.
+        unsafe { m.launch_raw(&ptrs, &shape_vals) }
+    }
+
     /// Which parameters the CUDA kernel writes (copied back after a launch).
     fn written_params(&self) -> Vec<bool> {
         let mut w = vec![false; self.func.params.len()];

@@ -130,7 +130,8 @@ fn check(
 }
 
 /// The whole graph built for CUDA (every node's kernel through NVRTC); run on the GPU
-/// where there is one, otherwise `run` must say that no GPU is available.
+/// where there is one (its arrays kept there between the nodes and the runs), otherwise
+/// `run` must say that no GPU is available.
 fn check_cuda(
     g: &Graph,
     params: &HashMap<String, NdArray>,
@@ -169,12 +170,18 @@ fn check_cuda(
     }
     match ex.run() {
         Ok(()) if gpu => {
-            for (i, w) in want.iter().enumerate() {
-                assert_close(
-                    ex.get_output(i).unwrap(),
-                    w,
-                    &format!("{} on the GPU, output {}", what, i),
-                );
+            // Twice: the second run reuses the arrays the first one left on the GPU.
+            for run in 0..2 {
+                if run == 1 {
+                    ex.run().unwrap();
+                }
+                for (i, w) in want.iter().enumerate() {
+                    assert_close(
+                        ex.get_output(i).unwrap(),
+                        w,
+                        &format!("{} on the GPU, output {}, run {}", what, i, run + 1),
+                    );
+                }
             }
         }
         Err(Error::Graph { msg, .. }) | Err(Error::Target(msg)) if !gpu => {

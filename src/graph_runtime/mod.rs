@@ -30,8 +30,11 @@
 //! [`BuildOptions`]), then compiles each node of the resulting graph into one kernel: its
 //! inputs are placeholders, [`ops::compute`] builds its tensor expression and
 //! [`schedule::default_schedule`] its CPU schedule. The executor allocates the buffers of
-//! the memory plan ([`passes::memory_plan`]) once and reuses them across runs.
+//! the memory plan ([`passes::memory_plan`]) once and reuses them across runs; for a model
+//! built for CUDA it keeps them, and the parameters, on the GPU (only the inputs and the
+//! outputs cross to and from the host at each run).
 
+mod device;
 mod graph;
 pub mod models;
 pub mod npy;
@@ -442,6 +445,7 @@ impl CompiledModel {
             inputs: (0..self.graph.values().len()).map(|_| None).collect(),
             owner: vec![None; buffers.len()],
             buffers,
+            device: None,
         }
     }
 }
@@ -456,6 +460,9 @@ pub struct GraphExecutor<'m> {
     buffers: Vec<NdArray>,
     /// The value each buffer holds as of the last run.
     owner: Vec<Option<ValueId>>,
+    /// For a CUDA model: the parameters and the plan's buffers on the GPU (created at the
+    /// first run).
+    device: Option<device::DeviceArrays>,
 }
 
 impl GraphExecutor<'_> {
@@ -521,6 +528,9 @@ impl GraphExecutor<'_> {
                 ));
             }
         }
+        if matches!(self.model.target, Target::Cuda { .. }) {
+            return self.run_on_device();
+        }
         for (node, kernel) in g.nodes().iter().zip(&self.model.kernels) {
             let b = self.model.plan.storage_of[node.output.0].expect("node outputs are planned");
             let info = g.value(node.output);
@@ -555,6 +565,19 @@ impl GraphExecutor<'_> {
         Ok(())
     }
 
+    /// [`run`](Self::run) for a CUDA model: every kernel on the arrays kept on the GPU.
+    fn run_on_device(&mut self) -> Result<()> {
+        self.owner.iter_mut().for_each(|o| *o = None);
+        if self.device.is_none() {
+            self.device = device::DeviceArrays::new(self.model)?;
+        }
+        let Some(dev) = self.device.as_mut() else {
+            return Ok(());
+        };
+        self.owner = dev.run(self.model, &self.inputs, &mut self.buffers)?;
+        Ok(())
+    }
+
     /// Graph output `i` (as of the last run).
     pub fn get_output(&self, i: usize) -> Result<&NdArray> {
         let g = &self.model.graph;
@@ -579,7 +602,8 @@ impl GraphExecutor<'_> {
     /// The array of any value of the model's graph (input, parameter or node output) as of
     /// the last run; `None` for an input not set, and for an intermediate value whose
     /// buffer the memory plan has since given to another value (build without
-    /// `plan_memory` to keep them all).
+    /// `plan_memory` to keep them all). For a model built for CUDA, intermediate values
+    /// stay on the GPU: only inputs, parameters and outputs are here.
     pub fn value(&self, v: ValueId) -> Option<&NdArray> {
         self.array(v)
     }
