@@ -109,8 +109,36 @@ fn run_and_bench_a_saved_model() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["runs"], 5);
     assert_eq!(v["threads"], 2);
+    assert_eq!(v["target"], "cpu");
     let (p50, p90) = (v["p50_ms"].as_f64().unwrap(), v["p90_ms"].as_f64().unwrap());
     assert!(p50 > 0.0 && p50 <= p90, "{}", v);
+}
+
+#[test]
+fn bench_compiles_an_onnx_model_for_the_target_given() {
+    let onnx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/onnx/mlp.onnx");
+    let out = exe()
+        .args(["bench", onnx.to_str().unwrap(), "--target", "interp"])
+        .args(["--repeat", "2", "--warmup", "0", "--json"])
+        .output()
+        .unwrap();
+    succeeded(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["target"], "interp");
+    assert_eq!(v["runs"], 2);
+    // A compiled model keeps the target it was compiled for.
+    let (model, _, _) = saved_model();
+    let out = exe()
+        .args(["bench", model.to_str().unwrap(), "--target", "cuda"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is a compiled model: its target is fixed; --target applies when compiling an .onnx model"),
+        "{}",
+        err
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! ```text
 //! loopforge compile model.onnx -o model.lfm [--target cpu|cuda|interp] [--threads N] [--tuning-log F]
 //! loopforge run model.lfm --input x.npy [--input name=y.npy ...] --output out.npy [--threads N]
-//! loopforge bench model.onnx|model.lfm [--threads N] [--warmup W] [--repeat R] [--json] [--tuning-log F]
+//! loopforge bench model.onnx|model.lfm [--target cpu|cuda|interp] [--threads N] [--warmup W] [--repeat R] [--json] [--tuning-log F]
 //! loopforge tune model.onnx --log F [--threads N] [--trials T] [--repeat R] [--retune]
 //! ```
 //!
@@ -74,6 +74,10 @@ enum Cmd {
         /// Threads (compilation for .onnx, and worker threads).
         #[arg(long)]
         threads: Option<usize>,
+        /// cpu, cuda or interp: what an .onnx model is compiled for (a compiled .lfm
+        /// model keeps its own).
+        #[arg(long)]
+        target: Option<String>,
         /// Untimed runs first.
         #[arg(long, default_value_t = 5)]
         warmup: usize,
@@ -275,14 +279,25 @@ fn tune(model: &Path, log_path: &Path, opts: &TuneOptions) -> Result<()> {
 
 fn load_any(
     path: &Path,
+    target_name: Option<&str>,
     threads: usize,
     tuning_log: Option<&Path>,
     quiet: bool,
 ) -> Result<CompiledModel> {
     match path.extension().and_then(|e| e.to_str()) {
-        Some("onnx") => compile_onnx(path, Target::cpu(), threads, tuning_log, quiet),
+        Some("onnx") => compile_onnx(
+            path,
+            target(target_name.unwrap_or("cpu"))?,
+            threads,
+            tuning_log,
+            quiet,
+        ),
         _ if tuning_log.is_some() => Err(Error::Argument(format!(
             "{} is a compiled model: its schedules are fixed; --tuning-log applies when compiling an .onnx model",
+            path.display()
+        ))),
+        _ if target_name.is_some() => Err(Error::Argument(format!(
+            "{} is a compiled model: its target is fixed; --target applies when compiling an .onnx model",
             path.display()
         ))),
         _ => CompiledModel::load(path),
@@ -325,16 +340,31 @@ fn run(model: &Path, inputs: &[String], outputs: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-fn bench(
-    model: &Path,
+/// What `bench` measures and how.
+struct BenchOptions<'a> {
+    target: Option<&'a str>,
     threads: usize,
     warmup: usize,
     repeat: usize,
     json: bool,
-    tuning_log: Option<&Path>,
-) -> Result<()> {
+    tuning_log: Option<&'a Path>,
+}
+
+fn bench(model: &Path, o: &BenchOptions<'_>) -> Result<()> {
+    let BenchOptions {
+        threads,
+        warmup,
+        repeat,
+        json,
+        ..
+    } = *o;
     let start = Instant::now();
-    let m = load_any(model, threads, tuning_log, json)?;
+    let m = load_any(model, o.target, threads, o.tuning_log, json)?;
+    let target_name = match m.target() {
+        Target::Cpu => "cpu",
+        Target::Cuda { .. } => "cuda",
+        Target::Interp => "interp",
+    };
     let build_s = start.elapsed().as_secs_f64();
     let mut ex = m.executor();
     for (k, &v) in m.graph().inputs().iter().enumerate() {
@@ -361,6 +391,7 @@ fn bench(
             "{}",
             serde_json::json!({
                 "model": model.display().to_string(),
+                "target": target_name,
                 "threads": threads,
                 "runs": t.len(),
                 "build_s": build_s,
@@ -374,10 +405,11 @@ fn bench(
         );
     } else {
         println!(
-            "{}: {} runs after {} warm-up, {} thread(s)\n  min {:.3} ms  p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  max {:.3} ms  mean {:.3} ms\n  load/compile {:.2} s",
+            "{}: {} runs after {} warm-up, {}, {} thread(s)\n  min {:.3} ms  p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  max {:.3} ms  mean {:.3} ms\n  load/compile {:.2} s",
             model.display(),
             t.len(),
             warmup,
+            target_name,
             threads,
             t[0],
             pct(0.5),
@@ -419,13 +451,22 @@ fn main() {
         Cmd::Bench {
             model,
             threads: n,
+            target,
             warmup,
             repeat,
             json,
             tuning_log,
         } => threads(n).and_then(|n| {
             pool(n);
-            bench(&model, n, warmup, repeat, json, tuning_log.as_deref())
+            let o = BenchOptions {
+                target: target.as_deref(),
+                threads: n,
+                warmup,
+                repeat,
+                json,
+                tuning_log: tuning_log.as_deref(),
+            };
+            bench(&model, &o)
         }),
         Cmd::Tune {
             model,
