@@ -445,6 +445,7 @@ fn ir_dump_after_every_pass() {
             "egraph_index",
             "loop_partition",
             "simplify",
+            "vectorize_copies",
             "vectorize",
             "unroll",
             "simplify",
@@ -462,8 +463,9 @@ fn ir_dump_after_every_pass() {
         "storage_sync should be unchanged on the CPU"
     );
     assert!(steps[3].1.is_none(), "double_buffer should be unchanged");
-    assert!(steps[9].1.is_none(), "vectorize should be unchanged");
-    assert!(steps[10].1.is_some(), "unroll should change the IR");
+    assert!(steps[9].1.is_none(), "vectorize_copies should be unchanged");
+    assert!(steps[10].1.is_none(), "vectorize should be unchanged");
+    assert!(steps[11].1.is_some(), "unroll should change the IR");
     assert!(
         steps[1]
             .1

@@ -21,7 +21,9 @@
 //!    and a guarded tail, and loops whose body selects on a boundary condition (padding)
 //!    into select-free interiors and the boundary iterations that keep the select; then
 //!    [`simplify`] again (narrower ranges decide more);
-//! 9. [`vectorize`] — `vectorized` loops become 128-bit vector operations;
+//! 9. [`vectorize_copies`] — plain copy and fill loops (a padding stage's interior)
+//!    split into 4-iteration chunks marked `vectorized` and a tail; then [`vectorize`] —
+//!    `vectorized` loops become 128-bit vector operations;
 //! 10. [`unroll`] — `unrolled` loops become copies of their body;
 //! 11. [`simplify`] again, then [`hoist`] — loop-invariant expressions bound by `let`
 //!     outside the loops that do not change them;
@@ -51,6 +53,7 @@ pub(crate) mod tensorize;
 pub mod thread_limits;
 pub mod unroll;
 pub mod vectorize;
+pub mod vectorize_copies;
 pub mod verify;
 
 use crate::error::{internal, Error, Result};
@@ -182,6 +185,8 @@ fn run_pipeline(
     // Partitioning narrows loop ranges: extents that depended on them may now be constant.
     p.f.body = simplify::simplify_stmt(&p.f.body);
     p.after("simplify", true)?;
+    p.f.body = vectorize_copies::vectorize_copies(&p.f.body);
+    p.after("vectorize_copies", true)?;
     p.f.body = vectorize::vectorize(&p.f.body);
     p.after("vectorize", true)?;
     p.f.body = unroll::unroll(&p.f.body);

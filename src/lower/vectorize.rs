@@ -215,7 +215,7 @@ impl Vec_ {
 }
 
 /// `e = coef * v + rest` with a constant `coef`, if `e` is affine in `v`.
-fn affine(e: &Expr, v: &Var) -> Option<(i64, Expr)> {
+pub(super) fn affine(e: &Expr, v: &Var) -> Option<(i64, Expr)> {
     if !e.uses_var(v) {
         return Some((0, e.clone()));
     }
