@@ -113,6 +113,20 @@ fn winograd_golden_ir_and_replay() {
 }
 
 #[test]
+fn default_mode_keeps_every_thread_busy() {
+    // Per row of tiles from 7 tiles per row up, while there are rows for every thread.
+    let per_row = |tiles, rows, threads| WinogradConfig::for_shape(tiles, rows, threads).per_row;
+    assert!(per_row(28, 28, 16)); // 56x56 on 16 threads
+    assert!(per_row(7, 7, 2)); // 14x14 on 2 threads
+    assert!(!per_row(7, 7, 16)); // 14x14 on 16 threads: the whole image
+    assert!(!per_row(4, 4, 1)); // 7x7: the whole image
+    // `of` reads the tiles and rows (and batch) off the computation.
+    let [_, _, _, _, wino] = pair([2, 16, 14, 14], 16, [1, 1, 1, 1]);
+    assert!(WinogradConfig::of(&wino, 14).unwrap().per_row); // 2 x 7 rows
+    assert!(!WinogradConfig::of(&wino, 15).unwrap().per_row);
+}
+
+#[test]
 fn winograd_errors() {
     // The schedule refuses a direct convolution, naming it.
     let [_, _, direct, _, wino] = pair([1, 16, 6, 6], 16, [1, 1, 1, 1]);

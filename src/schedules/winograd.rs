@@ -30,7 +30,8 @@ fn size(t: &Tensor, d: usize) -> Option<i64> {
 ///   parallel);
 /// - the output's loops `(n, y / 2)` fused and parallel: one row of 2x2 output blocks per
 ///   task, its 2x2 block unrolled, 4 output channels per vector;
-/// - at each row ([`WinogradConfig::per_row`], the default from 7 tiles per row up) or
+/// - at each row ([`WinogradConfig::per_row`], the default from 7 tiles per row up when
+///   there are at least as many rows of tiles as threads) or
 ///   for the whole image first: `wino.v` (input tiles transformed, 4 tiles per vector, the
 ///   16 elements of a tile unrolled so its 16 inputs are loaded once), and `wino.m` (for
 ///   each of the 16 products and block of 16 output channels, `gemm_f32(tiles, 16, kc)`
@@ -41,7 +42,7 @@ fn size(t: &Tensor, d: usize) -> Option<i64> {
 /// A typed error when `out` is not such a computation.
 pub fn conv2d_winograd_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
     let parts = analyze(out)?;
-    let cfg = WinogradConfig::for_shape(parts.tiles_per_row, threads);
+    let cfg = WinogradConfig::for_shape(parts.tiles_per_row, parts.row_tasks, threads);
     schedule(out, parts, cfg)
 }
 
@@ -62,17 +63,22 @@ impl WinogradConfig {
     /// elementwise epilogue `out` reads); the same typed error as
     /// [`conv2d_winograd_cpu`] when `out` is not one.
     pub fn of(out: &Tensor, threads: usize) -> Result<WinogradConfig> {
+        let parts = analyze(out)?;
         Ok(WinogradConfig::for_shape(
-            analyze(out)?.tiles_per_row,
+            parts.tiles_per_row,
+            parts.row_tasks,
             threads,
         ))
     }
 
-    /// The default for `tiles_per_row` tiles (of 2 outputs) along a row: per row from 7
-    /// tiles (a 14-wide output) up.
-    pub fn for_shape(tiles_per_row: i64, threads: usize) -> WinogradConfig {
+    /// The default for `tiles_per_row` tiles (of 2 outputs) along a row and `row_tasks`
+    /// rows of tiles over the batch (the tasks of the per-row mode's parallel loop): per
+    /// row from 7 tiles (a 14-wide output) up, unless there are fewer rows than threads
+    /// (14x14 on 16 threads: 7 tasks would leave 9 threads idle, where the whole image
+    /// has 16 products x the channel blocks to share out).
+    pub fn for_shape(tiles_per_row: i64, row_tasks: i64, threads: usize) -> WinogradConfig {
         WinogradConfig {
-            per_row: tiles_per_row >= 7,
+            per_row: tiles_per_row >= 7 && row_tasks >= threads as i64,
             threads,
         }
     }
@@ -85,6 +91,8 @@ struct Parts {
     v: Tensor,
     m: Tensor,
     tiles_per_row: i64,
+    /// Rows of tiles times the batch.
+    row_tasks: i64,
     channels: i64,
 }
 
@@ -105,11 +113,13 @@ fn analyze(out: &Tensor) -> Result<Parts> {
             "must be 4-d NCHW with the convolution's output channels, a multiple of 16",
         ));
     }
+    let row_tasks = size(&v, 1).unwrap_or(1) * size(&v, 3).unwrap_or(1);
     Ok(Parts {
         xp,
         v,
         m,
         tiles_per_row: tw,
+        row_tasks,
         channels: c,
     })
 }
@@ -126,6 +136,7 @@ fn schedule(out: &Tensor, parts: Parts, cfg: WinogradConfig) -> Result<Schedule>
         m,
         tiles_per_row: tw,
         channels: c,
+        ..
     } = parts;
     let WinogradConfig { per_row, threads } = cfg;
     if threads < 1 {
