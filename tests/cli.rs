@@ -25,7 +25,8 @@ fn tmp(name: &str) -> PathBuf {
     d.join(name)
 }
 
-/// A small conv + relu + dense model compiled through the API and saved.
+/// A small conv + relu + dense model compiled through the API and saved (to a new file at
+/// each call).
 fn saved_model() -> (PathBuf, NdArray, NdArray) {
     let mut g = Graph::new();
     let x = g.input("x", &[1, 2, 6, 6], DType::F32).unwrap();
@@ -48,7 +49,11 @@ fn saved_model() -> (PathBuf, NdArray, NdArray) {
     ex.set_input("x", xa.clone()).unwrap();
     ex.run().unwrap();
     let want = ex.get_output(0).unwrap().clone();
-    let path = tmp("model.lfm");
+    // A file of its own per call: tests run concurrently, and one must not read the
+    // model while another rewrites it.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = tmp(&format!("model{}.lfm", n));
     m.save(&path).unwrap();
     (path, xa, want)
 }
