@@ -48,7 +48,15 @@ fn run(s: &Schedule, args: &[Tensor], h: usize, w: usize, pad: usize, fill: f32)
         let xa = NdArray::from_slice(&[h, w], &a).unwrap();
         let mut p = NdArray::zeros(&[h + 2 * pad, w + 2 * pad], DType::F32);
         k.run(&[&xa], &mut [&mut p]).unwrap();
-        assert_eq!(p.to_vec::<f32>().unwrap(), want, "{:?} {}x{} pad {}", target, h, w, pad);
+        assert_eq!(
+            p.to_vec::<f32>().unwrap(),
+            want,
+            "{:?} {}x{} pad {}",
+            target,
+            h,
+            w,
+            pad
+        );
     }
 }
 

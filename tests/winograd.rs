@@ -120,7 +120,7 @@ fn default_mode_keeps_every_thread_busy() {
     assert!(per_row(7, 7, 2)); // 14x14 on 2 threads
     assert!(!per_row(7, 7, 16)); // 14x14 on 16 threads: the whole image
     assert!(!per_row(4, 4, 1)); // 7x7: the whole image
-    // `of` reads the tiles and rows (and batch) off the computation.
+                                // `of` reads the tiles and rows (and batch) off the computation.
     let [_, _, _, _, wino] = pair([2, 16, 14, 14], 16, [1, 1, 1, 1]);
     assert!(WinogradConfig::of(&wino, 14).unwrap().per_row); // 2 x 7 rows
     assert!(!WinogradConfig::of(&wino, 15).unwrap().per_row);

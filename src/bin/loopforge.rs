@@ -352,14 +352,15 @@ struct BenchOptions<'a> {
 
 fn bench(model: &Path, o: &BenchOptions<'_>) -> Result<()> {
     let BenchOptions {
+        target,
         threads,
         warmup,
         repeat,
         json,
-        ..
+        tuning_log,
     } = *o;
     let start = Instant::now();
-    let m = load_any(model, o.target, threads, o.tuning_log, json)?;
+    let m = load_any(model, target, threads, tuning_log, json)?;
     let target_name = match m.target() {
         Target::Cpu => "cpu",
         Target::Cuda { .. } => "cuda",

@@ -634,9 +634,7 @@ fn copies_move_bits_sixteen_bytes_at_a_time() {
     let code = &src.code;
     assert!(code.contains("C[t] = A[t + 1];"), "{}", code);
     assert!(
-        code.contains(
-            "*reinterpret_cast<uint4*>(&C[x]) = *reinterpret_cast<const uint4*>(&A[x]);"
-        ),
+        code.contains("*reinterpret_cast<uint4*>(&C[x]) = *reinterpret_cast<const uint4*>(&A[x]);"),
         "{}",
         code
     );
@@ -664,7 +662,11 @@ fn shared_tiles_filled_from_global_memory_by_asynchronous_copies() {
             produce.push(st(
                 &sh,
                 t.expr(),
-                bin(BinOp::Add, ld(&sh, t.expr()), Expr::float_of(1.0, DType::F32)),
+                bin(
+                    BinOp::Add,
+                    ld(&sh, t.expr()),
+                    Expr::float_of(1.0, DType::F32),
+                ),
             ));
         }
         let body = bind(
@@ -687,7 +689,11 @@ fn shared_tiles_filled_from_global_memory_by_asynchronous_copies() {
     };
     let src = kernel(false);
     let code = &src.code;
-    assert!(code.contains("lf_cp_async16(&S[t * 4], &A[t * 4]);"), "{}", code);
+    assert!(
+        code.contains("lf_cp_async16(&S[t * 4], &A[t * 4]);"),
+        "{}",
+        code
+    );
     assert!(
         code.contains("lf_cp_async_wait();\n  __syncthreads();"),
         "{}",
@@ -698,7 +704,9 @@ fn shared_tiles_filled_from_global_memory_by_asynchronous_copies() {
     let code = &src.code;
     assert!(!code.contains("lf_cp_async"), "{}", code);
     assert!(
-        code.contains("*reinterpret_cast<uint4*>(&S[t * 4]) = *reinterpret_cast<const uint4*>(&A[t * 4]);"),
+        code.contains(
+            "*reinterpret_cast<uint4*>(&S[t * 4]) = *reinterpret_cast<const uint4*>(&A[t * 4]);"
+        ),
         "{}",
         code
     );
