@@ -80,13 +80,18 @@ struct Opts {
     threads: Vec<usize>,
     json: bool,
     quick: bool,
-    /// Only the workloads whose name starts with this (`--only matmul`).
+    /// Only the workloads whose name starts with this (`--only matmul`,
+    /// `--only conv2d_dw`).
     only: Option<String>,
 }
 
 impl Opts {
+    /// Whether `--only` selects `workload`, or (given a family such as `conv2d`) some
+    /// workload of that family.
     fn wants(&self, workload: &str) -> bool {
-        self.only.as_deref().is_none_or(|p| workload.starts_with(p))
+        self.only
+            .as_deref()
+            .is_none_or(|p| workload.starts_with(p) || p.starts_with(workload))
     }
 }
 

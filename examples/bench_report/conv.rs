@@ -4,7 +4,9 @@
 //! default where it applies; also on weights packed ahead of time, as the graph runtime
 //! runs it) and, for 3x3 stride-1 layers, Winograd's F(2x2, 3x3)
 //! (`schedules::conv2d_winograd_cpu` on weights transformed ahead of time, the graph
-//! runtime's default there), against PyTorch's `conv2d` (oneDNN) where `torch` imports.
+//! runtime's default there); MobileNetV2's depthwise layers with the loops and the
+//! depthwise schedule (`schedules::conv2d_depthwise_cpu`, the graph runtime's default
+//! for them); against PyTorch's `conv2d` (oneDNN) where `torch` imports.
 
 use super::{check, child_json, measure, Opts, Row};
 use loopforge::graph_runtime::ops::{
@@ -15,8 +17,9 @@ use loopforge::graph_runtime::{Conv2dAttrs, WeightLayout};
 use loopforge::prelude::*;
 use std::process::Command;
 
-/// One ResNet-18 convolution: name, input channels, output channels, input size, kernel,
-/// stride, padding.
+/// One convolution: name, input channels, output channels, input size, kernel, stride,
+/// padding, groups (ResNet-18's layers have one; MobileNetV2's depthwise layers as many
+/// as channels).
 pub struct ConvShape {
     pub name: &'static str,
     pub c: usize,
@@ -25,6 +28,7 @@ pub struct ConvShape {
     pub k: usize,
     pub stride: usize,
     pub pad: usize,
+    pub groups: usize,
 }
 
 impl ConvShape {
@@ -33,15 +37,15 @@ impl ConvShape {
     }
     fn flops(&self) -> f64 {
         let ohw = self.out_hw();
-        2.0 * (self.o * ohw * ohw * self.c * self.k * self.k) as f64
+        2.0 * (self.o * ohw * ohw * (self.c / self.groups) * self.k * self.k) as f64
     }
     pub fn workload(&self) -> String {
         format!("conv2d_{}", self.name)
     }
 }
 
-/// The layers measured (`--quick`: the first two).
-pub fn shapes(quick: bool) -> Vec<ConvShape> {
+/// The layers measured (`--quick`: the first two; `--only`: those it names).
+pub fn shapes(o: &Opts) -> Vec<ConvShape> {
     let s = |name, c, o, hw, k, stride, pad| ConvShape {
         name,
         c,
@@ -50,6 +54,12 @@ pub fn shapes(quick: bool) -> Vec<ConvShape> {
         k,
         stride,
         pad,
+        groups: 1,
+    };
+    // MobileNetV2's depthwise 3x3 layers (batch 1, 224x224 input).
+    let dw = |name, c, hw, stride| ConvShape {
+        groups: c,
+        ..s(name, c, c, hw, 3, stride, 1)
     };
     let all = vec![
         s("64x56_3x3", 64, 64, 56, 3, 1, 1),
@@ -59,28 +69,33 @@ pub fn shapes(quick: bool) -> Vec<ConvShape> {
         s("64to128_3x3_s2", 64, 128, 56, 3, 2, 1),
         s("64to128_1x1_s2", 64, 128, 56, 1, 2, 0),
         s("3to64_7x7_s2", 3, 64, 224, 7, 2, 3),
+        dw("dw32x112_3x3", 32, 112, 1),
+        dw("dw144x56_3x3", 144, 56, 1),
+        dw("dw144x56_3x3_s2", 144, 56, 2),
+        dw("dw384x14_3x3", 384, 14, 1),
+        dw("dw960x7_3x3", 960, 7, 1),
     ];
-    if quick {
-        all.into_iter().take(2).collect()
-    } else {
-        all
-    }
+    let n = if o.quick { 2 } else { all.len() };
+    all.into_iter()
+        .take(n)
+        .filter(|s| o.wants(&s.workload()))
+        .collect()
 }
 
 /// loopforge's rows for every shape.
 pub fn conv_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
     let mut rows = vec![];
-    for sh in shapes(o.quick) {
+    for sh in shapes(o) {
         let wl = sh.workload();
         let attrs = Conv2dAttrs {
             stride: [sh.stride; 2],
             padding: [sh.pad; 4],
             dilation: [1; 2],
-            groups: 1,
+            groups: sh.groups,
             ..Conv2dAttrs::default()
         };
         let xs = [1, sh.c, sh.hw, sh.hw];
-        let ws = [sh.o, sh.c, sh.k, sh.k];
+        let ws = [sh.o, sh.c / sh.groups, sh.k, sh.k];
         let ohw = sh.out_hw();
         let os = [1, sh.o, ohw, ohw];
         let dims = |v: &[usize]| v.iter().map(|&d| Expr::from(d as i64)).collect::<Vec<_>>();
@@ -100,40 +115,54 @@ pub fn conv_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
         let wp = placeholder(&dims(&pws), DType::F32, "w");
         let pout = conv2d(&x, &wp, &xs, &pws, &pattrs, &os);
         let pargs = [x, wp, pout.clone()];
-        let pwa = pack_ohwi16o(&wa)?;
+        let grouped = sh.groups > 1;
+        let pwa = if grouped {
+            wa.clone()
+        } else {
+            pack_ohwi16o(&wa)?
+        };
         // Winograd's F(2x2, 3x3) on weights transformed ahead of time (the graph build's
         // default for 3x3 stride-1 convolutions over 16+ channels).
         let us = winograd_weight_shape(sh.o, sh.c);
         let u = placeholder(&dims(&us), DType::F32, "u");
         let wout = conv2d_winograd(&args[0], &xs, &u, &us, [sh.pad; 4]);
         let wargs = [args[0].clone(), u, wout.clone()];
-        let winograd = sh.k == 3 && sh.stride == 1 && sh.c >= 16;
+        let winograd = sh.k == 3 && sh.stride == 1 && sh.c >= 16 && !grouped;
         let uwa = if winograd {
             winograd_weights_f23(&wa)?
         } else {
             wa.clone()
         };
         let mut reference: Option<Vec<f32>> = None;
-        let mut candidates = vec![
-            (
-                "loopforge_conv2d_loops",
-                loopforge::graph_runtime::schedule::conv2d_loops(&out, threads),
+        let mut candidates = vec![(
+            "loopforge_conv2d_loops",
+            loopforge::graph_runtime::schedule::conv2d_loops(&out, threads),
+            &args,
+            &wa,
+        )];
+        if grouped {
+            candidates.push((
+                "loopforge_conv2d_depthwise",
+                loopforge::schedules::conv2d_depthwise_cpu(&out, threads),
                 &args,
                 &wa,
-            ),
-            (
-                "loopforge_conv2d_tensorized",
-                loopforge::schedules::conv2d_nchw_cpu_tensorized(&out, threads),
-                &args,
-                &wa,
-            ),
-            (
-                "loopforge_conv2d_tensorized_prepacked",
-                loopforge::schedules::conv2d_nchw_cpu_tensorized(&pout, threads),
-                &pargs,
-                &pwa,
-            ),
-        ];
+            ));
+        } else {
+            candidates.extend([
+                (
+                    "loopforge_conv2d_tensorized",
+                    loopforge::schedules::conv2d_nchw_cpu_tensorized(&out, threads),
+                    &args,
+                    &wa,
+                ),
+                (
+                    "loopforge_conv2d_tensorized_prepacked",
+                    loopforge::schedules::conv2d_nchw_cpu_tensorized(&pout, threads),
+                    &pargs,
+                    &pwa,
+                ),
+            ]);
+        }
         if winograd {
             candidates.push((
                 "loopforge_conv2d_winograd",
@@ -177,7 +206,7 @@ pub fn conv_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// Times `torch.nn.functional.conv2d`; argv: shapes as `c,o,hw,k,stride,pad;...`,
+/// Times `torch.nn.functional.conv2d`; argv: shapes as `c,o,hw,k,stride,pad,groups;...`,
 /// threads, budget seconds, minimum repetitions.
 const PY_CONV: &str = r#"
 import json, sys, time
@@ -201,19 +230,24 @@ except Exception as e:
 torch.set_num_threads(threads)
 print(json.dumps(dict(info="torch %s" % torch.__version__)))
 with torch.no_grad():
-    for (c, o, hw, k, s, p), n in zip(shapes, names):
-        x = torch.rand(1, c, hw, hw); w = torch.rand(o, c, k, k)
-        f = lambda: torch.nn.functional.conv2d(x, w, stride=s, padding=p)
+    for (c, o, hw, k, s, p, g), n in zip(shapes, names):
+        x = torch.rand(1, c, hw, hw); w = torch.rand(o, c // g, k, k)
+        f = lambda: torch.nn.functional.conv2d(x, w, stride=s, padding=p, groups=g)
         for _ in range(3): f()
         print(json.dumps(dict(workload=n, impl="torch", median_s=measure(f))), flush=True)
 "#;
 
 /// PyTorch's rows (or one "not available" row per shape).
 pub fn torch_rows(o: &Opts, threads: usize, infos: &mut Vec<String>) -> Vec<Row> {
-    let shapes = shapes(o.quick);
+    let shapes = shapes(o);
     let spec: Vec<String> = shapes
         .iter()
-        .map(|s| format!("{},{},{},{},{},{}", s.c, s.o, s.hw, s.k, s.stride, s.pad))
+        .map(|s| {
+            format!(
+                "{},{},{},{},{},{},{}",
+                s.c, s.o, s.hw, s.k, s.stride, s.pad, s.groups
+            )
+        })
         .collect();
     let names: Vec<String> = shapes.iter().map(|s| s.workload()).collect();
     eprintln!("  torch conv2d threads={}", threads);

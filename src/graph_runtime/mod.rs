@@ -398,6 +398,12 @@ impl CompiledModel {
     pub fn num_kernels(&self) -> usize {
         self.kernels.len()
     }
+    /// The schedule of kernel `i` (node `i` of [`graph`](Self::graph)) as a trace of
+    /// primitives (JSON, as [`Schedule::trace_json`](crate::schedule::Schedule::trace_json)
+    /// writes it); `None` past the last node.
+    pub fn schedule_trace(&self, i: usize) -> Option<&str> {
+        self.traces.get(i).map(String::as_str)
+    }
     /// Number of nodes of the graph given to `build` (before the passes).
     pub fn source_nodes(&self) -> usize {
         self.source_nodes

@@ -10,7 +10,8 @@
 //!   [`crate::schedules::conv2d_winograd_cpu`].
 //! - conv2d: with one group and output channels a multiple of 16, the direct
 //!   convolution on the `gemm_f32` micro-kernel
-//!   ([`crate::schedules::conv2d_nchw_cpu_tensorized`]); otherwise the padding stage
+//!   ([`crate::schedules::conv2d_nchw_cpu_tensorized`]); depthwise (one input channel
+//!   per group): [`crate::schedules::conv2d_depthwise_cpu`]; otherwise the padding stage
 //!   materialized at root (a padded copy of the input, so that
 //!   the convolution's loads are unguarded and vectorize: about 5x faster than inlining
 //!   the `select`); output width split into vectors, the
@@ -87,6 +88,10 @@ pub fn default_schedule(op: &Op, out: &Tensor, threads: usize) -> Result<Schedul
                 None => generic(out, threads),
             }
         }
+        // A convolution the depthwise schedule does not take (grouped with several
+        // channels per group) falls back to the loops.
+        Op::Conv2d(_) if f32 => crate::schedules::conv2d_depthwise_cpu(out, threads)
+            .or_else(|_| conv2d_loops(out, threads)),
         Op::Conv2d(_) | Op::MaxPool2d(_) | Op::AvgPool2d(_) => conv2d_loops(out, threads),
         Op::Softmax { axis } if *axis + 1 == const_shape(out).len() => {
             row_normalization(out, &["den", "max"], threads)

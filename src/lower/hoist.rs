@@ -201,6 +201,18 @@ impl Ctx {
             ExprNode::Var(_) | ExprNode::Int(..) | ExprNode::Float(..)
         );
         if !trivial && e.lanes() == 1 && self.invariant(e) {
+            if let Some((rest, c)) = split_constant(e) {
+                // `x + c`: only `x` moves out, so `k * 58 + 59` and `k * 58 + 62` share
+                // one variable, and the constant stays where the CPU backend folds it
+                // into an access's immediate offset (one live register, not one per
+                // tap of a stencil).
+                let rest = self.expr(&rest);
+                return match c {
+                    0 => rest,
+                    c if c < 0 => rest - Expr::int_of(c.wrapping_neg(), e.dtype()),
+                    c => rest + Expr::int_of(c, e.dtype()),
+                };
+            }
             let k = key(e);
             if let Some((_, _, v)) = self.found.iter().find(|f| f.0 == k) {
                 return v.expr();
@@ -250,4 +262,42 @@ fn flatten_sum(e: &Expr, neg: bool, out: &mut Vec<(Expr, bool)>) {
         }
         _ => out.push((e.clone(), neg)),
     }
+}
+
+/// An integer scalar sum with constant terms and others: the other terms (in order) and
+/// the constants' total. `None` for anything else, for a sum whose first non-constant
+/// term is subtracted, and for a sum of one variable and a constant (nothing worth a
+/// `let`). The other terms contain no constant term, so splitting them again finds none.
+fn split_constant(e: &Expr) -> Option<(Expr, i64)> {
+    if !e.dtype().is_int() || !matches!(e.node(), ExprNode::Binary(BinOp::Add | BinOp::Sub, ..)) {
+        return None;
+    }
+    let mut terms = vec![];
+    flatten_sum(e, false, &mut terms);
+    let mut c: i64 = 0;
+    let mut rest: Option<Expr> = None;
+    let mut n_rest = 0;
+    let mut any_const = false;
+    for (t, neg) in terms {
+        if let Some(v) = t.as_int() {
+            any_const = true;
+            c = if neg {
+                c.wrapping_sub(v)
+            } else {
+                c.wrapping_add(v)
+            };
+            continue;
+        }
+        n_rest += 1;
+        rest = Some(match (rest, neg) {
+            (None, false) => t,
+            // `c - x`: left whole (`0 - x` would be a sum with a constant again).
+            (None, true) => return None,
+            (Some(a), false) => a + t,
+            (Some(a), true) => a - t,
+        });
+    }
+    let rest = rest?;
+    let lone_var = n_rest == 1 && matches!(rest.node(), ExprNode::Var(_));
+    (any_const && !lone_var).then_some((rest, c))
 }

@@ -8,11 +8,15 @@
 //! `ramp(base, stride, W)`, values invariant in the loop are `broadcast` (a select's
 //! invariant condition stays scalar, choosing between whole vectors). Anything else
 //! (other extents, mixed widths, conditionals, inner loops, non-affine indices) is left
-//! as a serial loop: vectorize is a hint, never a change of result.
+//! as a scalar loop, unrolled when it runs at most 4 times (a split's tail): vectorize
+//! is a hint, never a change of result.
 
 use super::ir::{ForKind, Stmt};
 use super::simplify::simplify;
 use crate::te::{BinOp, DType, Expr, ExprNode, Var};
+
+/// Longest `vectorized` loop left scalar that is unrolled rather than kept a loop.
+const TAIL_UNROLL: i64 = 4;
 
 /// Vectorize the loops marked for it.
 pub fn vectorize(s: &Stmt) -> Stmt {
@@ -46,13 +50,14 @@ pub fn vectorize(s: &Stmt) -> Stmt {
                     }
                 }
             }
-            Stmt::for_(
-                f.var.clone(),
-                f.min.clone(),
-                f.extent.clone(),
-                ForKind::Serial,
-                body,
-            )
+            // A short remainder (the tail of a split that does not divide its extent)
+            // is unrolled: its few scalar copies then use constant indices, so a tile
+            // accumulator it updates can stay in registers.
+            let kind = match f.extent.as_int() {
+                Some(n) if (1..=TAIL_UNROLL).contains(&n) => ForKind::Unrolled,
+                _ => ForKind::Serial,
+            };
+            Stmt::for_(f.var.clone(), f.min.clone(), f.extent.clone(), kind, body)
         }
         other => other.map(&mut |x| vectorize(x), &mut |e| e.clone()),
     }

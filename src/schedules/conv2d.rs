@@ -18,7 +18,7 @@ fn not_eligible(out: &Tensor, why: String) -> Error {
 }
 
 /// The reductions that `t` reads through elementwise stages (stopping at each).
-fn reductions_feeding(t: &Tensor) -> Vec<Tensor> {
+pub(crate) fn reductions_feeding(t: &Tensor) -> Vec<Tensor> {
     let mut found: Vec<Tensor> = vec![];
     let mut todo = t.op.input_tensors();
     while let Some(x) = todo.pop() {

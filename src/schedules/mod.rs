@@ -1,10 +1,12 @@
 //! A library of good default schedules for common operators: CPU ([`matmul_cpu`],
+//! [`conv2d_depthwise_cpu`],
 //! [`matmul_cpu_tensorized`], [`conv2d_nchw_cpu_tensorized`], [`conv2d_winograd_cpu`],
 //! [`softmax_rows_tensorized`])
 //! and CUDA ([`matmul_cuda`]).
 
 mod conv2d;
 mod cuda;
+mod depthwise;
 mod matmul;
 pub mod softmax;
 mod winograd;
@@ -15,6 +17,7 @@ pub(crate) use conv2d::{divisors, row_tiles};
 pub use cuda::{
     conv2d_cuda_nchw, matmul_cuda, matmul_cuda_tensorcore, matmul_cuda_with, CudaMatmulConfig,
 };
+pub use depthwise::conv2d_depthwise_cpu;
 pub(crate) use matmul::register_tile;
 pub use matmul::{
     matmul_cpu, matmul_cpu_tensorized, matmul_cpu_tensorized_with, matmul_cpu_with, GemmBlocking,

@@ -1,0 +1,184 @@
+//! The depthwise convolution schedule (`schedules::conv2d_depthwise_cpu`): equal to the
+//! unscheduled computation on the interpreter and the JIT (row widths that are not a
+//! multiple of the vector chunk, stride 2, no padding, a 5x5 window, a channel
+//! multiplier, batch 2, a fused bias + relu, one thread and two), its golden IR, trace
+//! replay, and its errors; and the graph runtime choosing it.
+
+mod common;
+use common::*;
+use loopforge::graph_runtime::ops::conv2d;
+use loopforge::graph_runtime::{self, Conv2dAttrs, Graph};
+use loopforge::prelude::*;
+use loopforge::schedule::Step;
+use loopforge::schedules::conv2d_depthwise_cpu;
+
+fn dims(v: &[usize]) -> Vec<Expr> {
+    v.iter().map(|&d| Expr::from(d as i64)).collect()
+}
+
+/// A grouped convolution of an `xs` input into `o` channels with a `k x k` window:
+/// `(x, w, out)`.
+fn grouped(
+    xs: [usize; 4],
+    o: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    groups: usize,
+) -> [Tensor; 3] {
+    let ws = [o, xs[1] / groups, k, k];
+    let attrs = Conv2dAttrs {
+        stride: [stride; 2],
+        padding: [pad; 4],
+        groups,
+        ..Conv2dAttrs::default()
+    };
+    let oh = (xs[2] + 2 * pad - k) / stride + 1;
+    let ow = (xs[3] + 2 * pad - k) / stride + 1;
+    let x = placeholder(&dims(&xs), DType::F32, "x");
+    let w = placeholder(&dims(&ws), DType::F32, "w");
+    let out = conv2d(&x, &w, &xs, &ws, &attrs, &[xs[0], o, oh, ow]);
+    [x, w, out]
+}
+
+/// A depthwise convolution (one group per input channel).
+fn depthwise(xs: [usize; 4], k: usize, stride: usize, pad: usize) -> [Tensor; 3] {
+    grouped(xs, xs[1], k, stride, pad, xs[1])
+}
+
+#[test]
+fn depthwise_equals_the_unscheduled_convolution() {
+    for (xs, k, stride, pad, what) in [
+        (
+            [1, 3, 14, 14],
+            3,
+            1,
+            1,
+            "14 wide: a chunk of 8 and a tail of 6",
+        ),
+        (
+            [2, 2, 7, 9],
+            3,
+            1,
+            1,
+            "batch 2, 9 wide: one vector and a scalar tail",
+        ),
+        (
+            [1, 4, 9, 40],
+            3,
+            1,
+            1,
+            "40 wide: chunks of 16 and a tail of 8",
+        ),
+        ([1, 3, 11, 21], 3, 2, 1, "stride 2, odd sizes"),
+        ([1, 2, 8, 12], 3, 1, 0, "no padding"),
+        ([1, 2, 10, 10], 5, 1, 2, "5x5 window"),
+        ([1, 5, 3, 3], 3, 1, 1, "3 wide: no whole vector"),
+    ] {
+        let [x, w, out] = depthwise(xs, k, stride, pad);
+        let args = [x, w, out.clone()];
+        for threads in [1, 2] {
+            let s = conv2d_depthwise_cpu(&out, threads).unwrap();
+            check_against_unscheduled(
+                &s,
+                &args,
+                &[out.clone()],
+                3,
+                &format!("depthwise {} on {} threads", what, threads),
+            );
+        }
+    }
+}
+
+#[test]
+fn depthwise_with_a_channel_multiplier_and_a_fused_epilogue() {
+    // Two output channels per input channel.
+    let [x, w, out] = grouped([1, 3, 9, 13], 6, 3, 1, 1, 3);
+    let args = [x.clone(), w.clone(), out.clone()];
+    let s = conv2d_depthwise_cpu(&out, 2).unwrap();
+    check_against_unscheduled(&s, &args, &[out.clone()], 4, "depthwise multiplier 2");
+    // relu(conv + bias[c]), as the graph's fusion builds it.
+    let b = placeholder(&[Expr::from(6)], DType::F32, "b");
+    let fused = compute(out.shape(), "fused", |i| {
+        max(out.at(i) + b.at(&[i[1].clone()]), Expr::from(0.0f32))
+    });
+    let args = [x, w, b, fused.clone()];
+    let s = conv2d_depthwise_cpu(&fused, 2).unwrap();
+    check_against_unscheduled(&s, &args, &[fused], 5, "depthwise + bias + relu");
+}
+
+#[test]
+fn depthwise_golden_ir_and_replay() {
+    let [x, w, out] = depthwise([1, 2, 9, 9], 3, 1, 1);
+    let args = [x, w, out.clone()];
+    let s = conv2d_depthwise_cpu(&out, 2).unwrap();
+    let text = lower(&s, &args).unwrap().to_string();
+    golden("depthwise_conv2d", &text);
+    let replayed = Schedule::replay(&[out.clone()], &s.trace_json()).unwrap();
+    assert_eq!(lower(&replayed, &args).unwrap().to_string(), text);
+}
+
+#[test]
+fn depthwise_rejects_other_computations() {
+    // Two input channels per group: not depthwise.
+    let [_, _, out] = grouped([1, 4, 8, 8], 4, 3, 1, 1, 2);
+    let e = conv2d_depthwise_cpu(&out, 1).unwrap_err().to_string();
+    assert!(
+        e.contains("conv2d_depthwise_cpu: out is not a depthwise 2-D convolution"),
+        "{}",
+        e
+    );
+    let (_, _, c) = matmul(8, 8, 8);
+    let e = conv2d_depthwise_cpu(&c, 1).unwrap_err().to_string();
+    assert!(e.contains("is not a depthwise 2-D convolution"), "{}", e);
+    let a = placeholder(&[Expr::from(4)], DType::F32, "a");
+    let y = compute(a.shape(), "y", |i| a.at(i) * Expr::from(2.0f32));
+    let e = conv2d_depthwise_cpu(&y, 1).unwrap_err().to_string();
+    assert!(
+        e.contains("reads 0 reductions, not one convolution"),
+        "{}",
+        e
+    );
+}
+
+#[test]
+fn graph_depthwise_layer_uses_the_depthwise_schedule() {
+    let mut g = Graph::new();
+    let xs = [1, 16, 20, 20];
+    let x = g.input("x", &xs, DType::F32).unwrap();
+    let w = g.param("w", &[16, 1, 3, 3]).unwrap();
+    let attrs = Conv2dAttrs {
+        groups: 16,
+        ..Conv2dAttrs::same(1, 1)
+    };
+    let y = g.conv2d("dw", x, w, attrs).unwrap();
+    let r = g.relu("relu", y).unwrap();
+    g.output(r).unwrap();
+    let mut params = std::collections::HashMap::new();
+    params.insert(
+        "w".to_string(),
+        NdArray::random(&[16, 1, 3, 3], DType::F32, 2),
+    );
+    let xa = NdArray::random(&xs, DType::F32, 1);
+    let mut outs = vec![];
+    for target in [Target::cpu(), Target::interp()] {
+        let model =
+            graph_runtime::build_with(&g, target, &params, 2, graph_runtime::ScheduleKind::Cpu)
+                .unwrap();
+        assert_eq!(model.num_kernels(), 1, "conv and relu fused");
+        let trace = model.schedule_trace(0).unwrap();
+        let steps = loopforge::schedule::from_json(trace).unwrap();
+        assert!(
+            steps
+                .iter()
+                .any(|s| matches!(s, Step::ComputeAt { stage, .. } if stage == "pad")),
+            "the padded plane of each channel is built in the channel loop: {}",
+            trace
+        );
+        let mut ex = model.executor();
+        ex.set_input("x", xa.clone()).unwrap();
+        ex.run().unwrap();
+        outs.push(ex.get_output(0).unwrap().clone());
+    }
+    assert_close(&outs[0], &outs[1], "graph depthwise: JIT vs interpreter");
+}
