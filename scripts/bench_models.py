@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Time onnxruntime and PyTorch (CPU) on the ResNet-18 ONNX model and the MLP test model.
+"""Time onnxruntime and PyTorch (CPU) on the ResNet-18 and MobileNetV2 ONNX models and the MLP.
 
 For each model and 1 and 2 intra-op threads (the model's input shape, batch 1 for ResNet-18;
 onnxruntime: sequential execution, all graph optimizations): W untimed runs, then the median
@@ -9,12 +9,14 @@ PyTorch runs the same networks rebuilt as torch modules (torchvision's ResNet-18
 batch norm separate or folded into the convs as the file has it; the MLP's Gemm/Relu/Gemm/
 Softmax) with the weights read from the ONNX file; before timing, its output is checked
 against onnxruntime's on a fixed-seed input and the script exits with an error if they
-differ. Without torch importable the PyTorch lines are skipped (message on stderr).
+differ. Without torch importable the PyTorch lines are skipped (message on stderr); MobileNetV2
+has none (onnxruntime and loopforge only).
 
 With --loopforge BIN, also runs `BIN bench MODEL --threads T --json [--tuning-log F]` for
 the same models and prints its JSON line, so all appear in one run.
 
     python3 scripts/make_resnet18_onnx.py            # target/models/resnet18.onnx
+    python3 scripts/make_mobilenet_v2_onnx.py        # target/models/mobilenet_v2.onnx
     python3 scripts/bench_models.py [--runs 50] [--warmup 5] [--loopforge target/release/loopforge]
 """
 
@@ -32,7 +34,10 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 MODELS = [
     ("resnet18", os.path.join(ROOT, "target", "models", "resnet18.onnx")),
     ("mlp", os.path.join(ROOT, "tests", "onnx", "mlp.onnx")),
+    ("mobilenet_v2", os.path.join(ROOT, "target", "models", "mobilenet_v2.onnx")),
 ]
+# The models `torch_model` rebuilds as torch modules (the others: onnxruntime and loopforge).
+TORCH_MODELS = ("resnet18", "mlp")
 
 
 def bench_ort(path, threads, warmup, runs):
@@ -206,16 +211,18 @@ def main():
         print("pytorch: skipped (%s)" % e, file=sys.stderr)
     for name, path in MODELS:
         if not os.path.exists(path):
-            print(json.dumps({"model": name, "path": path, "error": "missing (run scripts/make_resnet18_onnx.py)"}))
+            print(json.dumps({"model": name, "path": path,
+                              "error": "missing (run scripts/make_%s_onnx.py)" % name}))
             continue
-        if torch:
+        with_torch = torch is not None and name in TORCH_MODELS
+        if with_torch:
             model = torch_model(name, path)
             shape = check_torch(name, path, model)
         for threads in (1, 2):
             r = bench_ort(path, threads, a.warmup, a.runs)
             r["model"] = name
             print(json.dumps(r), flush=True)
-            if torch:
+            if with_torch:
                 r = bench_torch(model, shape, threads, a.warmup, a.runs)
                 r["model"] = name
                 print(json.dumps(r), flush=True)

@@ -1,10 +1,11 @@
 //! A library of good default schedules for common operators: CPU ([`matmul_cpu`],
-//! [`conv2d_depthwise_cpu`],
+//! [`conv2d_depthwise_cpu`], [`conv2d_nchw_cpu_blocked`],
 //! [`matmul_cpu_tensorized`], [`conv2d_nchw_cpu_tensorized`], [`conv2d_winograd_cpu`],
 //! [`softmax_rows_tensorized`])
 //! and CUDA ([`matmul_cuda`]).
 
 mod conv2d;
+mod conv_blocked;
 mod cuda;
 mod depthwise;
 mod matmul;
@@ -14,6 +15,7 @@ pub use conv2d::{
     conv2d_nchw_cpu_tensorized, conv2d_nchw_cpu_tensorized_with, ConvConfig, ConvKernel, ConvShape,
 };
 pub(crate) use conv2d::{divisors, row_tiles};
+pub use conv_blocked::conv2d_nchw_cpu_blocked;
 pub use cuda::{
     conv2d_cuda_nchw, matmul_cuda, matmul_cuda_tensorcore, matmul_cuda_with, CudaMatmulConfig,
 };

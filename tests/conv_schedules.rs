@@ -1,8 +1,9 @@
-//! The depthwise convolution schedule (`schedules::conv2d_depthwise_cpu`): equal to the
-//! unscheduled computation on the interpreter and the JIT (row widths that are not a
-//! multiple of the vector chunk, stride 2, no padding, a 5x5 window, a channel
-//! multiplier, batch 2, a fused bias + relu, one thread and two), its golden IR, trace
-//! replay, and its errors; and the graph runtime choosing it.
+//! The depthwise convolution schedule (`schedules::conv2d_depthwise_cpu`) and the
+//! register-blocked one (`schedules::conv2d_nchw_cpu_blocked`): equal to the unscheduled
+//! computation on the interpreter and the JIT (row widths that are not a multiple of the
+//! vector chunk, channel counts no tile divides, stride 2, no padding, a 5x5 window, a
+//! channel multiplier, batch 2, a fused bias + relu, one thread and two), their golden
+//! IR, trace replay, and their errors; and the graph runtime choosing them.
 
 mod common;
 use common::*;
@@ -10,7 +11,7 @@ use loopforge::graph_runtime::ops::conv2d;
 use loopforge::graph_runtime::{self, Conv2dAttrs, Graph};
 use loopforge::prelude::*;
 use loopforge::schedule::Step;
-use loopforge::schedules::conv2d_depthwise_cpu;
+use loopforge::schedules::{conv2d_depthwise_cpu, conv2d_nchw_cpu_blocked};
 
 fn dims(v: &[usize]) -> Vec<Expr> {
     v.iter().map(|&d| Expr::from(d as i64)).collect()
@@ -181,4 +182,124 @@ fn graph_depthwise_layer_uses_the_depthwise_schedule() {
         outs.push(ex.get_output(0).unwrap().clone());
     }
     assert_close(&outs[0], &outs[1], "graph depthwise: JIT vs interpreter");
+}
+
+#[test]
+fn blocked_equals_the_unscheduled_convolution() {
+    for (xs, o, k, stride, pad, what) in [
+        ([1, 16, 12, 12], 96, 1, 1, 0, "1x1, 16 -> 96 (tiles of 4)"),
+        (
+            [1, 6, 9, 13],
+            5,
+            1,
+            1,
+            0,
+            "1x1, 5 output channels: a partial channel tile",
+        ),
+        (
+            [2, 3, 10, 11],
+            9,
+            3,
+            1,
+            1,
+            "3x3 padded, batch 2, 11 wide (a partial column tile)",
+        ),
+        ([1, 4, 13, 17], 6, 3, 2, 1, "3x3 stride 2"),
+        ([1, 2, 8, 4], 2, 1, 1, 0, "a row of one vector"),
+    ] {
+        let [x, w, out] = grouped(xs, o, k, stride, pad, 1);
+        let args = [x, w, out.clone()];
+        for threads in [1, 2] {
+            let s = conv2d_nchw_cpu_blocked(&out, threads).unwrap();
+            check_against_unscheduled(
+                &s,
+                &args,
+                &[out.clone()],
+                6,
+                &format!("blocked {} on {} threads", what, threads),
+            );
+        }
+    }
+    // relu(conv + bias[c]).
+    let [x, w, out] = grouped([1, 8, 6, 10], 12, 1, 1, 0, 1);
+    let b = placeholder(&[Expr::from(12)], DType::F32, "b");
+    let fused = compute(out.shape(), "fused", |i| {
+        max(out.at(i) + b.at(&[i[1].clone()]), Expr::from(0.0f32))
+    });
+    let args = [x, w, b, fused.clone()];
+    let s = conv2d_nchw_cpu_blocked(&fused, 2).unwrap();
+    check_against_unscheduled(&s, &args, &[fused], 7, "blocked + bias + relu");
+}
+
+#[test]
+fn blocked_golden_ir_and_replay() {
+    let [x, w, out] = grouped([1, 3, 4, 12], 8, 1, 1, 0, 1);
+    let args = [x, w, out.clone()];
+    let s = conv2d_nchw_cpu_blocked(&out, 2).unwrap();
+    let text = lower(&s, &args).unwrap().to_string();
+    golden("conv2d_blocked", &text);
+    let replayed = Schedule::replay(&[out.clone()], &s.trace_json()).unwrap();
+    assert_eq!(lower(&replayed, &args).unwrap().to_string(), text);
+}
+
+#[test]
+fn blocked_rejects_other_computations() {
+    let [_, _, out] = grouped([1, 2, 6, 3], 4, 1, 1, 0, 1);
+    let e = conv2d_nchw_cpu_blocked(&out, 1).unwrap_err().to_string();
+    assert!(
+        e.contains("conv2d_nchw_cpu_blocked: out has 3 output columns; the tiles need at least 4"),
+        "{}",
+        e
+    );
+    let (_, _, c) = matmul(8, 8, 8);
+    let e = conv2d_nchw_cpu_blocked(&c, 1).unwrap_err().to_string();
+    assert!(e.contains("is not a 2-D NCHW convolution"), "{}", e);
+    let a = placeholder(&[Expr::from(4)], DType::F32, "a");
+    let y = compute(a.shape(), "y", |i| a.at(i) * Expr::from(2.0f32));
+    let e = conv2d_nchw_cpu_blocked(&y, 1).unwrap_err().to_string();
+    assert!(
+        e.contains("reads 0 reductions, not one convolution"),
+        "{}",
+        e
+    );
+}
+
+#[test]
+fn graph_pointwise_layer_of_few_channels_uses_the_blocked_schedule() {
+    let mut g = Graph::new();
+    let xs = [1, 16, 24, 24];
+    let x = g.input("x", &xs, DType::F32).unwrap();
+    let w = g.param("w", &[32, 16, 1, 1]).unwrap();
+    let y = g.conv2d("pw", x, w, Conv2dAttrs::default()).unwrap();
+    g.output(y).unwrap();
+    let mut params = std::collections::HashMap::new();
+    params.insert(
+        "w".to_string(),
+        NdArray::random(&[32, 16, 1, 1], DType::F32, 2),
+    );
+    let xa = NdArray::random(&xs, DType::F32, 1);
+    let mut outs = vec![];
+    for target in [Target::cpu(), Target::interp()] {
+        let model =
+            graph_runtime::build_with(&g, target, &params, 2, graph_runtime::ScheduleKind::Cpu)
+                .unwrap();
+        let steps = loopforge::schedule::from_json(model.schedule_trace(0).unwrap()).unwrap();
+        // The tensorized schedule packs and tensorizes; the blocked one caches the
+        // accumulator tile and splits the channels by 4.
+        assert!(
+            !steps.iter().any(|s| matches!(s, Step::Tensorize { .. })),
+            "{:?}",
+            steps
+        );
+        assert!(
+            steps.iter().any(|s| matches!(s, Step::CacheWrite { .. })),
+            "{:?}",
+            steps
+        );
+        let mut ex = model.executor();
+        ex.set_input("x", xa.clone()).unwrap();
+        ex.run().unwrap();
+        outs.push(ex.get_output(0).unwrap().clone());
+    }
+    assert_close(&outs[0], &outs[1], "graph pointwise: JIT vs interpreter");
 }
