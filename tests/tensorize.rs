@@ -569,7 +569,9 @@ fn tensorized_conv2d_schedule() {
     // Fewer than 8 input channels (6 and 4 here, and the 3-channel 7x7 stem) take the
     // whole window in one `gemm_f32_k3` call; tiles of 12 positions or more a call per
     // channel slice; the 7-wide rows and the 1x1 a `gemm_f32` call per tap.
-    let cases: [([usize; 4], usize, usize, usize, usize, usize); 7] = [
+    // The 1x1 ones with 4+ rows per thread run the rows outside the channel blocks.
+    let cases: [([usize; 4], usize, usize, usize, usize, usize); 8] = [
+        ([1, 12, 10, 10], 32, 1, 1, 0, 1),
         ([1, 8, 10, 10], 16, 3, 1, 1, 1),
         ([1, 3, 30, 30], 16, 7, 2, 3, 1),
         ([1, 8, 14, 14], 16, 3, 1, 1, 1),
@@ -606,6 +608,13 @@ fn tensorized_conv2d_schedule() {
             ".update("
         };
         assert!(text.contains(expect), "expected {}: {}", expect, text);
+        let rows_outer = k == 1 && xs[0] * oh >= 8;
+        assert_eq!(
+            text.contains("for i.k.fused in range"),
+            rows_outer,
+            "(batch, row) parallel for 1x1 kernels: {}",
+            text
+        );
         check_against_unscheduled(
             &s,
             &args,

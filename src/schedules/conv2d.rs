@@ -304,7 +304,9 @@ fn analyze(out: &Tensor) -> Result<ConvParts> {
 ///   - otherwise: one `gemm_f32(mr, 16, kc)` call per tap `(ky, kx)` and channel slice,
 ///     the tap's weight panel staying in L1 across the tile's register blocks;
 /// - batch and channel blocks fused and parallel over `threads` (with the output rows
-///   when there are fewer than four blocks per thread).
+///   when there are fewer than four blocks per thread); for a 1x1 kernel the output rows
+///   outside the channel blocks instead, (batch, row) parallel (when there are four per
+///   thread), so each row's inputs stay in L1 across the blocks.
 ///
 /// `out` may also be an elementwise epilogue of the convolution (`relu(conv + bias)`, a
 /// residual sum: a graph's fused group); the convolution then plays the accumulator and
@@ -379,10 +381,24 @@ pub fn conv2d_nchw_cpu_tensorized_with(out: &Tensor, cfg: ConvConfig) -> Result<
     let a = s.axes(out)?;
     let (oo, oi) = s.split(out, &a[1], 16)?;
     let (xo, xi) = s.split(out, &a[3], mr)?;
-    s.reorder(out, &[&a[0], &oo, &a[2], &xo, &oi, &xi])?;
+    // A 1x1 convolution's weights are small and its inputs per output few: the output
+    // rows go outside the channel blocks, so that one row's inputs stay in L1 while
+    // every block reads them (instead of the whole input streaming through once per
+    // block), the (batch, row) pairs in parallel when there are enough of them.
+    let height = out.shape()[2].as_int().unwrap_or(1);
+    let rows_outer = shape.kh * shape.kw == 1
+        && !cfg.all_rows
+        && shape.batch * height >= 4 * threads.max(1) as i64;
+    if rows_outer {
+        s.reorder(out, &[&a[0], &a[2], &oo, &xo, &oi, &xi])?;
+    } else {
+        s.reorder(out, &[&a[0], &oo, &a[2], &xo, &oi, &xi])?;
+    }
     // Parallel over (batch, channel block), and over output rows too when there are
     // fewer than four such blocks per thread (a 64-channel layer has 4).
-    let parallel = if cfg.parallel_rows {
+    let parallel = if rows_outer {
+        s.fuse(out, &[&a[0], &a[2]])?
+    } else if cfg.parallel_rows {
         s.fuse(out, &[&a[0], &oo, &a[2]])?
     } else {
         s.fuse(out, &[&a[0], &oo])?
