@@ -18,6 +18,15 @@ fn const_int(e: &Expr) -> Option<i64> {
     }
 }
 
+/// A float constant (scalar or broadcast) that is not NaN.
+fn const_float(e: &Expr) -> Option<f64> {
+    match e.node() {
+        ExprNode::Float(v, _) if !v.is_nan() => Some(*v),
+        ExprNode::Broadcast(x, _) => const_float(x),
+        _ => None,
+    }
+}
+
 /// The operands of an f32/f64 multiply (halves round after every operation: never fused).
 fn as_fmul(e: &Expr) -> Option<(&Expr, &Expr)> {
     match e.node() {
@@ -185,6 +194,16 @@ impl<'a, 'f> FnGen<'a, 'f> {
             return self.half_binary(op, a, b);
         }
         let (x, y) = (a.v, b.v);
+        if a.dt.is_float() && matches!(op, BinOp::Min | BinOp::Max) {
+            // Against a constant (relu, clip): one comparison and a select instead of
+            // Cranelift's general NaN- and zero-sign-handling sequence.
+            if let Some(c) = const_float(be) {
+                return self.min_max_const(op, a, b, c);
+            }
+            if let Some(c) = const_float(ae) {
+                return self.min_max_const(op, b, a, c);
+            }
+        }
         if a.dt.is_float() {
             let v = match op {
                 BinOp::Add => self.b.ins().fadd(x, y),
@@ -211,6 +230,37 @@ impl<'a, 'f> FnGen<'a, 'f> {
             }
         };
         Ok(Val { v, ..a })
+    }
+
+    /// `min(x, c)` or `max(x, c)` (`op`) of floats with `cv` the constant `c` (not NaN):
+    /// `x cmp c ? c : x`, the comparison chosen so that the result is the interpreter's
+    /// (NaN-propagating: a NaN `x` fails every comparison and is returned; `-0.0 <
+    /// +0.0`: `max(-0.0, +0.0)` is `+0.0` and `min(+0.0, -0.0)` is `-0.0`).
+    fn min_max_const(&mut self, op: BinOp, x: Val, cv: Val, c: f64) -> Result<Val> {
+        let cc = match (op, c.is_sign_negative()) {
+            (BinOp::Max, false) => FloatCC::LessThanOrEqual,
+            (BinOp::Max, true) => FloatCC::LessThan,
+            (_, false) => FloatCC::GreaterThan,
+            (_, true) => FloatCC::GreaterThanOrEqual,
+        };
+        // A scalar goes through a vector (a scalar float `select` is a branch, which
+        // the signs of a relu's inputs would make unpredictable).
+        let lanes = if x.lanes == 1 {
+            16 / x.dt.bytes() as u32
+        } else {
+            x.lanes
+        };
+        let (xv, cvv) = (self.splat(x, lanes)?, self.splat(cv, lanes)?);
+        let m = self.b.ins().fcmp(cc, xv.v, cvv.v);
+        let ty = val_type(x.dt, lanes)?;
+        let little = MemFlagsData::new().with_endianness(codegen::ir::Endianness::Little);
+        let mask = self.b.ins().bitcast(ty, little, m);
+        let v = self.b.ins().bitselect(mask, cvv.v, xv.v);
+        if x.lanes == 1 {
+            let v = self.b.ins().extractlane(v, 0);
+            return Ok(Val { v, ..x });
+        }
+        Ok(Val { v, ..x })
     }
 
     fn gen_select(&mut self, c: &Expr, t: &Expr, f: &Expr) -> Result<Val> {
