@@ -3,7 +3,9 @@
 //! Requires: final loop structure (after vectorize and unroll). Ensures: every maximal
 //! scalar subexpression of a loop body that does not change within the loop (uses neither
 //! the loop variable nor anything defined inside the loop, and loads only from buffers the
-//! loop does not store to) is computed once, in a `let` just outside the loop. Loads are
+//! loop does not store to) is computed once, in a `let` just outside the loop; of an
+//! integer sum with a constant term, `x + c`, only `x` (the constant stays, to become an
+//! access's immediate offset, and sums that differ by a constant share one `let`). Loads are
 //! moved only out of loops with a constant, positive trip count, so nothing is read that
 //! the original program would not read. Cranelift hoists invariants only on a best-effort
 //! basis; doing it here makes the generated loops predictable.
@@ -300,4 +302,34 @@ fn split_constant(e: &Expr) -> Option<(Expr, i64)> {
     let rest = rest?;
     let lone_var = n_rest == 1 && matches!(rest.node(), ExprNode::Var(_));
     (any_const && !lone_var).then_some((rest, c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hoist;
+    use crate::lower::ir::{Buffer, ForKind, Scope, Stmt};
+    use crate::te::{DType, Expr, Var};
+
+    #[test]
+    fn sums_differing_by_a_constant_share_one_let() {
+        // for k in 0..4: for l in 0..3: A[k*58 + 59 + l] = A[k*58 + 62 + l]
+        let a = Buffer::new("A", DType::F32, vec![Expr::from(400)], Scope::Global);
+        let (k, l) = (Var::new("k", DType::I64), Var::new("l", DType::I64));
+        let base = k.expr() * 58;
+        let store = Stmt::Store {
+            buf: a.clone(),
+            indices: vec![base.clone() + 59 + l.expr()],
+            value: a.load(vec![base + 62 + l.expr()]),
+        };
+        let inner = Stmt::for_(l, Expr::from(0), Expr::from(3), ForKind::Serial, store);
+        let outer = Stmt::for_(k, Expr::from(0), Expr::from(4), ForKind::Serial, inner);
+        let text = hoist(&outer).to_string();
+        assert_eq!(text.matches("let ").count(), 1, "{}", text);
+        assert!(text.contains("let inv0 = k * 58"), "{}", text);
+        assert!(
+            text.contains("A[inv0 + 59 + l] = A[inv0 + 62 + l]"),
+            "{}",
+            text
+        );
+    }
 }
