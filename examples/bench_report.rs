@@ -555,10 +555,22 @@ fn softmax_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// Times numpy and PyTorch itself; argv: matmul sizes (comma-separated), softmax n,
-/// threads, budget seconds, minimum repetitions. One JSON object per line.
-const PY_SCRIPT: &str = r#"
+/// The start of every Python baseline script: imports, and glibc's malloc brought to the
+/// steady state of a long-running process.
+const PY_PRELUDE: &str = r#"
 import json, sys, time
+# glibc's malloc hands out blocks over its mmap threshold (128 KiB at first) as fresh
+# pages, faulted in again at every call; freeing such a block raises the threshold (to
+# the block's size), as a long-running process's first large tensors do. Do that up
+# front, so each baseline is timed in that steady state, whatever ran before it in the
+# process (PyTorch's depthwise conv2d of 144x56x56 took 6.1 ms before and 0.4 ms after).
+bytearray(16 << 20)
+"#;
+
+/// Times numpy and PyTorch themselves (after [`PY_PRELUDE`]); argv: matmul sizes
+/// (comma-separated), softmax n, threads, budget seconds, minimum repetitions. One JSON
+/// object per line.
+const PY_SCRIPT: &str = r#"
 sizes = [int(s) for s in sys.argv[1].split(",")]
 smn, threads, budget, min_reps = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
 def emit(**kw):
@@ -638,7 +650,7 @@ fn python_rows(o: &Opts, threads: usize, infos: &mut Vec<String>) -> Vec<Row> {
     let t = threads.to_string();
     let out = Command::new("python3")
         .arg("-c")
-        .arg(PY_SCRIPT)
+        .arg(format!("{}{}", PY_PRELUDE, PY_SCRIPT))
         .arg(sizes.join(","))
         .arg(smn.to_string())
         .arg(&t)

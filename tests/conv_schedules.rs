@@ -142,6 +142,27 @@ fn depthwise_rejects_other_computations() {
     );
 }
 
+/// The graph built with CPU schedules on 2 threads for the JIT and for the interpreter:
+/// node 0's schedule trace, and the outputs of both (checked equal) for input `x`.
+fn build_both(g: &Graph, w: &NdArray, x: &NdArray) -> Vec<Step> {
+    let mut params = std::collections::HashMap::new();
+    params.insert("w".to_string(), w.clone());
+    let mut outs = vec![];
+    let mut steps = vec![];
+    for target in [Target::cpu(), Target::interp()] {
+        let model =
+            graph_runtime::build_with(g, target, &params, 2, graph_runtime::ScheduleKind::Cpu)
+                .unwrap();
+        steps = loopforge::schedule::from_json(model.schedule_trace(0).unwrap()).unwrap();
+        let mut ex = model.executor();
+        ex.set_input("x", x.clone()).unwrap();
+        ex.run().unwrap();
+        outs.push(ex.get_output(0).unwrap().clone());
+    }
+    assert_close(&outs[0], &outs[1], "graph: JIT vs interpreter");
+    steps
+}
+
 #[test]
 fn graph_depthwise_layer_uses_the_depthwise_schedule() {
     let mut g = Graph::new();
@@ -155,33 +176,19 @@ fn graph_depthwise_layer_uses_the_depthwise_schedule() {
     let y = g.conv2d("dw", x, w, attrs).unwrap();
     let r = g.relu("relu", y).unwrap();
     g.output(r).unwrap();
-    let mut params = std::collections::HashMap::new();
-    params.insert(
-        "w".to_string(),
-        NdArray::random(&[16, 1, 3, 3], DType::F32, 2),
+    let steps = build_both(
+        &g,
+        &NdArray::random(&[16, 1, 3, 3], DType::F32, 2),
+        &NdArray::random(&xs, DType::F32, 1),
     );
-    let xa = NdArray::random(&xs, DType::F32, 1);
-    let mut outs = vec![];
-    for target in [Target::cpu(), Target::interp()] {
-        let model =
-            graph_runtime::build_with(&g, target, &params, 2, graph_runtime::ScheduleKind::Cpu)
-                .unwrap();
-        assert_eq!(model.num_kernels(), 1, "conv and relu fused");
-        let trace = model.schedule_trace(0).unwrap();
-        let steps = loopforge::schedule::from_json(trace).unwrap();
-        assert!(
-            steps
-                .iter()
-                .any(|s| matches!(s, Step::ComputeAt { stage, .. } if stage == "pad")),
-            "the padded plane of each channel is built in the channel loop: {}",
-            trace
-        );
-        let mut ex = model.executor();
-        ex.set_input("x", xa.clone()).unwrap();
-        ex.run().unwrap();
-        outs.push(ex.get_output(0).unwrap().clone());
-    }
-    assert_close(&outs[0], &outs[1], "graph depthwise: JIT vs interpreter");
+    // The padded plane of each channel is built in the channel loop.
+    assert!(
+        steps
+            .iter()
+            .any(|s| matches!(s, Step::ComputeAt { stage, .. } if stage == "pad")),
+        "{:?}",
+        steps
+    );
 }
 
 #[test]
@@ -272,34 +279,20 @@ fn graph_pointwise_layer_of_few_channels_uses_the_blocked_schedule() {
     let w = g.param("w", &[32, 16, 1, 1]).unwrap();
     let y = g.conv2d("pw", x, w, Conv2dAttrs::default()).unwrap();
     g.output(y).unwrap();
-    let mut params = std::collections::HashMap::new();
-    params.insert(
-        "w".to_string(),
-        NdArray::random(&[32, 16, 1, 1], DType::F32, 2),
+    let steps = build_both(
+        &g,
+        &NdArray::random(&[32, 16, 1, 1], DType::F32, 2),
+        &NdArray::random(&xs, DType::F32, 1),
     );
-    let xa = NdArray::random(&xs, DType::F32, 1);
-    let mut outs = vec![];
-    for target in [Target::cpu(), Target::interp()] {
-        let model =
-            graph_runtime::build_with(&g, target, &params, 2, graph_runtime::ScheduleKind::Cpu)
-                .unwrap();
-        let steps = loopforge::schedule::from_json(model.schedule_trace(0).unwrap()).unwrap();
-        // The tensorized schedule packs and tensorizes; the blocked one caches the
-        // accumulator tile and splits the channels by 4.
-        assert!(
-            !steps.iter().any(|s| matches!(s, Step::Tensorize { .. })),
-            "{:?}",
-            steps
-        );
-        assert!(
-            steps.iter().any(|s| matches!(s, Step::CacheWrite { .. })),
-            "{:?}",
-            steps
-        );
-        let mut ex = model.executor();
-        ex.set_input("x", xa.clone()).unwrap();
-        ex.run().unwrap();
-        outs.push(ex.get_output(0).unwrap().clone());
-    }
-    assert_close(&outs[0], &outs[1], "graph pointwise: JIT vs interpreter");
+    // Not the micro-kernel (which tensorizes): the accumulator tile cached in registers.
+    assert!(
+        !steps.iter().any(|s| matches!(s, Step::Tensorize { .. })),
+        "{:?}",
+        steps
+    );
+    assert!(
+        steps.iter().any(|s| matches!(s, Step::CacheWrite { .. })),
+        "{:?}",
+        steps
+    );
 }

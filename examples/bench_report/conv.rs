@@ -206,10 +206,9 @@ pub fn conv_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// Times `torch.nn.functional.conv2d`; argv: shapes as `c,o,hw,k,stride,pad,groups;...`,
+/// Times `torch.nn.functional.conv2d` (after [`super::PY_PRELUDE`]); argv: shapes as `c,o,hw,k,stride,pad,groups;...`,
 /// threads, budget seconds, minimum repetitions.
 const PY_CONV: &str = r#"
-import json, sys, time
 shapes = [tuple(int(v) for v in s.split(",")) for s in sys.argv[1].split(";")]
 names = sys.argv[2].split(";")
 threads, budget, min_reps = int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
@@ -254,7 +253,7 @@ pub fn torch_rows(o: &Opts, threads: usize, infos: &mut Vec<String>) -> Vec<Row>
     let t = threads.to_string();
     let out = Command::new("python3")
         .arg("-c")
-        .arg(PY_CONV)
+        .arg(format!("{}{}", super::PY_PRELUDE, PY_CONV))
         .arg(spec.join(";"))
         .arg(names.join(";"))
         .arg(&t)

@@ -33,6 +33,21 @@ pub(crate) fn reductions_feeding(t: &Tensor) -> Vec<Tensor> {
     found
 }
 
+/// The one reduction `out` is (a convolution) or reads through elementwise stages (a
+/// fused epilogue); otherwise the message for `schedule`'s typed error.
+pub(crate) fn single_reduction(out: &Tensor) -> std::result::Result<Tensor, String> {
+    if !out.op.reduce_axis().is_empty() {
+        return Ok(out.clone());
+    }
+    match reductions_feeding(out).as_slice() {
+        [conv] => Ok(conv.clone()),
+        convs => Err(format!(
+            "reads {} reductions, not one convolution",
+            convs.len()
+        )),
+    }
+}
+
 /// Input channel counts below this reduce over the whole window in one micro-kernel call
 /// (see [`conv2d_nchw_cpu_tensorized`]).
 const FEW_CHANNELS: i64 = 8;

@@ -6,7 +6,7 @@
 //! `W[O, C] x X[C, H*W]` with the image streamed through: MobileNet's pointwise layers,
 //! whose few input channels leave a micro-kernel call too little work.
 
-use super::conv2d::reductions_feeding;
+use super::conv2d::single_reduction;
 use super::find_stage;
 use crate::error::{Error, Result};
 use crate::schedule::{create_schedule, Schedule};
@@ -41,17 +41,7 @@ fn channel_tile(channels: i64) -> i64 {
 ///
 /// A typed error when `out` does not have that form.
 pub fn conv2d_nchw_cpu_blocked(out: &Tensor, threads: usize) -> Result<Schedule> {
-    let convs = if out.op.reduce_axis().is_empty() {
-        reductions_feeding(out)
-    } else {
-        vec![out.clone()]
-    };
-    let [conv] = convs.as_slice() else {
-        return Err(not_eligible(
-            out,
-            format!("reads {} reductions, not one convolution", convs.len()),
-        ));
-    };
+    let conv = &single_reduction(out).map_err(|m| not_eligible(out, m))?;
     let shape: Option<Vec<i64>> = conv.shape().iter().map(|d| d.as_int()).collect();
     let Some(shape) = shape.filter(|s| s.len() == 4) else {
         return Err(not_eligible(

@@ -5,7 +5,7 @@
 //! vectors across the row at a time (a stride-2 convolution's taps are loaded as two
 //! vectors and shuffled, as every stride-2 access of the CPU backend).
 
-use super::conv2d::reductions_feeding;
+use super::conv2d::single_reduction;
 use super::find_stage;
 use crate::error::{Error, Result};
 use crate::schedule::{create_schedule, Schedule};
@@ -33,17 +33,7 @@ fn row_chunk(width: i64) -> i64 {
 ///
 /// A typed error when `out` does not have that form.
 pub fn conv2d_depthwise_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
-    let convs = if out.op.reduce_axis().is_empty() {
-        reductions_feeding(out)
-    } else {
-        vec![out.clone()]
-    };
-    let [conv] = convs.as_slice() else {
-        return Err(not_eligible(
-            out,
-            format!("reads {} reductions, not one convolution", convs.len()),
-        ));
-    };
+    let conv = &single_reduction(out).map_err(|m| not_eligible(out, m))?;
     let red = conv.op.reduce_axis();
     let rank = conv.shape().len();
     if red.len() != 3 || rank != 4 || red[0].extent.as_int() != Some(1) {
