@@ -421,6 +421,14 @@ pub fn conv2d_nchw_cpu_tensorized_with(out: &Tensor, cfg: ConvConfig) -> Result<
     if threads > 1 {
         s.parallel(out, &parallel)?;
     }
+    // The tile's copy-out (and an epilogue: bias, relu) along the row in vectors: each
+    // reads 4 positions of the `[x][o]` accumulator 16 apart, stores them contiguous.
+    // (Only where 4 divides the tile: a partial vector would widen the region of the
+    // accumulator that bound inference gives the tile, past the intrinsic's shape.)
+    if mr % 4 == 0 {
+        let (_, xii) = s.split(out, &xi, 4)?;
+        s.vectorize(out, &xii)?;
+    }
     let ConvShape {
         in_channels: c,
         kh,
