@@ -252,15 +252,27 @@ impl<'a, 'f> FnGen<'a, 'f> {
         };
         let (xv, cvv) = (self.splat(x, lanes)?, self.splat(cv, lanes)?);
         let m = self.b.ins().fcmp(cc, xv.v, cvv.v);
-        let ty = val_type(x.dt, lanes)?;
-        let little = MemFlagsData::new().with_endianness(codegen::ir::Endianness::Little);
-        let mask = self.b.ins().bitcast(ty, little, m);
-        let v = self.b.ins().bitselect(mask, cvv.v, xv.v);
-        if x.lanes == 1 {
-            let v = self.b.ins().extractlane(v, 0);
-            return Ok(Val { v, ..x });
-        }
+        let v = self.blend(m, cvv, xv)?.v;
+        let v = if x.lanes == 1 {
+            self.b.ins().extractlane(v, 0)
+        } else {
+            v
+        };
         Ok(Val { v, ..x })
+    }
+
+    /// Lanes of `t` where the lane mask `mask` (a vector comparison's result) is set,
+    /// of `f` elsewhere; `t` and `f` are vectors of one type.
+    fn blend(&mut self, mask: Value, t: Val, f: Val) -> Result<Val> {
+        let ty = val_type(t.dt, t.lanes)?;
+        let mask = if self.b.func.dfg.value_type(mask) == ty {
+            mask
+        } else {
+            let little = MemFlagsData::new().with_endianness(codegen::ir::Endianness::Little);
+            self.b.ins().bitcast(ty, little, mask)
+        };
+        let v = self.b.ins().bitselect(mask, t.v, f.v);
+        Ok(Val { v, ..t })
     }
 
     fn gen_select(&mut self, c: &Expr, t: &Expr, f: &Expr) -> Result<Val> {
@@ -272,18 +284,7 @@ impl<'a, 'f> FnGen<'a, 'f> {
         }
         let t = self.splat(t, c.lanes)?;
         let f = self.splat(f, c.lanes)?;
-        let ty = val_type(t.dt, t.lanes)?;
-        let mask = if self.b.func.dfg.value_type(c.v) == ty {
-            c.v
-        } else {
-            self.b.ins().bitcast(
-                ty,
-                MemFlagsData::new().with_endianness(codegen::ir::Endianness::Little),
-                c.v,
-            )
-        };
-        let v = self.b.ins().bitselect(mask, t.v, f.v);
-        Ok(Val { v, ..t })
+        self.blend(c.v, t, f)
     }
 
     fn gen_call(&mut self, f: MathFn, args: &[Expr]) -> Result<Val> {

@@ -493,11 +493,7 @@ pub fn conv2d_loops(out: &Tensor, threads: usize) -> Result<Schedule> {
         }
     }
     let ow = sh[3];
-    let cl = if conv.same_as(out) {
-        s.cache_write(out, "local")?
-    } else {
-        conv
-    };
+    let cl = crate::schedules::accumulator(&mut s, out, &conv)?;
     let [n, o, y, x] = {
         let a = s.axes(out)?;
         [a[0].clone(), a[1].clone(), a[2].clone(), a[3].clone()]

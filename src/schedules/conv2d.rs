@@ -18,7 +18,7 @@ fn not_eligible(out: &Tensor, why: String) -> Error {
 }
 
 /// The reductions that `t` reads through elementwise stages (stopping at each).
-pub(crate) fn reductions_feeding(t: &Tensor) -> Vec<Tensor> {
+fn reductions_feeding(t: &Tensor) -> Vec<Tensor> {
     let mut found: Vec<Tensor> = vec![];
     let mut todo = t.op.input_tensors();
     while let Some(x) = todo.pop() {
@@ -224,28 +224,24 @@ fn analyze(out: &Tensor) -> Result<ConvParts> {
             ),
         ));
     }
-    // The convolution: `out` itself, or the reduction an elementwise epilogue reads.
-    let conv = if out.op.reduce_axis().is_empty() {
-        let found = reductions_feeding(out);
-        match found.as_slice() {
-            [c] if c.shape().len() == 4
-                && c.shape()
-                    .iter()
-                    .zip(out.shape())
-                    .all(|(a, b)| a.as_int() == b.as_int()) =>
-            {
-                c.clone()
-            }
-            _ => {
-                return Err(not_eligible(
-                    out,
-                    "is neither a convolution nor an elementwise epilogue of one".into(),
-                ))
-            }
-        }
-    } else {
-        out.clone()
+    // The convolution: `out` itself, or the reduction an elementwise epilogue of the
+    // same shape reads.
+    let same_shape = |c: &Tensor| {
+        c.shape().len() == 4
+            && c.shape()
+                .iter()
+                .zip(out.shape())
+                .all(|(a, b)| a.as_int() == b.as_int())
     };
+    let conv = single_reduction(out)
+        .ok()
+        .filter(|c| c.same_as(out) || same_shape(c))
+        .ok_or_else(|| {
+            not_eligible(
+                out,
+                "is neither a convolution nor an elementwise epilogue of one".into(),
+            )
+        })?;
     let red = conv.op.reduce_axis();
     let inputs = conv.op.input_tensors();
     let (data, w) = match (red.len(), inputs.as_slice()) {
@@ -379,11 +375,7 @@ pub fn conv2d_nchw_cpu_tensorized_with(out: &Tensor, cfg: ConvConfig) -> Result<
             s.parallel(&wp, &pw[0])?;
         }
     }
-    let acc = if conv.same_as(out) {
-        s.cache_write(out, "local")?
-    } else {
-        conv.clone()
-    };
+    let acc = super::accumulator(&mut s, out, &conv)?;
     s.transform_layout(
         &acc,
         &[

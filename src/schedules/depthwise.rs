@@ -1,6 +1,7 @@
 //! The CPU schedule of a depthwise convolution (NCHW, one input channel per output
-//! channel, as MobileNet's 3x3 layers): each channel's padded plane is built in a small
-//! buffer at the channel (in L1, no padded copy of the whole input), and each output
+//! channel, as MobileNet's 3x3 layers): each channel's padded plane is built in a buffer
+//! inside the channel loop (on the stack up to 64 KiB; no padded copy of the whole
+//! input), and each output
 //! row is computed in vector registers with the kernel window unrolled, a few 128-bit
 //! vectors across the row at a time (a stride-2 convolution's taps are loaded as two
 //! vectors and shuffled, as every stride-2 access of the CPU backend).
@@ -53,11 +54,7 @@ pub fn conv2d_depthwise_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
     let mut keep = vec![out, conv];
     keep.extend(pad.as_ref());
     super::inline_all_but(&mut s, &keep)?;
-    let cl = if conv.same_as(out) {
-        s.cache_write(out, "local")?
-    } else {
-        conv.clone()
-    };
+    let cl = super::accumulator(&mut s, out, &conv)?;
     let [n, c, y, x] = {
         let a = s.axes(out)?;
         [a[0].clone(), a[1].clone(), a[2].clone(), a[3].clone()]

@@ -73,3 +73,14 @@ pub(crate) fn inline_all_but(s: &mut Schedule, keep: &[&Tensor]) -> Result<()> {
     }
     Ok(())
 }
+
+/// The stage a convolution's output tile accumulates in: the convolution `conv` itself
+/// when `out` is an epilogue that reads it (the epilogue is then applied as the tile is
+/// stored), otherwise a `local` cache of `out`.
+pub(crate) fn accumulator(s: &mut Schedule, out: &Tensor, conv: &Tensor) -> Result<Tensor> {
+    if conv.same_as(out) {
+        s.cache_write(out, "local")
+    } else {
+        Ok(conv.clone())
+    }
+}
