@@ -1,5 +1,6 @@
-//! The depthwise convolution schedule (`schedules::conv2d_depthwise_cpu`) and the
-//! register-blocked one (`schedules::conv2d_nchw_cpu_blocked`): equal to the unscheduled
+//! The depthwise convolution schedule (`schedules::conv2d_depthwise_cpu`), the pointwise
+//! one (`schedules::conv2d_pointwise_cpu`) and the register-blocked one
+//! (`schedules::conv2d_nchw_cpu_blocked`): equal to the unscheduled
 //! computation on the interpreter and the JIT (row widths that are not a multiple of the
 //! vector chunk, channel counts no tile divides, stride 2, no padding, a 5x5 window, a
 //! channel multiplier, batch 2, a fused bias + relu, one thread and two), their golden
@@ -11,7 +12,7 @@ use loopforge::graph_runtime::ops::conv2d;
 use loopforge::graph_runtime::{self, Conv2dAttrs, Graph};
 use loopforge::prelude::*;
 use loopforge::schedule::Step;
-use loopforge::schedules::{conv2d_depthwise_cpu, conv2d_nchw_cpu_blocked};
+use loopforge::schedules::{conv2d_depthwise_cpu, conv2d_nchw_cpu_blocked, conv2d_pointwise_cpu};
 
 fn dims(v: &[usize]) -> Vec<Expr> {
     v.iter().map(|&d| Expr::from(d as i64)).collect()
@@ -272,12 +273,38 @@ fn blocked_rejects_other_computations() {
 }
 
 #[test]
-fn graph_pointwise_layer_of_few_channels_uses_the_blocked_schedule() {
+fn graph_pointwise_layer_uses_the_pointwise_schedule() {
     let mut g = Graph::new();
     let xs = [1, 16, 24, 24];
     let x = g.input("x", &xs, DType::F32).unwrap();
     let w = g.param("w", &[32, 16, 1, 1]).unwrap();
     let y = g.conv2d("pw", x, w, Conv2dAttrs::default()).unwrap();
+    g.output(y).unwrap();
+    let steps = build_both(
+        &g,
+        &NdArray::random(&[32, 16, 1, 1], DType::F32, 2),
+        &NdArray::random(&xs, DType::F32, 1),
+    );
+    // The micro-kernel over positions fused across rows, on the OIHW weight (not packed).
+    assert!(
+        steps.iter().any(|s| matches!(s, Step::Tensorize { .. })),
+        "{:?}",
+        steps
+    );
+    assert!(
+        steps.iter().any(|s| matches!(s, Step::Fuse { .. })),
+        "{:?}",
+        steps
+    );
+}
+
+#[test]
+fn graph_strided_1x1_layer_of_few_channels_uses_the_blocked_schedule() {
+    let mut g = Graph::new();
+    let xs = [1, 16, 24, 24];
+    let x = g.input("x", &xs, DType::F32).unwrap();
+    let w = g.param("w", &[32, 16, 1, 1]).unwrap();
+    let y = g.conv2d("pw", x, w, Conv2dAttrs::same(2, 0)).unwrap();
     g.output(y).unwrap();
     let steps = build_both(
         &g,
@@ -295,4 +322,98 @@ fn graph_pointwise_layer_of_few_channels_uses_the_blocked_schedule() {
         "{:?}",
         steps
     );
+}
+
+#[test]
+fn pointwise_equals_the_unscheduled_convolution() {
+    for (xs, o, what) in [
+        (
+            [1, 16, 12, 12],
+            24,
+            "16 -> 24 at 12x12: whole tiles of 16 positions",
+        ),
+        (
+            [1, 5, 7, 7],
+            13,
+            "5 -> 13 at 7x7: partial tiles of positions (49) and channels (13)",
+        ),
+        ([2, 8, 6, 10], 12, "batch 2, 10 wide: tiles across rows"),
+        (
+            [1, 300, 4, 4],
+            16,
+            "300 input channels: two slices of 150 accumulated",
+        ),
+    ] {
+        let [x, w, out] = grouped(xs, o, 1, 1, 0, 1);
+        let args = [x, w, out.clone()];
+        for threads in [1, 2] {
+            let s = conv2d_pointwise_cpu(&out, threads).unwrap();
+            check_against_unscheduled(
+                &s,
+                &args,
+                &[out.clone()],
+                8,
+                &format!("pointwise {} on {} threads", what, threads),
+            );
+        }
+    }
+    // min(max(conv + bias[c], 0), 6) + residual, as the graph's fusion builds MobileNet's.
+    let [x, w, out] = grouped([1, 24, 8, 9], 18, 1, 1, 0, 1);
+    let b = placeholder(&[Expr::from(18)], DType::F32, "b");
+    let res = placeholder(&dims(&[1, 18, 8, 9]), DType::F32, "res");
+    let fused = compute(out.shape(), "fused", |i| {
+        min(
+            max(out.at(i) + b.at(&[i[1].clone()]), Expr::from(0.0f32)),
+            Expr::from(6.0f32),
+        ) + res.at(i)
+    });
+    let args = [x, w, b, res, fused.clone()];
+    let s = conv2d_pointwise_cpu(&fused, 2).unwrap();
+    check_against_unscheduled(
+        &s,
+        &args,
+        &[fused],
+        9,
+        "pointwise + bias + relu6 + residual",
+    );
+}
+
+#[test]
+fn pointwise_golden_ir_and_replay() {
+    let [x, w, out] = grouped([1, 8, 3, 6], 8, 1, 1, 0, 1);
+    let args = [x, w, out.clone()];
+    let s = conv2d_pointwise_cpu(&out, 2).unwrap();
+    let text = lower(&s, &args).unwrap().to_string();
+    golden("conv2d_pointwise", &text);
+    let replayed = Schedule::replay(&[out.clone()], &s.trace_json()).unwrap();
+    assert_eq!(lower(&replayed, &args).unwrap().to_string(), text);
+}
+
+#[test]
+fn pointwise_rejects_other_computations() {
+    for (xs, o, k, stride, pad, groups, want) in [
+        ([1, 4, 8, 8], 8, 3, 1, 1, 1, "with a 1x1 kernel"),
+        ([1, 4, 8, 8], 8, 1, 2, 0, 1, "unpadded and at stride 1"),
+        ([1, 4, 8, 8], 8, 1, 1, 1, 1, "unpadded and at stride 1"),
+        (
+            [1, 4, 8, 8],
+            8,
+            1,
+            1,
+            0,
+            2,
+            "in groups of 2: it takes one group only",
+        ),
+    ] {
+        let [_, _, out] = grouped(xs, o, k, stride, pad, groups);
+        let e = conv2d_pointwise_cpu(&out, 1).unwrap_err().to_string();
+        assert!(
+            e.contains("conv2d_pointwise_cpu: out ") && e.contains(want),
+            "{}",
+            e
+        );
+    }
+    let (_, _, c) = matmul(8, 8, 8);
+    let e = conv2d_pointwise_cpu(&c, 1).unwrap_err().to_string();
+    assert!(e.contains("with a 1x1 kernel"), "{}", e);
 }

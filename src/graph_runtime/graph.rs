@@ -107,6 +107,18 @@ impl Conv2dAttrs {
             ..Conv2dAttrs::default()
         }
     }
+
+    /// Whether a convolution with these attributes and an OIHW weight of shape
+    /// `weight` is pointwise: a 1x1 kernel, stride 1, no padding, one group (a matrix
+    /// product over the channels, [`crate::schedules::conv2d_pointwise_cpu`]'s form).
+    pub fn is_pointwise(&self, weight: &[usize]) -> bool {
+        weight.len() == 4
+            && weight[2] == 1
+            && weight[3] == 1
+            && self.stride == [1, 1]
+            && self.padding == [0; 4]
+            && self.groups == 1
+    }
 }
 
 /// Attributes of 2-D max and average pooling (NCHW). The output size rounds down (ONNX's

@@ -90,8 +90,10 @@ pub fn default_schedule(op: &Op, out: &Tensor, threads: usize) -> Result<Schedul
                 None => generic(out, threads),
             }
         }
-        // Depthwise, else register-blocked (rows narrower than a vector: the loops).
+        // Depthwise, pointwise, else register-blocked (rows narrower than a vector: the
+        // loops).
         Op::Conv2d(_) if f32 => crate::schedules::conv2d_depthwise_cpu(out, threads)
+            .or_else(|_| crate::schedules::conv2d_pointwise_cpu(out, threads))
             .or_else(|_| crate::schedules::conv2d_nchw_cpu_blocked(out, threads))
             .or_else(|_| conv2d_loops(out, threads)),
         Op::Conv2d(_) | Op::MaxPool2d(_) | Op::AvgPool2d(_) => conv2d_loops(out, threads),
@@ -182,7 +184,9 @@ fn anchor(op: &Op) -> &Op {
 ///
 /// - conv2d with a Winograd weight: [`WinogradConfig::of`];
 /// - conv2d (alone or anchoring a fused group) with one group and output channels a
-///   multiple of 16: [`ConvConfig::for_shape`];
+///   multiple of 16: [`ConvConfig::for_shape`] — except pointwise ones (1x1, stride 1,
+///   no padding: [`crate::schedules::conv2d_pointwise_cpu`]) and other 1x1 ones of at
+///   most [`BLOCKED_MAX_CHANNELS`] input channels (the register-blocked schedule);
 /// - matmul, and dense with 4 rows or more: the register-blocked product
 ///   ([`MatmulConfig`]: `mr` up to 4 rows, `nr` 8 columns, 4 below 8).
 pub fn default_config(op: &Op, out: &Tensor, threads: usize) -> Option<TunedConfig> {
@@ -197,8 +201,17 @@ pub fn default_config(op: &Op, out: &Tensor, threads: usize) -> Option<TunedConf
                 .ok()
                 .map(TunedConfig::Winograd)
         }
-        Op::Conv2d(_) => {
+        Op::Conv2d(a) => {
             let shape = ConvShape::of(out).ok()?;
+            let kernel = [
+                shape.out_channels as usize,
+                shape.in_channels as usize,
+                shape.kh as usize,
+                shape.kw as usize,
+            ];
+            if a.weight_layout == WeightLayout::Oihw && a.is_pointwise(&kernel) {
+                return None; // conv2d_pointwise_cpu
+            }
             if shape.kh * shape.kw == 1 && shape.in_channels <= BLOCKED_MAX_CHANNELS {
                 return None; // conv2d_nchw_cpu_blocked
             }

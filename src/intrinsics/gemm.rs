@@ -8,8 +8,8 @@
 //! 6 (the last 1 to 5 rows in one smaller block) and columns in blocks of 16 are kept in
 //! up to twelve 256-bit accumulators while `k` runs, when `B`'s rows are contiguous (unit
 //! column stride); a `C` whose columns are not contiguous is updated through a row-major
-//! copy of the tile. Anything else (`B` strided, a last partial block of columns, no
-//! AVX2) takes the portable loop. Both take partial tiles
+//! copy of the tile; a last partial block of columns is read and written through masks.
+//! Anything else (`B` strided, no AVX2) takes the portable loop. Both take partial tiles
 //! ([`TensorIntrin::partial_tiles`]): the call's row and column counts may be below `mr`
 //! and `nr` (the last rows of a matrix whose row count `mr` does not divide).
 
@@ -131,6 +131,11 @@ fn init_tile(args: *const i64) {
     let w = unsafe { std::slice::from_raw_parts(args, 6) };
     let (c, s0, s1) = (w[1] as *mut f32, w[2] as isize, w[3] as isize);
     for i in 0..w[4] as isize {
+        if s1 == 1 {
+            // A contiguous row: one fill (vector stores).
+            unsafe { std::slice::from_raw_parts_mut(c.offset(i * s0), w[5] as usize) }.fill(0.0);
+            continue;
+        }
         for j in 0..w[5] as isize {
             unsafe { *c.offset(i * s0 + j * s1) = 0.0 };
         }
@@ -229,31 +234,45 @@ unsafe fn run(c: &Call) {
 }
 
 /// Rows in blocks of 6, the last 1 to 5 rows in one block, columns in blocks of 16 (the
-/// last partial block portable). Needs unit column strides of `B` and `C`.
+/// last partial block through masked loads and stores). Needs unit column strides of `B`
+/// and `C`.
 #[cfg(target_arch = "x86_64")]
 unsafe fn run_avx2(c: &Call) {
-    let mut i = 0;
-    while i < c.m {
-        let rows = (c.m - i).min(6);
-        let mut j = 0;
-        while j + 16 <= c.n {
+    // Column blocks outside: one block's `k x 16` panel of `B` stays in L1 while every
+    // row block reads it.
+    let mut j = 0;
+    while j < c.n {
+        let cols = (c.n - j).min(16);
+        let mut i = 0;
+        while i < c.m {
+            let rows = (c.m - i).min(6);
             // A packed with its rows side by side (unit row stride): constant offsets.
             unsafe {
-                match (rows, c.sa[0] == 1) {
-                    (6, true) => kernel_rx16::<6, true>(c, i, j),
-                    (6, false) => kernel_rx16::<6, false>(c, i, j),
-                    (5, _) => kernel_rx16::<5, false>(c, i, j),
-                    (4, true) => kernel_rx16::<4, true>(c, i, j),
-                    (4, false) => kernel_rx16::<4, false>(c, i, j),
-                    (3, _) => kernel_rx16::<3, false>(c, i, j),
-                    (2, _) => kernel_rx16::<2, false>(c, i, j),
-                    _ => kernel_rx16::<1, false>(c, i, j),
+                if cols == 16 {
+                    match (rows, c.sa[0] == 1) {
+                        (6, true) => kernel_rx16::<6, true, false>(c, i, j, 16),
+                        (6, false) => kernel_rx16::<6, false, false>(c, i, j, 16),
+                        (5, _) => kernel_rx16::<5, false, false>(c, i, j, 16),
+                        (4, true) => kernel_rx16::<4, true, false>(c, i, j, 16),
+                        (4, false) => kernel_rx16::<4, false, false>(c, i, j, 16),
+                        (3, _) => kernel_rx16::<3, false, false>(c, i, j, 16),
+                        (2, _) => kernel_rx16::<2, false, false>(c, i, j, 16),
+                        _ => kernel_rx16::<1, false, false>(c, i, j, 16),
+                    }
+                } else {
+                    match rows {
+                        6 => kernel_rx16::<6, false, true>(c, i, j, cols),
+                        5 => kernel_rx16::<5, false, true>(c, i, j, cols),
+                        4 => kernel_rx16::<4, false, true>(c, i, j, cols),
+                        3 => kernel_rx16::<3, false, true>(c, i, j, cols),
+                        2 => kernel_rx16::<2, false, true>(c, i, j, cols),
+                        _ => kernel_rx16::<1, false, true>(c, i, j, cols),
+                    }
                 }
             }
-            j += 16;
+            i += rows;
         }
-        unsafe { portable(c, i, i + rows, j, c.n) };
-        i += rows;
+        j += cols;
     }
 }
 
@@ -290,16 +309,51 @@ unsafe fn portable(c: &Call, i0: usize, i1: usize, j0: usize, j1: usize) {
 
 /// The `R` x 16 block at (`i0`, `j0`): `2R` 8-wide accumulators, one broadcast of `A` per
 /// row and two loads of `B` per step. `UNIT_A`: `A`'s row stride is 1 (a packed panel).
+/// `MASKED`: only the first `cols` (below 16) columns exist; `B` and `C` are read and
+/// written through masks, nothing past them touched.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_rx16<const R: usize, const UNIT_A: bool>(c: &Call, i0: usize, j0: usize) {
+unsafe fn kernel_rx16<const R: usize, const UNIT_A: bool, const MASKED: bool>(
+    c: &Call,
+    i0: usize,
+    j0: usize,
+    cols: usize,
+) {
     use std::arch::x86_64::*;
+    let lane = |first: i32| {
+        let l = _mm256_setr_epi32(
+            first,
+            first + 1,
+            first + 2,
+            first + 3,
+            first + 4,
+            first + 5,
+            first + 6,
+            first + 7,
+        );
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(cols as i32), l)
+    };
+    let (m0, m1) = (lane(0), lane(8));
+    let load = |p: *const f32, m: __m256i| unsafe {
+        if MASKED {
+            _mm256_maskload_ps(p, m)
+        } else {
+            _mm256_loadu_ps(p)
+        }
+    };
+    let store = |p: *mut f32, m: __m256i, v: __m256| unsafe {
+        if MASKED {
+            _mm256_maskstore_ps(p, m, v)
+        } else {
+            _mm256_storeu_ps(p, v)
+        }
+    };
     let pc = |r: usize| unsafe { c.c.offset((i0 + r) as isize * c.sc[0] + j0 as isize) };
     let mut acc = [[_mm256_setzero_ps(); 2]; R];
     if c.accumulate {
         for (r, row) in acc.iter_mut().enumerate() {
-            row[0] = unsafe { _mm256_loadu_ps(pc(r)) };
-            row[1] = unsafe { _mm256_loadu_ps(pc(r).add(8)) };
+            row[0] = load(pc(r), m0);
+            row[1] = load(unsafe { pc(r).add(8) }, m1);
         }
     }
     for k0 in 0..c.k[0] as isize {
@@ -310,8 +364,8 @@ unsafe fn kernel_rx16<const R: usize, const UNIT_A: bool>(c: &Call, i0: usize, j
             let pb = unsafe { c.b.offset(j0 as isize + k0 * c.sb[0] + k1 * c.sb[1]) };
             for k in 0..c.k[2] as isize {
                 let brow = unsafe { pb.offset(k * c.sb[2]) };
-                let b0 = unsafe { _mm256_loadu_ps(brow) };
-                let b1 = unsafe { _mm256_loadu_ps(brow.add(8)) };
+                let b0 = load(brow, m0);
+                let b1 = load(unsafe { brow.add(8) }, m1);
                 let ak = unsafe { pa.offset(k * c.sa[3]) };
                 for (r, row) in acc.iter_mut().enumerate() {
                     let off = if UNIT_A {
@@ -327,7 +381,7 @@ unsafe fn kernel_rx16<const R: usize, const UNIT_A: bool>(c: &Call, i0: usize, j
         }
     }
     for (r, row) in acc.iter().enumerate() {
-        unsafe { _mm256_storeu_ps(pc(r), row[0]) };
-        unsafe { _mm256_storeu_ps(pc(r).add(8), row[1]) };
+        store(pc(r), m0, row[0]);
+        store(unsafe { pc(r).add(8) }, m1, row[1]);
     }
 }

@@ -11,12 +11,15 @@
 //!   bound - rest))`;
 //! - after renaming those loop variables to the declaration's axes and rebasing every
 //!   tensor index to the tile's first element, the stage's body is structurally the
-//!   declaration's (else the error shows the first differing subexpression of both); a
-//!   read may run along the placeholder's dimensions in any order (a transposed view),
+//!   declaration's, sums and products in either order (else the error shows the first
+//!   differing subexpression of both); a read may run along the placeholder's dimensions in any order (a transposed view),
 //!   each of its relative indices a linear combination of the declaration's axes (two
 //!   axes along one dimension: a convolution's `x * 2 + rx`), and have extra dimensions
 //!   that stay fixed in the tile, and so may the output (a row's sum tensorized by a 0-d
-//!   reduction intrinsic);
+//!   reduction intrinsic); failing that, a read of a compact buffer (or the output's
+//!   store) may be linear in its flattened offset instead, once the e-graph has folded
+//!   `floordiv(p, w) * w + floormod(p, w)` back into `p`: a fused `(y, x)` axis walking
+//!   an image's positions across its rows;
 //! - the call's operands are the tiles' first elements in their buffers with the buffers'
 //!   strides; it updates the output (mode `Update`) when the reduction started outside the
 //!   nest, whose init nest then ends in the same call in mode `Init` (output operand
@@ -28,7 +31,7 @@ use super::simplify::{const_bounds, simplify, simplify_with, Ranges};
 use crate::error::{sched_err, Result};
 use crate::intrinsics::TensorIntrin;
 use crate::schedule::Schedule;
-use crate::te::{max, min, CmpOp, Expr, ExprNode, IterKind, OpKind, Tensor, Var};
+use crate::te::{max, min, BinOp, CmpOp, Expr, ExprNode, IterKind, OpKind, Tensor, Var};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -37,9 +40,20 @@ use std::sync::Arc;
 /// moves along as (tensor dimension, steps of it per step of the placeholder's): 2 for a
 /// strided convolution's input read at `x * 2 + rx`; two placeholder dimensions may move
 /// along one tensor dimension (`x * 2` and `rx` both along the input's width).
-type Bound = (Tensor, Vec<Expr>, Vec<Vec<(usize, i64)>>);
+///
+/// `flat`: the read is linear only in the tensor's flattened offset (row-major, compact);
+/// its one "dimension" is then that offset, recorded as the last tensor dimension with
+/// the offset's coefficient.
+#[derive(Clone)]
+struct Bound {
+    tensor: Tensor,
+    base: Vec<Expr>,
+    dims: Vec<Vec<(usize, i64)>>,
+    flat: bool,
+}
 
 /// What the matcher learns, per declared input.
+#[derive(Clone)]
 struct Binding {
     tensors: Vec<Option<Bound>>,
 }
@@ -89,20 +103,32 @@ impl Matcher<'_> {
                         simplify(&simplify(&(i.clone() - b.clone())).substitute(&self.to_decl))
                     })
                     .collect();
-                let Some(dims) = linear_dims(&rel, pidx) else {
-                    return differ();
+                let (dims, flat) = match linear_dims(&rel, pidx) {
+                    Some(d) => (d, false),
+                    None => match self.flat_dims(t, &idx, &base, pidx) {
+                        Some(d) => (d, true),
+                        None => return differ(),
+                    },
                 };
                 match &self.bind.tensors[pi] {
-                    Some((t0, b0, d0)) => {
-                        let same = Arc::ptr_eq(&t0.op, &t.op)
-                            && t0.value_index == t.value_index
-                            && *d0 == dims
-                            && b0.iter().zip(&base).all(|(x, y)| x.structural_eq(y));
+                    Some(b0) => {
+                        let same = Arc::ptr_eq(&b0.tensor.op, &t.op)
+                            && b0.tensor.value_index == t.value_index
+                            && b0.dims == dims
+                            && b0.flat == flat
+                            && b0.base.iter().zip(&base).all(|(x, y)| x.structural_eq(y));
                         if !same {
                             return differ();
                         }
                     }
-                    None => self.bind.tensors[pi] = Some((t.clone(), base, dims)),
+                    None => {
+                        self.bind.tensors[pi] = Some(Bound {
+                            tensor: t.clone(),
+                            base,
+                            dims,
+                            flat,
+                        })
+                    }
                 }
                 Ok(())
             }
@@ -118,8 +144,18 @@ impl Matcher<'_> {
                 }
             }
             (ExprNode::Binary(o1, a1, b1), ExprNode::Binary(o2, a2, b2)) if o1 == o2 => {
-                self.expr(a1, a2)?;
-                self.expr(b1, b2)
+                // Sums and products match in either order (exactly commutative, in floats
+                // too): `x * w` is the declaration's `A * B` with `w` as `A`.
+                let before = self.bind.clone();
+                let first = self.expr(a1, a2).and_then(|_| self.expr(b1, b2));
+                if first.is_err() && matches!(o1, BinOp::Add | BinOp::Mul) {
+                    let kept = std::mem::replace(&mut self.bind, before);
+                    if self.expr(b1, a2).and_then(|_| self.expr(a1, b2)).is_ok() {
+                        return Ok(());
+                    }
+                    self.bind = kept;
+                }
+                first
             }
             (ExprNode::Cmp(o1, a1, b1), ExprNode::Cmp(o2, a2, b2)) if o1 == o2 => {
                 self.expr(a1, a2)?;
@@ -141,6 +177,65 @@ impl Matcher<'_> {
             _ => differ(),
         }
     }
+}
+
+impl Matcher<'_> {
+    /// [`linear_dims`] of a read of `t` at `idx` (tile origin `base`) taken in `t`'s
+    /// flattened row-major offset: one entry per placeholder index, along `t`'s last
+    /// dimension with the offset's coefficient. `None` unless `t` has constant sizes and
+    /// the offset, its divisions folded by the e-graph, is linear in the declaration's
+    /// axes.
+    fn flat_dims(
+        &self,
+        t: &Tensor,
+        idx: &[Expr],
+        base: &[Expr],
+        pidx: &[Expr],
+    ) -> Option<Vec<Vec<(usize, i64)>>> {
+        let strides = compact_strides(t)?;
+        let last = strides.len().checked_sub(1)?;
+        let rel =
+            flat_offset(idx, &strides, &self.ranges) - flat_offset(base, &strides, &self.ranges);
+        let rel = simplify(&simplify(&rel).substitute(&self.to_decl));
+        let dims = linear_dims(&[rel], pidx)?;
+        Some(
+            dims.into_iter()
+                .map(|along| along.into_iter().map(|(_, c)| (last, c)).collect())
+                .collect(),
+        )
+    }
+}
+
+/// The row-major strides of `t`'s buffer when every size is constant.
+fn compact_strides(t: &Tensor) -> Option<Vec<i64>> {
+    let shape: Vec<i64> = t
+        .shape()
+        .iter()
+        .map(|d| d.as_int())
+        .collect::<Option<_>>()?;
+    let mut strides = vec![1; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        strides[d] = strides[d + 1] * shape[d + 1];
+    }
+    Some(strides)
+}
+
+/// `sum(idx[d] * strides[d])`, simplified with the e-graph's index rules under `ranges`
+/// (`floordiv(p, w) * w + floormod(p, w) -> p`).
+fn flat_offset(idx: &[Expr], strides: &[i64], ranges: &Ranges) -> Expr {
+    let flat = idx
+        .iter()
+        .zip(strides)
+        .map(|(i, &s)| i.clone() * Expr::int(s))
+        .reduce(|a, b| a + b)
+        .unwrap_or_else(|| Expr::int(0));
+    let flat = simplify_with(&flat, ranges);
+    let (folded, _) = crate::egraph::simplify_index(
+        &flat,
+        &|id| ranges.get(id),
+        &crate::egraph::Limits::default(),
+    );
+    simplify_with(&folded, ranges)
 }
 
 /// For each placeholder index (a declared axis variable), the tensor dimensions it moves
@@ -384,39 +479,36 @@ pub(crate) fn call_for(
         .zip(&out_base)
         .map(|(i, base)| simplify(&simplify(&(i.clone() - base.clone())).substitute(&m.to_decl)))
         .collect();
-    let mut out_dims: Vec<usize> = vec![];
-    for a in daxes {
-        let v = a.var.expr();
-        match out_rel
-            .iter()
-            .enumerate()
-            .find(|(e, r)| r.structural_eq(&v) && !out_dims.contains(e))
-        {
-            Some((e, _)) => out_dims.push(e),
-            None => {
-                return err(format!(
-                    "no dimension of {} is indexed by the intrinsic's output axis `{}` (relative to the tile, {}'s indices are [{}])",
-                    st.name,
-                    a.var.name(),
-                    st.name,
-                    out_rel.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")
-                ))
+    let out = &info.buffers[0];
+    let out_strides = out.strides();
+    let out_op_strides: Vec<Expr> = match output_dims(daxes, &out_rel) {
+        Ok(dims) => dims.iter().map(|&e| out_strides[e].clone()).collect(),
+        Err(msg) => {
+            // Linear in the flattened offset instead (a fused axis across rows)?
+            let consts: Option<Vec<i64>> = out_strides.iter().map(|x| x.as_int()).collect();
+            let flat = consts.and_then(|st| {
+                let rel =
+                    flat_offset(store_idx, &st, &m.ranges) - flat_offset(&out_base, &st, &m.ranges);
+                let rel = simplify(&simplify(&rel).substitute(&m.to_decl));
+                let vars: Vec<Expr> = daxes.iter().map(|a| a.var.expr()).collect();
+                let dims = linear_dims(&[rel], &vars)?;
+                Some(dims.iter().map(|d| Expr::int(d[0].1)).collect())
+            });
+            match flat {
+                Some(st) => st,
+                None => return err(msg(&st.name)),
             }
         }
-    }
-    if let Some((d, r)) = out_rel
-        .iter()
-        .enumerate()
-        .find(|(e, r)| !out_dims.contains(e) && r.as_int() != Some(0))
-    {
-        return err(format!(
-            "dimension {} of {} is indexed by `{}`, which moves inside the nest but is none of the intrinsic's output axes",
-            d, st.name, r
-        ));
-    }
+    };
     let mut operands = vec![];
     for (pi, bound) in m.bind.tensors.iter().enumerate() {
-        let Some((t, base, dims)) = bound else {
+        let Some(Bound {
+            tensor: t,
+            base,
+            dims,
+            flat,
+        }) = bound
+        else {
             return err(format!(
                 "the intrinsic's input {} is not read by the loop nest",
                 intrin.inputs[pi].name()
@@ -434,6 +526,19 @@ pub(crate) fn call_for(
             })
             .collect();
         let strides = buf.strides();
+        if *flat {
+            // The offsets were taken in the tensor's compact layout: the buffer must be it.
+            let compact =
+                compact_strides(t).map(|c| c.into_iter().map(Expr::int).collect::<Vec<_>>());
+            let same = origin.is_none()
+                && compact.is_some_and(|c| c.iter().zip(&strides).all(|(a, b)| a.structural_eq(b)));
+            if !same {
+                return err(format!(
+                    "{} is read along its flattened positions, which needs it whole and compact in memory (not a cached or padded region)",
+                    t.name()
+                ));
+            }
+        }
         operands.push(IntrinOperand {
             buf: buf.clone(),
             index,
@@ -448,12 +553,10 @@ pub(crate) fn call_for(
                 .collect(),
         });
     }
-    let out = &info.buffers[0];
-    let out_strides = out.strides();
     operands.push(IntrinOperand {
         buf: out.clone(),
         index: out_base,
-        strides: out_dims.iter().map(|&e| out_strides[e].clone()).collect(),
+        strides: out_op_strides,
     });
     let mode = if !raxes.is_empty() && first_red.is_some_and(|f| f < pos) {
         IntrinMode::Update
@@ -470,6 +573,55 @@ pub(crate) fn call_for(
         }),
         absorbed,
     })
+}
+
+/// For each of the declaration's output axes, the dimension of the stage's buffer it
+/// runs along (each its own; the others must stay fixed in the tile), from the store's
+/// indices relative to the tile; else the message for the schedule error, given the
+/// stage's name.
+fn output_dims(
+    daxes: &[crate::te::IterVar],
+    out_rel: &[Expr],
+) -> std::result::Result<Vec<usize>, Box<dyn Fn(&str) -> String>> {
+    let mut out_dims: Vec<usize> = vec![];
+    let show = out_rel
+        .iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    for a in daxes {
+        let v = a.var.expr();
+        match out_rel
+            .iter()
+            .enumerate()
+            .find(|(e, r)| r.structural_eq(&v) && !out_dims.contains(e))
+        {
+            Some((e, _)) => out_dims.push(e),
+            None => {
+                let axis = a.var.name().to_string();
+                return Err(Box::new(move |st: &str| {
+                    format!(
+                        "no dimension of {} is indexed by the intrinsic's output axis `{}` (relative to the tile, {}'s indices are [{}])",
+                        st, axis, st, show
+                    )
+                }));
+            }
+        }
+    }
+    if let Some((d, r)) = out_rel
+        .iter()
+        .enumerate()
+        .find(|(e, r)| !out_dims.contains(e) && r.as_int() != Some(0))
+    {
+        let r = r.to_string();
+        return Err(Box::new(move |st: &str| {
+            format!(
+                "dimension {} of {} is indexed by `{}`, which moves inside the nest but is none of the intrinsic's output axes",
+                d, st, r
+            )
+        }));
+    }
+    Ok(out_dims)
 }
 
 /// What [`call_for`] makes of a tensorized nest.

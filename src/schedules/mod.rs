@@ -1,5 +1,5 @@
 //! A library of good default schedules for common operators: CPU ([`matmul_cpu`],
-//! [`conv2d_depthwise_cpu`], [`conv2d_nchw_cpu_blocked`],
+//! [`conv2d_depthwise_cpu`], [`conv2d_pointwise_cpu`], [`conv2d_nchw_cpu_blocked`],
 //! [`matmul_cpu_tensorized`], [`conv2d_nchw_cpu_tensorized`], [`conv2d_winograd_cpu`],
 //! [`softmax_rows_tensorized`])
 //! and CUDA ([`matmul_cuda`]).
@@ -9,6 +9,7 @@ mod conv_blocked;
 mod cuda;
 mod depthwise;
 mod matmul;
+mod pointwise;
 pub mod softmax;
 mod winograd;
 pub use conv2d::{
@@ -25,6 +26,7 @@ pub use matmul::{
     matmul_cpu, matmul_cpu_tensorized, matmul_cpu_tensorized_with, matmul_cpu_with, GemmBlocking,
     MatmulConfig,
 };
+pub use pointwise::conv2d_pointwise_cpu;
 pub use softmax::{softmax_rows, softmax_rows_tensorized};
 pub use winograd::{conv2d_winograd_cpu, conv2d_winograd_cpu_with, WinogradConfig};
 

@@ -4,7 +4,9 @@
 //! Requires: a well-formed graph whose parameters are bound; run only for CPU schedules
 //! (the CUDA schedules read OIHW).
 //! Ensures: every f32 conv2d with one group, output channels a multiple of 16 and a
-//! constant OIHW weight reads instead a new parameter holding that weight
+//! constant OIHW weight, except pointwise ones (1x1, stride 1, no padding: their
+//! schedule reads OIHW, [`Conv2dAttrs::is_pointwise`](crate::graph_runtime::Conv2dAttrs::is_pointwise)),
+//! reads instead a new parameter holding that weight
 //! - transformed for Winograd's F(2x2, 3x3) (`{weight}.winograd`,
 //!   [`WeightLayout::Winograd23`]) when `winograd` is on and the kernel is 3x3 with
 //!   stride and dilation 1 and at least [`WINOGRAD_MIN_CHANNELS`] input channels: the
@@ -47,7 +49,8 @@ pub fn run(src: &Graph, params: Params, winograd: bool) -> Result<(Graph, Params
             && a.weight_layout == WeightLayout::Oihw
             && src.dtype(w) == DType::F32
             && src.dtype(n.inputs[0]) == DType::F32
-            && ws[0].is_multiple_of(16);
+            && ws[0].is_multiple_of(16)
+            && !a.is_pointwise(ws);
         let Some(oihw) = rw.constant(w).filter(|_| eligible) else {
             rw.copy(n)?;
             continue;
