@@ -17,8 +17,8 @@
 //!   axes along one dimension: a convolution's `x * 2 + rx`), and have extra dimensions
 //!   that stay fixed in the tile, and so may the output (a row's sum tensorized by a 0-d
 //!   reduction intrinsic); failing that, a read of a compact buffer (or the output's
-//!   store) may be linear in its flattened offset instead, once the e-graph has folded
-//!   `floordiv(p, w) * w + floormod(p, w)` back into `p`: a fused `(y, x)` axis walking
+//!   store) may be linear in its flattened offset instead, once
+//!   `floordiv(p, w) * w + floormod(p, w)` is folded back into `p`: a fused `(y, x)` axis walking
 //!   an image's positions across its rows;
 //! - the call's operands are the tiles' first elements in their buffers with the buffers'
 //!   strides; it updates the output (mode `Update`) when the reduction started outside the
@@ -105,6 +105,9 @@ impl Matcher<'_> {
                     .collect();
                 let (dims, flat) = match linear_dims(&rel, pidx) {
                     Some(d) => (d, false),
+                    // Only divisions can make an index linear in the flattened offset
+                    // alone (a fused axis split across rows).
+                    None if !idx.iter().any(crate::egraph::has_int_divmod) => return differ(),
                     None => match self.flat_dims(t, &idx, &base, pidx) {
                         Some(d) => (d, true),
                         None => return differ(),
@@ -183,7 +186,7 @@ impl Matcher<'_> {
     /// [`linear_dims`] of a read of `t` at `idx` (tile origin `base`) taken in `t`'s
     /// flattened row-major offset: one entry per placeholder index, along `t`'s last
     /// dimension with the offset's coefficient. `None` unless `t` has constant sizes and
-    /// the offset, its divisions folded by the e-graph, is linear in the declaration's
+    /// the offset, its fused divisions folded ([`fold_divmod`]), is linear in the declaration's
     /// axes.
     fn flat_dims(
         &self,
@@ -220,8 +223,8 @@ fn compact_strides(t: &Tensor) -> Option<Vec<i64>> {
     Some(strides)
 }
 
-/// `sum(idx[d] * strides[d])`, simplified with the e-graph's index rules under `ranges`
-/// (`floordiv(p, w) * w + floormod(p, w) -> p`).
+/// `sum(idx[d] * strides[d])`, simplified under `ranges`, with each
+/// `floordiv(p, w) * w + floormod(p, w)` folded back into `p` (see [`fold_divmod`]).
 fn flat_offset(idx: &[Expr], strides: &[i64], ranges: &Ranges) -> Expr {
     let flat = idx
         .iter()
@@ -229,13 +232,69 @@ fn flat_offset(idx: &[Expr], strides: &[i64], ranges: &Ranges) -> Expr {
         .map(|(i, &s)| i.clone() * Expr::int(s))
         .reduce(|a, b| a + b)
         .unwrap_or_else(|| Expr::int(0));
-    let flat = simplify_with(&flat, ranges);
-    let (folded, _) = crate::egraph::simplify_index(
-        &flat,
-        &|id| ranges.get(id),
-        &crate::egraph::Limits::default(),
-    );
-    simplify_with(&folded, ranges)
+    simplify_with(&fold_divmod(&simplify_with(&flat, ranges)), ranges)
+}
+
+/// The terms `(coefficient, atom)` of a sum of constant multiples (an atom: anything
+/// but a sum, a difference or a product by a constant).
+fn linear_terms(e: &Expr, scale: i64, out: &mut Vec<(i64, Expr)>) {
+    match e.node() {
+        ExprNode::Binary(BinOp::Add, a, b) => {
+            linear_terms(a, scale, out);
+            linear_terms(b, scale, out);
+        }
+        ExprNode::Binary(BinOp::Sub, a, b) => {
+            linear_terms(a, scale, out);
+            linear_terms(b, -scale, out);
+        }
+        ExprNode::Binary(BinOp::Mul, a, b) if b.as_int().is_some() => {
+            linear_terms(a, scale * b.as_int().unwrap_or(1), out)
+        }
+        ExprNode::Binary(BinOp::Mul, a, b) if a.as_int().is_some() => {
+            linear_terms(b, scale * a.as_int().unwrap_or(1), out)
+        }
+        _ => match e.as_int() {
+            Some(c) => out.push((scale * c, Expr::int(1))),
+            None => out.push((scale, e.clone())),
+        },
+    }
+}
+
+/// `e` (a sum of constant multiples) with every pair `a * floordiv(p, w) + b *
+/// floormod(p, w)` where `a == b * w` replaced by `b * p`: the identity `floordiv(p, w) *
+/// w + floormod(p, w) == p` that flattening a fused axis needs, found term by term (the
+/// e-graph would find it too, at a cost that grows with the number of terms).
+fn fold_divmod(e: &Expr) -> Expr {
+    let mut terms = vec![];
+    linear_terms(e, 1, &mut terms);
+    let mut changed = true;
+    while changed {
+        changed = false;
+        'pairs: for i in 0..terms.len() {
+            let ExprNode::Binary(BinOp::Div, p, w) = terms[i].1.node() else {
+                continue;
+            };
+            let Some(wv) = w.as_int() else { continue };
+            for j in 0..terms.len() {
+                let ExprNode::Binary(BinOp::Mod, q, v) = terms[j].1.node() else {
+                    continue;
+                };
+                if v.as_int() == Some(wv) && q.structural_eq(p) && terms[i].0 == terms[j].0 * wv {
+                    let (b, p) = (terms[j].0, p.clone());
+                    terms.remove(i.max(j));
+                    terms.remove(i.min(j));
+                    linear_terms(&p, b, &mut terms);
+                    changed = true;
+                    break 'pairs;
+                }
+            }
+        }
+    }
+    terms
+        .into_iter()
+        .map(|(c, a)| a * Expr::int(c))
+        .reduce(|a, b| a + b)
+        .unwrap_or_else(|| Expr::int(0))
 }
 
 /// For each placeholder index (a declared axis variable), the tensor dimensions it moves
@@ -633,4 +692,34 @@ pub(crate) struct Tensorized {
     /// The stage's guards that the call's extents take care of (a partial tile's): the
     /// caller must not wrap the call in them.
     pub absorbed: Vec<Expr>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{flat_offset, Ranges};
+    use crate::te::{floordiv, floormod, DType, Expr, Var};
+
+    #[test]
+    fn flattened_offsets_of_a_fused_axis_fold_back_to_it() {
+        // x[c, floordiv(p, 12), floormod(p, 12)] of a [5, 3, 12] tensor, p = o * 16 + i.
+        let (c, o, i) = (
+            Var::new("c", DType::I64),
+            Var::new("o", DType::I64),
+            Var::new("i", DType::I64),
+        );
+        let p = o.expr() * 16 + i.expr();
+        let idx = [c.expr(), floordiv(p.clone(), 12), floormod(p, 12)];
+        let flat = flat_offset(&idx, &[36, 12, 1], &Ranges::new());
+        let want = c.expr() * 36 + o.expr() * 16 + i.expr();
+        assert!(
+            crate::lower::simplify::simplify(&(flat.clone() - want)).as_int() == Some(0),
+            "{}",
+            flat
+        );
+        // A modulo of another divisor does not pair: the division stays.
+        let q = o.expr() * 16 + i.expr();
+        let idx = [c.expr(), floordiv(q.clone(), 12), floormod(q, 8)];
+        let flat = flat_offset(&idx, &[36, 12, 1], &Ranges::new());
+        assert!(flat.to_string().contains("floordiv"), "{}", flat);
+    }
 }
