@@ -23,20 +23,28 @@ const MR: i64 = 6;
 /// Accumulator elements per block (`[channels][rows x width]`): 32 KiB of f32, about L1.
 const BLOCK_ELEMENTS: i64 = 8192;
 
-/// The blocking of [`conv2d_pointwise_cpu`] for an `o x c` weight over `h x w` images:
-/// image rows per block (the divisor of `h` whose block of positions is nearest 128,
-/// the smaller on a tie), output channels per block (the largest divisor of `o` whose
-/// accumulator fits [`BLOCK_ELEMENTS`]), input channels per micro-kernel call (the
-/// largest divisor of `c` up to 256).
-fn blocking(o: i64, c: i64, h: i64, w: i64) -> (i64, i64, i64) {
+/// The blocking of [`conv2d_pointwise_cpu`] for a batch of `n` `o x c` weights over `h x
+/// w` images on `threads` threads: image rows per block (the divisor of `h` whose block
+/// of positions is nearest 128, the smaller on a tie), output channels per block (the
+/// largest divisor of `o` whose accumulator fits [`BLOCK_ELEMENTS`] and, on several
+/// threads, that leaves at least two blocks per thread where a divisor of 16 or more
+/// does), input channels per micro-kernel call (the largest divisor of `c` up to 256).
+fn blocking(n: i64, o: i64, c: i64, h: i64, w: i64, threads: usize) -> (i64, i64, i64) {
     let rows = divisors(h, h)
         .into_iter()
         .min_by_key(|&r| ((r * w - 128).abs(), r))
         .unwrap_or(1);
     let positions = rows * w;
-    let channels = divisors(o, o)
+    let fits: Vec<i64> = divisors(o, o)
         .into_iter()
-        .find(|&d| d * positions <= BLOCK_ELEMENTS)
+        .filter(|&d| d * positions <= BLOCK_ELEMENTS)
+        .collect();
+    let tasks = |d: i64| n * (h / rows) * (o / d);
+    let channels = fits
+        .iter()
+        .copied()
+        .find(|&d| threads <= 1 || (tasks(d) >= 2 * threads as i64 && d >= 16))
+        .or_else(|| fits.first().copied())
         .unwrap_or(1);
     let kc = divisors(c, 256).first().copied().unwrap_or(1);
     (rows, channels, kc)
@@ -48,7 +56,8 @@ fn blocking(o: i64, c: i64, h: i64, w: i64) -> (i64, i64, i64) {
 ///
 /// - the output in blocks of image rows (a divisor of the height, about 128 positions)
 ///   by output channels (a divisor of the channels; the block's accumulator about 32
-///   KiB); (batch, row block, channel block) fused and parallel on `threads > 1` threads;
+///   KiB, two blocks per thread or more where the channels allow); (batch, row block,
+///   channel block) fused and parallel on `threads > 1` threads;
 /// - per block, an accumulator `[channels][rows][width]` (the convolution itself under an
 ///   epilogue, else a `local` cache of `out`) computed by `gemm_f32(6, 16, kc)` calls:
 ///   its rows and columns fused into positions, in tiles of 16 (a partial last tile) by
@@ -113,7 +122,7 @@ pub fn conv2d_pointwise_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
             ),
         ));
     }
-    let (rows, channels, kc) = blocking(o, *c, h, w);
+    let (rows, channels, kc) = blocking(n, o, *c, h, w, threads);
     let mut s = create_schedule(&[out.clone()])?;
     super::inline_all_but(&mut s, &[out, conv])?;
     let acc = super::accumulator(&mut s, out, conv)?;
