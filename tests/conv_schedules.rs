@@ -275,7 +275,9 @@ fn blocked_rejects_other_computations() {
 #[test]
 fn graph_pointwise_layer_uses_the_pointwise_schedule() {
     let mut g = Graph::new();
-    let xs = [1, 16, 24, 24];
+    // 28x28 positions: the smallest image that takes it (graph_runtime::schedule::
+    // POINTWISE_MIN_POSITIONS) with 16 dividing the output channels.
+    let xs = [1, 16, 28, 28];
     let x = g.input("x", &xs, DType::F32).unwrap();
     let w = g.param("w", &[32, 16, 1, 1]).unwrap();
     let y = g.conv2d("pw", x, w, Conv2dAttrs::default()).unwrap();

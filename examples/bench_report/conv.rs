@@ -6,7 +6,10 @@
 //! (`schedules::conv2d_winograd_cpu` on weights transformed ahead of time, the graph
 //! runtime's default there); MobileNetV2's depthwise layers with the loops and the
 //! depthwise schedule (`schedules::conv2d_depthwise_cpu`, the graph runtime's default
-//! for them); against PyTorch's `conv2d` (oneDNN) where `torch` imports.
+//! for them), and its pointwise layers also with the pointwise schedule
+//! (`schedules::conv2d_pointwise_cpu`, the graph runtime's default for them) and the
+//! register-blocked one (`schedules::conv2d_nchw_cpu_blocked`); against PyTorch's
+//! `conv2d` (oneDNN) where `torch` imports.
 
 use super::{check, child_json, measure, Opts, Row};
 use loopforge::graph_runtime::ops::{
@@ -74,6 +77,13 @@ pub fn shapes(o: &Opts) -> Vec<ConvShape> {
         dw("dw144x56_3x3_s2", 144, 56, 2),
         dw("dw384x14_3x3", 384, 14, 1),
         dw("dw960x7_3x3", 960, 7, 1),
+        // MobileNetV2's pointwise layers: expansion and projection.
+        s("pw16to96x112", 16, 96, 112, 1, 1, 0),
+        s("pw24to144x56", 24, 144, 56, 1, 1, 0),
+        s("pw144to24x56", 144, 24, 56, 1, 1, 0),
+        s("pw96to576x14", 96, 576, 14, 1, 1, 0),
+        s("pw576to96x14", 576, 96, 14, 1, 1, 0),
+        s("pw960to160x7", 960, 160, 7, 1, 1, 0),
     ];
     let n = if o.quick { 2 } else { all.len() };
     all.into_iter()
@@ -116,7 +126,7 @@ pub fn conv_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
         let pout = conv2d(&x, &wp, &xs, &pws, &pattrs, &os);
         let pargs = [x, wp, pout.clone()];
         let grouped = sh.groups > 1;
-        let pwa = if grouped {
+        let pwa = if grouped || sh.o % 16 != 0 {
             wa.clone()
         } else {
             pack_ohwi16o(&wa)?
@@ -160,6 +170,22 @@ pub fn conv_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
                     loopforge::schedules::conv2d_nchw_cpu_tensorized(&pout, threads),
                     &pargs,
                     &pwa,
+                ),
+            ]);
+        }
+        if sh.k == 1 && sh.stride == 1 && sh.pad == 0 && !grouped {
+            candidates.extend([
+                (
+                    "loopforge_conv2d_pointwise",
+                    loopforge::schedules::conv2d_pointwise_cpu(&out, threads),
+                    &args,
+                    &wa,
+                ),
+                (
+                    "loopforge_conv2d_blocked",
+                    loopforge::schedules::conv2d_nchw_cpu_blocked(&out, threads),
+                    &args,
+                    &wa,
                 ),
             ]);
         }

@@ -41,8 +41,8 @@
 
 use crate::autotune::TunedConfig;
 use crate::error::Result;
-use crate::graph_runtime::graph::Op;
 use crate::graph_runtime::graph::WeightLayout;
+use crate::graph_runtime::graph::{Conv2dAttrs, Op};
 use crate::schedule::{create_schedule, Schedule};
 use crate::schedules::{matmul_cpu_with, ConvConfig, ConvShape, MatmulConfig, WinogradConfig};
 use crate::te::Tensor;
@@ -111,6 +111,25 @@ pub fn default_schedule(op: &Op, out: &Tensor, threads: usize) -> Result<Schedul
 /// 16 -> 96 layer at 112x112: 2.5-2.9 ms blocked, 3.1-4.5 ms on the micro-kernel, one
 /// thread).
 const BLOCKED_MAX_CHANNELS: i64 = 16;
+
+/// Output positions (`H x W`) from which a pointwise convolution whose output channels
+/// are a multiple of 16 takes [`crate::schedules::conv2d_pointwise_cpu`] rather than the
+/// micro-kernel's direct schedule on packed weights: at 56x56 and above the pointwise
+/// schedule was as fast or faster (MobileNetV2's 16 -> 96 at 112x112: 1.9 ms against
+/// 3.4 ms, one thread), at 14x14 and 7x7 up to 1.2-1.6x slower (its 16-position tiles
+/// fit 49 or 196 positions worse, and it reads the weight unpacked).
+pub const POINTWISE_MIN_POSITIONS: usize = 28 * 28;
+
+/// Whether the CPU build runs a convolution with attributes `a`, OIHW weight shape
+/// `weight` and output shape `out` on [`crate::schedules::conv2d_pointwise_cpu`] (and so
+/// leaves its weight unpacked): pointwise, and either output channels that 16 does not
+/// divide (the micro-kernel's direct schedule cannot take them) or at least
+/// [`POINTWISE_MIN_POSITIONS`] output positions.
+pub fn prefers_pointwise(a: &Conv2dAttrs, weight: &[usize], out: &[usize]) -> bool {
+    a.is_pointwise(weight)
+        && out.len() == 4
+        && (!weight[0].is_multiple_of(16) || out[2] * out[3] >= POINTWISE_MIN_POSITIONS)
+}
 
 /// Partial results per row of [`row_normalization`]'s statistics: eight 128-bit f32
 /// vectors (independent chains) for rows of 128 elements and more, two below.
@@ -209,7 +228,7 @@ pub fn default_config(op: &Op, out: &Tensor, threads: usize) -> Option<TunedConf
                 shape.kh as usize,
                 shape.kw as usize,
             ];
-            if a.weight_layout == WeightLayout::Oihw && a.is_pointwise(&kernel) {
+            if a.weight_layout == WeightLayout::Oihw && prefers_pointwise(a, &kernel, &sh) {
                 return None; // conv2d_pointwise_cpu
             }
             if shape.kh * shape.kw == 1 && shape.in_channels <= BLOCKED_MAX_CHANNELS {

@@ -4,9 +4,9 @@
 //! Requires: a well-formed graph whose parameters are bound; run only for CPU schedules
 //! (the CUDA schedules read OIHW).
 //! Ensures: every f32 conv2d with one group, output channels a multiple of 16 and a
-//! constant OIHW weight, except pointwise ones (1x1, stride 1, no padding: their
-//! schedule reads OIHW, [`Conv2dAttrs::is_pointwise`](crate::graph_runtime::Conv2dAttrs::is_pointwise)),
-//! reads instead a new parameter holding that weight
+//! constant OIHW weight, except the pointwise ones whose schedule reads OIHW
+//! ([`prefers_pointwise`](crate::graph_runtime::schedule::prefers_pointwise)), reads
+//! instead a new parameter holding that weight
 //! - transformed for Winograd's F(2x2, 3x3) (`{weight}.winograd`,
 //!   [`WeightLayout::Winograd23`]) when `winograd` is on and the kernel is 3x3 with
 //!   stride and dilation 1 and at least [`WINOGRAD_MIN_CHANNELS`] input channels: the
@@ -50,7 +50,7 @@ pub fn run(src: &Graph, params: Params, winograd: bool) -> Result<(Graph, Params
             && src.dtype(w) == DType::F32
             && src.dtype(n.inputs[0]) == DType::F32
             && ws[0].is_multiple_of(16)
-            && !a.is_pointwise(ws);
+            && !crate::graph_runtime::schedule::prefers_pointwise(a, ws, src.shape(n.output));
         let Some(oihw) = rw.constant(w).filter(|_| eligible) else {
             rw.copy(n)?;
             continue;
@@ -92,9 +92,15 @@ pub fn run(src: &Graph, params: Params, winograd: bool) -> Result<(Graph, Params
 }
 
 /// An f32 OIHW weight `[O, C, KH, KW]` (`O` a multiple of 16) laid out
-/// `[O / 16][KH][KW][C][16]`.
+/// `[O / 16][KH][KW][C][16]`; a typed error for another rank or an `O` that 16 does not divide.
 pub fn pack_ohwi16o(w: &NdArray) -> Result<NdArray> {
     let s = w.shape();
+    if s.len() != 4 || !s[0].is_multiple_of(16) {
+        return Err(crate::error::Error::InvalidExpr(format!(
+            "pack_ohwi16o: the weight is {:?}; it must be OIHW (4-d) with output channels a multiple of 16",
+            s
+        )));
+    }
     let (o, c, kh, kw) = (s[0], s[1], s[2], s[3]);
     let src = w.as_slice::<f32>()?;
     let mut dst = vec![0.0f32; src.len()];
@@ -105,4 +111,21 @@ pub fn pack_ohwi16o(w: &NdArray) -> Result<NdArray> {
         dst[(((oc / 16 * kh + ky) * kw + kx) * c + ci) * 16 + oc % 16] = v;
     }
     NdArray::from_vec(&WeightLayout::ohwi16o_shape(&[o, c, kh, kw]), dst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pack_ohwi16o;
+    use crate::runtime::NdArray;
+    use crate::te::DType;
+
+    #[test]
+    fn packing_needs_output_channels_a_multiple_of_16() {
+        let w = NdArray::random(&[24, 8, 1, 1], DType::F32, 1);
+        let e = pack_ohwi16o(&w).unwrap_err().to_string();
+        assert!(e.contains("output channels a multiple of 16"), "{}", e);
+        let w = NdArray::random(&[32, 2, 3, 3], DType::F32, 1);
+        let p = pack_ohwi16o(&w).unwrap();
+        assert_eq!(p.shape(), &[2, 3, 3, 2, 16]);
+    }
 }
