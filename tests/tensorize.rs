@@ -729,3 +729,85 @@ fn tensorized_conv2d_schedule() {
         .to_string();
     assert!(e.contains("whose last size is not 16"), "{}", e);
 }
+
+/// `Y[o, y, x] = sum_c X[c, y, x] * W[o, c]` (a pointwise convolution, its product
+/// written input first) with `y, x` fused into positions and tiled by 16 across the rows.
+fn fused_positions(transposed_read: bool) -> ([Tensor; 3], Schedule) {
+    let (o, c, h, w) = (8i64, 12i64, 3i64, 10i64);
+    let xs: [Expr; 3] = if transposed_read {
+        [c.into(), w.into(), h.into()]
+    } else {
+        [c.into(), h.into(), w.into()]
+    };
+    let x = placeholder(&xs, DType::F32, "X");
+    let wt = placeholder(&[o.into(), c.into()], DType::F32, "W");
+    let k = reduce_axis(0, c, "rc");
+    let y = compute(&[o.into(), h.into(), w.into()], "Y", |i| {
+        let at = if transposed_read {
+            [k.x(), i[2].clone(), i[1].clone()]
+        } else {
+            [k.x(), i[1].clone(), i[2].clone()]
+        };
+        sum(x.at(&at) * wt.at(&[i[0].clone(), k.x()]), &[k.clone()])
+    });
+    let mut s = create_schedule(&[y.clone()]).unwrap();
+    let a = s.axes(&y).unwrap();
+    let kx = s.reduce_axes(&y).unwrap().remove(0);
+    let p = s.fuse(&y, &[&a[1], &a[2]]).unwrap();
+    let (po, pi) = s.split(&y, &p, 16).unwrap();
+    let (oo, oi) = s.split(&y, &a[0], 6).unwrap();
+    s.reorder(&y, &[&po, &oo, &oi, &pi, &kx]).unwrap();
+    ([x, wt, y], s)
+}
+
+#[test]
+fn tensorize_positions_fused_across_rows() {
+    // The 30 positions in tiles of 16 (the second partial), 8 channels in tiles of 6 (the
+    // second partial): X's reads are linear only in its flattened offset, and the
+    // declaration's `A * B` matches `X * W` with W as A.
+    let ([x, wt, y], mut s) = fused_positions(false);
+    let ci = s.leaf_axes(&y).unwrap()[2].clone();
+    s.tensorize(&y, &ci, &gemm_f32(6, 16, 12).unwrap()).unwrap();
+    let args = [x, wt, y.clone()];
+    let text = lower(&s, &args).unwrap().to_string();
+    // B (X) and C (Y) run along positions with unit stride, whole rows apart.
+    assert!(
+        text.contains("X[") && text.contains("strides (30, 1)"),
+        "{}",
+        text
+    );
+    check(
+        "fused positions",
+        &y,
+        &args,
+        &s,
+        Some("tensorize_fused_positions"),
+    );
+}
+
+#[test]
+fn tensorize_refuses_a_fused_axis_read_across_a_transposed_view() {
+    // X stored [c, x, y]: the positions run down its columns, no flattened offset is
+    // linear in them.
+    let ([x, wt, y], mut s) = fused_positions(true);
+    let ci = s.leaf_axes(&y).unwrap()[2].clone();
+    s.tensorize(&y, &ci, &gemm_f32(6, 16, 12).unwrap()).unwrap();
+    let e = lower(&s, &[x, wt, y]).unwrap_err().to_string();
+    assert!(
+        e.contains("cannot tensorize Y") && e.contains("the loop nest computes"),
+        "{}",
+        e
+    );
+}
+
+#[test]
+fn built_in_intrinsics_declared_from_many_threads_are_one_object() {
+    // A size no other test declares: every thread races to declare and register it.
+    let got: Vec<std::sync::Arc<TensorIntrin>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| gemm_f32(5, 16, 37).unwrap()))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(got.iter().all(|g| std::sync::Arc::ptr_eq(g, &got[0])));
+}

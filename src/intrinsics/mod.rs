@@ -250,8 +250,10 @@ pub(crate) fn register_once(
         return Ok(i);
     }
     let i = make()?;
-    register(&i)?;
-    Ok(registered(name).unwrap_or(i))
+    // Another thread may have declared the same built-in meanwhile: the first one
+    // registered wins, and every caller gets that one.
+    let mut r = registry().lock().expect("intrinsic registry");
+    Ok(r.entry(name.to_string()).or_insert(i).clone())
 }
 
 fn registered(name: &str) -> Option<Arc<TensorIntrin>> {
