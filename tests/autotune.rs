@@ -77,6 +77,7 @@ fn conv_template_knobs_against_the_unscheduled_computation() {
             kernel,
             parallel_rows,
             all_rows,
+            fused_rows: false,
             threads: 2,
         };
         let s = schedules::conv2d_nchw_cpu_tensorized_with(&out, cfg).unwrap();
@@ -127,12 +128,49 @@ fn conv_template_knobs_against_the_unscheduled_computation() {
                 parallel_rows: true,
                 ..ConvConfig::for_shape(&shape, 2)
             },
-            "all_rows keeps a channel block's rows in one task",
+            "all_rows and fused_rows keep a channel block's rows in one task",
+        ),
+        (
+            ConvConfig {
+                fused_rows: true,
+                parallel_rows: false,
+                ..ConvConfig::for_shape(&shape, 1)
+            },
+            "fused_rows fuses output positions across rows, which needs a 1x1 kernel at stride 1 without padding (this one is 3x3)",
         ),
     ] {
         let e = schedules::conv2d_nchw_cpu_tensorized_with(&out, cfg).unwrap_err();
         assert!(matches!(e, Error::InvalidExpr(_)), "{:?}", e);
         assert!(e.to_string().contains(needle), "{}", e);
+    }
+}
+
+#[test]
+fn conv_template_fuses_a_1x1_kernels_positions_across_rows() {
+    // 7x7 positions (49) in tiles of 6 and 12 across rows, the last partial; the default
+    // for such a layer. Channel slices of 8 (accumulated) and all 24 channels.
+    let (x, w, out) = conv(24, 32, 7, 1);
+    let args = [x, w, out.clone()];
+    let shape = ConvShape::of(&out).unwrap();
+    assert!(shape.unit_stride);
+    // One thread: two blocks of 16 channels are enough tasks, the rows stay inside.
+    let d = ConvConfig::for_shape(&shape, 1);
+    assert!(d.fused_rows && d.row_tile == 6, "{:?}", d);
+    for (row_tile, kc) in [(6, 24), (12, 8), (5, 24)] {
+        let cfg = ConvConfig { row_tile, kc, ..d };
+        let s = schedules::conv2d_nchw_cpu_tensorized_with(&out, cfg).unwrap();
+        let text = lower(&s, &args).unwrap().to_string();
+        // One call per tile of positions: ceil(49 / row_tile) of them per channel block.
+        assert!(
+            text.contains(&format!("gemm_f32_{}x16x{}", row_tile, kc))
+                && text.contains(&format!("in range({})", (49 + row_tile - 1) / row_tile)),
+            "{:?}: {}",
+            cfg,
+            text
+        );
+        check_against_unscheduled(&s, &args, &[out.clone()], 4, &format!("{:?}", cfg));
+        let replayed = Schedule::replay(&[out.clone()], &s.trace_json()).unwrap();
+        assert_eq!(lower(&replayed, &args).unwrap().to_string(), text);
     }
 }
 

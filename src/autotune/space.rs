@@ -41,7 +41,8 @@ pub fn candidates(w: &Workload) -> Result<Vec<TunedConfig>> {
 /// Row tiles (the four divisors of the width up to 32 that fill 6-row register blocks
 /// best), channel slices (the three largest divisors up to 512), the kernels that fit
 /// the window, and the rows of a channel block in its task, in parallel tasks (with 2+
-/// threads) or all in one accumulator.
+/// threads) or all in one accumulator; for a 1x1 kernel at stride 1 also its positions
+/// fused across rows in tiles of 6 or 12.
 fn conv_grid(shape: &ConvShape, d: ConvConfig) -> Vec<TunedConfig> {
     let mut tiles = row_tiles(shape.width, 32);
     tiles.truncate(4);
@@ -80,9 +81,26 @@ fn conv_grid(shape: &ConvShape, d: ConvConfig) -> Vec<TunedConfig> {
                         kernel,
                         parallel_rows,
                         all_rows,
+                        fused_rows: false,
                         threads: d.threads,
                     }));
                 }
+            }
+        }
+    }
+    // A 1x1 kernel's positions fused across rows, in tiles of 6 or 12.
+    if shape.unit_stride {
+        for row_tile in [6, 12] {
+            for &kc in &slices {
+                out.push(TunedConfig::Conv2d(ConvConfig {
+                    row_tile,
+                    kc,
+                    kernel: ConvKernel::PerTap,
+                    parallel_rows: false,
+                    all_rows: false,
+                    fused_rows: true,
+                    threads: d.threads,
+                }));
             }
         }
     }

@@ -105,6 +105,11 @@ pub struct ConvConfig {
     /// instead of once per row (small images, many channels). Excludes `parallel_rows`.
     #[serde(default)]
     pub all_rows: bool,
+    /// A 1x1 kernel's output positions fused across rows, in tiles of `row_tile` that
+    /// need not divide the width (7x7 images: 49 positions in 8 tiles of 6 and one of
+    /// 1, instead of 7 rows of a 6 and a 1). Implies the accumulator of `all_rows`.
+    #[serde(default)]
+    pub fused_rows: bool,
     /// Threads of the parallel loop (1: serial).
     pub threads: usize,
 }
@@ -124,6 +129,9 @@ pub struct ConvShape {
     pub kw: i64,
     /// Output width.
     pub width: i64,
+    /// The input is read as it is stored, at stride 1 (no padding stage, its rows and
+    /// columns the output's): a 1x1 kernel's positions then lie contiguous across rows.
+    pub unit_stride: bool,
 }
 
 impl ConvShape {
@@ -142,11 +150,17 @@ impl ConvConfig {
     /// - `kc`: the largest divisor of the input channels up to 256;
     /// - kernel: `Window` below 8 input channels, `AllTaps` for kernels larger than 1x1
     ///   with tiles of 12+ positions, `PerTap` otherwise;
-    /// - rows parallel when there are fewer than four (batch, channel block) pairs per
-    ///   thread.
+    /// - for a 1x1 kernel at stride 1 over rows narrower than 16 (7x7, 14x14 images)
+    ///   with a (batch, channel block) pair per thread or more: positions fused across
+    ///   rows (`fused_rows`) in tiles of 6;
+    /// - otherwise rows parallel when there are fewer than four (batch, channel block)
+    ///   pairs per thread.
     pub fn for_shape(shape: &ConvShape, threads: usize) -> ConvConfig {
         let c = shape.in_channels;
-        let row_tile = row_tile(shape.width);
+        let blocks = shape.batch * shape.out_channels / 16;
+        let fused_rows = shape.unit_stride && shape.width < 16 && blocks >= threads as i64;
+        let parallel_rows = !fused_rows && blocks < 4 * threads as i64;
+        let row_tile = if fused_rows { 6 } else { row_tile(shape.width) };
         let kernel = if c < FEW_CHANNELS {
             ConvKernel::Window
         } else if shape.kh * shape.kw > 1 && row_tile >= 12 {
@@ -158,8 +172,9 @@ impl ConvConfig {
             row_tile,
             kc: divisors(c, 256).first().copied().unwrap_or(1),
             kernel,
-            parallel_rows: shape.batch * shape.out_channels / 16 < 4 * threads as i64,
+            parallel_rows,
             all_rows: false,
+            fused_rows,
             threads,
         }
     }
@@ -167,7 +182,7 @@ impl ConvConfig {
     /// Check the configuration against `shape` (typed errors naming the knob).
     pub fn check(&self, shape: &ConvShape) -> Result<()> {
         let bad = |m: String| Error::InvalidExpr(format!("conv2d_nchw_cpu_tensorized_with: {}", m));
-        if self.row_tile < 1 || shape.width % self.row_tile != 0 {
+        if self.row_tile < 1 || (!self.fused_rows && shape.width % self.row_tile != 0) {
             return Err(bad(format!(
                 "row_tile = {} must be at least 1 and divide the output width {}",
                 self.row_tile, shape.width
@@ -182,10 +197,18 @@ impl ConvConfig {
         if self.threads < 1 {
             return Err(bad("threads must be at least 1".into()));
         }
-        if self.all_rows && self.parallel_rows {
+        if (self.all_rows || self.fused_rows) && self.parallel_rows {
             return Err(bad(
-                "all_rows keeps a channel block's rows in one task; it cannot be combined with parallel_rows".into(),
+                "all_rows and fused_rows keep a channel block's rows in one task; they cannot be combined with parallel_rows".into(),
             ));
+        }
+        if self.fused_rows && !shape.unit_stride {
+            return Err(bad(format!(
+                "fused_rows fuses output positions across rows, which needs a 1x1 kernel at stride 1 without padding (this one is {}x{}{})",
+                shape.kh,
+                shape.kw,
+                if shape.kh * shape.kw == 1 { ", strided or padded" } else { "" }
+            )));
         }
         Ok(())
     }
@@ -279,6 +302,11 @@ fn analyze(out: &Tensor) -> Result<ConvParts> {
     }
     let kh = red[1].extent.as_int().unwrap_or(1);
     let kw = red[2].extent.as_int().unwrap_or(1);
+    let spatial =
+        |t: &Tensor| -> Vec<Option<i64>> { t.shape().iter().skip(2).map(|d| d.as_int()).collect() };
+    let unit_stride = !matches!(data.op.kind, OpKind::Compute { .. })
+        && spatial(&data) == spatial(out)
+        && kh * kw == 1;
     Ok(ConvParts {
         conv,
         data,
@@ -290,6 +318,7 @@ fn analyze(out: &Tensor) -> Result<ConvParts> {
             kh,
             kw,
             width,
+            unit_stride,
         },
     })
 }
@@ -386,15 +415,19 @@ pub fn conv2d_nchw_cpu_tensorized_with(out: &Tensor, cfg: ConvConfig) -> Result<
         ],
     )?;
     let a = s.axes(out)?;
+    let whole_image = cfg.all_rows || cfg.fused_rows;
     let (oo, oi) = s.split(out, &a[1], 16)?;
-    let (xo, xi) = s.split(out, &a[3], mr)?;
+    // The copy-out's tiles: the accumulator's row tiles, or vectors along the row where
+    // positions are fused across rows.
+    let out_tile = if cfg.fused_rows { 4 } else { mr };
+    let (xo, xi) = s.split(out, &a[3], out_tile)?;
     // A 1x1 convolution's weights are small and its inputs per output few: the output
     // rows go outside the channel blocks, so that one row's inputs stay in L1 while
     // every block reads them (instead of the whole input streaming through once per
     // block), the (batch, row) pairs in parallel when there are enough of them.
     let height = out.shape()[2].as_int().unwrap_or(1);
     let rows_outer = shape.kh * shape.kw == 1
-        && !cfg.all_rows
+        && !whole_image
         && shape.batch * height >= 4 * threads.max(1) as i64;
     if rows_outer {
         s.reorder(out, &[&a[0], &a[2], &oo, &xo, &oi, &xi])?;
@@ -417,7 +450,9 @@ pub fn conv2d_nchw_cpu_tensorized_with(out: &Tensor, cfg: ConvConfig) -> Result<
     // reads 4 positions of the `[x][o]` accumulator 16 apart, stores them contiguous.
     // (Only where 4 divides the tile: a partial vector would widen the region of the
     // accumulator that bound inference gives the tile, past the intrinsic's shape.)
-    if mr % 4 == 0 {
+    if cfg.fused_rows {
+        s.vectorize(out, &xi)?;
+    } else if mr % 4 == 0 {
         let (_, xii) = s.split(out, &xi, 4)?;
         s.vectorize(out, &xii)?;
     }
@@ -430,13 +465,19 @@ pub fn conv2d_nchw_cpu_tensorized_with(out: &Tensor, cfg: ConvConfig) -> Result<
     // The accumulator at the width block (its rows a tile of one output row), or with
     // `all_rows` at the channel block: the block's whole output image, its rows (and row
     // tiles) inside the reduction's outer loops so that each weight panel serves them all.
-    s.compute_at(&acc, out, if cfg.all_rows { &parallel } else { &xo })?;
+    s.compute_at(&acc, out, if whole_image { &parallel } else { &xo })?;
     let ca = s.axes(&acc)?;
     let r = s.reduce_axes(&acc)?;
     let (n, y, o) = (&ca[0], &ca[1], &ca[3]);
     // Loops outside the reduction's outer loops (`pre`), inside them (`rows`), then the
     // tile: positions `x` (tensorized there) and channels `o`.
-    let (pre, rows, x): (Vec<&Axis>, Vec<Axis>, Axis) = if cfg.all_rows {
+    let (pre, rows, x): (Vec<&Axis>, Vec<Axis>, Axis) = if cfg.fused_rows {
+        // Positions across rows: the input's and the accumulator's offsets are linear
+        // in them (tensorize folds the flattened `y * W + x`).
+        let p = s.fuse(&acc, &[y, &ca[2]])?;
+        let (po, pi) = s.split(&acc, &p, mr)?;
+        (vec![n], vec![po], pi)
+    } else if cfg.all_rows {
         let (cxo, cxi) = s.split(&acc, &ca[2], mr)?;
         (vec![n], vec![y.clone(), cxo], cxi)
     } else {
