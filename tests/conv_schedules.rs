@@ -48,6 +48,15 @@ fn depthwise(xs: [usize; 4], k: usize, stride: usize, pad: usize) -> [Tensor; 3]
     grouped(xs, xs[1], k, stride, pad, xs[1])
 }
 
+/// `s`'s IR against the golden file `name`; the schedule replayed from its trace lowers
+/// to the same IR.
+fn golden_and_replay(name: &str, s: &Schedule, out: &Tensor, args: &[Tensor]) {
+    let text = lower(s, args).unwrap().to_string();
+    golden(name, &text);
+    let replayed = Schedule::replay(&[out.clone()], &s.trace_json()).unwrap();
+    assert_eq!(lower(&replayed, args).unwrap().to_string(), text);
+}
+
 #[test]
 fn depthwise_equals_the_unscheduled_convolution() {
     for (xs, k, stride, pad, what) in [
@@ -113,11 +122,12 @@ fn depthwise_with_a_channel_multiplier_and_a_fused_epilogue() {
 fn depthwise_golden_ir_and_replay() {
     let [x, w, out] = depthwise([1, 2, 9, 9], 3, 1, 1);
     let args = [x, w, out.clone()];
-    let s = conv2d_depthwise_cpu(&out, 2).unwrap();
-    let text = lower(&s, &args).unwrap().to_string();
-    golden("depthwise_conv2d", &text);
-    let replayed = Schedule::replay(&[out.clone()], &s.trace_json()).unwrap();
-    assert_eq!(lower(&replayed, &args).unwrap().to_string(), text);
+    golden_and_replay(
+        "depthwise_conv2d",
+        &conv2d_depthwise_cpu(&out, 2).unwrap(),
+        &out,
+        &args,
+    );
 }
 
 #[test]
@@ -143,6 +153,24 @@ fn depthwise_rejects_other_computations() {
     );
 }
 
+/// A graph of one convolution `conv2d(x, w, attrs)` (input shape `xs`, weight shape
+/// `ws`), followed by a relu when `relu`, through [`build_both`] on random data.
+fn one_conv(xs: [usize; 4], ws: [usize; 4], attrs: Conv2dAttrs, relu: bool) -> Vec<Step> {
+    let mut g = Graph::new();
+    let x = g.input("x", &xs, DType::F32).unwrap();
+    let w = g.param("w", &ws).unwrap();
+    let mut y = g.conv2d("conv", x, w, attrs).unwrap();
+    if relu {
+        y = g.relu("relu", y).unwrap();
+    }
+    g.output(y).unwrap();
+    build_both(
+        &g,
+        &NdArray::random(&ws, DType::F32, 2),
+        &NdArray::random(&xs, DType::F32, 1),
+    )
+}
+
 /// The graph built with CPU schedules on 2 threads for the JIT and for the interpreter:
 /// node 0's schedule trace, and the outputs of both (checked equal) for input `x`.
 fn build_both(g: &Graph, w: &NdArray, x: &NdArray) -> Vec<Step> {
@@ -166,22 +194,11 @@ fn build_both(g: &Graph, w: &NdArray, x: &NdArray) -> Vec<Step> {
 
 #[test]
 fn graph_depthwise_layer_uses_the_depthwise_schedule() {
-    let mut g = Graph::new();
-    let xs = [1, 16, 20, 20];
-    let x = g.input("x", &xs, DType::F32).unwrap();
-    let w = g.param("w", &[16, 1, 3, 3]).unwrap();
     let attrs = Conv2dAttrs {
         groups: 16,
         ..Conv2dAttrs::same(1, 1)
     };
-    let y = g.conv2d("dw", x, w, attrs).unwrap();
-    let r = g.relu("relu", y).unwrap();
-    g.output(r).unwrap();
-    let steps = build_both(
-        &g,
-        &NdArray::random(&[16, 1, 3, 3], DType::F32, 2),
-        &NdArray::random(&xs, DType::F32, 1),
-    );
+    let steps = one_conv([1, 16, 20, 20], [16, 1, 3, 3], attrs, true);
     // The padded plane of each channel is built in the channel loop.
     assert!(
         steps
@@ -243,11 +260,12 @@ fn blocked_equals_the_unscheduled_convolution() {
 fn blocked_golden_ir_and_replay() {
     let [x, w, out] = grouped([1, 3, 4, 12], 8, 1, 1, 0, 1);
     let args = [x, w, out.clone()];
-    let s = conv2d_nchw_cpu_blocked(&out, 2).unwrap();
-    let text = lower(&s, &args).unwrap().to_string();
-    golden("conv2d_blocked", &text);
-    let replayed = Schedule::replay(&[out.clone()], &s.trace_json()).unwrap();
-    assert_eq!(lower(&replayed, &args).unwrap().to_string(), text);
+    golden_and_replay(
+        "conv2d_blocked",
+        &conv2d_nchw_cpu_blocked(&out, 2).unwrap(),
+        &out,
+        &args,
+    );
 }
 
 #[test]
@@ -274,18 +292,13 @@ fn blocked_rejects_other_computations() {
 
 #[test]
 fn graph_pointwise_layer_uses_the_pointwise_schedule() {
-    let mut g = Graph::new();
     // 28x28 positions: the smallest image that takes it (graph_runtime::schedule::
     // POINTWISE_MIN_POSITIONS) with 16 dividing the output channels.
-    let xs = [1, 16, 28, 28];
-    let x = g.input("x", &xs, DType::F32).unwrap();
-    let w = g.param("w", &[32, 16, 1, 1]).unwrap();
-    let y = g.conv2d("pw", x, w, Conv2dAttrs::default()).unwrap();
-    g.output(y).unwrap();
-    let steps = build_both(
-        &g,
-        &NdArray::random(&[32, 16, 1, 1], DType::F32, 2),
-        &NdArray::random(&xs, DType::F32, 1),
+    let steps = one_conv(
+        [1, 16, 28, 28],
+        [32, 16, 1, 1],
+        Conv2dAttrs::default(),
+        false,
     );
     // The micro-kernel over positions fused across rows, on the OIHW weight (not packed).
     assert!(
@@ -302,16 +315,11 @@ fn graph_pointwise_layer_uses_the_pointwise_schedule() {
 
 #[test]
 fn graph_strided_1x1_layer_of_few_channels_uses_the_blocked_schedule() {
-    let mut g = Graph::new();
-    let xs = [1, 16, 24, 24];
-    let x = g.input("x", &xs, DType::F32).unwrap();
-    let w = g.param("w", &[32, 16, 1, 1]).unwrap();
-    let y = g.conv2d("pw", x, w, Conv2dAttrs::same(2, 0)).unwrap();
-    g.output(y).unwrap();
-    let steps = build_both(
-        &g,
-        &NdArray::random(&[32, 16, 1, 1], DType::F32, 2),
-        &NdArray::random(&xs, DType::F32, 1),
+    let steps = one_conv(
+        [1, 16, 24, 24],
+        [32, 16, 1, 1],
+        Conv2dAttrs::same(2, 0),
+        false,
     );
     // Not the micro-kernel (which tensorizes): the accumulator tile cached in registers.
     assert!(
@@ -384,11 +392,12 @@ fn pointwise_equals_the_unscheduled_convolution() {
 fn pointwise_golden_ir_and_replay() {
     let [x, w, out] = grouped([1, 8, 3, 6], 8, 1, 1, 0, 1);
     let args = [x, w, out.clone()];
-    let s = conv2d_pointwise_cpu(&out, 2).unwrap();
-    let text = lower(&s, &args).unwrap().to_string();
-    golden("conv2d_pointwise", &text);
-    let replayed = Schedule::replay(&[out.clone()], &s.trace_json()).unwrap();
-    assert_eq!(lower(&replayed, &args).unwrap().to_string(), text);
+    golden_and_replay(
+        "conv2d_pointwise",
+        &conv2d_pointwise_cpu(&out, 2).unwrap(),
+        &out,
+        &args,
+    );
 }
 
 #[test]

@@ -804,6 +804,27 @@ fn tensorize_refuses_a_fused_axis_read_across_a_transposed_view() {
 }
 
 #[test]
+fn tensorize_refuses_a_fused_axis_read_from_a_cached_region() {
+    // X cached per tile of positions: the cache holds a region (its origin the tile's
+    // rows), not the compact tensor the flattened offsets were taken in.
+    let ([x, wt, y], mut s) = fused_positions(false);
+    let leaves = s.leaf_axes(&y).unwrap();
+    let xc = s.cache_read(&x, "global", &[&y]).unwrap();
+    s.compute_at(&xc, &y, &leaves[0]).unwrap();
+    s.tensorize(&y, &leaves[2], &gemm_f32(6, 16, 12).unwrap())
+        .unwrap();
+    let e = lower(&s, &[x, wt, y]).unwrap_err().to_string();
+    assert!(
+        e.contains("cannot tensorize Y")
+            && e.contains(
+                "is read along its flattened positions, which needs it whole and compact"
+            ),
+        "{}",
+        e
+    );
+}
+
+#[test]
 fn built_in_intrinsics_declared_from_many_threads_are_one_object() {
     // A size no other test declares: every thread races to declare and register it.
     let got: Vec<std::sync::Arc<TensorIntrin>> = std::thread::scope(|s| {

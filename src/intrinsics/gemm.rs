@@ -333,7 +333,12 @@ unsafe fn kernel_rx16<const R: usize, const UNIT_A: bool, const MASKED: bool>(
         );
         _mm256_cmpgt_epi32(_mm256_set1_epi32(cols as i32), l)
     };
-    let (m0, m1) = (lane(0), lane(8));
+    // Masks only where they are used: the whole-block kernels stay free of them.
+    let (m0, m1) = if MASKED {
+        (lane(0), lane(8))
+    } else {
+        (_mm256_setzero_si256(), _mm256_setzero_si256())
+    };
     let load = |p: *const f32, m: __m256i| unsafe {
         if MASKED {
             _mm256_maskload_ps(p, m)

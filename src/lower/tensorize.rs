@@ -12,14 +12,14 @@
 //! - after renaming those loop variables to the declaration's axes and rebasing every
 //!   tensor index to the tile's first element, the stage's body is structurally the
 //!   declaration's, sums and products in either order (else the error shows the first
-//!   differing subexpression of both); a read may run along the placeholder's dimensions in any order (a transposed view),
-//!   each of its relative indices a linear combination of the declaration's axes (two
-//!   axes along one dimension: a convolution's `x * 2 + rx`), and have extra dimensions
-//!   that stay fixed in the tile, and so may the output (a row's sum tensorized by a 0-d
-//!   reduction intrinsic); failing that, a read of a compact buffer (or the output's
-//!   store) may be linear in its flattened offset instead, once
-//!   `floordiv(p, w) * w + floormod(p, w)` is folded back into `p`: a fused `(y, x)` axis walking
-//!   an image's positions across its rows;
+//!   differing subexpression of both); a read may run along the placeholder's dimensions
+//!   in any order (a transposed view), each of its relative indices a linear combination
+//!   of the declaration's axes (two axes along one dimension: a convolution's `x * 2 +
+//!   rx`), and have extra dimensions that stay fixed in the tile, and so may the output
+//!   (a row's sum tensorized by a 0-d reduction intrinsic); failing that, a read of a
+//!   compact buffer (or the output's store) may be linear in its flattened offset
+//!   instead, once `floordiv(p, w) * w + floormod(p, w)` is folded back into `p`: a fused
+//!   `(y, x)` axis walking an image's positions across its rows;
 //! - the call's operands are the tiles' first elements in their buffers with the buffers'
 //!   strides; it updates the output (mode `Update`) when the reduction started outside the
 //!   nest, whose init nest then ends in the same call in mode `Init` (output operand
@@ -197,15 +197,25 @@ impl Matcher<'_> {
     ) -> Option<Vec<Vec<(usize, i64)>>> {
         let strides = compact_strides(t)?;
         let last = strides.len().checked_sub(1)?;
+        let steps = self.flat_steps(idx, base, &strides, pidx)?;
+        Some(steps.into_iter().map(|c| vec![(last, c)]).collect())
+    }
+
+    /// The steps of the flattened offset `sum(idx[d] * strides[d])`, relative to the
+    /// tile's origin `base`, per step of each of `vars` (the declaration's axes), when it
+    /// is a linear combination of them.
+    fn flat_steps(
+        &self,
+        idx: &[Expr],
+        base: &[Expr],
+        strides: &[i64],
+        vars: &[Expr],
+    ) -> Option<Vec<i64>> {
         let rel =
-            flat_offset(idx, &strides, &self.ranges) - flat_offset(base, &strides, &self.ranges);
+            flat_offset(idx, strides, &self.ranges) - flat_offset(base, strides, &self.ranges);
         let rel = simplify(&simplify(&rel).substitute(&self.to_decl));
-        let dims = linear_dims(&[rel], pidx)?;
-        Some(
-            dims.into_iter()
-                .map(|along| along.into_iter().map(|(_, c)| (last, c)).collect())
-                .collect(),
-        )
+        let dims = linear_dims(&[rel], vars)?;
+        Some(dims.iter().map(|d| d[0].1).collect())
     }
 }
 
@@ -540,22 +550,15 @@ pub(crate) fn call_for(
         .collect();
     let out = &info.buffers[0];
     let out_strides = out.strides();
-    let out_op_strides: Vec<Expr> = match output_dims(daxes, &out_rel) {
+    let out_op_strides: Vec<Expr> = match output_dims(&st.name, daxes, &out_rel) {
         Ok(dims) => dims.iter().map(|&e| out_strides[e].clone()).collect(),
         Err(msg) => {
             // Linear in the flattened offset instead (a fused axis across rows)?
             let consts: Option<Vec<i64>> = out_strides.iter().map(|x| x.as_int()).collect();
-            let flat = consts.and_then(|st| {
-                let rel =
-                    flat_offset(store_idx, &st, &m.ranges) - flat_offset(&out_base, &st, &m.ranges);
-                let rel = simplify(&simplify(&rel).substitute(&m.to_decl));
-                let vars: Vec<Expr> = daxes.iter().map(|a| a.var.expr()).collect();
-                let dims = linear_dims(&[rel], &vars)?;
-                Some(dims.iter().map(|d| Expr::int(d[0].1)).collect())
-            });
-            match flat {
-                Some(st) => st,
-                None => return err(msg(&st.name)),
+            let vars: Vec<Expr> = daxes.iter().map(|a| a.var.expr()).collect();
+            match consts.and_then(|c| m.flat_steps(store_idx, &out_base, &c, &vars)) {
+                Some(steps) => steps.into_iter().map(Expr::int).collect(),
+                None => return err(msg),
             }
         }
     };
@@ -634,20 +637,15 @@ pub(crate) fn call_for(
     })
 }
 
-/// For each of the declaration's output axes, the dimension of the stage's buffer it
+/// For each of the declaration's output axes, the dimension of the buffer of `stage` it
 /// runs along (each its own; the others must stay fixed in the tile), from the store's
-/// indices relative to the tile; else the message for the schedule error, given the
-/// stage's name.
+/// indices relative to the tile; else the message for the schedule error.
 fn output_dims(
+    stage: &str,
     daxes: &[crate::te::IterVar],
     out_rel: &[Expr],
-) -> std::result::Result<Vec<usize>, Box<dyn Fn(&str) -> String>> {
+) -> std::result::Result<Vec<usize>, String> {
     let mut out_dims: Vec<usize> = vec![];
-    let show = out_rel
-        .iter()
-        .map(|r| r.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
     for a in daxes {
         let v = a.var.expr();
         match out_rel
@@ -657,13 +655,13 @@ fn output_dims(
         {
             Some((e, _)) => out_dims.push(e),
             None => {
-                let axis = a.var.name().to_string();
-                return Err(Box::new(move |st: &str| {
-                    format!(
-                        "no dimension of {} is indexed by the intrinsic's output axis `{}` (relative to the tile, {}'s indices are [{}])",
-                        st, axis, st, show
-                    )
-                }));
+                return Err(format!(
+                    "no dimension of {} is indexed by the intrinsic's output axis `{}` (relative to the tile, {}'s indices are [{}])",
+                    stage,
+                    a.var.name(),
+                    stage,
+                    out_rel.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")
+                ))
             }
         }
     }
@@ -672,13 +670,10 @@ fn output_dims(
         .enumerate()
         .find(|(e, r)| !out_dims.contains(e) && r.as_int() != Some(0))
     {
-        let r = r.to_string();
-        return Err(Box::new(move |st: &str| {
-            format!(
-                "dimension {} of {} is indexed by `{}`, which moves inside the nest but is none of the intrinsic's output axes",
-                d, st, r
-            )
-        }));
+        return Err(format!(
+            "dimension {} of {} is indexed by `{}`, which moves inside the nest but is none of the intrinsic's output axes",
+            d, stage, r
+        ));
     }
     Ok(out_dims)
 }
