@@ -692,7 +692,7 @@ pub(crate) struct Tensorized {
 #[cfg(test)]
 mod tests {
     use super::{flat_offset, Ranges};
-    use crate::te::{floordiv, floormod, DType, Expr, Var};
+    use crate::te::{floordiv, floormod, DType, Var};
 
     #[test]
     fn flattened_offsets_of_a_fused_axis_fold_back_to_it() {
