@@ -140,7 +140,7 @@ impl<'p> Machine<'p> {
                     let keep = *class == MemClass::Block
                         && matches!(&self.bufs[*buf], Some(b) if b.dims == dims);
                     if !keep {
-                        self.bufs[*buf] = Some(Buf::zeros(info.dtype, dims, &info.name)?);
+                        self.bufs[*buf] = Some(Buf::uninit(info.dtype, dims, &info.name)?);
                     }
                     pc += 1;
                 }

@@ -9,6 +9,12 @@ use crate::te::DType;
 /// aborting on a wrong size.
 const MAX_ELEMENTS: i64 = 1 << 31;
 
+/// What a float element of a new allocation holds until written (a NaN).
+pub(crate) const POISON_F32: f32 = f32::NAN;
+/// What an integer element of a new allocation holds until written: large enough that an
+/// index computed from it is out of bounds.
+pub(crate) const POISON_INT: i64 = 0x5eed_0bad;
+
 /// The elements of a buffer, typed (bools are one byte, 0 or 1, as in memory).
 #[derive(Debug, Clone)]
 pub(crate) enum Storage {
@@ -38,8 +44,12 @@ pub(crate) struct Buf {
 }
 
 impl Buf {
-    /// A zero-filled buffer; `name` is for the error message on a bad shape.
-    pub(crate) fn zeros(dtype: DType, dims: Vec<i64>, name: &str) -> R<Buf> {
+    /// A new allocation's buffer, its contents undefined as in compiled code: filled with
+    /// NaNs ([`POISON_F32`] for f32) or [`POISON_INT`] (integers), so that a kernel
+    /// that reads an element before writing it gives a visibly wrong result here instead
+    /// of the zero that compiled code happens to see; `name` is for the error message on
+    /// a bad shape.
+    pub(crate) fn uninit(dtype: DType, dims: Vec<i64>, name: &str) -> R<Buf> {
         let mut n: i64 = 1;
         for &d in &dims {
             if d < 0 {
@@ -58,13 +68,13 @@ impl Buf {
         }
         let n = n as usize;
         let data = match dtype {
-            DType::F32 => Storage::F32(vec![0.0; n]),
-            DType::F64 => Storage::F64(vec![0.0; n]),
-            DType::F16 => Storage::F16(vec![half::f16::ZERO; n]),
-            DType::BF16 => Storage::BF16(vec![half::bf16::ZERO; n]),
-            DType::I32 => Storage::I32(vec![0; n]),
-            DType::I64 => Storage::I64(vec![0; n]),
-            DType::Bool => Storage::Bool(vec![false; n]),
+            DType::F32 => Storage::F32(vec![POISON_F32; n]),
+            DType::F64 => Storage::F64(vec![POISON_F32 as f64; n]),
+            DType::F16 => Storage::F16(vec![half::f16::NAN; n]),
+            DType::BF16 => Storage::BF16(vec![half::bf16::NAN; n]),
+            DType::I32 => Storage::I32(vec![POISON_INT as i32; n]),
+            DType::I64 => Storage::I64(vec![POISON_INT; n]),
+            DType::Bool => Storage::Bool(vec![true; n]),
         };
         Ok(Buf { data, dims })
     }

@@ -5,8 +5,10 @@
 //! * loads and stores with one flat index, or with one index per dimension (flattened
 //!   row-major with the buffer's shape; each index is checked against its dimension);
 //! * every statement: loops of every kind run serially in order, except loops bound to
-//!   GPU axes (below); `Allocate` gives a zero-filled buffer whose size is its shape
-//!   evaluated when the allocation is reached; `Produce` is transparent; `Barrier`
+//!   GPU axes (below); `Allocate` gives a buffer whose size is its shape evaluated when
+//!   the allocation is reached, filled with NaNs (integers with a large sentinel): its
+//!   contents are undefined in compiled code, so a kernel that reads an element before
+//!   writing it must not pass here by chance; `Produce` is transparent; `Barrier`
 //!   outside a GPU kernel does nothing;
 //! * every loop-IR expression, on scalars and on vectors of any width (a scalar operand
 //!   of a vector operation is broadcast; a load or store with a vector index gathers or
@@ -23,7 +25,7 @@
 //! (skipped where the index is not below the loop's extent); thread 0 runs until a
 //! barrier, then thread 1, ..., so a missing barrier or a wrong thread index gives a wrong
 //! result. A barrier not reached by all threads of the block is an error. `shared`
-//! allocations in a kernel are one buffer per block (zero-filled when the block first
+//! allocations in a kernel are one buffer per block (filled with NaNs when the block first
 //! reaches them, not cleared if reached again), `local` ones one per thread; a `global`
 //! allocation inside a kernel is an error; `vthread` loops run serially.
 //!

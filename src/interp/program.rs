@@ -66,12 +66,12 @@ pub(crate) struct Access {
 /// Where an allocation lives at run time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum MemClass {
-    /// Outside GPU kernels (any scope): an ordinary buffer, zero-filled at each allocation.
+    /// Outside GPU kernels (any scope): an ordinary buffer, filled with NaNs (undefined) at each allocation.
     Host,
     /// `shared` inside a kernel: one buffer per thread block, shared by its threads,
-    /// zero-filled when the block first allocates it, kept until the block ends.
+    /// filled with NaNs when the block first allocates it, kept until the block ends.
     Block,
-    /// `local` inside a kernel: one buffer per thread, zero-filled at each allocation.
+    /// `local` inside a kernel: one buffer per thread, filled with NaNs at each allocation.
     Thread,
 }
 

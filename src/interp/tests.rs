@@ -629,8 +629,9 @@ fn let_statement_and_expression_with_shadowing() {
 }
 
 #[test]
-fn allocate_is_zero_filled_each_time() {
-    // for i: allocate T[4] { O[i] = T[i]; T[i] = 5 }  -> O all zero.
+fn allocate_is_poisoned_each_time() {
+    // for i: allocate T[4] { O[i] = T[i]; T[i] = 5 }  -> O all poison (an allocation's
+    // contents are undefined: compiled code does not clear them either).
     // allocate U[4] { for i: U[i] = A[i]*2 ; for i: P[i] = U[3-i] }
     let a = buf("A", DType::I64, &[4]);
     let o = buf("O", DType::I64, &[4]);
@@ -663,7 +664,8 @@ fn allocate_is_zero_filled_each_time() {
     let mut y = NdArray::from_slice(&[4], &[9i64, 9, 9, 9]).unwrap();
     let mut z = NdArray::zeros(&[4], DType::I64);
     run(&fun, &mut [&mut x, &mut y, &mut z]).unwrap();
-    assert_eq!(y.to_vec::<i64>().unwrap(), vec![0, 0, 0, 0]);
+    let poison = super::memory::POISON_INT;
+    assert_eq!(y.to_vec::<i64>().unwrap(), vec![poison; 4]);
     assert_eq!(z.to_vec::<i64>().unwrap(), vec![8, 6, 4, 2]);
 }
 
@@ -678,6 +680,13 @@ fn symbolic_shapes_bind_from_arguments() {
     let body = alloc(
         &t,
         Stmt::seq(vec![
+            Stmt::for_(
+                i.clone(),
+                Expr::int(0),
+                n.expr(),
+                ForKind::Serial,
+                st(&t, i.expr(), 0),
+            ),
             Stmt::for_(
                 i.clone(),
                 Expr::int(0),

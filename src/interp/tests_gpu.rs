@@ -277,8 +277,9 @@ fn wrong_thread_index_is_wrong() {
 
 #[test]
 fn local_buffers_are_per_thread_and_shared_per_block() {
-    // Each thread counts into a local buffer and a shared counter; O[b, t] = local count,
-    // P[b] = shared count (all threads of the block).
+    // Each thread counts into a local buffer and a shared counter (thread 0 clears it
+    // first: allocations are not cleared); O[b, t] = local count, P[b] = shared count
+    // (all threads of the block).
     let o = buf("O", DType::I64, &[3, 8]);
     let p = buf("P", DType::I64, &[3]);
     let loc = buf_in("loc", DType::I64, &[1], Scope::Local);
@@ -297,6 +298,9 @@ fn local_buffers_are_per_thread_and_shared_per_block() {
                 alloc(
                     &loc,
                     Stmt::seq(vec![
+                        Stmt::if_(eq(tx.expr(), 0), st(&sh, 0, 0)),
+                        Stmt::Barrier,
+                        st(&loc, 0, 0),
                         serial(&k, 5, st(&loc, 0, ld(&loc, 0) + 1)),
                         st(&sh, 0, ld(&sh, 0) + 1),
                         Stmt::Barrier,
