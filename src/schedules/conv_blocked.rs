@@ -75,7 +75,7 @@ pub fn conv2d_nchw_cpu_blocked(out: &Tensor, threads: usize) -> Result<Schedule>
     if let Some(pad) = &pad {
         super::pad_at_root(&mut s, pad, threads)?;
     }
-    let cl = super::accumulator(&mut s, out, &conv)?;
+    let cl = super::accumulator(&mut s, out, conv)?;
     let mr = channel_tile(shape[1]);
     let nr = 8;
     let [n, o, y, x] = {

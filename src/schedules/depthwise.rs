@@ -54,7 +54,7 @@ pub fn conv2d_depthwise_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
     let mut keep = vec![out, conv];
     keep.extend(pad.as_ref());
     super::inline_all_but(&mut s, &keep)?;
-    let cl = super::accumulator(&mut s, out, &conv)?;
+    let cl = super::accumulator(&mut s, out, conv)?;
     let [n, c, y, x] = {
         let a = s.axes(out)?;
         [a[0].clone(), a[1].clone(), a[2].clone(), a[3].clone()]
