@@ -117,3 +117,53 @@ fn inlining_after_compute_at_is_refused_by_lower() {
         ),
     }
 }
+
+/// A reduction axis named like a default data axis (`k`, the third) used to share its
+/// name, and scheduling then confused the two ("cannot reorder k, it was fused into ...").
+#[test]
+fn a_reduction_axis_named_like_a_default_data_axis_gets_its_own_name() {
+    let a = placeholder(&[3.into(), 4.into(), 5.into(), 6.into()], DType::F32, "A");
+    let k = reduce_axis(0, 6, "k");
+    let c = compute(&[3.into(), 4.into(), 5.into()], "C", |i| {
+        sum(
+            a.at(&[i[0].clone(), i[1].clone(), i[2].clone(), k.x()]),
+            &[k.clone()],
+        )
+    });
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    let [ci, cj, ck] = s.axes3(&c).unwrap();
+    assert_eq!(
+        [ci.name.as_str(), cj.name.as_str(), ck.name.as_str()],
+        ["i", "j", "ax2"]
+    );
+    let kr = s.reduce_axes(&c).unwrap().remove(0);
+    assert_eq!(kr.name, "k");
+    let f = s.fuse(&c, &[&cj, &ck]).unwrap();
+    let (ko, ki) = s.split(&c, &kr, 4).unwrap();
+    s.reorder(&c, &[&ci, &ko, &f, &ki]).unwrap();
+    let args = [a.clone(), c.clone()];
+    let want = common::run_all(
+        &create_schedule(&[c.clone()]).unwrap(),
+        &args,
+        Target::interp(),
+        3,
+    );
+    for t in [Target::interp(), Target::cpu()] {
+        let got = common::run_all(&s, &args, t, 3);
+        common::assert_outputs_close(&args, &got, &want, "reduction axis k, data axis ax2");
+    }
+}
+
+/// Names the user chose that clash are a typed error naming both axes.
+#[test]
+fn clashing_axis_names_are_a_typed_error() {
+    let a = placeholder(&[4.into(), 6.into()], DType::F32, "A");
+    let k = reduce_axis(0, 6, "k");
+    let c = compute_named(&[4.into()], "C", &["k"], |i| {
+        sum(a.at(&[i[0].clone(), k.x()]), &[k.clone()])
+    });
+    common::assert_sched_err(
+        create_schedule(&[c]),
+        "two axes of C are named k (a data axis and a reduction axis",
+    );
+}

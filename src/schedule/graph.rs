@@ -27,6 +27,9 @@ pub(super) fn create(outputs: &[Tensor]) -> Result<Schedule> {
         }
         visit(o, &mut order, &mut placeholders, &mut vec![])?;
     }
+    for op in &order {
+        distinct_axis_names(op)?;
+    }
     let stages = order
         .into_iter()
         .map(|op| {
@@ -40,6 +43,42 @@ pub(super) fn create(outputs: &[Tensor]) -> Result<Schedule> {
         placeholders,
         trace: vec![],
     })
+}
+
+/// A schedule names axes (and its trace replays them by name), so the data and reduction
+/// axes of one stage must be named differently.
+fn distinct_axis_names(op: &Operation) -> Result<()> {
+    let crate::te::OpKind::Compute { axis, .. } = &op.kind else {
+        return Ok(());
+    };
+    let named: Vec<(String, &str)> = axis
+        .iter()
+        .map(|a| (a.var.name().to_string(), "data"))
+        .chain(
+            op.reduce_axis()
+                .iter()
+                .map(|a| (a.var.name().to_string(), "reduction")),
+        )
+        .collect();
+    for (i, (name, kind)) in named.iter().enumerate() {
+        if let Some((_, first)) = named[..i].iter().find(|(n, _)| n == name) {
+            let all: Vec<&str> = named.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(Error::Schedule {
+                stage: op.name.clone(),
+                msg: format!(
+                    "two axes of {} are named {} (a {} axis and a {} axis; axes: {}); a schedule \
+                     refers to axes by name, so give them distinct names (reduce_axis's name, \
+                     or compute_named for the data axes)",
+                    op.name,
+                    name,
+                    first,
+                    kind,
+                    all.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn visit(

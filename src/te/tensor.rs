@@ -254,12 +254,37 @@ fn make_axes(shape: &[Expr]) -> Vec<IterVar> {
 }
 
 /// A computed tensor: `f` gives the value at each point of `shape` (TVM's `te.compute`).
-/// The axes are named `i, j, k, l, ...`; use [`compute_named`] to choose names.
+/// The axes are named `i, j, k, l, ...`, except that a name the body's reduction axes
+/// already use is replaced by `ax{d}` (`d` the dimension); use [`compute_named`] to choose
+/// names.
 pub fn compute(shape: &[Expr], name: &str, f: impl FnOnce(&[Expr]) -> Expr) -> Tensor {
     let axes = make_axes(shape);
     let idx: Vec<Expr> = axes.iter().map(|a| a.x()).collect();
     let body = f(&idx);
-    finish_compute(shape, name, axes, vec![body]).remove(0)
+    let (axes, body) = rename_clashing_axes(axes, vec![body]);
+    finish_compute(shape, name, axes, body).remove(0)
+}
+
+/// Default-named data axes whose names a reduction axis of `body` also uses, renamed
+/// `ax{d}` (the body rewritten to match), so that the stage's axis names are distinct.
+fn rename_clashing_axes(mut axes: Vec<IterVar>, body: Vec<Expr>) -> (Vec<IterVar>, Vec<Expr>) {
+    let reduce: Vec<String> = match body.first().map(|b| b.node()) {
+        Some(ExprNode::Reduce(r)) => r.axis.iter().map(|a| a.var.name().to_string()).collect(),
+        _ => return (axes, body),
+    };
+    let mut map = std::collections::HashMap::new();
+    for (d, a) in axes.iter_mut().enumerate() {
+        if reduce.iter().any(|n| n == a.var.name()) {
+            let fresh = Var::new(format!("ax{}", d), DType::I64);
+            map.insert(a.var.id(), Expr::from(&fresh));
+            a.var = fresh;
+        }
+    }
+    if map.is_empty() {
+        return (axes, body);
+    }
+    let body = body.iter().map(|b| b.substitute(&map)).collect();
+    (axes, body)
 }
 
 /// Like [`compute`], with the axis names given.
@@ -288,6 +313,7 @@ pub fn compute_multi(
     let axes = make_axes(shape);
     let idx: Vec<Expr> = axes.iter().map(|a| a.x()).collect();
     let body = f(&idx);
+    let (axes, body) = rename_clashing_axes(axes, body);
     finish_compute(shape, name, axes, body)
 }
 
