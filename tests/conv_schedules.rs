@@ -82,6 +82,27 @@ fn depthwise_equals_the_unscheduled_convolution() {
             "40 wide: chunks of 16 and a tail of 8",
         ),
         ([1, 3, 11, 21], 3, 2, 1, "stride 2, odd sizes"),
+        (
+            [1, 3, 12, 18],
+            3,
+            2,
+            1,
+            "stride 2, even padded width (columns deinterleaved): a chunk of 8 and a tail of 1",
+        ),
+        (
+            [2, 4, 16, 38],
+            3,
+            2,
+            1,
+            "stride 2, batch 2, deinterleaved: a chunk of 16 and a tail of 3",
+        ),
+        (
+            [1, 2, 14, 14],
+            5,
+            2,
+            2,
+            "stride 2, 5x5 window, deinterleaved",
+        ),
         ([1, 2, 8, 12], 3, 1, 0, "no padding"),
         ([1, 2, 10, 10], 5, 1, 2, "5x5 window"),
         ([1, 5, 3, 3], 3, 1, 1, "3 wide: no whole vector"),
@@ -124,6 +145,16 @@ fn depthwise_golden_ir_and_replay() {
     let args = [x, w, out.clone()];
     golden_and_replay(
         "depthwise_conv2d",
+        &conv2d_depthwise_cpu(&out, 2).unwrap(),
+        &out,
+        &args,
+    );
+    // Stride 2 over an even padded width: the padded plane holds the even columns, then
+    // the odd ones, so every tap of a row is a contiguous vector.
+    let [x, w, out] = depthwise([1, 2, 10, 14], 3, 2, 1);
+    let args = [x, w, out.clone()];
+    golden_and_replay(
+        "depthwise_conv2d_stride2",
         &conv2d_depthwise_cpu(&out, 2).unwrap(),
         &out,
         &args,

@@ -3,17 +3,59 @@
 //! inside the channel loop (on the stack up to 64 KiB; no padded copy of the whole
 //! input), and each output
 //! row is computed in vector registers with the kernel window unrolled, a few 128-bit
-//! vectors across the row at a time (a stride-2 convolution's taps are loaded as two
-//! vectors and shuffled, as every stride-2 access of the CPU backend).
+//! vectors across the row at a time. For a stride-2 convolution the padded plane holds
+//! each row's even columns, then its odd ones (a layout `[.., x % 2, x / 2]`), so every
+//! tap is a contiguous vector load; a stride-2 read of an ordinary plane would be two
+//! loads and a shuffle per vector. (An odd padded width keeps the ordinary plane.)
 
 use super::conv2d::single_reduction;
 use super::find_stage;
 use crate::error::{Error, Result};
-use crate::schedule::{create_schedule, Schedule};
-use crate::te::Tensor;
+use crate::schedule::{create_schedule, LayoutDim, Schedule};
+use crate::te::{Expr, ExprNode, OpKind, Tensor};
+use std::collections::HashMap;
 
 fn not_eligible(out: &Tensor, why: String) -> Error {
     Error::InvalidExpr(format!("conv2d_depthwise_cpu: {} {}", out.name(), why))
+}
+
+/// How far apart `conv` reads `pad`'s columns for neighbouring output columns (the
+/// horizontal stride), when it reads `pad` once and that is a constant.
+fn column_stride(conv: &Tensor, pad: &Tensor) -> Option<i64> {
+    let OpKind::Compute { axis, body } = &conv.op.kind else {
+        return None;
+    };
+    let mut reads = vec![];
+    body[0].visit(&mut |e| {
+        if let ExprNode::Read(t, idx) = e.node() {
+            if t.same_as(pad) {
+                reads.push(idx.last().cloned());
+            }
+        }
+        true
+    });
+    let [Some(last)] = reads.as_slice() else {
+        return None;
+    };
+    // The last index with every variable at 0, then with the output column at 1.
+    let mut vars = vec![];
+    last.visit(&mut |e| {
+        if let ExprNode::Var(v) = e.node() {
+            vars.push(v.clone());
+        }
+        true
+    });
+    let at = |x: i64| {
+        let map: HashMap<u64, Expr> = vars
+            .iter()
+            .map(|v| {
+                let is_x = axis.last().is_some_and(|a| a.var.id() == v.id());
+                (v.id(), Expr::int(if is_x { x } else { 0 }))
+            })
+            .collect();
+        crate::lower::simplify::simplify(&last.substitute(&map)).as_int()
+    };
+    Some(at(1)? - at(0)?)
 }
 
 /// Output positions along a row computed together (in registers): up to four 128-bit
@@ -71,6 +113,24 @@ pub fn conv2d_depthwise_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
     s.vectorize(out, &xii)?;
     s.compute_at(&cl, out, &xo)?;
     if let Some(pad) = &pad {
+        let padded_width = pad.shape().get(3).and_then(|d| d.as_int());
+        if column_stride(conv, pad) == Some(2) && padded_width.is_some_and(|w| w % 2 == 0) {
+            // Even and odd columns in two half planes: the taps of a stride-2 row are
+            // then contiguous vectors (no shuffles), loaded from `[.., x % 2, x / 2]`.
+            s.transform_layout(
+                pad,
+                &[
+                    LayoutDim::dim(0),
+                    LayoutDim::dim(1),
+                    LayoutDim::dim(2),
+                    LayoutDim::inner(3, 2),
+                    LayoutDim::outer(3, 2),
+                ],
+            )?;
+            let half = s.axes(pad)?.remove(4);
+            let (_, lanes) = s.split(pad, &half, 4)?;
+            s.vectorize(pad, &lanes)?;
+        }
         s.compute_at(pad, out, &nc)?;
     }
     let ca = s.axes(&cl)?;
