@@ -65,6 +65,65 @@ fn split_errors() {
 }
 
 #[test]
+fn split_shift_inwards() {
+    // C's 21 columns in blocks of 8: [0, 8), [8, 16), then [13, 21) (shifted back, no
+    // guard), vectorized; B computed per block, over the shifted region.
+    let (o, args, b) = stencil();
+    let c = c_of(&o);
+    check_primitive("split_shift_inwards", &o, &args, |s| {
+        let [_, j] = s.axes2(&c)?;
+        let (jo, ji) = s.split_shift_inwards(&c, &j, 8)?;
+        let (_, lanes) = s.split(&c, &ji, 4)?;
+        s.vectorize(&c, &lanes)?;
+        s.compute_at(&b, &c, &jo)?;
+        Ok(())
+    });
+    // The consumer of a reduction's cache_write, shifted; and a factor larger than the
+    // extent (19 columns by 32: guarded as by split).
+    let (o, args) = mm();
+    let c = c_of(&o);
+    for (f, what) in [(6, "shifted"), (32, "factor over the extent")] {
+        let mut s = create_schedule(&o).unwrap();
+        let cl = s.cache_write(&c, "local").unwrap();
+        let [_, j] = s.axes2(&c).unwrap();
+        let (jo, _) = s.split_shift_inwards(&c, &j, f).unwrap();
+        s.compute_at(&cl, &c, &jo).unwrap();
+        let want = run_all(&create_schedule(&o).unwrap(), &args, Target::interp(), 3);
+        for t in [Target::interp(), Target::cpu()] {
+            let got = run_all(&s, &args, t, 3);
+            assert_outputs_close(
+                &args,
+                &got,
+                &want,
+                &format!("cache_write consumer, {}", what),
+            );
+        }
+    }
+}
+
+#[test]
+fn split_shift_inwards_errors() {
+    // A reduction would accumulate its overlapping points twice.
+    let (o, _) = mm();
+    let c = c_of(&o);
+    let mut s = create_schedule(&o).unwrap();
+    let [i, _] = s.axes2(&c).unwrap();
+    assert_sched_err(
+        s.split_shift_inwards(&c, &i, 8),
+        "cannot split_shift_inwards i: C is a reduction (over k), and the points its shifted \
+         last block recomputes would be accumulated twice; use split",
+    );
+    let (o, _, _) = stencil();
+    let c = c_of(&o);
+    let mut s = create_schedule(&o).unwrap();
+    let [i, _] = s.axes2(&c).unwrap();
+    assert_sched_err(
+        s.split_shift_inwards(&c, &i, 0),
+        "cannot split i by factor 0: it must be at least 1",
+    );
+}
+
+#[test]
 fn split_by_nparts() {
     let (o, args) = mm();
     let c = c_of(&o);

@@ -426,6 +426,12 @@ fn try_apply(s: &mut Schedule, op: &Op) -> StepResult {
                 return Ok("split: no free leaf".into());
             };
             let f = 1 + (op.c % 9) as i64;
+            if (op.c / 9) % 3 == 2 {
+                // A shifted last block (refused on a stage with a reduction).
+                let d = format!("split_shift_inwards({}, {}, {})", st, ax.name, f);
+                chk!(d.clone(), s.split_shift_inwards(st, &ax, f));
+                return Ok(d);
+            }
             let d = format!("split({}, {}, {})", st, ax.name, f);
             chk!(d.clone(), s.split(st, &ax, f));
             Ok(d)

@@ -178,15 +178,28 @@ pub fn infer(s: &Schedule, eff: &HashMap<String, Vec<Expr>>, args: &[Tensor]) ->
                     parent,
                     outer,
                     inner,
+                    shift_inwards,
                     ..
                 } => {
                     let (o, i) = (off[*outer].clone().unwrap(), off[*inner].clone().unwrap());
-                    let p = simplify(&(o * ext[*inner].clone() + i));
                     let covered = simplify_with(
                         &(ext[*outer].clone() * ext[*inner].clone() - ext[*parent].clone()),
                         &ranges,
                     );
-                    if covered.as_int() != Some(0) {
+                    let whole = covered.as_int() == Some(0);
+                    // A shifted last block needs the extent to hold one whole block.
+                    let room =
+                        simplify_with(&(ext[*parent].clone() - ext[*inner].clone()), &ranges);
+                    let shift = *shift_inwards
+                        && !whole
+                        && const_bounds(&room, &ranges).is_some_and(|(lo, _)| lo >= 0);
+                    let p = if shift {
+                        let start = crate::te::min(o * ext[*inner].clone(), room);
+                        simplify(&(start + i))
+                    } else {
+                        simplify(&(o * ext[*inner].clone() + i))
+                    };
+                    if !whole && !shift {
                         guards.push((lt(p.clone(), ext[*parent].clone()), st.axes[*parent].kind));
                     }
                     off[*parent] = Some(p);

@@ -236,6 +236,13 @@ impl Schedule {
             } => self
                 .split(stage.as_str(), &ax(stage, axis), *factor)
                 .map(|_| ()),
+            Step::SplitShiftInwards {
+                stage,
+                axis,
+                factor,
+            } => self
+                .split_shift_inwards(stage.as_str(), &ax(stage, axis), *factor)
+                .map(|_| ()),
             Step::SplitNparts {
                 stage,
                 axis,

@@ -79,9 +79,13 @@ impl Schedule {
         axis: &Axis,
         factor: Option<i64>,
         nparts: Option<i64>,
+        shift_inwards: bool,
     ) -> Result<(Axis, Axis)> {
         let si = self.stage_index(&s.stage_name())?;
         let idx = self.leaf(si, axis, "split")?;
+        if shift_inwards {
+            self.check_shift_inwards(si, axis)?;
+        }
         let v = factor.or(nparts).unwrap();
         if v < 1 {
             let what = if factor.is_some() { "factor" } else { "nparts" };
@@ -104,11 +108,17 @@ impl Schedule {
             inner: i,
             factor,
             nparts,
+            shift_inwards,
         });
         let p = st.leaf_pos(idx).unwrap();
         st.leaves.splice(p..p + 1, [o, i]);
         let name = st.name.clone();
         self.trace.push(match factor {
+            Some(f) if shift_inwards => Step::SplitShiftInwards {
+                stage: name.clone(),
+                axis: base.clone(),
+                factor: f,
+            },
             Some(f) => Step::Split {
                 stage: name.clone(),
                 axis: base.clone(),
@@ -140,7 +150,51 @@ impl Schedule {
         axis: &Axis,
         factor: i64,
     ) -> Result<(Axis, Axis)> {
-        self.split_impl(s, axis, Some(factor), None)
+        self.split_impl(s, axis, Some(factor), None, false)
+    }
+
+    /// Split `axis` by `factor` like [`Schedule::split`], but where `factor` does not
+    /// divide the extent, shift the last block back so that it ends at the extent
+    /// (Halide's `TailStrategy::ShiftInwards`): every block is whole, so a vectorized or
+    /// unrolled `inner` needs no scalar tail, and the points where the last two blocks
+    /// overlap are computed twice (with the same values). Legal on a data axis of a stage
+    /// without a reduction (a reduction computed twice would accumulate twice). Where the
+    /// extent is not known to be at least `factor` when the loops are built, the tail is
+    /// guarded as by `split`.
+    pub fn split_shift_inwards<S: StageRef + ?Sized>(
+        &mut self,
+        s: &S,
+        axis: &Axis,
+        factor: i64,
+    ) -> Result<(Axis, Axis)> {
+        self.split_impl(s, axis, Some(factor), None, true)
+    }
+
+    /// The typed error for a shift-inwards split of `axis` in stage `si`, if it is not
+    /// legal there: the stage reduces (points computed twice would accumulate twice).
+    fn check_shift_inwards(&self, si: usize, axis: &Axis) -> Result<()> {
+        let st = &self.stages[si];
+        let reduce: Vec<&str> = st
+            .axes
+            .iter()
+            .filter(|a| a.kind == IterKind::Reduce)
+            .map(|a| a.name.as_str())
+            .collect();
+        if reduce.is_empty() {
+            return Ok(());
+        }
+        Err(sched_err(
+            &st.name,
+            format!(
+                "cannot split_shift_inwards {}: {} is a reduction (over {}), and the points \
+                 its shifted last block recomputes would be accumulated twice; use split, \
+                 whose tail is guarded, or shift a stage without a reduction (the \
+                 consumer of a cache_write, an epilogue)",
+                axis.name,
+                st.name,
+                reduce.join(", ")
+            ),
+        ))
     }
 
     /// Split `axis` into `(outer, inner)` with `outer` of extent `nparts`.
@@ -150,7 +204,7 @@ impl Schedule {
         axis: &Axis,
         nparts: i64,
     ) -> Result<(Axis, Axis)> {
-        self.split_impl(s, axis, None, Some(nparts))
+        self.split_impl(s, axis, None, Some(nparts), false)
     }
 
     /// Tile two axes: split both and order them `x.outer, y.outer, x.inner, y.inner`.

@@ -34,6 +34,11 @@ pub enum Relation {
         factor: Option<i64>,
         /// Outer extent, for a split by nparts.
         nparts: Option<i64>,
+        /// Where the factor does not divide the extent, the last `inner` block is shifted
+        /// back to end at the extent (it overlaps the one before and recomputes some
+        /// points) instead of being guarded: `parent = min(outer * factor, extent -
+        /// factor) + inner` (Halide's `TailStrategy::ShiftInwards`).
+        shift_inwards: bool,
     },
     /// `outer = fused / inner_extent`, `inner = fused % inner_extent`.
     Fuse {
@@ -110,6 +115,7 @@ impl Stage {
                     inner,
                     factor,
                     nparts,
+                    ..
                 } => {
                     let pe = ext[*parent].clone();
                     match (factor, nparts) {

@@ -14,6 +14,12 @@ pub enum Step {
         axis: String,
         factor: i64,
     },
+    /// `split_shift_inwards(axis, factor)`.
+    SplitShiftInwards {
+        stage: String,
+        axis: String,
+        factor: i64,
+    },
     /// `split(axis, nparts=...)`.
     SplitNparts {
         stage: String,
