@@ -101,15 +101,6 @@ impl Kernel {
     pub fn lowered(&self) -> &LoweredFunc {
         &self.func
     }
-    /// Whether the kernel has a `parallel` loop (its iterations then run on the current
-    /// rayon pool).
-    pub fn has_parallel_loop(&self) -> bool {
-        let mut found = false;
-        self.func.body.visit(&mut |s| {
-            found |= matches!(s, crate::lower::ir::Stmt::For(f) if f.kind == crate::lower::ir::ForKind::Parallel);
-        });
-        found
-    }
     /// Time spent in `lower`.
     pub fn lower_time(&self) -> Duration {
         self.lower_time

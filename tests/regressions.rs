@@ -167,23 +167,3 @@ fn clashing_axis_names_are_a_typed_error() {
         "two axes of C are named k (a data axis and a reduction axis",
     );
 }
-
-/// `Kernel::has_parallel_loop` (the graph executor runs a model of several parallel
-/// kernels inside the rayon pool, one of serial kernels on the caller's thread).
-#[test]
-fn kernels_tell_whether_they_have_a_parallel_loop() {
-    let a = placeholder(&[64.into()], DType::F32, "A");
-    let b = compute(&[64.into()], "B", |i| a.at(&[i[0].clone()]) * 2.0f32);
-    let args = [a.clone(), b.clone()];
-    let serial = create_schedule(&[b.clone()]).unwrap();
-    assert!(!build(&serial, &args, Target::cpu())
-        .unwrap()
-        .has_parallel_loop());
-    let mut par = create_schedule(&[b.clone()]).unwrap();
-    let i = par.axes(&b).unwrap().remove(0);
-    let (io, _) = par.split(&b, &i, 16).unwrap();
-    par.parallel(&b, &io).unwrap();
-    assert!(build(&par, &args, Target::cpu())
-        .unwrap()
-        .has_parallel_loop());
-}

@@ -77,8 +77,6 @@ pub struct CompiledModel {
     traces: Vec<String>,
     /// Each node's configuration from the tuning log (`None`: the default schedule).
     tuned: Vec<Option<TunedConfig>>,
-    /// How many kernels have a parallel loop (see [`GraphExecutor::run`]).
-    parallel_kernels: usize,
 }
 
 /// Which default schedules a build uses.
@@ -234,7 +232,6 @@ pub fn build_with_settings(
     Ok(CompiledModel {
         graph: g,
         source_nodes: graph.nodes().len(),
-        parallel_kernels: parallel_kernels(&kernels),
         kernels,
         plan,
         options: *options,
@@ -245,11 +242,6 @@ pub fn build_with_settings(
         traces,
         tuned,
     })
-}
-
-/// How many of `kernels` have a parallel loop.
-pub(crate) fn parallel_kernels(kernels: &[Kernel]) -> usize {
-    kernels.iter().filter(|k| k.has_parallel_loop()).count()
 }
 
 /// Check `params` against the graph's declared parameters (every one given, with its
@@ -545,17 +537,12 @@ impl GraphExecutor<'_> {
         if matches!(self.model.target, Target::Cuda { .. }) {
             return self.run_on_device();
         }
-        // With several parallel kernels the nodes run on a worker of the current rayon
-        // pool: their parallel loops then start from inside the pool, where a call from
-        // outside hands each of them to the pool and sleeps until it is done (10-15 us a
-        // kernel on a 2-thread machine, about 1 ms of MobileNetV2's). One handoff per run
-        // is paid instead, which a model of serial kernels (an MLP: 5 us) does not need.
-        let from_outside = rayon::current_thread_index().is_none();
-        if from_outside && self.model.parallel_kernels >= 2 {
-            rayon::scope(|_| self.run_nodes())
-        } else {
-            self.run_nodes()
-        }
+        // The nodes run on a worker of the current rayon pool (the caller's thread when it
+        // is one): each kernel's parallel loops then start from inside the pool, where a
+        // call from outside hands each of them to the pool and sleeps until it is done —
+        // 10-15 us per parallel kernel measured on a 2-thread machine, about 1 ms of
+        // MobileNetV2's 65 kernels.
+        rayon::scope(|_| self.run_nodes())
     }
 
     /// The nodes of a CPU model, in order, on the arrays of this executor.

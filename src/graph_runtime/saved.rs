@@ -316,7 +316,6 @@ impl CompiledModel {
         Ok(CompiledModel {
             source_nodes: header.source_nodes.unwrap_or(g.nodes().len()),
             graph: g,
-            parallel_kernels: super::parallel_kernels(&kernels),
             kernels,
             plan,
             options,
