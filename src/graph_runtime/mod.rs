@@ -537,17 +537,6 @@ impl GraphExecutor<'_> {
         if matches!(self.model.target, Target::Cuda { .. }) {
             return self.run_on_device();
         }
-        // The nodes run on a worker of the current rayon pool (the caller's thread when it
-        // is one): each kernel's parallel loops then start from inside the pool, where a
-        // call from outside hands each of them to the pool and sleeps until it is done —
-        // 10-15 us per parallel kernel measured on a 2-thread machine, about 1 ms of
-        // MobileNetV2's 65 kernels.
-        rayon::scope(|_| self.run_nodes())
-    }
-
-    /// The nodes of a CPU model, in order, on the arrays of this executor.
-    fn run_nodes(&mut self) -> Result<()> {
-        let g = &self.model.graph;
         for (node, kernel) in g.nodes().iter().zip(&self.model.kernels) {
             let b = self.model.plan.storage_of[node.output.0].expect("node outputs are planned");
             let info = g.value(node.output);
