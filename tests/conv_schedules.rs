@@ -81,6 +81,20 @@ fn depthwise_equals_the_unscheduled_convolution() {
             1,
             "40 wide: chunks of 16 and a tail of 8",
         ),
+        (
+            [1, 3, 10, 20],
+            3,
+            1,
+            1,
+            "two rows at a time, 20 wide: chunks of 8 and a guarded tail of 4",
+        ),
+        (
+            [2, 2, 6, 18],
+            3,
+            1,
+            1,
+            "two rows at a time, 18 wide: the last chunk of 8 shifted inwards",
+        ),
         ([1, 3, 11, 21], 3, 2, 1, "stride 2, odd sizes"),
         (
             [1, 3, 12, 18],
@@ -145,6 +159,15 @@ fn depthwise_golden_ir_and_replay() {
     let args = [x, w, out.clone()];
     golden_and_replay(
         "depthwise_conv2d",
+        &conv2d_depthwise_cpu(&out, 2).unwrap(),
+        &out,
+        &args,
+    );
+    // Stride 1, 16 wide, an even height: two rows of 8 positions at a time.
+    let [x, w, out] = depthwise([1, 2, 4, 16], 3, 1, 1);
+    let args = [x, w, out.clone()];
+    golden_and_replay(
+        "depthwise_conv2d_two_rows",
         &conv2d_depthwise_cpu(&out, 2).unwrap(),
         &out,
         &args,
