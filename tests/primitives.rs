@@ -88,16 +88,7 @@ fn split_shift_inwards() {
         let [_, j] = s.axes2(&c).unwrap();
         let (jo, _) = s.split_shift_inwards(&c, &j, f).unwrap();
         s.compute_at(&cl, &c, &jo).unwrap();
-        let want = run_all(&create_schedule(&o).unwrap(), &args, Target::interp(), 3);
-        for t in [Target::interp(), Target::cpu()] {
-            let got = run_all(&s, &args, t, 3);
-            assert_outputs_close(
-                &args,
-                &got,
-                &want,
-                &format!("cache_write consumer, {}", what),
-            );
-        }
+        check_against_unscheduled(&s, &args, &o, 3, &format!("cache_write consumer, {}", what));
     }
 }
 
