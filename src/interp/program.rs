@@ -66,7 +66,8 @@ pub(crate) struct Access {
 /// Where an allocation lives at run time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum MemClass {
-    /// Outside GPU kernels (any scope): an ordinary buffer, filled with NaNs (undefined) at each allocation.
+    /// Outside GPU kernels (any scope): an ordinary buffer, filled with NaNs (its contents
+    /// are undefined) at each allocation.
     Host,
     /// `shared` inside a kernel: one buffer per thread block, shared by its threads,
     /// filled with NaNs when the block first allocates it, kept until the block ends.
