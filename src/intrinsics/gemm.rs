@@ -246,28 +246,11 @@ unsafe fn run_avx2(c: &Call) {
         let mut i = 0;
         while i < c.m {
             let rows = (c.m - i).min(6);
-            // A packed with its rows side by side (unit row stride): constant offsets.
             unsafe {
                 if cols == 16 {
-                    match (rows, c.sa[0] == 1) {
-                        (6, true) => kernel_rx16::<6, true, false>(c, i, j, 16),
-                        (6, false) => kernel_rx16::<6, false, false>(c, i, j, 16),
-                        (5, _) => kernel_rx16::<5, false, false>(c, i, j, 16),
-                        (4, true) => kernel_rx16::<4, true, false>(c, i, j, 16),
-                        (4, false) => kernel_rx16::<4, false, false>(c, i, j, 16),
-                        (3, _) => kernel_rx16::<3, false, false>(c, i, j, 16),
-                        (2, _) => kernel_rx16::<2, false, false>(c, i, j, 16),
-                        _ => kernel_rx16::<1, false, false>(c, i, j, 16),
-                    }
+                    block::<false>(c, i, j, rows, cols)
                 } else {
-                    match rows {
-                        6 => kernel_rx16::<6, false, true>(c, i, j, cols),
-                        5 => kernel_rx16::<5, false, true>(c, i, j, cols),
-                        4 => kernel_rx16::<4, false, true>(c, i, j, cols),
-                        3 => kernel_rx16::<3, false, true>(c, i, j, cols),
-                        2 => kernel_rx16::<2, false, true>(c, i, j, cols),
-                        _ => kernel_rx16::<1, false, true>(c, i, j, cols),
-                    }
+                    block::<true>(c, i, j, rows, cols)
                 }
             }
             i += rows;
@@ -303,6 +286,25 @@ unsafe fn portable(c: &Call, i0: usize, i1: usize, j0: usize, j1: usize) {
                 }
             }
             unsafe { *pc = acc };
+        }
+    }
+}
+
+/// The `rows` x 16 block at (`i`, `j`) (`cols` of its columns, below 16 with `MASKED`)
+/// by the kernel for its row count; an `A` packed with its rows side by side (unit row
+/// stride) takes the kernels with constant offsets (whole column blocks only).
+#[cfg(target_arch = "x86_64")]
+unsafe fn block<const MASKED: bool>(c: &Call, i: usize, j: usize, rows: usize, cols: usize) {
+    unsafe {
+        match (rows, c.sa[0] == 1 && !MASKED) {
+            (6, true) => kernel_rx16::<6, true, MASKED>(c, i, j, cols),
+            (6, false) => kernel_rx16::<6, false, MASKED>(c, i, j, cols),
+            (5, _) => kernel_rx16::<5, false, MASKED>(c, i, j, cols),
+            (4, true) => kernel_rx16::<4, true, MASKED>(c, i, j, cols),
+            (4, false) => kernel_rx16::<4, false, MASKED>(c, i, j, cols),
+            (3, _) => kernel_rx16::<3, false, MASKED>(c, i, j, cols),
+            (2, _) => kernel_rx16::<2, false, MASKED>(c, i, j, cols),
+            _ => kernel_rx16::<1, false, MASKED>(c, i, j, cols),
         }
     }
 }

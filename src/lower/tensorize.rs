@@ -147,11 +147,15 @@ impl Matcher<'_> {
                 }
             }
             (ExprNode::Binary(o1, a1, b1), ExprNode::Binary(o2, a2, b2)) if o1 == o2 => {
+                if !matches!(o1, BinOp::Add | BinOp::Mul) {
+                    self.expr(a1, a2)?;
+                    return self.expr(b1, b2);
+                }
                 // Sums and products match in either order (exactly commutative, in floats
                 // too): `x * w` is the declaration's `A * B` with `w` as `A`.
                 let before = self.bind.clone();
                 let first = self.expr(a1, a2).and_then(|_| self.expr(b1, b2));
-                if first.is_err() && matches!(o1, BinOp::Add | BinOp::Mul) {
+                if first.is_err() {
                     let kept = std::mem::replace(&mut self.bind, before);
                     if self.expr(b1, a2).and_then(|_| self.expr(a1, b2)).is_ok() {
                         return Ok(());

@@ -39,25 +39,10 @@ fn column_stride(conv: &Tensor, pad: &Tensor) -> Option<i64> {
     let [Some(last)] = reads.as_slice() else {
         return None;
     };
-    // The last index with every variable at 0, then with the output column at 1.
-    let mut vars = vec![];
-    last.visit(&mut |e| {
-        if let ExprNode::Var(v) = e.node() {
-            vars.push(v.clone());
-        }
-        true
-    });
-    let at = |x: i64| {
-        let map: HashMap<u64, Expr> = vars
-            .iter()
-            .map(|v| {
-                let is_x = axis.last().is_some_and(|a| a.var.id() == v.id());
-                (v.id(), Expr::int(if is_x { x } else { 0 }))
-            })
-            .collect();
-        crate::lower::simplify::simplify(&last.substitute(&map)).as_int()
-    };
-    Some(at(1)? - at(0)?)
+    // The last index at output column 1 less the same at column 0.
+    let x = axis.last()?.var.id();
+    let at = |v: i64| last.substitute(&HashMap::from([(x, Expr::int(v))]));
+    crate::lower::simplify::simplify(&(at(1) - at(0))).as_int()
 }
 
 /// Output positions along a row computed together (in registers): up to four 128-bit
