@@ -8,12 +8,17 @@
 //! depthwise schedule (`schedules::conv2d_depthwise_cpu`, the graph runtime's default
 //! for them), and its pointwise layers also with the pointwise schedule
 //! (`schedules::conv2d_pointwise_cpu`, the graph runtime's default for them) and the
-//! register-blocked one (`schedules::conv2d_nchw_cpu_blocked`); against PyTorch's
+//! register-blocked one (`schedules::conv2d_nchw_cpu_blocked`); every layer also in the
+//! blocked layout NCHW[c]c (`schedules::conv2d_nchwc_cpu`,
+//! `schedules::depthwise_conv2d_nchwc_cpu`, input and weight blocked ahead of time);
+//! against PyTorch's
 //! `conv2d` (oneDNN) where `torch` imports.
 
 use super::{check, child_json, measure, Opts, Row};
 use loopforge::graph_runtime::ops::{
-    conv2d, conv2d_winograd, winograd_weight_shape, winograd_weights_f23,
+    conv2d, conv2d_nchwc, conv2d_winograd, depthwise_conv2d_nchwc, depthwise_weight_to_blocked,
+    nchw_to_nchwc, nchwc_to_nchw, oihw_to_blocked, winograd_weight_shape, winograd_weights_f23,
+    BlockedConv,
 };
 use loopforge::graph_runtime::passes::pack_conv_weights::pack_ohwi16o;
 use loopforge::graph_runtime::{Conv2dAttrs, WeightLayout};
@@ -144,14 +149,22 @@ pub fn conv_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
             wa.clone()
         };
         let mut reference: Option<Vec<f32>> = None;
-        let mut candidates = vec![(
+        let plain = |name, sched, args, w| Candidate {
+            name,
+            sched,
+            args,
+            x: &xa,
+            w,
+            blocked_out: false,
+        };
+        let mut candidates = vec![plain(
             "loopforge_conv2d_loops",
             loopforge::graph_runtime::schedule::conv2d_loops(&out, threads),
             &args,
             &wa,
         )];
         if grouped {
-            candidates.push((
+            candidates.push(plain(
                 "loopforge_conv2d_depthwise",
                 loopforge::schedules::conv2d_depthwise_cpu(&out, threads),
                 &args,
@@ -159,13 +172,13 @@ pub fn conv_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
             ));
         } else {
             candidates.extend([
-                (
+                plain(
                     "loopforge_conv2d_tensorized",
                     loopforge::schedules::conv2d_nchw_cpu_tensorized(&out, threads),
                     &args,
                     &wa,
                 ),
-                (
+                plain(
                     "loopforge_conv2d_tensorized_prepacked",
                     loopforge::schedules::conv2d_nchw_cpu_tensorized(&pout, threads),
                     &pargs,
@@ -175,13 +188,13 @@ pub fn conv_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
         }
         if sh.k == 1 && sh.stride == 1 && sh.pad == 0 && !grouped {
             candidates.extend([
-                (
+                plain(
                     "loopforge_conv2d_pointwise",
                     loopforge::schedules::conv2d_pointwise_cpu(&out, threads),
                     &args,
                     &wa,
                 ),
-                (
+                plain(
                     "loopforge_conv2d_blocked",
                     loopforge::schedules::conv2d_nchw_cpu_blocked(&out, threads),
                     &args,
@@ -190,25 +203,54 @@ pub fn conv_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
             ]);
         }
         if winograd {
-            candidates.push((
+            candidates.push(plain(
                 "loopforge_conv2d_winograd",
                 loopforge::schedules::conv2d_winograd_cpu(&wout, threads),
                 &wargs,
                 &uwa,
             ));
         }
-        for (name, sched, args, wa) in candidates {
+        // The same convolution in the blocked layout NCHW[c]c, input, weight and output
+        // blocked ahead of time (as in a model run in that layout throughout).
+        let nchwc = Blocked::new(&sh, &attrs, &xa, &wa)?;
+        if let Some(b) = &nchwc {
+            let sched = if grouped {
+                loopforge::schedules::depthwise_conv2d_nchwc_cpu(&b.args[2], threads)
+            } else {
+                loopforge::schedules::conv2d_nchwc_cpu(&b.args[2], threads)
+            };
+            candidates.push(Candidate {
+                name: "loopforge_conv2d_nchwc",
+                sched,
+                args: &b.args,
+                x: &b.x,
+                w: &b.w,
+                blocked_out: true,
+            });
+        }
+        for cand in candidates {
+            let name = cand.name;
             eprintln!("  {} {} threads={}", wl, name, threads);
-            let k = match sched.and_then(|s| build(&s, args, Target::cpu())) {
+            let k = match cand.sched.and_then(|s| build(&s, cand.args, Target::cpu())) {
                 Ok(k) => k,
                 Err(e) => {
                     rows.push(Row::missing(&wl, name, threads, e.to_string()));
                     continue;
                 }
             };
-            let mut ya = NdArray::zeros(&os, DType::F32);
-            k.run(&[&xa, wa], &mut [&mut ya])?;
-            let got = ya.as_slice::<f32>()?.to_vec();
+            let oshape: Vec<usize> = cand.args[2]
+                .shape()
+                .iter()
+                .map(|d| d.as_int().unwrap_or(0) as usize)
+                .collect();
+            let mut ya = NdArray::zeros(&oshape, DType::F32);
+            let (x, w) = (cand.x, cand.w);
+            k.run(&[x, w], &mut [&mut ya])?;
+            let got = if cand.blocked_out {
+                unblock(&ya)?
+            } else {
+                ya.as_slice::<f32>()?.to_vec()
+            };
             let verdict = match &reference {
                 Some(want) => check(name, &got, want, 1e-4),
                 None => {
@@ -219,7 +261,7 @@ pub fn conv_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
             rows.push(match verdict {
                 Ok(()) => {
                     let s = measure(
-                        || k.run(&[&xa, wa], &mut [&mut ya]).unwrap(),
+                        || k.run(&[x, w], &mut [&mut ya]).unwrap(),
                         o.budget(),
                         o.min_reps(),
                     );
@@ -230,6 +272,111 @@ pub fn conv_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
         }
     }
     Ok(rows)
+}
+
+/// One schedule measured: its arguments (input, weight, output), the arrays it reads,
+/// and whether its output is blocked (NCHW[c]c, unblocked for the check).
+struct Candidate<'a> {
+    name: &'static str,
+    sched: Result<Schedule>,
+    args: &'a [Tensor; 3],
+    x: &'a NdArray,
+    w: &'a NdArray,
+    blocked_out: bool,
+}
+
+/// Channels per block (input, output) of the NCHW[c]c candidates: 16 for dense
+/// convolutions where 16 divides the channels (the micro-kernel's tile width), else 8,
+/// else the input's channels whole (an RGB stem's 3); 8 for depthwise ones (blocks of 4
+/// measured the same).
+fn blocks(sh: &ConvShape) -> (usize, usize) {
+    let ob = if sh.o.is_multiple_of(16) { 16 } else { 8 };
+    if sh.groups > 1 {
+        (8, 8)
+    } else if sh.c.is_multiple_of(16) {
+        (16, ob)
+    } else if sh.c.is_multiple_of(8) {
+        (8, ob)
+    } else {
+        (sh.c, ob)
+    }
+}
+
+/// A convolution in the blocked layout: its arguments and its input and weight arrays,
+/// blocked by loopforge kernels of the layout transforms.
+struct Blocked {
+    args: [Tensor; 3],
+    x: NdArray,
+    w: NdArray,
+}
+
+impl Blocked {
+    /// `None` where the blocks do not divide the channels.
+    fn new(sh: &ConvShape, a: &Conv2dAttrs, xa: &NdArray, wa: &NdArray) -> Result<Option<Blocked>> {
+        let (cb, ob) = blocks(sh);
+        if !sh.c.is_multiple_of(cb) || !sh.o.is_multiple_of(ob) || (sh.groups > 1 && sh.groups != sh.c) {
+            return Ok(None);
+        }
+        let xs = [1, sh.c, sh.hw, sh.hw];
+        let ws = [sh.o, sh.c / sh.groups, sh.k, sh.k];
+        let dims = |v: &[usize]| v.iter().map(|&d| Expr::from(d as i64)).collect::<Vec<_>>();
+        let x = placeholder(&dims(&xs), DType::F32, "x");
+        let w = placeholder(&dims(&ws), DType::F32, "w");
+        let xt = nchw_to_nchwc(&x, &xs, cb, "xb")?;
+        let wt = if sh.groups > 1 {
+            depthwise_weight_to_blocked(&w, &ws, cb, "wb")?
+        } else {
+            oihw_to_blocked(&w, &ws, cb, ob, "wb")?
+        };
+        let xb = transform(&x, &xt, xa)?;
+        let wb = transform(&w, &wt, wa)?;
+        let conv = BlockedConv {
+            stride: a.stride,
+            padding: a.padding,
+            dilation: a.dilation,
+        };
+        let xp = placeholder(&dims(xb.shape()), DType::F32, "x");
+        let wp = placeholder(&dims(wb.shape()), DType::F32, "w");
+        let out = if sh.groups > 1 {
+            depthwise_conv2d_nchwc(&xp, &wp, xb.shape(), wb.shape(), &conv)?
+        } else {
+            conv2d_nchwc(&xp, &wp, xb.shape(), wb.shape(), &conv)?
+        };
+        Ok(Some(Blocked {
+            args: [xp, wp, out],
+            x: xb,
+            w: wb,
+        }))
+    }
+}
+
+/// `out`, a layout transform of the placeholder `input`, applied to `a` (a JIT kernel).
+fn transform(input: &Tensor, out: &Tensor, a: &NdArray) -> Result<NdArray> {
+    let shape: Vec<usize> = out
+        .shape()
+        .iter()
+        .map(|d| d.as_int().unwrap_or(0) as usize)
+        .collect();
+    let k = build(
+        &create_schedule(&[out.clone()])?,
+        &[input.clone(), out.clone()],
+        Target::cpu(),
+    )?;
+    let mut b = NdArray::zeros(&shape, DType::F32);
+    k.run(&[a], &mut [&mut b])?;
+    Ok(b)
+}
+
+/// A blocked output `[N, C/c, H, W, c]` in NCHW order.
+fn unblock(a: &NdArray) -> Result<Vec<f32>> {
+    let s = a.shape().to_vec();
+    let x = placeholder(
+        &s.iter().map(|&d| Expr::from(d as i64)).collect::<Vec<_>>(),
+        DType::F32,
+        "y",
+    );
+    let back = nchwc_to_nchw(&x, &s, "back")?;
+    Ok(transform(&x, &back, a)?.as_slice::<f32>()?.to_vec())
 }
 
 /// Times `torch.nn.functional.conv2d` (after [`super::PY_PRELUDE`]); argv: shapes as `c,o,hw,k,stride,pad,groups;...`,

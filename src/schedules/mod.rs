@@ -1,7 +1,8 @@
 //! A library of good default schedules for common operators: CPU ([`matmul_cpu`],
 //! [`conv2d_depthwise_cpu`], [`conv2d_pointwise_cpu`], [`conv2d_nchw_cpu_blocked`],
 //! [`matmul_cpu_tensorized`], [`conv2d_nchw_cpu_tensorized`], [`conv2d_winograd_cpu`],
-//! [`softmax_rows_tensorized`])
+//! [`softmax_rows_tensorized`]; in the blocked layout `NCHW[c]c`: [`conv2d_nchwc_cpu`],
+//! [`depthwise_conv2d_nchwc_cpu`])
 //! and CUDA ([`matmul_cuda`]).
 
 mod conv2d;
@@ -9,6 +10,7 @@ mod conv_blocked;
 mod cuda;
 mod depthwise;
 mod matmul;
+mod nchwc;
 mod pointwise;
 pub mod softmax;
 mod winograd;
@@ -26,6 +28,7 @@ pub use matmul::{
     matmul_cpu, matmul_cpu_tensorized, matmul_cpu_tensorized_with, matmul_cpu_with, GemmBlocking,
     MatmulConfig,
 };
+pub use nchwc::{conv2d_nchwc_cpu, depthwise_conv2d_nchwc_cpu};
 pub use pointwise::conv2d_pointwise_cpu;
 pub use softmax::{softmax_rows, softmax_rows_tensorized};
 pub use winograd::{conv2d_winograd_cpu, conv2d_winograd_cpu_with, WinogradConfig};

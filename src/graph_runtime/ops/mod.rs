@@ -5,6 +5,7 @@ mod conv2d;
 mod elementwise;
 mod fused;
 mod linear;
+mod nchwc;
 mod norm;
 mod pad;
 mod pool;
@@ -16,6 +17,10 @@ pub use conv2d::conv2d;
 pub use elementwise::{batch_norm, binary, unary};
 pub use fused::{fused, ANCHOR};
 pub use linear::{dense, matmul};
+pub use nchwc::{
+    conv2d_nchwc, depthwise_conv2d_nchwc, depthwise_weight_to_blocked, nchw_to_nchwc,
+    nchwc_to_nchw, oihw_to_blocked, BlockedConv,
+};
 pub use norm::layer_norm;
 pub use pad::pad;
 pub use pool::{avg_pool2d, global_avg_pool, max_pool2d};

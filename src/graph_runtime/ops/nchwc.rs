@@ -1,0 +1,329 @@
+//! Convolutions in the blocked layout `NCHW[c]c` (TVM's `conv2d_NCHWc`): the channels of an
+//! activation split into blocks of `c`, the block index outside the image and the `c`
+//! channels of a block innermost, `[N][C / c][H][W][c]`; a weight `[O / ob][C / cb][KH][KW]
+//! [cb][ob]` (`OIHW[cb]i[ob]o`). A convolution's inner product over a block of input
+//! channels into a block of output channels then reads and writes whole contiguous rows
+//! of `c` channels: the micro-kernel's tile of output positions x output channels is a
+//! block of the output itself, and a depthwise convolution's taps are vectors of
+//! channels at any stride. The functions here build those computations and the layout
+//! transforms to and from them; the schedules are
+//! [`conv2d_nchwc_cpu`](crate::schedules::conv2d_nchwc_cpu) and
+//! [`depthwise_conv2d_nchwc_cpu`](crate::schedules::depthwise_conv2d_nchwc_cpu).
+
+use super::{ci, dims, pad};
+use crate::error::{Error, Result};
+use crate::te::{compute, compute_named, reduce_axis, sum, Expr, Tensor};
+
+fn bad(what: &str, msg: String) -> Error {
+    Error::InvalidExpr(format!("{}: {}", what, msg))
+}
+
+/// A size divides another, else the typed error of `what` naming both.
+fn check_block(what: &str, name: &str, size: usize, block: usize) -> Result<()> {
+    if block == 0 || !size.is_multiple_of(block) {
+        return Err(bad(
+            what,
+            format!(
+                "the block of {} channels does not divide {}'s {} channels; pick a divisor",
+                block, name, size
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `[N, C, H, W]` -> `[N, C / c, H, W, c]`: `y[n, cb, h, w, ci] = x[n, cb * c + ci, h,
+/// w]`. A typed error unless `c` divides `C`.
+pub fn nchw_to_nchwc(x: &Tensor, xs: &[usize], c: usize, name: &str) -> Result<Tensor> {
+    let &[n, ch, h, w] = xs else {
+        return Err(bad(
+            "nchw_to_nchwc",
+            format!("{} has {} dimensions, not 4 (NCHW)", x.name(), xs.len()),
+        ));
+    };
+    check_block("nchw_to_nchwc", &x.name(), ch, c)?;
+    Ok(compute_named(
+        &dims(&[n, ch / c, h, w, c]),
+        name,
+        &["n", "cb", "h", "w", "ci"],
+        |i| {
+            x.at(&[
+                i[0].clone(),
+                &i[1] * ci(c) + i[4].clone(),
+                i[2].clone(),
+                i[3].clone(),
+            ])
+        },
+    ))
+}
+
+/// `[N, C / c, H, W, c]` -> `[N, C, H, W]`, the inverse of [`nchw_to_nchwc`].
+pub fn nchwc_to_nchw(x: &Tensor, xs: &[usize], name: &str) -> Result<Tensor> {
+    let &[n, cb, h, w, c] = xs else {
+        return Err(bad(
+            "nchwc_to_nchw",
+            format!("{} has {} dimensions, not 5 (NCHW[c]c)", x.name(), xs.len()),
+        ));
+    };
+    Ok(compute(&dims(&[n, cb * c, h, w]), name, |i| {
+        x.at(&[
+            i[0].clone(),
+            &i[1] / ci(c),
+            i[2].clone(),
+            i[3].clone(),
+            &i[1] % ci(c),
+        ])
+    }))
+}
+
+/// An `OIHW` weight `[O, C, KH, KW]` as `[O / ob, C / cb, KH, KW, cb, ob]`. A typed error
+/// unless `ob` divides `O` and `cb` divides `C`.
+pub fn oihw_to_blocked(
+    w: &Tensor,
+    ws: &[usize],
+    cb: usize,
+    ob: usize,
+    name: &str,
+) -> Result<Tensor> {
+    let &[o, c, kh, kw] = ws else {
+        return Err(bad(
+            "oihw_to_blocked",
+            format!("{} has {} dimensions, not 4 (OIHW)", w.name(), ws.len()),
+        ));
+    };
+    check_block("oihw_to_blocked", &w.name(), o, ob)?;
+    check_block("oihw_to_blocked", &w.name(), c, cb)?;
+    Ok(compute(
+        &dims(&[o / ob, c / cb, kh, kw, cb, ob]),
+        name,
+        |i| {
+            w.at(&[
+                &i[0] * ci(ob) + i[5].clone(),
+                &i[1] * ci(cb) + i[4].clone(),
+                i[2].clone(),
+                i[3].clone(),
+            ])
+        },
+    ))
+}
+
+/// A depthwise `OIHW` weight `[C, 1, KH, KW]` as `[C / c, KH, KW, c]`. A typed error
+/// unless `c` divides `C` and the weight has one input channel per group.
+pub fn depthwise_weight_to_blocked(
+    w: &Tensor,
+    ws: &[usize],
+    c: usize,
+    name: &str,
+) -> Result<Tensor> {
+    let &[ch, 1, kh, kw] = ws else {
+        return Err(bad(
+            "depthwise_weight_to_blocked",
+            format!(
+                "{} is {:?}, not a depthwise weight [C, 1, KH, KW]",
+                w.name(),
+                ws
+            ),
+        ));
+    };
+    check_block("depthwise_weight_to_blocked", &w.name(), ch, c)?;
+    Ok(compute(&dims(&[ch / c, kh, kw, c]), name, |i| {
+        w.at(&[
+            &i[0] * ci(c) + i[3].clone(),
+            ci(0),
+            i[1].clone(),
+            i[2].clone(),
+        ])
+    }))
+}
+
+/// Stride, padding (top, left, bottom, right) and dilation of a blocked convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockedConv {
+    /// Rows, columns.
+    pub stride: [usize; 2],
+    /// Top, left, bottom, right.
+    pub padding: [usize; 4],
+    /// Rows, columns.
+    pub dilation: [usize; 2],
+}
+
+impl Default for BlockedConv {
+    fn default() -> Self {
+        BlockedConv {
+            stride: [1, 1],
+            padding: [0; 4],
+            dilation: [1, 1],
+        }
+    }
+}
+
+impl BlockedConv {
+    /// The output's height and width for an `h x w` image and a `kh x kw` window, or the
+    /// typed error of `what` when the window does not fit.
+    fn out_size(&self, what: &str, h: usize, w: usize, kh: usize, kw: usize) -> Result<[usize; 2]> {
+        let [pt, pl, pb, pr] = self.padding;
+        if kh == 0 || kw == 0 {
+            return Err(bad(
+                what,
+                format!("the window is {}x{}; it must be at least 1x1", kh, kw),
+            ));
+        }
+        let eh = (kh - 1) * self.dilation[0] + 1;
+        let ew = (kw - 1) * self.dilation[1] + 1;
+        if self.stride.contains(&0) || self.dilation.contains(&0) {
+            return Err(bad(what, "strides and dilations must be at least 1".into()));
+        }
+        if h + pt + pb < eh || w + pl + pr < ew {
+            return Err(bad(
+                what,
+                format!(
+                    "the {}x{} window (dilated) does not fit the padded {}x{} image",
+                    eh,
+                    ew,
+                    h + pt + pb,
+                    w + pl + pr
+                ),
+            ));
+        }
+        Ok([
+            (h + pt + pb - eh) / self.stride[0] + 1,
+            (w + pl + pr - ew) / self.stride[1] + 1,
+        ])
+    }
+
+    /// The padding stage `pad` of a 5-d blocked input (`x` itself without padding).
+    fn pad(&self, x: &Tensor, xs: &[usize]) -> Tensor {
+        let [pt, pl, pb, pr] = self.padding;
+        pad(
+            x,
+            xs,
+            &[(0, 0), (0, 0), (pt, pb), (pl, pr), (0, 0)],
+            Expr::float_of(0.0, x.dtype()),
+            "pad",
+        )
+    }
+}
+
+/// The convolution `out[n, ob, y, x, oi] = sum_{rco, ry, rx, rci} pad(x)[n, rco, y * sh +
+/// ry * dh, x * sw + rx * dw, rci] * w[ob, rco, ry, rx, rci, oi]` of a blocked input `x`
+/// (`xs = [N, C / cb, H, W, cb]`) with a blocked weight `w` (`ws = [O / ob, C / cb, KH,
+/// KW, cb, ob]`, see [`oihw_to_blocked`]), one group; the output `[N, O / ob, OH, OW,
+/// ob]` is named `out`. The reduction runs over input channel blocks `rco`, the window
+/// `ry, rx` and the channels of a block `rci`, in that order. A typed error when the
+/// shapes disagree.
+pub fn conv2d_nchwc(
+    x: &Tensor,
+    w: &Tensor,
+    xs: &[usize],
+    ws: &[usize],
+    attrs: &BlockedConv,
+) -> Result<Tensor> {
+    const WHAT: &str = "conv2d_nchwc";
+    let (&[n, cb_count, h, wd, cb], &[ob_count, wcb_count, kh, kw, wcb, ob]) = (xs, ws) else {
+        return Err(bad(
+            WHAT,
+            format!(
+                "the input {} must be 5-d [N, C/cb, H, W, cb] and the weight {} 6-d [O/ob, C/cb, KH, KW, cb, ob]; they are {:?} and {:?}",
+                x.name(),
+                w.name(),
+                xs,
+                ws
+            ),
+        ));
+    };
+    if (wcb_count, wcb) != (cb_count, cb) {
+        return Err(bad(
+            WHAT,
+            format!(
+                "the weight {} reads {} blocks of {} input channels, the input {} has {} blocks of {}",
+                w.name(),
+                wcb_count,
+                wcb,
+                x.name(),
+                cb_count,
+                cb
+            ),
+        ));
+    }
+    let [oh, ow] = attrs.out_size(WHAT, h, wd, kh, kw)?;
+    let xp = attrs.pad(x, xs);
+    let rco = reduce_axis(0, cb_count as i64, "rco");
+    let ry = reduce_axis(0, kh as i64, "ry");
+    let rx = reduce_axis(0, kw as i64, "rx");
+    let rci = reduce_axis(0, cb as i64, "rci");
+    let ([sh, sw], [dh, dw]) = (attrs.stride, attrs.dilation);
+    Ok(compute_named(
+        &dims(&[n, ob_count, oh, ow, ob]),
+        "out",
+        &["n", "ob", "y", "x", "oi"],
+        |i| {
+            let yy = &i[2] * ci(sh) + ry.x() * ci(dh);
+            let xx = &i[3] * ci(sw) + rx.x() * ci(dw);
+            sum(
+                xp.at(&[i[0].clone(), rco.x(), yy, xx, rci.x()])
+                    * w.at(&[i[1].clone(), rco.x(), ry.x(), rx.x(), rci.x(), i[4].clone()]),
+                &[rco.clone(), ry.clone(), rx.clone(), rci.clone()],
+            )
+        },
+    ))
+}
+
+/// The depthwise convolution `out[n, cb, y, x, ci] = sum_{ry, rx} pad(x)[n, cb, y * sh +
+/// ry * dh, x * sw + rx * dw, ci] * w[cb, ry, rx, ci]` of a blocked input `x` (`xs = [N,
+/// C / c, H, W, c]`) with a blocked depthwise weight `w` (`ws = [C / c, KH, KW, c]`, see
+/// [`depthwise_weight_to_blocked`]); the output `[N, C / c, OH, OW, c]` is named `out`.
+/// A typed error when the shapes disagree.
+pub fn depthwise_conv2d_nchwc(
+    x: &Tensor,
+    w: &Tensor,
+    xs: &[usize],
+    ws: &[usize],
+    attrs: &BlockedConv,
+) -> Result<Tensor> {
+    const WHAT: &str = "depthwise_conv2d_nchwc";
+    let (&[n, cb_count, h, wd, c], &[wcb_count, kh, kw, wc]) = (xs, ws) else {
+        return Err(bad(
+            WHAT,
+            format!(
+                "the input {} must be 5-d [N, C/c, H, W, c] and the weight {} 4-d [C/c, KH, KW, c]; they are {:?} and {:?}",
+                x.name(),
+                w.name(),
+                xs,
+                ws
+            ),
+        ));
+    };
+    if (wcb_count, wc) != (cb_count, c) {
+        return Err(bad(
+            WHAT,
+            format!(
+                "the weight {} holds {} blocks of {} channels, the input {} has {} blocks of {}",
+                w.name(),
+                wcb_count,
+                wc,
+                x.name(),
+                cb_count,
+                c
+            ),
+        ));
+    }
+    let [oh, ow] = attrs.out_size(WHAT, h, wd, kh, kw)?;
+    let xp = attrs.pad(x, xs);
+    let ry = reduce_axis(0, kh as i64, "ry");
+    let rx = reduce_axis(0, kw as i64, "rx");
+    let ([sh, sw], [dh, dw]) = (attrs.stride, attrs.dilation);
+    Ok(compute_named(
+        &dims(&[n, cb_count, oh, ow, c]),
+        "out",
+        &["n", "cb", "y", "x", "ci"],
+        |i| {
+            let yy = &i[2] * ci(sh) + ry.x() * ci(dh);
+            let xx = &i[3] * ci(sw) + rx.x() * ci(dw);
+            sum(
+                xp.at(&[i[0].clone(), i[1].clone(), yy, xx, i[4].clone()])
+                    * w.at(&[i[1].clone(), ry.x(), rx.x(), i[4].clone()]),
+                &[ry.clone(), rx.clone()],
+            )
+        },
+    ))
+}
