@@ -147,6 +147,53 @@ fn bench_compiles_an_onnx_model_for_the_target_given() {
 }
 
 #[test]
+fn bench_profiles_each_kernel() {
+    let onnx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/onnx/mlp.onnx");
+    let out = exe()
+        .args(["bench", onnx.to_str().unwrap(), "--profile", "--json"])
+        .args(["--repeat", "3", "--warmup", "1"])
+        .output()
+        .unwrap();
+    succeeded(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nodes = v["profile"].as_array().unwrap();
+    assert!(!nodes.is_empty(), "{}", v);
+    // Slowest first, every node named with its operator.
+    let ms: Vec<f64> = nodes
+        .iter()
+        .map(|n| n["median_ms"].as_f64().unwrap())
+        .collect();
+    assert!(ms.windows(2).all(|w| w[0] >= w[1]), "{:?}", ms);
+    assert!(
+        nodes
+            .iter()
+            .all(|n| !n["node"].as_str().unwrap().is_empty()
+                && !n["op"].as_str().unwrap().is_empty()),
+        "{}",
+        v
+    );
+    // The table: one line per kernel after the header.
+    let out = exe()
+        .args(["bench", onnx.to_str().unwrap(), "--profile"])
+        .args(["--repeat", "2", "--warmup", "0"])
+        .output()
+        .unwrap();
+    succeeded(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("per kernel (median of each over the runs"),
+        "{}",
+        text
+    );
+    assert!(text.contains("cum %"), "{}", text);
+    assert!(
+        text.lines().filter(|l| l.contains("dense")).count() >= 1,
+        "{}",
+        text
+    );
+}
+
+#[test]
 fn compile_an_onnx_model_then_run_it() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/onnx");
     let onnx = dir.join("mlp.onnx");

@@ -1021,6 +1021,17 @@ fn residual_block_end_to_end_and_reruns() {
     ex.set_input("x", x2.clone()).unwrap();
     ex.run().unwrap();
     assert_close(ex.get_output(0).unwrap(), &reference(&x2), "second run");
+
+    // The profiled run computes the same, and times each kernel in order.
+    ex.set_input("x", x1.clone()).unwrap();
+    let times = ex.run_profiled().unwrap();
+    assert_close(ex.get_output(0).unwrap(), &reference(&x1), "profiled run");
+    assert_eq!(times.len(), model.num_kernels());
+    for (t, node) in times.iter().zip(model.graph().nodes()) {
+        assert_eq!(t.node, node.name);
+        assert!(t.seconds >= 0.0 && t.seconds.is_finite(), "{:?}", t);
+    }
+    assert!(times.iter().any(|t| t.op == "fused conv2d"), "{:?}", times);
 }
 
 // ------------------------------------------------------------ errors
@@ -1128,6 +1139,9 @@ fn input_errors() {
     let mut ex = model.executor();
     // run before set_input
     let (node, msg) = graph_error(ex.run().unwrap_err());
+    assert_eq!(node, "x");
+    assert!(msg.contains("not set"), "{}", msg);
+    let (node, msg) = graph_error(ex.run_profiled().unwrap_err());
     assert_eq!(node, "x");
     assert!(msg.contains("not set"), "{}", msg);
     // unknown name

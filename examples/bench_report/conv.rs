@@ -314,7 +314,10 @@ impl Blocked {
     /// `None` where the blocks do not divide the channels.
     fn new(sh: &ConvShape, a: &Conv2dAttrs, xa: &NdArray, wa: &NdArray) -> Result<Option<Blocked>> {
         let (cb, ob) = blocks(sh);
-        if !sh.c.is_multiple_of(cb) || !sh.o.is_multiple_of(ob) || (sh.groups > 1 && sh.groups != sh.c) {
+        if !sh.c.is_multiple_of(cb)
+            || !sh.o.is_multiple_of(ob)
+            || (sh.groups > 1 && sh.groups != sh.c)
+        {
             return Ok(None);
         }
         let xs = [1, sh.c, sh.hw, sh.hw];

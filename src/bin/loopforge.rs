@@ -4,7 +4,7 @@
 //! ```text
 //! loopforge compile model.onnx -o model.lfm [--target cpu|cuda|interp] [--threads N] [--tuning-log F]
 //! loopforge run model.lfm --input x.npy [--input name=y.npy ...] --output out.npy [--threads N]
-//! loopforge bench model.onnx|model.lfm [--target cpu|cuda|interp] [--threads N] [--warmup W] [--repeat R] [--json] [--tuning-log F]
+//! loopforge bench model.onnx|model.lfm [--target cpu|cuda|interp] [--threads N] [--warmup W] [--repeat R] [--json] [--tuning-log F] [--profile]
 //! loopforge tune model.onnx --log F [--threads N] [--trials T] [--repeat R] [--retune]
 //! ```
 //!
@@ -17,7 +17,7 @@
 use clap::{Parser, Subcommand};
 use loopforge::autotune::{self, TuneEvent, TuneOptions, TuningLog};
 use loopforge::graph_runtime::{
-    self, npy, BuildOptions, BuildSettings, CompiledModel, ScheduleKind,
+    self, npy, BuildOptions, BuildSettings, CompiledModel, GraphExecutor, ScheduleKind,
 };
 use loopforge::{Error, NdArray, Result, Target};
 use std::path::{Path, PathBuf};
@@ -90,6 +90,10 @@ enum Cmd {
         /// A tuning log written by `loopforge tune` (for .onnx models).
         #[arg(long)]
         tuning_log: Option<PathBuf>,
+        /// Then time each kernel over the same number of runs and print the median per
+        /// node, slowest first (CPU and interp models).
+        #[arg(long)]
+        profile: bool,
     },
     /// Search the schedules of the model's conv2d, dense and matmul workloads on this
     /// machine and append the fastest to a tuning log.
@@ -348,6 +352,7 @@ struct BenchOptions<'a> {
     repeat: usize,
     json: bool,
     tuning_log: Option<&'a Path>,
+    profile: bool,
 }
 
 fn bench(model: &Path, o: &BenchOptions<'_>) -> Result<()> {
@@ -358,6 +363,7 @@ fn bench(model: &Path, o: &BenchOptions<'_>) -> Result<()> {
         repeat,
         json,
         tuning_log,
+        profile,
     } = *o;
     let start = Instant::now();
     let m = load_any(model, target, threads, tuning_log, json)?;
@@ -387,10 +393,13 @@ fn bench(model: &Path, o: &BenchOptions<'_>) -> Result<()> {
     t.sort_by(|a, b| a.partial_cmp(b).expect("times are finite"));
     let pct = |p: f64| t[((t.len() - 1) as f64 * p).round() as usize];
     let mean = t.iter().sum::<f64>() / t.len() as f64;
+    let nodes = if profile {
+        node_medians(&mut ex, repeat.max(1))?
+    } else {
+        vec![]
+    };
     if json {
-        println!(
-            "{}",
-            serde_json::json!({
+        let mut v = serde_json::json!({
                 "model": model.display().to_string(),
                 "target": target_name,
                 "threads": threads,
@@ -402,8 +411,14 @@ fn bench(model: &Path, o: &BenchOptions<'_>) -> Result<()> {
                 "p99_ms": pct(0.99),
                 "max_ms": t[t.len() - 1],
                 "mean_ms": mean,
-            })
-        );
+        });
+        if profile {
+            v["profile"] = nodes
+                .iter()
+                .map(|(n, op, ms)| serde_json::json!({"node": n, "op": op, "median_ms": ms}))
+                .collect();
+        }
+        println!("{}", v);
     } else {
         println!(
             "{}: {} runs after {} warm-up, {}, {} thread(s)\n  min {:.3} ms  p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  max {:.3} ms  mean {:.3} ms\n  load/compile {:.2} s",
@@ -420,8 +435,56 @@ fn bench(model: &Path, o: &BenchOptions<'_>) -> Result<()> {
             mean,
             build_s
         );
+        if profile {
+            print_profile(&nodes);
+        }
     }
     Ok(())
+}
+
+/// Each node's median kernel time over `runs` profiled runs (ms), slowest first:
+/// `(node, operator, ms)`.
+fn node_medians(ex: &mut GraphExecutor<'_>, runs: usize) -> Result<Vec<(String, String, f64)>> {
+    let mut per_node: Vec<(String, String, Vec<f64>)> = vec![];
+    for _ in 0..runs {
+        for (i, nt) in ex.run_profiled()?.into_iter().enumerate() {
+            if per_node.len() <= i {
+                per_node.push((nt.node, nt.op, vec![]));
+            }
+            per_node[i].2.push(nt.seconds * 1e3);
+        }
+    }
+    let mut out: Vec<(String, String, f64)> = per_node
+        .into_iter()
+        .map(|(n, op, mut t)| {
+            t.sort_by(|a, b| a.total_cmp(b));
+            (n, op, t[t.len() / 2])
+        })
+        .collect();
+    out.sort_by(|a, b| b.2.total_cmp(&a.2));
+    Ok(out)
+}
+
+/// The per-node table of `bench --profile`: median ms, share of the sum, running share.
+fn print_profile(nodes: &[(String, String, f64)]) {
+    let total: f64 = nodes.iter().map(|n| n.2).sum();
+    println!(
+        "  per kernel (median of each over the runs; their sum {:.3} ms):",
+        total
+    );
+    println!("  {:>9} {:>6} {:>6}  {:<20} node", "ms", "%", "cum %", "op");
+    let mut cum = 0.0;
+    for (node, op, ms) in nodes {
+        cum += ms;
+        println!(
+            "  {:>9.3} {:>6.1} {:>6.1}  {:<20} {}",
+            ms,
+            100.0 * ms / total,
+            100.0 * cum / total,
+            op,
+            node
+        );
+    }
 }
 
 fn main() {
@@ -457,6 +520,7 @@ fn main() {
             repeat,
             json,
             tuning_log,
+            profile,
         } => threads(n).and_then(|n| {
             pool(n);
             let o = BenchOptions {
@@ -466,6 +530,7 @@ fn main() {
                 repeat,
                 json,
                 tuning_log: tuning_log.as_deref(),
+                profile,
             };
             bench(&model, &o)
         }),

@@ -456,6 +456,17 @@ impl CompiledModel {
     }
 }
 
+/// One kernel's time in [`GraphExecutor::run_profiled`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeTime {
+    /// The node's name (a fused kernel is named after its anchor).
+    pub node: String,
+    /// The node's operator (`conv2d`; `fused conv2d` for a fused group).
+    pub op: String,
+    /// Wall time of the kernel, seconds.
+    pub seconds: f64,
+}
+
 /// Runs a [`CompiledModel`]: set the inputs, run, read the outputs. The buffers of the
 /// memory plan live as long as the executor and are reused by every run.
 pub struct GraphExecutor<'m> {
@@ -522,6 +533,46 @@ impl GraphExecutor<'_> {
     /// Run every node in order. Every graph input must have been set.
     pub fn run(&mut self) -> Result<()> {
         let g = &self.model.graph;
+        self.check_inputs()?;
+        if matches!(self.model.target, Target::Cuda { .. }) {
+            return self.run_on_device();
+        }
+        for i in 0..g.nodes().len() {
+            self.run_node(i)?;
+        }
+        Ok(())
+    }
+
+    /// [`run`](Self::run), timing each kernel (TVM's debug executor): one entry per
+    /// node, in order. CPU and interpreter models only (a CUDA model's kernels run
+    /// asynchronously on the device): a typed error for a CUDA model.
+    pub fn run_profiled(&mut self) -> Result<Vec<NodeTime>> {
+        let g = &self.model.graph;
+        if matches!(self.model.target, Target::Cuda { .. }) {
+            return Err(Error::Argument(
+                "run_profiled times kernels on the CPU; a CUDA model's kernels run asynchronously (profile it with nsys)".into(),
+            ));
+        }
+        self.check_inputs()?;
+        let mut times = Vec::with_capacity(g.nodes().len());
+        for (i, node) in g.nodes().iter().enumerate() {
+            let start = std::time::Instant::now();
+            self.run_node(i)?;
+            times.push(NodeTime {
+                node: node.name.clone(),
+                op: match &node.op {
+                    Op::Fused(f) => format!("fused {}", f.anchor.kind_name()),
+                    op => op.kind_name().to_string(),
+                },
+                seconds: start.elapsed().as_secs_f64(),
+            });
+        }
+        Ok(times)
+    }
+
+    /// Every graph input set, else the typed error naming the first that is not.
+    fn check_inputs(&self) -> Result<()> {
+        let g = &self.model.graph;
         for &v in g.inputs() {
             if self.inputs[v.0].is_none() {
                 return Err(graph_err(
@@ -534,40 +585,42 @@ impl GraphExecutor<'_> {
                 ));
             }
         }
-        if matches!(self.model.target, Target::Cuda { .. }) {
-            return self.run_on_device();
-        }
-        for (node, kernel) in g.nodes().iter().zip(&self.model.kernels) {
-            let b = self.model.plan.storage_of[node.output.0].expect("node outputs are planned");
-            let info = g.value(node.output);
-            let mut out = std::mem::replace(&mut self.buffers[b], NdArray::zeros(&[0], info.dtype));
-            // The buffer holds another value from now on (even if the kernel fails).
-            self.owner[b] = None;
-            let r = out
-                .reshape_in_place(&info.shape, info.dtype)
-                .and_then(|()| {
-                    let ins: Vec<&NdArray> = node
-                        .inputs
-                        .iter()
-                        .map(|&v| {
-                            self.array(v).ok_or_else(|| {
-                                crate::error::internal(
-                                    format!(
-                                        "the memory plan reused the buffer of {} before {} read it",
-                                        g.value_name(v),
-                                        node.name
-                                    ),
-                                    "(graph)",
-                                )
-                            })
+        Ok(())
+    }
+
+    /// Run node `i`'s kernel on the CPU into its planned buffer.
+    fn run_node(&mut self, i: usize) -> Result<()> {
+        let g = &self.model.graph;
+        let (node, kernel) = (&g.nodes()[i], &self.model.kernels[i]);
+        let b = self.model.plan.storage_of[node.output.0].expect("node outputs are planned");
+        let info = g.value(node.output);
+        let mut out = std::mem::replace(&mut self.buffers[b], NdArray::zeros(&[0], info.dtype));
+        // The buffer holds another value from now on (even if the kernel fails).
+        self.owner[b] = None;
+        let r = out
+            .reshape_in_place(&info.shape, info.dtype)
+            .and_then(|()| {
+                let ins: Vec<&NdArray> = node
+                    .inputs
+                    .iter()
+                    .map(|&v| {
+                        self.array(v).ok_or_else(|| {
+                            crate::error::internal(
+                                format!(
+                                    "the memory plan reused the buffer of {} before {} read it",
+                                    g.value_name(v),
+                                    node.name
+                                ),
+                                "(graph)",
+                            )
                         })
-                        .collect::<Result<_>>()?;
-                    kernel.run(&ins, &mut [&mut out])
-                });
-            self.buffers[b] = out;
-            r.map_err(|e| wrap(node, e))?;
-            self.owner[b] = Some(node.output);
-        }
+                    })
+                    .collect::<Result<_>>()?;
+                kernel.run(&ins, &mut [&mut out])
+            });
+        self.buffers[b] = out;
+        r.map_err(|e| wrap(node, e))?;
+        self.owner[b] = Some(node.output);
         Ok(())
     }
 
