@@ -48,15 +48,6 @@ fn depthwise(xs: [usize; 4], k: usize, stride: usize, pad: usize) -> [Tensor; 3]
     grouped(xs, xs[1], k, stride, pad, xs[1])
 }
 
-/// `s`'s IR against the golden file `name`; the schedule replayed from its trace lowers
-/// to the same IR.
-fn golden_and_replay(name: &str, s: &Schedule, out: &Tensor, args: &[Tensor]) {
-    let text = lower(s, args).unwrap().to_string();
-    golden(name, &text);
-    let replayed = Schedule::replay(&[out.clone()], &s.trace_json()).unwrap();
-    assert_eq!(lower(&replayed, args).unwrap().to_string(), text);
-}
-
 #[test]
 fn depthwise_equals_the_unscheduled_convolution() {
     for (xs, k, stride, pad, what) in [

@@ -269,15 +269,6 @@ fn conv2d_nchwc_with_a_fused_epilogue() {
     }
 }
 
-/// `s`'s IR against the golden file `name`; the schedule replayed from its trace lowers
-/// to the same IR.
-fn golden_and_replay(name: &str, s: &Schedule, out: &Tensor, args: &[Tensor]) {
-    let text = lower(s, args).unwrap().to_string();
-    golden(name, &text);
-    let replayed = Schedule::replay(&[out.clone()], &s.trace_json()).unwrap();
-    assert_eq!(lower(&replayed, args).unwrap().to_string(), text);
-}
-
 #[test]
 fn nchwc_golden_ir_and_replay() {
     let [x, w, out] = Case {

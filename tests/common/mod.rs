@@ -109,6 +109,15 @@ pub fn assert_outputs_close(args: &[Tensor], got: &[NdArray], want: &[NdArray], 
     }
 }
 
+/// `s`'s IR against the golden file `name`; the schedule replayed from its trace lowers
+/// to the same IR.
+pub fn golden_and_replay(name: &str, s: &Schedule, out: &Tensor, args: &[Tensor]) {
+    let text = lower(s, args).unwrap().to_string();
+    golden(name, &text);
+    let replayed = Schedule::replay(&[out.clone()], &s.trace_json()).unwrap();
+    assert_eq!(lower(&replayed, args).unwrap().to_string(), text);
+}
+
 /// Compare `text` with the golden file `tests/golden/<name>.txt`; `LOOPFORGE_BLESS=1`
 /// rewrites the file instead.
 pub fn golden(name: &str, text: &str) {

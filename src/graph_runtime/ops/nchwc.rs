@@ -12,7 +12,7 @@
 
 use super::{ci, dims, pad};
 use crate::error::{Error, Result};
-use crate::te::{compute, compute_named, reduce_axis, sum, Expr, Tensor};
+use crate::te::{compute, compute_named, reduce_axis, sum, Expr, IterVar, Tensor};
 
 fn bad(what: &str, msg: String) -> Error {
     Error::InvalidExpr(format!("{}: {}", what, msg))
@@ -204,6 +204,66 @@ impl BlockedConv {
     }
 }
 
+/// What both blocked convolutions build before their reduction: the padded input and
+/// the window's reduce axes, the output's size.
+struct Window {
+    attrs: BlockedConv,
+    /// The padding stage (the input itself without padding).
+    xp: Tensor,
+    ry: IterVar,
+    rx: IterVar,
+    oh: usize,
+    ow: usize,
+}
+
+impl Window {
+    /// The window of a `kh x kw` kernel over the blocked input `x` (`xs = [N, blocks, H,
+    /// W, block]`) whose weight `w` holds `w_blocks[0]` blocks of `w_blocks[1]` input
+    /// channels; the typed error of `what` when those differ from the input's or the
+    /// window does not fit.
+    fn new(
+        what: &str,
+        attrs: &BlockedConv,
+        (x, xs): (&Tensor, &[usize]),
+        (w, w_blocks): (&Tensor, [usize; 2]),
+        [kh, kw]: [usize; 2],
+    ) -> Result<Window> {
+        if w_blocks != [xs[1], xs[4]] {
+            return Err(bad(
+                what,
+                format!(
+                    "the weight {} reads {} blocks of {} input channels, the input {} has {} blocks of {}",
+                    w.name(),
+                    w_blocks[0],
+                    w_blocks[1],
+                    x.name(),
+                    xs[1],
+                    xs[4]
+                ),
+            ));
+        }
+        let [oh, ow] = attrs.out_size(what, xs[2], xs[3], kh, kw)?;
+        Ok(Window {
+            attrs: *attrs,
+            xp: attrs.pad(x, xs),
+            ry: reduce_axis(0, kh as i64, "ry"),
+            rx: reduce_axis(0, kw as i64, "rx"),
+            oh,
+            ow,
+        })
+    }
+
+    /// The padded input's row and column that output position `(y, x)` reads at the
+    /// window's tap `(ry, rx)`.
+    fn input_at(&self, y: &Expr, x: &Expr) -> (Expr, Expr) {
+        let ([sh, sw], [dh, dw]) = (self.attrs.stride, self.attrs.dilation);
+        (
+            y * ci(sh) + self.ry.x() * ci(dh),
+            x * ci(sw) + self.rx.x() * ci(dw),
+        )
+    }
+}
+
 /// The convolution `out[n, ob, y, x, oi] = sum_{rco, ry, rx, rci} pad(x)[n, rco, y * sh +
 /// ry * dh, x * sw + rx * dw, rci] * w[ob, rco, ry, rx, rci, oi]` of a blocked input `x`
 /// (`xs = [N, C / cb, H, W, cb]`) with a blocked weight `w` (`ws = [O / ob, C / cb, KH,
@@ -219,7 +279,7 @@ pub fn conv2d_nchwc(
     attrs: &BlockedConv,
 ) -> Result<Tensor> {
     const WHAT: &str = "conv2d_nchwc";
-    let (&[n, cb_count, h, wd, cb], &[ob_count, wcb_count, kh, kw, wcb, ob]) = (xs, ws) else {
+    let (&[n, cb_count, _, _, cb], &[ob_count, wcb_count, kh, kw, wcb, ob]) = (xs, ws) else {
         return Err(bad(
             WHAT,
             format!(
@@ -231,36 +291,18 @@ pub fn conv2d_nchwc(
             ),
         ));
     };
-    if (wcb_count, wcb) != (cb_count, cb) {
-        return Err(bad(
-            WHAT,
-            format!(
-                "the weight {} reads {} blocks of {} input channels, the input {} has {} blocks of {}",
-                w.name(),
-                wcb_count,
-                wcb,
-                x.name(),
-                cb_count,
-                cb
-            ),
-        ));
-    }
-    let [oh, ow] = attrs.out_size(WHAT, h, wd, kh, kw)?;
-    let xp = attrs.pad(x, xs);
+    let win = Window::new(WHAT, attrs, (x, xs), (w, [wcb_count, wcb]), [kh, kw])?;
     let rco = reduce_axis(0, cb_count as i64, "rco");
-    let ry = reduce_axis(0, kh as i64, "ry");
-    let rx = reduce_axis(0, kw as i64, "rx");
     let rci = reduce_axis(0, cb as i64, "rci");
-    let ([sh, sw], [dh, dw]) = (attrs.stride, attrs.dilation);
+    let (ry, rx) = (&win.ry, &win.rx);
     Ok(compute_named(
-        &dims(&[n, ob_count, oh, ow, ob]),
+        &dims(&[n, ob_count, win.oh, win.ow, ob]),
         "out",
         &["n", "ob", "y", "x", "oi"],
         |i| {
-            let yy = &i[2] * ci(sh) + ry.x() * ci(dh);
-            let xx = &i[3] * ci(sw) + rx.x() * ci(dw);
+            let (yy, xx) = win.input_at(&i[2], &i[3]);
             sum(
-                xp.at(&[i[0].clone(), rco.x(), yy, xx, rci.x()])
+                win.xp.at(&[i[0].clone(), rco.x(), yy, xx, rci.x()])
                     * w.at(&[i[1].clone(), rco.x(), ry.x(), rx.x(), rci.x(), i[4].clone()]),
                 &[rco.clone(), ry.clone(), rx.clone(), rci.clone()],
             )
@@ -281,7 +323,7 @@ pub fn depthwise_conv2d_nchwc(
     attrs: &BlockedConv,
 ) -> Result<Tensor> {
     const WHAT: &str = "depthwise_conv2d_nchwc";
-    let (&[n, cb_count, h, wd, c], &[wcb_count, kh, kw, wc]) = (xs, ws) else {
+    let (&[n, cb_count, _, _, c], &[wcb_count, kh, kw, wc]) = (xs, ws) else {
         return Err(bad(
             WHAT,
             format!(
@@ -293,34 +335,17 @@ pub fn depthwise_conv2d_nchwc(
             ),
         ));
     };
-    if (wcb_count, wc) != (cb_count, c) {
-        return Err(bad(
-            WHAT,
-            format!(
-                "the weight {} holds {} blocks of {} channels, the input {} has {} blocks of {}",
-                w.name(),
-                wcb_count,
-                wc,
-                x.name(),
-                cb_count,
-                c
-            ),
-        ));
-    }
-    let [oh, ow] = attrs.out_size(WHAT, h, wd, kh, kw)?;
-    let xp = attrs.pad(x, xs);
-    let ry = reduce_axis(0, kh as i64, "ry");
-    let rx = reduce_axis(0, kw as i64, "rx");
-    let ([sh, sw], [dh, dw]) = (attrs.stride, attrs.dilation);
+    let win = Window::new(WHAT, attrs, (x, xs), (w, [wcb_count, wc]), [kh, kw])?;
+    let (ry, rx) = (&win.ry, &win.rx);
     Ok(compute_named(
-        &dims(&[n, cb_count, oh, ow, c]),
+        &dims(&[n, cb_count, win.oh, win.ow, c]),
         "out",
         &["n", "cb", "y", "x", "ci"],
         |i| {
-            let yy = &i[2] * ci(sh) + ry.x() * ci(dh);
-            let xx = &i[3] * ci(sw) + rx.x() * ci(dw);
+            let (yy, xx) = win.input_at(&i[2], &i[3]);
             sum(
-                xp.at(&[i[0].clone(), i[1].clone(), yy, xx, i[4].clone()])
+                win.xp
+                    .at(&[i[0].clone(), i[1].clone(), yy, xx, i[4].clone()])
                     * w.at(&[i[1].clone(), ry.x(), rx.x(), i[4].clone()]),
                 &[ry.clone(), rx.clone()],
             )
