@@ -142,9 +142,9 @@ fn gemm_intrinsic_against_its_declaration_on_random_views() {
     // edges), the host function equals the declaration run by the interpreter.
     let mut rng = Rng(7u64);
     let mut next = |n: u64| rng.below(n);
-    for case in 0..12 {
-        let mr = [1, 5, 6, 7, 12][next(5) as usize];
-        let nr = [1, 8, 16, 17, 32][next(5) as usize];
+    for case in 0..16 {
+        let mr = [1, 5, 6, 7, 12, 13][next(6) as usize];
+        let nr = [1, 4, 8, 16, 17, 24, 32][next(7) as usize];
         let kc = 1 + next(20) as i64;
         let (mt, nt) = (2i64, 3i64);
         let (a, b, c) = matmul(mr * mt, nr * nt, kc * 2);
@@ -178,7 +178,7 @@ fn gemm_k3_intrinsic_against_its_declaration_on_random_views() {
     let mut next = |n: u64| rng.below(n);
     for case in 0..8 {
         let mr = [1, 4, 6, 7, 12][next(5) as usize];
-        let nr = [1, 8, 16, 17][next(4) as usize];
+        let nr = [1, 5, 8, 16, 17, 24][next(6) as usize];
         let k = [1 + next(3) as i64, 1 + next(3) as i64, 1 + next(6) as i64];
         let slices = 1 + next(2) as i64;
         let (m, n) = (mr * 2, nr * 2);

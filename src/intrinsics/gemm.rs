@@ -6,7 +6,8 @@
 //!
 //! CPU implementation: with AVX2 and FMA (detected at run time), rows of `C` in blocks of
 //! 6 (the last 1 to 5 rows in one smaller block) and columns in blocks of 16 are kept in
-//! up to twelve 256-bit accumulators while `k` runs, when `B`'s rows are contiguous (unit
+//! up to twelve 256-bit accumulators while `k` runs (a last block of at most 8 columns:
+//! rows in blocks of 12, one accumulator each), when `B`'s rows are contiguous (unit
 //! column stride); a `C` whose columns are not contiguous is updated through a row-major
 //! copy of the tile; a last partial block of columns is read and written through masks.
 //! Anything else (`B` strided, no AVX2) takes the portable loop. Both take partial tiles
@@ -233,9 +234,10 @@ unsafe fn run(c: &Call) {
     unsafe { portable(c, 0, c.m, 0, c.n) };
 }
 
-/// Rows in blocks of 6, the last 1 to 5 rows in one block, columns in blocks of 16 (the
-/// last partial block through masked loads and stores). Needs unit column strides of `B`
-/// and `C`.
+/// Rows in blocks of 6, the last 1 to 5 rows in one block, columns in blocks of 16 (a
+/// last partial block of 9 to 15 columns through masked loads and stores); a last block
+/// of at most 8 columns (an NCHW8c convolution's whole tile) in one vector per row, rows
+/// in blocks of 12. Needs unit column strides of `B` and `C`.
 #[cfg(target_arch = "x86_64")]
 unsafe fn run_avx2(c: &Call) {
     // Column blocks outside: one block's `k x 16` panel of `B` stays in L1 while every
@@ -243,19 +245,102 @@ unsafe fn run_avx2(c: &Call) {
     let mut j = 0;
     while j < c.n {
         let cols = (c.n - j).min(16);
+        let narrow = cols <= 8;
         let mut i = 0;
         while i < c.m {
-            let rows = (c.m - i).min(6);
+            let rows = (c.m - i).min(if narrow { 12 } else { 6 });
             unsafe {
-                if cols == 16 {
-                    block::<false>(c, i, j, rows, cols)
-                } else {
-                    block::<true>(c, i, j, rows, cols)
+                match (narrow, cols) {
+                    (true, 8) => block8::<false>(c, i, j, rows, cols),
+                    (true, _) => block8::<true>(c, i, j, rows, cols),
+                    (false, 16) => block::<false>(c, i, j, rows, cols),
+                    (false, _) => block::<true>(c, i, j, rows, cols),
                 }
             }
             i += rows;
         }
         j += cols;
+    }
+}
+
+/// The `rows` x 8 block at (`i`, `j`) (`cols` of its columns, below 8 with `MASKED`) by
+/// the one-vector-per-row kernel for its row count (1 to 12).
+#[cfg(target_arch = "x86_64")]
+unsafe fn block8<const MASKED: bool>(c: &Call, i: usize, j: usize, rows: usize, cols: usize) {
+    unsafe {
+        match rows {
+            12 => kernel_rx8::<12, MASKED>(c, i, j, cols),
+            11 => kernel_rx8::<11, MASKED>(c, i, j, cols),
+            10 => kernel_rx8::<10, MASKED>(c, i, j, cols),
+            9 => kernel_rx8::<9, MASKED>(c, i, j, cols),
+            8 => kernel_rx8::<8, MASKED>(c, i, j, cols),
+            7 => kernel_rx8::<7, MASKED>(c, i, j, cols),
+            6 => kernel_rx8::<6, MASKED>(c, i, j, cols),
+            5 => kernel_rx8::<5, MASKED>(c, i, j, cols),
+            4 => kernel_rx8::<4, MASKED>(c, i, j, cols),
+            3 => kernel_rx8::<3, MASKED>(c, i, j, cols),
+            2 => kernel_rx8::<2, MASKED>(c, i, j, cols),
+            _ => kernel_rx8::<1, MASKED>(c, i, j, cols),
+        }
+    }
+}
+
+/// The `R` x 8 block at (`i0`, `j0`): `R` 8-wide accumulators (12 at most: with the
+/// broadcast and the row of `B`, 14 of the 16 registers), one broadcast of `A` per row
+/// and one load of `B` per step. `MASKED`: only the first `cols` (below 8) columns exist.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn kernel_rx8<const R: usize, const MASKED: bool>(
+    c: &Call,
+    i0: usize,
+    j0: usize,
+    cols: usize,
+) {
+    use std::arch::x86_64::*;
+    let m = if MASKED {
+        _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(cols as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        )
+    } else {
+        _mm256_setzero_si256()
+    };
+    let load = |p: *const f32| unsafe {
+        if MASKED {
+            _mm256_maskload_ps(p, m)
+        } else {
+            _mm256_loadu_ps(p)
+        }
+    };
+    let pc = |r: usize| unsafe { c.c.offset((i0 + r) as isize * c.sc[0] + j0 as isize) };
+    let mut acc = [_mm256_setzero_ps(); R];
+    if c.accumulate {
+        for (r, v) in acc.iter_mut().enumerate() {
+            *v = load(pc(r));
+        }
+    }
+    for k0 in 0..c.k[0] as isize {
+        for k1 in 0..c.k[1] as isize {
+            let pa = unsafe {
+                c.a.offset(i0 as isize * c.sa[0] + k0 * c.sa[1] + k1 * c.sa[2])
+            };
+            let pb = unsafe { c.b.offset(j0 as isize + k0 * c.sb[0] + k1 * c.sb[1]) };
+            for k in 0..c.k[2] as isize {
+                let b = load(unsafe { pb.offset(k * c.sb[2]) });
+                let ak = unsafe { pa.offset(k * c.sa[3]) };
+                for (r, v) in acc.iter_mut().enumerate() {
+                    let x = _mm256_set1_ps(unsafe { *ak.offset(r as isize * c.sa[0]) });
+                    *v = _mm256_fmadd_ps(x, b, *v);
+                }
+            }
+        }
+    }
+    for (r, v) in acc.iter().enumerate() {
+        if MASKED {
+            unsafe { _mm256_maskstore_ps(pc(r), m, *v) };
+        } else {
+            unsafe { _mm256_storeu_ps(pc(r), *v) };
+        }
     }
 }
 
