@@ -168,6 +168,11 @@ fn check_cuda(
     for (n, a) in inputs {
         ex.set_input(n, (*a).clone()).unwrap();
     }
+    // A CUDA model's kernels are not timed one by one on the host.
+    match ex.run_profiled() {
+        Err(Error::Argument(m)) => assert!(m.contains("asynchronously"), "{}", m),
+        other => panic!("{}: run_profiled on a CUDA model: {:?}", what, other),
+    }
     match ex.run() {
         Ok(()) if gpu => {
             // Twice: the second run reuses the arrays the first one left on the GPU.

@@ -97,9 +97,9 @@ fn blocks_per_call(blocks: i64, cb: i64, kw: i64) -> i64 {
 /// - under an epilogue the convolution accumulates each tile in a local buffer and the
 ///   epilogue is applied as the tile is stored, 4 channels to a vector.
 ///
-/// Output blocks of 16 channels (`ob`) fill the micro-kernel's 16-wide tiles; 8 runs its
-/// masked tail kernel, at about a third of the speed (BENCHMARKS.md: MobileNetV2's 144 ->
-/// 24 layer with `ob = 8`).
+/// Output blocks of 16 channels (`ob`) fill the micro-kernel's 16-wide tiles; blocks of
+/// 8 run its one-vector-per-row kernel, about half as fast (BENCHMARKS.md: MobileNetV2's
+/// 144 -> 24 layer with `ob = 8`, 0.58 ms against 0.30 on the NCHW pointwise schedule).
 ///
 /// A typed error when `out` does not have that form.
 pub fn conv2d_nchwc_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
