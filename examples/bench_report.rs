@@ -31,6 +31,8 @@
 //! included. The Rust kernels run inside a rayon pool of exactly `threads` threads.
 //! Every loopforge and `gemm`/`matrixmultiply` result is checked against a reference.
 
+#[path = "bench_report/blocked.rs"]
+mod blocked;
 #[path = "bench_report/conv.rs"]
 mod conv;
 
