@@ -774,3 +774,71 @@ fn min_max_against_constants_match_the_interpreter_bit_for_bit() {
         }
     }
 }
+
+#[test]
+fn vector_min_max_match_the_interpreter_bit_for_bit() {
+    // Two data vectors (a max pool's window, a softmax row's maximum): every pair of
+    // special values, in both orders, f32 and f64; NaN propagates (any NaN payload) and
+    // -0.0 < +0.0 as in the interpreter.
+    let vals = [
+        -0.0f64,
+        0.0,
+        f64::NAN,
+        1.5,
+        -2.0,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        1e-30,
+    ];
+    let (xs, ys): (Vec<f64>, Vec<f64>) = vals
+        .iter()
+        .flat_map(|&a| vals.iter().map(move |&b| (a, b)))
+        .unzip();
+    let n = xs.len() as i64;
+    for dt in [DType::F32, DType::F64] {
+        let lanes = 16 / dt.bytes() as i64;
+        for op in [BinOp::Min, BinOp::Max] {
+            let x = buf("x", dt, n);
+            let y = buf("y", dt, n);
+            let o = buf("o", dt, n);
+            let i = iv("i");
+            let idx = ramp(i.expr() * lanes, 1, lanes as u32);
+            let e = bin(op, load(&x, idx.clone()), load(&y, idx.clone()));
+            let f = func(&[&x, &y, &o], &[], loop_(&i, n / lanes, store(&o, idx, e)));
+            let arr = |v: &[f64]| match dt {
+                DType::F32 => f32s(&v.iter().map(|&a| a as f32).collect::<Vec<_>>()),
+                _ => f64s(v),
+            };
+            let (mut xa, mut ya, mut oa) = (arr(&xs), arr(&ys), arr(&vec![0.0; xs.len()]));
+            run(&f, &mut [&mut xa, &mut ya, &mut oa], &[]);
+            let got: Vec<f64> = match dt {
+                DType::F32 => oa
+                    .to_vec::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|&v| v as f64)
+                    .collect(),
+                _ => oa.to_vec::<f64>().unwrap(),
+            };
+            for k in 0..xs.len() {
+                // The f32 inputs are the f64 values rounded to f32.
+                let (a, b) = match dt {
+                    DType::F32 => (xs[k] as f32 as f64, ys[k] as f32 as f64),
+                    _ => (xs[k], ys[k]),
+                };
+                let want = if op == BinOp::Min {
+                    te::arith::fmin64(a, b)
+                } else {
+                    te::arith::fmax64(a, b)
+                };
+                let same = (want.is_nan() && got[k].is_nan())
+                    || (want == got[k] && want.is_sign_negative() == got[k].is_sign_negative());
+                assert!(
+                    same,
+                    "{} {:?}({}, {}): got {}, want {}",
+                    dt, op, xs[k], ys[k], got[k], want
+                );
+            }
+        }
+    }
+}
