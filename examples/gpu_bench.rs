@@ -391,6 +391,9 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Option<T> {
     }
 }
 
+/// One benchmark, run once (a panic in it is caught and reported).
+type Bench = Box<dyn FnOnce() -> Result<Row>>;
+
 fn main() {
     let quick = std::env::args().any(|a| a == "quick");
     if loopforge::codegen_cuda::device_arch().is_none() {
@@ -401,7 +404,7 @@ fn main() {
     let mut rows = Vec::new();
     let mut failed = false;
     let batch = if quick { 2 } else { 16 };
-    let benches: [(&str, Box<dyn FnOnce() -> Result<Row>>); 3] = [
+    let benches: [(&str, Bench); 3] = [
         ("sgemm", Box::new(move || sgemm(size, size, size))),
         ("hgemm", Box::new(move || hgemm(size, size, size))),
         ("conv2d", Box::new(move || conv2d(batch, 64, 56))),
