@@ -3,19 +3,19 @@
 //! [`softmax_rows`] declares the computation in five stages, each row independent:
 //! `softmax.max[i] = max_k x[i, k]`, `softmax.shift[i, j] = x[i, j] - max[i]`,
 //! `softmax.exp[i, j] = exp(shift[i, j])`, `softmax.den[i] = sum_k exp[i, k]` and
-//! `softmax[i, j] = exp[i, j] / den[i]`; scheduled as is (`create_schedule`), it is the
+//! `softmax[i, j] = exp[i, j] * (1 / den[i])`; scheduled as is (`create_schedule`), it is the
 //! plain reference the tensorized schedule is tested against.
 //!
 //! [`softmax_rows_tensorized`] computes every intermediate per row, inside the row loop of
 //! the output (parallel when `threads > 1`): the row maximum through `rfactor` (32 partial
 //! maxima per row in eight f32x4 vectors, independent chains of `max`, then combined), the
-//! shift and the division vectorized four vectors at a time (unrolled), the exponentials by the `exp_f32` intrinsic over the whole row and the
+//! shift and the scaling vectorized four vectors at a time (unrolled), the exponentials by the `exp_f32` intrinsic over the whole row and the
 //! denominator by `reduce_sum_f32` (AVX2+FMA where the CPU has them).
 
 use crate::error::{sched_err, Result};
 use crate::intrinsics::{exp_f32, reduce_sum_f32};
 use crate::schedule::{create_schedule, Schedule};
-use crate::te::{compute, exp, max_reduce, reduce_axis, sum, OpKind, Tensor};
+use crate::te::{compute, exp, max_reduce, reduce_axis, sum, Expr, OpKind, Tensor};
 
 /// Lanes of the partial row maxima (eight 128-bit vectors: independent chains of `max`).
 const LANES: i64 = 32;
@@ -45,8 +45,10 @@ pub fn softmax_rows(x: &Tensor) -> Result<Tensor> {
     let den = compute(&[m.clone()], "softmax.den", |i| {
         sum(ex.at(&[i[0].clone(), k2.x()]), &[k2.clone()])
     });
+    // Times the reciprocal (one division per row, as PyTorch's kernel): a vector
+    // division per element costs several times a multiplication.
     Ok(compute(&[m, n], "softmax", |i| {
-        ex.at(&[i[0].clone(), i[1].clone()]) / den.at(&[i[0].clone()])
+        ex.at(&[i[0].clone(), i[1].clone()]) * (Expr::from(1.0f32) / den.at(&[i[0].clone()]))
     }))
 }
 

@@ -4,7 +4,8 @@ use super::dims;
 use crate::te::{compute, exp, max_reduce, reduce_axis, sum, Expr, Tensor};
 
 /// `mx = max_axis x` (stage `max`), `den = sum_axis exp(x - mx)` (stage `den`),
-/// `out = exp(x - mx) / den` (the exponential is recomputed rather than stored).
+/// `out = exp(x - mx) * (1 / den)` (the exponential is recomputed rather than stored; one
+/// division per row, hoisted out of the row's loop, rather than one per element).
 pub fn softmax(x: &Tensor, s: &[usize], axis: usize) -> Tensor {
     let reduced: Vec<usize> = s
         .iter()
@@ -32,6 +33,6 @@ pub fn softmax(x: &Tensor, s: &[usize], axis: usize) -> Tensor {
     });
     compute(&dims(s), "out", |i| {
         let o = without(i);
-        exp(x.at(i) - mx.at(&o)) / den.at(&o)
+        exp(x.at(i) - mx.at(&o)) * (Expr::float_of(1.0, x.dtype()) / den.at(&o))
     })
 }
