@@ -4,7 +4,8 @@ use super::dims;
 use crate::te::{compute, reduce_axis, sqrt, sum, Expr, Tensor};
 
 /// `mean = sum(x) / D`, `var = sum((x - mean)^2) / D` (two passes, stages `mean` and
-/// `var`), `out = (x - mean) / sqrt(var + eps) * gamma + beta`.
+/// `var`), `out = (x - mean) * (1 / sqrt(var + eps)) * gamma + beta` (the reciprocal is
+/// per row, hoisted out of the row's loop: one division per row, not per element).
 pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, s: &[usize], eps: f64) -> Tensor {
     let dt = x.dtype();
     let r = s.len() - 1;
@@ -28,7 +29,7 @@ pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, s: &[usize], eps: f
     compute(&dims(s), "out", |i| {
         let o = &i[..r];
         let last = [i[r].clone()];
-        (x.at(i) - mean.at(o)) / sqrt(var.at(o) + Expr::float_of(eps, dt)) * gamma.at(&last)
-            + beta.at(&last)
+        let rstd = Expr::float_of(1.0, dt) / sqrt(var.at(o) + Expr::float_of(eps, dt));
+        (x.at(i) - mean.at(o)) * rstd * gamma.at(&last) + beta.at(&last)
     })
 }
