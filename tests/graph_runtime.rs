@@ -821,12 +821,16 @@ fn row_normalizations_are_vectorized() {
         let mut g = Graph::new();
         let x = g.input("x", &[2, 32, n], DType::F32).unwrap();
         let sm = g.softmax("sm", x, 2).unwrap();
+        // A softmax anchoring a fused group (relu of probabilities: the same values).
+        let sm2 = g.softmax("sm2", x, 2).unwrap();
+        let sm2 = g.relu("sm2_relu", sm2).unwrap();
         let gm = g.param("gamma", &[n]).unwrap();
         let bt = g.param("beta", &[n]).unwrap();
         let ln = g.layer_norm("ln", x, gm, bt, 1e-5).unwrap();
         let r = g.relu("ln_relu", ln).unwrap();
         g.output(sm).unwrap();
         g.output(r).unwrap();
+        g.output(sm2).unwrap();
         let xa = NdArray::from_fn(&[2, 32, n], |i| ((i * 37 % 101) as f32) * 0.3 - 10.0);
         let (ga, ba) = (rnd(&[n], 4), rnd(&[n], 5));
         let t = T::of(&xa);
@@ -837,6 +841,7 @@ fn row_normalizations_are_vectorized() {
         let want = vec![
             softmax_ref(&t, 2),
             relu(layer_norm_ref(&t, &T::of(&ga), &T::of(&ba), 1e-5)),
+            softmax_ref(&t, 2),
         ];
         let ps = params(&[("gamma", &ga), ("beta", &ba)]);
         check(&g, &ps, &[("x", &xa)], &want, &format!("rows of {}", n));
@@ -846,6 +851,16 @@ fn row_normalizations_are_vectorized() {
             assert!(ir.contains(".rf"), "statistics in lanes: {}", ir);
             if n % 4 == 0 {
                 assert!(ir.contains("ramp("), "vector rows: {}", ir);
+            }
+            // The softmaxes (alone and fused): each row's exponentials and their sum by
+            // the intrinsics.
+            if m.graph().nodes()[i].name.starts_with("sm") {
+                assert!(
+                    ir.contains(&format!("exp_f32_{}(", n))
+                        && ir.contains(&format!("reduce_sum_f32_{}(", n)),
+                    "{}",
+                    ir
+                );
             }
         }
     }

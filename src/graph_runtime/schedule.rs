@@ -98,7 +98,11 @@ pub fn default_schedule(op: &Op, out: &Tensor, threads: usize) -> Result<Schedul
             .or_else(|_| conv2d_loops(out, threads)),
         Op::Conv2d(_) | Op::MaxPool2d(_) | Op::AvgPool2d(_) => conv2d_loops(out, threads),
         Op::Softmax { axis } if *axis + 1 == const_shape(out).len() => {
-            row_normalization(out, &["den", "max"], threads)
+            if const_shape(out).len() >= 2 && crate::schedules::find_stage(out, "exp").is_some() {
+                softmax_rows(out, threads)
+            } else {
+                row_normalization(out, &["den", "max"], threads)
+            }
         }
         Op::LayerNorm { .. } => row_normalization(out, &["var", "mean"], threads),
         _ => generic(out, threads),
@@ -185,6 +189,68 @@ fn row_normalization(out: &Tensor, stats: &[&str], threads: usize) -> Result<Sch
         let at = s.axes(*st)?;
         s.compute_at(&rf, *st, &at[at.len() - 1])?;
     }
+    Ok(s)
+}
+
+/// A softmax along rows of f32 (stages `max`, `shift`, `exp`, `den` and the output, or
+/// an elementwise epilogue reading it; `ops::softmax`): per row (the outer axes fused,
+/// parallel on `threads > 1` threads), the row maximum in `row_lanes` partial maxima
+/// (`rfactor`, vectors), the shift vectorized, the exponentials and their sum by the
+/// `exp_f32` and `reduce_sum_f32` intrinsics over the row, and the output vectorized (as
+/// `schedules::softmax_rows_tensorized`).
+fn softmax_rows(out: &Tensor, threads: usize) -> Result<Schedule> {
+    let shape = const_shape(out);
+    let r = shape.len();
+    let n = shape[r - 1];
+    let mut s = create_schedule(&[out.clone()])?;
+    // A fused group's anchor (the normalized value) goes into its epilogue's loop.
+    for name in stage_names(&s) {
+        if !["max", "shift", "exp", "den"].contains(&name.as_str()) && name != out.op.name {
+            s.compute_inline(name.as_str())?;
+        }
+    }
+    let axes = s.axes(out)?;
+    let row = if r > 2 {
+        s.fuse(out, &axes[..r - 1].iter().collect::<Vec<_>>())?
+    } else {
+        axes[0].clone()
+    };
+    if threads > 1 {
+        s.parallel(out, &row)?;
+    }
+    let vector = |s: &mut Schedule, t: &str, ax: &crate::schedule::Axis| -> Result<()> {
+        if n.is_multiple_of(4) {
+            let (_, vi) = s.split(t, ax, 4)?;
+            s.vectorize(t, &vi)?;
+        }
+        Ok(())
+    };
+    vector(&mut s, &out.op.name, &axes[r - 1])?;
+    for st in ["den", "exp", "shift", "max"] {
+        s.compute_at(st, out, &row)?;
+    }
+    // The row maximum in partial maxima (independent chains of vector `max`).
+    let k = s.reduce_axes("max")?.remove(0);
+    let (_, ki) = s.split("max", &k, row_lanes(n))?;
+    let data = s.axes("max")?;
+    let rf = s.rfactor("max", &ki, data.len())?;
+    let rfa = s.axes(&rf)?;
+    let lane = rfa[rfa.len() - 1].clone();
+    let ko = s.reduce_axes(&rf)?.remove(0);
+    s.reorder(&rf, &[&ko, &lane])?;
+    s.vectorize(&rf, &lane)?;
+    let at = s.axes("max")?;
+    s.compute_at(&rf, "max", &at[at.len() - 1])?;
+    let sa = s.axes("shift")?;
+    vector(&mut s, "shift", &sa[sa.len() - 1])?;
+    let ea = s.axes("exp")?;
+    s.tensorize(
+        "exp",
+        &ea[ea.len() - 1],
+        &crate::intrinsics::exp_f32(n as i64)?,
+    )?;
+    let dk = s.reduce_axes("den")?.remove(0);
+    s.tensorize("den", &dk, &crate::intrinsics::reduce_sum_f32(n as i64)?)?;
     Ok(s)
 }
 

@@ -1,11 +1,13 @@
 //! Numerically stable softmax along one axis.
 
 use super::dims;
-use crate::te::{compute, exp, max_reduce, reduce_axis, sum, Expr, Tensor};
+use crate::te::{compute, exp, max_reduce, reduce_axis, sum, DType, Expr, Tensor};
 
 /// `mx = max_axis x` (stage `max`), `den = sum_axis exp(x - mx)` (stage `den`),
-/// `out = exp(x - mx) * (1 / den)` (the exponential is recomputed rather than stored; one
-/// division per row, hoisted out of the row's loop, rather than one per element).
+/// `out = exp(x - mx) * (1 / den)` (one division per row, hoisted out of the row's loop,
+/// rather than one per element). Along the last axis of an f32 tensor `x - mx` and its
+/// exponentials are stages of their own (`shift`, `exp`; `den` sums `exp`); otherwise the
+/// exponential is recomputed rather than stored.
 pub fn softmax(x: &Tensor, s: &[usize], axis: usize) -> Tensor {
     let reduced: Vec<usize> = s
         .iter()
@@ -28,11 +30,25 @@ pub fn softmax(x: &Tensor, s: &[usize], axis: usize) -> Tensor {
         max_reduce(x.at(&with(i, k.x())), &[k.clone()])
     });
     let k2 = reduce_axis(0, s[axis] as i64, "k2");
+    let one = Expr::float_of(1.0, x.dtype());
+    if axis + 1 == s.len() && x.dtype() == DType::F32 {
+        // Along rows of f32: the shifted row and its exponentials stored (stages `shift`
+        // and `exp`), so that the CPU schedule computes the row's exponentials and their
+        // sum with the `exp_f32` and `reduce_sum_f32` intrinsics.
+        let shift = compute(&dims(s), "shift", |i| x.at(i) - mx.at(&without(i)));
+        let ex = compute(&dims(s), "exp", |i| exp(shift.at(i)));
+        let den = compute(&dims(&reduced), "den", |i| {
+            sum(ex.at(&with(i, k2.x())), &[k2.clone()])
+        });
+        return compute(&dims(s), "out", |i| {
+            ex.at(i) * (one.clone() / den.at(&without(i)))
+        });
+    }
     let den = compute(&dims(&reduced), "den", |i| {
         sum(exp(x.at(&with(i, k2.x())) - mx.at(i)), &[k2.clone()])
     });
     compute(&dims(s), "out", |i| {
         let o = without(i);
-        exp(x.at(i) - mx.at(&o)) * (Expr::float_of(1.0, x.dtype()) / den.at(&o))
+        exp(x.at(i) - mx.at(&o)) * (one.clone() / den.at(&o))
     })
 }
