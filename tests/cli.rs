@@ -191,6 +191,26 @@ fn bench_profiles_each_kernel() {
         "{}",
         text
     );
+    // A CUDA model is refused before any run (its kernels are not timed one by one).
+    if loopforge::codegen_cuda::nvrtc_available() {
+        let out = exe()
+            .args([
+                "bench",
+                onnx.to_str().unwrap(),
+                "--target",
+                "cuda",
+                "--profile",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--profile times each kernel on the CPU"),
+            "{}",
+            err
+        );
+    }
 }
 
 #[test]

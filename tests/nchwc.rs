@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use loopforge::graph_runtime::ops::{
     conv2d, conv2d_nchwc, depthwise_conv2d_nchwc, depthwise_weight_to_blocked, nchw_to_nchwc,
-    nchwc_to_nchw, oihw_to_blocked, BlockedConv,
+    nchwc_to_nchw, oihw_to_blocked, pad, BlockedConv,
 };
 use loopforge::graph_runtime::Conv2dAttrs;
 use loopforge::prelude::*;
@@ -465,6 +465,50 @@ fn blocked_operators_reject_mismatched_shapes() {
         "{}",
         e
     );
+}
+
+#[test]
+fn nchwc_schedules_take_layout_transforms_in_the_same_computation() {
+    // NCHW input and OIHW weight blocked inside the kernel (the transforms inlined or
+    // computed as the convolution's input stage): equal to the unscheduled computation.
+    let (xs, ws) = ([1, 16, 9, 9], [16, 16, 3, 3]);
+    let x = placeholder(&dims(&xs), DType::F32, "x");
+    let w = placeholder(&dims(&ws), DType::F32, "w");
+    let xc = nchw_to_nchwc(&x, &xs, 8, "xc").unwrap();
+    let wc = oihw_to_blocked(&w, &ws, 8, 16, "wc").unwrap();
+    let out = conv2d_nchwc(
+        &xc,
+        &wc,
+        &[1, 2, 9, 9, 8],
+        &[1, 2, 3, 3, 8, 16],
+        &attrs(1, 1, 1),
+    )
+    .unwrap();
+    let args = [x.clone(), w, out.clone()];
+    let s = conv2d_nchwc_cpu(&out, 2).unwrap();
+    check_against_unscheduled(
+        &s,
+        &args,
+        &[out],
+        15,
+        "conv2d_nchwc of transformed operands",
+    );
+    // A depthwise convolution whose padding was applied in NCHW before the blocking (a
+    // stage named `pad` upstream, 4-d): the blocked input is the stage planed per block.
+    let xp = pad(
+        &x,
+        &xs,
+        &[(0, 0), (0, 0), (1, 1), (1, 1)],
+        Expr::from(0.0f32),
+        "pad",
+    );
+    let xb = nchw_to_nchwc(&xp, &[1, 16, 11, 11], 4, "xb").unwrap();
+    let wd = placeholder(&dims(&[4, 3, 3, 4]), DType::F32, "wd");
+    let dw = depthwise_conv2d_nchwc(&xb, &wd, &[1, 4, 11, 11, 4], &[4, 3, 3, 4], &attrs(1, 0, 1))
+        .unwrap();
+    let args = [x, wd, dw.clone()];
+    let s = depthwise_conv2d_nchwc_cpu(&dw, 2).unwrap();
+    check_against_unscheduled(&s, &args, &[dw], 16, "depthwise of an NCHW-padded input");
 }
 
 #[test]

@@ -373,6 +373,11 @@ fn bench(model: &Path, o: &BenchOptions<'_>) -> Result<()> {
         Target::Interp => "interp",
     };
     let build_s = start.elapsed().as_secs_f64();
+    if profile && target_name == "cuda" {
+        return Err(Error::Argument(
+            "--profile times each kernel on the CPU; a CUDA model's kernels run asynchronously (profile it with nsys)".into(),
+        ));
+    }
     let mut ex = m.executor();
     for (k, &v) in m.graph().inputs().iter().enumerate() {
         let info = m.graph().value(v);

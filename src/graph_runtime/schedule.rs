@@ -98,7 +98,12 @@ pub fn default_schedule(op: &Op, out: &Tensor, threads: usize) -> Result<Schedul
             .or_else(|_| conv2d_loops(out, threads)),
         Op::Conv2d(_) | Op::MaxPool2d(_) | Op::AvgPool2d(_) => conv2d_loops(out, threads),
         Op::Softmax { axis } if *axis + 1 == const_shape(out).len() => {
-            if const_shape(out).len() >= 2 && crate::schedules::find_stage(out, "exp").is_some() {
+            let sh = const_shape(out);
+            if sh.len() >= 2
+                && sh[sh.len() - 1] >= 1
+                && out.dtype() == crate::te::DType::F32
+                && crate::schedules::find_stage(out, "exp").is_some()
+            {
                 softmax_rows(out, threads)
             } else {
                 row_normalization(out, &["den", "max"], threads)

@@ -10,10 +10,11 @@
 //! updates its `C` tile in place, with no packing and no transposed copy-out (the NCHW
 //! schedule accumulates in a `[position][channel]` buffer and transposes it on the way
 //! out). A depthwise convolution's taps are vectors of channels, contiguous at any
-//! stride.
+//! stride. The input and the weight may be blocked placeholders or the layout
+//! transforms of NCHW/OIHW tensors in the same computation (the input's transform, or
+//! its padding, becomes the convolution's input stage; the weight's is inlined).
 
 use super::conv2d::{divisors, row_tiles, single_reduction};
-use super::find_stage;
 use crate::error::{Error, Result};
 use crate::intrinsics::gemm_f32_k3;
 use crate::schedule::{create_schedule, Schedule};
@@ -177,10 +178,11 @@ fn depthwise_tile(width: i64, lanes: i64) -> i64 {
 /// A typed error when `out` does not have that form.
 pub fn depthwise_conv2d_nchwc_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
     const WHAT: &str = "depthwise_conv2d_nchwc_cpu";
-    let (conv, _, _, shape) = blocked_conv(WHAT, out, 2, 4)?;
+    let (conv, data, _, shape) = blocked_conv(WHAT, out, 2, 4)?;
     let (width, c) = (shape[3], shape[4]);
     let lanes = if c % 4 == 0 { 4 } else { c };
-    let pad = find_stage(&conv, "pad");
+    // The convolution's own input when it is a stage (its padding; 5-d, as checked).
+    let pad = matches!(data.op.kind, OpKind::Compute { .. }).then_some(data);
     let mut s = create_schedule(&[out.clone()])?;
     let mut keep = vec![out, &conv];
     keep.extend(pad.as_ref());

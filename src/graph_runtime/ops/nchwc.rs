@@ -18,6 +18,30 @@ fn bad(what: &str, msg: String) -> Error {
     Error::InvalidExpr(format!("{}: {}", what, msg))
 }
 
+/// `t`'s sizes are `shape` (where they are constants), else the typed error of `what`
+/// naming the tensor: the sizes passed beside a tensor decide the computation's loops.
+fn check_shape(what: &str, t: &Tensor, shape: &[usize]) -> Result<()> {
+    let dims = t.shape();
+    let agree = dims.len() == shape.len()
+        && dims
+            .iter()
+            .zip(shape)
+            .all(|(d, &n)| d.as_int().is_none_or(|v| v == n as i64));
+    if !agree {
+        let have: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
+        return Err(bad(
+            what,
+            format!(
+                "{} has shape [{}], but the shape given for it is {:?}",
+                t.name(),
+                have.join(", "),
+                shape
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A size divides another, else the typed error of `what` naming both.
 fn check_block(what: &str, name: &str, size: usize, block: usize) -> Result<()> {
     if block == 0 || !size.is_multiple_of(block) {
@@ -41,6 +65,7 @@ pub fn nchw_to_nchwc(x: &Tensor, xs: &[usize], c: usize, name: &str) -> Result<T
             format!("{} has {} dimensions, not 4 (NCHW)", x.name(), xs.len()),
         ));
     };
+    check_shape("nchw_to_nchwc", x, xs)?;
     check_block("nchw_to_nchwc", &x.name(), ch, c)?;
     Ok(compute_named(
         &dims(&[n, ch / c, h, w, c]),
@@ -65,6 +90,7 @@ pub fn nchwc_to_nchw(x: &Tensor, xs: &[usize], name: &str) -> Result<Tensor> {
             format!("{} has {} dimensions, not 5 (NCHW[c]c)", x.name(), xs.len()),
         ));
     };
+    check_shape("nchwc_to_nchw", x, xs)?;
     Ok(compute(&dims(&[n, cb * c, h, w]), name, |i| {
         x.at(&[
             i[0].clone(),
@@ -91,6 +117,7 @@ pub fn oihw_to_blocked(
             format!("{} has {} dimensions, not 4 (OIHW)", w.name(), ws.len()),
         ));
     };
+    check_shape("oihw_to_blocked", w, ws)?;
     check_block("oihw_to_blocked", &w.name(), o, ob)?;
     check_block("oihw_to_blocked", &w.name(), c, cb)?;
     Ok(compute(
@@ -125,6 +152,7 @@ pub fn depthwise_weight_to_blocked(
             ),
         ));
     };
+    check_shape("depthwise_weight_to_blocked", w, ws)?;
     check_block("depthwise_weight_to_blocked", &w.name(), ch, c)?;
     Ok(compute(&dims(&[ch / c, kh, kw, c]), name, |i| {
         w.at(&[
@@ -168,26 +196,40 @@ impl BlockedConv {
                 format!("the window is {}x{}; it must be at least 1x1", kh, kw),
             ));
         }
-        let eh = (kh - 1) * self.dilation[0] + 1;
-        let ew = (kw - 1) * self.dilation[1] + 1;
         if self.stride.contains(&0) || self.dilation.contains(&0) {
             return Err(bad(what, "strides and dilations must be at least 1".into()));
         }
-        if h + pt + pb < eh || w + pl + pr < ew {
+        let too_large = || {
+            bad(
+                what,
+                "the padded image or the dilated window is too large".into(),
+            )
+        };
+        let extent = |k: usize, d: usize| (k - 1).checked_mul(d).and_then(|e| e.checked_add(1));
+        let (eh, ew) = (
+            extent(kh, self.dilation[0]).ok_or_else(too_large)?,
+            extent(kw, self.dilation[1]).ok_or_else(too_large)?,
+        );
+        let (ph, pw) = (
+            h.checked_add(pt)
+                .and_then(|v| v.checked_add(pb))
+                .ok_or_else(too_large)?,
+            w.checked_add(pl)
+                .and_then(|v| v.checked_add(pr))
+                .ok_or_else(too_large)?,
+        );
+        if ph < eh || pw < ew {
             return Err(bad(
                 what,
                 format!(
                     "the {}x{} window (dilated) does not fit the padded {}x{} image",
-                    eh,
-                    ew,
-                    h + pt + pb,
-                    w + pl + pr
+                    eh, ew, ph, pw
                 ),
             ));
         }
         Ok([
-            (h + pt + pb - eh) / self.stride[0] + 1,
-            (w + pl + pr - ew) / self.stride[1] + 1,
+            (ph - eh) / self.stride[0] + 1,
+            (pw - ew) / self.stride[1] + 1,
         ])
     }
 
@@ -291,6 +333,8 @@ pub fn conv2d_nchwc(
             ),
         ));
     };
+    check_shape(WHAT, x, xs)?;
+    check_shape(WHAT, w, ws)?;
     let win = Window::new(WHAT, attrs, (x, xs), (w, [wcb_count, wcb]), [kh, kw])?;
     let rco = reduce_axis(0, cb_count as i64, "rco");
     let rci = reduce_axis(0, cb as i64, "rci");
@@ -335,6 +379,8 @@ pub fn depthwise_conv2d_nchwc(
             ),
         ));
     };
+    check_shape(WHAT, x, xs)?;
+    check_shape(WHAT, w, ws)?;
     let win = Window::new(WHAT, attrs, (x, xs), (w, [wcb_count, wc]), [kh, kw])?;
     let (ry, rx) = (&win.ry, &win.rx);
     Ok(compute_named(
