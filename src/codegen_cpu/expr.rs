@@ -289,9 +289,7 @@ impl<'a, 'f> FnGen<'a, 'f> {
             self.b.ins().band(m1, m2)
         };
         let nan = self.b.ins().fcmp(FloatCC::Unordered, a.v, b.v);
-        let ty = val_type(a.dt, a.lanes)?;
-        let little = MemFlagsData::new().with_endianness(codegen::ir::Endianness::Little);
-        let nan = self.b.ins().bitcast(ty, little, nan);
+        let nan = self.mask_as(nan, a)?;
         let v = self.b.ins().bor(both, nan);
         Ok(Val { v, ..a })
     }
@@ -299,15 +297,20 @@ impl<'a, 'f> FnGen<'a, 'f> {
     /// Lanes of `t` where the lane mask `mask` (a vector comparison's result) is set,
     /// of `f` elsewhere; `t` and `f` are vectors of one type.
     fn blend(&mut self, mask: Value, t: Val, f: Val) -> Result<Val> {
-        let ty = val_type(t.dt, t.lanes)?;
-        let mask = if self.b.func.dfg.value_type(mask) == ty {
-            mask
-        } else {
-            let little = MemFlagsData::new().with_endianness(codegen::ir::Endianness::Little);
-            self.b.ins().bitcast(ty, little, mask)
-        };
+        let mask = self.mask_as(mask, t)?;
         let v = self.b.ins().bitselect(mask, t.v, f.v);
         Ok(Val { v, ..t })
+    }
+
+    /// The lane mask `mask` (a vector comparison's result) as a vector of `like`'s type,
+    /// bit for bit.
+    fn mask_as(&mut self, mask: Value, like: Val) -> Result<Value> {
+        let ty = val_type(like.dt, like.lanes)?;
+        if self.b.func.dfg.value_type(mask) == ty {
+            return Ok(mask);
+        }
+        let little = MemFlagsData::new().with_endianness(codegen::ir::Endianness::Little);
+        Ok(self.b.ins().bitcast(ty, little, mask))
     }
 
     fn gen_select(&mut self, c: &Expr, t: &Expr, f: &Expr) -> Result<Val> {

@@ -157,17 +157,28 @@ fn row_lanes(row: usize) -> i64 {
 /// combined, and the output's row in vectors.
 fn row_normalization(out: &Tensor, stats: &[&str], threads: usize) -> Result<Schedule> {
     let shape = const_shape(out);
-    let r = shape.len();
-    if r < 2 || out.dtype() != crate::te::DType::F32 {
+    if shape.len() < 2 || out.dtype() != crate::te::DType::F32 {
         return generic(out, threads);
     }
     let mut s = create_schedule(&[out.clone()])?;
     // A fused group's anchor (the normalized value) goes into its epilogue's loop.
     inline_injective(&mut s, out)?;
+    let row = rows(&mut s, out, threads)?;
+    for st in stats {
+        s.compute_at(*st, out, &row)?;
+        stat_in_lanes(&mut s, st, row_lanes(shape[shape.len() - 1]))?;
+    }
+    Ok(s)
+}
+
+/// `out`'s outer axes fused into one axis of rows (parallel on `threads > 1` threads) and
+/// its last axis vectorized where the vector width divides it; returns the rows' axis.
+fn rows(s: &mut Schedule, out: &Tensor, threads: usize) -> Result<crate::schedule::Axis> {
+    let shape = const_shape(out);
+    let r = shape.len();
     let axes = s.axes(out)?;
-    let outer: Vec<&crate::schedule::Axis> = axes[..r - 1].iter().collect();
-    let row = if outer.len() > 1 {
-        s.fuse(out, &outer)?
+    let row = if r > 2 {
+        s.fuse(out, &axes[..r - 1].iter().collect::<Vec<_>>())?
     } else {
         axes[0].clone()
     };
@@ -179,22 +190,23 @@ fn row_normalization(out: &Tensor, stats: &[&str], threads: usize) -> Result<Sch
         let (_, vi) = s.split(out, &axes[r - 1], l as i64)?;
         s.vectorize(out, &vi)?;
     }
-    let row_lanes = row_lanes(shape[r - 1]);
-    for st in stats {
-        s.compute_at(*st, out, &row)?;
-        let k = s.reduce_axes(*st)?.remove(0);
-        let (_, ki) = s.split(*st, &k, row_lanes)?;
-        let data = s.axes(*st)?;
-        let rf = s.rfactor(*st, &ki, data.len())?;
-        let rfa = s.axes(&rf)?;
-        let lane = rfa[rfa.len() - 1].clone();
-        let ko = s.reduce_axes(&rf)?.remove(0);
-        s.reorder(&rf, &[&ko, &lane])?;
-        s.vectorize(&rf, &lane)?;
-        let at = s.axes(*st)?;
-        s.compute_at(&rf, *st, &at[at.len() - 1])?;
-    }
-    Ok(s)
+    Ok(row)
+}
+
+/// The row reduction `st` (already computed per row) through `lanes` partial results in
+/// vectors (`rfactor`: independent chains), then combined.
+fn stat_in_lanes(s: &mut Schedule, st: &str, lanes: i64) -> Result<()> {
+    let k = s.reduce_axes(st)?.remove(0);
+    let (_, ki) = s.split(st, &k, lanes)?;
+    let data = s.axes(st)?;
+    let rf = s.rfactor(st, &ki, data.len())?;
+    let rfa = s.axes(&rf)?;
+    let lane = rfa[rfa.len() - 1].clone();
+    let ko = s.reduce_axes(&rf)?.remove(0);
+    s.reorder(&rf, &[&ko, &lane])?;
+    s.vectorize(&rf, &lane)?;
+    let at = s.axes(st)?;
+    s.compute_at(&rf, st, &at[at.len() - 1])
 }
 
 /// A softmax along rows of f32 (stages `max`, `shift`, `exp`, `den` and the output, or
@@ -204,9 +216,7 @@ fn row_normalization(out: &Tensor, stats: &[&str], threads: usize) -> Result<Sch
 /// `exp_f32` and `reduce_sum_f32` intrinsics over the row, and the output vectorized (as
 /// `schedules::softmax_rows_tensorized`).
 fn softmax_rows(out: &Tensor, threads: usize) -> Result<Schedule> {
-    let shape = const_shape(out);
-    let r = shape.len();
-    let n = shape[r - 1];
+    let n = const_shape(out).last().copied().unwrap_or(1);
     let mut s = create_schedule(&[out.clone()])?;
     // A fused group's anchor (the normalized value) goes into its epilogue's loop.
     for name in stage_names(&s) {
@@ -214,40 +224,16 @@ fn softmax_rows(out: &Tensor, threads: usize) -> Result<Schedule> {
             s.compute_inline(name.as_str())?;
         }
     }
-    let axes = s.axes(out)?;
-    let row = if r > 2 {
-        s.fuse(out, &axes[..r - 1].iter().collect::<Vec<_>>())?
-    } else {
-        axes[0].clone()
-    };
-    if threads > 1 {
-        s.parallel(out, &row)?;
-    }
-    let vector = |s: &mut Schedule, t: &str, ax: &crate::schedule::Axis| -> Result<()> {
-        if n.is_multiple_of(4) {
-            let (_, vi) = s.split(t, ax, 4)?;
-            s.vectorize(t, &vi)?;
-        }
-        Ok(())
-    };
-    vector(&mut s, &out.op.name, &axes[r - 1])?;
+    let row = rows(&mut s, out, threads)?;
     for st in ["den", "exp", "shift", "max"] {
         s.compute_at(st, out, &row)?;
     }
-    // The row maximum in partial maxima (independent chains of vector `max`).
-    let k = s.reduce_axes("max")?.remove(0);
-    let (_, ki) = s.split("max", &k, row_lanes(n))?;
-    let data = s.axes("max")?;
-    let rf = s.rfactor("max", &ki, data.len())?;
-    let rfa = s.axes(&rf)?;
-    let lane = rfa[rfa.len() - 1].clone();
-    let ko = s.reduce_axes(&rf)?.remove(0);
-    s.reorder(&rf, &[&ko, &lane])?;
-    s.vectorize(&rf, &lane)?;
-    let at = s.axes("max")?;
-    s.compute_at(&rf, "max", &at[at.len() - 1])?;
+    stat_in_lanes(&mut s, "max", row_lanes(n))?;
     let sa = s.axes("shift")?;
-    vector(&mut s, "shift", &sa[sa.len() - 1])?;
+    if n.is_multiple_of(4) {
+        let (_, vi) = s.split("shift", &sa[sa.len() - 1], 4)?;
+        s.vectorize("shift", &vi)?;
+    }
     let ea = s.axes("exp")?;
     s.tensorize(
         "exp",

@@ -260,16 +260,18 @@ struct Window {
 
 impl Window {
     /// The window of a `kh x kw` kernel over the blocked input `x` (`xs = [N, blocks, H,
-    /// W, block]`) whose weight `w` holds `w_blocks[0]` blocks of `w_blocks[1]` input
-    /// channels; the typed error of `what` when those differ from the input's or the
-    /// window does not fit.
+    /// W, block]`) whose weight `w` (shape `ws`) holds `w_blocks[0]` blocks of
+    /// `w_blocks[1]` input channels; the typed error of `what` when a tensor's sizes are
+    /// not the ones given, the blocks differ from the input's or the window does not fit.
     fn new(
         what: &str,
         attrs: &BlockedConv,
         (x, xs): (&Tensor, &[usize]),
-        (w, w_blocks): (&Tensor, [usize; 2]),
+        (w, ws, w_blocks): (&Tensor, &[usize], [usize; 2]),
         [kh, kw]: [usize; 2],
     ) -> Result<Window> {
+        check_shape(what, x, xs)?;
+        check_shape(what, w, ws)?;
         if w_blocks != [xs[1], xs[4]] {
             return Err(bad(
                 what,
@@ -333,9 +335,7 @@ pub fn conv2d_nchwc(
             ),
         ));
     };
-    check_shape(WHAT, x, xs)?;
-    check_shape(WHAT, w, ws)?;
-    let win = Window::new(WHAT, attrs, (x, xs), (w, [wcb_count, wcb]), [kh, kw])?;
+    let win = Window::new(WHAT, attrs, (x, xs), (w, ws, [wcb_count, wcb]), [kh, kw])?;
     let rco = reduce_axis(0, cb_count as i64, "rco");
     let rci = reduce_axis(0, cb as i64, "rci");
     let (ry, rx) = (&win.ry, &win.rx);
@@ -379,9 +379,7 @@ pub fn depthwise_conv2d_nchwc(
             ),
         ));
     };
-    check_shape(WHAT, x, xs)?;
-    check_shape(WHAT, w, ws)?;
-    let win = Window::new(WHAT, attrs, (x, xs), (w, [wcb_count, wc]), [kh, kw])?;
+    let win = Window::new(WHAT, attrs, (x, xs), (w, ws, [wcb_count, wc]), [kh, kw])?;
     let (ry, rx) = (&win.ry, &win.rx);
     Ok(compute_named(
         &dims(&[n, cb_count, win.oh, win.ow, c]),
