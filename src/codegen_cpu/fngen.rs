@@ -49,6 +49,11 @@ pub(crate) struct FnGen<'a, 'f> {
     pub loop_depth: u32,
     /// Loop depth at which each variable in scope was bound.
     depths: HashMap<u64, u32>,
+    /// Buffers the kernel never writes (no store, no intrinsic output): their loads may
+    /// be marked read-only and movable (see [`FnGen::movable_load_flags`]).
+    read_only: std::collections::HashSet<String>,
+    /// Number of `if` statements enclosing the current position in this function.
+    pub cond_depth: u32,
 }
 
 impl<'a, 'f> FnGen<'a, 'f> {
@@ -124,6 +129,23 @@ impl<'a, 'f> FnGen<'a, 'f> {
         })
     }
 
+    /// `flags` for a load of `buf` here, marked `readonly` and `can_move` where that is
+    /// true: `buf` is never written by the kernel (so no store can be moved across), and
+    /// no `if` encloses this point (so wherever Cranelift places the load, its index is
+    /// one the kernel reads: loops run at least once when their pre-header does, and
+    /// guards only sit in `if`s). Cranelift then treats the load as a pure value: it
+    /// is placed next to its first use instead of in program order (the register tile
+    /// of a matmul no longer holds every load of an iteration at once, and a broadcast
+    /// load folds into `vbroadcastss`), shared with equal loads, and hoisted out of the
+    /// loops its index does not depend on.
+    pub fn movable_load_flags(&self, buf: &str, flags: MemFlagsData) -> MemFlagsData {
+        if self.cond_depth == 0 && self.read_only.contains(buf) {
+            flags.with_readonly().with_can_move()
+        } else {
+            flags
+        }
+    }
+
     /// Call runtime helper `name` with `args`; returns its result, if any.
     pub fn call_helper(&mut self, name: &'static str, args: &[Value]) -> Result<Option<Value>> {
         let fr = match self.func_refs.get(name) {
@@ -138,6 +160,22 @@ impl<'a, 'f> FnGen<'a, 'f> {
         let inst = self.b.ins().call(fr, args);
         Ok(self.b.inst_results(inst).first().copied())
     }
+}
+
+/// The buffers `src` reads but never writes: its parameters minus every store's and every
+/// intrinsic call's output.
+fn read_only_buffers(src: &LoweredFunc) -> std::collections::HashSet<String> {
+    let mut written = std::collections::HashSet::new();
+    src.body.visit(&mut |s| {
+        if let Some(b) = s.written_buffer() {
+            written.insert(b.name().to_string());
+        }
+    });
+    src.params
+        .iter()
+        .map(|b| b.name().to_string())
+        .filter(|n| !written.contains(n))
+        .collect()
 }
 
 /// Create function `name` with signature `params -> ()`, fill it with `fill` (given the entry
@@ -174,6 +212,8 @@ pub(crate) fn build_function(
             regions: HashMap::new(),
             loop_depth: 0,
             depths: HashMap::new(),
+            read_only: read_only_buffers(src),
+            cond_depth: 0,
         };
         let entry = g.b.create_block();
         g.b.append_block_params_for_function_params(entry);

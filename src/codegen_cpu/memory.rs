@@ -128,6 +128,13 @@ impl<'a, 'f> FnGen<'a, 'f> {
         flags.with_alias_region(Some(region))
     }
 
+    /// `flags` with `buf`'s alias region, for a load here (movable where that is safe:
+    /// [`FnGen::movable_load_flags`]).
+    fn load_flags(&mut self, buf: &Buffer, flags: MemFlagsData) -> MemFlagsData {
+        let flags = self.region_flags(buf, flags);
+        self.movable_load_flags(buf.name(), flags)
+    }
+
     fn load_scalar(&mut self, flags: MemFlagsData, addr: Value, off: i32, dt: DType) -> Value {
         self.b.ins().load(mem_type(dt), flags, addr, off)
     }
@@ -139,7 +146,7 @@ impl<'a, 'f> FnGen<'a, 'f> {
         }
         let dt = buf.dtype();
         let base = self.buf_ptr_or_err(buf.name())?;
-        let sflags = self.region_flags(buf, scalar_flags());
+        let sflags = self.load_flags(buf, scalar_flags());
         let idx = self.gen_index(buf, base, indices)?;
         if idx.lanes() > 1 {
             val_type(dt, idx.lanes())?;
@@ -160,12 +167,12 @@ impl<'a, 'f> FnGen<'a, 'f> {
             } => {
                 if stride == 1 && dt != DType::Bool {
                     let ty = val_type(dt, lanes)?;
-                    let flags = self.region_flags(buf, vector_flags());
+                    let flags = self.load_flags(buf, vector_flags());
                     let v = self.b.ins().load(ty, flags, addr, off);
                     return Ok(Val { v, dt, lanes });
                 }
                 if stride == 2 && lanes == 4 && dt.bytes() == 4 && dt != DType::Bool {
-                    let flags = self.region_flags(buf, vector_flags());
+                    let flags = self.load_flags(buf, vector_flags());
                     return self.load_stride2x4(flags, addr, off, dt);
                 }
                 let mut vals = Vec::with_capacity(lanes as usize);

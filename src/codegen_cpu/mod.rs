@@ -37,6 +37,13 @@
 //! buffers read before being written hold unspecified values unless heap-allocated (or
 //! promoted to registers, which start at zero).
 //!
+//! Loads of a buffer the kernel never writes (no store, no intrinsic output), outside
+//! every `if`, are marked `readonly` and `can_move`: Cranelift then treats them as pure
+//! values, placed next to their first use rather than in program order (a register tile's
+//! loads no longer all precede its FMAs), merged when equal, and hoisted out of the loops
+//! their index does not depend on (loops run at least once wherever code is hoisted to).
+//! Loads under an `if` keep their place: a guard may be what keeps their index in bounds.
+//!
 //! Errors: GPU-only constructs (thread-bound loops, barriers) and vector shapes other than
 //! 128 bits give [`Error::Target`](crate::error::Error::Target); a Cranelift rejection is an
 //! internal error carrying the IR.

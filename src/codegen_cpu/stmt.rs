@@ -149,7 +149,10 @@ impl<'a, 'f> FnGen<'a, 'f> {
             merge
         };
         self.b.ins().brif(c.v, then_b, &[], else_b, &[]);
-        self.gen_branches(then, els, then_b, else_b, merge)?;
+        self.cond_depth += 1;
+        let r = self.gen_branches(then, els, then_b, else_b, merge);
+        self.cond_depth -= 1;
+        r?;
         self.b.switch_to_block(merge);
         self.b.seal_block(merge);
         Ok(())

@@ -1138,3 +1138,67 @@ fn parallel_zero_and_symbolic_extent_with_guarded_loads() {
         assert_eq!(oa.to_vec::<i64>().unwrap(), want);
     }
 }
+
+#[test]
+fn guarded_invariant_load_of_a_read_only_buffer_stays_under_its_guard() {
+    // for i in 0..4: if flag[0] > 0 { o[i] = a[1 << 40] } else { o[i] = a[i] }
+    // `a` is never written, so its loads are movable (`readonly`, `can_move`) where no
+    // `if` encloses them; `a[1 << 40]` is loop-invariant but must not be hoisted out of
+    // the loop above its guard: it lies terabytes past the buffer (a fault if read).
+    let a = buf("a", DType::F32, 4);
+    let flag = buf("flag", DType::I64, 1);
+    let o = buf("o", DType::F32, 4);
+    let i = iv("i");
+    let body = loop_(
+        &i,
+        4,
+        Stmt::If {
+            cond: te::gt(load(&flag, 0), 0),
+            then: Box::new(store(&o, i.expr(), load(&a, 1i64 << 40))),
+            els: Some(Box::new(store(&o, i.expr(), load(&a, i.expr())))),
+        },
+    );
+    let f = func(&[&a, &flag, &o], &[], body);
+    let mut aa = f32s(&[1.0, 2.0, 3.0, 4.0]);
+    let mut fa = i64s(&[0]);
+    let mut oa = f32s(&[0.0; 4]);
+    run(&f, &mut [&mut aa, &mut fa, &mut oa], &[]);
+    assert_eq!(oa.to_vec::<f32>().unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
+}
+
+#[test]
+fn loads_of_a_written_parameter_see_its_stores() {
+    // for r in 0..3: { b[0] = a[0] + r; for j in 0..2: c[2r + j] = b[0] * (j + 1) }
+    // `b` is written, so its loads stay in program order (not movable): each round reads
+    // the value stored in that round, not one read before the loop.
+    let a = buf("a", DType::F32, 1);
+    let b = buf("b", DType::F32, 1);
+    let c = buf("c", DType::F32, 6);
+    let (r, j) = (iv("r"), iv("j"));
+    let body = loop_(
+        &r,
+        3,
+        Stmt::seq(vec![
+            store(&b, 0, load(&a, 0) + te::cast(DType::F32, r.expr())),
+            loop_(
+                &j,
+                2,
+                store(
+                    &c,
+                    r.expr() * 2 + j.expr(),
+                    load(&b, 0) * te::cast(DType::F32, j.expr() + 1),
+                ),
+            ),
+        ]),
+    );
+    let f = func(&[&a, &b, &c], &[], body);
+    let mut aa = f32s(&[10.0]);
+    let mut ba = f32s(&[-1.0]);
+    let mut ca = f32s(&[0.0; 6]);
+    run(&f, &mut [&mut aa, &mut ba, &mut ca], &[]);
+    assert_eq!(
+        ca.to_vec::<f32>().unwrap(),
+        vec![10.0, 20.0, 11.0, 22.0, 12.0, 24.0]
+    );
+    assert_eq!(ba.to_vec::<f32>().unwrap(), vec![12.0]);
+}
