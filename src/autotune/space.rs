@@ -116,7 +116,7 @@ fn matmul_grid(m: i64, n: i64, d: MatmulConfig) -> Vec<TunedConfig> {
             if mr * nr / 4 > 12 {
                 continue;
             }
-            for k_unroll in [1, 4] {
+            for k_unroll in [1, 2, 4] {
                 out.push(TunedConfig::Matmul(MatmulConfig {
                     mr,
                     nr,

@@ -294,14 +294,14 @@ pub fn default_config(op: &Op, out: &Tensor, threads: usize) -> Option<TunedConf
             Some(TunedConfig::Conv2d(ConvConfig::for_shape(&shape, threads)))
         }
         Op::MatMul if is_reduction_tensor(out) => {
-            mm_config(sh[0], sh[1], threads).map(TunedConfig::Matmul)
+            mm_config(sh[0], sh[1], reduce_extent(out), threads).map(TunedConfig::Matmul)
         }
         Op::MatMul | Op::Dense => {
             let mm = main_reduction(out)?;
             if sh[0] < GEMV_ROWS && input_named(&mm, "wt").is_some() {
                 return None; // dense_rows
             }
-            mm_config(sh[0], sh[1], threads).map(TunedConfig::Matmul)
+            mm_config(sh[0], sh[1], reduce_extent(&mm), threads).map(TunedConfig::Matmul)
         }
         _ => None,
     }
@@ -465,9 +465,14 @@ fn generic(out: &Tensor, threads: usize) -> Result<Schedule> {
     Ok(s)
 }
 
-/// The register-blocked matmul/dense configuration of an `m x n` result (`None` below 4
-/// columns).
-pub(crate) fn mm_config(m: usize, n: usize, threads: usize) -> Option<MatmulConfig> {
+/// The register-blocked matmul/dense configuration of an `m x n` result over a reduction
+/// of `k` steps (`None` below 4 columns).
+pub(crate) fn mm_config(
+    m: usize,
+    n: usize,
+    k: Option<i64>,
+    threads: usize,
+) -> Option<MatmulConfig> {
     if n < 4 {
         return None;
     }
@@ -475,9 +480,14 @@ pub(crate) fn mm_config(m: usize, n: usize, threads: usize) -> Option<MatmulConf
         mr: m.clamp(1, 4) as i64,
         nr: if n >= 8 { 8 } else { 4 },
         pack_b: true,
-        k_unroll: 1,
+        k_unroll: crate::schedules::default_k_unroll(k),
         threads,
     })
+}
+
+/// The extent of the (first) reduction of `t`, where constant.
+fn reduce_extent(t: &Tensor) -> Option<i64> {
+    t.op.reduce_axis().first().and_then(|r| r.extent.as_int())
 }
 
 /// The input tensor of `t`'s computation named `name`.
