@@ -101,11 +101,12 @@ impl<'a, 'f> FnGen<'a, 'f> {
         let ty = scalar_type(dt);
         let var = self.b.declare_var(ty);
         self.b.def_var(var, min);
+        let header = self.b.create_block();
         let body = self.b.create_block();
         let exit = self.b.create_block();
-        // Rotated loop: the guard precedes a pre-header (which runs only when the loop does,
-        // so code Cranelift hoists into it never runs for an empty loop); the body is its own
-        // header.
+        // The guard of a loop whose extent is not known precedes a pre-header, which runs
+        // only when the loop does: code Cranelift hoists there never runs for an empty
+        // loop.
         if ext_c.is_none() {
             let pre = self.b.create_block();
             let c = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, ext, 0);
@@ -113,8 +114,20 @@ impl<'a, 'f> FnGen<'a, 'f> {
             self.b.switch_to_block(pre);
             self.b.seal_block(pre);
         }
-        self.b.ins().jump(body, &[]);
+        // The test at the top (a header that branches to the body or out, the body
+        // jumping back): the values the body leaves for the next iteration are used once,
+        // by that jump, and the code after the loop reads the header's. (A body that
+        // branches back to itself would also pass them out of the loop: a second use,
+        // which keeps Cranelift from folding a load into the instruction that uses it.)
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(header);
+        let iv = self.b.use_var(var);
+        // The exit first: Cranelift's block order then puts the body right after the
+        // header (the branch out falls through while the loop runs).
+        let done = self.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, iv, end);
+        self.b.ins().brif(done, exit, &[], body, &[]);
         self.b.switch_to_block(body);
+        self.b.seal_block(body);
         self.loop_depth += 1;
         let prev = self.bind_var(&f.var, Binding::Loop(var, dt));
         let r = self.gen_stmt(&f.body);
@@ -124,9 +137,8 @@ impl<'a, 'f> FnGen<'a, 'f> {
         let iv = self.b.use_var(var);
         let next = self.b.ins().iadd_imm_s(iv, 1);
         self.b.def_var(var, next);
-        let more = self.b.ins().icmp(IntCC::SignedLessThan, next, end);
-        self.b.ins().brif(more, body, &[], exit, &[]);
-        self.b.seal_block(body);
+        self.b.ins().jump(header, &[]);
+        self.b.seal_block(header);
         self.b.switch_to_block(exit);
         self.b.seal_block(exit);
         Ok(())
