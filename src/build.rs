@@ -56,6 +56,8 @@ enum Backend {
 pub struct Kernel {
     func: LoweredFunc,
     is_input: Vec<bool>,
+    /// Whether the function has a parallel loop (run on the rayon pool).
+    parallel: bool,
     backend: Backend,
     lower_time: Duration,
     compile_time: Duration,
@@ -87,9 +89,14 @@ pub fn build_func(
             arch.as_deref(),
         )?)),
     };
+    let mut parallel = false;
+    func.body.visit(&mut |s| {
+        parallel |= matches!(s, crate::lower::ir::Stmt::For(f) if f.kind == crate::lower::ir::ForKind::Parallel);
+    });
     Ok(Kernel {
         func,
         is_input,
+        parallel,
         backend,
         lower_time,
         compile_time: t1.elapsed(),
@@ -100,6 +107,11 @@ impl Kernel {
     /// The lowered function this kernel runs.
     pub fn lowered(&self) -> &LoweredFunc {
         &self.func
+    }
+    /// Whether the kernel has a parallel loop: on the CPU it then runs on the rayon
+    /// pool's threads.
+    pub fn is_parallel(&self) -> bool {
+        self.parallel
     }
     /// Time spent in `lower`.
     pub fn lower_time(&self) -> Duration {
@@ -276,7 +288,20 @@ impl Kernel {
                     })
                     .collect();
                 // Safety: shapes and dtypes checked by bind_args; inputs are only read.
-                unsafe { m.call(&ptrs, &shape_vals) };
+                let call = |ptrs: &[*mut u8]| unsafe { m.call(ptrs, &shape_vals) };
+                if self.parallel {
+                    // On a worker of the pool (where the calling thread is not one): each
+                    // parallel loop then starts from a worker that takes part in it,
+                    // instead of being handed over from outside with the caller blocked
+                    // until a worker wakes it (a handover per loop, not per run).
+                    let addrs: Vec<usize> = ptrs.iter().map(|p| *p as usize).collect();
+                    rayon::scope(|_| {
+                        let ptrs: Vec<*mut u8> = addrs.iter().map(|&a| a as *mut u8).collect();
+                        call(&ptrs)
+                    });
+                } else {
+                    call(&ptrs);
+                }
                 Ok(())
             }
             Backend::Cuda(m) => {

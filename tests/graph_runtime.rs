@@ -734,14 +734,18 @@ fn pooling_with_padding() {
             &want,
             &format!("pool {:?} {:?}", shape, a),
         );
+        let m = graph_runtime::build(&g, Target::cpu(), &HashMap::new(), 1).unwrap();
         if shape[3] >= 32 {
             // The window reduction runs on 4-lane vectors of the output row.
-            let m = graph_runtime::build(&g, Target::cpu(), &HashMap::new(), 1).unwrap();
             for k in 0..2 {
                 let ir = m.kernel(k).lowered().to_string();
                 assert!(ir.contains("ramp("), "pool kernel {}: {}", k, ir);
             }
         }
+        // The global pool sums each plane in partial sums across its columns (as many as
+        // the largest divisor of the width up to 8; all widths here have one above 1).
+        let ir = m.kernel(2).lowered().to_string();
+        assert!(ir.contains(".rf"), "global pool kernel: {}", ir);
     }
 }
 

@@ -5,8 +5,11 @@
 //! `func.params[i]`, `shapes[j]` the value of `func.shape_vars[j]`.
 //!
 //! What it supports:
-//! - serial loops (also leftover `Vectorized`/`Unrolled` ones) as rotated loops: a guard,
-//!   a pre-header, and a body that is its own header, so Cranelift hoists invariants;
+//! - serial loops (also leftover `Vectorized`/`Unrolled` ones): a guard and a pre-header
+//!   where the extent is not a constant (code Cranelift hoists never runs for an empty
+//!   loop), then a header that tests at the top (16+ iterations or an unknown count: the
+//!   values an iteration leaves are used once, so single-use loads fold into their users)
+//!   or a body that branches back to itself (shorter loops);
 //!   `Parallel` loops outlined into task functions run on rayon (parallel loops nested in an
 //!   outlined body run serially);
 //! - `If`, `Seq`, `Let`, `Produce`, `Evaluate`, `NoOp`; stores and loads with one flat index

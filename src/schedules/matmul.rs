@@ -35,7 +35,7 @@ impl Default for MatmulConfig {
 
 /// The default CPU schedule of `c = sum_k a[i, k] * b[k, j]` (see [`matmul_cpu_with`]):
 /// [`MatmulConfig::default`]'s 4 x 8 register tile, the reduction unrolled by
-/// [`default_k_unroll`].
+/// `default_k_unroll` (2 for an even reduction, else 1).
 pub fn matmul_cpu(c: &Tensor, threads: usize) -> Result<Schedule> {
     let k = c.op.reduce_axis().first().and_then(|r| r.extent.as_int());
     matmul_cpu_with(
