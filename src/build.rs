@@ -210,15 +210,12 @@ impl Kernel {
 
     /// Which parameters the CUDA kernel writes (copied back after a launch).
     fn written_params(&self) -> Vec<bool> {
-        let mut w = vec![false; self.func.params.len()];
-        self.func.body.visit(&mut |s| {
-            if let Some(buf) = s.written_buffer() {
-                if let Some(i) = self.func.params.iter().position(|p| p.name() == buf.name()) {
-                    w[i] = true;
-                }
-            }
-        });
-        w
+        let written = self.func.body.written_buffers();
+        self.func
+            .params
+            .iter()
+            .map(|p| written.contains(p.name()))
+            .collect()
     }
 
     /// Call with the inputs (placeholders, in argument order) and the outputs (computed

@@ -49,9 +49,6 @@ pub(crate) struct FnGen<'a, 'f> {
     pub loop_depth: u32,
     /// Loop depth at which each variable in scope was bound.
     depths: HashMap<u64, u32>,
-    /// Buffers the kernel never writes (no store, no intrinsic output): their loads may
-    /// be marked read-only and movable (see [`FnGen::movable_load_flags`]).
-    read_only: std::collections::HashSet<String>,
     /// Number of `if` statements enclosing the current position in this function.
     pub cond_depth: u32,
 }
@@ -139,7 +136,7 @@ impl<'a, 'f> FnGen<'a, 'f> {
     /// load folds into `vbroadcastss`), shared with equal loads, and hoisted out of the
     /// loops its index does not depend on.
     pub fn movable_load_flags(&self, buf: &str, flags: MemFlagsData) -> MemFlagsData {
-        if self.cond_depth == 0 && self.read_only.contains(buf) {
+        if self.cond_depth == 0 && self.cx.read_only.contains(buf) {
             flags.with_readonly().with_can_move()
         } else {
             flags
@@ -160,22 +157,6 @@ impl<'a, 'f> FnGen<'a, 'f> {
         let inst = self.b.ins().call(fr, args);
         Ok(self.b.inst_results(inst).first().copied())
     }
-}
-
-/// The buffers `src` reads but never writes: its parameters minus every store's and every
-/// intrinsic call's output.
-fn read_only_buffers(src: &LoweredFunc) -> std::collections::HashSet<String> {
-    let mut written = std::collections::HashSet::new();
-    src.body.visit(&mut |s| {
-        if let Some(b) = s.written_buffer() {
-            written.insert(b.name().to_string());
-        }
-    });
-    src.params
-        .iter()
-        .map(|b| b.name().to_string())
-        .filter(|n| !written.contains(n))
-        .collect()
 }
 
 /// Create function `name` with signature `params -> ()`, fill it with `fill` (given the entry
@@ -212,7 +193,6 @@ pub(crate) fn build_function(
             regions: HashMap::new(),
             loop_depth: 0,
             depths: HashMap::new(),
-            read_only: read_only_buffers(src),
             cond_depth: 0,
         };
         let entry = g.b.create_block();

@@ -59,11 +59,15 @@ pub(crate) struct ModuleCtx {
     pub round: bool,
     /// Counter for naming outlined functions.
     pub next_task: usize,
+    /// The kernel's parameters it never writes (no store, no intrinsic output): their
+    /// loads may be marked read-only and movable (`FnGen::movable_load_flags`), in the
+    /// entry function and in every outlined one.
+    pub read_only: std::collections::HashSet<String>,
 }
 
 impl ModuleCtx {
-    /// Wrap a fresh module.
-    pub fn new(module: JITModule) -> ModuleCtx {
+    /// Wrap a fresh module for the kernel `func`.
+    pub fn new(module: JITModule, func: &crate::lower::ir::LoweredFunc) -> ModuleCtx {
         // `LOOPFORGE_FMA=0` disables fusion (for experiments and A/B timings).
         let fma = module.isa().has_native_fma()
             && std::env::var("LOOPFORGE_FMA").map_or(true, |v| v != "0");
@@ -74,6 +78,14 @@ impl ModuleCtx {
             fma,
             round,
             next_task: 0,
+            read_only: {
+                let written = func.body.written_buffers();
+                func.params
+                    .iter()
+                    .map(|b| b.name().to_string())
+                    .filter(|n| !written.contains(n))
+                    .collect()
+            },
         }
     }
 

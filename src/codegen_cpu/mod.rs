@@ -152,7 +152,7 @@ impl std::fmt::Debug for CpuModule {
 pub fn compile(func: &LoweredFunc) -> Result<CpuModule> {
     let t0 = Instant::now();
     let isa = jit::host_isa()?;
-    let mut cx = jit::ModuleCtx::new(jit::new_module(isa));
+    let mut cx = jit::ModuleCtx::new(jit::new_module(isa), func);
     let built = fngen::build_function(
         &mut cx,
         func,

@@ -29,7 +29,7 @@
 //!   (`max`/`den`, `mean`/`var`) computed at the row with their reductions in 32 vector
 //!   lanes (8 for rows under 128; `rfactor`), the output's row vectorized ([`row_normalization`]);
 //! - global average pooling: planes parallel, each plane's sum in independent partial
-//!   sums across its columns (`rfactor`, in registers) then added ([`global_pool`]);
+//!   sums across its columns (`rfactor`, in registers) then added (`global_pool`);
 //! - other reductions (softmax over another axis): stages at root with their outer axis
 //!   parallel; nothing vectorized (naive).
 //!
@@ -46,6 +46,7 @@ use crate::error::Result;
 use crate::graph_runtime::graph::WeightLayout;
 use crate::graph_runtime::graph::{Conv2dAttrs, Op};
 use crate::schedule::{create_schedule, Schedule};
+use crate::schedules::default_k_unroll;
 use crate::schedules::{matmul_cpu_with, ConvConfig, ConvShape, MatmulConfig, WinogradConfig};
 use crate::te::Tensor;
 
@@ -345,14 +346,14 @@ pub fn default_config(op: &Op, out: &Tensor, threads: usize) -> Option<TunedConf
             Some(TunedConfig::Conv2d(ConvConfig::for_shape(&shape, threads)))
         }
         Op::MatMul if is_reduction_tensor(out) => {
-            mm_config(sh[0], sh[1], reduce_extent(out), threads).map(TunedConfig::Matmul)
+            mm_config(sh[0], sh[1], default_k_unroll(out), threads).map(TunedConfig::Matmul)
         }
         Op::MatMul | Op::Dense => {
             let mm = main_reduction(out)?;
             if sh[0] < GEMV_ROWS && input_named(&mm, "wt").is_some() {
                 return None; // dense_rows
             }
-            mm_config(sh[0], sh[1], reduce_extent(&mm), threads).map(TunedConfig::Matmul)
+            mm_config(sh[0], sh[1], default_k_unroll(&mm), threads).map(TunedConfig::Matmul)
         }
         _ => None,
     }
@@ -516,14 +517,9 @@ fn generic(out: &Tensor, threads: usize) -> Result<Schedule> {
     Ok(s)
 }
 
-/// The register-blocked matmul/dense configuration of an `m x n` result over a reduction
-/// of `k` steps (`None` below 4 columns).
-pub(crate) fn mm_config(
-    m: usize,
-    n: usize,
-    k: Option<i64>,
-    threads: usize,
-) -> Option<MatmulConfig> {
+/// The register-blocked matmul/dense configuration of an `m x n` result, its reduction
+/// unrolled by `k_unroll` (`None` below 4 columns).
+pub(crate) fn mm_config(m: usize, n: usize, k_unroll: i64, threads: usize) -> Option<MatmulConfig> {
     if n < 4 {
         return None;
     }
@@ -531,14 +527,9 @@ pub(crate) fn mm_config(
         mr: m.clamp(1, 4) as i64,
         nr: if n >= 8 { 8 } else { 4 },
         pack_b: true,
-        k_unroll: crate::schedules::default_k_unroll(k),
+        k_unroll,
         threads,
     })
-}
-
-/// The extent of the (first) reduction of `t`, where constant.
-fn reduce_extent(t: &Tensor) -> Option<i64> {
-    t.op.reduce_axis().first().and_then(|r| r.extent.as_int())
 }
 
 /// The input tensor of `t`'s computation named `name`.

@@ -345,6 +345,18 @@ impl Stmt {
         }
     }
 
+    /// The names of every buffer this statement writes, itself or nested: stores' and
+    /// intrinsic calls' outputs.
+    pub fn written_buffers(&self) -> std::collections::HashSet<String> {
+        let mut written = std::collections::HashSet::new();
+        self.visit(&mut |s| {
+            if let Some(b) = s.written_buffer() {
+                written.insert(b.name().to_string());
+            }
+        });
+        written
+    }
+
     /// A sequence, flattening nested sequences and dropping no-ops.
     pub fn seq(items: Vec<Stmt>) -> Stmt {
         let mut out = Vec::new();

@@ -37,22 +37,22 @@ impl Default for MatmulConfig {
 /// [`MatmulConfig::default`]'s 4 x 8 register tile, the reduction unrolled by
 /// `default_k_unroll` (2 for an even reduction, else 1).
 pub fn matmul_cpu(c: &Tensor, threads: usize) -> Result<Schedule> {
-    let k = c.op.reduce_axis().first().and_then(|r| r.extent.as_int());
     matmul_cpu_with(
         c,
         MatmulConfig {
             threads,
-            k_unroll: default_k_unroll(k),
+            k_unroll: default_k_unroll(c),
             ..MatmulConfig::default()
         },
     )
 }
 
-/// The default unrolling of a register tile's reduction of `k` steps: 2 where `k` is an
-/// even constant (a 4 x 8 tile at 1024: 0.60 -> 0.66 of the 128-bit FMA peak, the back
-/// edge's register moves shared by two steps), else 1 (no guard inside the loop).
-pub(crate) fn default_k_unroll(k: Option<i64>) -> i64 {
-    match k {
+/// The default unrolling of the register tile of `mm` (a reduction over `k`): 2 where its
+/// (first) reduction is an even constant (a 4 x 8 tile at 1024: 0.60 -> 0.66 of the
+/// 128-bit FMA peak, the back edge's register moves shared by two steps), else 1 (no
+/// guard inside the loop).
+pub(crate) fn default_k_unroll(mm: &Tensor) -> i64 {
+    match mm.op.reduce_axis().first().and_then(|r| r.extent.as_int()) {
         Some(k) if k >= 2 && k % 2 == 0 => 2,
         _ => 1,
     }

@@ -168,7 +168,7 @@ fn depthwise_tile(width: i64, lanes: i64) -> i64 {
 ///   plane built first (a buffer of the block, vectors of channels);
 /// - the block's channels in chunks of 4 (one 128-bit vector; the whole block where 4
 ///   does not divide it), each output row in tiles of 8 positions by one chunk
-///   ([`depthwise_tile`]), the tile's accumulators in registers, the kernel window
+///   (`depthwise_tile`), the tile's accumulators in registers, the kernel window
 ///   outside the tile and unrolled, the tile's positions unrolled: every tap is one
 ///   vector load of the weight and one of the input per position, contiguous at any
 ///   stride (at stride 1 neighbouring taps load the same input vectors, which Cranelift

@@ -20,6 +20,30 @@ fn bad(what: &str, msg: String) -> Error {
 
 /// `t`'s sizes are `shape` (where they are constants), else the typed error of `what`
 /// naming the tensor: the sizes passed beside a tensor decide the computation's loops.
+/// `shape`, given for `t`, as `N` sizes in layout `layout` (e.g. "NCHW"), checked against
+/// `t`'s own ([`check_shape`]): a typed error naming `t` otherwise.
+fn sizes<const N: usize>(
+    what: &str,
+    t: &Tensor,
+    shape: &[usize],
+    layout: &str,
+) -> Result<[usize; N]> {
+    let sizes: [usize; N] = shape.try_into().map_err(|_| {
+        bad(
+            what,
+            format!(
+                "{} has {} dimensions, not {} ({})",
+                t.name(),
+                shape.len(),
+                N,
+                layout
+            ),
+        )
+    })?;
+    check_shape(what, t, shape)?;
+    Ok(sizes)
+}
+
 fn check_shape(what: &str, t: &Tensor, shape: &[usize]) -> Result<()> {
     let dims = t.shape();
     let agree = dims.len() == shape.len()
@@ -59,13 +83,7 @@ fn check_block(what: &str, name: &str, size: usize, block: usize) -> Result<()> 
 /// `[N, C, H, W]` -> `[N, C / c, H, W, c]`: `y[n, cb, h, w, ci] = x[n, cb * c + ci, h,
 /// w]`. A typed error unless `c` divides `C`.
 pub fn nchw_to_nchwc(x: &Tensor, xs: &[usize], c: usize, name: &str) -> Result<Tensor> {
-    let &[n, ch, h, w] = xs else {
-        return Err(bad(
-            "nchw_to_nchwc",
-            format!("{} has {} dimensions, not 4 (NCHW)", x.name(), xs.len()),
-        ));
-    };
-    check_shape("nchw_to_nchwc", x, xs)?;
+    let [n, ch, h, w] = sizes("nchw_to_nchwc", x, xs, "NCHW")?;
     check_block("nchw_to_nchwc", &x.name(), ch, c)?;
     Ok(compute_named(
         &dims(&[n, ch / c, h, w, c]),
@@ -84,13 +102,7 @@ pub fn nchw_to_nchwc(x: &Tensor, xs: &[usize], c: usize, name: &str) -> Result<T
 
 /// `[N, C / c, H, W, c]` -> `[N, C, H, W]`, the inverse of [`nchw_to_nchwc`].
 pub fn nchwc_to_nchw(x: &Tensor, xs: &[usize], name: &str) -> Result<Tensor> {
-    let &[n, cb, h, w, c] = xs else {
-        return Err(bad(
-            "nchwc_to_nchw",
-            format!("{} has {} dimensions, not 5 (NCHW[c]c)", x.name(), xs.len()),
-        ));
-    };
-    check_shape("nchwc_to_nchw", x, xs)?;
+    let [n, cb, h, w, c] = sizes("nchwc_to_nchw", x, xs, "NCHW[c]c")?;
     Ok(compute(&dims(&[n, cb * c, h, w]), name, |i| {
         x.at(&[
             i[0].clone(),
@@ -111,13 +123,7 @@ pub fn oihw_to_blocked(
     ob: usize,
     name: &str,
 ) -> Result<Tensor> {
-    let &[o, c, kh, kw] = ws else {
-        return Err(bad(
-            "oihw_to_blocked",
-            format!("{} has {} dimensions, not 4 (OIHW)", w.name(), ws.len()),
-        ));
-    };
-    check_shape("oihw_to_blocked", w, ws)?;
+    let [o, c, kh, kw] = sizes("oihw_to_blocked", w, ws, "OIHW")?;
     check_block("oihw_to_blocked", &w.name(), o, ob)?;
     check_block("oihw_to_blocked", &w.name(), c, cb)?;
     Ok(compute(
