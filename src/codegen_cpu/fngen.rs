@@ -51,6 +51,10 @@ pub(crate) struct FnGen<'a, 'f> {
     depths: HashMap<u64, u32>,
     /// Number of `if` statements enclosing the current position in this function.
     pub cond_depth: u32,
+    /// Whether the function's body calls an intrinsic: no vector register survives the
+    /// call, so vector constants inside loops are read from memory where they are used
+    /// (`FnGen::splat`).
+    pub calls_intrinsics: bool,
 }
 
 impl<'a, 'f> FnGen<'a, 'f> {
@@ -143,6 +147,14 @@ impl<'a, 'f> FnGen<'a, 'f> {
         }
     }
 
+    /// Lower `body`, the statement this function computes (after its parameters are bound).
+    pub fn gen_body(&mut self, body: &crate::lower::ir::Stmt) -> Result<()> {
+        let mut calls = false;
+        body.visit(&mut |s| calls |= matches!(s, crate::lower::ir::Stmt::Intrinsic(_)));
+        self.calls_intrinsics = calls;
+        self.gen_stmt(body)
+    }
+
     /// Call runtime helper `name` with `args`; returns its result, if any.
     pub fn call_helper(&mut self, name: &'static str, args: &[Value]) -> Result<Option<Value>> {
         let fr = match self.func_refs.get(name) {
@@ -194,6 +206,7 @@ pub(crate) fn build_function(
             loop_depth: 0,
             depths: HashMap::new(),
             cond_depth: 0,
+            calls_intrinsics: false,
         };
         let entry = g.b.create_block();
         g.b.append_block_params_for_function_params(entry);

@@ -63,7 +63,15 @@ pub(crate) struct ModuleCtx {
     /// loads may be marked read-only and movable (`FnGen::movable_load_flags`), in the
     /// entry function and in every outlined one.
     pub read_only: std::collections::HashSet<String>,
+    /// Vector constants read from memory inside loops (see `FnGen::splat`), one slot per
+    /// use site; they must live as long as the machine code (moved into the kernel).
+    #[allow(clippy::vec_box)] // the code holds each slot's address: slots must not move
+    pub consts: Vec<Box<ConstSlot>>,
 }
+
+/// A 16-byte-aligned vector constant in memory.
+#[repr(C, align(16))]
+pub(crate) struct ConstSlot(pub [u8; 16]);
 
 impl ModuleCtx {
     /// Wrap a fresh module for the kernel `func`.
@@ -78,6 +86,7 @@ impl ModuleCtx {
             fma,
             round,
             next_task: 0,
+            consts: Vec::new(),
             read_only: {
                 let written = func.body.written_buffers();
                 func.params

@@ -91,6 +91,9 @@ type EntryFn = unsafe extern "C" fn(*const *mut u8, *const i64);
 /// A compiled kernel: the JIT module that owns the machine code and its entry point.
 pub struct CpuModule {
     module: Option<Box<JITModule>>,
+    /// The vector constants the code reads by address (dropped after the code is freed).
+    #[allow(clippy::vec_box)] // the code holds each slot's address: slots must not move
+    _consts: Vec<Box<jit::ConstSlot>>,
     entry: EntryFn,
     n_params: usize,
     n_shapes: usize,
@@ -171,7 +174,7 @@ pub fn compile(func: &LoweredFunc) -> Result<CpuModule> {
                 let x = g.cast(repr::Val::scalar(x, crate::te::DType::I64), v.dtype())?;
                 g.bind_var(v, fngen::Binding::Value(x));
             }
-            g.gen_stmt(&func.body)
+            g.gen_body(&func.body)
         },
     );
     let id = match built {
@@ -191,6 +194,7 @@ pub fn compile(func: &LoweredFunc) -> Result<CpuModule> {
     let entry: EntryFn = unsafe { std::mem::transmute::<*const u8, EntryFn>(code) };
     Ok(CpuModule {
         module: Some(Box::new(cx.module)),
+        _consts: cx.consts,
         entry,
         n_params: func.params.len(),
         n_shapes: func.shape_vars.len(),

@@ -120,7 +120,7 @@ impl<'a, 'f> FnGen<'a, 'f> {
                     i
                 };
                 g.bind_var(loop_var, Binding::Value(Val::scalar(i, dt)));
-                g.gen_stmt(body)
+                g.gen_body(body)
             },
         )?;
         let fr = self.cx.module.declare_func_in_func(task, self.b.func);

@@ -12,6 +12,7 @@ use super::tests::{
     bin, buf, f32s, f64s, floordiv_ref, floormod_ref, func, i32s, i64s, iv, load, loop_, run,
     store, ALL_MATH, MATH_INPUTS,
 };
+use crate::lower::ir::Stmt;
 use crate::runtime::NdArray;
 use crate::te::{self, BinOp, DType, Expr, ExprNode, MathFn};
 
@@ -841,4 +842,101 @@ fn vector_min_max_match_the_interpreter_bit_for_bit() {
             }
         }
     }
+}
+
+#[test]
+fn vector_constants_in_a_loop_that_calls_an_intrinsic() {
+    // for i in 0..4: { C = A · B (a gemm micro-kernel call);
+    //                  y[ramp(4i,1,4)] = min(max(x[ramp] + C[i], x4(0)), x4(6)) * x4(0.5);
+    //                  z[ramp(2i,1,2)] = w[ramp] * x2(1.5) + x2(-0.25) }
+    // Vector constants in a loop of a function that calls an intrinsic are read from
+    // memory where they are used (no vector register survives the call): every lane of
+    // both widths, on every iteration, against the values computed here.
+    use crate::schedule::create_schedule;
+    use crate::te::{compute, placeholder, reduce_axis, sum};
+    let a = placeholder(&[6.into(), 8.into()], DType::F32, "A");
+    let b = placeholder(&[8.into(), 16.into()], DType::F32, "B");
+    let k = reduce_axis(0, 8, "k");
+    let c = compute(&[6.into(), 16.into()], "C", |i| {
+        sum(
+            a.at(&[i[0].clone(), k.x()]) * b.at(&[k.x(), i[1].clone()]),
+            &[k.clone()],
+        )
+    });
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    let ci = s.axes2(&c).unwrap()[0].clone();
+    s.tensorize(&c, &ci, &crate::intrinsics::gemm_f32(6, 16, 8).unwrap())
+        .unwrap();
+    let lowered = crate::lower::lower(&s, &[a, b, c]).unwrap();
+    let mut call = None;
+    lowered.body.visit(&mut |st| {
+        if matches!(st, Stmt::Intrinsic(_)) {
+            call = Some(st.clone());
+        }
+    });
+    let call = call.expect("a tensorized call");
+    let n = 16i64;
+    let (x, y) = (buf("x", DType::F32, n), buf("y", DType::F32, n));
+    let (w, z) = (buf("w", DType::F64, n / 2), buf("z", DType::F64, n / 2));
+    let cbuf = lowered.params[2].clone();
+    let i = iv("i");
+    let (r4, r2) = (ramp(i.expr() * 4, 1, 4), ramp(i.expr() * 2, 1, 2));
+    let relu6 = bin(
+        BinOp::Min,
+        bin(
+            BinOp::Max,
+            bin(
+                BinOp::Add,
+                load(&x, r4.clone()),
+                bcast(cbuf.load(vec![i.expr()]), 4),
+            ),
+            bcast(0.0f32, 4),
+        ),
+        bcast(6.0f32, 4),
+    );
+    let body = loop_(
+        &i,
+        4,
+        Stmt::seq(vec![
+            call,
+            store(&y, r4, bin(BinOp::Mul, relu6, bcast(0.5f32, 4))),
+            store(
+                &z,
+                r2.clone(),
+                bin(
+                    BinOp::Add,
+                    bin(BinOp::Mul, load(&w, r2), bcast(1.5f64, 2)),
+                    bcast(-0.25f64, 2),
+                ),
+            ),
+        ]),
+    );
+    let p = &lowered.params;
+    let f = func(&[&p[0], &p[1], &p[2], &x, &y, &w, &z], &[], body);
+    let mut aa = NdArray::from_fn(&[6, 8], |k| (k % 5) as f32 * 0.25);
+    let mut ba = NdArray::from_fn(&[8, 16], |k| (k % 3) as f32 - 1.0);
+    let mut ca = NdArray::zeros(&[6, 16], DType::F32);
+    let xs: Vec<f32> = (0..n).map(|k| k as f32 - 6.0).collect();
+    let ws: Vec<f64> = (0..n / 2).map(|k| k as f64 * 0.75 - 2.0).collect();
+    let (mut xa, mut ya) = (f32s(&xs), f32s(&[0.0; 16]));
+    let (mut wa, mut za) = (f64s(&ws), f64s(&[0.0; 8]));
+    run(
+        &f,
+        &mut [
+            &mut aa, &mut ba, &mut ca, &mut xa, &mut ya, &mut wa, &mut za,
+        ],
+        &[],
+    );
+    let cs = ca.to_vec::<f32>().unwrap();
+    let got = ya.to_vec::<f32>().unwrap();
+    for k in 0..n as usize {
+        let want = (xs[k] + cs[k / 4]).clamp(0.0, 6.0) * 0.5;
+        assert_eq!(got[k], want, "y[{}]", k);
+    }
+    let got = za.to_vec::<f64>().unwrap();
+    for k in 0..(n / 2) as usize {
+        assert_eq!(got[k], ws[k] * 1.5 - 0.25, "z[{}]", k);
+    }
+    // The call ran: C holds the product.
+    assert!(cs.iter().any(|&v| v != 0.0));
 }
