@@ -325,7 +325,8 @@ fn analyze(out: &Tensor) -> Result<ConvParts> {
 
 /// Schedule a 2-D convolution `out[n, o, y, x] = sum_{c, ky, kx} data[n, c, y * sh + ky *
 /// dh, x * sw + kx * dw] * w[o, c, ky, kx]` (NCHW, OIHW, one group; `data` is the input or
-/// a padding stage, which is materialized at root) for the CPU:
+/// a padding stage, which is materialized at root, channels-last (`[N][H][W][C]`) for
+/// kernels larger than 1x1 that reduce over channels innermost) for the CPU:
 ///
 /// - the weights packed at root as `[O / 16][KH][KW][C][16]`, so each tap's `kc x 16`
 ///   panel of output channels is contiguous. The packing is part of every call unless
@@ -380,6 +381,22 @@ pub fn conv2d_nchw_cpu_tensorized_with(out: &Tensor, cfg: ConvConfig) -> Result<
     let prepacked = w.shape().len() == 5;
     let mut s = create_schedule(&[out.clone()])?;
     if matches!(data.op.kind, OpKind::Compute { .. }) {
+        if shape.kh * shape.kw > 1 && cfg.kernel != ConvKernel::Window {
+            // The padded copy channels-last (`[N][H][W][C]`): each position's channels
+            // are contiguous, so every register-block row of the micro-kernel streams
+            // along one run of memory as the reduction steps through channels, instead
+            // of touching a plane per channel (one thread: ResNet-18's 3x3 layers
+            // 3-25% faster, e.g. 512@7 4.4-5.2 -> 3.9 ms, 64->128 stride 2 1.45 -> 1.38).
+            s.transform_layout(
+                &data,
+                &[
+                    LayoutDim::dim(0),
+                    LayoutDim::dim(2),
+                    LayoutDim::dim(3),
+                    LayoutDim::dim(1),
+                ],
+            )?;
+        }
         super::pad_at_root(&mut s, &data, threads)?;
     }
     // Elementwise stages of an epilogue (bias broadcasts...) computed in `out`'s loops.

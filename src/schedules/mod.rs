@@ -57,8 +57,9 @@ pub(crate) fn find_stage(out: &Tensor, name: &str) -> Option<Tensor> {
     stages_of(out).into_iter().find(|t| t.op.name == name)
 }
 
-/// A padding stage computed whole first (its reads of the input unguarded), batch and
-/// channels fused and parallel on several threads.
+/// A padding stage computed whole first (its reads of the input unguarded), its two outer
+/// axes (batch and channels; batch and rows in a channels-last layout) fused and parallel
+/// on several threads.
 pub(crate) fn pad_at_root(s: &mut Schedule, pad: &Tensor, threads: usize) -> Result<()> {
     let a = s.axes(pad)?;
     if a.len() >= 2 && threads > 1 {
