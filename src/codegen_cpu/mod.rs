@@ -47,6 +47,12 @@
 //! their index does not depend on (loops run at least once wherever code is hoisted to).
 //! Loads under an `if` keep their place: a guard may be what keeps their index in bounds.
 //!
+//! In a function that calls an intrinsic (a tensorized micro-kernel), float vector
+//! constants inside loops are loads from a 16-byte slot per use site, owned by the
+//! [`CpuModule`], instead of register splats: Cranelift would hoist a splat to the entry,
+//! spill it across the call (no vector register survives one) and store it back on every
+//! back edge of the loops that reload it.
+//!
 //! Errors: GPU-only constructs (thread-bound loops, barriers) and vector shapes other than
 //! 128 bits give [`Error::Target`](crate::error::Error::Target); a Cranelift rejection is an
 //! internal error carrying the IR.
