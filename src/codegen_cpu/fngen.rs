@@ -6,7 +6,7 @@ use super::jit::ModuleCtx;
 use super::promote::Promoted;
 use super::repr::Val;
 use crate::error::{internal, Error, Result};
-use crate::lower::ir::LoweredFunc;
+use crate::lower::ir::{LoweredFunc, Stmt};
 use crate::te::{DType, Var};
 use cranelift::codegen::ir::{AliasRegion, FuncRef, Function, UserFuncName};
 use cranelift::codegen::Context;
@@ -51,9 +51,9 @@ pub(crate) struct FnGen<'a, 'f> {
     depths: HashMap<u64, u32>,
     /// Number of `if` statements enclosing the current position in this function.
     pub cond_depth: u32,
-    /// Whether the function's body calls an intrinsic: no vector register survives the
-    /// call, so vector constants inside loops are read from memory where they are used
-    /// (`FnGen::splat`).
+    /// Whether the function's body contains an intrinsic call: no vector register
+    /// survives the call (System V x86-64), so vector constants inside loops are read
+    /// from memory where they are used (`FnGen::splat`).
     pub calls_intrinsics: bool,
 }
 
@@ -148,9 +148,9 @@ impl<'a, 'f> FnGen<'a, 'f> {
     }
 
     /// Lower `body`, the statement this function computes (after its parameters are bound).
-    pub fn gen_body(&mut self, body: &crate::lower::ir::Stmt) -> Result<()> {
+    pub fn gen_body(&mut self, body: &Stmt) -> Result<()> {
         let mut calls = false;
-        body.visit(&mut |s| calls |= matches!(s, crate::lower::ir::Stmt::Intrinsic(_)));
+        body.visit(&mut |s| calls |= matches!(s, Stmt::Intrinsic(_)));
         self.calls_intrinsics = calls;
         self.gen_stmt(body)
     }

@@ -54,13 +54,14 @@ impl<'a, 'f> FnGen<'a, 'f> {
     ///
     /// Cranelift's egraph hoists a register splat of a constant to the function's entry,
     /// from where it is live through every loop; across a call (a tensorized kernel's
-    /// micro-kernel: no vector register survives a call) it is then spilled, and the
+    /// micro-kernel: no vector register survives a call in the System V x86-64 ABI) it
+    /// is then spilled, and the
     /// register allocator stores it back on each back edge of the loops that reload it,
     /// a store-to-load chain through the stack on every iteration (a ResNet stem's relu
     /// epilogue: +0.5 ms of 3.0). A slot per use site keeps redundant-load elimination
-    /// from merging two sites into one value live between them. Functions without calls
-    /// keep register constants: nothing spills them there, and a load per use would
-    /// compete with the loop's own loads.
+    /// from merging two sites into one value live between them. Functions without an
+    /// intrinsic call keep register constants (a load per use would compete with the
+    /// loop's own loads; helper calls of lane-wise math were not measured).
     fn const_splat_in_memory(&mut self, scalar: Value, ty: Type) -> Option<Value> {
         use cranelift::codegen::ir::{InstructionData, ValueDef};
         if ty.bytes() != 16 {
@@ -69,8 +70,11 @@ impl<'a, 'f> FnGen<'a, 'f> {
         let ValueDef::Result(inst, 0) = self.b.func.dfg.value_def(scalar) else {
             return None;
         };
+        if ty.lane_type() != self.b.func.dfg.value_type(scalar) {
+            return None;
+        }
         let (bits, width) = match self.b.func.dfg.insts[inst] {
-            InstructionData::UnaryIeee32 { imm, .. } => (imm.bits() as u64, 4),
+            InstructionData::UnaryIeee32 { imm, .. } => (u64::from(imm.bits()), 4),
             InstructionData::UnaryIeee64 { imm, .. } => (imm.bits(), 8),
             _ => return None,
         };
@@ -78,12 +82,17 @@ impl<'a, 'f> FnGen<'a, 'f> {
         for lane in slot.0.chunks_exact_mut(width) {
             lane.copy_from_slice(&bits.to_le_bytes()[..width]);
         }
-        let addr = self
-            .b
-            .ins()
-            .iconst(types::I64, &slot.0 as *const [u8; 16] as i64);
         self.cx.consts.push(slot);
-        let flags = MemFlagsData::trusted().with_readonly();
+        let ptr = self
+            .cx
+            .consts
+            .last()
+            .map_or(std::ptr::null(), |s| s.0.as_ptr());
+        let addr = self.b.ins().iconst(types::I64, ptr as i64);
+        // The lanes were written little-endian.
+        let flags = MemFlagsData::trusted()
+            .with_readonly()
+            .with_endianness(codegen::ir::Endianness::Little);
         Some(self.b.ins().load(ty, flags, addr, 0))
     }
 

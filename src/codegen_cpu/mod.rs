@@ -47,11 +47,11 @@
 //! their index does not depend on (loops run at least once wherever code is hoisted to).
 //! Loads under an `if` keep their place: a guard may be what keeps their index in bounds.
 //!
-//! In a function that calls an intrinsic (a tensorized micro-kernel), float vector
-//! constants inside loops are loads from a 16-byte slot per use site, owned by the
+//! In a function whose body contains an intrinsic call (a tensorized micro-kernel), float
+//! vector constants inside loops are loads from a 16-byte slot per use site, owned by the
 //! [`CpuModule`], instead of register splats: Cranelift would hoist a splat to the entry,
-//! spill it across the call (no vector register survives one) and store it back on every
-//! back edge of the loops that reload it.
+//! spill it across the call (no vector register survives one in the System V x86-64
+//! ABI) and store it back on every back edge of the loops that reload it.
 //!
 //! Errors: GPU-only constructs (thread-bound loops, barriers) and vector shapes other than
 //! 128 bits give [`Error::Target`](crate::error::Error::Target); a Cranelift rejection is an
@@ -130,6 +130,12 @@ impl CpuModule {
             "wrong number of shape values"
         );
         (self.entry)(args.as_ptr(), shape_vals.as_ptr())
+    }
+
+    /// The vector constants the code reads from memory (one per use site).
+    #[cfg(test)]
+    pub(crate) fn const_slots(&self) -> usize {
+        self._consts.len()
     }
 
     /// Time spent generating and JIT-compiling the machine code.

@@ -913,6 +913,8 @@ fn vector_constants_in_a_loop_that_calls_an_intrinsic() {
     );
     let p = &lowered.params;
     let f = func(&[&p[0], &p[1], &p[2], &x, &y, &w, &z], &[], body);
+    // One slot per constant site: 0, 6 and 0.5 in f32 lanes, 1.5 and -0.25 in f64 lanes.
+    assert_eq!(super::compile(&f).unwrap().const_slots(), 5);
     let mut aa = NdArray::from_fn(&[6, 8], |k| (k % 5) as f32 * 0.25);
     let mut ba = NdArray::from_fn(&[8, 16], |k| (k % 3) as f32 - 1.0);
     let mut ca = NdArray::zeros(&[6, 16], DType::F32);
