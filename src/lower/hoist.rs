@@ -5,7 +5,8 @@
 //! the loop variable nor anything defined inside the loop, and loads only from buffers the
 //! loop does not store to) is computed once, in a `let` just outside the loop; of an
 //! integer sum with a constant term, `x + c`, only `x` (the constant stays, to become an
-//! access's immediate offset, and sums that differ by a constant share one `let`). Loads are
+//! access's immediate offset, and sums that differ by a constant share one `let`); a
+//! variable plus a constant is never bound on its own (for the same reason). Loads are
 //! moved only out of loops with a constant, positive trip count, so nothing is read that
 //! the original program would not read. Cranelift hoists invariants only on a best-effort
 //! basis; doing it here makes the generated loops predictable.
@@ -198,10 +199,13 @@ impl Ctx {
     /// Rewrite `e`, replacing maximal invariant scalar subtrees by let-bound variables.
     /// Only scalar subtrees move, so ramp/broadcast indices of vector accesses stay put.
     fn expr(&mut self, e: &Expr) -> Expr {
+        // A variable plus a constant is left in place too: the backend folds the constant
+        // into an access's immediate offset, where a `let` would hold one more register
+        // per constant (a packed panel's rows `inv + 1`, `inv + 2`, ... spilled).
         let trivial = matches!(
             e.node(),
             ExprNode::Var(_) | ExprNode::Int(..) | ExprNode::Float(..)
-        );
+        ) || var_plus_constant(e);
         if !trivial && e.lanes() == 1 && self.invariant(e) {
             if let Some((rest, c)) = split_constant(e) {
                 // `x + c`: only `x` moves out, so `k * 58 + 59` and `k * 58 + 62` share
@@ -248,6 +252,20 @@ impl Ctx {
                 e.with_children(kids)
             }
         }
+    }
+}
+
+/// `v + c` or `v - c`: an integer variable and a constant.
+fn var_plus_constant(e: &Expr) -> bool {
+    match e.node() {
+        ExprNode::Binary(BinOp::Add, a, b) => {
+            matches!((a.node(), b.node()), (ExprNode::Var(_), ExprNode::Int(..)))
+                || matches!((a.node(), b.node()), (ExprNode::Int(..), ExprNode::Var(_)))
+        }
+        ExprNode::Binary(BinOp::Sub, a, b) => {
+            matches!((a.node(), b.node()), (ExprNode::Var(_), ExprNode::Int(..)))
+        }
+        _ => false,
     }
 }
 
@@ -328,6 +346,42 @@ mod tests {
         assert!(text.contains("let inv0 = k * 58"), "{}", text);
         assert!(
             text.contains("A[inv0 + 59 + l] = A[inv0 + 62 + l]"),
+            "{}",
+            text
+        );
+    }
+
+    #[test]
+    fn a_hoisted_variable_plus_a_constant_stays_in_place() {
+        // for p in 0..4: for j in 0..2: for k in 0..3: A[p*64 + k*8] = A[p*64 + 1 + k*8] + A[p*64 + 2 + k*8]
+        // (a packed panel's rows): hoisting out of `k` gives `inv0 + 1 + k * 8`; hoisting
+        // out of `j` must leave `inv0 + 1` there, not bind one `let` per row.
+        let a = Buffer::new("A", DType::F32, vec![Expr::from(400)], Scope::Global);
+        let (p, j, k) = (
+            Var::new("p", DType::I64),
+            Var::new("j", DType::I64),
+            Var::new("k", DType::I64),
+        );
+        let row = |r: i64| p.expr() * 64 + r + k.expr() * 8;
+        let store = Stmt::Store {
+            buf: a.clone(),
+            indices: vec![p.expr() * 64 + k.expr() * 8],
+            value: a.load(vec![row(1)]) + a.load(vec![row(2)]),
+        };
+        let serial = |v: &Var, n: i64, body: Stmt| {
+            Stmt::for_(
+                v.clone(),
+                Expr::from(0),
+                Expr::from(n),
+                ForKind::Serial,
+                body,
+            )
+        };
+        let nest = serial(&p, 4, serial(&j, 2, serial(&k, 3, store)));
+        let text = hoist(&nest).to_string();
+        assert_eq!(text.matches("let ").count(), 1, "{}", text);
+        assert!(
+            text.contains("A[inv0 + 1 + k * 8] + A[inv0 + 2 + k * 8]"),
             "{}",
             text
         );
