@@ -12,7 +12,7 @@ use cranelift::codegen::ir::{AliasRegion, FuncRef, Function, UserFuncName};
 use cranelift::codegen::Context;
 use cranelift::prelude::*;
 use cranelift_module::{FuncId, Linkage, Module, ModuleError};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// What a variable is bound to while its scope is being lowered.
 #[derive(Clone, Copy)]
@@ -51,6 +51,10 @@ pub(crate) struct FnGen<'a, 'f> {
     depths: HashMap<u64, u32>,
     /// Number of `if` statements enclosing the current position in this function.
     pub cond_depth: u32,
+    /// Heap-allocated buffers whose every store is behind the current position: the
+    /// children of their allocation's body after the last one that writes them
+    /// (`FnGen::gen_allocate`). Their loads are movable as a read-only parameter's are.
+    pub frozen: HashSet<String>,
     /// Whether the function's body contains an intrinsic call: no vector register
     /// survives the call (System V x86-64), so vector constants inside loops are read
     /// from memory where they are used (`FnGen::splat`).
@@ -131,7 +135,8 @@ impl<'a, 'f> FnGen<'a, 'f> {
     }
 
     /// `flags` for a load of `buf` here, marked `readonly` and `can_move` where that is
-    /// true: `buf` is never written by the kernel (so no store can be moved across), and
+    /// true: `buf` is never written by the kernel, or is a heap buffer all of whose
+    /// stores are behind this point ([`FnGen::frozen`]) (so no store can be moved across), and
     /// no `if` encloses this point (so wherever Cranelift places the load, its index is
     /// one the kernel reads: loops run at least once when their pre-header does, and
     /// guards only sit in `if`s). Cranelift then treats the load as a pure value: it
@@ -139,12 +144,18 @@ impl<'a, 'f> FnGen<'a, 'f> {
     /// of a matmul no longer holds every load of an iteration at once, and a broadcast
     /// load folds into `vbroadcastss`), shared with equal loads, and hoisted out of the
     /// loops its index does not depend on.
-    pub fn movable_load_flags(&self, buf: &str, flags: MemFlagsData) -> MemFlagsData {
-        if self.cond_depth == 0 && self.cx.read_only.contains(buf) {
-            flags.with_readonly().with_can_move()
-        } else {
-            flags
+    pub fn movable_load_flags(&mut self, buf: &str, flags: MemFlagsData) -> MemFlagsData {
+        if self.cond_depth > 0 {
+            return flags;
         }
+        if self.cx.read_only.contains(buf) {
+            return flags.with_readonly().with_can_move();
+        }
+        if self.frozen.contains(buf) {
+            self.cx.frozen_loads += 1;
+            return flags.with_readonly().with_can_move();
+        }
+        flags
     }
 
     /// Lower `body`, the statement this function computes (after its parameters are bound).
@@ -206,6 +217,7 @@ pub(crate) fn build_function(
             loop_depth: 0,
             depths: HashMap::new(),
             cond_depth: 0,
+            frozen: HashSet::new(),
             calls_intrinsics: false,
         };
         let entry = g.b.create_block();

@@ -67,6 +67,8 @@ pub(crate) struct ModuleCtx {
     /// use site; they must live as long as the machine code (moved into the kernel).
     #[allow(clippy::vec_box)] // the code holds each slot's address: slots must not move
     pub consts: Vec<Box<ConstSlot>>,
+    /// Loads made movable because their heap buffer was frozen (`FnGen::frozen`).
+    pub frozen_loads: usize,
 }
 
 /// A 16-byte-aligned vector constant in memory.
@@ -87,6 +89,7 @@ impl ModuleCtx {
             round,
             next_task: 0,
             consts: Vec::new(),
+            frozen_loads: 0,
             read_only: {
                 let written = func.body.written_buffers();
                 func.params

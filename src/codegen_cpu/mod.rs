@@ -46,6 +46,8 @@
 //! loads no longer all precede its FMAs), merged when equal, and hoisted out of the loops
 //! their index does not depend on (loops run at least once wherever code is hoisted to).
 //! Loads under an `if` keep their place: a guard may be what keeps their index in bounds.
+//! The same holds for a heap-allocated buffer in the statements of its allocation that
+//! follow its last store (a packed panel read by its consumer: `FnGen::frozen`).
 //!
 //! In a function whose body contains an intrinsic call (a tensorized micro-kernel), float
 //! vector constants inside loops are loads from a 16-byte slot per use site, owned by the
@@ -100,6 +102,9 @@ pub struct CpuModule {
     /// The vector constants the code reads by address (dropped after the code is freed).
     #[allow(clippy::vec_box)] // the code holds each slot's address: slots must not move
     _consts: Vec<Box<jit::ConstSlot>>,
+    /// Loads made movable because their heap buffer was frozen (for tests).
+    #[cfg(test)]
+    frozen_loads: usize,
     entry: EntryFn,
     n_params: usize,
     n_shapes: usize,
@@ -136,6 +141,12 @@ impl CpuModule {
     #[cfg(test)]
     pub(crate) fn const_slots(&self) -> usize {
         self._consts.len()
+    }
+
+    /// The loads made movable because every store to their heap buffer was behind them.
+    #[cfg(test)]
+    pub(crate) fn frozen_loads(&self) -> usize {
+        self.frozen_loads
     }
 
     /// Time spent generating and JIT-compiling the machine code.
@@ -207,6 +218,8 @@ pub fn compile(func: &LoweredFunc) -> Result<CpuModule> {
     Ok(CpuModule {
         module: Some(Box::new(cx.module)),
         _consts: cx.consts,
+        #[cfg(test)]
+        frozen_loads: cx.frozen_loads,
         entry,
         n_params: func.params.len(),
         n_shapes: func.shape_vars.len(),

@@ -86,6 +86,12 @@ impl<'a, 'f> FnGen<'a, 'f> {
         self.cx.next_task += 1;
         let body = &f.body;
         let loop_var = &f.var;
+        // Buffers frozen here stay so in the task (it runs inside this statement).
+        let frozen: Vec<String> = bufs
+            .iter()
+            .map(|(n, _)| n.clone())
+            .filter(|n| self.frozen.contains(n))
+            .collect();
         let task = build_function(
             &mut *self.cx,
             self.src,
@@ -101,6 +107,7 @@ impl<'a, 'f> FnGen<'a, 'f> {
                     let ptr = g.b.ins().load(types::I64, flags, ctx, 8 * (1 + i as i32));
                     g.bind_buf(n, ptr);
                 }
+                g.frozen.extend(frozen.iter().cloned());
                 for c in &vars {
                     let ty = val_type(c.dt, c.lanes)?;
                     let v = g.b.ins().load(ty, flags, ctx, c.offset);

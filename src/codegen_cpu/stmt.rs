@@ -268,10 +268,34 @@ impl<'a, 'f> FnGen<'a, 'f> {
             .call_helper(ALLOC, &[bytes])?
             .expect("alloc returns a pointer");
         let prev = self.bind_buf(buf.name(), ptr);
-        let r = self.gen_stmt(body);
+        let r = self.gen_heap_body(buf.name(), body);
         self.unbind_buf(buf.name(), prev);
         r?;
         self.call_helper(FREE, &[ptr, bytes])?;
+        Ok(())
+    }
+
+    /// The body of a heap allocation of `name`: where it is a sequence (a producer, then
+    /// its consumers), the statements after the last one that writes the buffer read it
+    /// as frozen ([`FnGen::frozen`]), so their loads are movable. That is sound because
+    /// the base pointer is the allocation call's result (no load of it can be hoisted
+    /// out of a loop around the allocation, above the producer), no store follows in
+    /// the allocation's scope (none can be crossed by a load moved later, or a later
+    /// load merged with an earlier one), and loops run at least once wherever a load is
+    /// hoisted to, as for the read-only parameters.
+    fn gen_heap_body(&mut self, name: &str, body: &Stmt) -> Result<()> {
+        let Stmt::Seq(v) = body else {
+            return self.gen_stmt(body);
+        };
+        let writes = |x: &Stmt| x.written_buffers().contains(name);
+        let first_frozen = v.iter().rposition(writes).map_or(0, |i| i + 1);
+        for (i, x) in v.iter().enumerate() {
+            if i == first_frozen {
+                self.frozen.insert(name.to_string());
+            }
+            self.gen_stmt(x)?;
+        }
+        self.frozen.remove(name);
         Ok(())
     }
 }

@@ -1166,6 +1166,94 @@ fn guarded_invariant_load_of_a_read_only_buffer_stays_under_its_guard() {
     assert_eq!(oa.to_vec::<f32>().unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
 }
 
+/// `t[0] = value` then `for j in 0..2: c[base + j] = t[0] * (j + 1)`.
+fn fill_then_scale(t: &Buffer, c: &Buffer, value: Expr, base: Expr, j: &Var) -> Vec<Stmt> {
+    vec![
+        store(t, 0, value),
+        loop_(
+            j,
+            2,
+            store(
+                c,
+                base + j.expr(),
+                load(t, 0) * te::cast(DType::F32, j.expr() + 1),
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn loads_of_a_frozen_heap_buffer_are_movable_and_see_its_producer() {
+    // for r in 0..3: allocate t (heap) { t[0] = a[0] + r; for j in 0..2: c[2r + j] = t[0] * (j + 1) }
+    // After its producer, `t` is frozen: the consumer's load is movable (an invariant of
+    // the `j` loop), and must still read this round's value (the allocation is inside
+    // the `r` loop, so nothing hoists the load above the store).
+    let a = buf("a", DType::F32, 1);
+    let c = buf("c", DType::F32, 6);
+    let t = buf("t", DType::F32, 20_000);
+    let (r, j) = (iv("r"), iv("j"));
+    let round = fill_then_scale(
+        &t,
+        &c,
+        load(&a, 0) + te::cast(DType::F32, r.expr()),
+        r.expr() * 2,
+        &j,
+    );
+    let body = loop_(
+        &r,
+        3,
+        Stmt::Allocate {
+            buf: t.clone(),
+            body: Box::new(Stmt::seq(round)),
+        },
+    );
+    let f = func(&[&a, &c], &[], body);
+    let m = compile(&f).unwrap();
+    assert_eq!(m.frozen_loads(), 1);
+    let mut aa = f32s(&[10.0]);
+    let mut ca = f32s(&[0.0; 6]);
+    let ptrs: Vec<*mut u8> = vec![aa.as_mut_ptr(), ca.as_mut_ptr()];
+    unsafe { m.call(&ptrs, &[]) };
+    assert_eq!(
+        ca.to_vec::<f32>().unwrap(),
+        vec![10.0, 20.0, 11.0, 22.0, 12.0, 24.0]
+    );
+}
+
+#[test]
+fn a_heap_buffer_written_again_is_frozen_only_after_its_last_store() {
+    // allocate t (heap) { t[0] = a[0]; c[0..2] = t[0] * (j + 1); t[0] = a[0] + 5; c[2..4] = ... }
+    // The first consumer is followed by a store: its load keeps its place (one movable
+    // load, the second consumer's), and each consumer reads its own value.
+    let a = buf("a", DType::F32, 1);
+    let c = buf("c", DType::F32, 4);
+    let t = buf("t", DType::F32, 20_000);
+    let j = iv("j");
+    let mut body = fill_then_scale(&t, &c, load(&a, 0), Expr::int(0), &j);
+    body.extend(fill_then_scale(
+        &t,
+        &c,
+        load(&a, 0) + Expr::float_of(5.0, DType::F32),
+        Expr::int(2),
+        &j,
+    ));
+    let f = func(
+        &[&a, &c],
+        &[],
+        Stmt::Allocate {
+            buf: t.clone(),
+            body: Box::new(Stmt::seq(body)),
+        },
+    );
+    let m = compile(&f).unwrap();
+    assert_eq!(m.frozen_loads(), 1);
+    let mut aa = f32s(&[10.0]);
+    let mut ca = f32s(&[0.0; 4]);
+    let ptrs: Vec<*mut u8> = vec![aa.as_mut_ptr(), ca.as_mut_ptr()];
+    unsafe { m.call(&ptrs, &[]) };
+    assert_eq!(ca.to_vec::<f32>().unwrap(), vec![10.0, 20.0, 15.0, 30.0]);
+}
+
 #[test]
 fn loads_of_a_written_parameter_see_its_stores() {
     // for r in 0..3: { b[0] = a[0] + r; for j in 0..2: c[2r + j] = b[0] * (j + 1) }
