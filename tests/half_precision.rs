@@ -314,6 +314,7 @@ fn half_matmul_register_blocked_is_bit_exact() {
             pack_b: true,
             k_unroll: 2,
             threads: 2,
+            ..Default::default()
         };
         let s = loopforge::schedules::matmul_cpu_with(&c, cfg).unwrap();
         let ir = lower(&s, &args).unwrap().to_string();

@@ -24,6 +24,7 @@ fn matmul_schedule_matches_the_reference_for_awkward_sizes() {
                 pack_b: false,
                 k_unroll: 3,
                 threads: 2,
+                ..MatmulConfig::default()
             },
             MatmulConfig {
                 mr: 3,
@@ -31,6 +32,26 @@ fn matmul_schedule_matches_the_reference_for_awkward_sizes() {
                 pack_b: true,
                 k_unroll: 2,
                 threads: 1,
+                ..MatmulConfig::default()
+            },
+            // Packed row panels of `A`, column blocks (neither dividing every size).
+            MatmulConfig {
+                mr: 8,
+                nr: 4,
+                pack_b: true,
+                k_unroll: 2,
+                threads: 2,
+                pack_a: true,
+                nc: 8,
+            },
+            MatmulConfig {
+                mr: 3,
+                nr: 4,
+                pack_b: false,
+                k_unroll: 3,
+                threads: 1,
+                pack_a: true,
+                nc: 12,
             },
         ];
         for cfg in configs {
@@ -45,8 +66,29 @@ fn matmul_schedule_matches_the_reference_for_awkward_sizes() {
                 );
             }
         }
-        let s = matmul_cpu(&c, 2).unwrap();
-        let got = run_all(&s, &args, Target::cpu(), 9);
-        assert_outputs_close(&args, &got, &want, "matmul_cpu, 2 threads");
+        for threads in [1, 2] {
+            let s = matmul_cpu(&c, threads).unwrap();
+            let got = run_all(&s, &args, Target::cpu(), 9);
+            let what = format!("matmul_cpu {}x{}x{}, {} threads", m, n, k, threads);
+            assert_outputs_close(&args, &got, &want, &what);
+        }
+    }
+}
+
+#[test]
+fn matmul_column_blocks_must_be_whole_tiles() {
+    let (_, _, c) = matmul(16, 16, 16);
+    for nc in [2, 6] {
+        let cfg = MatmulConfig {
+            nr: 4,
+            nc,
+            ..MatmulConfig::default()
+        };
+        let e = matmul_cpu_with(&c, cfg).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("nc = {} must be 0 or a multiple of nr = 4", nc)),
+            "{}",
+            e
+        );
     }
 }

@@ -42,11 +42,17 @@ impl std::fmt::Display for TunedConfig {
             ),
             TunedConfig::Matmul(c) => write!(
                 f,
-                "mr {} nr {} k_unroll {}{}",
+                "mr {} nr {} k_unroll {}{}{}{}",
                 c.mr,
                 c.nr,
                 c.k_unroll,
-                if c.pack_b { "" } else { " unpacked" }
+                if c.pack_b { "" } else { " unpacked" },
+                if c.pack_a { " A packed" } else { "" },
+                if c.nc > c.nr {
+                    format!(" nc {}", c.nc)
+                } else {
+                    String::new()
+                }
             ),
             TunedConfig::Winograd(c) => {
                 write!(f, "{}", if c.per_row { "per row" } else { "whole image" })

@@ -529,6 +529,7 @@ pub(crate) fn mm_config(m: usize, n: usize, k_unroll: i64, threads: usize) -> Op
         pack_b: true,
         k_unroll,
         threads,
+        ..MatmulConfig::default()
     })
 }
 

@@ -19,6 +19,18 @@ pub struct MatmulConfig {
     pub k_unroll: i64,
     /// Parallelize the column blocks when above 1.
     pub threads: usize,
+    /// Copy `A` once, before the product, into panels of `mr` rows with the rows of one
+    /// step of the reduction side by side (`[m / mr][k][mr]`): a tile's broadcasts then
+    /// read one contiguous run instead of `mr` rows a whole row of `A` apart (which
+    /// share an L1 set when that stride is a multiple of 4 KiB).
+    #[serde(default)]
+    pub pack_a: bool,
+    /// Columns per block (a multiple of `nr`; 0: blocks of `nr`). Above `nr`, the loops
+    /// are `j.outer` (blocks of `nc`), `i.outer`, then the tiles of the block, so a
+    /// row panel of `A` is read by `nc / nr` tiles in a row while it is in cache, and
+    /// `B`'s `K x nc` block is packed as `nc / nr` contiguous `K x nr` micro-panels.
+    #[serde(default)]
+    pub nc: i64,
 }
 
 impl Default for MatmulConfig {
@@ -29,19 +41,27 @@ impl Default for MatmulConfig {
             pack_b: true,
             k_unroll: 1,
             threads: 1,
+            pack_a: false,
+            nc: 0,
         }
     }
 }
 
 /// The default CPU schedule of `c = sum_k a[i, k] * b[k, j]` (see [`matmul_cpu_with`]):
-/// [`MatmulConfig::default`]'s 4 x 8 register tile, the reduction unrolled by
-/// `default_k_unroll` (2 for an even reduction, else 1).
+/// an 8 x 4 register tile (eight accumulators, each broadcast of `A` used by one FMA,
+/// so it is a load folded into `vbroadcastss` and the FMA's tied operand costs no
+/// copy), `A` packed in panels of 8 rows, columns in blocks of 64, the reduction
+/// unrolled by `default_k_unroll` (2 for an even reduction, else 1).
 pub fn matmul_cpu(c: &Tensor, threads: usize) -> Result<Schedule> {
     matmul_cpu_with(
         c,
         MatmulConfig {
+            mr: 8,
+            nr: 4,
             threads,
             k_unroll: default_k_unroll(c),
+            pack_a: true,
+            nc: 64,
             ..MatmulConfig::default()
         },
     )
@@ -63,30 +83,79 @@ pub(crate) fn default_k_unroll(mm: &Tensor) -> i64 {
 /// Loop order: `j.outer, i.outer, k (split by k_unroll, the inner part unrolled),
 /// i.inner (unrolled), j.inner (vectorized)`; the
 /// `mr x nr` block of `C` accumulates in `C.local`, computed at `i.outer`; the packed
-/// panel `B.global` is computed at `j.outer`.
+/// panel `B.global` is computed at `j.outer`. With `nc` above `nr`: `j.outer` (blocks
+/// of `nc`), `i.outer`, `j` tiles, then the same tile, `B.global` packed per block as
+/// `nc / nr` micro-panels. With `pack_a`: `A.global`, `A` in panels of `mr` rows, is
+/// computed first (its panels in parallel when `threads > 1`).
 pub fn matmul_cpu_with(c: &Tensor, cfg: MatmulConfig) -> Result<Schedule> {
+    if cfg.nc != 0 && (cfg.nc < cfg.nr || cfg.nc % cfg.nr != 0) {
+        return Err(crate::error::Error::InvalidExpr(format!(
+            "matmul_cpu_with: nc = {} must be 0 or a multiple of nr = {}",
+            cfg.nc, cfg.nr
+        )));
+    }
     let mut s = create_schedule(&[c.clone()])?;
     let cl = s.cache_write(c, "local")?;
+    let input = |n: usize| {
+        c.op.input_tensors()
+            .into_iter()
+            .nth(n)
+            .expect("matmul reads two tensors")
+    };
     let bp = if cfg.pack_b {
-        let b =
-            c.op.input_tensors()
-                .into_iter()
-                .nth(1)
-                .expect("matmul reads two tensors");
-        Some(s.cache_read(&b, "global", &[&cl])?)
+        Some(s.cache_read(&input(1), "global", &[&cl])?)
     } else {
         None
     };
+    if cfg.pack_a {
+        let ap = s.cache_read(&input(0), "global", &[&cl])?;
+        s.transform_layout(
+            &ap,
+            &[
+                LayoutDim::outer(0, cfg.mr),
+                LayoutDim::dim(1),
+                LayoutDim::inner(0, cfg.mr),
+            ],
+        )?;
+        if cfg.threads > 1 {
+            let [panels, _, _] = s.axes3(&ap)?;
+            s.parallel(&ap, &panels)?;
+        }
+    }
     let [i, j] = s.axes2(c)?;
-    let (io, jo, ii, ji) = s.tile(c, &i, &j, cfg.mr, cfg.nr)?;
-    s.reorder(c, &[&jo, &io, &ii, &ji])?;
-    if cfg.threads > 1 {
-        s.parallel(c, &jo)?;
-    }
-    s.compute_at(&cl, c, &io)?;
-    if let Some(bp) = &bp {
-        s.compute_at(bp, c, &jo)?;
-    }
+    let (ii, ji) = if cfg.nc > cfg.nr {
+        let (jc, jrest) = s.split(c, &j, cfg.nc)?;
+        let (jr, ji) = s.split(c, &jrest, cfg.nr)?;
+        let (io, ii) = s.split(c, &i, cfg.mr)?;
+        s.reorder(c, &[&jc, &io, &jr, &ii, &ji])?;
+        if cfg.threads > 1 {
+            s.parallel(c, &jc)?;
+        }
+        s.compute_at(&cl, c, &jr)?;
+        if let Some(bp) = &bp {
+            s.transform_layout(
+                bp,
+                &[
+                    LayoutDim::outer(1, cfg.nr),
+                    LayoutDim::dim(0),
+                    LayoutDim::inner(1, cfg.nr),
+                ],
+            )?;
+            s.compute_at(bp, c, &jc)?;
+        }
+        (ii, ji)
+    } else {
+        let (io, jo, ii, ji) = s.tile(c, &i, &j, cfg.mr, cfg.nr)?;
+        s.reorder(c, &[&jo, &io, &ii, &ji])?;
+        if cfg.threads > 1 {
+            s.parallel(c, &jo)?;
+        }
+        s.compute_at(&cl, c, &io)?;
+        if let Some(bp) = &bp {
+            s.compute_at(bp, c, &jo)?;
+        }
+        (ii, ji)
+    };
     register_tile(&mut s, &cl, cfg.k_unroll)?;
     s.vectorize(c, &ji)?;
     s.unroll(c, &ii)?;
