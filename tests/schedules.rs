@@ -85,10 +85,18 @@ fn matmul_column_blocks_must_be_whole_tiles() {
             ..MatmulConfig::default()
         };
         let e = matmul_cpu_with(&c, cfg).unwrap_err().to_string();
-        assert!(
-            e.contains(&format!("nc = {} must be 0 or a multiple of nr = 4", nc)),
-            "{}",
-            e
+        let want = format!(
+            "({}): nc = {} must be 0 or a multiple of nr = 4",
+            c.name(),
+            nc
         );
+        assert!(e.contains(&want), "{}", e);
     }
+    let cfg = MatmulConfig {
+        nr: 0,
+        nc: 8,
+        ..MatmulConfig::default()
+    };
+    let e = matmul_cpu_with(&c, cfg).unwrap_err().to_string();
+    assert!(e.contains("nr = 0 must be at least 1"), "{}", e);
 }

@@ -53,7 +53,7 @@ pub(crate) struct FnGen<'a, 'f> {
     pub cond_depth: u32,
     /// Heap-allocated buffers whose every store is behind the current position: the
     /// children of their allocation's body after the last one that writes them
-    /// (`FnGen::gen_allocate`). Their loads are movable as a read-only parameter's are.
+    /// (`FnGen::gen_heap_body`). Their loads are movable as a read-only parameter's are.
     pub frozen: HashSet<String>,
     /// Whether the function's body contains an intrinsic call: no vector register
     /// survives the call (System V x86-64), so vector constants inside loops are read
@@ -144,18 +144,12 @@ impl<'a, 'f> FnGen<'a, 'f> {
     /// of a matmul no longer holds every load of an iteration at once, and a broadcast
     /// load folds into `vbroadcastss`), shared with equal loads, and hoisted out of the
     /// loops its index does not depend on.
-    pub fn movable_load_flags(&mut self, buf: &str, flags: MemFlagsData) -> MemFlagsData {
-        if self.cond_depth > 0 {
-            return flags;
+    pub fn movable_load_flags(&self, buf: &str, flags: MemFlagsData) -> MemFlagsData {
+        if self.cond_depth == 0 && (self.cx.read_only.contains(buf) || self.frozen.contains(buf)) {
+            flags.with_readonly().with_can_move()
+        } else {
+            flags
         }
-        if self.cx.read_only.contains(buf) {
-            return flags.with_readonly().with_can_move();
-        }
-        if self.frozen.contains(buf) {
-            self.cx.frozen_loads += 1;
-            return flags.with_readonly().with_can_move();
-        }
-        flags
     }
 
     /// Lower `body`, the statement this function computes (after its parameters are bound).

@@ -67,7 +67,8 @@ pub(crate) struct ModuleCtx {
     /// use site; they must live as long as the machine code (moved into the kernel).
     #[allow(clippy::vec_box)] // the code holds each slot's address: slots must not move
     pub consts: Vec<Box<ConstSlot>>,
-    /// Loads made movable because their heap buffer was frozen (`FnGen::frozen`).
+    /// Loads (one per access lowered) made movable because their heap buffer was frozen
+    /// (`FnGen::frozen`).
     pub frozen_loads: usize,
 }
 

@@ -146,6 +146,9 @@ impl<'a, 'f> FnGen<'a, 'f> {
         }
         let dt = buf.dtype();
         let base = self.buf_ptr_or_err(buf.name())?;
+        if self.cond_depth == 0 && self.frozen.contains(buf.name()) {
+            self.cx.frozen_loads += 1;
+        }
         let sflags = self.load_flags(buf, scalar_flags());
         let idx = self.gen_index(buf, base, indices)?;
         if idx.lanes() > 1 {

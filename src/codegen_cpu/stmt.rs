@@ -220,6 +220,19 @@ impl<'a, 'f> FnGen<'a, 'f> {
     }
 
     fn gen_allocate(&mut self, buf: &Buffer, body: &Stmt) -> Result<()> {
+        // A buffer of the same name allocated outside is shadowed here: its frozen state
+        // is not this one's (restored when the scope ends). Writers are found by name,
+        // so a frozen statement cannot hold a written buffer of that name; this keeps an
+        // unwritten one from inheriting the state all the same.
+        let shadowed_frozen = self.frozen.remove(buf.name());
+        let r = self.gen_allocate_scope(buf, body);
+        if shadowed_frozen {
+            self.frozen.insert(buf.name().to_string());
+        }
+        r
+    }
+
+    fn gen_allocate_scope(&mut self, buf: &Buffer, body: &Stmt) -> Result<()> {
         let elem = buf.dtype().bytes() as u64;
         let const_elems: Option<u64> = buf.shape().iter().try_fold(1u64, |acc, d| {
             d.as_int()
@@ -278,17 +291,31 @@ impl<'a, 'f> FnGen<'a, 'f> {
     /// The body of a heap allocation of `name`: where it is a sequence (a producer, then
     /// its consumers), the statements after the last one that writes the buffer read it
     /// as frozen ([`FnGen::frozen`]), so their loads are movable. That is sound because
-    /// the base pointer is the allocation call's result (no load of it can be hoisted
-    /// out of a loop around the allocation, above the producer), no store follows in
-    /// the allocation's scope (none can be crossed by a load moved later, or a later
-    /// load merged with an earlier one), and loops run at least once wherever a load is
-    /// hoisted to, as for the read-only parameters.
+    /// - the base pointer is the allocation call's result: no load of it can be hoisted
+    ///   out of a loop around the allocation, above the producer;
+    /// - no store follows in the allocation's scope: none can be crossed by a load moved
+    ///   later, or a later load merged with an earlier one;
+    /// - no loaded value is used after the buffer is freed: Cranelift places a movable
+    ///   load just before its first use, and a value can only leave the scope through a
+    ///   register-promoted buffer allocated outside it (a variable read after the free,
+    ///   or at an outer loop's back edge), so nothing is frozen where the statements
+    ///   after the last store write such a buffer;
+    /// - loops run at least once wherever a load is hoisted to, as for the read-only
+    ///   parameters.
     fn gen_heap_body(&mut self, name: &str, body: &Stmt) -> Result<()> {
         let Stmt::Seq(v) = body else {
             return self.gen_stmt(body);
         };
         let writes = |x: &Stmt| x.written_buffers().contains(name);
-        let first_frozen = v.iter().rposition(writes).map_or(0, |i| i + 1);
+        let mut first_frozen = v.iter().rposition(writes).map_or(0, |i| i + 1);
+        let escapes = v[first_frozen.min(v.len())..].iter().any(|x| {
+            x.written_buffers()
+                .iter()
+                .any(|b| self.promoted.contains_key(b))
+        });
+        if escapes {
+            first_frozen = v.len();
+        }
         for (i, x) in v.iter().enumerate() {
             if i == first_frozen {
                 self.frozen.insert(name.to_string());

@@ -1255,6 +1255,51 @@ fn a_heap_buffer_written_again_is_frozen_only_after_its_last_store() {
 }
 
 #[test]
+fn a_value_loaded_from_a_heap_buffer_is_not_used_after_its_free() {
+    // allocate acc[1] (promoted) {
+    //   allocate t (heap) { t[0] = a[0]; acc[0] = t[0] }
+    //   allocate u (heap) { u[0] = a[0] + 100; c[1] = u[0] }
+    //   c[0] = acc[0] }
+    // `t`'s consumer writes a promoted buffer from outside its scope: were `t` frozen,
+    // its load would be placed at `acc`'s use, after `t` is freed and its memory handed
+    // to `u`. Only `u` is frozen.
+    let a = buf("a", DType::F32, 1);
+    let c = buf("c", DType::F32, 2);
+    let acc = Buffer::new("acc", DType::F32, vec![Expr::int(1)], Scope::Local);
+    let t = buf("t", DType::F32, 20_000);
+    let u = buf("u", DType::F32, 20_000);
+    let heap = |b: &Buffer, body: Vec<Stmt>| Stmt::Allocate {
+        buf: b.clone(),
+        body: Box::new(Stmt::seq(body)),
+    };
+    let body = Stmt::Allocate {
+        buf: acc.clone(),
+        body: Box::new(Stmt::seq(vec![
+            heap(
+                &t,
+                vec![store(&t, 0, load(&a, 0)), store(&acc, 0, load(&t, 0))],
+            ),
+            heap(
+                &u,
+                vec![
+                    store(&u, 0, load(&a, 0) + Expr::float_of(100.0, DType::F32)),
+                    store(&c, 1, load(&u, 0)),
+                ],
+            ),
+            store(&c, 0, load(&acc, 0)),
+        ])),
+    };
+    let f = func(&[&a, &c], &[], body);
+    let m = compile(&f).unwrap();
+    let mut aa = f32s(&[10.0]);
+    let mut ca = f32s(&[0.0; 2]);
+    let ptrs: Vec<*mut u8> = vec![aa.as_mut_ptr(), ca.as_mut_ptr()];
+    unsafe { m.call(&ptrs, &[]) };
+    assert_eq!(ca.to_vec::<f32>().unwrap(), vec![10.0, 110.0]);
+    assert_eq!(m.frozen_loads(), 1);
+}
+
+#[test]
 fn loads_of_a_written_parameter_see_its_stores() {
     // for r in 0..3: { b[0] = a[0] + r; for j in 0..2: c[2r + j] = b[0] * (j + 1) }
     // `b` is written, so its loads stay in program order (not movable): each round reads

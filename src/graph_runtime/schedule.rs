@@ -2,8 +2,9 @@
 //!
 //! - dense with fewer than 4 rows: a `dot_f32` call per output element (the weight read
 //!   in place, rows contiguous), output columns in parallel chunks.
-//! - dense / matmul: the register-blocked matmul of [`crate::schedules::matmul_cpu`]
-//!   (an `mr x nr` accumulator tile in registers, vectorized along the output columns);
+//! - dense / matmul: the register-blocked matmul of [`crate::schedules::matmul_cpu_with`]
+//!   with `mm_config`'s knobs (an `mr x nr` accumulator tile in registers, vectorized
+//!   along the output columns, `A` not packed, no column blocks);
 //!   dense computes the transposed weight panel of each column block at that block
 //!   (`wt` computed at `j.outer`: the transpose doubles as packing).
 //! - conv2d with a Winograd weight ([`crate::graph_runtime::WeightLayout::Winograd23`]):

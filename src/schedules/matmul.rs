@@ -1,6 +1,8 @@
 //! The CPU matmul schedule: a register-blocked micro-kernel (TVM's "blocking" schedule
 //! with a local accumulator that the CPU backend keeps in registers), vectorized along `j`,
-//! unrolled over the register tile, with `B`'s column panel packed contiguously.
+//! unrolled over the register tile, with `B`'s column panel packed contiguously and,
+//! optionally, `A` packed in row panels and the columns in blocks (the default); and the
+//! BLIS-style schedule around the `gemm_f32` micro-kernel (`matmul_cpu_tensorized`).
 
 use crate::error::Result;
 use crate::schedule::{create_schedule, LayoutDim, Schedule};
@@ -88,11 +90,24 @@ pub(crate) fn default_k_unroll(mm: &Tensor) -> i64 {
 /// `nc / nr` micro-panels. With `pack_a`: `A.global`, `A` in panels of `mr` rows, is
 /// computed first (its panels in parallel when `threads > 1`).
 pub fn matmul_cpu_with(c: &Tensor, cfg: MatmulConfig) -> Result<Schedule> {
+    let bad = |what: String| {
+        Err(crate::error::Error::InvalidExpr(format!(
+            "matmul_cpu_with({}): {}",
+            c.name(),
+            what
+        )))
+    };
+    if cfg.mr < 1 || cfg.nr < 1 {
+        return bad(format!(
+            "mr = {} and nr = {} must be at least 1",
+            cfg.mr, cfg.nr
+        ));
+    }
     if cfg.nc != 0 && (cfg.nc < cfg.nr || cfg.nc % cfg.nr != 0) {
-        return Err(crate::error::Error::InvalidExpr(format!(
-            "matmul_cpu_with: nc = {} must be 0 or a multiple of nr = {}",
+        return bad(format!(
+            "nc = {} must be 0 or a multiple of nr = {}",
             cfg.nc, cfg.nr
-        )));
+        ));
     }
     let mut s = create_schedule(&[c.clone()])?;
     let cl = s.cache_write(c, "local")?;
