@@ -124,14 +124,7 @@ pub fn matmul_cpu_with(c: &Tensor, cfg: MatmulConfig) -> Result<Schedule> {
     };
     if cfg.pack_a {
         let ap = s.cache_read(&input(0), "global", &[&cl])?;
-        s.transform_layout(
-            &ap,
-            &[
-                LayoutDim::outer(0, cfg.mr),
-                LayoutDim::dim(1),
-                LayoutDim::inner(0, cfg.mr),
-            ],
-        )?;
+        panels(&mut s, &ap, 0, cfg.mr)?;
         if cfg.threads > 1 {
             let [panels, _, _] = s.axes3(&ap)?;
             s.parallel(&ap, &panels)?;
@@ -148,14 +141,7 @@ pub fn matmul_cpu_with(c: &Tensor, cfg: MatmulConfig) -> Result<Schedule> {
         }
         s.compute_at(&cl, c, &jr)?;
         if let Some(bp) = &bp {
-            s.transform_layout(
-                bp,
-                &[
-                    LayoutDim::outer(1, cfg.nr),
-                    LayoutDim::dim(0),
-                    LayoutDim::inner(1, cfg.nr),
-                ],
-            )?;
+            panels(&mut s, &bp, 1, cfg.nr)?;
             s.compute_at(bp, c, &jc)?;
         }
         (ii, ji)
@@ -175,6 +161,21 @@ pub fn matmul_cpu_with(c: &Tensor, cfg: MatmulConfig) -> Result<Schedule> {
     s.vectorize(c, &ji)?;
     s.unroll(c, &ii)?;
     Ok(s)
+}
+
+/// Lay the packed 2-D copy `t` out as panels `width` wide along `dim` (0: rows, 1:
+/// columns): `[extent / width][the other dimension][width]`, each panel one contiguous
+/// run in which one step of the other dimension's `width` values sit side by side.
+fn panels(s: &mut Schedule, t: &Tensor, dim: usize, width: i64) -> Result<()> {
+    s.transform_layout(
+        t,
+        &[
+            LayoutDim::outer(dim, width),
+            LayoutDim::dim(1 - dim),
+            LayoutDim::inner(dim, width),
+        ],
+    )?;
+    Ok(())
 }
 
 /// The register tile `cl[i, j] += a[i, k] * b[k, j]` (an accumulator computed inside the
@@ -392,22 +393,8 @@ pub fn matmul_cpu_tensorized_with(c: &Tensor, g: GemmBlocking) -> Result<Schedul
     // Packed layouts: A's block as [mc / mr][kc][mr] (the mr values of one step of the
     // reduction side by side), B's panel as [nc / 16][kc][16] (each micro-panel one
     // contiguous run).
-    s.transform_layout(
-        &ap,
-        &[
-            LayoutDim::outer(0, g.mr),
-            LayoutDim::dim(1),
-            LayoutDim::inner(0, g.mr),
-        ],
-    )?;
-    s.transform_layout(
-        &bp,
-        &[
-            LayoutDim::outer(1, 16),
-            LayoutDim::dim(0),
-            LayoutDim::inner(1, 16),
-        ],
-    )?;
+    panels(&mut s, &ap, 0, g.mr)?;
+    panels(&mut s, &bp, 1, 16)?;
     s.compute_at(&bp, c, &pc)?;
     s.compute_at(&ap, c, &ic)?;
     let [b_panels, _, b16] = s.axes3(&bp)?;
