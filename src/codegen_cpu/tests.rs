@@ -58,9 +58,18 @@ pub(super) fn func(params: &[&Buffer], shape_vars: &[&Var], body: Stmt) -> Lower
 }
 /// Compile `f` and run it on `arrays`.
 pub(super) fn run(f: &LoweredFunc, arrays: &mut [&mut NdArray], shapes: &[i64]) {
+    run_module(f, arrays, shapes);
+}
+/// [`run`], returning the compiled module.
+pub(super) fn run_module(
+    f: &LoweredFunc,
+    arrays: &mut [&mut NdArray],
+    shapes: &[i64],
+) -> super::CpuModule {
     let m = compile(f).unwrap_or_else(|e| panic!("compile failed: {}", e));
     let ptrs: Vec<*mut u8> = arrays.iter_mut().map(|a| a.as_mut_ptr()).collect();
     unsafe { m.call(&ptrs, shapes) };
+    m
 }
 pub(super) fn f32s(v: &[f32]) -> NdArray {
     NdArray::from_slice(&[v.len()], v).unwrap()
@@ -1208,12 +1217,10 @@ fn loads_of_a_frozen_heap_buffer_are_movable_and_see_its_producer() {
         },
     );
     let f = func(&[&a, &c], &[], body);
-    let m = compile(&f).unwrap();
-    assert_eq!(m.frozen_loads(), 1);
     let mut aa = f32s(&[10.0]);
     let mut ca = f32s(&[0.0; 6]);
-    let ptrs: Vec<*mut u8> = vec![aa.as_mut_ptr(), ca.as_mut_ptr()];
-    unsafe { m.call(&ptrs, &[]) };
+    let m = run_module(&f, &mut [&mut aa, &mut ca], &[]);
+    assert_eq!(m.frozen_loads(), 1);
     assert_eq!(
         ca.to_vec::<f32>().unwrap(),
         vec![10.0, 20.0, 11.0, 22.0, 12.0, 24.0]
@@ -1245,12 +1252,10 @@ fn a_heap_buffer_written_again_is_frozen_only_after_its_last_store() {
             body: Box::new(Stmt::seq(body)),
         },
     );
-    let m = compile(&f).unwrap();
-    assert_eq!(m.frozen_loads(), 1);
     let mut aa = f32s(&[10.0]);
     let mut ca = f32s(&[0.0; 4]);
-    let ptrs: Vec<*mut u8> = vec![aa.as_mut_ptr(), ca.as_mut_ptr()];
-    unsafe { m.call(&ptrs, &[]) };
+    let m = run_module(&f, &mut [&mut aa, &mut ca], &[]);
+    assert_eq!(m.frozen_loads(), 1);
     assert_eq!(ca.to_vec::<f32>().unwrap(), vec![10.0, 20.0, 15.0, 30.0]);
 }
 
@@ -1290,11 +1295,9 @@ fn a_value_loaded_from_a_heap_buffer_is_not_used_after_its_free() {
         ])),
     };
     let f = func(&[&a, &c], &[], body);
-    let m = compile(&f).unwrap();
     let mut aa = f32s(&[10.0]);
     let mut ca = f32s(&[0.0; 2]);
-    let ptrs: Vec<*mut u8> = vec![aa.as_mut_ptr(), ca.as_mut_ptr()];
-    unsafe { m.call(&ptrs, &[]) };
+    let m = run_module(&f, &mut [&mut aa, &mut ca], &[]);
     assert_eq!(ca.to_vec::<f32>().unwrap(), vec![10.0, 110.0]);
     assert_eq!(m.frozen_loads(), 1);
 }

@@ -141,7 +141,7 @@ pub fn matmul_cpu_with(c: &Tensor, cfg: MatmulConfig) -> Result<Schedule> {
         }
         s.compute_at(&cl, c, &jr)?;
         if let Some(bp) = &bp {
-            panels(&mut s, &bp, 1, cfg.nr)?;
+            panels(&mut s, bp, 1, cfg.nr)?;
             s.compute_at(bp, c, &jc)?;
         }
         (ii, ji)
