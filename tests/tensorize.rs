@@ -88,8 +88,15 @@ fn tensorize_accumulating_calls() {
     let args = [a, b, c.clone()];
     let s = tiled(&c, Some(8));
     let text = lower(&s, &args).unwrap().to_string();
-    // The output starts at 0 through the intrinsic's init mode, then each call adds.
-    assert!(text.contains("gemm_f32_6x16x8.init(C["), "{}", text);
+    // No init nest: the call of the first slice (`k.outer == 0`) computes the tile, the
+    // others add to it.
+    assert!(!text.contains(".init("), "{}", text);
+    assert!(
+        text.contains("if k.outer == 0:\n") || text.contains(" = k.outer == 0\n"),
+        "{}",
+        text
+    );
+    assert!(text.contains("gemm_f32_6x16x8(A["), "{}", text);
     assert!(text.contains("gemm_f32_6x16x8.update(A["), "{}", text);
     check(
         "gemm 12x32x40, kc 8",
@@ -216,8 +223,11 @@ fn gemm_k3_intrinsic_against_its_declaration_on_random_views() {
         let intrin = gemm_f32_k3(mr, nr, k).unwrap();
         s.tensorize(&c, &ii, &intrin).unwrap();
         let text = lower(&s, &args).unwrap().to_string();
+        // The first slice computes the tile (no init), the others add to it.
         assert!(
-            text.contains(&format!("{}.update(A[", intrin.name)),
+            text.contains(&format!("{}(A[", intrin.name))
+                && (slices == 1) != text.contains(&format!("{}.update(A[", intrin.name))
+                && !text.contains(".init("),
             "{}",
             text
         );
@@ -279,12 +289,12 @@ fn tensorize_partial_tiles() {
     // Replay gives the same IR.
     let replayed = Schedule::replay(&[c.clone()], &s.trace_json()).unwrap();
     assert_eq!(lower(&replayed, &args).unwrap().to_string(), text);
-    // An accumulating nest (the reduction split outside the call): the init call gets the
-    // same extents.
+    // An accumulating nest (the reduction split outside the call): the first slice's
+    // call computes the partial tile, the others update it, with the same extents.
     let s = tiled_rows(&c, 4, Some(4));
     let text = lower(&s, &args).unwrap().to_string();
     assert!(
-        text.contains(".init(") && text.contains(".update("),
+        text.contains("x16x4(A[") && text.contains(".update(") && !text.contains(".init("),
         "{}",
         text
     );
@@ -406,8 +416,12 @@ fn library_tensorized_matmul_schedule() {
         let s = schedules::matmul_cpu_tensorized(&c, threads).unwrap();
         let text = lower(&s, &args).unwrap().to_string();
         let kc = if k == 300 { 150 } else { k };
+        // One slice of the reduction: each tile computed by one call; several: the
+        // first computes, the others update.
+        let update = format!("gemm_f32_6x16x{}.update(", kc);
         assert!(
-            text.contains(&format!("gemm_f32_6x16x{}.update(", kc)),
+            text.contains(&format!("gemm_f32_6x16x{}(A", kc))
+                && (kc == k) != text.contains(&update),
             "{}",
             text
         );
@@ -605,9 +619,12 @@ fn tensorized_conv2d_schedule() {
         } else if k > 1 && oh >= 12 {
             taps.as_str()
         } else {
-            ".update("
+            // Channels reduced in slices: the first computes the tile, the others (if
+            // any) update it; no init nest either way.
+            "x16x"
         };
         assert!(text.contains(expect), "expected {}: {}", expect, text);
+        assert!(!text.contains(".init("), "{}", text);
         // Positions fused across rows instead for a small image at stride 1 (with a
         // channel block per thread).
         let fused = k == 1 && stride == 1 && pad == 0 && oh < 16 && xs[0] * o / 16 >= 2;

@@ -12,10 +12,12 @@
 //! - The reference interpreter executes the declaration itself on those views (the
 //!   oracle); the CPU backend calls the registered host function; a target without an
 //!   implementation is a typed error.
-//! - A reduction intrinsic is called in mode `Update` (1) when the reduction started
-//!   before the tensorized nest (the output holds partial sums; the init nest before the
-//!   reduction calls it in mode `Init` (2), with the output as only operand), and in mode
-//!   `Compute` (0) when the nest covers the whole reduction.
+//! - A reduction intrinsic is called in mode `Compute` (0) when the nest covers the
+//!   whole reduction, and in mode `Update` (1) when the reduction started before the
+//!   tensorized nest (the output holds partial sums). There, a CPU intrinsic's calls at
+//!   the first iteration of every reduce loop outside the nest are in mode `Compute`
+//!   (no init nest); any other intrinsic's init nest calls it in mode `Init` (2), with
+//!   the output as only operand.
 //!
 //! Built in: [`gemm_f32`] (`C[i, j] += A[i, k] * B[k, j]`, an MR x NR x KC register-tile
 //! update with an AVX2+FMA micro-kernel chosen at run time and a portable fallback),

@@ -4,7 +4,8 @@
 //! annotation as the loop kind), stages computed at their attach points inside their
 //! consumer's loops (allocated there over their inferred region), root intermediates
 //! allocated around the whole body, reductions split into an init nest (placed just before
-//! the first reduce loop) and an update, non-dividing splits guarded by `if`s around the
+//! the first reduce loop) and an update (a CPU intrinsic's first slice computes instead,
+//! with no init nest), non-dividing splits guarded by `if`s around the
 //! innermost body, tensor reads replaced by multi-dimensional buffer loads relative to
 //! each buffer's origin, and tensorized nests replaced by intrinsic calls ([`tensorize`]).
 //!
@@ -206,18 +207,24 @@ fn produce(s: &Schedule, b: &Bounds, info: &StageInfo) -> Result<Stmt> {
     let data_guard = stage_guard(info, true, &absorbed);
     let all_guard = stage_guard(info, false, &absorbed);
     let (init, main) = match &main {
-        Stmt::Intrinsic(c) if stop < leaves.len() => (
-            Some(guard(
-                &data_guard,
-                Stmt::Intrinsic(IntrinsicCall {
-                    intrin: c.intrin.clone(),
-                    operands: c.operands.last().into_iter().cloned().collect(),
-                    mode: IntrinMode::Init,
-                    extents: c.extents.clone(),
-                }),
-            )),
-            guard(&all_guard, main),
-        ),
+        Stmt::Intrinsic(c) if stop < leaves.len() => {
+            match first_slice_computes(st, info, stop, c) {
+                // No init nest: the first slice of the reduction computes the tile.
+                Some(main) => (None, guard(&all_guard, main)),
+                None => (
+                    Some(guard(
+                        &data_guard,
+                        Stmt::Intrinsic(IntrinsicCall {
+                            intrin: c.intrin.clone(),
+                            operands: c.operands.last().into_iter().cloned().collect(),
+                            mode: IntrinMode::Init,
+                            extents: c.extents.clone(),
+                        }),
+                    )),
+                    guard(&all_guard, main),
+                ),
+            }
+        }
         _ => (init, main),
     };
     let init_nest = |from: usize| -> Stmt {
@@ -241,10 +248,11 @@ fn produce(s: &Schedule, b: &Bounds, info: &StageInfo) -> Result<Stmt> {
         body
     };
 
+    let has_init = init.is_some();
     let mut stmt = main;
     for pos in (0..stop).rev() {
         // (A tensorized nest that starts with the reduction initializes it itself.)
-        if first_red == Some(pos + 1) && pos + 1 < stop {
+        if has_init && first_red == Some(pos + 1) && pos + 1 < stop {
             stmt = Stmt::seq(vec![init_nest(pos + 1), stmt]);
         }
         let ax = &st.axes[leaves[pos]];
@@ -257,12 +265,54 @@ fn produce(s: &Schedule, b: &Bounds, info: &StageInfo) -> Result<Stmt> {
             stmt,
         );
     }
-    if first_red == Some(0) && stop > 0 {
+    if has_init && first_red == Some(0) && stop > 0 {
         stmt = Stmt::seq(vec![init_nest(0), stmt]);
     }
     Ok(Stmt::Produce {
         name: st.name.clone(),
         body: Box::new(stmt),
+    })
+}
+
+/// For an update call `c` of a CPU intrinsic (the reduction started outside the nest,
+/// whose loops are `stage.leaves[..stop]`): `if (every reduce loop outside is at its
+/// first iteration) c in mode Compute else c`, BLIS's `beta = 0` on the first slice
+/// of `k`. Each tile is then written by its first call instead of being zeroed by an
+/// init nest and read back: one pass over the output less. The reduce loops run from 0
+/// and at least once (constant extents), so every tile's first call is one with them all
+/// at 0; a CUDA intrinsic keeps its init (tensor-core fragments are filled once, before
+/// their loop). `None` where that does not apply.
+fn first_slice_computes(
+    st: &crate::schedule::Stage,
+    info: &StageInfo,
+    stop: usize,
+    c: &IntrinsicCall,
+) -> Option<Stmt> {
+    if c.mode != IntrinMode::Update || c.intrin.cpu.is_none() || c.intrin.cuda.is_some() {
+        return None;
+    }
+    let mut first: Option<Expr> = None;
+    for &l in &st.leaves[..stop] {
+        if st.axes[l].kind != IterKind::Reduce {
+            continue;
+        }
+        if info.ext[l].as_int().is_none_or(|n| n < 1) {
+            return None;
+        }
+        let at0 = crate::te::eq(st.axes[l].var.expr(), Expr::int(0));
+        first = Some(match first {
+            Some(f) => and(f, at0),
+            None => at0,
+        });
+    }
+    let compute = Stmt::Intrinsic(IntrinsicCall {
+        mode: IntrinMode::Compute,
+        ..c.clone()
+    });
+    Some(Stmt::If {
+        cond: first?,
+        then: Box::new(compute),
+        els: Some(Box::new(Stmt::Intrinsic(c.clone()))),
     })
 }
 

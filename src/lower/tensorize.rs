@@ -22,8 +22,9 @@
 //!   `(y, x)` axis walking an image's positions across its rows;
 //! - the call's operands are the tiles' first elements in their buffers with the buffers'
 //!   strides; it updates the output (mode `Update`) when the reduction started outside the
-//!   nest, whose init nest then ends in the same call in mode `Init` (output operand
-//!   only), and computes it whole (`Compute`) otherwise.
+//!   nest, and computes it whole (`Compute`) otherwise. (`schedule_ops` then either
+//!   makes the calls at the reduction's first slice `Compute` ones, for a CPU intrinsic,
+//!   or ends the init nest in the same call in mode `Init`, output operand only.)
 
 use super::infer_bound::{Bounds, StageInfo};
 use super::ir::{IntrinMode, IntrinOperand, IntrinsicCall, Stmt};
