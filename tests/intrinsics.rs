@@ -409,3 +409,42 @@ fn tensorized_softmax_schedule() {
     let x3 = placeholder(&[2.into(), 3.into(), 4.into()], DType::F32, "X");
     assert!(softmax_rows(&x3).is_err());
 }
+
+#[test]
+fn a_symbolic_reduction_outside_the_call_keeps_the_init_nest() {
+    // S[i] = sum_{r, k} X[i, r, k] with r < n (symbolic), k < 8 tensorized: the outer
+    // reduce loop's extent is unknown (it may be 0), so no slice can be the one that
+    // computes; the init nest calls the intrinsic in mode Init, the nest in Update.
+    let n = var("n");
+    let x = placeholder(&[Expr::from(3), n.clone(), Expr::from(8)], DType::F32, "X");
+    let r = reduce_axis(0, n.clone(), "r");
+    let k = reduce_axis(0, 8, "k");
+    let c = compute(&[Expr::from(3)], "S", |i| {
+        sum(x.at(&[i[0].clone(), r.x(), k.x()]), &[r.clone(), k.clone()])
+    });
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    let ks = s.reduce_axes(&c).unwrap();
+    s.tensorize(&c, &ks[1], &reduce_sum_f32(8).unwrap())
+        .unwrap();
+    let args = [x.clone(), c.clone()];
+    let text = lower(&s, &args).unwrap().to_string();
+    assert!(
+        text.contains("reduce_sum_f32_8.init(") && text.contains("reduce_sum_f32_8.update("),
+        "{}",
+        text
+    );
+    for t in targets() {
+        let kernel = build(&s, &args, t.clone()).unwrap();
+        for rows in [0usize, 1, 3] {
+            let xa = NdArray::from_fn(&[3, rows, 8], |i| (i % 7) as f32 - 3.0);
+            let mut sa = NdArray::from_fn(&[3], |_| f32::NAN);
+            kernel.run(&[&xa], &mut [&mut sa]).unwrap();
+            let xv = xa.to_vec::<f32>().unwrap();
+            let w = rows * 8;
+            let want: Vec<f32> = (0..3)
+                .map(|i| xv[i * w..(i + 1) * w].iter().sum())
+                .collect();
+            assert_eq!(sa.to_vec::<f32>().unwrap(), want, "{:?}, n = {}", t, rows);
+        }
+    }
+}

@@ -1,7 +1,8 @@
 //! Reductions of length `n` into one element: `dot_f32(n)` (`C = sum_k A[k] * B[k]`) and
 //! `reduce_sum_f32(n)` (`C = sum_k A[k]`). The output is 0-dimensional, so a row
 //! reduction `S[i] = sum_k X[i, k]` is tensorized at its `k` loop (the row index stays
-//! fixed in the tile); with `k` split, the calls accumulate (`Update`, after one `Init`).
+//! fixed in the tile); with `k` split, the first slice's call computes and the others
+//! accumulate (`Update`).
 //!
 //! CPU implementation: with AVX2 and FMA (detected at run time) and unit strides, four
 //! 8-wide accumulators (32 elements per step), then one 8-wide step at a time and a scalar

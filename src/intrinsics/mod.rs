@@ -73,7 +73,10 @@ pub fn has_avx2_fma() -> bool {
     }
 }
 
-/// A CPU implementation: a host function the JIT calls by `symbol`.
+/// A CPU implementation: a host function the JIT calls by `symbol`. A reduction's
+/// function must handle all three modes: `Compute` (0) overwrites the tile, also as the
+/// first of several calls that then `Update` (1) it; `Init` (2) is only reached where a
+/// reduce loop outside the call has a symbolic extent.
 #[derive(Clone, Copy)]
 pub struct CpuImpl {
     /// Symbol under which the JIT imports it (unique per intrinsic).
