@@ -108,3 +108,41 @@ fn vectorized_loops_straddling_the_border_are_unrolled() {
     assert!(text.contains("P[i * 11 + 1] = -1.0f"), "{}", text);
     check(&s, &args, "padding, vectorized");
 }
+
+#[test]
+fn a_packed_panel_select_split_off_the_last_row_block() {
+    // The tensorized matmul packs A per block of 12 rows, 6-row panels padded with zero
+    // rows past the 20th: the panel loop's extent depends on the block (2 panels, then 2
+    // with the last one partial). The block loop is split value by value: blocks whose
+    // rows all exist copy without a select (and call whole tiles), the last keeps it.
+    use loopforge::schedules::{matmul_cpu_tensorized_with, GemmBlocking};
+    let (a, b, c) = matmul(20, 16, 8);
+    let args = [a, b, c.clone()];
+    let g = GemmBlocking {
+        mr: 6,
+        mc: 12,
+        nc: 16,
+        kc: 8,
+        threads: 1,
+        parallel_rows: false,
+    };
+    let s = matmul_cpu_tensorized_with(&c, g).unwrap();
+    let text = lower(&s, &args).unwrap().to_string();
+    let packs: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("A.global["))
+        .collect();
+    assert_eq!(packs.len(), 2, "{}", text);
+    assert!(!packs[0].contains("select("), "{}", text);
+    assert!(packs[1].contains("select("), "{}", text);
+    let want = run_all(
+        &create_schedule(&[c.clone()]).unwrap(),
+        &args,
+        Target::interp(),
+        3,
+    );
+    for t in [Target::interp(), Target::cpu()] {
+        let got = run_all(&s, &args, t.clone(), 3);
+        assert_outputs_close(&args, &got, &want, &format!("{:?}", t));
+    }
+}

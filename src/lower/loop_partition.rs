@@ -13,7 +13,10 @@
 //!   becomes provably true (a lower bound: the loop's first iterations keep the select) or
 //!   stops being so (an upper bound: its last iterations keep it); in between the select
 //!   is its true branch, and the next `simplify` removes the index clamps the ranges
-//!   decide. At most [`MAX_SELECT_SPLITS`] such splits per function bound the code growth.
+//!   decide. Where the inner loops' extents depend on `v` (a packed panel whose last
+//!   block is shorter), a loop of at most [`MAX_SCAN`] iterations is checked value by
+//!   value and its provably true prefix split off. At most [`MAX_SELECT_SPLITS`] such
+//!   splits per function bound the code growth.
 
 use super::bound::{eval, Interval};
 use super::ir::{For, Stmt};
@@ -234,17 +237,35 @@ fn find_split(f: &For, selects: bool) -> Option<Split> {
             continue;
         }
         // Inner loop bounds may mention other inner loops: evaluate twice.
-        let hi = match eval(&rest, &inner).hi {
-            Some(h) => simplify_with(&h, &Ranges::new()),
-            None => continue,
+        let hi = eval(&rest, &inner)
+            .hi
+            .map(|h| simplify_with(&h, &Ranges::new()))
+            .and_then(|h| eval(&h, &inner).hi)
+            .map(|h| simplify(&h));
+        let hi = match hi {
+            Some(h)
+                if !h.uses_var(&f.var)
+                    && !h.free_vars().iter().any(|v| inner.contains_key(&v.id())) =>
+            {
+                h
+            }
+            _ => {
+                // The inner loops' extents depend on `v` (a packed panel's last block
+                // is shorter): prove the condition value by value instead.
+                if let Some(at) = select
+                    .then(|| true_prefix(f, coef, &rest, &inner))
+                    .flatten()
+                {
+                    return Some(Split {
+                        cond: c,
+                        at: Expr::int(at),
+                        prefix: true,
+                        select,
+                    });
+                }
+                continue;
+            }
         };
-        let hi = match eval(&hi, &inner).hi {
-            Some(h) => simplify(&h),
-            None => continue,
-        };
-        if hi.uses_var(&f.var) || hi.free_vars().iter().any(|v| inner.contains_key(&v.id())) {
-            continue;
-        }
         let (at, prefix) = if coef > 0 {
             // coef*v + hi < 0  <=>  v <= floor((-hi - 1) / coef)
             (simplify(&(floordiv(Expr::int(-1) - hi, coef) + 1)), true)
@@ -269,6 +290,39 @@ fn find_split(f: &For, selects: bool) -> Option<Split> {
         });
     }
     None
+}
+
+/// Most iterations of a loop checked value by value for a select split.
+pub const MAX_SCAN: i64 = 64;
+
+/// For a constant loop `f` over `v` and a condition `coef * v + rest < 0` (`coef > 0`)
+/// whose inner loops' extents depend on `v`: the first value of `v` for which the
+/// condition is not provably true for every inner iteration, when that leaves a
+/// non-empty proper prefix of the loop (each value checked with `v` fixed, so the
+/// inner bounds are constants).
+fn true_prefix(f: &For, coef: i64, rest: &Expr, inner: &HashMap<u64, Interval>) -> Option<i64> {
+    let (lo, n) = (f.min.as_int()?, f.extent.as_int()?);
+    if coef <= 0 || n > MAX_SCAN {
+        return None;
+    }
+    let holds = |v: i64| {
+        let mut env = inner.clone();
+        env.insert(f.var.id(), Interval::point(Expr::int(v)));
+        let mut h = eval(rest, &env).hi;
+        // Inner bounds mention `v` and other inner loops: evaluate until constant.
+        for _ in 0..2 {
+            h = h.map(|x| simplify(&x)).and_then(|x| eval(&x, &env).hi);
+        }
+        h.map(|x| simplify(&x))
+            .and_then(|x| x.as_int())
+            .is_some_and(|h| {
+                coef.checked_mul(v)
+                    .and_then(|cv| cv.checked_add(h))
+                    .is_some_and(|t| t < 0)
+            })
+    };
+    let at = (lo..lo + n).find(|&v| !holds(v))?;
+    (at > lo).then_some(at)
 }
 
 /// `e = coef * v + rest` with constant `coef`.
