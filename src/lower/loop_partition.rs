@@ -14,8 +14,8 @@
 //!   stops being so (an upper bound: its last iterations keep it); in between the select
 //!   is its true branch, and the next `simplify` removes the index clamps the ranges
 //!   decide. Where the inner loops' extents depend on `v` (a packed panel whose last
-//!   block is shorter), a loop of at most [`MAX_SCAN`] iterations is checked value by
-//!   value and its provably true prefix split off. At most [`MAX_SELECT_SPLITS`] such
+//!   block is shorter), a serial loop of at most [`MAX_SCAN`] iterations is checked value
+//!   by value and its provably true prefix split off. At most [`MAX_SELECT_SPLITS`] such
 //!   splits per function bound the code growth.
 
 use super::bound::{eval, Interval};
@@ -302,7 +302,9 @@ pub const MAX_SCAN: i64 = 64;
 /// inner bounds are constants).
 fn true_prefix(f: &For, coef: i64, rest: &Expr, inner: &HashMap<u64, Interval>) -> Option<i64> {
     let (lo, n) = (f.min.as_int()?, f.extent.as_int()?);
-    if coef <= 0 || n > MAX_SCAN {
+    // Not a parallel loop: its two parts would each be dealt out to the threads (8 row
+    // blocks on 2 threads: 4 + 4 became 4 + 3, then 1 alone, 25% slower).
+    if coef <= 0 || n > MAX_SCAN || f.kind == super::ir::ForKind::Parallel {
         return None;
     }
     let holds = |v: i64| {
