@@ -145,11 +145,17 @@ impl<'a, 'f> FnGen<'a, 'f> {
     /// load folds into `vbroadcastss`), shared with equal loads, and hoisted out of the
     /// loops its index does not depend on.
     pub fn movable_load_flags(&self, buf: &str, flags: MemFlagsData) -> MemFlagsData {
-        if self.cond_depth == 0 && (self.cx.read_only.contains(buf) || self.frozen.contains(buf)) {
+        if (self.cond_depth == 0 && self.cx.read_only.contains(buf)) || self.frozen_here(buf) {
             flags.with_readonly().with_can_move()
         } else {
             flags
         }
+    }
+
+    /// Whether `buf` is frozen ([`FnGen::frozen`]) and no `if` encloses this point: its
+    /// loads here are movable.
+    pub fn frozen_here(&self, buf: &str) -> bool {
+        self.cond_depth == 0 && self.frozen.contains(buf)
     }
 
     /// Lower `body`, the statement this function computes (after its parameters are bound).

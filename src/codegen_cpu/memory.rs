@@ -146,7 +146,7 @@ impl<'a, 'f> FnGen<'a, 'f> {
         }
         let dt = buf.dtype();
         let base = self.buf_ptr_or_err(buf.name())?;
-        if self.cond_depth == 0 && self.frozen.contains(buf.name()) {
+        if self.frozen_here(buf.name()) {
             self.cx.frozen_loads += 1;
         }
         let sflags = self.load_flags(buf, scalar_flags());

@@ -308,7 +308,7 @@ impl<'a, 'f> FnGen<'a, 'f> {
         };
         let writes = |x: &Stmt| x.written_buffers().contains(name);
         let mut first_frozen = v.iter().rposition(writes).map_or(0, |i| i + 1);
-        let escapes = v[first_frozen.min(v.len())..].iter().any(|x| {
+        let escapes = v[first_frozen..].iter().any(|x| {
             x.written_buffers()
                 .iter()
                 .any(|b| self.promoted.contains_key(b))

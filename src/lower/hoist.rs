@@ -199,13 +199,10 @@ impl Ctx {
     /// Rewrite `e`, replacing maximal invariant scalar subtrees by let-bound variables.
     /// Only scalar subtrees move, so ramp/broadcast indices of vector accesses stay put.
     fn expr(&mut self, e: &Expr) -> Expr {
-        // A variable plus a constant is left in place too: the backend folds the constant
-        // into an access's immediate offset, where a `let` would hold one more register
-        // per constant (a packed panel's rows `inv + 1`, `inv + 2`, ... spilled).
         let trivial = matches!(
             e.node(),
             ExprNode::Var(_) | ExprNode::Int(..) | ExprNode::Float(..)
-        ) || var_plus_constant(e);
+        );
         if !trivial && e.lanes() == 1 && self.invariant(e) {
             if let Some((rest, c)) = split_constant(e) {
                 // `x + c`: only `x` moves out, so `k * 58 + 59` and `k * 58 + 62` share
@@ -255,20 +252,6 @@ impl Ctx {
     }
 }
 
-/// `v + c` or `v - c`: an integer variable and a constant.
-fn var_plus_constant(e: &Expr) -> bool {
-    match e.node() {
-        ExprNode::Binary(BinOp::Add, a, b) => {
-            matches!((a.node(), b.node()), (ExprNode::Var(_), ExprNode::Int(..)))
-                || matches!((a.node(), b.node()), (ExprNode::Int(..), ExprNode::Var(_)))
-        }
-        ExprNode::Binary(BinOp::Sub, a, b) => {
-            matches!((a.node(), b.node()), (ExprNode::Var(_), ExprNode::Int(..)))
-        }
-        _ => false,
-    }
-}
-
 /// The terms of a sum, with whether each is subtracted.
 fn flatten_sum(e: &Expr, neg: bool, out: &mut Vec<(Expr, bool)>) {
     match e.node() {
@@ -285,9 +268,10 @@ fn flatten_sum(e: &Expr, neg: bool, out: &mut Vec<(Expr, bool)>) {
 }
 
 /// An integer scalar sum with constant terms and others: the other terms (in order) and
-/// the constants' total. `None` for anything else, for a sum whose first non-constant
-/// term is subtracted, and for a sum of one variable and a constant (nothing worth a
-/// `let`). The other terms contain no constant term, so splitting them again finds none.
+/// the constants' total. `None` for anything else and for a sum whose first
+/// non-constant term is subtracted. The other terms contain no constant term, so
+/// splitting them again finds none; a lone variable left is not bound to a `let` (so a
+/// packed panel's rows `inv + 1`, `inv + 2`, ... do not each hold a register).
 fn split_constant(e: &Expr) -> Option<(Expr, i64)> {
     if !e.dtype().is_int() || !matches!(e.node(), ExprNode::Binary(BinOp::Add | BinOp::Sub, ..)) {
         return None;
@@ -296,7 +280,6 @@ fn split_constant(e: &Expr) -> Option<(Expr, i64)> {
     flatten_sum(e, false, &mut terms);
     let mut c: i64 = 0;
     let mut rest: Option<Expr> = None;
-    let mut n_rest = 0;
     let mut any_const = false;
     for (t, neg) in terms {
         if let Some(v) = t.as_int() {
@@ -308,7 +291,6 @@ fn split_constant(e: &Expr) -> Option<(Expr, i64)> {
             };
             continue;
         }
-        n_rest += 1;
         rest = Some(match (rest, neg) {
             (None, false) => t,
             // `c - x`: left whole (`0 - x` would be a sum with a constant again).
@@ -318,8 +300,7 @@ fn split_constant(e: &Expr) -> Option<(Expr, i64)> {
         });
     }
     let rest = rest?;
-    let lone_var = n_rest == 1 && matches!(rest.node(), ExprNode::Var(_));
-    (any_const && !lone_var).then_some((rest, c))
+    any_const.then_some((rest, c))
 }
 
 #[cfg(test)]

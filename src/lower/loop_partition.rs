@@ -14,7 +14,7 @@
 //!   stops being so (an upper bound: its last iterations keep it); in between the select
 //!   is its true branch, and the next `simplify` removes the index clamps the ranges
 //!   decide. Where the inner loops' extents depend on `v` (a packed panel whose last
-//!   block is shorter), a serial loop of at most [`MAX_SCAN`] iterations is checked value
+//!   block is shorter), a serial loop of at most 64 iterations is checked value
 //!   by value and its provably true prefix split off. At most [`MAX_SELECT_SPLITS`] such
 //!   splits per function bound the code growth.
 
@@ -236,13 +236,7 @@ fn find_split(f: &For, selects: bool) -> Option<Split> {
         if coef == 0 || (!select && coef < 0) {
             continue;
         }
-        // Inner loop bounds may mention other inner loops: evaluate twice.
-        let hi = eval(&rest, &inner)
-            .hi
-            .map(|h| simplify_with(&h, &Ranges::new()))
-            .and_then(|h| eval(&h, &inner).hi)
-            .map(|h| simplify(&h));
-        let hi = match hi {
+        let hi = match upper_bound(&rest, &inner) {
             Some(h)
                 if !h.uses_var(&f.var)
                     && !h.free_vars().iter().any(|v| inner.contains_key(&v.id())) =>
@@ -293,7 +287,14 @@ fn find_split(f: &For, selects: bool) -> Option<Split> {
 }
 
 /// Most iterations of a loop checked value by value for a select split.
-pub const MAX_SCAN: i64 = 64;
+const MAX_SCAN: i64 = 64;
+
+/// The upper bound of `e` over the loops in `env`, simplified; inner loop bounds may
+/// mention other inner loops, so it is evaluated twice.
+fn upper_bound(e: &Expr, env: &HashMap<u64, Interval>) -> Option<Expr> {
+    let h = simplify_with(&eval(e, env).hi?, &Ranges::new());
+    Some(simplify(&eval(&h, env).hi?))
+}
 
 /// For a constant loop `f` over `v` and a condition `coef * v + rest < 0` (`coef > 0`)
 /// whose inner loops' extents depend on `v`: the first value of `v` for which the
@@ -310,12 +311,7 @@ fn true_prefix(f: &For, coef: i64, rest: &Expr, inner: &HashMap<u64, Interval>) 
     let holds = |v: i64| {
         let mut env = inner.clone();
         env.insert(f.var.id(), Interval::point(Expr::int(v)));
-        let mut h = eval(rest, &env).hi;
-        // Inner bounds mention `v` and other inner loops: evaluate until constant.
-        for _ in 0..2 {
-            h = h.map(|x| simplify(&x)).and_then(|x| eval(&x, &env).hi);
-        }
-        h.map(|x| simplify(&x))
+        upper_bound(rest, &env)
             .and_then(|x| x.as_int())
             .is_some_and(|h| {
                 coef.checked_mul(v)

@@ -129,8 +129,8 @@ pub fn matmul_cpu_with(c: &Tensor, cfg: MatmulConfig) -> Result<Schedule> {
         let ap = s.cache_read(&input(0), "global", &[&cl])?;
         panels(&mut s, &ap, 0, cfg.mr)?;
         if cfg.threads > 1 {
-            let [panels, _, _] = s.axes3(&ap)?;
-            s.parallel(&ap, &panels)?;
+            let [panel, _, _] = s.axes3(&ap)?;
+            s.parallel(&ap, &panel)?;
         }
     }
     let [i, j] = s.axes2(c)?;
