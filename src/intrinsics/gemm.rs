@@ -164,6 +164,18 @@ extern "C" fn gemm_f32_entry(args: *const i64) {
         k: [1, 1, w[12] as usize],
         accumulate: mode == 1,
     };
+    // The BLIS schedule's whole tile (a packed 6-row panel of `A`, a 16-column panel of
+    // `B`, row-major `C`): straight to its kernel, past the general dispatch.
+    #[cfg(target_arch = "x86_64")]
+    if call.m == 6
+        && call.n == 16
+        && call.sa[0] == 1
+        && call.sb[3] == 1
+        && call.sc[1] == 1
+        && avx2_fma()
+    {
+        return unsafe { kernel_rx16::<6, true, false>(&call, 0, 0, 16) };
+    }
     unsafe { run(&call) }
 }
 
