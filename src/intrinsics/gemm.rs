@@ -4,13 +4,21 @@
 //! strides (`C[i, j] += sum_{k0, k1, k2} A[i, k0, k1, k2] * B[k0, k1, k2, j]`: a
 //! convolution's channels and kernel taps in one call, the tile staying in registers).
 //!
-//! CPU implementation: with AVX2 and FMA (detected at run time), rows of `C` in blocks of
-//! 6 (the last 1 to 5 rows in one smaller block) and columns in blocks of 16 are kept in
-//! up to twelve 256-bit accumulators while `k` runs (a last block of at most 8 columns:
-//! rows in blocks of 12, one accumulator each), when `B`'s rows are contiguous (unit
-//! column stride); a `C` whose columns are not contiguous is updated through a row-major
-//! copy of the tile; a last partial block of columns is read and written through masks.
-//! Anything else (`B` strided, no AVX2) takes the portable loop. Both take partial tiles
+//! CPU implementation, chosen at run time by the features the CPU has (where `B`'s rows
+//! are contiguous; a `C` whose columns are not is updated through a row-major copy of the
+//! tile):
+//! - AVX-512F: columns in blocks of 32 (two 512-bit accumulators per row; a last block
+//!   of at most 16 in one), rows in blocks of 12, partial column blocks through mask
+//!   registers. Tested against the declared semantics natively or, on CPUs without
+//!   AVX-512, under Bochs's emulator (`tests/avx512_emulated.rs`).
+//!   `LOOPFORGE_NO_AVX512=1` keeps the AVX2 kernels.
+//! - AVX2 and FMA: rows of `C` in blocks of 6 (the last 1 to 5 rows in one smaller
+//!   block) and columns in blocks of 16 in up to twelve 256-bit accumulators while `k`
+//!   runs (a last block of at most 8 columns: rows in blocks of 12, one accumulator each);
+//!   a last partial block of columns is read and written through masks.
+//! - Anything else (`B` strided, neither feature set) takes the portable loop.
+//!
+//! All take partial tiles
 //! ([`TensorIntrin::partial_tiles`]): the call's row and column counts may be below `mr`
 //! and `nr` (the last rows of a matrix whose row count `mr` does not divide).
 
@@ -172,6 +180,7 @@ extern "C" fn gemm_f32_entry(args: *const i64) {
         && call.sa[0] == 1
         && call.sb[3] == 1
         && call.sc[1] == 1
+        && !avx512f()
         && avx2_fma()
     {
         return unsafe { kernel_rx16::<6, true, false>(&call, 0, 0, 16) };
@@ -207,43 +216,55 @@ extern "C" fn gemm_f32_k3_entry(args: *const i64) {
 /// The views must be valid for the tile sizes.
 unsafe fn run(c: &Call) {
     #[cfg(target_arch = "x86_64")]
-    if c.sb[3] == 1 && avx2_fma() {
-        if c.sc[1] == 1 {
-            unsafe { run_avx2(c) };
-        } else {
-            // `C` runs along rows (e.g. an NCHW convolution's output, whose tile is
-            // positions x channels): update a row-major copy of the tile, then write it back.
-            let mut stack = [0.0f32; 1024];
-            let mut heap = vec![];
-            let tile: &mut [f32] = if c.m * c.n <= stack.len() {
-                &mut stack[..c.m * c.n]
-            } else {
-                heap.resize(c.m * c.n, 0.0);
-                &mut heap
-            };
-            let at = |i: usize, j: usize| i as isize * c.sc[0] + j as isize * c.sc[1];
-            if c.accumulate {
-                for i in 0..c.m {
-                    for j in 0..c.n {
-                        tile[i * c.n + j] = unsafe { *c.c.offset(at(i, j)) };
-                    }
-                }
-            }
-            let local = Call {
-                c: tile.as_mut_ptr(),
-                sc: [c.n as isize, 1],
-                ..*c
-            };
-            unsafe { run_avx2(&local) };
-            for i in 0..c.m {
-                for j in 0..c.n {
-                    unsafe { *c.c.offset(at(i, j)) = tile[i * c.n + j] };
-                }
-            }
+    if c.sb[3] == 1 {
+        if avx512f() {
+            return unsafe { with_row_major_c(c, run_avx512) };
         }
-        return;
+        if avx2_fma() {
+            return unsafe { with_row_major_c(c, run_avx2) };
+        }
     }
     unsafe { portable(c, 0, c.m, 0, c.n) };
+}
+
+/// Run `kernel` (which needs unit column strides of `C`) on `c`: directly where `C`'s
+/// columns are contiguous, else on a row-major copy of the tile (e.g. an NCHW
+/// convolution's output, whose tile is positions x channels), written back after.
+///
+/// # Safety
+/// As [`run`]; `kernel` must be safe to call on the CPU.
+#[cfg(target_arch = "x86_64")]
+unsafe fn with_row_major_c(c: &Call, kernel: unsafe fn(&Call)) {
+    if c.sc[1] == 1 {
+        return unsafe { kernel(c) };
+    }
+    let mut stack = [0.0f32; 1024];
+    let mut heap = vec![];
+    let tile: &mut [f32] = if c.m * c.n <= stack.len() {
+        &mut stack[..c.m * c.n]
+    } else {
+        heap.resize(c.m * c.n, 0.0);
+        &mut heap
+    };
+    let at = |i: usize, j: usize| i as isize * c.sc[0] + j as isize * c.sc[1];
+    if c.accumulate {
+        for i in 0..c.m {
+            for j in 0..c.n {
+                tile[i * c.n + j] = unsafe { *c.c.offset(at(i, j)) };
+            }
+        }
+    }
+    let local = Call {
+        c: tile.as_mut_ptr(),
+        sc: [c.n as isize, 1],
+        ..*c
+    };
+    unsafe { kernel(&local) };
+    for i in 0..c.m {
+        for j in 0..c.n {
+            unsafe { *c.c.offset(at(i, j)) = tile[i * c.n + j] };
+        }
+    }
 }
 
 /// Rows in blocks of 6, the last 1 to 5 rows in one block, columns in blocks of 16 (a
@@ -488,4 +509,143 @@ unsafe fn kernel_rx16<const R: usize, const UNIT_A: bool, const MASKED: bool>(
         store(pc(r), m0, row[0]);
         store(unsafe { pc(r).add(8) }, m1, row[1]);
     }
+}
+
+/// Whether the AVX-512 micro-kernels run here (AVX-512F detected, and not turned off by
+/// `LOOPFORGE_NO_AVX512`, which leaves the AVX2 ones).
+#[cfg(target_arch = "x86_64")]
+fn avx512f() -> bool {
+    use std::sync::OnceLock;
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        is_x86_feature_detected!("avx512f") && std::env::var_os("LOOPFORGE_NO_AVX512").is_none()
+    })
+}
+
+/// The AVX-512 tiling: columns in blocks of 32 (two 512-bit vectors per row; a last block
+/// of at most 16 in one), rows in blocks of 12 (the last 1 to 11 in one smaller block): up
+/// to 24 accumulators of the 32 registers. Partial column blocks load and store through
+/// masks (masked-off lanes are never touched). Needs unit column strides of `B` and `C`.
+///
+/// # Safety
+/// The views must be valid for the tile sizes, and the CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn run_avx512(c: &Call) {
+    let mut j = 0;
+    while j < c.n {
+        let cols = (c.n - j).min(32);
+        let mut i = 0;
+        while i < c.m {
+            let rows = (c.m - i).min(12);
+            unsafe {
+                if cols > 16 {
+                    block512::<2>(c, i, j, rows, cols)
+                } else {
+                    block512::<1>(c, i, j, rows, cols)
+                }
+            }
+            i += rows;
+        }
+        j += cols;
+    }
+}
+
+/// The `rows` x `16 W` block at (`i`, `j`) by the kernel for its row count (1 to 12).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn block512<const W: usize>(c: &Call, i: usize, j: usize, rows: usize, cols: usize) {
+    unsafe {
+        match rows {
+            12 => kernel512::<12, W>(c, i, j, cols),
+            11 => kernel512::<11, W>(c, i, j, cols),
+            10 => kernel512::<10, W>(c, i, j, cols),
+            9 => kernel512::<9, W>(c, i, j, cols),
+            8 => kernel512::<8, W>(c, i, j, cols),
+            7 => kernel512::<7, W>(c, i, j, cols),
+            6 => kernel512::<6, W>(c, i, j, cols),
+            5 => kernel512::<5, W>(c, i, j, cols),
+            4 => kernel512::<4, W>(c, i, j, cols),
+            3 => kernel512::<3, W>(c, i, j, cols),
+            2 => kernel512::<2, W>(c, i, j, cols),
+            _ => kernel512::<1, W>(c, i, j, cols),
+        }
+    }
+}
+
+/// The `R` x `16 W` block at (`i0`, `j0`), `cols` of its columns existing: `R * W`
+/// accumulators, one broadcast of `A` per row and `W` loads of `B` per step of the
+/// reduction. Every load and store of `B` and `C` is masked to the existing columns.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel512<const R: usize, const W: usize>(c: &Call, i0: usize, j0: usize, cols: usize) {
+    use std::arch::x86_64::*;
+    // Lanes `16 w ..` of the block that exist, as a mask (all 16, some, or none).
+    let mut masks = [0 as __mmask16; W];
+    for (w, m) in masks.iter_mut().enumerate() {
+        let lanes = cols.saturating_sub(16 * w).min(16) as u32;
+        *m = ((1u32 << lanes) - 1) as __mmask16;
+    }
+    let pc = |r: usize| unsafe { c.c.offset((i0 + r) as isize * c.sc[0] + j0 as isize) };
+    let mut acc = [[_mm512_setzero_ps(); W]; R];
+    if c.accumulate {
+        for (r, row) in acc.iter_mut().enumerate() {
+            for (w, v) in row.iter_mut().enumerate() {
+                *v = unsafe { _mm512_maskz_loadu_ps(masks[w], pc(r).add(16 * w)) };
+            }
+        }
+    }
+    for k0 in 0..c.k[0] as isize {
+        for k1 in 0..c.k[1] as isize {
+            let pa = unsafe {
+                c.a.offset(i0 as isize * c.sa[0] + k0 * c.sa[1] + k1 * c.sa[2])
+            };
+            let pb = unsafe { c.b.offset(j0 as isize + k0 * c.sb[0] + k1 * c.sb[1]) };
+            for k in 0..c.k[2] as isize {
+                let brow = unsafe { pb.offset(k * c.sb[2]) };
+                let mut b = [_mm512_setzero_ps(); W];
+                for (w, v) in b.iter_mut().enumerate() {
+                    *v = unsafe { _mm512_maskz_loadu_ps(masks[w], brow.add(16 * w)) };
+                }
+                let ak = unsafe { pa.offset(k * c.sa[3]) };
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let x = _mm512_set1_ps(unsafe { *ak.offset(r as isize * c.sa[0]) });
+                    for (w, v) in row.iter_mut().enumerate() {
+                        *v = _mm512_fmadd_ps(x, b[w], *v);
+                    }
+                }
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        for (w, v) in row.iter().enumerate() {
+            unsafe { _mm512_mask_storeu_ps(pc(r).add(16 * w), masks[w], *v) };
+        }
+    }
+}
+
+/// The AVX-512 path of `gemm_f32_k3` alone, without feature detection, for tests that run
+/// it where the CPU lacks AVX-512 (under an emulator): the words of `gemm_f32_k3`'s
+/// modes compute and update (19 of them).
+///
+/// # Safety
+/// As the intrinsic's entry; the CPU (or emulator) must have AVX-512F.
+#[doc(hidden)]
+#[cfg(target_arch = "x86_64")]
+pub unsafe extern "C" fn gemm_f32_k3_avx512_entry(args: *const i64) {
+    let w = unsafe { std::slice::from_raw_parts(args, 19) };
+    let i = |x: usize| w[x] as isize;
+    let call = Call {
+        a: w[1] as *const f32,
+        b: w[2] as *const f32,
+        c: w[3] as *mut f32,
+        sa: [i(4), i(5), i(6), i(7)],
+        sb: [i(8), i(9), i(10), i(11)],
+        sc: [i(12), i(13)],
+        m: w[14] as usize,
+        n: w[15] as usize,
+        k: [w[16] as usize, w[17] as usize, w[18] as usize],
+        accumulate: w[0] == 1,
+    };
+    unsafe { with_row_major_c(&call, run_avx512) }
 }

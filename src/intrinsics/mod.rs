@@ -20,7 +20,8 @@
 //!   the output as only operand.
 //!
 //! Built in: [`gemm_f32`] (`C[i, j] += A[i, k] * B[k, j]`, an MR x NR x KC register-tile
-//! update with an AVX2+FMA micro-kernel chosen at run time and a portable fallback),
+//! update with an AVX-512F or AVX2+FMA micro-kernel chosen at run time and a portable
+//! fallback),
 //! [`dot_f32`] and [`reduce_sum_f32`] (a length-`n` reduction into one element, e.g. a
 //! row's sum), [`exp_f32`] (a vectorized elementwise `exp`, within 1 ulp), each with an
 //! AVX2+FMA path chosen at run time and a portable one (the `*_eval` functions run either
@@ -35,6 +36,9 @@ mod wmma;
 
 pub use dot::{dot_f32, dot_f32_eval, reduce_sum_f32, reduce_sum_f32_eval};
 pub use exp::{exp_f32, exp_f32_eval};
+#[cfg(target_arch = "x86_64")]
+#[doc(hidden)]
+pub use gemm::gemm_f32_k3_avx512_entry;
 pub use gemm::{gemm_f32, gemm_f32_k3};
 pub(crate) use reference::reference_stmt;
 pub use wmma::{wmma_load_a, wmma_load_b, wmma_mma, wmma_store};

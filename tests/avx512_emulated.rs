@@ -1,0 +1,283 @@
+//! The AVX-512 micro-kernels of `gemm_f32` / `gemm_f32_k3` against the intrinsic's
+//! declared semantics, on random tiles: natively where the CPU has AVX-512F, else under
+//! Bochs (`scripts/emulate_x86.py`, the `bochscpu` Python package): this process writes
+//! its memory image and the call, the emulator runs the call on a CPU with AVX-512 and
+//! hands back the output tile. Skips, printing why, where neither can run.
+#![cfg(all(target_arch = "x86_64", target_os = "linux"))]
+
+use loopforge::intrinsics::gemm_f32_k3_avx512_entry;
+use std::process::Command;
+
+/// One call: the operands' shapes and strides (in elements; `C`'s columns contiguous or
+/// not), the mode (update or compute).
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    m: usize,
+    n: usize,
+    k: [usize; 3],
+    /// `A`'s row stride 1 (a packed panel, reduction steps `m` apart) or row-major.
+    packed_a: bool,
+    /// `C` stored transposed (column stride > 1: the row-major copy path).
+    c_transposed: bool,
+    accumulate: bool,
+}
+
+/// Deterministic pseudo-random values in [-1, 1).
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// The operands of `case`, the words of its call, and the expected `C` from the declared
+/// semantics `C[i, j] (+)= sum_{k0, k1, k2} A[i, k0, k1, k2] * B[k0, k1, k2, j]`.
+struct Setup {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    c: Vec<f32>,
+    want: Vec<f32>,
+    words: Vec<i64>,
+}
+
+fn setup(case: Case, seed: u64) -> Setup {
+    let Case { m, n, k, .. } = case;
+    let kk = k[0] * k[1] * k[2];
+    // A: element (i, kf) where kf is the flattened reduction index.
+    let (a_row, a_k) = if case.packed_a { (1, m) } else { (kk, 1) };
+    let a = values(m * kk, seed);
+    // B: row-major over (kf, j) with a row padded to n + 3 (not a multiple of 16).
+    let ldb = n + 3;
+    let b = values(kk * ldb, seed + 1);
+    let (c_row, c_col) = if case.c_transposed { (1, m) } else { (n, 1) };
+    let c = values(m * n, seed + 2);
+    let mut want = c.clone();
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = if case.accumulate {
+                c[i * c_row + j * c_col]
+            } else {
+                0.0
+            };
+            for kf in 0..kk {
+                s += a[i * a_row + kf * a_k] * b[kf * ldb + j];
+            }
+            want[i * c_row + j * c_col] = s;
+        }
+    }
+    let (k1k2, k2) = ((k[1] * k[2]) as i64, k[2] as i64);
+    let words = vec![
+        case.accumulate as i64,
+        a.as_ptr() as i64,
+        b.as_ptr() as i64,
+        c.as_ptr() as i64,
+        a_row as i64,
+        k1k2 * a_k as i64,
+        k2 * a_k as i64,
+        a_k as i64,
+        k1k2 * ldb as i64,
+        k2 * ldb as i64,
+        ldb as i64,
+        1,
+        c_row as i64,
+        c_col as i64,
+        m as i64,
+        n as i64,
+        k[0] as i64,
+        k[1] as i64,
+        k[2] as i64,
+    ];
+    Setup {
+        a,
+        b,
+        c,
+        want,
+        words,
+    }
+}
+
+fn bytes_of<T>(v: &[T]) -> (u64, &[u8]) {
+    let p = v.as_ptr() as *const u8;
+    // Safety: a plain view of initialized memory.
+    (p as u64, unsafe {
+        std::slice::from_raw_parts(p, std::mem::size_of_val(v))
+    })
+}
+
+/// The readable file-backed mappings of this process (the test binary and the libraries
+/// it loaded): the code the call may run and the constants it may read.
+fn image() -> Vec<(u64, &'static [u8])> {
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
+    let mut out = vec![];
+    for line in maps.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 6 || !f[5].starts_with('/') || !f[1].starts_with('r') {
+            continue;
+        }
+        let (lo, hi) = f[0].split_once('-').unwrap();
+        let (lo, hi) = (
+            u64::from_str_radix(lo, 16).unwrap(),
+            u64::from_str_radix(hi, 16).unwrap(),
+        );
+        // Safety: a readable mapping of this process, alive while the test runs (nothing
+        // here unloads libraries).
+        out.push((lo, unsafe {
+            std::slice::from_raw_parts(lo as *const u8, (hi - lo) as usize)
+        }));
+    }
+    out
+}
+
+/// Why the emulator cannot run here, if it cannot.
+fn emulator_missing() -> Option<String> {
+    let ok = Command::new("python3")
+        .args([
+            "-c",
+            "import importlib.util, sys; sys.exit(importlib.util.find_spec('bochscpu') is None)",
+        ])
+        .status();
+    match ok {
+        Ok(s) if s.success() => None,
+        Ok(_) => Some(
+            "the bochscpu Python package is not installed (pip install bochscpu-python)".into(),
+        ),
+        Err(e) => Some(format!("python3 cannot run: {}", e)),
+    }
+}
+
+/// Run the AVX-512 entry on `s`'s call under the emulator; `s.c` receives the result.
+fn run_emulated(s: &mut Setup, tag: &str) {
+    let dir = std::env::temp_dir().join(format!("lf_avx512_{}_{}", std::process::id(), tag));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (dump, out) = (dir.join("dump"), dir.join("out"));
+    let mut buf = vec![];
+    let put = |buf: &mut Vec<u8>, x: u64| buf.extend_from_slice(&x.to_le_bytes());
+    put(&mut buf, gemm_f32_k3_avx512_entry as *const () as u64);
+    put(&mut buf, s.words.as_ptr() as u64);
+    let mut segs: Vec<(u64, &[u8], bool)> =
+        image().into_iter().map(|(a, b)| (a, b, false)).collect();
+    for (v, wb) in [(&s.a, false), (&s.b, false)] {
+        let (a, b) = bytes_of(v);
+        segs.push((a, b, wb));
+    }
+    let (wa, wb) = bytes_of(&s.words);
+    segs.push((wa, wb, false));
+    let (ca, cb) = bytes_of(&s.c);
+    segs.push((ca, cb, true));
+    put(&mut buf, segs.len() as u64);
+    for (a, b, w) in &segs {
+        put(&mut buf, *a);
+        put(&mut buf, b.len() as u64);
+        put(&mut buf, *w as u64);
+        buf.extend_from_slice(b);
+    }
+    std::fs::write(&dump, &buf).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/emulate_x86.py");
+    let o = Command::new("python3")
+        .arg(script)
+        .arg(&dump)
+        .arg(&out)
+        .output()
+        .expect("run python3");
+    assert!(
+        o.status.success(),
+        "{}: the emulator failed ({}): {}",
+        tag,
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let got = std::fs::read(&out).unwrap();
+    assert_eq!(got.len(), s.c.len() * 4, "{}", tag);
+    for (x, chunk) in s.c.iter_mut().zip(got.chunks_exact(4)) {
+        *x = f32::from_le_bytes(chunk.try_into().unwrap());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn check(s: &Setup, case: Case) {
+    for (idx, (g, w)) in s.c.iter().zip(&s.want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+            "{:?}: C[{}] = {}, want {}",
+            case,
+            idx,
+            g,
+            w
+        );
+    }
+}
+
+#[test]
+fn avx512_gemm_tiles_match_the_declared_semantics() {
+    // Row counts across the 12-row blocks and column counts across the 16- and 32-wide
+    // blocks (partial ones through masks), one and three reduction axes, packed and
+    // row-major A, C along rows or transposed, both modes.
+    let mut cases = vec![];
+    for (i, &(m, n)) in [
+        (6, 16),
+        (12, 32),
+        (1, 1),
+        (13, 33),
+        (7, 50),
+        (24, 16),
+        (5, 17),
+        (3, 64),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let k = if i % 3 == 2 { [2, 3, 4] } else { [1, 1, 5 + i] };
+        cases.push(Case {
+            m,
+            n,
+            k,
+            packed_a: i % 2 == 0,
+            c_transposed: i == 3 || i == 6,
+            accumulate: i % 4 != 1,
+        });
+    }
+    // And random ones (a fixed seed: the same cases on every run).
+    let r = values(8 * 7, 99);
+    let pick = |x: f32, hi: usize| 1 + ((x + 1.0) * 0.5 * hi as f32) as usize % hi;
+    for c in r.chunks_exact(7) {
+        cases.push(Case {
+            m: pick(c[0], 30),
+            n: pick(c[1], 70),
+            k: [pick(c[2], 2), pick(c[3], 3), pick(c[4], 9)],
+            packed_a: c[5] > 0.0,
+            c_transposed: c[6] > 0.5,
+            accumulate: c[6] > -0.3,
+        });
+    }
+    let native = is_x86_feature_detected!("avx512f");
+    if !native {
+        if let Some(why) = emulator_missing() {
+            assert!(
+                std::env::var_os("LOOPFORGE_REQUIRE_EMULATOR").is_none(),
+                "LOOPFORGE_REQUIRE_EMULATOR is set, but {}",
+                why
+            );
+            eprintln!("skipped: this CPU lacks AVX-512F and {}", why);
+            return;
+        }
+    }
+    // Under the emulator, all cases in one image would do; one call per case keeps a
+    // failure's report to its case.
+    for (i, case) in cases.into_iter().enumerate() {
+        let mut s = setup(case, 10 + i as u64);
+        if native {
+            // Safety: the words describe `s`'s live buffers; the CPU has AVX-512F.
+            unsafe { gemm_f32_k3_avx512_entry(s.words.as_ptr()) };
+        } else {
+            run_emulated(&mut s, &format!("case{}", i));
+        }
+        check(&s, case);
+    }
+}
