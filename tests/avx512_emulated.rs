@@ -1,11 +1,15 @@
-//! The AVX-512 micro-kernels of `gemm_f32` / `gemm_f32_k3` against the intrinsic's
-//! declared semantics, on random tiles: natively where the CPU has AVX-512F, else under
-//! Bochs (`scripts/emulate_x86.py`, the `bochscpu` Python package): this process writes
-//! its memory image and the call, the emulator runs the call on a CPU with AVX-512 and
-//! hands back the output tile. Skips, printing why, where neither can run.
+//! The AVX-512 paths of the CPU intrinsics (`gemm_f32` / `gemm_f32_k3`, `dot_f32`,
+//! `reduce_sum_f32`, `exp_f32`) against their declared semantics, on random operands:
+//! natively where the CPU has AVX-512F, else under Bochs (`scripts/emulate_x86.py`, the
+//! `bochscpu` Python package): this process writes its memory image and the call, the
+//! emulator runs the call on a CPU with AVX-512 and hands back the output. Skips,
+//! printing why, where neither can run (fails instead with LOOPFORGE_REQUIRE_EMULATOR).
 #![cfg(all(target_arch = "x86_64", target_os = "linux"))]
 
-use loopforge::intrinsics::gemm_f32_k3_avx512_entry;
+use loopforge::intrinsics::{
+    dot_f32_avx512_entry, exp_f32_avx512_entry, exp_f32_eval, gemm_f32_k3_avx512_entry,
+    reduce_sum_f32_avx512_entry, CpuPath,
+};
 use std::process::Command;
 
 /// One call: the operands' shapes and strides (in elements; `C`'s columns contiguous or
@@ -111,14 +115,17 @@ fn bytes_of<T>(v: &[T]) -> (u64, &[u8]) {
     })
 }
 
-/// The readable file-backed mappings of this process (the test binary and the libraries
-/// it loaded): the code the call may run and the constants it may read.
+/// The readable mappings of the test binary and the shared libraries it loaded: the code
+/// the call may run and the constants it may read.
 fn image() -> Vec<(u64, &'static [u8])> {
     let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let exe = exe.to_string_lossy();
     let mut out = vec![];
     for line in maps.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 6 || !f[5].starts_with('/') || !f[1].starts_with('r') {
+        let ours = f.len() >= 6 && (f[5] == exe || f[5].contains(".so"));
+        if !ours || !f[1].starts_with('r') {
             continue;
         }
         let (lo, hi) = f[0].split_once('-').unwrap();
@@ -152,25 +159,60 @@ fn emulator_missing() -> Option<String> {
     }
 }
 
-/// Run the AVX-512 entry on `s`'s call under the emulator; `s.c` receives the result.
-fn run_emulated(s: &mut Setup, tag: &str) {
+/// A host function's AVX-512 entry (the words of the JIT's call).
+type Entry = unsafe extern "C" fn(*const i64);
+
+/// Where the AVX-512 paths run: natively, under the emulator, or (`Err`, why) nowhere.
+fn runner() -> Result<bool, String> {
+    if std::is_x86_feature_detected!("avx512f") {
+        return Ok(true);
+    }
+    match emulator_missing() {
+        None => Ok(false),
+        Some(why) => {
+            assert!(
+                std::env::var_os("LOOPFORGE_REQUIRE_EMULATOR").is_none(),
+                "LOOPFORGE_REQUIRE_EMULATOR is set, but {}",
+                why
+            );
+            Err(format!("this CPU lacks AVX-512F and {}", why))
+        }
+    }
+}
+
+/// Call `entry(words)` on AVX-512: directly when `native`, else under the emulator with
+/// this process's image, `inputs` (the buffers the call reads, and `words`) and `out`
+/// (the buffer it writes, read back after the call).
+fn call_avx512(
+    native: bool,
+    entry: Entry,
+    words: &[i64],
+    inputs: &[&[f32]],
+    out: &mut [f32],
+    tag: &str,
+) {
+    if native {
+        // Safety: the words describe live buffers; the CPU has AVX-512F.
+        unsafe { entry(words.as_ptr()) };
+        return;
+    }
     let dir = std::env::temp_dir().join(format!("lf_avx512_{}_{}", std::process::id(), tag));
     std::fs::create_dir_all(&dir).unwrap();
-    let (dump, out) = (dir.join("dump"), dir.join("out"));
+    let (dump, result) = (dir.join("dump"), dir.join("out"));
     let mut buf = vec![];
     let put = |buf: &mut Vec<u8>, x: u64| buf.extend_from_slice(&x.to_le_bytes());
-    put(&mut buf, gemm_f32_k3_avx512_entry as *const () as u64);
-    put(&mut buf, s.words.as_ptr() as u64);
+    put(&mut buf, entry as *const () as u64);
+    put(&mut buf, words.as_ptr() as u64);
     let mut segs: Vec<(u64, &[u8], bool)> =
         image().into_iter().map(|(a, b)| (a, b, false)).collect();
-    for (v, wb) in [(&s.a, false), (&s.b, false)] {
+    for v in inputs {
         let (a, b) = bytes_of(v);
-        segs.push((a, b, wb));
+        segs.push((a, b, false));
     }
-    let (wa, wb) = bytes_of(&s.words);
+    let (wa, wb) = bytes_of(words);
     segs.push((wa, wb, false));
-    let (ca, cb) = bytes_of(&s.c);
-    segs.push((ca, cb, true));
+    let (oa, ob) = bytes_of(out);
+    segs.push((oa, ob, true));
     put(&mut buf, segs.len() as u64);
     for (a, b, w) in &segs {
         put(&mut buf, *a);
@@ -183,7 +225,7 @@ fn run_emulated(s: &mut Setup, tag: &str) {
     let o = Command::new("python3")
         .arg(script)
         .arg(&dump)
-        .arg(&out)
+        .arg(&result)
         .output()
         .expect("run python3");
     assert!(
@@ -193,9 +235,9 @@ fn run_emulated(s: &mut Setup, tag: &str) {
         o.status,
         String::from_utf8_lossy(&o.stderr)
     );
-    let got = std::fs::read(&out).unwrap();
-    assert_eq!(got.len(), s.c.len() * 4, "{}", tag);
-    for (x, chunk) in s.c.iter_mut().zip(got.chunks_exact(4)) {
+    let got = std::fs::read(&result).unwrap();
+    assert_eq!(got.len(), out.len() * 4, "{}", tag);
+    for (x, chunk) in out.iter_mut().zip(got.chunks_exact(4)) {
         *x = f32::from_le_bytes(chunk.try_into().unwrap());
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -256,28 +298,170 @@ fn avx512_gemm_tiles_match_the_declared_semantics() {
             accumulate: c[6] > -0.3,
         });
     }
-    let native = is_x86_feature_detected!("avx512f");
-    if !native {
-        if let Some(why) = emulator_missing() {
-            assert!(
-                std::env::var_os("LOOPFORGE_REQUIRE_EMULATOR").is_none(),
-                "LOOPFORGE_REQUIRE_EMULATOR is set, but {}",
-                why
-            );
-            eprintln!("skipped: this CPU lacks AVX-512F and {}", why);
-            return;
-        }
-    }
-    // Under the emulator, all cases in one image would do; one call per case keeps a
-    // failure's report to its case.
+    let native = match runner() {
+        Ok(native) => native,
+        Err(why) => return eprintln!("skipped: {}", why),
+    };
+    // One call per case: a failure's report names its case.
     for (i, case) in cases.into_iter().enumerate() {
         let mut s = setup(case, 10 + i as u64);
-        if native {
-            // Safety: the words describe `s`'s live buffers; the CPU has AVX-512F.
-            unsafe { gemm_f32_k3_avx512_entry(s.words.as_ptr()) };
-        } else {
-            run_emulated(&mut s, &format!("case{}", i));
-        }
+        let tag = format!("gemm{}", i);
+        call_avx512(
+            native,
+            gemm_f32_k3_avx512_entry,
+            &s.words,
+            &[&s.a, &s.b],
+            &mut s.c,
+            &tag,
+        );
         check(&s, case);
+    }
+}
+
+/// `dot_f32`, `reduce_sum_f32` and `exp_f32` on their AVX-512 paths: lengths around the
+/// 16-lane vectors and the 64-element steps (masked tails), strided operands (the
+/// portable fallback inside the AVX-512 entry), both modes of the reductions. `exp`
+/// agrees bit for bit with the AVX2+FMA path where this CPU has it (the same operations
+/// on wider vectors), else within the 1-ulp bound against `f64::exp`.
+#[test]
+fn avx512_dot_sum_and_exp_match_their_declarations() {
+    let native = match runner() {
+        Ok(native) => native,
+        Err(why) => return eprintln!("skipped: {}", why),
+    };
+    for (i, &(n, stride)) in [
+        (1, 1),
+        (15, 1),
+        (16, 1),
+        (17, 1),
+        (64, 1),
+        (100, 1),
+        (203, 1),
+        (37, 3),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let a = values(n * stride, 50 + i as u64);
+        let b = values(n * stride, 60 + i as u64);
+        let (dot, sum) = (0..n).fold((0f64, 0f64), |(d, s), k| {
+            let (x, y) = (a[k * stride] as f64, b[k * stride] as f64);
+            (d + x * y, s + x)
+        });
+        let mode = (i % 2) as i64; // 0 compute, 1 update (adds to the output's 0.5)
+        let base = if mode == 1 { 0.5 } else { 0.0 };
+        let mut c = vec![0.5f32];
+        let words = [
+            mode,
+            a.as_ptr() as i64,
+            b.as_ptr() as i64,
+            c.as_ptr() as i64,
+            stride as i64,
+            stride as i64,
+            n as i64,
+        ];
+        call_avx512(
+            native,
+            dot_f32_avx512_entry,
+            &words,
+            &[&a, &b],
+            &mut c,
+            &format!("dot{}", i),
+        );
+        let want = (base + dot) as f32;
+        assert!(
+            (c[0] - want).abs() <= 1e-5 * (1.0 + n as f32),
+            "dot n={} stride={}: {} want {}",
+            n,
+            stride,
+            c[0],
+            want
+        );
+        let mut c = vec![0.5f32];
+        let words = [
+            mode,
+            a.as_ptr() as i64,
+            c.as_ptr() as i64,
+            stride as i64,
+            n as i64,
+        ];
+        call_avx512(
+            native,
+            reduce_sum_f32_avx512_entry,
+            &words,
+            &[&a],
+            &mut c,
+            &format!("sum{}", i),
+        );
+        let want = (base + sum) as f32;
+        assert!(
+            (c[0] - want).abs() <= 1e-5 * (1.0 + n as f32),
+            "sum n={} stride={}: {} want {}",
+            n,
+            stride,
+            c[0],
+            want
+        );
+
+        // exp over [-104, 89] plus the special values, written with stride 2 when the
+        // input is strided.
+        let mut x: Vec<f32> = a.iter().map(|v| v * 96.0 - 7.0).collect();
+        if n > 4 {
+            x[0] = f32::NAN;
+            x[stride] = 89.0;
+            x[2 * stride] = -104.0;
+            x[3 * stride] = 0.0;
+        }
+        let sy = if stride > 1 { 2 } else { 1 };
+        let mut y = vec![-1f32; n * sy];
+        let words = [
+            0,
+            x.as_ptr() as i64,
+            y.as_ptr() as i64,
+            stride as i64,
+            sy as i64,
+            n as i64,
+        ];
+        call_avx512(
+            native,
+            exp_f32_avx512_entry,
+            &words,
+            &[&x],
+            &mut y,
+            &format!("exp{}", i),
+        );
+        let mut avx2 = vec![-1f32; n * sy];
+        let same_as_avx2 = exp_f32_eval(&x, stride, &mut avx2, sy, n, CpuPath::Avx2Fma).is_ok();
+        for k in 0..n {
+            let (xv, got) = (x[k * stride], y[k * sy]);
+            if same_as_avx2 {
+                assert_eq!(
+                    got.to_bits(),
+                    avx2[k * sy].to_bits(),
+                    "exp({}) = {}, AVX2 path {}",
+                    xv,
+                    got,
+                    avx2[k * sy]
+                );
+            }
+            let want = (xv as f64).exp() as f32;
+            if xv.is_nan() {
+                assert!(got.is_nan(), "exp(NaN) = {}", got);
+            } else {
+                let ulp = (got.to_bits() as i64 - want.to_bits() as i64).abs();
+                assert!(
+                    ulp <= 1 || want == got,
+                    "exp({}) = {}, want {} ({} ulp)",
+                    xv,
+                    got,
+                    want,
+                    ulp
+                );
+            }
+        }
+        // Elements between strided outputs are untouched.
+        for (k, v) in y.iter().enumerate().filter(|(k, _)| k % sy != 0) {
+            assert_eq!(*v, -1.0, "exp wrote y[{}]", k);
+        }
     }
 }

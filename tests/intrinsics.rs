@@ -1,30 +1,33 @@
 //! The reduction intrinsics (`dot_f32`, `reduce_sum_f32`) and the vectorized `exp_f32`:
 //! generated property tests against each one's declaration (random sizes, strides and
-//! inputs; the interpreter runs the declaration, the CPU JIT the host function), both code
-//! paths of each host function directly (the AVX2+FMA one skipped, saying why, on a CPU
-//! without it), the accuracy of `exp_f32` against `f64::exp`, the tensorized softmax
+//! inputs; the interpreter runs the declaration, the CPU JIT the host function), each code
+//! path of each host function directly (a SIMD one skipped, saying why, on a CPU without
+//! it; the AVX-512 ones also run under an emulator in `tests/avx512_emulated.rs`), the accuracy of `exp_f32` against `f64::exp`, the tensorized softmax
 //! schedule, and the errors.
 
 mod common;
 use common::*;
 use loopforge::intrinsics::{
-    dot_f32, dot_f32_eval, exp_f32, exp_f32_eval, has_avx2_fma, reduce_sum_f32,
-    reduce_sum_f32_eval, CpuPath,
+    dot_f32, dot_f32_eval, exp_f32, exp_f32_eval, reduce_sum_f32, reduce_sum_f32_eval, CpuPath,
 };
 use loopforge::prelude::*;
 use loopforge::schedules::{softmax_rows, softmax_rows_tensorized};
 
-/// The code paths to test here; prints why the SIMD one is skipped where it is.
+/// The code paths to test here; prints why a SIMD one is skipped where it is (the
+/// AVX-512 paths are also tested under an emulator: `tests/avx512_emulated.rs`).
 fn paths(what: &str) -> Vec<CpuPath> {
-    if has_avx2_fma() {
-        vec![CpuPath::Avx2Fma, CpuPath::Portable]
-    } else {
-        println!(
-            "{}: skipping the AVX2+FMA path: this CPU lacks AVX2 or FMA (the portable path is tested)",
-            what
-        );
-        vec![CpuPath::Portable]
+    let mut out = vec![];
+    for (path, name) in [
+        (CpuPath::Avx512, "AVX-512F"),
+        (CpuPath::Avx2Fma, "AVX2+FMA"),
+    ] {
+        match path.check() {
+            Ok(()) => out.push(path),
+            Err(e) => println!("{}: skipping the {} path: {}", what, name, e),
+        }
     }
+    out.push(CpuPath::Portable);
+    out
 }
 
 fn targets() -> [Target; 2] {
@@ -274,6 +277,16 @@ fn exp_accuracy_against_f64() {
         }
     }
     assert!(exp_f32_eval(&[1.0; 4], 1, &mut [0.0; 2], 1, 3, CpuPath::Portable).is_err());
+    // A SIMD path this CPU lacks is a typed error naming the feature.
+    for (path, feature) in [(CpuPath::Avx512, "AVX-512F"), (CpuPath::Avx2Fma, "AVX2")] {
+        if path.check().is_err() {
+            let e = exp_f32_eval(&[1.0; 4], 1, &mut [0.0; 4], 1, 4, path).unwrap_err();
+            assert!(matches!(e, Error::Target(_)), "{:?}", e);
+            assert!(e.to_string().contains(feature), "{}", e);
+            let e = dot_f32_eval(&[1.0; 4], 1, &[1.0; 4], 1, 4, path).unwrap_err();
+            assert!(e.to_string().contains(feature), "{}", e);
+        }
+    }
 }
 
 /// `Y[i, j] = exp(X[.., ..])` with `X` read along its rows or columns and `Y` contiguous,

@@ -120,6 +120,7 @@ fn a_packed_panel_select_split_off_the_last_row_block() {
     let args = [a, b, c.clone()];
     let g = GemmBlocking {
         mr: 6,
+        nr: 16,
         mc: 12,
         nc: 16,
         kc: 8,

@@ -456,6 +456,48 @@ fn library_tensorized_matmul_schedule() {
 }
 
 #[test]
+fn avx512_blocking_of_the_tensorized_matmul() {
+    // On an AVX-512 CPU the register tile is 12 x 32 (B packed in 32-column micro-panels,
+    // kc at most 128) where 32 divides the columns, else the AVX2 tile 6 x 16. The
+    // schedule is the same on every CPU (only the micro-kernel differs), so it is checked
+    // here whatever this CPU has: rows that 12 does not divide (partial tiles and a
+    // partial last row block), several column blocks and reduction slices, two threads.
+    let g = schedules::GemmBlocking::for_shape_on(1024, 1024, 1024, 1, true).unwrap();
+    assert_eq!((g.mr, g.nr, g.kc, g.mc % 12), (12, 32, 128, 0), "{:?}", g);
+    let g = schedules::GemmBlocking::for_shape_on(100, 48, 64, 1, true).unwrap();
+    assert_eq!((g.mr, g.nr), (6, 16), "{:?}", g);
+    for (m, n, k, threads) in [(50, 64, 300, 1), (29, 96, 40, 2)] {
+        let (a, b, c) = matmul(m, n, k);
+        let args = [a, b, c.clone()];
+        let mut g =
+            schedules::GemmBlocking::for_shape_on(m as i64, n as i64, k as i64, threads, true)
+                .unwrap();
+        g.nc = 32;
+        g.mc = 24;
+        let s = schedules::matmul_cpu_tensorized_with(&c, g).unwrap();
+        let text = lower(&s, &args).unwrap().to_string();
+        assert!(
+            text.contains(&format!("gemm_f32_12x32x{}", g.kc)),
+            "{}",
+            text
+        );
+        check_against_unscheduled(
+            &s,
+            &args,
+            &[c.clone()],
+            3,
+            &format!("12x32 tiles, {}x{}x{}", m, n, k),
+        );
+    }
+    let (_, _, c) = matmul(24, 64, 8);
+    let g = schedules::GemmBlocking::for_shape_on(24, 64, 8, 1, true).unwrap();
+    let e = schedules::matmul_cpu_tensorized_with(&c, schedules::GemmBlocking { nr: 24, ..g })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nr = 24"), "{}", e);
+}
+
+#[test]
 fn blocked_tensorized_matmul_several_blocks() {
     // Two column blocks (parallel), three row blocks, three reduction slices: every packed
     // panel is refilled, and the second slice onwards accumulates (mode update).
@@ -463,6 +505,7 @@ fn blocked_tensorized_matmul_several_blocks() {
     let args = [a, b, c.clone()];
     let g = schedules::GemmBlocking {
         mr: 6,
+        nr: 16,
         mc: 12,
         nc: 32,
         kc: 20,
@@ -509,6 +552,7 @@ fn blocked_tensorized_matmul_several_blocks() {
     let args100 = [a, b, c100.clone()];
     let g100 = schedules::GemmBlocking {
         mr: 6,
+        nr: 16,
         mc: 24,
         nc: 16,
         kc: 8,

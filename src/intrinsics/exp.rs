@@ -16,9 +16,11 @@
 //! on the AVX2+FMA path, 8.0e-8 on the portable one); `exp(x)` is infinity for
 //! `x > 88.7228` (ln of the largest f32), 0 below about -103.97, NaN for NaN.
 //!
-//! CPU implementation: with AVX2 and FMA (detected at run time) eight lanes at a time
-//! (strided operands gathered and scattered through a lane buffer, the tail padded), so
-//! every element takes the same vector path; otherwise the same algorithm in scalar code
+//! CPU implementation: with AVX-512F (detected at run time) sixteen lanes at a time (the
+//! tail of unit-stride operands through a mask), else with AVX2 and FMA eight (strided
+//! operands gathered and scattered through a lane buffer, the tail padded), so every
+//! element takes the same vector path (the same operations on every path: the AVX-512
+//! one gives the AVX2 one's results bit for bit); otherwise the same algorithm in scalar code
 //! (plain multiply and add).
 
 use super::{CpuImpl, CpuPath, TensorIntrin};
@@ -70,12 +72,15 @@ pub fn exp_f32(n: i64) -> Result<Arc<TensorIntrin>> {
 extern "C" fn exp_entry(args: *const i64) {
     // Safety: the JIT passes [mode, x, y, sx, sy, n] (mode is always compute: no
     // reduction), for views that bounds inference keeps inside their buffers.
+    unsafe { exp_words(args, CpuPath::best()) }
+}
+
+/// `exp_f32`'s host function on `path`.
+///
+/// # Safety
+/// As `exp_entry`'s words; the CPU must run `path`.
+unsafe fn exp_words(args: *const i64, path: CpuPath) {
     let w = unsafe { std::slice::from_raw_parts(args, 6) };
-    let path = if super::has_avx2_fma() {
-        CpuPath::Avx2Fma
-    } else {
-        CpuPath::Portable
-    };
     unsafe {
         exp_views(
             w[1] as *const f32,
@@ -88,10 +93,25 @@ extern "C" fn exp_entry(args: *const i64) {
     };
 }
 
+/// `exp_f32`'s host function on the AVX-512 path, without feature detection: for tests
+/// that run it under an emulator where the CPU lacks AVX-512.
+///
 /// # Safety
-/// The views must be valid for `n` elements; `path` must be `Portable` unless the CPU has
-/// AVX2 and FMA.
+/// As the host function's words; the CPU (or emulator) must have AVX-512F.
+#[doc(hidden)]
+#[cfg(target_arch = "x86_64")]
+pub unsafe extern "C" fn exp_f32_avx512_entry(args: *const i64) {
+    unsafe { exp_words(args, CpuPath::Avx512) }
+}
+
+/// # Safety
+/// The views must be valid for `n` elements; the CPU must run `path`.
 unsafe fn exp_views(x: *const f32, sx: isize, y: *mut f32, sy: isize, n: usize, path: CpuPath) {
+    #[cfg(target_arch = "x86_64")]
+    if path == CpuPath::Avx512 {
+        unsafe { exp_avx512(x, sx, y, sy, n) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if path == CpuPath::Avx2Fma {
         unsafe { exp_avx2(x, sx, y, sy, n) };
@@ -183,9 +203,72 @@ unsafe fn exp_avx2(x: *const f32, sx: isize, y: *mut f32, sy: isize, n: usize) {
     }
 }
 
+/// `exp8` on 16 lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn exp16(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
+    let xc = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(HI)), _mm512_set1_ps(LO));
+    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+        _mm512_mul_ps(xc, _mm512_set1_ps(LOG2E)),
+    );
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), xc);
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+    let z = _mm512_mul_ps(r, r);
+    let mut p = _mm512_set1_ps(P[0]);
+    for c in &P[1..] {
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(*c));
+    }
+    let e = _mm512_add_ps(_mm512_fmadd_ps(p, z, r), _mm512_set1_ps(1.0));
+    let ni = _mm512_cvtps_epi32(n);
+    let n1 = _mm512_srai_epi32::<1>(ni);
+    let n2 = _mm512_sub_epi32(ni, n1);
+    let bias = _mm512_set1_epi32(127);
+    let s1 = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(n1, bias)));
+    let s2 = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(n2, bias)));
+    let out = _mm512_mul_ps(_mm512_mul_ps(e, s1), s2);
+    _mm512_mask_blend_ps(nan, out, x)
+}
+
+/// 16 lanes at a time; unit strides load and store the last 1 to 15 through a mask,
+/// strided operands go through a lane buffer (as `exp_avx2`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn exp_avx512(x: *const f32, sx: isize, y: *mut f32, sy: isize, n: usize) {
+    use std::arch::x86_64::*;
+    let mut i = 0;
+    if sx == 1 && sy == 1 {
+        while i < n {
+            let m = ((1u32 << (n - i).min(16)) - 1) as __mmask16;
+            let v = unsafe { exp16(_mm512_maskz_loadu_ps(m, x.add(i))) };
+            unsafe { _mm512_mask_storeu_ps(y.add(i), m, v) };
+            i += 16;
+        }
+        return;
+    }
+    let mut lanes = [0f32; 16];
+    while i < n {
+        let m = (n - i).min(16);
+        for (l, v) in lanes.iter_mut().enumerate() {
+            *v = if l < m {
+                unsafe { *x.offset((i + l) as isize * sx) }
+            } else {
+                0.0
+            };
+        }
+        let v = unsafe { exp16(_mm512_loadu_ps(lanes.as_ptr())) };
+        unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), v) };
+        for (l, v) in lanes.iter().enumerate().take(m) {
+            unsafe { *y.offset((i + l) as isize * sy) = *v };
+        }
+        i += m;
+    }
+}
+
 /// The host function's computation of `exp_f32` on slices (`n` elements with the given
-/// strides) through the chosen code path; what the tests measure. `Avx2Fma` is an error
-/// on a CPU without those features.
+/// strides) through the chosen code path; what the tests measure. A path this CPU does
+/// not run is an error.
 pub fn exp_f32_eval(
     x: &[f32],
     sx: usize,
@@ -194,11 +277,7 @@ pub fn exp_f32_eval(
     n: usize,
     path: CpuPath,
 ) -> Result<()> {
-    if path == CpuPath::Avx2Fma && !super::has_avx2_fma() {
-        return Err(Error::Target(
-            "this CPU lacks AVX2 or FMA: only the portable path runs here".into(),
-        ));
-    }
+    path.check()?;
     for (what, len, s) in [("x", x.len(), sx), ("y", y.len(), sy)] {
         if n > 0 && (s == 0 || (n - 1) * s >= len) {
             return Err(Error::Argument(format!(

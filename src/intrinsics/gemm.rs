@@ -180,7 +180,7 @@ extern "C" fn gemm_f32_entry(args: *const i64) {
         && call.sa[0] == 1
         && call.sb[3] == 1
         && call.sc[1] == 1
-        && !avx512f()
+        && !super::has_avx512f()
         && avx2_fma()
     {
         return unsafe { kernel_rx16::<6, true, false>(&call, 0, 0, 16) };
@@ -217,7 +217,7 @@ extern "C" fn gemm_f32_k3_entry(args: *const i64) {
 unsafe fn run(c: &Call) {
     #[cfg(target_arch = "x86_64")]
     if c.sb[3] == 1 {
-        if avx512f() {
+        if super::has_avx512f() {
             return unsafe { with_row_major_c(c, run_avx512) };
         }
         if avx2_fma() {
@@ -509,17 +509,6 @@ unsafe fn kernel_rx16<const R: usize, const UNIT_A: bool, const MASKED: bool>(
         store(pc(r), m0, row[0]);
         store(unsafe { pc(r).add(8) }, m1, row[1]);
     }
-}
-
-/// Whether the AVX-512 micro-kernels run here (AVX-512F detected, and not turned off by
-/// `LOOPFORGE_NO_AVX512`, which leaves the AVX2 ones).
-#[cfg(target_arch = "x86_64")]
-fn avx512f() -> bool {
-    use std::sync::OnceLock;
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| {
-        is_x86_feature_detected!("avx512f") && std::env::var_os("LOOPFORGE_NO_AVX512").is_none()
-    })
 }
 
 /// The AVX-512 tiling: columns in blocks of 32 (two 512-bit vectors per row; a last block

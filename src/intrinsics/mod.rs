@@ -36,12 +36,16 @@ mod wmma;
 
 pub use dot::{dot_f32, dot_f32_eval, reduce_sum_f32, reduce_sum_f32_eval};
 pub use exp::{exp_f32, exp_f32_eval};
-#[cfg(target_arch = "x86_64")]
-#[doc(hidden)]
-pub use gemm::gemm_f32_k3_avx512_entry;
 pub use gemm::{gemm_f32, gemm_f32_k3};
 pub(crate) use reference::reference_stmt;
 pub use wmma::{wmma_load_a, wmma_load_b, wmma_mma, wmma_store};
+#[cfg(target_arch = "x86_64")]
+#[doc(hidden)]
+pub use {
+    dot::{dot_f32_avx512_entry, reduce_sum_f32_avx512_entry},
+    exp::exp_f32_avx512_entry,
+    gemm::gemm_f32_k3_avx512_entry,
+};
 
 use crate::error::{Error, Result};
 use crate::te::{OpKind, Tensor};
@@ -58,6 +62,8 @@ pub type CpuIntrinFn = extern "C" fn(args: *const i64);
 /// A code path of a CPU implementation (host functions pick the best one the CPU has).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CpuPath {
+    /// 512-bit AVX-512F (x86-64, detected at run time: [`has_avx512f`]).
+    Avx512,
     /// 256-bit AVX2 with FMA (x86-64, detected at run time).
     Avx2Fma,
     /// Plain Rust, any CPU.
@@ -74,6 +80,54 @@ pub fn has_avx2_fma() -> bool {
     #[cfg(not(target_arch = "x86_64"))]
     {
         false
+    }
+}
+
+/// Whether the AVX-512 micro-kernels run on this CPU: AVX-512F detected (once; false off
+/// x86-64), unless the environment variable `LOOPFORGE_NO_AVX512` is set (which keeps the
+/// AVX2 ones, and the schedules' AVX2 tiles).
+pub fn has_avx512f() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| {
+            is_x86_feature_detected!("avx512f") && std::env::var_os("LOOPFORGE_NO_AVX512").is_none()
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+impl CpuPath {
+    /// The best path this CPU runs.
+    pub fn best() -> CpuPath {
+        if has_avx512f() {
+            CpuPath::Avx512
+        } else if has_avx2_fma() {
+            CpuPath::Avx2Fma
+        } else {
+            CpuPath::Portable
+        }
+    }
+
+    /// Whether this CPU runs `self`, else a typed error saying what it lacks (for the
+    /// `*_eval` functions).
+    pub fn check(self) -> Result<()> {
+        let (ok, lacks) = match self {
+            CpuPath::Avx512 => (has_avx512f(), "AVX-512F (or LOOPFORGE_NO_AVX512 is set)"),
+            CpuPath::Avx2Fma => (has_avx2_fma(), "AVX2 or FMA"),
+            CpuPath::Portable => (true, ""),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Target(format!(
+                "this CPU lacks {}: the {:?} path cannot run here",
+                lacks, self
+            )))
+        }
     }
 }
 

@@ -209,13 +209,16 @@ pub(crate) fn register_tile(s: &mut Schedule, cl: &Tensor, k_unroll: i64) -> Res
 /// `mc x nc` blocks over `kc`-long slices of the reduction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GemmBlocking {
-    /// Rows of the register tile (6 or 4 for the AVX2 micro-kernel).
+    /// Rows of the register tile (4 or 6 for the AVX2 micro-kernel, 12 for AVX-512).
     pub mr: i64,
+    /// Columns of the register tile: 16 (AVX2) or 32 (AVX-512), the width of `B`'s packed
+    /// micro-panels.
+    pub nr: i64,
     /// Rows of `A` packed together (a multiple of `mr`; the `mc x kc` block stays in L2).
     pub mc: i64,
-    /// Columns of `B` packed together (a multiple of 16; the `kc x nc` panel stays in L3).
+    /// Columns of `B` packed together (a multiple of `nr`; the `kc x nc` panel stays in L3).
     pub nc: i64,
-    /// Length of a reduction slice (one `kc x 16` micro-panel of `B` stays in L1).
+    /// Length of a reduction slice (one `kc x nr` micro-panel of `B` stays in L1).
     pub kc: i64,
     /// Threads of the parallel loop (1: serial).
     pub threads: usize,
@@ -228,9 +231,18 @@ pub struct GemmBlocking {
 
 impl GemmBlocking {
     /// The blocking used by [`matmul_cpu_tensorized`] for an `m x n` result over a
-    /// reduction of `k`, on `threads` threads: `mr` 6 (the micro-kernel's widest tile),
-    /// `kc` the largest divisor of `k` up to 256, `nc` the largest multiple of 16 dividing
-    /// `n` up to 4096, and `mc`:
+    /// reduction of `k`, on `threads` threads, for this CPU
+    /// ([`GemmBlocking::for_shape_on`] with AVX-512 where
+    /// [`has_avx512f`](crate::intrinsics::has_avx512f)).
+    pub fn for_shape(m: i64, n: i64, k: i64, threads: usize) -> Option<GemmBlocking> {
+        GemmBlocking::for_shape_on(m, n, k, threads, crate::intrinsics::has_avx512f())
+    }
+
+    /// The blocking for an `m x n` result over a reduction of `k`, on `threads` threads:
+    /// the register tile `mr x nr` 6 x 16 (the AVX2 micro-kernel's widest), or with
+    /// `avx512` where 32 divides `n`, 12 x 32 (twelve rows of two 512-bit vectors); `kc`
+    /// the largest divisor of `k` up to `4096 / nr` (a `kc x nr` micro-panel of `B` in 16
+    /// KiB of L1), `nc` the largest multiple of `nr` dividing `n` up to 4096, and `mc`:
     /// - on one thread, the largest multiple of `mr` up to 144 that divides `m` (else 144,
     ///   or `m` rounded up to whole tiles if smaller: the last row block and its last tile
     ///   are then partial);
@@ -241,18 +253,28 @@ impl GemmBlocking {
     ///   threads, else the column blocks do, `nc` then at most `n / threads`.
     ///
     /// `None` when `n` is not a multiple of 16.
-    pub fn for_shape(m: i64, n: i64, k: i64, threads: usize) -> Option<GemmBlocking> {
-        let mr = 6;
+    pub fn for_shape_on(
+        m: i64,
+        n: i64,
+        k: i64,
+        threads: usize,
+        avx512: bool,
+    ) -> Option<GemmBlocking> {
         if n % 16 != 0 || k < 1 || m < 1 {
             return None;
         }
+        let (mr, nr) = if avx512 && n % 32 == 0 {
+            (12, 32)
+        } else {
+            (6, 16)
+        };
         let largest = |limit: i64, step: i64, of: i64| {
             (1..=limit / step)
                 .rev()
                 .map(|q| q * step)
                 .find(|d| of % d == 0)
         };
-        let kc = largest(256.min(k), 1, k).unwrap_or(1);
+        let kc = largest((4096 / nr).min(k), 1, k).unwrap_or(1);
         // Whole row blocks where a multiple of `mr` divides `m`; else 144 rows (or all of
         // them, rounded up to whole tiles), the last block partial.
         let serial_mc =
@@ -276,10 +298,11 @@ impl GemmBlocking {
             Some(mc) if t > 1 => (mc, true),
             _ => (serial_mc, false),
         };
-        let per_thread = if parallel_rows { n } else { (n / t).max(16) };
-        let nc = largest(per_thread.min(4096), 16, n).unwrap_or(16);
+        let per_thread = if parallel_rows { n } else { (n / t).max(nr) };
+        let nc = largest(per_thread.min(4096), nr, n).unwrap_or(nr);
         Some(GemmBlocking {
             mr,
+            nr,
             mc,
             nc,
             kc,
@@ -290,8 +313,8 @@ impl GemmBlocking {
 }
 
 /// The CPU matmul schedule with its register tile tensorized by
-/// [`gemm_f32`](crate::intrinsics::gemm_f32) (an AVX2+FMA micro-kernel where the CPU has
-/// it), cache-blocked as BLIS does, with the blocking of [`GemmBlocking::for_shape`].
+/// [`gemm_f32`](crate::intrinsics::gemm_f32) (an AVX-512 or AVX2+FMA micro-kernel where the
+/// CPU has one), cache-blocked as BLIS does, with the blocking of [`GemmBlocking::for_shape`].
 /// Needs the columns to be a multiple of 16 (a typed error otherwise); any row count.
 pub fn matmul_cpu_tensorized(c: &Tensor, threads: usize) -> Result<Schedule> {
     let (m, n, k) = matmul_sizes(c)?;
@@ -338,14 +361,14 @@ fn matmul_sizes(c: &Tensor) -> Result<(i64, i64, i64)> {
 /// [`matmul_cpu_tensorized`] with explicit blocking. Loops, outermost first (BLIS's
 /// five loops around the micro-kernel): `jc` (column blocks of `nc`, parallel when
 /// `threads > 1` and not `parallel_rows`), `pc` (reduction slices of `kc`; `B`'s `kc x
-/// nc` panel packed into `B.global` here, as `nc / 16` contiguous `kc x 16`
+/// nc` panel packed into `B.global` here, as `nc / nr` contiguous `kc x nr`
 /// micro-panels, those in parallel with `parallel_rows`), `ic` (row blocks of `mc`,
 /// parallel with `parallel_rows`; `A`'s `mc x kc` block packed into `A.global`, `mr`
-/// rows interleaved), `jr` (16
-/// columns), `ir` (`mr` rows), then the `mr x 16 x kc` tile, tensorized. `nc` and `kc`
-/// must divide their extents (`16 | nc`) and `mc` be a multiple of `mr`; neither need
-/// divide the rows: the last row block is then partial, `A.global` padded with zero
-/// rows, and the micro-kernel called with the rows that remain (a partial tile).
+/// rows interleaved), `jr` (`nr` columns), `ir` (`mr` rows), then the `mr x nr x kc`
+/// tile, tensorized. `nc` and `kc` must divide their extents (`nr | nc`) and `mc` be a
+/// multiple of `mr`; neither need divide the rows: the last row block is then partial,
+/// `A.global` padded with zero rows, and the micro-kernel called with the rows that
+/// remain (a partial tile).
 pub fn matmul_cpu_tensorized_with(c: &Tensor, g: GemmBlocking) -> Result<Schedule> {
     let (_, n, k) = matmul_sizes(c)?;
     let check = |what: &str, v: i64, of: i64, unit: i64| {
@@ -358,10 +381,10 @@ pub fn matmul_cpu_tensorized_with(c: &Tensor, g: GemmBlocking) -> Result<Schedul
             Ok(())
         }
     };
-    if g.mr != 4 && g.mr != 6 {
+    if ![4, 6, 12].contains(&g.mr) || ![16, 32].contains(&g.nr) {
         return Err(tensorized_err(format!(
-            "mr = {}: the micro-kernels are 4 or 6 rows",
-            g.mr
+            "mr = {}, nr = {}: the register tiles are 4, 6 or 12 rows of 16 or 32 columns",
+            g.mr, g.nr
         )));
     }
     if g.mc < g.mr || g.mc % g.mr != 0 {
@@ -370,7 +393,7 @@ pub fn matmul_cpu_tensorized_with(c: &Tensor, g: GemmBlocking) -> Result<Schedul
             g.mc, g.mr
         )));
     }
-    check("nc", g.nc, n, 16)?;
+    check("nc", g.nc, n, g.nr)?;
     check("kc", g.kc, k, 1)?;
     let mut s = create_schedule(&[c.clone()])?;
     let inputs = c.op.input_tensors();
@@ -388,7 +411,7 @@ pub fn matmul_cpu_tensorized_with(c: &Tensor, g: GemmBlocking) -> Result<Schedul
     let [i, j] = s.axes2(c)?;
     let kx = s.reduce_axes(c)?.remove(0);
     let (jc, jrest) = s.split(c, &j, g.nc)?;
-    let (jr, ji) = s.split(c, &jrest, 16)?;
+    let (jr, ji) = s.split(c, &jrest, g.nr)?;
     let (ic, irest) = s.split(c, &i, g.mc)?;
     let (ir, ii) = s.split(c, &irest, g.mr)?;
     let (pc, ki) = s.split(c, &kx, g.kc)?;
@@ -401,10 +424,10 @@ pub fn matmul_cpu_tensorized_with(c: &Tensor, g: GemmBlocking) -> Result<Schedul
         }
     }
     // Packed layouts: A's block as [mc / mr][kc][mr] (the mr values of one step of the
-    // reduction side by side), B's panel as [nc / 16][kc][16] (each micro-panel one
+    // reduction side by side), B's panel as [nc / nr][kc][nr] (each micro-panel one
     // contiguous run).
     panels(&mut s, &ap, 0, g.mr)?;
-    panels(&mut s, &bp, 1, 16)?;
+    panels(&mut s, &bp, 1, g.nr)?;
     s.compute_at(&bp, c, &pc)?;
     s.compute_at(&ap, c, &ic)?;
     let [b_panels, _, b16] = s.axes3(&bp)?;
@@ -413,6 +436,6 @@ pub fn matmul_cpu_tensorized_with(c: &Tensor, g: GemmBlocking) -> Result<Schedul
         // The shared panel of B, packed by every thread (its micro-panels in parallel).
         s.parallel(&bp, &b_panels)?;
     }
-    s.tensorize(c, &ii, &crate::intrinsics::gemm_f32(g.mr, 16, g.kc)?)?;
+    s.tensorize(c, &ii, &crate::intrinsics::gemm_f32(g.mr, g.nr, g.kc)?)?;
     Ok(s)
 }
