@@ -528,6 +528,10 @@ fn dense_with_and_without_bias_and_matmul() {
         (8, 32, 3),
         (1, 512, 300),
         (3, 40, 24),
+        // On the micro-kernel (16+ rows, columns a multiple of 16): partial tiles and
+        // row blocks, two reduction slices (300 = 2 x 150).
+        (37, 40, 48),
+        (20, 300, 32),
     ] {
         let mut g = Graph::new();
         let x = g.input("x", &[m, k], DType::F32).unwrap();
@@ -589,6 +593,55 @@ fn dense_of_a_few_rows_is_dot_products_and_small_kernels_stay_serial() {
     // A batch of 8 keeps the register-blocked matmul.
     let ir = build(8, 512, 300).kernel(0).lowered().to_string();
     assert!(!ir.contains("dot_f32") && ir.contains("parallel"), "{}", ir);
+}
+
+#[test]
+fn dense_and_matmul_of_many_rows_run_on_the_micro_kernel() {
+    // 16+ rows and columns a multiple of 16: the BLIS schedule around `gemm_f32`, dense's
+    // weight transpose packed into `B` (no `wt` stage), the bias and ReLU fused into one
+    // loop over the output; fewer rows or other columns keep the register-blocked loops.
+    let build = |m: usize, k: usize, n: usize, threads: usize| {
+        let mut g = Graph::new();
+        let x = g.input("x", &[m, k], DType::F32).unwrap();
+        let w = g.param("w", &[n, k]).unwrap();
+        let b = g.param("b", &[n]).unwrap();
+        let y = g.dense("fc", x, w, Some(b)).unwrap();
+        let y = g.relu("act", y).unwrap();
+        let bm = g.param("bm", &[n, n]).unwrap();
+        let z = g.matmul("mm", y, bm).unwrap();
+        g.output(z).unwrap();
+        let (wa, ba, bma) = (rnd(&[n, k], 2), rnd(&[n], 3), rnd(&[n, n], 4));
+        let ps = params(&[("w", &wa), ("b", &ba), ("bm", &bma)]);
+        let model = graph_runtime::build(&g, Target::cpu(), &ps, threads).unwrap();
+        let xa = rnd(&[m, k], 1);
+        let mut ex = model.executor();
+        ex.set_input("x", xa.clone()).unwrap();
+        ex.run().unwrap();
+        let h = dense_ref(&T::of(&xa), &T::of(&wa), Some(&T::of(&ba))).map(|v| v.max(0.0));
+        let want = matmul_ref(&h, &T::of(&bma));
+        assert_close(
+            ex.get_output(0).unwrap(),
+            &want,
+            &format!("{}x{}x{}", m, k, n),
+        );
+        let irs: Vec<String> = (0..model.num_kernels())
+            .map(|i| model.kernel(i).lowered().to_string())
+            .collect();
+        irs
+    };
+    for threads in [1, 2] {
+        let irs = build(40, 72, 48, threads);
+        assert!(irs.iter().all(|ir| ir.contains("gemm_f32_")), "{:#?}", irs);
+        assert!(
+            irs.iter().all(|ir| !ir.contains("produce wt\n")),
+            "{:#?}",
+            irs
+        );
+    }
+    let irs = build(8, 72, 48, 1);
+    assert!(irs.iter().all(|ir| !ir.contains("gemm_f32_")), "{:#?}", irs);
+    let irs = build(40, 72, 20, 1);
+    assert!(irs.iter().all(|ir| !ir.contains("gemm_f32_")), "{:#?}", irs);
 }
 
 #[test]

@@ -2,7 +2,12 @@
 //!
 //! - dense with fewer than 4 rows: a `dot_f32` call per output element (the weight read
 //!   in place, rows contiguous), output columns in parallel chunks.
-//! - dense / matmul: the register-blocked matmul of [`crate::schedules::matmul_cpu_with`]
+//! - dense / matmul (f32, with their fused epilogue) of at least [`GEMM_TENSORIZED_ROWS`]
+//!   rows and columns a multiple of 16: the BLIS schedule of
+//!   [`crate::schedules::matmul_cpu_tensorized`] on the `gemm_f32` micro-kernel (dense's
+//!   weight transpose inlined into the packing of `B`), the epilogue one vectorized loop
+//!   over the output.
+//! - other dense / matmul: the register-blocked matmul of [`crate::schedules::matmul_cpu_with`]
 //!   with `mm_config`'s knobs (an `mr x nr` accumulator tile in registers, vectorized
 //!   along the output columns, `A` not packed, no column blocks);
 //!   dense computes the transposed weight panel of each column block at that block
@@ -78,6 +83,9 @@ fn is_reduction(s: &Schedule, name: &str) -> Result<bool> {
 /// computed inside the loop nest of the epilogue's output stage (conv2d, dense, matmul) or
 /// at root (other reductions); elementwise and injective stages are inlined into `out`.
 pub fn default_schedule(op: &Op, out: &Tensor, threads: usize) -> Result<Schedule> {
+    if let Some(s) = gemm_tensorized(op, out, threads) {
+        return Ok(s);
+    }
     if let Some(cfg) = default_config(op, out, threads) {
         let s = tuned_schedule(op, out, threads, &cfg);
         // A convolution the micro-kernel cannot take after all falls back to the loops.
@@ -346,6 +354,7 @@ pub fn default_config(op: &Op, out: &Tensor, threads: usize) -> Option<TunedConf
             }
             Some(TunedConfig::Conv2d(ConvConfig::for_shape(&shape, threads)))
         }
+        Op::MatMul | Op::Dense if gemm_tensorized(op, out, threads).is_some() => None,
         Op::MatMul if is_reduction_tensor(out) => {
             mm_config(sh[0], sh[1], default_k_unroll(out), threads).map(TunedConfig::Matmul)
         }
@@ -583,6 +592,63 @@ fn epilogue(s: &mut Schedule, out: &Tensor, mm: &Tensor, threads: usize) -> Resu
         }
     }
     injective(s, out, threads)
+}
+
+/// Matmul and dense layers (with their fused epilogue) of at least this many rows run on
+/// the `gemm_f32` micro-kernel where the columns allow it ([`gemm_tensorized`]).
+pub(crate) const GEMM_TENSORIZED_ROWS: usize = 16;
+
+/// Matmul or dense (`op`, with its fused epilogue) computing `out` on the `gemm_f32`
+/// micro-kernel, cache-blocked as [`crate::schedules::matmul_cpu_tensorized`] does
+/// (dense's weight transpose inlined into the packing of `B`), the epilogue inlined
+/// into one vectorized loop over the output. `None` where that does not apply: not f32,
+/// fewer than [`GEMM_TENSORIZED_ROWS`] rows, columns not a multiple of 16, or sizes
+/// that are not constant (the register-blocked template then runs).
+fn gemm_tensorized(op: &Op, out: &Tensor, threads: usize) -> Option<Schedule> {
+    if !matches!(anchor(op), Op::MatMul | Op::Dense) || out.dtype() != crate::te::DType::F32 {
+        return None;
+    }
+    let mm = main_reduction(out)?;
+    let [m, n] = <[i64; 2]>::try_from(
+        mm.shape()
+            .iter()
+            .map(|d| d.as_int())
+            .collect::<Option<Vec<_>>>()?,
+    )
+    .ok()?;
+    let k = match mm.op.reduce_axis().as_slice() {
+        [r] => r.extent.as_int()?,
+        _ => return None,
+    };
+    if m < GEMM_TENSORIZED_ROWS as i64 || mm.dtype() != crate::te::DType::F32 {
+        return None;
+    }
+    let threads = effective_threads(out, threads);
+    let g = crate::schedules::GemmBlocking::for_shape(m, n, k, threads)?;
+    let wt = input_named(&mm, "wt");
+    let build = || -> Result<Schedule> {
+        let mut s = create_schedule(&[out.clone()])?;
+        // The epilogue's elementwise stages inlined into `out` (before the blocking adds
+        // its packing stages).
+        for name in stage_names(&s) {
+            if name != out.op.name
+                && name != mm.op.name
+                && name != "wt"
+                && !is_reduction(&s, &name)?
+            {
+                s.compute_inline(name.as_str())?;
+            }
+        }
+        crate::schedules::gemm_blis(&mut s, &mm, g, wt.is_some())?;
+        if let Some(wt) = &wt {
+            s.compute_inline(wt)?;
+        }
+        if !mm.same_as(out) {
+            injective(&mut s, out, threads)?;
+        }
+        Ok(s)
+    };
+    build().ok()
 }
 
 /// Dense, dense with a bias and matmul or dense followed by a fused epilogue: the product

@@ -396,6 +396,22 @@ pub fn matmul_cpu_tensorized_with(c: &Tensor, g: GemmBlocking) -> Result<Schedul
     check("nc", g.nc, n, g.nr)?;
     check("kc", g.kc, k, 1)?;
     let mut s = create_schedule(&[c.clone()])?;
+    gemm_blis(&mut s, c, g, false)?;
+    Ok(s)
+}
+
+/// The schedule of [`matmul_cpu_tensorized_with`] applied to the stage `c` of `s` (a
+/// product `c[i, j] = sum_k a[i, k] * b[k, j]` of two tensors, the blocking already
+/// checked against its sizes). `b_transposed`: `b` reads its source along columns (a
+/// dense layer's inlined weight transpose), so `B`'s packing copies a step's `nr` values
+/// one by one (unrolled) instead of as vectors.
+pub(crate) fn gemm_blis(
+    s: &mut Schedule,
+    c: &Tensor,
+    g: GemmBlocking,
+    b_transposed: bool,
+) -> Result<()> {
+    let n = matmul_sizes(c)?.1;
     let inputs = c.op.input_tensors();
     let (a, b) = match inputs.as_slice() {
         [a, b] => (a.clone(), b.clone()),
@@ -426,16 +442,19 @@ pub fn matmul_cpu_tensorized_with(c: &Tensor, g: GemmBlocking) -> Result<Schedul
     // Packed layouts: A's block as [mc / mr][kc][mr] (the mr values of one step of the
     // reduction side by side), B's panel as [nc / nr][kc][nr] (each micro-panel one
     // contiguous run).
-    panels(&mut s, &ap, 0, g.mr)?;
-    panels(&mut s, &bp, 1, g.nr)?;
+    panels(s, &ap, 0, g.mr)?;
+    panels(s, &bp, 1, g.nr)?;
     s.compute_at(&bp, c, &pc)?;
     s.compute_at(&ap, c, &ic)?;
-    let [b_panels, _, b16] = s.axes3(&bp)?;
-    s.vectorize(&bp, &b16)?;
+    let [b_panels, _, b_step] = s.axes3(&bp)?;
+    if b_transposed {
+        s.unroll(&bp, &b_step)?;
+    } else {
+        s.vectorize(&bp, &b_step)?;
+    }
     if g.threads > 1 && g.parallel_rows {
         // The shared panel of B, packed by every thread (its micro-panels in parallel).
         s.parallel(&bp, &b_panels)?;
     }
-    s.tensorize(c, &ii, &crate::intrinsics::gemm_f32(g.mr, g.nr, g.kc)?)?;
-    Ok(s)
+    s.tensorize(c, &ii, &crate::intrinsics::gemm_f32(g.mr, g.nr, g.kc)?)
 }

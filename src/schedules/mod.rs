@@ -23,7 +23,7 @@ pub use cuda::{
     conv2d_cuda_nchw, matmul_cuda, matmul_cuda_tensorcore, matmul_cuda_with, CudaMatmulConfig,
 };
 pub use depthwise::conv2d_depthwise_cpu;
-pub(crate) use matmul::{default_k_unroll, register_tile};
+pub(crate) use matmul::{default_k_unroll, gemm_blis, register_tile};
 pub use matmul::{
     matmul_cpu, matmul_cpu_tensorized, matmul_cpu_tensorized_with, matmul_cpu_with, GemmBlocking,
     MatmulConfig,
