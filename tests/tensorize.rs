@@ -469,9 +469,7 @@ fn avx512_blocking_of_the_tensorized_matmul() {
     for (m, n, k, threads) in [(50, 64, 300, 1), (29, 96, 40, 2)] {
         let (a, b, c) = matmul(m, n, k);
         let args = [a, b, c.clone()];
-        let mut g =
-            schedules::GemmBlocking::for_shape_on(m as i64, n as i64, k as i64, threads, true)
-                .unwrap();
+        let mut g = schedules::GemmBlocking::for_shape_on(m, n, k, threads, true).unwrap();
         g.nc = 32;
         g.mc = 24;
         let s = schedules::matmul_cpu_tensorized_with(&c, g).unwrap();
