@@ -384,6 +384,104 @@ fn conv_weights_pack_at_build_time() {
 }
 
 #[test]
+fn dense_weights_transpose_at_build_time() {
+    // fc (20 rows, 32 columns, bias) and fc3 share `w`: transposed once into `w.t`; fc2
+    // (16 columns, no bias) gets `w2.t`; small (4 rows) stays a dense layer and keeps
+    // `w` alive. The layers on `w.t` are matmuls (fc's bias an add fused into its kernel)
+    // that pack `B` with vector copies.
+    let mut g = Graph::new();
+    let mut ps = HashMap::new();
+    let x = g.input("x", &[20, 24], DType::F32).unwrap();
+    let x2 = g.input("x2", &[4, 24], DType::F32).unwrap();
+    let w = param(&mut g, &mut ps, "w", rnd(&[32, 24], 1));
+    let b = param(&mut g, &mut ps, "b", rnd(&[32], 2));
+    let h = g.dense("fc", x, w, Some(b)).unwrap();
+    let h = g.relu("relu", h).unwrap();
+    let w2 = param(&mut g, &mut ps, "w2", rnd(&[16, 32], 3));
+    let y = g.dense("fc2", h, w2, None).unwrap();
+    let z = g.dense("fc3", x, w, None).unwrap();
+    let s = g.dense("small", x2, w, Some(b)).unwrap();
+    for o in [y, z, s] {
+        g.output(o).unwrap();
+    }
+    let (xa, x2a) = (rnd(&[20, 24], 4), rnd(&[4, 24], 5));
+    compare_passes(
+        &g,
+        &ps,
+        &[("x", &xa), ("x2", &x2a)],
+        "transposed dense weights",
+    );
+
+    let m = build(
+        &g,
+        &ps,
+        Target::cpu(),
+        1,
+        ScheduleKind::Cpu,
+        BuildOptions::default(),
+    );
+    let pg = m.graph();
+    let mut names: Vec<&str> = pg.params().iter().map(|&p| pg.value_name(p)).collect();
+    names.sort();
+    assert_eq!(names, ["b", "w", "w.t", "w2.t"], "{:?}", names);
+    let wt = m.param("w.t").unwrap();
+    assert_eq!(wt.shape(), [24, 32]);
+    for (j, k) in [(0, 0), (31, 23), (5, 17)] {
+        assert_eq!(
+            wt.get_f64(k * 32 + j),
+            ps["w"].get_f64(j * 24 + k),
+            "({j}, {k})"
+        );
+    }
+    let kinds: Vec<(String, &str)> = pg
+        .nodes()
+        .iter()
+        .map(|n| {
+            let op = match &n.op {
+                Op::Fused(f) => &*f.anchor,
+                op => op,
+            };
+            (n.name.clone(), op.kind_name())
+        })
+        .collect();
+    assert!(kinds.contains(&("relu".into(), "matmul")), "{:?}", kinds);
+    assert!(kinds.contains(&("fc2".into(), "matmul")), "{:?}", kinds);
+    assert!(kinds.contains(&("fc3".into(), "matmul")), "{:?}", kinds);
+    assert!(kinds.contains(&("small".into(), "dense")), "{:?}", kinds);
+    for i in 0..m.num_kernels() {
+        let ir = m.kernel(i).lowered().to_string();
+        if pg.nodes()[i].name != "small" {
+            assert!(
+                ir.contains("gemm_f32_") && !ir.contains("produce wt\n"),
+                "{}",
+                ir
+            );
+            assert!(ir.contains(".global[ramp("), "B packed in vectors: {}", ir);
+        }
+    }
+    // With the pass off, the same layers stay dense (and transpose in the kernel).
+    let off = build(
+        &g,
+        &ps,
+        Target::cpu(),
+        1,
+        ScheduleKind::Cpu,
+        BuildOptions {
+            pack_weights: false,
+            ..BuildOptions::default()
+        },
+    );
+    assert!(off.param("w.t").is_none());
+    let (a, b) = (
+        run(&m, &[("x", &xa), ("x2", &x2a)]),
+        run(&off, &[("x", &xa), ("x2", &x2a)]),
+    );
+    for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+        close(p, q, &format!("output {} with and without the pass", i));
+    }
+}
+
+#[test]
 fn packed_weight_layout_is_checked() {
     let mut g = Graph::new();
     let x = g.input("x", &[1, 8, 9, 9], DType::F32).unwrap();

@@ -8,7 +8,10 @@
 //!    through a per-channel bias add) or a dense layer, which nothing else reads, is folded
 //!    into that layer's weights and a bias.
 //! 3. [`pack_conv_weights`] — (CPU schedules only) constant conv2d weights packed into
-//!    the micro-kernel's blocked layout, so the kernels do not pack them at every run.
+//!    the micro-kernel's blocked layout, so the kernels do not pack them at every run;
+//!    [`transpose_dense_weights`] — (CPU schedules only) the constant weights of dense
+//!    layers that run on the micro-kernel transposed, the layers made matmuls (and a
+//!    bias add).
 //! 4. [`fuse`] — a producer followed by a chain of single-reader elementwise operators
 //!    becomes one [`Op::Fused`](super::Op::Fused) node: one kernel.
 //! 5. [`memory_plan`] — (on the final graph, when the executor is made) liveness over the
@@ -27,6 +30,7 @@ pub mod fold_constants;
 pub mod fuse;
 pub mod memory_plan;
 pub mod pack_conv_weights;
+pub mod transpose_dense_weights;
 
 pub use memory_plan::MemoryPlan;
 
@@ -45,8 +49,9 @@ pub struct BuildOptions {
     pub fuse: bool,
     /// Buffers shared between intermediate values whose lifetimes do not overlap.
     pub plan_memory: bool,
-    /// Constant conv2d weights packed at build time for the CPU micro-kernel (CPU
-    /// schedules only; files saved before this option read it as off).
+    /// Constant conv2d weights packed, and those of dense layers on the micro-kernel
+    /// transposed, at build time for the CPU micro-kernel (CPU schedules only; files
+    /// saved before this option read it as off).
     #[serde(default)]
     pub pack_weights: bool,
     /// With `pack_weights`: 3x3, stride-1 convolutions with at least 16 input channels
@@ -99,6 +104,7 @@ pub fn run(
     }
     if opts.pack_weights && kind == ScheduleKind::Cpu {
         (g, p) = pack_conv_weights::run(&g, p, opts.winograd)?;
+        (g, p) = transpose_dense_weights::run(&g, p)?;
     }
     if opts.fuse {
         (g, p) = fuse::run(&g, p)?;
