@@ -12,7 +12,9 @@
 //! Workloads: f32 matmul `C = A B` (square, 1024 and 2048; 256 and 512 with `--quick`),
 //! the softmax of every row of a 1024 x 1024 f32 matrix (256 x 256 with `--quick`), and
 //! ResNet-18's conv2d layers at batch 1 (`conv.rs`: the graph runtime's loop schedule,
-//! the tensorized one and, for 3x3 stride-1 layers, Winograd's, against PyTorch).
+//! the tensorized one and, for 3x3 stride-1 layers, Winograd's, against PyTorch), and
+//! dense layers with bias and ReLU (`dense.rs`: the graph runtime's build of the layer
+//! against PyTorch's `linear`).
 //!
 //! Implementations: loopforge's default schedule (`create_schedule` as is; smallest matmul
 //! size and one thread only, it has no parallel loop and takes ~10 s at 1024),
@@ -35,6 +37,8 @@
 mod blocked;
 #[path = "bench_report/conv.rs"]
 mod conv;
+#[path = "bench_report/dense.rs"]
+mod dense;
 
 use loopforge::prelude::*;
 use std::process::Command;
@@ -806,6 +810,10 @@ fn main() -> Result<()> {
         if o.wants("conv2d") {
             rows.extend(pool.install(|| conv::conv_rows(&o, t))?);
             rows.extend(conv::torch_rows(&o, t, &mut infos));
+        }
+        if o.wants("dense") {
+            rows.extend(pool.install(|| dense::dense_rows(&o, t))?);
+            rows.extend(dense::torch_rows(&o, t, &mut infos));
         }
     }
     // Group: workload (in order of first appearance), then threads, then as measured.
