@@ -632,6 +632,67 @@ else:
     emit(workload=workloads[-1], impl="torch", median_s=measure(lambda: torch.softmax(x, dim=1)))
 "#;
 
+/// Rows timed by a PyTorch script (after [`PY_PRELUDE`]) in a `python3` child: argv
+/// `spec`, the workload names (`;`-separated), threads, budget seconds, minimum
+/// repetitions; one JSON object per line. A workload it does not report is a row "not
+/// available" (as is each one when python3 cannot start).
+fn torch_script_rows(
+    o: &Opts,
+    threads: usize,
+    infos: &mut Vec<String>,
+    script: &str,
+    spec: &str,
+    names: &[String],
+    flops: impl Fn(&str) -> Option<f64>,
+) -> Vec<Row> {
+    let t = threads.to_string();
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(format!("{}{}", PY_PRELUDE, script))
+        .arg(spec)
+        .arg(names.join(";"))
+        .arg(&t)
+        .arg(o.budget().to_string())
+        .arg(o.min_reps().to_string())
+        .env("OMP_NUM_THREADS", &t)
+        .output();
+    let text = match out {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).to_string(),
+        Err(e) => {
+            return names
+                .iter()
+                .map(|n| Row::missing(n, "torch", threads, format!("python3: {}", e)))
+                .collect()
+        }
+    };
+    let mut rows = vec![];
+    for v in child_json(&text, infos) {
+        let Some(w) = v["workload"].as_str() else {
+            continue;
+        };
+        rows.push(match v["median_s"].as_f64() {
+            Some(s) => Row::timed(w, "torch", threads, s, flops(w)),
+            None => Row::missing(
+                w,
+                "torch",
+                threads,
+                v["note"].as_str().unwrap_or("no result"),
+            ),
+        });
+    }
+    for n in names {
+        if !rows.iter().any(|r| &r.workload == n) {
+            rows.push(Row::missing(
+                n,
+                "torch",
+                threads,
+                "python3 stopped before it",
+            ));
+        }
+    }
+    rows
+}
+
 fn python_rows(o: &Opts, threads: usize, infos: &mut Vec<String>) -> Vec<Row> {
     let sizes: Vec<String> = o.matmul_sizes().iter().map(|n| n.to_string()).collect();
     let smn = o.softmax_n();

@@ -15,14 +15,13 @@
 //! `conv2d` (oneDNN) where `torch` imports.
 
 use super::blocked::{unblock, Blocked};
-use super::{check, child_json, measure, Opts, Row};
+use super::{check, measure, Opts, Row};
 use loopforge::graph_runtime::ops::{
     conv2d, conv2d_winograd, winograd_weight_shape, winograd_weights_f23,
 };
 use loopforge::graph_runtime::passes::pack_conv_weights::pack_ohwi16o;
 use loopforge::graph_runtime::{Conv2dAttrs, WeightLayout};
 use loopforge::prelude::*;
-use std::process::Command;
 
 /// One convolution: name, input channels, output channels, input size, kernel, stride,
 /// padding, groups (ResNet-18's layers have one; MobileNetV2's depthwise layers as many
@@ -328,51 +327,6 @@ pub fn torch_rows(o: &Opts, threads: usize, infos: &mut Vec<String>) -> Vec<Row>
         .collect();
     let names: Vec<String> = shapes.iter().map(|s| s.workload()).collect();
     eprintln!("  torch conv2d threads={}", threads);
-    let t = threads.to_string();
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(format!("{}{}", super::PY_PRELUDE, PY_CONV))
-        .arg(spec.join(";"))
-        .arg(names.join(";"))
-        .arg(&t)
-        .arg(o.budget().to_string())
-        .arg(o.min_reps().to_string())
-        .env("OMP_NUM_THREADS", &t)
-        .output();
-    let text = match out {
-        Ok(out) => String::from_utf8_lossy(&out.stdout).to_string(),
-        Err(e) => {
-            return names
-                .iter()
-                .map(|n| Row::missing(n, "torch", threads, format!("python3: {}", e)))
-                .collect()
-        }
-    };
-    let mut rows = vec![];
-    for v in child_json(&text, infos) {
-        let Some(w) = v["workload"].as_str() else {
-            continue;
-        };
-        let flops = shapes.iter().find(|s| s.workload() == w).map(|s| s.flops());
-        rows.push(match v["median_s"].as_f64() {
-            Some(s) => Row::timed(w, "torch", threads, s, flops),
-            None => Row::missing(
-                w,
-                "torch",
-                threads,
-                v["note"].as_str().unwrap_or("no result"),
-            ),
-        });
-    }
-    for n in &names {
-        if !rows.iter().any(|r| &r.workload == n) {
-            rows.push(Row::missing(
-                n,
-                "torch",
-                threads,
-                "python3 stopped before it",
-            ));
-        }
-    }
-    rows
+    let flops = |w: &str| shapes.iter().find(|s| s.workload() == w).map(|s| s.flops());
+    super::torch_script_rows(o, threads, infos, PY_CONV, &spec.join(";"), &names, flops)
 }

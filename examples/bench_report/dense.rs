@@ -4,11 +4,10 @@
 //! on the `gemm_f32` micro-kernel) against PyTorch's `relu(linear(x, w, b))` where
 //! `torch` imports.
 
-use super::{check, child_json, measure, Opts, Row};
+use super::{check, measure, Opts, Row};
 use loopforge::graph_runtime::{self, Graph};
 use loopforge::prelude::*;
 use std::collections::HashMap;
-use std::process::Command;
 
 /// The layers measured: (rows, input features, output features); `--quick`: the first.
 fn shapes(o: &Opts) -> Vec<(usize, usize, usize)> {
@@ -130,51 +129,6 @@ pub fn torch_rows(o: &Opts, threads: usize, infos: &mut Vec<String>) -> Vec<Row>
         .collect();
     let names: Vec<String> = shapes.iter().map(workload).collect();
     eprintln!("  torch dense threads={}", threads);
-    let t = threads.to_string();
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(format!("{}{}", super::PY_PRELUDE, PY_DENSE))
-        .arg(spec.join(";"))
-        .arg(names.join(";"))
-        .arg(&t)
-        .arg(o.budget().to_string())
-        .arg(o.min_reps().to_string())
-        .env("OMP_NUM_THREADS", &t)
-        .output();
-    let text = match out {
-        Ok(out) => String::from_utf8_lossy(&out.stdout).to_string(),
-        Err(e) => {
-            return names
-                .iter()
-                .map(|n| Row::missing(n, "torch", threads, format!("python3: {}", e)))
-                .collect()
-        }
-    };
-    let mut rows = vec![];
-    for v in child_json(&text, infos) {
-        let Some(w) = v["workload"].as_str() else {
-            continue;
-        };
-        let f = shapes.iter().find(|s| workload(s) == w).map(flops);
-        rows.push(match v["median_s"].as_f64() {
-            Some(s) => Row::timed(w, "torch", threads, s, f),
-            None => Row::missing(
-                w,
-                "torch",
-                threads,
-                v["note"].as_str().unwrap_or("no result"),
-            ),
-        });
-    }
-    for n in &names {
-        if !rows.iter().any(|r| &r.workload == n) {
-            rows.push(Row::missing(
-                n,
-                "torch",
-                threads,
-                "python3 stopped before it",
-            ));
-        }
-    }
-    rows
+    let f = |w: &str| shapes.iter().find(|s| workload(s) == w).map(flops);
+    super::torch_script_rows(o, threads, infos, PY_DENSE, &spec.join(";"), &names, f)
 }

@@ -296,26 +296,35 @@ unsafe fn run_avx2(c: &Call) {
     }
 }
 
+/// `$kernel::<R, $other>$args` with `R` the row count `$rows` (1 to 12) as a constant.
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_rows {
+    ($rows:expr, $kernel:ident, $other:ident, $args:tt) => {
+        match $rows {
+            12 => by_rows!(@call $kernel, 12, $other, $args),
+            11 => by_rows!(@call $kernel, 11, $other, $args),
+            10 => by_rows!(@call $kernel, 10, $other, $args),
+            9 => by_rows!(@call $kernel, 9, $other, $args),
+            8 => by_rows!(@call $kernel, 8, $other, $args),
+            7 => by_rows!(@call $kernel, 7, $other, $args),
+            6 => by_rows!(@call $kernel, 6, $other, $args),
+            5 => by_rows!(@call $kernel, 5, $other, $args),
+            4 => by_rows!(@call $kernel, 4, $other, $args),
+            3 => by_rows!(@call $kernel, 3, $other, $args),
+            2 => by_rows!(@call $kernel, 2, $other, $args),
+            _ => by_rows!(@call $kernel, 1, $other, $args),
+        }
+    };
+    (@call $kernel:ident, $r:literal, $other:ident, ($($a:expr),*)) => {
+        $kernel::<$r, $other>($($a),*)
+    };
+}
+
 /// The `rows` x 8 block at (`i`, `j`) (`cols` of its columns, below 8 with `MASKED`) by
 /// the one-vector-per-row kernel for its row count (1 to 12).
 #[cfg(target_arch = "x86_64")]
 unsafe fn block8<const MASKED: bool>(c: &Call, i: usize, j: usize, rows: usize, cols: usize) {
-    unsafe {
-        match rows {
-            12 => kernel_rx8::<12, MASKED>(c, i, j, cols),
-            11 => kernel_rx8::<11, MASKED>(c, i, j, cols),
-            10 => kernel_rx8::<10, MASKED>(c, i, j, cols),
-            9 => kernel_rx8::<9, MASKED>(c, i, j, cols),
-            8 => kernel_rx8::<8, MASKED>(c, i, j, cols),
-            7 => kernel_rx8::<7, MASKED>(c, i, j, cols),
-            6 => kernel_rx8::<6, MASKED>(c, i, j, cols),
-            5 => kernel_rx8::<5, MASKED>(c, i, j, cols),
-            4 => kernel_rx8::<4, MASKED>(c, i, j, cols),
-            3 => kernel_rx8::<3, MASKED>(c, i, j, cols),
-            2 => kernel_rx8::<2, MASKED>(c, i, j, cols),
-            _ => kernel_rx8::<1, MASKED>(c, i, j, cols),
-        }
-    }
+    unsafe { by_rows!(rows, kernel_rx8, MASKED, (c, i, j, cols)) }
 }
 
 /// The `R` x 8 block at (`i0`, `j0`): `R` 8-wide accumulators (12 at most: with the
@@ -544,22 +553,7 @@ unsafe fn run_avx512(c: &Call) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn block512<const W: usize>(c: &Call, i: usize, j: usize, rows: usize, cols: usize) {
-    unsafe {
-        match rows {
-            12 => kernel512::<12, W>(c, i, j, cols),
-            11 => kernel512::<11, W>(c, i, j, cols),
-            10 => kernel512::<10, W>(c, i, j, cols),
-            9 => kernel512::<9, W>(c, i, j, cols),
-            8 => kernel512::<8, W>(c, i, j, cols),
-            7 => kernel512::<7, W>(c, i, j, cols),
-            6 => kernel512::<6, W>(c, i, j, cols),
-            5 => kernel512::<5, W>(c, i, j, cols),
-            4 => kernel512::<4, W>(c, i, j, cols),
-            3 => kernel512::<3, W>(c, i, j, cols),
-            2 => kernel512::<2, W>(c, i, j, cols),
-            _ => kernel512::<1, W>(c, i, j, cols),
-        }
-    }
+    unsafe { by_rows!(rows, kernel512, W, (c, i, j, cols)) }
 }
 
 /// The `R` x `16 W` block at (`i0`, `j0`), `cols` of its columns existing: `R * W`
