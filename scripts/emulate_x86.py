@@ -5,7 +5,8 @@ Used by the tests of code paths this machine's CPU cannot run (the AVX-512 micro
 the test process writes its memory image and the call to make, this script emulates the
 call on a CPU with AVX-512 and writes back the memory ranges the call may change.
 
-Usage: emulate_x86.py DUMP OUT
+Usage: emulate_x86.py DUMP OUT, or emulate_x86.py --probe (exit 0 when the emulator
+imports, 3 otherwise).
 
 DUMP (little-endian): u64 entry address, u64 first argument (rdi), u64 segment count,
 then per segment u64 address, u64 length, u64 write-back flag, and its bytes. Pages are
@@ -13,7 +14,7 @@ mapped at their own addresses; a segment's bytes overlay the page they fall in.
 OUT: the write-back segments' bytes after the call, in order.
 
 Exit status 0 when the function returned; 2 with a message when it faulted; 3 when the
-`bochscpu` package cannot be imported (the caller skips, printing why).
+`bochscpu` package cannot be imported (the tests probe for that first, and skip).
 """
 
 import ctypes
@@ -78,12 +79,14 @@ def read_dump(path):
 
 
 def main():
-    dump, out = sys.argv[1], sys.argv[2]
     try:
         bochscpu = import_bochscpu()
     except Exception as e:  # the package or a compiler for its shim is missing
         print(f"bochscpu not importable: {e}", file=sys.stderr)
         return 3
+    if sys.argv[1] == "--probe":
+        return 0
+    dump, out = sys.argv[1], sys.argv[2]
     entry, arg, segments = read_dump(dump)
 
     # The image, page by page (segments overlay the pages they fall in).

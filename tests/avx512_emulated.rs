@@ -41,12 +41,50 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// Floats of sentinel on each side of an output: a write past the output (a wrong mask
+/// or stride) changes one, which the checks see, natively and under the emulator.
+const GUARD: usize = 16;
+/// The sentinel: a NaN no computation produces.
+const SENTINEL: u32 = 0x7fc0_dead;
+
+/// An output buffer with [`GUARD`] sentinels on each side.
+struct Guarded(Vec<f32>);
+
+impl Guarded {
+    fn new(values: &[f32]) -> Guarded {
+        let guard = [f32::from_bits(SENTINEL); GUARD];
+        Guarded([&guard[..], values, &guard[..]].concat())
+    }
+    /// The address of the output proper.
+    fn ptr(&self) -> i64 {
+        self.0[GUARD..].as_ptr() as i64
+    }
+    /// The output proper.
+    fn inner(&self) -> &[f32] {
+        &self.0[GUARD..self.0.len() - GUARD]
+    }
+    /// Panics, naming `what`, if a sentinel changed.
+    fn check_guards(&self, what: &str) {
+        let n = self.0.len();
+        for i in (0..GUARD).chain(n - GUARD..n) {
+            assert_eq!(
+                self.0[i].to_bits(),
+                SENTINEL,
+                "{}: the call wrote outside its output (guard float {} of {})",
+                what,
+                i,
+                n
+            );
+        }
+    }
+}
+
 /// The operands of `case`, the words of its call, and the expected `C` from the declared
 /// semantics `C[i, j] (+)= sum_{k0, k1, k2} A[i, k0, k1, k2] * B[k0, k1, k2, j]`.
 struct Setup {
     a: Vec<f32>,
     b: Vec<f32>,
-    c: Vec<f32>,
+    c: Guarded,
     want: Vec<f32>,
     words: Vec<i64>,
 }
@@ -61,12 +99,12 @@ fn setup(case: Case, seed: u64) -> Setup {
     let ldb = n + 3;
     let b = values(kk * ldb, seed + 1);
     let (c_row, c_col) = if case.c_transposed { (1, m) } else { (n, 1) };
-    let c = values(m * n, seed + 2);
-    let mut want = c.clone();
+    let c = Guarded::new(&values(m * n, seed + 2));
+    let mut want = c.inner().to_vec();
     for i in 0..m {
         for j in 0..n {
             let mut s = if case.accumulate {
-                c[i * c_row + j * c_col]
+                want[i * c_row + j * c_col]
             } else {
                 0.0
             };
@@ -81,7 +119,7 @@ fn setup(case: Case, seed: u64) -> Setup {
         case.accumulate as i64,
         a.as_ptr() as i64,
         b.as_ptr() as i64,
-        c.as_ptr() as i64,
+        c.ptr(),
         a_row as i64,
         k1k2 * a_k as i64,
         k2 * a_k as i64,
@@ -123,8 +161,10 @@ fn image() -> Vec<(u64, &'static [u8])> {
     let exe = exe.to_string_lossy();
     let mut out = vec![];
     for line in maps.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let ours = f.len() >= 6 && (f[5] == exe || f[5].contains(".so"));
+        // address perms offset dev inode path (the path may hold spaces)
+        let f: Vec<&str> = line.splitn(6, ' ').collect();
+        let path = f.get(5).map(|p| p.trim_start()).unwrap_or("");
+        let ours = path == exe || path.contains(".so");
         if !ours || !f[1].starts_with('r') {
             continue;
         }
@@ -142,19 +182,18 @@ fn image() -> Vec<(u64, &'static [u8])> {
     out
 }
 
-/// Why the emulator cannot run here, if it cannot.
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/emulate_x86.py");
+
+/// Why the emulator cannot run here, if it cannot (the script's `--probe`: the package
+/// imports, with its glibc shim where needed).
 fn emulator_missing() -> Option<String> {
-    let ok = Command::new("python3")
-        .args([
-            "-c",
-            "import importlib.util, sys; sys.exit(importlib.util.find_spec('bochscpu') is None)",
-        ])
-        .status();
-    match ok {
-        Ok(s) if s.success() => None,
-        Ok(_) => Some(
-            "the bochscpu Python package is not installed (pip install bochscpu-python)".into(),
-        ),
+    match Command::new("python3").arg(SCRIPT).arg("--probe").output() {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(format!(
+            "the emulator cannot run ({}; pip install bochscpu-python): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
         Err(e) => Some(format!("python3 cannot run: {}", e)),
     }
 }
@@ -221,13 +260,23 @@ fn call_avx512(
         buf.extend_from_slice(b);
     }
     std::fs::write(&dump, &buf).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/emulate_x86.py");
-    let o = Command::new("python3")
-        .arg(script)
+    let mut child = Command::new("python3")
+        .arg(SCRIPT)
         .arg(&dump)
         .arg(&result)
-        .output()
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run python3");
+    // A kernel that never returns would loop in the emulator: give it two minutes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while child.try_wait().expect("wait for python3").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{}: the emulated call did not return within 120 s", tag);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().expect("python3's output");
     assert!(
         o.status.success(),
         "{}: the emulator failed ({}): {}",
@@ -244,7 +293,8 @@ fn call_avx512(
 }
 
 fn check(s: &Setup, case: Case) {
-    for (idx, (g, w)) in s.c.iter().zip(&s.want).enumerate() {
+    s.c.check_guards(&format!("{:?}", case));
+    for (idx, (g, w)) in s.c.inner().iter().zip(&s.want).enumerate() {
         assert!(
             (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
             "{:?}: C[{}] = {}, want {}",
@@ -285,17 +335,20 @@ fn avx512_gemm_tiles_match_the_declared_semantics() {
             accumulate: i % 4 != 1,
         });
     }
-    // And random ones (a fixed seed: the same cases on every run).
-    let r = values(8 * 7, 99);
+    // And random ones (a fixed seed: the same cases on every run). A transposed C goes
+    // through a row-major copy of the tile, on the heap above 1024 floats: the emulator
+    // has no allocator, so transposed tiles stay below that.
+    let r = values(12 * 8, 99);
     let pick = |x: f32, hi: usize| 1 + ((x + 1.0) * 0.5 * hi as f32) as usize % hi;
-    for c in r.chunks_exact(7) {
+    for c in r.chunks_exact(8) {
+        let (m, n) = (pick(c[0], 30), pick(c[1], 70));
         cases.push(Case {
-            m: pick(c[0], 30),
-            n: pick(c[1], 70),
+            m,
+            n,
             k: [pick(c[2], 2), pick(c[3], 3), pick(c[4], 9)],
             packed_a: c[5] > 0.0,
-            c_transposed: c[6] > 0.5,
-            accumulate: c[6] > -0.3,
+            c_transposed: c[6] > 0.0 && m * n <= 1024,
+            accumulate: c[7] > -0.3,
         });
     }
     let native = match runner() {
@@ -311,7 +364,7 @@ fn avx512_gemm_tiles_match_the_declared_semantics() {
             gemm_f32_k3_avx512_entry,
             &s.words,
             &[&s.a, &s.b],
-            &mut s.c,
+            &mut s.c.0,
             &tag,
         );
         check(&s, case);
@@ -350,56 +403,54 @@ fn avx512_dot_sum_and_exp_match_their_declarations() {
         });
         let mode = (i % 2) as i64; // 0 compute, 1 update (adds to the output's 0.5)
         let base = if mode == 1 { 0.5 } else { 0.0 };
-        let mut c = vec![0.5f32];
+        let mut c = Guarded::new(&[0.5]);
         let words = [
             mode,
             a.as_ptr() as i64,
             b.as_ptr() as i64,
-            c.as_ptr() as i64,
+            c.ptr(),
             stride as i64,
             stride as i64,
             n as i64,
         ];
+        let tag = format!("dot{}", i);
         call_avx512(
             native,
             dot_f32_avx512_entry,
             &words,
             &[&a, &b],
-            &mut c,
-            &format!("dot{}", i),
+            &mut c.0,
+            &tag,
         );
-        let want = (base + dot) as f32;
+        c.check_guards(&tag);
+        let (got, want) = (c.inner()[0], (base + dot) as f32);
         assert!(
-            (c[0] - want).abs() <= 1e-5 * (1.0 + n as f32),
+            (got - want).abs() <= 1e-5 * (1.0 + n as f32),
             "dot n={} stride={}: {} want {}",
             n,
             stride,
-            c[0],
+            got,
             want
         );
-        let mut c = vec![0.5f32];
-        let words = [
-            mode,
-            a.as_ptr() as i64,
-            c.as_ptr() as i64,
-            stride as i64,
-            n as i64,
-        ];
+        let mut c = Guarded::new(&[0.5]);
+        let words = [mode, a.as_ptr() as i64, c.ptr(), stride as i64, n as i64];
+        let tag = format!("sum{}", i);
         call_avx512(
             native,
             reduce_sum_f32_avx512_entry,
             &words,
             &[&a],
-            &mut c,
-            &format!("sum{}", i),
+            &mut c.0,
+            &tag,
         );
-        let want = (base + sum) as f32;
+        c.check_guards(&tag);
+        let (got, want) = (c.inner()[0], (base + sum) as f32);
         assert!(
-            (c[0] - want).abs() <= 1e-5 * (1.0 + n as f32),
+            (got - want).abs() <= 1e-5 * (1.0 + n as f32),
             "sum n={} stride={}: {} want {}",
             n,
             stride,
-            c[0],
+            got,
             want
         );
 
@@ -413,23 +464,19 @@ fn avx512_dot_sum_and_exp_match_their_declarations() {
             x[3 * stride] = 0.0;
         }
         let sy = if stride > 1 { 2 } else { 1 };
-        let mut y = vec![-1f32; n * sy];
+        let mut yg = Guarded::new(&vec![-1f32; n * sy]);
         let words = [
             0,
             x.as_ptr() as i64,
-            y.as_ptr() as i64,
+            yg.ptr(),
             stride as i64,
             sy as i64,
             n as i64,
         ];
-        call_avx512(
-            native,
-            exp_f32_avx512_entry,
-            &words,
-            &[&x],
-            &mut y,
-            &format!("exp{}", i),
-        );
+        let tag = format!("exp{}", i);
+        call_avx512(native, exp_f32_avx512_entry, &words, &[&x], &mut yg.0, &tag);
+        yg.check_guards(&tag);
+        let y = yg.inner();
         let mut avx2 = vec![-1f32; n * sy];
         let same_as_avx2 = exp_f32_eval(&x, stride, &mut avx2, sy, n, CpuPath::Avx2Fma).is_ok();
         for k in 0..n {

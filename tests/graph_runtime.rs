@@ -642,6 +642,14 @@ fn dense_and_matmul_of_many_rows_run_on_the_micro_kernel() {
     assert!(irs.iter().all(|ir| !ir.contains("gemm_f32_")), "{:#?}", irs);
     let irs = build(40, 72, 20, 1);
     assert!(irs.iter().all(|ir| !ir.contains("gemm_f32_")), "{:#?}", irs);
+    // A prime reduction over 256 has no slice of 32+ steps (the kernel would be called
+    // once per step): the first layer keeps the loops, the second (k = 48) does not.
+    let irs = build(40, 257, 48, 1);
+    assert!(
+        !irs[0].contains("gemm_f32_") && irs[1].contains("gemm_f32_"),
+        "{:#?}",
+        irs
+    );
 }
 
 #[test]

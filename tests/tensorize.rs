@@ -415,20 +415,26 @@ fn library_tensorized_matmul_schedule() {
         let args = [a, b, c.clone()];
         let s = schedules::matmul_cpu_tensorized(&c, threads).unwrap();
         let text = lower(&s, &args).unwrap().to_string();
-        let kc = if k == 300 { 150 } else { k };
+        // The tile is this CPU's (6 x 16, or 12 x 32 with AVX-512 where 32 divides n).
+        let g = schedules::GemmBlocking::for_shape(m, n, k, threads).unwrap();
+        // kc: the largest divisor of k within a 16 KiB micro-panel of B (150 of 300 at 16
+        // columns).
+        let kc = (1..=k.min(4096 / g.nr)).rev().find(|d| k % d == 0).unwrap();
+        assert_eq!(g.kc, kc, "{:?}", g);
         // One slice of the reduction: each tile computed by one call; several: the
         // first computes, the others update.
-        let update = format!("gemm_f32_6x16x{}.update(", kc);
+        let name = format!("gemm_f32_{}x{}x{}", g.mr, g.nr, g.kc);
         assert!(
-            text.contains(&format!("gemm_f32_6x16x{}(A", kc))
-                && (kc == k) != text.contains(&update),
+            text.contains(&format!("{}(A", name))
+                && (g.kc == k) != text.contains(&format!("{}.update(", name)),
             "{}",
             text
         );
         assert_eq!(
             text.contains(") extents ("),
-            m % 6 != 0,
-            "partial tiles exactly when 6 does not divide {}: {}",
+            m % g.mr != 0,
+            "partial tiles exactly when {} does not divide {}: {}",
+            g.mr,
             m,
             text
         );

@@ -216,7 +216,13 @@ pub fn build_with_settings(
                     crate::autotune::log::CPU,
                     threads,
                 )
-                .map(|r| r.config),
+                .map(|r| r.config)
+                // Nodes on the micro-kernel are not tuned: a register-blocked
+                // configuration logged for one (before it ran there) does not apply.
+                .filter(|_| {
+                    !node_computation(&g, n)
+                        .is_ok_and(|(_, out)| schedule::gemm_tensorized_applies(&n.op, &out))
+                }),
             _ => None,
         };
         let how = match &cfg {

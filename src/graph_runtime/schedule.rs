@@ -83,7 +83,7 @@ fn is_reduction(s: &Schedule, name: &str) -> Result<bool> {
 /// computed inside the loop nest of the epilogue's output stage (conv2d, dense, matmul) or
 /// at root (other reductions); elementwise and injective stages are inlined into `out`.
 pub fn default_schedule(op: &Op, out: &Tensor, threads: usize) -> Result<Schedule> {
-    if let Some(s) = gemm_tensorized(op, out, threads) {
+    if let Some(s) = gemm_tensorized(op, out, threads)? {
         return Ok(s);
     }
     if let Some(cfg) = default_config(op, out, threads) {
@@ -316,16 +316,17 @@ fn anchor(op: &Op) -> &Op {
 
 /// The configuration of the tunable template [`default_schedule`] uses for `op` computing
 /// `out` on `threads` threads, with its default knobs; `None` when that schedule has no
-/// knobs to tune (pooling, elementwise, dense with fewer than 4 rows, other dtypes than
-/// f32).
+/// knobs to tune (pooling, elementwise, dense with fewer than 4 rows, matmul and dense
+/// on the micro-kernel ([`gemm_tensorized`]), other dtypes than f32).
 ///
 /// - conv2d with a Winograd weight: [`WinogradConfig::of`];
 /// - conv2d (alone or anchoring a fused group) with one group and output channels a
 ///   multiple of 16: [`ConvConfig::for_shape`] — except pointwise ones (1x1, stride 1,
 ///   no padding: [`crate::schedules::conv2d_pointwise_cpu`]) and other 1x1 ones of at
 ///   most [`BLOCKED_MAX_CHANNELS`] input channels (the register-blocked schedule);
-/// - matmul, and dense with 4 rows or more: the register-blocked product
-///   ([`MatmulConfig`]: `mr` up to 4 rows, `nr` 8 columns, 4 below 8).
+/// - matmul, and dense with 4 rows or more, that do not run on the micro-kernel: the
+///   register-blocked product ([`MatmulConfig`]: `mr` up to 4 rows, `nr` 8 columns, 4
+///   below 8).
 pub fn default_config(op: &Op, out: &Tensor, threads: usize) -> Option<TunedConfig> {
     let threads = effective_threads(out, threads);
     if out.dtype() != crate::te::DType::F32 {
@@ -354,7 +355,7 @@ pub fn default_config(op: &Op, out: &Tensor, threads: usize) -> Option<TunedConf
             }
             Some(TunedConfig::Conv2d(ConvConfig::for_shape(&shape, threads)))
         }
-        Op::MatMul | Op::Dense if gemm_tensorized(op, out, threads).is_some() => None,
+        Op::MatMul | Op::Dense if gemm_tensorized_applies(op, out) => None,
         Op::MatMul if is_reduction_tensor(out) => {
             mm_config(sh[0], sh[1], default_k_unroll(out), threads).map(TunedConfig::Matmul)
         }
@@ -586,69 +587,91 @@ fn epilogue(s: &mut Schedule, out: &Tensor, mm: &Tensor, threads: usize) -> Resu
     if mm.same_as(out) {
         return Ok(());
     }
+    inline_epilogue(s, out, mm)?;
+    injective(s, out, threads)
+}
+
+/// Inline every non-reduction stage between the product `mm` and `out` (dense's weight
+/// transpose `wt` excepted) into its reader.
+fn inline_epilogue(s: &mut Schedule, out: &Tensor, mm: &Tensor) -> Result<()> {
     for n in stage_names(s) {
         if n != out.op.name && n != mm.op.name && !is_reduction(s, &n)? && n != "wt" {
             s.compute_inline(n.as_str())?;
         }
     }
-    injective(s, out, threads)
+    Ok(())
 }
 
 /// Matmul and dense layers (with their fused epilogue) of at least this many rows run on
-/// the `gemm_f32` micro-kernel where the columns allow it ([`gemm_tensorized`]).
+/// the `gemm_f32` micro-kernel where the columns allow it ([`gemm_takes`]).
 pub(crate) const GEMM_TENSORIZED_ROWS: usize = 16;
 
-/// Matmul or dense (`op`, with its fused epilogue) computing `out` on the `gemm_f32`
-/// micro-kernel, cache-blocked as [`crate::schedules::matmul_cpu_tensorized`] does
-/// (dense's weight transpose inlined into the packing of `B`), the epilogue inlined
-/// into one vectorized loop over the output. `None` where that does not apply: not f32,
-/// fewer than [`GEMM_TENSORIZED_ROWS`] rows, columns not a multiple of 16, or sizes
-/// that are not constant (the register-blocked template then runs).
-fn gemm_tensorized(op: &Op, out: &Tensor, threads: usize) -> Option<Schedule> {
-    if !matches!(anchor(op), Op::MatMul | Op::Dense) || out.dtype() != crate::te::DType::F32 {
+/// Whether the graph runtime computes an f32 product of `m x k` by `k x n` on the
+/// `gemm_f32` micro-kernel: a SIMD micro-kernel on this CPU (AVX-512F or AVX2+FMA; the
+/// portable one is slower than the register-blocked loops), at least
+/// [`GEMM_TENSORIZED_ROWS`] rows, `n` a multiple of 16, and a reduction slice (`kc`, a
+/// divisor of `k`) of at least 32 steps or all of `k` (a prime `k` over 256 would call
+/// the kernel once per step, about 10x slower).
+pub(crate) fn gemm_takes(m: i64, n: i64, k: i64) -> bool {
+    let simd = crate::intrinsics::has_avx512f() || crate::intrinsics::has_avx2_fma();
+    simd && m >= GEMM_TENSORIZED_ROWS as i64
+        && crate::schedules::GemmBlocking::for_shape(m, n, k, 1).is_some_and(|g| g.kc >= k.min(32))
+}
+
+/// The product stage of a matmul or dense `op` (with its fused epilogue) computing `out`,
+/// and its sizes `(m, n, k)`, where all are f32 and constant.
+fn gemm_operands(op: &Op, out: &Tensor) -> Option<(Tensor, i64, i64, i64)> {
+    let f32 = crate::te::DType::F32;
+    if !matches!(anchor(op), Op::MatMul | Op::Dense) || out.dtype() != f32 {
         return None;
     }
     let mm = main_reduction(out)?;
-    let [m, n] = <[i64; 2]>::try_from(
-        mm.shape()
-            .iter()
-            .map(|d| d.as_int())
-            .collect::<Option<Vec<_>>>()?,
-    )
-    .ok()?;
+    let dims: Vec<i64> = mm
+        .shape()
+        .iter()
+        .map(|d| d.as_int())
+        .collect::<Option<_>>()?;
     let k = match mm.op.reduce_axis().as_slice() {
         [r] => r.extent.as_int()?,
         _ => return None,
     };
-    if m < GEMM_TENSORIZED_ROWS as i64 || mm.dtype() != crate::te::DType::F32 {
-        return None;
+    match dims.as_slice() {
+        &[m, n] if mm.dtype() == f32 => Some((mm, m, n, k)),
+        _ => None,
     }
-    let threads = effective_threads(out, threads);
-    let g = crate::schedules::GemmBlocking::for_shape(m, n, k, threads)?;
-    let wt = input_named(&mm, "wt");
-    let build = || -> Result<Schedule> {
-        let mut s = create_schedule(&[out.clone()])?;
-        // The epilogue's elementwise stages inlined into `out` (before the blocking adds
-        // its packing stages).
-        for name in stage_names(&s) {
-            if name != out.op.name
-                && name != mm.op.name
-                && name != "wt"
-                && !is_reduction(&s, &name)?
-            {
-                s.compute_inline(name.as_str())?;
-            }
-        }
-        crate::schedules::gemm_blis(&mut s, &mm, g, wt.is_some())?;
-        if let Some(wt) = &wt {
-            s.compute_inline(wt)?;
-        }
-        if !mm.same_as(out) {
-            injective(&mut s, out, threads)?;
-        }
-        Ok(s)
+}
+
+/// Whether `op` computing `out` runs on the micro-kernel ([`gemm_tensorized`]).
+pub(crate) fn gemm_tensorized_applies(op: &Op, out: &Tensor) -> bool {
+    gemm_operands(op, out).is_some_and(|(_, m, n, k)| gemm_takes(m, n, k))
+}
+
+/// Matmul or dense (`op`, with its fused epilogue) computing `out` on the `gemm_f32`
+/// micro-kernel where [`gemm_takes`] its sizes, cache-blocked as
+/// [`crate::schedules::matmul_cpu_tensorized`] does (dense's weight transpose inlined
+/// into the packing of `B`), the epilogue inlined into one vectorized loop over the
+/// output. `Ok(None)` where it does not apply (the register-blocked template runs).
+fn gemm_tensorized(op: &Op, out: &Tensor, threads: usize) -> Result<Option<Schedule>> {
+    let Some((mm, m, n, k)) = gemm_operands(op, out).filter(|&(_, m, n, k)| gemm_takes(m, n, k))
+    else {
+        return Ok(None);
     };
-    build().ok()
+    let threads = effective_threads(out, threads);
+    let Some(g) = crate::schedules::GemmBlocking::for_shape(m, n, k, threads) else {
+        return Ok(None);
+    };
+    let wt = input_named(&mm, "wt");
+    let mut s = create_schedule(&[out.clone()])?;
+    // The epilogue inlined into `out` before the blocking adds its packing stages.
+    inline_epilogue(&mut s, out, &mm)?;
+    crate::schedules::gemm_blis(&mut s, &mm, g, wt.is_some())?;
+    if let Some(wt) = &wt {
+        s.compute_inline(wt)?;
+    }
+    if !mm.same_as(out) {
+        injective(&mut s, out, threads)?;
+    }
+    Ok(Some(s))
 }
 
 /// Dense, dense with a bias and matmul or dense followed by a fused epilogue: the product

@@ -195,9 +195,17 @@ extern "C" fn gemm_f32_k3_entry(args: *const i64) {
     if mode == 2 {
         return init_tile(args);
     }
+    unsafe { run(&k3_call(args)) }
+}
+
+/// The call `gemm_f32_k3`'s 19 words describe (modes compute and update).
+///
+/// # Safety
+/// `args` must point to 19 words.
+unsafe fn k3_call(args: *const i64) -> Call {
     let w = unsafe { std::slice::from_raw_parts(args, 19) };
     let i = |x: usize| w[x] as isize;
-    let call = Call {
+    Call {
         a: w[1] as *const f32,
         b: w[2] as *const f32,
         c: w[3] as *mut f32,
@@ -207,9 +215,8 @@ extern "C" fn gemm_f32_k3_entry(args: *const i64) {
         m: w[14] as usize,
         n: w[15] as usize,
         k: [w[16] as usize, w[17] as usize, w[18] as usize],
-        accumulate: mode == 1,
-    };
-    unsafe { run(&call) }
+        accumulate: w[0] == 1,
+    }
 }
 
 /// # Safety
@@ -609,26 +616,18 @@ unsafe fn kernel512<const R: usize, const W: usize>(c: &Call, i0: usize, j0: usi
 
 /// The AVX-512 path of `gemm_f32_k3` alone, without feature detection, for tests that run
 /// it where the CPU lacks AVX-512 (under an emulator): the words of `gemm_f32_k3`'s
-/// modes compute and update (19 of them).
+/// modes compute and update (19 of them). A `B` whose rows are strided takes the
+/// portable loop, as in the dispatching entry.
 ///
 /// # Safety
 /// As the intrinsic's entry; the CPU (or emulator) must have AVX-512F.
 #[doc(hidden)]
 #[cfg(target_arch = "x86_64")]
 pub unsafe extern "C" fn gemm_f32_k3_avx512_entry(args: *const i64) {
-    let w = unsafe { std::slice::from_raw_parts(args, 19) };
-    let i = |x: usize| w[x] as isize;
-    let call = Call {
-        a: w[1] as *const f32,
-        b: w[2] as *const f32,
-        c: w[3] as *mut f32,
-        sa: [i(4), i(5), i(6), i(7)],
-        sb: [i(8), i(9), i(10), i(11)],
-        sc: [i(12), i(13)],
-        m: w[14] as usize,
-        n: w[15] as usize,
-        k: [w[16] as usize, w[17] as usize, w[18] as usize],
-        accumulate: w[0] == 1,
-    };
+    let call = unsafe { k3_call(args) };
+    if call.sb[3] != 1 {
+        // The vector kernels need `B`'s rows contiguous (as in `run`).
+        return unsafe { portable(&call, 0, call.m, 0, call.n) };
+    }
     unsafe { with_row_major_c(&call, run_avx512) }
 }

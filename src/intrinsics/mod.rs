@@ -23,9 +23,9 @@
 //! update with an AVX-512F or AVX2+FMA micro-kernel chosen at run time and a portable
 //! fallback),
 //! [`dot_f32`] and [`reduce_sum_f32`] (a length-`n` reduction into one element, e.g. a
-//! row's sum), [`exp_f32`] (a vectorized elementwise `exp`, within 1 ulp), each with an
-//! AVX2+FMA path chosen at run time and a portable one (the `*_eval` functions run either
-//! path on slices, for tests), and the tensor-core intrinsics [`wmma_load_a`], [`wmma_load_b`], [`wmma_mma`] and
+//! row's sum), [`exp_f32`] (a vectorized elementwise `exp`, within 1 ulp), each with
+//! AVX-512F and AVX2+FMA paths chosen at run time ([`CpuPath::best`]) and a portable one
+//! (the `*_eval` functions run any path this CPU has on slices, for tests), and the tensor-core intrinsics [`wmma_load_a`], [`wmma_load_b`], [`wmma_mma`] and
 //! [`wmma_store`] (CUDA, warp-collective, on `wmma.*` fragment buffers).
 
 mod dot;
@@ -61,6 +61,7 @@ pub type CpuIntrinFn = extern "C" fn(args: *const i64);
 
 /// A code path of a CPU implementation (host functions pick the best one the CPU has).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CpuPath {
     /// 512-bit AVX-512F (x86-64, detected at run time: [`has_avx512f`]).
     Avx512,
@@ -84,8 +85,8 @@ pub fn has_avx2_fma() -> bool {
 }
 
 /// Whether the AVX-512 micro-kernels run on this CPU: AVX-512F detected (once; false off
-/// x86-64), unless the environment variable `LOOPFORGE_NO_AVX512` is set (which keeps the
-/// AVX2 ones, and the schedules' AVX2 tiles).
+/// x86-64), unless the environment variable `LOOPFORGE_NO_AVX512` is set, to any value
+/// (which keeps the AVX2 ones, and the schedules' AVX2 tiles).
 pub fn has_avx512f() -> bool {
     #[cfg(target_arch = "x86_64")]
     {

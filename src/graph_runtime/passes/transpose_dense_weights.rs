@@ -5,19 +5,20 @@
 //!
 //! Requires: a well-formed graph whose parameters are bound; run only for CPU schedules
 //! (the CUDA schedules read dense's weight in place).
-//! Ensures: every f32 dense node `x · Wᵀ (+ b)` with a constant weight `W [N, K]`, at
-//! least [`GEMM_TENSORIZED_ROWS`] rows and `N` a multiple of 16 (the dense layers that
-//! [`gemm_tensorized`](crate::graph_runtime::schedule) takes) becomes `matmul(x, Wᵀ)`,
-//! `Wᵀ [K, N]` a new parameter `{W}.t`; with a bias, the matmul gets a fresh name
-//! (`{node}.matmul`) and an add of the bias, named after the node, follows (the fusion
-//! pass makes them one kernel again). The value is unchanged: the kernel multiplies and
-//! sums the same numbers in the same order. A weight read by several dense layers is
-//! transposed once; `W` stays only where something else still reads it.
+//! Ensures: every f32 dense node `x · Wᵀ (+ b)` with a constant weight `W [N, K]` whose
+//! product runs on the micro-kernel (`schedule::gemm_takes`: 16+ rows, `N` a multiple
+//! of 16, a SIMD kernel on this CPU...) becomes `matmul(x, Wᵀ)`, `Wᵀ [K, N]` a new
+//! parameter `{W}.t`; with a bias, the matmul gets a fresh name (`{node}.matmul`) and an
+//! add of the bias, named after the node, follows (the fusion pass makes them one kernel
+//! again). The value is unchanged: the matmul's kernel, with the same blocking as the
+//! dense layer's, multiplies and sums the same numbers in the same order. A weight read
+//! by several dense layers is transposed once; `W` stays only where something else
+//! still reads it.
 
 use super::{Params, Rewriter};
 use crate::error::Result;
 use crate::graph_runtime::graph::{BinaryOp, Graph, Op};
-use crate::graph_runtime::schedule::GEMM_TENSORIZED_ROWS;
+use crate::graph_runtime::schedule::gemm_takes;
 use crate::runtime::NdArray;
 use crate::te::DType;
 use std::collections::HashMap;
@@ -37,8 +38,7 @@ pub fn run(src: &Graph, params: Params) -> Result<(Graph, Params)> {
             && src.dtype(w) == DType::F32
             && xs.len() == 2
             && ws.len() == 2
-            && xs[0] >= GEMM_TENSORIZED_ROWS
-            && ws[0].is_multiple_of(16);
+            && gemm_takes(xs[0] as i64, ws[0] as i64, ws[1] as i64);
         let Some(wa) = rw.constant(w).filter(|_| eligible) else {
             rw.copy(n)?;
             continue;
