@@ -632,7 +632,33 @@ else:
     emit(workload=workloads[-1], impl="torch", median_s=measure(lambda: torch.softmax(x, dim=1)))
 "#;
 
-/// Rows timed by a PyTorch script (after [`PY_PRELUDE`]) in a `python3` child: argv
+/// What every PyTorch child script starts with (after [`PY_PRELUDE`]): the workload
+/// names (argv 2), threads, budget and minimum repetitions (argv 3 to 5), `measure(f)`
+/// (the median of as many calls as fit the budget, at least `min_reps`, at most 50),
+/// `torch` imported (else a "not importable" row per workload) with its thread count
+/// set.
+const PY_TORCH: &str = r#"
+names = sys.argv[2].split(";")
+threads, budget, min_reps = int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+def measure(f):
+    t = time.perf_counter(); f(); first = time.perf_counter() - t
+    reps = max(min_reps, min(50, int(budget / max(first, 1e-6))))
+    v = []
+    for _ in range(reps):
+        t = time.perf_counter(); f(); v.append(time.perf_counter() - t)
+    v.sort(); n = len(v)
+    return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
+try:
+    import torch
+except Exception as e:
+    for n in names:
+        print(json.dumps(dict(workload=n, impl="torch", note="torch not importable: %s" % e)))
+    sys.exit(0)
+torch.set_num_threads(threads)
+print(json.dumps(dict(info="torch %s" % torch.__version__)))
+"#;
+
+/// Rows timed by a PyTorch script (after [`PY_PRELUDE`] and [`PY_TORCH`]) in a `python3` child: argv
 /// `spec`, the workload names (`;`-separated), threads, budget seconds, minimum
 /// repetitions; one JSON object per line. A workload it does not report is a row "not
 /// available" (as is each one when python3 cannot start).
@@ -648,7 +674,7 @@ fn torch_script_rows(
     let t = threads.to_string();
     let out = Command::new("python3")
         .arg("-c")
-        .arg(format!("{}{}", PY_PRELUDE, script))
+        .arg(format!("{}{}{}", PY_PRELUDE, PY_TORCH, script))
         .arg(spec)
         .arg(names.join(";"))
         .arg(&t)

@@ -84,28 +84,10 @@ pub fn dense_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
 }
 
 /// Times `torch.relu(torch.nn.functional.linear(x, w, b))` (after
-/// [`super::PY_PRELUDE`]); argv: shapes as `m,k,n;...`, names, threads, budget seconds,
+/// [`super::PY_TORCH`]); argv: shapes as `m,k,n;...`, names, threads, budget seconds,
 /// minimum repetitions.
 const PY_DENSE: &str = r#"
 shapes = [tuple(int(v) for v in s.split(",")) for s in sys.argv[1].split(";")]
-names = sys.argv[2].split(";")
-threads, budget, min_reps = int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
-def measure(f):
-    t = time.perf_counter(); f(); first = time.perf_counter() - t
-    reps = max(min_reps, min(50, int(budget / max(first, 1e-6))))
-    v = []
-    for _ in range(reps):
-        t = time.perf_counter(); f(); v.append(time.perf_counter() - t)
-    v.sort(); n = len(v)
-    return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
-try:
-    import torch
-except Exception as e:
-    for n in names:
-        print(json.dumps(dict(workload=n, impl="torch", note="torch not importable: %s" % e)))
-    sys.exit(0)
-torch.set_num_threads(threads)
-print(json.dumps(dict(info="torch %s" % torch.__version__)))
 with torch.no_grad():
     for (m, k, n), name in zip(shapes, names):
         x = torch.rand(m, k); w = torch.rand(n, k); b = torch.rand(n)
