@@ -53,7 +53,9 @@ use crate::graph_runtime::graph::WeightLayout;
 use crate::graph_runtime::graph::{Conv2dAttrs, Op};
 use crate::schedule::{create_schedule, Schedule};
 use crate::schedules::default_k_unroll;
-use crate::schedules::{matmul_cpu_with, ConvConfig, ConvShape, MatmulConfig, WinogradConfig};
+use crate::schedules::{
+    matmul_cpu_with, ConvConfig, ConvShape, GemmBlocking, MatmulConfig, WinogradConfig,
+};
 use crate::te::Tensor;
 
 /// Lanes of a 128-bit vector of this tensor's dtype.
@@ -613,9 +615,16 @@ pub(crate) const GEMM_TENSORIZED_ROWS: usize = 16;
 /// divisor of `k`) of at least 32 steps or all of `k` (a prime `k` over 256 would call
 /// the kernel once per step, about 10x slower).
 pub(crate) fn gemm_takes(m: i64, n: i64, k: i64) -> bool {
+    gemm_blocking(m, n, k, 1).is_some()
+}
+
+/// The blocking on `threads` threads of a product that [`gemm_takes`].
+fn gemm_blocking(m: i64, n: i64, k: i64, threads: usize) -> Option<GemmBlocking> {
     let simd = crate::intrinsics::has_avx512f() || crate::intrinsics::has_avx2_fma();
-    simd && m >= GEMM_TENSORIZED_ROWS as i64
-        && crate::schedules::GemmBlocking::for_shape(m, n, k, 1).is_some_and(|g| g.kc >= k.min(32))
+    if !simd || m < GEMM_TENSORIZED_ROWS as i64 {
+        return None;
+    }
+    GemmBlocking::for_shape(m, n, k, threads).filter(|g| g.kc >= k.min(32))
 }
 
 /// The product stage of a matmul or dense `op` (with its fused epilogue) computing `out`,
@@ -652,12 +661,10 @@ pub(crate) fn gemm_tensorized_applies(op: &Op, out: &Tensor) -> bool {
 /// into the packing of `B`), the epilogue inlined into one vectorized loop over the
 /// output. `Ok(None)` where it does not apply (the register-blocked template runs).
 fn gemm_tensorized(op: &Op, out: &Tensor, threads: usize) -> Result<Option<Schedule>> {
-    let Some((mm, m, n, k)) = gemm_operands(op, out).filter(|&(_, m, n, k)| gemm_takes(m, n, k))
-    else {
-        return Ok(None);
-    };
     let threads = effective_threads(out, threads);
-    let Some(g) = crate::schedules::GemmBlocking::for_shape(m, n, k, threads) else {
+    let Some((mm, g)) = gemm_operands(op, out)
+        .and_then(|(mm, m, n, k)| Some((mm, gemm_blocking(m, n, k, threads)?)))
+    else {
         return Ok(None);
     };
     let wt = input_named(&mm, "wt");

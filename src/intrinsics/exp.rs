@@ -183,10 +183,31 @@ unsafe fn exp_avx2(x: *const f32, sx: isize, y: *mut f32, sy: isize, n: usize) {
             i += 8;
         }
     }
-    // Strided operands and the tail: through a lane buffer (unused lanes hold 0).
-    let mut lanes = [0f32; 8];
+    // Strided operands and the tail.
+    let exp_lanes = |l: &mut [f32; 8]| unsafe {
+        _mm256_storeu_ps(l.as_mut_ptr(), exp8(_mm256_loadu_ps(l.as_ptr())))
+    };
+    unsafe { through_lanes(x, sx, y, sy, i, n, exp_lanes) };
+}
+
+/// Elements `i..n` of the views, `L` at a time, gathered into a lane buffer (unused lanes
+/// hold 0), transformed in place by `f`, and scattered back.
+///
+/// # Safety
+/// The views must be valid for `n` elements.
+#[cfg(target_arch = "x86_64")]
+unsafe fn through_lanes<const L: usize>(
+    x: *const f32,
+    sx: isize,
+    y: *mut f32,
+    sy: isize,
+    mut i: usize,
+    n: usize,
+    mut f: impl FnMut(&mut [f32; L]),
+) {
+    let mut lanes = [0f32; L];
     while i < n {
-        let m = (n - i).min(8);
+        let m = (n - i).min(L);
         for (l, v) in lanes.iter_mut().enumerate() {
             *v = if l < m {
                 unsafe { *x.offset((i + l) as isize * sx) }
@@ -194,8 +215,7 @@ unsafe fn exp_avx2(x: *const f32, sx: isize, y: *mut f32, sy: isize, n: usize) {
                 0.0
             };
         }
-        let v = unsafe { exp8(_mm256_loadu_ps(lanes.as_ptr())) };
-        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+        f(&mut lanes);
         for (l, v) in lanes.iter().enumerate().take(m) {
             unsafe { *y.offset((i + l) as isize * sy) = *v };
         }
@@ -237,8 +257,8 @@ unsafe fn exp16(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
 #[target_feature(enable = "avx512f")]
 unsafe fn exp_avx512(x: *const f32, sx: isize, y: *mut f32, sy: isize, n: usize) {
     use std::arch::x86_64::*;
-    let mut i = 0;
     if sx == 1 && sy == 1 {
+        let mut i = 0;
         while i < n {
             let m = ((1u32 << (n - i).min(16)) - 1) as __mmask16;
             let v = unsafe { exp16(_mm512_maskz_loadu_ps(m, x.add(i))) };
@@ -247,23 +267,10 @@ unsafe fn exp_avx512(x: *const f32, sx: isize, y: *mut f32, sy: isize, n: usize)
         }
         return;
     }
-    let mut lanes = [0f32; 16];
-    while i < n {
-        let m = (n - i).min(16);
-        for (l, v) in lanes.iter_mut().enumerate() {
-            *v = if l < m {
-                unsafe { *x.offset((i + l) as isize * sx) }
-            } else {
-                0.0
-            };
-        }
-        let v = unsafe { exp16(_mm512_loadu_ps(lanes.as_ptr())) };
-        unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), v) };
-        for (l, v) in lanes.iter().enumerate().take(m) {
-            unsafe { *y.offset((i + l) as isize * sy) = *v };
-        }
-        i += m;
-    }
+    let exp_lanes = |l: &mut [f32; 16]| unsafe {
+        _mm512_storeu_ps(l.as_mut_ptr(), exp16(_mm512_loadu_ps(l.as_ptr())))
+    };
+    unsafe { through_lanes(x, sx, y, sy, 0, n, exp_lanes) };
 }
 
 /// The host function's computation of `exp_f32` on slices (`n` elements with the given

@@ -22,7 +22,7 @@
 //! ([`TensorIntrin::partial_tiles`]): the call's row and column counts may be below `mr`
 //! and `nr` (the last rows of a matrix whose row count `mr` does not divide).
 
-use super::{CpuImpl, TensorIntrin};
+use super::{CpuImpl, CpuPath, TensorIntrin};
 use crate::error::Result;
 use crate::te::{compute_named, placeholder, reduce_axis, sum, DType};
 use std::sync::Arc;
@@ -180,12 +180,11 @@ extern "C" fn gemm_f32_entry(args: *const i64) {
         && call.sa[0] == 1
         && call.sb[3] == 1
         && call.sc[1] == 1
-        && !super::has_avx512f()
-        && avx2_fma()
+        && CpuPath::best() == CpuPath::Avx2Fma
     {
         return unsafe { kernel_rx16::<6, true, false>(&call, 0, 0, 16) };
     }
-    unsafe { run(&call) }
+    unsafe { run(&call, CpuPath::best()) }
 }
 
 extern "C" fn gemm_f32_k3_entry(args: *const i64) {
@@ -195,7 +194,7 @@ extern "C" fn gemm_f32_k3_entry(args: *const i64) {
     if mode == 2 {
         return init_tile(args);
     }
-    unsafe { run(&k3_call(args)) }
+    unsafe { run(&k3_call(args), CpuPath::best()) }
 }
 
 /// The call `gemm_f32_k3`'s 19 words describe (modes compute and update).
@@ -219,18 +218,21 @@ unsafe fn k3_call(args: *const i64) -> Call {
     }
 }
 
+/// The call on `path`'s kernels (the vector ones need `B`'s rows contiguous; anything
+/// else takes the portable loop).
+///
 /// # Safety
-/// The views must be valid for the tile sizes.
-unsafe fn run(c: &Call) {
+/// The views must be valid for the tile sizes; the CPU must run `path`.
+unsafe fn run(c: &Call, path: CpuPath) {
     #[cfg(target_arch = "x86_64")]
     if c.sb[3] == 1 {
-        if super::has_avx512f() {
-            return unsafe { with_row_major_c(c, run_avx512) };
-        }
-        if avx2_fma() {
-            return unsafe { with_row_major_c(c, run_avx2) };
+        match path {
+            CpuPath::Avx512 => return unsafe { with_row_major_c(c, run_avx512) },
+            CpuPath::Avx2Fma => return unsafe { with_row_major_c(c, run_avx2) },
+            _ => {}
         }
     }
+    let _ = path;
     unsafe { portable(c, 0, c.m, 0, c.n) };
 }
 
@@ -391,13 +393,6 @@ unsafe fn kernel_rx8<const R: usize, const MASKED: bool>(
             unsafe { _mm256_storeu_ps(pc(r), *v) };
         }
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn avx2_fma() -> bool {
-    use std::sync::OnceLock;
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
 }
 
 /// Rows `i0..i1`, columns `j0..j1`, plain loops.
@@ -616,18 +611,12 @@ unsafe fn kernel512<const R: usize, const W: usize>(c: &Call, i0: usize, j0: usi
 
 /// The AVX-512 path of `gemm_f32_k3` alone, without feature detection, for tests that run
 /// it where the CPU lacks AVX-512 (under an emulator): the words of `gemm_f32_k3`'s
-/// modes compute and update (19 of them). A `B` whose rows are strided takes the
-/// portable loop, as in the dispatching entry.
+/// modes compute and update (19 of them).
 ///
 /// # Safety
 /// As the intrinsic's entry; the CPU (or emulator) must have AVX-512F.
 #[doc(hidden)]
 #[cfg(target_arch = "x86_64")]
 pub unsafe extern "C" fn gemm_f32_k3_avx512_entry(args: *const i64) {
-    let call = unsafe { k3_call(args) };
-    if call.sb[3] != 1 {
-        // The vector kernels need `B`'s rows contiguous (as in `run`).
-        return unsafe { portable(&call, 0, call.m, 0, call.n) };
-    }
-    unsafe { with_row_major_c(&call, run_avx512) }
+    unsafe { run(&k3_call(args), CpuPath::Avx512) }
 }
