@@ -59,6 +59,8 @@ pub(crate) struct FnGen<'a, 'f> {
     /// survives the call (System V x86-64), so vector constants inside loops are read
     /// from memory where they are used (`FnGen::splat`).
     pub calls_intrinsics: bool,
+    /// The counter and end of each serial loop around the current position.
+    pub loop_ends: Vec<(Variable, Value)>,
 }
 
 impl<'a, 'f> FnGen<'a, 'f> {
@@ -213,6 +215,7 @@ pub(crate) fn build_function(
             func_refs: HashMap::new(),
             stack_bytes: 0,
             promoted: HashMap::new(),
+            loop_ends: Vec::new(),
             regions: HashMap::new(),
             loop_depth: 0,
             depths: HashMap::new(),

@@ -237,4 +237,21 @@ impl<'a, 'f> FnGen<'a, 'f> {
         }
         Ok(true)
     }
+
+    /// The variable that `s` writes whole when it is a store to a promoted buffer (a
+    /// scalar of a scalar buffer, or one whole chunk of a vector one).
+    pub(crate) fn promoted_store_var(&self, s: &Stmt) -> Option<Variable> {
+        let Stmt::Store { buf, indices, .. } = s else {
+            return None;
+        };
+        let p = self.promoted.get(buf.name())?;
+        let c = match classify(indices)? {
+            Access::Scalar(c) if p.lanes == 1 => c,
+            Access::Vector(c, lanes) if lanes == p.lanes => c,
+            _ => return None,
+        };
+        p.vars
+            .get(usize::try_from(c / p.lanes as i64).ok()?)
+            .copied()
+    }
 }

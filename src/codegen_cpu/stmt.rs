@@ -26,12 +26,7 @@ impl<'a, 'f> FnGen<'a, 'f> {
         match s {
             Stmt::For(f) => self.gen_for(f),
             Stmt::If { cond, then, els } => self.gen_if(cond, then, els.as_deref()),
-            Stmt::Seq(v) => {
-                for x in v {
-                    self.gen_stmt(x)?;
-                }
-                Ok(())
-            }
+            Stmt::Seq(v) => self.gen_seq(v),
             Stmt::Store { buf, indices, value } => self.gen_store(buf, indices, value),
             Stmt::Allocate { buf, body } => self.gen_allocate(buf, body),
             Stmt::Let { var, value, body } => {
@@ -149,7 +144,9 @@ impl<'a, 'f> FnGen<'a, 'f> {
         }
         self.loop_depth += 1;
         let prev = self.bind_var(&f.var, Binding::Loop(var, dt));
+        self.loop_ends.push((var, end));
         let r = self.gen_stmt(&f.body);
+        self.loop_ends.pop();
         self.unbind_var(&f.var, prev);
         self.loop_depth -= 1;
         r?;

@@ -146,6 +146,10 @@ pub fn matmul_cpu_with(c: &Tensor, cfg: MatmulConfig) -> Result<Schedule> {
         if let Some(bp) = &bp {
             panels(&mut s, bp, 1, cfg.nr)?;
             s.compute_at(bp, c, &jc)?;
+            // One step of a micro-panel is `nr` contiguous values on both sides: vector
+            // copies (the 1024 matmul ran 2-3% faster on one thread than with scalar ones).
+            let [_, _, step] = s.axes3(bp)?;
+            s.vectorize(bp, &step)?;
         }
         (ii, ji)
     } else {
