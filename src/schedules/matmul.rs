@@ -55,8 +55,9 @@ impl Default for MatmulConfig {
 /// is a load folded into `vbroadcastss` and the FMA's tied operand costs no copy), `A`
 /// packed in panels of 12 rows, columns in blocks of 64, the reduction unrolled by
 /// `default_k_unroll` (2 for an even reduction, else 1). On the 2-vCPU Zen 3 machine,
-/// at 1024: 12 x 4 0.73–0.78 of the 128-bit FMA peak, 8 x 4 0.72–0.77, the former
-/// unpacked 4 x 8 0.41–0.66.
+/// at 1024: 12 x 4 0.78–0.80 of the 128-bit FMA peak (0.73–0.78 before the CPU backend
+/// lowered the tile step by step, `codegen_cpu/tile_steps.rs`), 8 x 4 0.72–0.77 (then),
+/// the former unpacked 4 x 8 0.41–0.66.
 pub fn matmul_cpu(c: &Tensor, threads: usize) -> Result<Schedule> {
     matmul_cpu_with(
         c,
@@ -73,9 +74,10 @@ pub fn matmul_cpu(c: &Tensor, threads: usize) -> Result<Schedule> {
 }
 
 /// The default unrolling of the register tile of `mm` (a reduction over `k`): 2 where its
-/// (first) reduction is an even constant (a 4 x 8 tile at 1024: 0.60 -> 0.66 of the
-/// 128-bit FMA peak, the back edge's register moves shared by two steps), else 1 (no
-/// guard inside the loop).
+/// (first) reduction is an even constant (an even number of steps lets the CPU backend
+/// keep each accumulator in its register across the back edge, `codegen_cpu/tile_steps.rs`;
+/// a 4 x 8 tile at 1024 went from 0.60 to 0.66 of the 128-bit FMA peak even before
+/// that), else 1 (no guard inside the loop).
 pub(crate) fn default_k_unroll(mm: &Tensor) -> i64 {
     match mm.op.reduce_axis().first().and_then(|r| r.extent.as_int()) {
         Some(k) if k >= 2 && k % 2 == 0 => 2,
