@@ -21,9 +21,9 @@
 //!   registers (one variable per element or per 128-bit chunk, zero-initialised); otherwise
 //!   constant sizes up to 64 KiB go on the stack (64-byte aligned, *not* zeroed), anything
 //!   else on the heap through `loopforge_alloc`/`loopforge_free` (contents undefined;
-//!   freed blocks of 64 KiB and up cached for the next run, `heap.rs`); an unrolled tile
-//!   of such variables is lowered step by step so that its accumulators keep their
-//!   registers from one iteration to the next (`tile_steps.rs`);
+//!   freed blocks of 64 KiB and up cached for the next run, `heap.rs`); an unrolled f32 or
+//!   f64 tile of such variables is lowered step by step so that its accumulators keep
+//!   their registers from one iteration to the next (`tile_steps.rs`);
 //! - expressions over f32, f64, f16, bf16, i32, i64 and bool in scalars and 128-bit vectors
 //!   (f32x4, f64x2, i32x4, i64x2, and f16x8/bf16x8 held as i16x8 bit patterns; vector bools
 //!   are lane masks), with the reference interpreter's

@@ -1,9 +1,10 @@
 //! Unrolled register tiles split into steps (`tile_steps.rs`): the JIT's results equal
 //! the interpreter's for tiles it splits (even step counts, vector and scalar variables,
-//! f32, f64 and i32, 32- and 64-bit counters, loops tested at the top and at the bottom,
-//! a loop not starting at 0) and for those it leaves alone (odd step counts, a step that
-//! stores a variable twice, a store to memory among the tile's); the split runs exactly
-//! where the module doc says.
+//! f32 and f64, 32- and 64-bit counters, loops tested at the top and at the bottom, loops
+//! not starting at 0, 16 variables) and for those it leaves alone (odd step counts, more
+//! than 16 variables, steps storing different variables, a store to memory among the
+//! tile's, integer tiles); the split runs exactly where the module doc says (where the
+//! host has FMA and `LOOPFORGE_TILE_STEPS` is not 0).
 
 use super::compile;
 use super::tests::{buf, func};
@@ -24,6 +25,9 @@ struct Tile {
     counter: DType,
     /// Store a row twice in the first step (a step the split must refuse).
     repeat_row: bool,
+    /// In the second step, store row 0 where row 1 belongs (steps of the same length
+    /// that store different variables: refused).
+    mixed_steps: bool,
     /// Also store to a global buffer in each step (a sequence the split must refuse).
     global_store: bool,
 }
@@ -39,6 +43,7 @@ impl Tile {
             min: 0,
             counter: DType::I64,
             repeat_row: false,
+            mixed_steps: false,
             global_store: false,
         }
     }
@@ -106,8 +111,13 @@ fn tile_func(t: Tile) -> LoweredFunc {
                 bcast(a.load(vec![Expr::int(r * kk) + kq(s)])),
                 at(&b, kq(s) * l, t.lanes),
             );
-            let row = Expr::int(r * l);
-            let sum = node(BinOp::Add, at(&acc, row.clone(), t.lanes), prod);
+            let to = if t.mixed_steps && s == 1 && r == 1 {
+                0
+            } else {
+                r
+            };
+            let row = Expr::int(to * l);
+            let sum = node(BinOp::Add, at(&acc, Expr::int(r * l), t.lanes), prod);
             update.push(store_at(&acc, row.clone(), t.lanes, sum.clone()));
             if t.repeat_row && s == 0 && r == 0 {
                 update.push(store_at(&acc, row, t.lanes, sum));
@@ -185,42 +195,67 @@ fn check(t: Tile) -> usize {
     };
     assert!(
         close(&c_jit, &c_ref) && close(&log_jit, &log_ref),
-        "JIT differs from the interpreter on {:?} lanes {} rows {} steps {}",
+        "JIT differs from the interpreter on {:?} x {} lanes, {} rows, {} steps, a loop of \
+         {} from {} ({:?} counter)",
         t.dt,
         t.lanes,
         t.rows,
-        t.steps
+        t.steps,
+        t.extent,
+        t.min,
+        t.counter
     );
     split
 }
 
+/// Sequences split per tile that qualifies: 1 where this host and environment split
+/// tiles (FMA contraction on, `LOOPFORGE_TILE_STEPS` not 0), else 0.
+fn splits() -> usize {
+    let fma = std::env::var("LOOPFORGE_FMA").map_or(true, |v| v != "0")
+        && super::jit::host_isa()
+            .map(|isa| isa.has_native_fma())
+            .unwrap_or(false);
+    usize::from(fma && super::tile_steps::enabled())
+}
+
 #[test]
 fn even_steps_are_split_and_match_the_interpreter() {
+    let one = splits();
     // 12 x 4 f32 (the matmul's tile), 2 and 4 steps, loops tested at the top (64) and at
-    // the bottom (5).
+    // the bottom (5, 3).
     for (steps, extent) in [(2, 64), (4, 64), (2, 5), (4, 3)] {
-        assert_eq!(check(Tile::f32x4(12, steps, extent)), 1, "{} steps", steps);
+        assert_eq!(
+            check(Tile::f32x4(12, steps, extent)),
+            one,
+            "{} steps",
+            steps
+        );
     }
+    // As many variables as registers.
+    assert_eq!(check(Tile::f32x4(16, 2, 20)), one);
     let f64x2 = Tile {
         dt: DType::F64,
         lanes: 2,
         ..Tile::f32x4(6, 2, 20)
     };
-    assert_eq!(check(f64x2), 1);
-    // Scalar variables, a 32-bit counter starting at 3.
-    let scalar_i32 = Tile {
-        dt: DType::I32,
-        lanes: 1,
-        min: 3,
+    assert_eq!(check(f64x2), one);
+    // Scalar variables; 32-bit counters starting at 3, tested at the top and the bottom.
+    for (dt, extent) in [(DType::F32, 17), (DType::F64, 6)] {
+        let scalar = Tile {
+            dt,
+            lanes: 1,
+            min: 3,
+            counter: DType::I32,
+            ..Tile::f32x4(5, 2, extent)
+        };
+        assert_eq!(check(scalar), one, "{:?} scalars", dt);
+    }
+    let i32_counter = Tile {
+        min: -2,
         counter: DType::I32,
-        ..Tile::f32x4(5, 2, 17)
+        ..Tile::f32x4(8, 2, 7)
     };
-    assert_eq!(check(scalar_i32), 1);
-    let i32x4 = Tile {
-        dt: DType::I32,
-        ..Tile::f32x4(4, 2, 9)
-    };
-    assert_eq!(check(i32x4), 1);
+    assert_eq!(check(i32_counter), one);
 }
 
 #[test]
@@ -230,14 +265,30 @@ fn other_sequences_are_left_alone_and_match_the_interpreter() {
     assert_eq!(check(Tile::f32x4(12, 3, 32)), 0);
     // More variables than registers.
     assert_eq!(check(Tile::f32x4(17, 2, 32)), 0);
-    let repeat = Tile {
-        repeat_row: true,
-        ..Tile::f32x4(4, 2, 32)
-    };
-    assert_eq!(check(repeat), 0);
-    let global = Tile {
-        global_store: true,
-        ..Tile::f32x4(4, 2, 32)
-    };
-    assert_eq!(check(global), 0);
+    for t in [
+        Tile {
+            repeat_row: true,
+            ..Tile::f32x4(4, 2, 32)
+        },
+        Tile {
+            mixed_steps: true,
+            ..Tile::f32x4(4, 2, 32)
+        },
+        Tile {
+            global_store: true,
+            ..Tile::f32x4(4, 2, 32)
+        },
+        // Integer tiles: no FMA ties a result to a multiplicand.
+        Tile {
+            dt: DType::I32,
+            ..Tile::f32x4(4, 2, 9)
+        },
+        Tile {
+            dt: DType::I32,
+            lanes: 1,
+            ..Tile::f32x4(5, 2, 17)
+        },
+    ] {
+        assert_eq!(check(t), 0);
+    }
 }

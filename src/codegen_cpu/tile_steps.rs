@@ -16,15 +16,19 @@
 //! is elaborated before the next, and the direction alternates: the rows forward after
 //! even steps, backward after odd ones. A forward step shifts every accumulator one
 //! register over; the backward step after it shifts them back, so after an even number of
-//! steps each accumulator is in its own register again and the back edge moves nothing.
+//! steps each accumulator is back in its own register. This is what Cranelift 0.135's
+//! elaboration and register allocator were seen to do on the matmul's 12 x 4 tile (no
+//! move left on the back edge), not something Cranelift promises: a later version may
+//! need another order.
 //!
 //! Cranelift removes block parameters that receive one value only, so the jump is a
 //! branch on a condition that always holds inside the loop (its counter below its end)
-//! with a cold second edge that passes zeros. It runs where the sequence is made of whole
-//! stores of the variables of promoted buffers only, inside a serial loop, the same set
-//! of at most [`MAX_TILE_VARS`] variables stored in each of an even number of steps (2
-//! or more): the register tiles of `cache_write("local")` + unroll + vectorize with the
-//! reduction unrolled by an even factor.
+//! with a cold second edge. It runs where the sequence is made of whole stores of the
+//! variables of promoted f32 or f64 buffers only, with FMA contraction on (elsewhere no
+//! instruction ties its result to a multiplicand, and the branch would only cost), inside
+//! a serial loop, the same set of at most [`MAX_TILE_VARS`] variables stored in each of an
+//! even number of steps (2 or more): the register tiles of `cache_write("local")` +
+//! unroll + vectorize with the reduction unrolled by an even factor.
 //!
 //! Requires: the promoted buffers of the position in `FnGen::promoted`, the loops around
 //! it in `FnGen::loop_ends`. Ensures: the same values as lowering the stores one after
@@ -33,6 +37,7 @@
 use super::fngen::FnGen;
 use crate::error::Result;
 use crate::lower::ir::Stmt;
+use crate::te::DType;
 use cranelift::codegen::ir::BlockArg;
 use cranelift::prelude::*;
 
@@ -50,7 +55,7 @@ impl<'a, 'f> FnGen<'a, 'f> {
     /// Lower the sequence `v`: with a branch after each step where `v` is an unrolled
     /// register tile (the module doc), else statement by statement.
     pub(crate) fn gen_seq(&mut self, v: &[Stmt]) -> Result<()> {
-        let Some(steps) = self.tile_steps(v) else {
+        let Some(tile) = self.tile_steps(v) else {
             for x in v {
                 self.gen_stmt(x)?;
             }
@@ -58,28 +63,34 @@ impl<'a, 'f> FnGen<'a, 'f> {
         };
         #[cfg(test)]
         SPLIT_TILES.with(|n| n.set(n.get() + 1));
-        let vars: Vec<Variable> = v[..steps.step_len]
-            .iter()
-            .filter_map(|x| self.promoted_store_var(x))
-            .collect();
-        for (n, step) in v.chunks(steps.step_len).enumerate() {
+        for (n, step) in v.chunks(tile.vars.len()).enumerate() {
             for x in step {
                 self.gen_stmt(x)?;
             }
-            self.step_boundary(&vars, n % 2 == 1, steps.loop_end)?;
+            self.step_boundary(&tile.vars, n % 2 == 1, tile.loop_end);
         }
         Ok(())
     }
 
     /// The steps of `v` if it is an unrolled register tile.
     fn tile_steps(&self, v: &[Stmt]) -> Option<TileSteps> {
-        if !enabled() {
+        if !enabled() || !self.cx.fma {
             return None;
         }
         let loop_end = *self.loop_ends.last()?;
         let targets: Vec<Variable> = v
             .iter()
-            .map(|x| self.promoted_store_var(x))
+            .map(|x| match x {
+                Stmt::Store { buf, .. }
+                    if matches!(
+                        self.promoted.get(buf.name()).map(|p| p.dt),
+                        Some(DType::F32 | DType::F64)
+                    ) =>
+                {
+                    self.promoted_store_var(x)
+                }
+                _ => None,
+            })
             .collect::<Option<_>>()?;
         // A step ends where a variable is stored a second time.
         let step_len = (1..targets.len()).find(|&i| targets[..i].contains(&targets[i]))?;
@@ -98,7 +109,10 @@ impl<'a, 'f> FnGen<'a, 'f> {
         };
         let first = sorted(&targets[..step_len]);
         let same = targets.chunks(step_len).all(|step| sorted(step) == first);
-        same.then_some(TileSteps { step_len, loop_end })
+        same.then(|| TileSteps {
+            vars: targets[..step_len].to_vec(),
+            loop_end,
+        })
     }
 
     /// End a step: pass `vars` (reversed with `backward`) to a new block, through a
@@ -108,7 +122,7 @@ impl<'a, 'f> FnGen<'a, 'f> {
         vars: &[Variable],
         backward: bool,
         (counter, end): (Variable, Value),
-    ) -> Result<()> {
+    ) {
         let mut order: Vec<Variable> = vars.to_vec();
         if backward {
             order.reverse();
@@ -147,16 +161,14 @@ impl<'a, 'f> FnGen<'a, 'f> {
         for (&v, p) in order.iter().zip(params) {
             self.b.def_var(v, p);
         }
-        Ok(())
     }
-}
 
-impl<'a, 'f> FnGen<'a, 'f> {
     /// A value of type `ty` made from the bits of the integer `iv`.
     fn filler(&mut self, ty: Type, iv: Value) -> Value {
         let lane = ty.lane_type();
         let from = self.b.func.dfg.value_type(iv);
-        let int = Type::int_with_byte_size(lane.bytes() as u16).unwrap_or(from);
+        let int = Type::int_with_byte_size(lane.bytes() as u16)
+            .expect("promoted variables have lanes of 1, 2, 4 or 8 bytes");
         let bits = match int.bits().cmp(&from.bits()) {
             std::cmp::Ordering::Less => self.b.ins().ireduce(int, iv),
             std::cmp::Ordering::Greater => self.b.ins().uextend(int, iv),
@@ -175,16 +187,17 @@ impl<'a, 'f> FnGen<'a, 'f> {
     }
 }
 
-/// Whether tiles are split into steps: unless `LOOPFORGE_TILE_STEPS=0` (for A/B timings).
-fn enabled() -> bool {
+/// Whether tiles are split into steps: unless `LOOPFORGE_TILE_STEPS=0` (for A/B timings;
+/// read once per process).
+pub(crate) fn enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var("LOOPFORGE_TILE_STEPS").map_or(true, |v| v != "0"))
 }
 
 /// How an unrolled tile splits into steps.
 struct TileSteps {
-    /// Stores per step.
-    step_len: usize,
+    /// The variables one step stores, in its order (as many as its stores).
+    vars: Vec<Variable>,
     /// The innermost loop's counter and end.
     loop_end: (Variable, Value),
 }

@@ -55,9 +55,10 @@ impl Default for MatmulConfig {
 /// is a load folded into `vbroadcastss` and the FMA's tied operand costs no copy), `A`
 /// packed in panels of 12 rows, columns in blocks of 64, the reduction unrolled by
 /// `default_k_unroll` (2 for an even reduction, else 1). On the 2-vCPU Zen 3 machine,
-/// at 1024: 12 x 4 0.78–0.80 of the 128-bit FMA peak (0.73–0.78 before the CPU backend
-/// lowered the tile step by step, `codegen_cpu/tile_steps.rs`), 8 x 4 0.72–0.77 (then),
-/// the former unpacked 4 x 8 0.41–0.66.
+/// at 1024: 12 x 4 0.78–0.80 of the 128-bit FMA peak at the fastest of alternated runs
+/// (0.71–0.74 the same way without, before the CPU backend lowered the tile step by step,
+/// `codegen_cpu/tile_steps.rs`; medians of earlier, quieter sessions 0.73–0.78), 8 x 4
+/// 0.72–0.77 (then), the former unpacked 4 x 8 0.41–0.66.
 pub fn matmul_cpu(c: &Tensor, threads: usize) -> Result<Schedule> {
     matmul_cpu_with(
         c,
