@@ -2,7 +2,7 @@
 //!
 //! - dense with fewer than 4 rows: a `dot_f32` call per output element (the weight read
 //!   in place, rows contiguous), output columns in parallel chunks.
-//! - dense / matmul (f32, with their fused epilogue) of at least [`GEMM_TENSORIZED_ROWS`]
+//! - dense / matmul (f32, with their fused epilogue) of at least `GEMM_TENSORIZED_ROWS`
 //!   rows and columns a multiple of 16: the BLIS schedule of
 //!   [`crate::schedules::matmul_cpu_tensorized`] on the `gemm_f32` micro-kernel (dense's
 //!   weight transpose inlined into the packing of `B`), the epilogue one vectorized loop
@@ -33,7 +33,7 @@
 //!   lanes.
 //! - softmax over the last axis and layer norm: rows parallel, each row's statistics
 //!   (`max`/`den`, `mean`/`var`) computed at the row with their reductions in 32 vector
-//!   lanes (8 for rows under 128; `rfactor`), the output's row vectorized ([`row_normalization`]);
+//!   lanes (8 for rows under 128; `rfactor`), the output's row vectorized (`row_normalization`);
 //! - global average pooling: planes parallel, each plane's sum in independent partial
 //!   sums across its columns (`rfactor`, in registers) then added (`global_pool`);
 //! - other reductions (softmax over another axis): stages at root with their outer axis
@@ -203,7 +203,7 @@ pub fn prefers_pointwise(a: &Conv2dAttrs, weight: &[usize], out: &[usize]) -> bo
         && (!weight[0].is_multiple_of(16) || out[2] * out[3] >= POINTWISE_MIN_POSITIONS)
 }
 
-/// Partial results per row of [`row_normalization`]'s statistics: eight 128-bit f32
+/// Partial results per row of `row_normalization`'s statistics: eight 128-bit f32
 /// vectors (independent chains) for rows of 128 elements and more, two below.
 fn row_lanes(row: usize) -> i64 {
     if row >= 128 {
@@ -319,13 +319,13 @@ fn anchor(op: &Op) -> &Op {
 /// The configuration of the tunable template [`default_schedule`] uses for `op` computing
 /// `out` on `threads` threads, with its default knobs; `None` when that schedule has no
 /// knobs to tune (pooling, elementwise, dense with fewer than 4 rows, matmul and dense
-/// on the micro-kernel ([`gemm_tensorized`]), other dtypes than f32).
+/// on the micro-kernel (`gemm_tensorized`), other dtypes than f32).
 ///
 /// - conv2d with a Winograd weight: [`WinogradConfig::of`];
 /// - conv2d (alone or anchoring a fused group) with one group and output channels a
 ///   multiple of 16: [`ConvConfig::for_shape`] — except pointwise ones (1x1, stride 1,
 ///   no padding: [`crate::schedules::conv2d_pointwise_cpu`]) and other 1x1 ones of at
-///   most [`BLOCKED_MAX_CHANNELS`] input channels (the register-blocked schedule);
+///   most `BLOCKED_MAX_CHANNELS` input channels (the register-blocked schedule);
 /// - matmul, and dense with 4 rows or more, that do not run on the micro-kernel: the
 ///   register-blocked product ([`MatmulConfig`]: `mr` up to 4 rows, `nr` 8 columns, 4
 ///   below 8).
@@ -611,7 +611,7 @@ pub(crate) const GEMM_TENSORIZED_ROWS: usize = 16;
 /// Whether the graph runtime computes an f32 product of `m x k` by `k x n` on the
 /// `gemm_f32` micro-kernel: a SIMD micro-kernel on this CPU (AVX-512F or AVX2+FMA; the
 /// portable one is slower than the register-blocked loops), at least
-/// [`GEMM_TENSORIZED_ROWS`] rows, `n` a multiple of 16, and a reduction slice (`kc`, a
+/// `GEMM_TENSORIZED_ROWS` rows, `n` a multiple of 16, and a reduction slice (`kc`, a
 /// divisor of `k`) of at least 32 steps or all of `k` (a prime `k` over 256 would call
 /// the kernel once per step, about 10x slower).
 pub(crate) fn gemm_takes(m: i64, n: i64, k: i64) -> bool {
@@ -650,7 +650,7 @@ fn gemm_operands(op: &Op, out: &Tensor) -> Option<(Tensor, i64, i64, i64)> {
     }
 }
 
-/// Whether `op` computing `out` runs on the micro-kernel ([`gemm_tensorized`]).
+/// Whether `op` computing `out` runs on the micro-kernel (`gemm_tensorized`).
 pub(crate) fn gemm_tensorized_applies(op: &Op, out: &Tensor) -> bool {
     gemm_operands(op, out).is_some_and(|(_, m, n, k)| gemm_takes(m, n, k))
 }

@@ -7,9 +7,7 @@
 //! the first reduce loop) and an update (a CPU intrinsic's first slice computes instead,
 //! with no init nest), non-dividing splits guarded by `if`s around the
 //! innermost body, tensor reads replaced by multi-dimensional buffer loads relative to
-//! each buffer's origin, and tensorized nests replaced by intrinsic calls ([`tensorize`]).
-//!
-//! [`tensorize`]: super::tensorize
+//! each buffer's origin, and tensorized nests replaced by intrinsic calls (`tensorize.rs`).
 
 use super::infer_bound::{Bounds, StageInfo};
 use super::ir::{Buffer, IntrinMode, IntrinsicCall, Stmt};

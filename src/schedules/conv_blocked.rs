@@ -33,7 +33,7 @@ fn channel_tile(channels: i64) -> i64 {
 ///
 /// - a padding stage (the stage named `pad`, if any) is materialized at root, so the
 ///   convolution's loads are unguarded;
-/// - output channels in tiles of `mr` ([`channel_tile`]: 4, 3, 2 or 6) and columns in
+/// - output channels in tiles of `mr` (`channel_tile`: 4, 3, 2 or 6) and columns in
 ///   tiles of 8 (two 128-bit vectors; a partial last tile where 8 does not divide the
 ///   width): `mr x 2` vector accumulators, the reduction outside them, the tile unrolled;
 /// - per output row, every channel tile in turn (the row's inputs stay in L1); the
