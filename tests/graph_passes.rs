@@ -88,6 +88,17 @@ fn build(
         .unwrap_or_else(|e| panic!("build failed: {}", e))
 }
 
+/// [`build`] for the CPU on one thread.
+fn build_cpu(g: &Graph, ps: &HashMap<String, NdArray>, opts: BuildOptions) -> CompiledModel {
+    build(g, ps, Target::cpu(), 1, ScheduleKind::Cpu, opts)
+}
+
+/// The names of the parameters of `m`'s graph, in its order.
+fn param_names(m: &CompiledModel) -> Vec<&str> {
+    let g = m.graph();
+    g.params().iter().map(|&p| g.value_name(p)).collect()
+}
+
 /// `m`'s first output on input `x` equals that of the same graph built with no pass.
 fn same_as_without_passes(
     m: &CompiledModel,
@@ -224,19 +235,12 @@ fn batch_norm_folds_into_conv_and_dense() {
     g.output(y).unwrap();
     let xa = rnd(&[1, 3, 9, 9], 6);
 
-    let unfolded = build(
-        &g,
-        &ps,
-        Target::cpu(),
-        1,
-        ScheduleKind::Cpu,
-        BuildOptions::none(),
-    );
+    let unfolded = build_cpu(&g, &ps, BuildOptions::none());
     let folded_only = BuildOptions {
         fold: true,
         ..BuildOptions::none()
     };
-    let folded = build(&g, &ps, Target::cpu(), 1, ScheduleKind::Cpu, folded_only);
+    let folded = build_cpu(&g, &ps, folded_only);
     assert!(has_batch_norm(&unfolded));
     assert!(!has_batch_norm(&folded), "{:#?}", folded.graph().nodes());
     // conv + add, conv + add, flatten, dense: the batch norms and the original bias add gone.
@@ -256,7 +260,7 @@ fn batch_norm_folds_into_conv_and_dense() {
     let b = bn(&mut g2, &mut ps2, "bn", c, 40);
     let y = g2.add("sum", b, c).unwrap();
     g2.output(y).unwrap();
-    let m = build(&g2, &ps2, Target::cpu(), 1, ScheduleKind::Cpu, folded_only);
+    let m = build_cpu(&g2, &ps2, folded_only);
     assert!(has_batch_norm(&m));
 }
 
@@ -274,12 +278,9 @@ fn constants_fold_into_parameters() {
     let y = g.mul("y", x, t).unwrap();
     g.output(y).unwrap();
     let xa = rnd(&[2, 6], 3);
-    let m = build(
+    let m = build_cpu(
         &g,
         &ps,
-        Target::cpu(),
-        1,
-        ScheduleKind::Cpu,
         BuildOptions {
             fold: true,
             ..BuildOptions::none()
@@ -319,16 +320,9 @@ fn conv_weights_pack_at_build_time() {
     let xa = rnd(&[1, 8, 9, 9], 4);
     compare_passes(&g, &ps, &[("x", &xa)], "packed conv weights");
 
-    let m = build(
-        &g,
-        &ps,
-        Target::cpu(),
-        1,
-        ScheduleKind::Cpu,
-        BuildOptions::default(),
-    );
+    let m = build_cpu(&g, &ps, BuildOptions::default());
     let pg = m.graph();
-    let names: Vec<&str> = pg.params().iter().map(|&p| pg.value_name(p)).collect();
+    let names = param_names(&m);
     assert_eq!(names, ["w1.packed", "b1", "w2"], "{:?}", names);
     assert_eq!(pg.shape(pg.params()[0]), [2, 3, 3, 8, 16]);
     let layouts: Vec<WeightLayout> = pg
@@ -412,16 +406,9 @@ fn dense_weights_transpose_at_build_time() {
         "transposed dense weights",
     );
 
-    let m = build(
-        &g,
-        &ps,
-        Target::cpu(),
-        1,
-        ScheduleKind::Cpu,
-        BuildOptions::default(),
-    );
+    let m = build_cpu(&g, &ps, BuildOptions::default());
     let pg = m.graph();
-    let mut names: Vec<&str> = pg.params().iter().map(|&p| pg.value_name(p)).collect();
+    let mut names = param_names(&m);
     names.sort();
     assert_eq!(names, ["b", "w", "w.t", "w2.t"], "{:?}", names);
     let wt = m.param("w.t").unwrap();
@@ -460,12 +447,9 @@ fn dense_weights_transpose_at_build_time() {
         }
     }
     // With the pass off, the same layers stay dense (and transpose in the kernel).
-    let off = build(
+    let off = build_cpu(
         &g,
         &ps,
-        Target::cpu(),
-        1,
-        ScheduleKind::Cpu,
         BuildOptions {
             pack_weights: false,
             ..BuildOptions::default()
@@ -522,14 +506,7 @@ fn conv_bias_relu_is_one_kernel() {
     g.output(y).unwrap();
     let xa = rnd(&[1, 4, 10, 10], 3);
     assert_eq!(compare_passes(&g, &ps, &[("x", &xa)], "conv+bias+relu"), 1);
-    let m = build(
-        &g,
-        &ps,
-        Target::cpu(),
-        1,
-        ScheduleKind::Cpu,
-        BuildOptions::default(),
-    );
+    let m = build_cpu(&g, &ps, BuildOptions::default());
     let n = &m.graph().nodes()[0];
     assert_eq!(n.name, "relu");
     match &n.op {
@@ -687,7 +664,7 @@ fn memory_plan_keeps_live_values_apart() {
         fuse: false,
         ..BuildOptions::default()
     };
-    let planned = build(&g, &ps, Target::cpu(), 1, ScheduleKind::Cpu, opts);
+    let planned = build_cpu(&g, &ps, opts);
     let plan = planned.memory_plan();
     let buf = |name: &str| {
         let n = planned
@@ -704,12 +681,9 @@ fn memory_plan_keeps_live_values_apart() {
     assert_eq!(plan.planned_bytes, 3 * 4 * 16 * 4);
     assert_eq!(plan.unplanned_bytes, 5 * 4 * 16 * 4);
     let xa = rnd(&[4, 16], 1);
-    let unplanned = build(
+    let unplanned = build_cpu(
         &g,
         &ps,
-        Target::cpu(),
-        1,
-        ScheduleKind::Cpu,
         BuildOptions {
             plan_memory: false,
             ..opts

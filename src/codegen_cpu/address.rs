@@ -65,7 +65,7 @@ impl<'a, 'f> FnGen<'a, 'f> {
         e.visit(&mut |x| {
             match x.node() {
                 ExprNode::Var(v) => d = d.max(self.var_depth(v)),
-                ExprNode::Load(..) => d = d.max(self.loop_depth),
+                ExprNode::Load(..) => d = d.max(self.loop_depth()),
                 _ => {}
             }
             true

@@ -45,8 +45,6 @@ pub(crate) struct FnGen<'a, 'f> {
     pub promoted: HashMap<String, Promoted>,
     /// The alias region of each buffer accessed so far, by name.
     pub regions: HashMap<String, AliasRegion>,
-    /// Number of (serial) loops enclosing the current position.
-    pub loop_depth: u32,
     /// Loop depth at which each variable in scope was bound.
     depths: HashMap<u64, u32>,
     /// Number of `if` statements enclosing the current position in this function.
@@ -59,19 +57,27 @@ pub(crate) struct FnGen<'a, 'f> {
     /// survives the call (System V x86-64), so vector constants inside loops are read
     /// from memory where they are used (`FnGen::splat`).
     pub calls_intrinsics: bool,
-    /// The counter and end of each serial loop around the current position.
+    /// The counter and end of each serial loop around the current position (their
+    /// number is the loop depth).
     pub loop_ends: Vec<(Variable, Value)>,
 }
 
 impl<'a, 'f> FnGen<'a, 'f> {
+    /// Number of (serial) loops enclosing the current position.
+    pub fn loop_depth(&self) -> u32 {
+        self.loop_ends.len() as u32
+    }
     /// Bind `v` for a scope; returns the previous binding to restore with [`FnGen::unbind_var`].
     pub fn bind_var(&mut self, v: &Var, b: Binding) -> Option<Binding> {
-        self.depths.insert(v.id(), self.loop_depth);
+        self.depths.insert(v.id(), self.loop_depth());
         self.vars.insert(v.id(), b)
     }
     /// The loop depth `v` varies at (the current depth for unknown variables).
     pub fn var_depth(&self, v: &Var) -> u32 {
-        self.depths.get(&v.id()).copied().unwrap_or(self.loop_depth)
+        self.depths
+            .get(&v.id())
+            .copied()
+            .unwrap_or(self.loop_depth())
     }
     /// End the scope of `v`, restoring `prev`.
     pub fn unbind_var(&mut self, v: &Var, prev: Option<Binding>) {
@@ -217,7 +223,6 @@ pub(crate) fn build_function(
             promoted: HashMap::new(),
             loop_ends: Vec::new(),
             regions: HashMap::new(),
-            loop_depth: 0,
             depths: HashMap::new(),
             cond_depth: 0,
             frozen: HashSet::new(),

@@ -25,7 +25,7 @@ impl<'a, 'f> FnGen<'a, 'f> {
             ));
         }
         let ty = val_type(val.dt, lanes)?;
-        if self.loop_depth > 0 && self.calls_intrinsics {
+        if self.loop_depth() > 0 && self.calls_intrinsics {
             if let Some(v) = self.const_splat_in_memory(val.v, ty) {
                 return Ok(Val {
                     v,

@@ -142,13 +142,11 @@ impl<'a, 'f> FnGen<'a, 'f> {
         if top_test {
             self.b.seal_block(body);
         }
-        self.loop_depth += 1;
-        let prev = self.bind_var(&f.var, Binding::Loop(var, dt));
         self.loop_ends.push((var, end));
+        let prev = self.bind_var(&f.var, Binding::Loop(var, dt));
         let r = self.gen_stmt(&f.body);
-        self.loop_ends.pop();
         self.unbind_var(&f.var, prev);
-        self.loop_depth -= 1;
+        self.loop_ends.pop();
         r?;
         let iv = self.b.use_var(var);
         let next = self.b.ins().iadd_imm_s(iv, 1);
