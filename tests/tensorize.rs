@@ -421,9 +421,12 @@ fn library_tensorized_matmul_schedule() {
         // columns).
         let kc = (1..=k.min(4096 / g.nr)).rev().find(|d| k % d == 0).unwrap();
         assert_eq!(g.kc, kc, "{:?}", g);
-        // One slice of the reduction: each tile computed by one call; several: the
+        // One slice of the reduction: each block computed by one call; several: the
         // first computes, the others update.
-        let name = format!("gemm_f32_{}x{}x{}", g.mr, g.nr, g.kc);
+        let name = format!(
+            "gemm_f32_panels_{}x{}x{}_{}x{}",
+            g.mc, g.nc, g.kc, g.mr, g.nr
+        );
         assert!(
             text.contains(&format!("{}(A", name))
                 && (g.kc == k) != text.contains(&format!("{}.update(", name)),
@@ -432,9 +435,9 @@ fn library_tensorized_matmul_schedule() {
         );
         assert_eq!(
             text.contains(") extents ("),
-            m % g.mr != 0,
-            "partial tiles exactly when {} does not divide {}: {}",
-            g.mr,
+            m % g.mc != 0,
+            "a partial block exactly when {} does not divide {}: {}",
+            g.mc,
             m,
             text
         );
@@ -481,7 +484,7 @@ fn avx512_blocking_of_the_tensorized_matmul() {
         let s = schedules::matmul_cpu_tensorized_with(&c, g).unwrap();
         let text = lower(&s, &args).unwrap().to_string();
         assert!(
-            text.contains(&format!("gemm_f32_12x32x{}", g.kc)),
+            text.contains(&format!("gemm_f32_panels_24x32x{}_12x32", g.kc)),
             "{}",
             text
         );
@@ -518,7 +521,11 @@ fn blocked_tensorized_matmul_several_blocks() {
     };
     let s = schedules::matmul_cpu_tensorized_with(&c, g).unwrap();
     let text = lower(&s, &args).unwrap().to_string();
-    assert!(text.contains("gemm_f32_6x16x20.update("), "{}", text);
+    assert!(
+        text.contains("gemm_f32_panels_12x32x20_6x16.update("),
+        "{}",
+        text
+    );
     assert!(text.contains("parallel"), "{}", text);
     check_against_unscheduled(&s, &args, &[c.clone()], 3, "blocked 36x64x60");
     // The trace replays onto a fresh computation.

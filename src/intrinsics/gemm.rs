@@ -60,7 +60,7 @@ pub fn gemm_f32(mr: i64, nr: i64, kc: i64) -> Result<Arc<TensorIntrin>> {
 }
 
 /// Every tile size at least 1, else a typed error naming the intrinsic.
-fn check_sizes(what: &str, sizes: &[i64]) -> Result<()> {
+pub(super) fn check_sizes(what: &str, sizes: &[i64]) -> Result<()> {
     if sizes.iter().any(|&s| s < 1) {
         return Err(crate::error::Error::InvalidExpr(format!(
             "{}{:?}: every tile size must be at least 1",
@@ -118,23 +118,23 @@ pub fn gemm_f32_k3(mr: i64, nr: i64, k: [i64; 3]) -> Result<Arc<TensorIntrin>> {
 /// The operands of one call, decoded; the reduction always as three axes (`gemm_f32`'s
 /// one axis is the innermost, the others of extent 1).
 #[derive(Clone, Copy)]
-struct Call {
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
+pub(super) struct Call {
+    pub(super) a: *const f32,
+    pub(super) b: *const f32,
+    pub(super) c: *mut f32,
     /// `A`'s strides: row, then the reduction axes `k0, k1, k2`.
-    sa: [isize; 4],
+    pub(super) sa: [isize; 4],
     /// `B`'s strides: the reduction axes `k0, k1, k2`, then column.
-    sb: [isize; 4],
-    sc: [isize; 2],
-    m: usize,
-    n: usize,
-    k: [usize; 3],
-    accumulate: bool,
+    pub(super) sb: [isize; 4],
+    pub(super) sc: [isize; 2],
+    pub(super) m: usize,
+    pub(super) n: usize,
+    pub(super) k: [usize; 3],
+    pub(super) accumulate: bool,
 }
 
 /// Mode 2 (init): zero the `C` tile described by words `c, sc0, sc1, m, n` after the mode.
-fn init_tile(args: *const i64) {
+pub(super) fn init_tile(args: *const i64) {
     // Safety: in mode init the JIT passes the mode, the output's address and two
     // strides, then the extents (rows and columns first).
     let w = unsafe { std::slice::from_raw_parts(args, 6) };
@@ -223,7 +223,7 @@ unsafe fn k3_call(args: *const i64) -> Call {
 ///
 /// # Safety
 /// The views must be valid for the tile sizes; the CPU must run `path`.
-unsafe fn run(c: &Call, path: CpuPath) {
+pub(super) unsafe fn run(c: &Call, path: CpuPath) {
     #[cfg(target_arch = "x86_64")]
     if c.sb[3] == 1 {
         match path {
@@ -444,7 +444,7 @@ unsafe fn block<const MASKED: bool>(c: &Call, i: usize, j: usize, rows: usize, c
 /// written through masks, nothing past them touched.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_rx16<const R: usize, const UNIT_A: bool, const MASKED: bool>(
+pub(super) unsafe fn kernel_rx16<const R: usize, const UNIT_A: bool, const MASKED: bool>(
     c: &Call,
     i0: usize,
     j0: usize,
@@ -486,10 +486,19 @@ unsafe fn kernel_rx16<const R: usize, const UNIT_A: bool, const MASKED: bool>(
     };
     let pc = |r: usize| unsafe { c.c.offset((i0 + r) as isize * c.sc[0] + j0 as isize) };
     let mut acc = [[_mm256_setzero_ps(); 2]; R];
-    if c.accumulate {
+    // A whole tile adds `C` after the reduction (its lines prefetched now): the first
+    // steps' FMAs do not wait for `C`, whose rows are often far apart and out of cache.
+    let late = !MASKED && c.accumulate;
+    if c.accumulate && !late {
         for (r, row) in acc.iter_mut().enumerate() {
             row[0] = load(pc(r), m0);
             row[1] = load(unsafe { pc(r).add(8) }, m1);
+        }
+    }
+    if late {
+        for r in 0..R {
+            _mm_prefetch::<_MM_HINT_T0>(pc(r) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(unsafe { pc(r).add(15) } as *const i8);
         }
     }
     for k0 in 0..c.k[0] as isize {
@@ -514,6 +523,12 @@ unsafe fn kernel_rx16<const R: usize, const UNIT_A: bool, const MASKED: bool>(
                     row[1] = _mm256_fmadd_ps(x, b1, row[1]);
                 }
             }
+        }
+    }
+    if late {
+        for (r, row) in acc.iter_mut().enumerate() {
+            row[0] = _mm256_add_ps(row[0], load(pc(r), m0));
+            row[1] = _mm256_add_ps(row[1], load(unsafe { pc(r).add(8) }, m1));
         }
     }
     for (r, row) in acc.iter().enumerate() {

@@ -21,7 +21,8 @@
 //!
 //! Built in: [`gemm_f32`] (`C[i, j] += A[i, k] * B[k, j]`, an MR x NR x KC register-tile
 //! update with an AVX-512F or AVX2+FMA micro-kernel chosen at run time and a portable
-//! fallback),
+//! fallback), [`gemm_f32_panels`] (the same kernels under BLIS's macro-kernel: a whole
+//! block of packed panels in one call),
 //! [`dot_f32`] and [`reduce_sum_f32`] (a length-`n` reduction into one element, e.g. a
 //! row's sum), [`exp_f32`] (a vectorized elementwise `exp`, within 1 ulp), each with
 //! AVX-512F and AVX2+FMA paths chosen at run time ([`CpuPath::best`]) and a portable one
@@ -31,12 +32,14 @@
 mod dot;
 mod exp;
 mod gemm;
+mod gemm_panels;
 mod reference;
 mod wmma;
 
 pub use dot::{dot_f32, dot_f32_eval, reduce_sum_f32, reduce_sum_f32_eval};
 pub use exp::{exp_f32, exp_f32_eval};
 pub use gemm::{gemm_f32, gemm_f32_k3};
+pub use gemm_panels::gemm_f32_panels;
 pub(crate) use reference::reference_stmt;
 pub use wmma::{wmma_load_a, wmma_load_b, wmma_mma, wmma_store};
 #[cfg(target_arch = "x86_64")]
@@ -336,7 +339,7 @@ pub fn lookup(name: &str) -> Option<Arc<TensorIntrin>> {
 }
 
 /// The built-in intrinsic named `name`: `gemm_f32_{mr}x{nr}x{kc}`,
-/// `gemm_f32_{mr}x{nr}x{k0}x{k1}x{k2}`, `dot_f32_{n}`, `reduce_sum_f32_{n}`, `exp_f32_{n}`
+/// `gemm_f32_{mr}x{nr}x{k0}x{k1}x{k2}`, `gemm_f32_panels_{mc}x{nc}x{kc}_{mr}x{nr}`, `dot_f32_{n}`, `reduce_sum_f32_{n}`, `exp_f32_{n}`
 /// and the four `wmma_*` ones.
 fn builtin(name: &str) -> Option<Arc<TensorIntrin>> {
     let sizes =
@@ -345,7 +348,13 @@ fn builtin(name: &str) -> Option<Arc<TensorIntrin>> {
         name.strip_prefix(prefix)
             .and_then(|r| r.parse::<i64>().ok())
     };
-    let made = if let Some(rest) = name.strip_prefix("gemm_f32_") {
+    let made = if let Some(rest) = name.strip_prefix("gemm_f32_panels_") {
+        let (block, panel) = rest.split_once('_')?;
+        match (sizes(block)?.as_slice(), sizes(panel)?.as_slice()) {
+            (&[mc, nc, kc], &[mr, nr]) => gemm_f32_panels(mc, nc, kc, mr, nr),
+            _ => return None,
+        }
+    } else if let Some(rest) = name.strip_prefix("gemm_f32_") {
         match *sizes(rest)?.as_slice() {
             [m, n, k] => gemm_f32(m, n, k),
             [m, n, k0, k1, k2] => gemm_f32_k3(m, n, [k0, k1, k2]),
@@ -377,4 +386,32 @@ pub(crate) fn cpu_impls() -> Vec<CpuImpl> {
         .values()
         .filter_map(|i| i.cpu)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::builtin;
+
+    #[test]
+    fn built_in_names_declare_their_intrinsics() {
+        // What trace replay in a fresh process relies on: each built-in family's name
+        // declares the intrinsic again (and only well-formed names do).
+        for name in [
+            "gemm_f32_6x16x8",
+            "gemm_f32_6x16x3x3x4",
+            "gemm_f32_panels_12x32x8_6x16",
+            "gemm_f32_panels_24x64x100_12x32",
+            "dot_f32_7",
+        ] {
+            assert_eq!(builtin(name).map(|i| i.name.clone()).as_deref(), Some(name));
+        }
+        for name in [
+            "gemm_f32_panels_12x32_6x16",
+            "gemm_f32_panels_12x32x8",
+            "gemm_f32_panels_12x32x8_5x16",
+            "gemm_f32_6x16",
+        ] {
+            assert!(builtin(name).is_none(), "{}", name);
+        }
+    }
 }

@@ -19,7 +19,11 @@
 //!   (a row's sum tensorized by a 0-d reduction intrinsic); failing that, a read of a
 //!   compact buffer (or the output's store) may be linear in its flattened offset
 //!   instead, once `floordiv(p, w) * w + floormod(p, w)` is folded back into `p`: a fused
-//!   `(y, x)` axis walking an image's positions across its rows;
+//!   `(y, x)` axis walking an image's positions across its rows; or, where the
+//!   declaration itself reads a placeholder at non-linear indices (a packed panel `A[i /
+//!   6, k, i % 6]`), the read's relative indices may be those same expressions
+//!   (simplified over the declared extents, the tile's origin taken out of each
+//!   division), the view then having the buffer's own strides;
 //! - the call's operands are the tiles' first elements in their buffers with the buffers'
 //!   strides; it updates the output (mode `Update`) when the reduction started outside the
 //!   nest, and computes it whole (`Compute`) otherwise. (`schedule_ops` then either
@@ -32,7 +36,9 @@ use super::simplify::{const_bounds, simplify, simplify_with, Ranges};
 use crate::error::{sched_err, Result};
 use crate::intrinsics::TensorIntrin;
 use crate::schedule::Schedule;
-use crate::te::{max, min, BinOp, CmpOp, Expr, ExprNode, IterKind, OpKind, Tensor, Var};
+use crate::te::{
+    floordiv, floormod, max, min, BinOp, CmpOp, Expr, ExprNode, IterKind, OpKind, Tensor, Var,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -68,6 +74,8 @@ struct Matcher<'a> {
     /// The ranges of the stage's leaf variables with constant extents: an index such as
     /// `floordiv(io*12 + ii, 6)` over a packed panel is affine once `ii < 6` is known.
     ranges: Ranges,
+    /// The declaration's axes over their declared extents.
+    decl_ranges: Ranges,
     bind: Binding,
 }
 
@@ -104,7 +112,20 @@ impl Matcher<'_> {
                         simplify(&simplify(&(i.clone() - b.clone())).substitute(&self.to_decl))
                     })
                     .collect();
-                let (dims, flat) = match linear_dims(&rel, pidx) {
+                let (dims, flat) = match linear_dims(&rel, pidx).or_else(|| {
+                    // A packed panel read as the declaration reads it: the tile's
+                    // origin taken out of each division first.
+                    let pulled: Vec<Expr> = idx.iter().map(pull_multiples).collect();
+                    let origin: Vec<Expr> = base.iter().map(pull_multiples).collect();
+                    let rel: Vec<Expr> = pulled
+                        .iter()
+                        .zip(&origin)
+                        .map(|(i, b)| {
+                            simplify(&simplify(&(i.clone() - b.clone())).substitute(&self.to_decl))
+                        })
+                        .collect();
+                    same_indices(&rel, pidx, &self.decl_ranges)
+                }) {
                     Some(d) => (d, false),
                     // Only divisions can make an index linear in the flattened offset
                     // alone (a fused axis split across rows).
@@ -345,6 +366,55 @@ fn linear_dims(rel: &[Expr], pidx: &[Expr]) -> Option<Vec<Vec<(usize, i64)>>> {
     dims.iter().all(|d| !d.is_empty()).then_some(dims)
 }
 
+/// Each tensor dimension along the placeholder dimension of the same position, when the
+/// read's relative indices are the declaration's own index expressions (after renaming;
+/// both simplified over the declared axes' ranges, `decl_ranges`): a packed panel `A[i /
+/// 6, k, i % 6]` read as the declaration reads it. The view then has the tensor's strides
+/// as they are.
+fn same_indices(
+    rel: &[Expr],
+    pidx: &[Expr],
+    decl_ranges: &Ranges,
+) -> Option<Vec<Vec<(usize, i64)>>> {
+    let same = |r: &Expr, p: &Expr| {
+        simplify_with(r, decl_ranges).structural_eq(&simplify_with(p, decl_ranges))
+    };
+    (rel.len() == pidx.len() && rel.iter().zip(pidx).all(|(r, p)| same(r, p)))
+        .then(|| (0..rel.len()).map(|d| vec![(d, 1)]).collect())
+}
+
+/// `e` with a top-level `floordiv(x + w * t, w)` written `floordiv(x, w) + t` and
+/// `floormod(x + w * t, w)` written `floormod(x, w)` (exact for floor division, whatever
+/// the integers): a packed panel's index `floordiv(j.outer * 16 + j.inner, 16)` becomes
+/// the block's panel `j.outer` plus the panel within it.
+fn pull_multiples(e: &Expr) -> Expr {
+    let ExprNode::Binary(op @ (BinOp::Div | BinOp::Mod), x, w) = e.node() else {
+        return e.clone();
+    };
+    let Some(wv) = w.as_int().filter(|&v| v > 0) else {
+        return e.clone();
+    };
+    let mut terms = vec![];
+    linear_terms(x, 1, &mut terms);
+    let sum = |ts: Vec<(i64, Expr)>| {
+        ts.into_iter()
+            .map(|(c, a)| a * Expr::int(c))
+            .reduce(|a, b| a + b)
+            .unwrap_or_else(|| Expr::int(0))
+    };
+    let (outer, inner): (Vec<_>, Vec<_>) = terms.into_iter().partition(|(c, _)| c % wv == 0);
+    if outer.is_empty() {
+        return e.clone();
+    }
+    match op {
+        BinOp::Div => simplify(
+            &(floordiv(sum(inner), wv)
+                + sum(outer.into_iter().map(|(c, a)| (c / wv, a)).collect())),
+        ),
+        _ => simplify(&floormod(sum(inner), wv)),
+    }
+}
+
 /// The extent as a constant, when the ranges pin it to one value.
 fn const_extent(e: &Expr, r: &Ranges) -> Option<i64> {
     match const_bounds(e, r) {
@@ -503,6 +573,13 @@ pub(crate) fn call_for(
             .collect(),
         zero: inner_vars.iter().map(|v| (v.id(), Expr::int(0))).collect(),
         ranges,
+        decl_ranges: {
+            let mut r = Ranges::new();
+            for (v, &e) in decl_vars.iter().zip(&extents) {
+                r.set(v.id(), 0, e - 1);
+            }
+            r
+        },
         bind: Binding {
             tensors: vec![None; intrin.inputs.len()],
         },

@@ -2,7 +2,8 @@
 //! with a local accumulator that the CPU backend keeps in registers), vectorized along `j`,
 //! unrolled over the register tile, with `B`'s column panel packed contiguously and,
 //! optionally, `A` packed in row panels and the columns in blocks (the default); and the
-//! BLIS-style schedule around the `gemm_f32` micro-kernel (`matmul_cpu_tensorized`).
+//! BLIS-style schedule whose packed blocks go to the `gemm_f32_panels` macro-kernel
+//! (`matmul_cpu_tensorized`).
 
 use crate::error::Result;
 use crate::schedule::{create_schedule, LayoutDim, Schedule};
@@ -329,9 +330,9 @@ impl GemmBlocking {
     }
 }
 
-/// The CPU matmul schedule with its register tile tensorized by
-/// [`gemm_f32`](crate::intrinsics::gemm_f32) (an AVX-512 or AVX2+FMA micro-kernel where the
-/// CPU has one), cache-blocked as BLIS does, with the blocking of [`GemmBlocking::for_shape`].
+/// The CPU matmul schedule cache-blocked as BLIS does, each packed block tensorized by
+/// [`gemm_f32_panels`](crate::intrinsics::gemm_f32_panels) (around an AVX-512 or
+/// AVX2+FMA register-tile kernel where the CPU has one), with the blocking of [`GemmBlocking::for_shape`].
 /// Needs the columns to be a multiple of 16 (a typed error otherwise); any row count.
 pub fn matmul_cpu_tensorized(c: &Tensor, threads: usize) -> Result<Schedule> {
     let (m, n, k) = matmul_sizes(c)?;
@@ -375,17 +376,19 @@ fn matmul_sizes(c: &Tensor) -> Result<(i64, i64, i64)> {
     Ok((m, n, k))
 }
 
-/// [`matmul_cpu_tensorized`] with explicit blocking. Loops, outermost first (BLIS's
-/// five loops around the micro-kernel): `jc` (column blocks of `nc`, parallel when
-/// `threads > 1` and not `parallel_rows`), `pc` (reduction slices of `kc`; `B`'s `kc x
-/// nc` panel packed into `B.global` here, as `nc / nr` contiguous `kc x nr`
+/// [`matmul_cpu_tensorized`] with explicit blocking. Loops, outermost first (the outer
+/// three of BLIS's five loops around the micro-kernel): `jc` (column blocks of `nc`,
+/// parallel when `threads > 1` and not `parallel_rows`), `pc` (reduction slices of `kc`;
+/// `B`'s `kc x nc` panel packed into `B.global` here, as `nc / nr` contiguous `kc x nr`
 /// micro-panels, those in parallel with `parallel_rows`), `ic` (row blocks of `mc`,
 /// parallel with `parallel_rows`; `A`'s `mc x kc` block packed into `A.global`, `mr`
-/// rows interleaved), `jr` (`nr` columns), `ir` (`mr` rows), then the `mr x nr x kc`
-/// tile, tensorized. `nc` and `kc` must divide their extents (`nr | nc`) and `mc` be a
-/// multiple of `mr`; neither need divide the rows: the last row block is then partial,
-/// `A.global` padded with zero rows, and the micro-kernel called with the rows that
-/// remain (a partial tile).
+/// rows interleaved), then the `mc x nc x kc` block, tensorized by
+/// [`gemm_f32_panels`](crate::intrinsics::gemm_f32_panels), whose host function runs the
+/// inner two (`jr` over the micro-panels of `B`, `ir` over the row panels of `A`) around
+/// the `mr x nr` register-tile kernel. `nc` and `kc` must divide their extents (`nr |
+/// nc`) and `mc` be a multiple of `mr`; neither need divide the rows: the last row block
+/// is then partial, `A.global` padded with zero rows, and the block called with the rows
+/// that remain.
 pub fn matmul_cpu_tensorized_with(c: &Tensor, g: GemmBlocking) -> Result<Schedule> {
     let (_, n, k) = matmul_sizes(c)?;
     let check = |what: &str, v: i64, of: i64, unit: i64| {
@@ -444,11 +447,9 @@ pub(crate) fn gemm_blis(
     let [i, j] = s.axes2(c)?;
     let kx = s.reduce_axes(c)?.remove(0);
     let (jc, jrest) = s.split(c, &j, g.nc)?;
-    let (jr, ji) = s.split(c, &jrest, g.nr)?;
     let (ic, irest) = s.split(c, &i, g.mc)?;
-    let (ir, ii) = s.split(c, &irest, g.mr)?;
     let (pc, ki) = s.split(c, &kx, g.kc)?;
-    s.reorder(c, &[&jc, &pc, &ic, &jr, &ir, &ii, &ji, &ki])?;
+    s.reorder(c, &[&jc, &pc, &ic, &irest, &jrest, &ki])?;
     if g.threads > 1 {
         if g.parallel_rows {
             s.parallel(c, &ic)?;
@@ -473,5 +474,11 @@ pub(crate) fn gemm_blis(
         // The shared panel of B, packed by every thread (its micro-panels in parallel).
         s.parallel(&bp, &b_panels)?;
     }
-    s.tensorize(c, &ii, &crate::intrinsics::gemm_f32(g.mr, g.nr, g.kc)?)
+    // The whole `mc x nc x kc` block in one call: the macro-kernel walks the micro-panels
+    // (`jr`, then `ir`) itself.
+    s.tensorize(
+        c,
+        &irest,
+        &crate::intrinsics::gemm_f32_panels(g.mc, g.nc, g.kc, g.mr, g.nr)?,
+    )
 }
