@@ -105,26 +105,13 @@ impl Matcher<'_> {
                     .collect();
                 // Each tensor dimension moves along one placeholder dimension (any
                 // order: a transposed read is a view with swapped strides) or not at all.
-                let rel: Vec<Expr> = idx
-                    .iter()
-                    .zip(&base)
-                    .map(|(i, b)| {
-                        simplify(&simplify(&(i.clone() - b.clone())).substitute(&self.to_decl))
-                    })
-                    .collect();
+                let rel = self.relative(&idx, &base);
                 let (dims, flat) = match linear_dims(&rel, pidx).or_else(|| {
                     // A packed panel read as the declaration reads it: the tile's
                     // origin taken out of each division first.
                     let pulled: Vec<Expr> = idx.iter().map(pull_multiples).collect();
                     let origin: Vec<Expr> = base.iter().map(pull_multiples).collect();
-                    let rel: Vec<Expr> = pulled
-                        .iter()
-                        .zip(&origin)
-                        .map(|(i, b)| {
-                            simplify(&simplify(&(i.clone() - b.clone())).substitute(&self.to_decl))
-                        })
-                        .collect();
-                    same_indices(&rel, pidx, &self.decl_ranges)
+                    same_indices(&self.relative(&pulled, &origin), pidx, &self.decl_ranges)
                 }) {
                     Some(d) => (d, false),
                     // Only divisions can make an index linear in the flattened offset
@@ -209,6 +196,14 @@ impl Matcher<'_> {
 }
 
 impl Matcher<'_> {
+    /// The indices `idx` relative to the tile's origin `base`, in the declaration's axes.
+    fn relative(&self, idx: &[Expr], base: &[Expr]) -> Vec<Expr> {
+        idx.iter()
+            .zip(base)
+            .map(|(i, b)| simplify(&simplify(&(i.clone() - b.clone())).substitute(&self.to_decl)))
+            .collect()
+    }
+
     /// [`linear_dims`] of a read of `t` at `idx` (tile origin `base`) taken in `t`'s
     /// flattened row-major offset: one entry per placeholder index, along `t`'s last
     /// dimension with the offset's coefficient. `None` unless `t` has constant sizes and
@@ -625,11 +620,7 @@ pub(crate) fn call_for(
         .iter()
         .map(|i| simplify(&i.substitute(&m.zero)))
         .collect();
-    let out_rel: Vec<Expr> = store_idx
-        .iter()
-        .zip(&out_base)
-        .map(|(i, base)| simplify(&simplify(&(i.clone() - base.clone())).substitute(&m.to_decl)))
-        .collect();
+    let out_rel = m.relative(store_idx, &out_base);
     let out = &info.buffers[0];
     let out_strides = out.strides();
     let out_op_strides: Vec<Expr> = match output_dims(&st.name, daxes, &out_rel) {
