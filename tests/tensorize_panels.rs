@@ -41,22 +41,57 @@ fn panels_golden_ir_and_replay() {
 
 #[test]
 fn panels_intrinsic_against_its_declaration_on_random_blockings() {
-    // Property: for random panel sizes (every supported pair; 6 x 16 takes the AVX2
-    // kernel directly where the CPU has it, the others the general dispatch), blocks,
-    // slices, partial row blocks and one or two threads, the host function computes what
-    // the interpreter computes from the declaration, and both what the unscheduled
-    // computation does.
+    // Property: for every supported panel size (6 x 16 takes the AVX2 kernel directly
+    // where the CPU has it, the others the general dispatch) with random blocks, slices,
+    // and row and column counts that the blocks and panels need not divide, the host
+    // function computes what the interpreter computes from the declaration, and both
+    // what the unscheduled computation does. Calling the kernel again on its own output
+    // changes nothing (the first slice overwrites `C`, whatever it held).
     let mut rng = Rng(11u64);
-    let mut next = |n: u64| rng.below(n) as i64;
-    for case in 0..12 {
+    let mut next = |n: i64| rng.below(n as u64) as i64;
+    let mut case = 0;
+    for (mr, nr) in [(4, 16), (6, 16), (12, 16), (4, 32), (6, 32), (12, 32)] {
+        for _ in 0..2 {
+            case += 1;
+            let (mc, nc, kc) = (mr * (1 + next(3)), nr * (1 + next(2)), 1 + next(12));
+            let (m, n, k) = (1 + next(2 * mc), 1 + next(2 * nc), kc * (1 + next(3)));
+            let (a, b, c) = matmul(m, n, k);
+            let args = [a.clone(), b.clone(), c.clone()];
+            let s = panels_by_hand(&c, &a, &b, [mr, nr, mc, nc, kc]);
+            let text = lower(&s, &args).unwrap().to_string();
+            assert_eq!(
+                text.contains(") extents ("),
+                m % mc != 0 || n % nc != 0,
+                "partial blocks exactly where the blocks overhang: {}",
+                text
+            );
+            let what = format!(
+                "{}x{}x{}, blocks {}x{}x{}, panels {}x{}",
+                m, n, k, mc, nc, kc, mr, nr
+            );
+            let want = run_all(&s, &args, Target::interp(), case);
+            let got = run_all(&s, &args, Target::cpu(), case);
+            assert_outputs_close(
+                &args,
+                &got,
+                &want,
+                &format!("host vs declaration, {}", what),
+            );
+            check_against_unscheduled(&s, &args, &[c.clone()], case, &what);
+            let kernel = build(&s, &args, Target::cpu()).unwrap();
+            let mut again = got.clone();
+            let mut refs: Vec<&mut NdArray> = again.iter_mut().collect();
+            kernel.call(&mut refs).unwrap();
+            assert_close(&again[2], &got[2], &format!("called twice, {}", what));
+        }
+    }
+    // The library schedule on random blockings, one or two threads (rows or columns in
+    // parallel).
+    for case in 0..6 {
         let mr = [4, 6, 12][next(3) as usize];
         let nr = [16, 32][next(2) as usize];
-        let mc = mr * (1 + next(3));
-        let nc = nr * (1 + next(2));
-        let kc = 1 + next(12);
-        let m = 1 + next((2 * mc + 1) as u64);
-        let n = nc * (1 + next(2));
-        let k = kc * (1 + next(3));
+        let (mc, nc, kc) = (mr * (1 + next(3)), nr * (1 + next(2)), 1 + next(12));
+        let (m, n, k) = (1 + next(2 * mc + 1), nc * (1 + next(2)), kc * (1 + next(3)));
         let threads = 1 + next(2) as usize;
         let g = GemmBlocking {
             parallel_rows: threads > 1 && next(2) == 1,
@@ -122,7 +157,9 @@ fn panels_errors() {
     let ii = s.axis(&c, "i.inner").unwrap();
     s.tensorize(&c, &ii, &gemm_f32_panels(12, 32, 8, 4, 16).unwrap())
         .unwrap();
-    let e = lower(&s, &[a, b, c]).unwrap_err().to_string();
+    let e = lower(&s, &[a.clone(), b.clone(), c])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("cannot tensorize C at i.inner"), "{}", e);
     assert!(
         e.contains("A.global[floordiv(i.outer * 12 + i.inner, 6)")
@@ -130,4 +167,42 @@ fn panels_errors() {
         "{}",
         e
     );
+    // A packed computation written by hand: read at the panels' own indices it is
+    // tensorized (and computes the product); read from an origin inside a panel (rows
+    // shifted by 3 of 6) the view would not be the declaration's, so it is refused.
+    let (a, b, _) = matmul(18, 32, 8);
+    let pa = compute(&[3.into(), 8.into(), 6.into()], "PA", |x| {
+        a.at(&[x[0].clone() * 6 + x[2].clone(), x[1].clone()])
+    });
+    let pb = compute(&[2.into(), 8.into(), 16.into()], "PB", |x| {
+        b.at(&[x[1].clone(), x[0].clone() * 16 + x[2].clone()])
+    });
+    for shift in [0, 3] {
+        let k = reduce_axis(0, 8, "k");
+        let out = compute(&[12.into(), 32.into()], "S", |x| {
+            let (r, col) = (x[0].clone() + shift, x[1].clone());
+            sum(
+                pa.at(&[floordiv(r.clone(), 6), k.x(), floormod(r, 6)])
+                    * pb.at(&[floordiv(col.clone(), 16), k.x(), floormod(col, 16)]),
+                &[k.clone()],
+            )
+        });
+        let mut s = create_schedule(&[out.clone()]).unwrap();
+        let [i, _] = s.axes2(&out).unwrap();
+        s.tensorize(&out, &i, &gemm_f32_panels(12, 32, 8, 6, 16).unwrap())
+            .unwrap();
+        let args = [a.clone(), b.clone(), out.clone()];
+        if shift == 0 {
+            check_against_unscheduled(&s, &args, &[out.clone()], 9, "hand-packed panels");
+            continue;
+        }
+        let e = lower(&s, &args).unwrap_err().to_string();
+        assert!(e.contains("cannot tensorize S at i"), "{}", e);
+        assert!(
+            e.contains("PA[floordiv(i + 3, 6)")
+                && e.contains("where the intrinsic declares `A[floordiv(i, 6)"),
+            "{}",
+            e
+        );
+    }
 }

@@ -4,7 +4,7 @@
 //!   in place, rows contiguous), output columns in parallel chunks.
 //! - dense / matmul (f32, with their fused epilogue) of at least `GEMM_TENSORIZED_ROWS`
 //!   rows and columns a multiple of 16: the BLIS schedule of
-//!   [`crate::schedules::matmul_cpu_tensorized`] on the `gemm_f32` micro-kernel (dense's
+//!   [`crate::schedules::matmul_cpu_tensorized`] on the `gemm_f32_panels` macro-kernel (dense's
 //!   weight transpose inlined into the packing of `B`), the epilogue one vectorized loop
 //!   over the output.
 //! - other dense / matmul: the register-blocked matmul of [`crate::schedules::matmul_cpu_with`]
@@ -605,11 +605,11 @@ fn inline_epilogue(s: &mut Schedule, out: &Tensor, mm: &Tensor) -> Result<()> {
 }
 
 /// Matmul and dense layers (with their fused epilogue) of at least this many rows run on
-/// the `gemm_f32` micro-kernel where the columns allow it ([`gemm_takes`]).
+/// the `gemm_f32_panels` macro-kernel where the columns allow it ([`gemm_takes`]).
 pub(crate) const GEMM_TENSORIZED_ROWS: usize = 16;
 
 /// Whether the graph runtime computes an f32 product of `m x k` by `k x n` on the
-/// `gemm_f32` micro-kernel: a SIMD micro-kernel on this CPU (AVX-512F or AVX2+FMA; the
+/// `gemm_f32_panels` macro-kernel: a SIMD micro-kernel on this CPU (AVX-512F or AVX2+FMA; the
 /// portable one is slower than the register-blocked loops), at least
 /// `GEMM_TENSORIZED_ROWS` rows, `n` a multiple of 16, and a reduction slice (`kc`, a
 /// divisor of `k`) of at least 32 steps or all of `k` (a prime `k` over 256 would call
@@ -655,8 +655,8 @@ pub(crate) fn gemm_tensorized_applies(op: &Op, out: &Tensor) -> bool {
     gemm_operands(op, out).is_some_and(|(_, m, n, k)| gemm_takes(m, n, k))
 }
 
-/// Matmul or dense (`op`, with its fused epilogue) computing `out` on the `gemm_f32`
-/// micro-kernel where [`gemm_takes`] its sizes, cache-blocked as
+/// Matmul or dense (`op`, with its fused epilogue) computing `out` on the
+/// `gemm_f32_panels` macro-kernel where [`gemm_takes`] its sizes, cache-blocked as
 /// [`crate::schedules::matmul_cpu_tensorized`] does (dense's weight transpose inlined
 /// into the packing of `B`), the epilogue inlined into one vectorized loop over the
 /// output. `Ok(None)` where it does not apply (the register-blocked template runs).

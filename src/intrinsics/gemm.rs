@@ -15,7 +15,9 @@
 //! - AVX2 and FMA: rows of `C` in blocks of 6 (the last 1 to 5 rows in one smaller
 //!   block) and columns in blocks of 16 in up to twelve 256-bit accumulators while `k`
 //!   runs (a last block of at most 8 columns: rows in blocks of 12, one accumulator each);
-//!   a last partial block of columns is read and written through masks.
+//!   a last partial block of columns is read and written through masks. A whole 16-column
+//!   block that updates `C` prefetches its rows at the start and adds them after the `k`
+//!   loop (the first FMAs do not wait for rows of `C` that are far apart).
 //! - Anything else (`B` strided, neither feature set) takes the portable loop.
 //!
 //! All take partial tiles
@@ -172,8 +174,8 @@ extern "C" fn gemm_f32_entry(args: *const i64) {
         k: [1, 1, w[12] as usize],
         accumulate: mode == 1,
     };
-    // The BLIS schedule's whole tile (a packed 6-row panel of `A`, a 16-column panel of
-    // `B`, row-major `C`): straight to its kernel, past the general dispatch.
+    // A whole tile of packed panels (a 6-row panel of `A`, a 16-column panel of `B`,
+    // row-major `C`): straight to its kernel, past the general dispatch.
     #[cfg(target_arch = "x86_64")]
     if call.m == 6
         && call.n == 16

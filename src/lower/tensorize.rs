@@ -22,8 +22,9 @@
 //!   `(y, x)` axis walking an image's positions across its rows; or, where the
 //!   declaration itself reads a placeholder at non-linear indices (a packed panel `A[i /
 //!   6, k, i % 6]`), the read's relative indices may be those same expressions
-//!   (simplified over the declared extents, the tile's origin taken out of each
-//!   division), the view then having the buffer's own strides;
+//!   (simplified over the declared extents; the simplifier has already taken a block's
+//!   whole panels out of each division into the tile's origin), the view then having
+//!   the buffer's own strides;
 //! - the call's operands are the tiles' first elements in their buffers with the buffers'
 //!   strides; it updates the output (mode `Update`) when the reduction started outside the
 //!   nest, and computes it whole (`Compute`) otherwise. (`schedule_ops` then either
@@ -36,9 +37,7 @@ use super::simplify::{const_bounds, simplify, simplify_with, Ranges};
 use crate::error::{sched_err, Result};
 use crate::intrinsics::TensorIntrin;
 use crate::schedule::Schedule;
-use crate::te::{
-    floordiv, floormod, max, min, BinOp, CmpOp, Expr, ExprNode, IterKind, OpKind, Tensor, Var,
-};
+use crate::te::{max, min, BinOp, CmpOp, Expr, ExprNode, IterKind, OpKind, Tensor, Var};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -106,13 +105,10 @@ impl Matcher<'_> {
                 // Each tensor dimension moves along one placeholder dimension (any
                 // order: a transposed read is a view with swapped strides) or not at all.
                 let rel = self.relative(&idx, &base);
-                let (dims, flat) = match linear_dims(&rel, pidx).or_else(|| {
-                    // A packed panel read as the declaration reads it: the tile's
-                    // origin taken out of each division first.
-                    let pulled: Vec<Expr> = idx.iter().map(pull_multiples).collect();
-                    let origin: Vec<Expr> = base.iter().map(pull_multiples).collect();
-                    same_indices(&self.relative(&pulled, &origin), pidx, &self.decl_ranges)
-                }) {
+                // Failing that, a packed panel read as the declaration reads it.
+                let (dims, flat) = match linear_dims(&rel, pidx)
+                    .or_else(|| same_indices(&rel, pidx, &self.decl_ranges))
+                {
                     Some(d) => (d, false),
                     // Only divisions can make an index linear in the flattened offset
                     // alone (a fused axis split across rows).
@@ -376,38 +372,6 @@ fn same_indices(
     };
     (rel.len() == pidx.len() && rel.iter().zip(pidx).all(|(r, p)| same(r, p)))
         .then(|| (0..rel.len()).map(|d| vec![(d, 1)]).collect())
-}
-
-/// `e` with a top-level `floordiv(x + w * t, w)` written `floordiv(x, w) + t` and
-/// `floormod(x + w * t, w)` written `floormod(x, w)` (exact for floor division, whatever
-/// the integers): a packed panel's index `floordiv(j.outer * 16 + j.inner, 16)` becomes
-/// the block's panel `j.outer` plus the panel within it.
-fn pull_multiples(e: &Expr) -> Expr {
-    let ExprNode::Binary(op @ (BinOp::Div | BinOp::Mod), x, w) = e.node() else {
-        return e.clone();
-    };
-    let Some(wv) = w.as_int().filter(|&v| v > 0) else {
-        return e.clone();
-    };
-    let mut terms = vec![];
-    linear_terms(x, 1, &mut terms);
-    let sum = |ts: Vec<(i64, Expr)>| {
-        ts.into_iter()
-            .map(|(c, a)| a * Expr::int(c))
-            .reduce(|a, b| a + b)
-            .unwrap_or_else(|| Expr::int(0))
-    };
-    let (outer, inner): (Vec<_>, Vec<_>) = terms.into_iter().partition(|(c, _)| c % wv == 0);
-    if outer.is_empty() {
-        return e.clone();
-    }
-    match op {
-        BinOp::Div => simplify(
-            &(floordiv(sum(inner), wv)
-                + sum(outer.into_iter().map(|(c, a)| (c / wv, a)).collect())),
-        ),
-        _ => simplify(&floormod(sum(inner), wv)),
-    }
 }
 
 /// The extent as a constant, when the ranges pin it to one value.

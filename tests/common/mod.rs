@@ -365,3 +365,42 @@ pub fn check_against_unscheduled(
         assert_outputs_close(args, &got, &want, what);
     }
 }
+
+/// BLIS's blocking by hand around `gemm_f32_panels`, any sizes: `A` and `B` packed in
+/// panels per block, the `mc x nc x kc` block tensorized. Blocks that overhang the rows
+/// or the columns are partial (the packed buffers padded with zeros).
+pub fn panels_by_hand(
+    c: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    [mr, nr, mc, nc, kc]: [i64; 5],
+) -> Schedule {
+    let mut s = create_schedule(&[c.clone()]).unwrap();
+    let ap = s.cache_read(a, "global", &[c]).unwrap();
+    let bp = s.cache_read(b, "global", &[c]).unwrap();
+    let [i, j] = s.axes2(c).unwrap();
+    let k = s.reduce_axes(c).unwrap().remove(0);
+    let (jc, jrest) = s.split(c, &j, nc).unwrap();
+    let (ic, irest) = s.split(c, &i, mc).unwrap();
+    let (pc, ki) = s.split(c, &k, kc).unwrap();
+    s.reorder(c, &[&jc, &pc, &ic, &irest, &jrest, &ki]).unwrap();
+    for (t, dim, width, at) in [(&ap, 0, mr, &ic), (&bp, 1, nr, &pc)] {
+        s.transform_layout(
+            t,
+            &[
+                loopforge::schedule::LayoutDim::outer(dim, width),
+                loopforge::schedule::LayoutDim::dim(1 - dim),
+                loopforge::schedule::LayoutDim::inner(dim, width),
+            ],
+        )
+        .unwrap();
+        s.compute_at(t, c, at).unwrap();
+    }
+    s.tensorize(
+        c,
+        &irest,
+        &loopforge::intrinsics::gemm_f32_panels(mc, nc, kc, mr, nr).unwrap(),
+    )
+    .unwrap();
+    s
+}
