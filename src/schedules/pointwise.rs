@@ -1,7 +1,8 @@
 //! The CPU schedule of a pointwise convolution (1x1 kernel, stride 1, no padding, one
 //! group; NCHW, OIHW), MobileNet's expansion and projection layers: a matrix product
 //! `W[O, C] x X[C, H*W]` on the `gemm_f32` micro-kernel with the output channels as the
-//! tile's rows and the image's positions, fused across rows, as its 16 columns. Both the
+//! tile's rows and the image's positions, fused across rows, as its 16 columns, one call
+//! per block of the output (the host function walks the tiles). Both the
 //! input (a row of `X`) and the output are then read and written as contiguous vectors
 //! straight from the NCHW buffers: nothing is packed or transposed, and an image width
 //! that 16 does not divide costs one partial tile per block of rows, not one per row.
@@ -16,9 +17,6 @@ use crate::te::{DType, Tensor};
 fn not_eligible(out: &Tensor, why: String) -> Error {
     Error::InvalidExpr(format!("conv2d_pointwise_cpu: {} {}", out.name(), why))
 }
-
-/// Rows of the micro-kernel's register tile (output channels).
-const MR: i64 = 6;
 
 /// Accumulator elements per block (`[channels][rows x width]`): 32 KiB of f32, about L1.
 const BLOCK_ELEMENTS: i64 = 8192;
@@ -59,12 +57,13 @@ fn blocking(n: i64, o: i64, c: i64, h: i64, w: i64, threads: usize) -> (i64, i64
 ///   KiB, two blocks per thread or more where the channels allow); (batch, row block,
 ///   channel block) fused and parallel on `threads > 1` threads;
 /// - per block, an accumulator `[channels][rows][width]` (the convolution itself under an
-///   epilogue, else a `local` cache of `out`) computed by `gemm_f32(6, 16, kc)` calls:
-///   its rows and columns fused into positions, in tiles of 16 (a partial last tile) by
-///   6 channels (a partial last tile); the reduction (input channels and the 1x1 window
-///   fused) whole in each call where it has at most 256 channels (the tile computed in
-///   registers, never zeroed or reloaded), else in slices of `kc` accumulated; each
-///   tile's 16 positions a contiguous run of the input's channel rows;
+///   epilogue, else a `local` cache of `out`) computed by one `gemm_f32(channels, rows *
+///   width, kc)` call per reduction slice: its rows and columns fused into positions; the
+///   host function runs register tiles of 16 positions (a partial last tile) by 6
+///   channels (a partial last tile), each tile's 16 positions a contiguous run of the
+///   input's channel rows; the reduction (input channels and the 1x1 window fused) whole
+///   in the call where it has at most 256 channels (each tile computed in registers,
+///   never zeroed or reloaded), else in slices of `kc` accumulated;
 /// - the epilogue applied as the block is stored, 4 positions to a vector.
 ///
 /// A typed error when `out` does not have that form (a larger kernel, a stride, padding,
@@ -144,16 +143,16 @@ pub fn conv2d_pointwise_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
     let a = s.axes(&acc)?;
     let r = s.reduce_axes(&acc)?;
     let p = s.fuse(&acc, &[&a[2], &a[3]])?;
-    let (po, pi) = s.split(&acc, &p, 16)?;
-    let (co, ci) = s.split(&acc, &a[1], MR)?;
     // The reduction (channels, then the 1x1 window) as one loop.
     let k = s.fuse(&acc, &[&r[0], &r[1], &r[2]])?;
+    // One call per block: the micro-kernel's host function walks its register tiles
+    // (16 positions by 6 channels, partial ones at the edges) without a call per tile.
     if kc < *c {
         let (ko, ki) = s.split(&acc, &k, kc)?;
-        s.reorder(&acc, &[&a[0], &ko, &po, &co, &ci, &pi, &ki])?;
+        s.reorder(&acc, &[&a[0], &ko, &a[1], &p, &ki])?;
     } else {
-        s.reorder(&acc, &[&a[0], &po, &co, &ci, &pi, &k])?;
+        s.reorder(&acc, &[&a[0], &a[1], &p, &k])?;
     }
-    s.tensorize(&acc, &ci, &gemm_f32(MR, 16, kc)?)?;
+    s.tensorize(&acc, &a[1], &gemm_f32(channels, rows * w, kc)?)?;
     Ok(s)
 }
