@@ -39,6 +39,16 @@ fn panels_golden_ir_and_replay() {
     check_against_unscheduled(&s, &args, &[c.clone()], 5, "panels 20x64x24");
 }
 
+/// The CPU's results (returned) against the interpreter's, which runs the intrinsic's
+/// declaration, and both against the unscheduled computation (`args`: `A`, `B`, `C`).
+fn host_vs_declaration(s: &Schedule, args: &[Tensor; 3], case: u64, what: &str) -> Vec<NdArray> {
+    let want = run_all(s, args, Target::interp(), case);
+    let got = run_all(s, args, Target::cpu(), case);
+    assert_outputs_close(args, &got, &want, &format!("host vs declaration, {}", what));
+    check_against_unscheduled(s, args, &[args[2].clone()], case, what);
+    got
+}
+
 #[test]
 fn panels_intrinsic_against_its_declaration_on_random_blockings() {
     // Property: for every supported panel size (6 x 16 takes the AVX2 kernel directly
@@ -69,15 +79,7 @@ fn panels_intrinsic_against_its_declaration_on_random_blockings() {
                 "{}x{}x{}, blocks {}x{}x{}, panels {}x{}",
                 m, n, k, mc, nc, kc, mr, nr
             );
-            let want = run_all(&s, &args, Target::interp(), case);
-            let got = run_all(&s, &args, Target::cpu(), case);
-            assert_outputs_close(
-                &args,
-                &got,
-                &want,
-                &format!("host vs declaration, {}", what),
-            );
-            check_against_unscheduled(&s, &args, &[c.clone()], case, &what);
+            let got = host_vs_declaration(&s, &args, case, &what);
             let kernel = build(&s, &args, Target::cpu()).unwrap();
             let mut again = got.clone();
             let mut refs: Vec<&mut NdArray> = again.iter_mut().collect();
@@ -104,15 +106,7 @@ fn panels_intrinsic_against_its_declaration_on_random_blockings() {
         let name = format!("gemm_f32_panels_{}x{}x{}_{}x{}", mc, nc, kc, mr, nr);
         assert!(text.contains(&name), "{:?}: {}", g, text);
         let what = format!("{}x{}x{} with {:?}", m, n, k, g);
-        let want = run_all(&s, &args, Target::interp(), case);
-        let got = run_all(&s, &args, Target::cpu(), case);
-        assert_outputs_close(
-            &args,
-            &got,
-            &want,
-            &format!("host vs declaration, {}", what),
-        );
-        check_against_unscheduled(&s, &args, &[c.clone()], case, &what);
+        host_vs_declaration(&s, &args, case, &what);
     }
 }
 
