@@ -174,19 +174,28 @@ extern "C" fn gemm_f32_entry(args: *const i64) {
         k: [1, 1, w[12] as usize],
         accumulate: mode == 1,
     };
-    // A whole tile of packed panels (a 6-row panel of `A`, a 16-column panel of `B`,
-    // row-major `C`): straight to its kernel, past the general dispatch.
+    unsafe { run_tile(&call, CpuPath::best()) }
+}
+
+/// [`run`], except that a whole tile of packed panels (a 6-row panel of `A`, a 16-column
+/// panel of `B`, row-major `C`) on AVX2 goes straight to its kernel, past the general
+/// dispatch (the BLIS tiles of `gemm_f32` and `gemm_f32_panels`).
+///
+/// # Safety
+/// As [`run`].
+#[inline(always)]
+pub(super) unsafe fn run_tile(c: &Call, path: CpuPath) {
     #[cfg(target_arch = "x86_64")]
-    if call.m == 6
-        && call.n == 16
-        && call.sa[0] == 1
-        && call.sb[3] == 1
-        && call.sc[1] == 1
-        && CpuPath::best() == CpuPath::Avx2Fma
+    if c.m == 6
+        && c.n == 16
+        && c.sa[0] == 1
+        && c.sb[3] == 1
+        && c.sc[1] == 1
+        && path == CpuPath::Avx2Fma
     {
-        return unsafe { kernel_rx16::<6, true, false>(&call, 0, 0, 16) };
+        return unsafe { kernel_rx16::<6, true, false>(c, 0, 0, 16) };
     }
-    unsafe { run(&call, CpuPath::best()) }
+    unsafe { run(c, path) }
 }
 
 extern "C" fn gemm_f32_k3_entry(args: *const i64) {
@@ -225,7 +234,7 @@ unsafe fn k3_call(args: *const i64) -> Call {
 ///
 /// # Safety
 /// The views must be valid for the tile sizes; the CPU must run `path`.
-pub(super) unsafe fn run(c: &Call, path: CpuPath) {
+unsafe fn run(c: &Call, path: CpuPath) {
     #[cfg(target_arch = "x86_64")]
     if c.sb[3] == 1 {
         match path {
@@ -446,7 +455,7 @@ unsafe fn block<const MASKED: bool>(c: &Call, i: usize, j: usize, rows: usize, c
 /// written through masks, nothing past them touched.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn kernel_rx16<const R: usize, const UNIT_A: bool, const MASKED: bool>(
+unsafe fn kernel_rx16<const R: usize, const UNIT_A: bool, const MASKED: bool>(
     c: &Call,
     i0: usize,
     j0: usize,

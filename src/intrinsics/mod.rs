@@ -339,8 +339,8 @@ pub fn lookup(name: &str) -> Option<Arc<TensorIntrin>> {
 }
 
 /// The built-in intrinsic named `name`: `gemm_f32_{mr}x{nr}x{kc}`,
-/// `gemm_f32_{mr}x{nr}x{k0}x{k1}x{k2}`, `gemm_f32_panels_{mc}x{nc}x{kc}_{mr}x{nr}`, `dot_f32_{n}`, `reduce_sum_f32_{n}`, `exp_f32_{n}`
-/// and the four `wmma_*` ones.
+/// `gemm_f32_{mr}x{nr}x{k0}x{k1}x{k2}`, `gemm_f32_panels_{mc}x{nc}x{kc}_{mr}x{nr}`,
+/// `dot_f32_{n}`, `reduce_sum_f32_{n}`, `exp_f32_{n}` and the four `wmma_*` ones.
 fn builtin(name: &str) -> Option<Arc<TensorIntrin>> {
     let sizes =
         |rest: &str| -> Option<Vec<i64>> { rest.split('x').map(|p| p.parse().ok()).collect() };
