@@ -154,3 +154,54 @@ fn a_packed_panel_select_split_off_the_last_row_block() {
         assert_outputs_close(&args, &got, &want, &format!("{:?}", t));
     }
 }
+
+#[test]
+fn a_select_on_an_enclosing_loop_is_split_where_it_holds_for_all_its_values() {
+    // A 1-d padding (4 on each side) computed in two halves, even then odd positions
+    // (as the depthwise schedule's stride-2 planes), each half in vectors of 4. The
+    // condition depends on the half (an enclosing loop): the vector loop is split where
+    // it holds for both halves, so the middle vector is a plain strided copy.
+    let a = placeholder(&[16.into()], DType::F32, "A");
+    let p = compute(&[24.into()], "P", |i| {
+        let x = i[0].clone() - 4;
+        let inside = and(ge(x.clone(), 0), lt(x.clone(), 16));
+        select(inside, a.at(&[min(max(x, 0), 15)]), FILL)
+    });
+    let args = [a, p.clone()];
+    let mut s = create_schedule(&[p.clone()]).unwrap();
+    let x = s.axes(&p).unwrap().remove(0);
+    let (xo, half) = s.split(&p, &x, 2).unwrap();
+    s.reorder(&p, &[&half, &xo]).unwrap();
+    let (_, lanes) = s.split(&p, &xo, 4).unwrap();
+    s.vectorize(&p, &lanes).unwrap();
+    let text = lower(&s, &args).unwrap().to_string();
+    let interior: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("P[ramp(") && l.contains("= A[ramp("))
+        .collect();
+    assert_eq!(interior.len(), 1, "{}", text);
+    assert!(
+        interior
+            .iter()
+            .all(|l| !l.contains("select") && l.contains(", 2, 4)]")),
+        "{}",
+        text
+    );
+    let av: Vec<f32> = (0..16).map(|k| k as f32 * 0.5 - 2.0).collect();
+    let want: Vec<f32> = (0..24)
+        .map(|x| {
+            if (4..20).contains(&x) {
+                av[x - 4]
+            } else {
+                FILL
+            }
+        })
+        .collect();
+    for target in [Target::cpu(), Target::interp()] {
+        let k = build(&s, &args, target).unwrap();
+        let xa = NdArray::from_slice(&[16], &av).unwrap();
+        let mut out = NdArray::zeros(&[24], DType::F32);
+        k.run(&[&xa], &mut [&mut out]).unwrap();
+        assert_eq!(out.to_vec::<f32>().unwrap(), want);
+    }
+}

@@ -13,7 +13,9 @@
 //!   becomes provably true (a lower bound: the loop's first iterations keep the select) or
 //!   stops being so (an upper bound: its last iterations keep it); in between the select
 //!   is its true branch, and the next `simplify` removes the index clamps the ranges
-//!   decide. Where the inner loops' extents depend on `v` (a packed panel whose last
+//!   decide. A split point that depends on the loops around `v` is taken where the
+//!   comparison holds for all their values (a stride-2 plane's even and odd halves, an
+//!   enclosing loop of extent 2). Where the inner loops' extents depend on `v` (a packed panel whose last
 //!   block is shorter), a serial loop of at most 64 iterations is checked value
 //!   by value and its provably true prefix split off. At most [`MAX_SELECT_SPLITS`] such
 //!   splits per function bound the code growth.
@@ -33,6 +35,7 @@ pub fn partition(s: &Stmt) -> Stmt {
     let mut st = State {
         done: HashSet::new(),
         select_splits: 0,
+        outer: HashMap::new(),
     };
     go(s, &mut st)
 }
@@ -41,6 +44,8 @@ struct State {
     /// Loop variables not to split again (the parts that keep their condition).
     done: HashSet<u64>,
     select_splits: usize,
+    /// The ranges of the loops around the statement being visited.
+    outer: HashMap<u64, Interval>,
 }
 
 /// Where a condition of a loop's body is provably true.
@@ -80,7 +85,7 @@ fn go(s: &Stmt, st: &mut State) -> Stmt {
                 && !matches!(f.kind, super::ir::ForKind::ThreadBinding(_)) =>
         {
             let allow_select = st.select_splits < MAX_SELECT_SPLITS;
-            if let Some(sp) = find_split(f, allow_select) {
+            if let Some(sp) = find_split(f, allow_select, &st.outer) {
                 let m = f.min.clone();
                 // Iterations before the split point.
                 let head_ext = simplify(&max(
@@ -135,10 +140,26 @@ fn go(s: &Stmt, st: &mut State) -> Stmt {
                     };
                 }
             }
-            s.map(&mut |x| go(x, st), &mut |e| e.clone())
+            inside(f, s, st)
         }
+        Stmt::For(f) => inside(f, s, st),
         other => other.map(&mut |x| go(x, st), &mut |e| e.clone()),
     }
+}
+
+/// The loop `s` (over `f`) with its body partitioned, `f`'s range known in the body.
+fn inside(f: &For, s: &Stmt, st: &mut State) -> Stmt {
+    let range = Interval::new(
+        f.min.clone(),
+        simplify(&(f.min.clone() + f.extent.clone() - 1)),
+    );
+    let before = st.outer.insert(f.var.id(), range);
+    let out = s.map(&mut |x| go(x, st), &mut |e| e.clone());
+    match before {
+        Some(r) => st.outer.insert(f.var.id(), r),
+        None => st.outer.remove(&f.var.id()),
+    };
+    out
 }
 
 fn conjuncts(e: &Expr, out: &mut Vec<Expr>) {
@@ -172,8 +193,10 @@ fn as_negative(c: &Expr, all_forms: bool) -> Option<Expr> {
 
 /// A guard of `f`'s body and the first value of `f.var` for which it may fail; or, with
 /// `selects` and constant bounds, a select condition and where it becomes or stops being
-/// provably true.
-fn find_split(f: &For, selects: bool) -> Option<Split> {
+/// provably true. A select's split point that depends on the loops around `f` (their
+/// ranges `outer`) is taken where the condition holds for all their values (a padded
+/// plane's even columns, `x % 2 == 0` an enclosing loop of one iteration).
+fn find_split(f: &For, selects: bool, outer: &HashMap<u64, Interval>) -> Option<Split> {
     let mut inner: HashMap<u64, Interval> = HashMap::new();
     let mut lets: HashSet<u64> = HashSet::new();
     let mut conds: Vec<(Expr, bool)> = vec![];
@@ -260,13 +283,23 @@ fn find_split(f: &For, selects: bool) -> Option<Split> {
                 continue;
             }
         };
-        let (at, prefix) = if coef > 0 {
-            // coef*v + hi < 0  <=>  v <= floor((-hi - 1) / coef)
-            (simplify(&(floordiv(Expr::int(-1) - hi, coef) + 1)), true)
-        } else {
-            // hi < |coef|*v  <=>  v >= floor(hi / |coef|) + 1
-            (simplify(&(floordiv(hi, -coef) + 1)), false)
+        let split_at = |hi: Expr| {
+            if coef > 0 {
+                // coef*v + hi < 0  <=>  v <= floor((-hi - 1) / coef)
+                (simplify(&(floordiv(Expr::int(-1) - hi, coef) + 1)), true)
+            } else {
+                // hi < |coef|*v  <=>  v >= floor(hi / |coef|) + 1
+                (simplify(&(floordiv(hi, -coef) + 1)), false)
+            }
         };
+        let (mut at, prefix) = split_at(hi.clone());
+        if select && at.as_int().is_none() {
+            // The largest `rest` over the enclosing loops too: a constant point where
+            // the condition holds whatever their values.
+            if let Some(h) = upper_bound(&hi, outer).filter(|h| h.as_int().is_some()) {
+                at = split_at(h).0;
+            }
+        }
         if select {
             // Only constant splits strictly inside the loop: anything else would copy the
             // body for nothing (or for iterations that do not exist).
