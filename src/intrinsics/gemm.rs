@@ -6,7 +6,7 @@
 //!
 //! CPU implementation, chosen at run time by the features the CPU has (where `B`'s rows
 //! are contiguous; a `C` whose columns are not is updated through a row-major copy of the
-//! tile):
+//! tile, copied across in registers where `C`'s rows are contiguous instead):
 //! - AVX-512F: columns in blocks of 32 (two 512-bit accumulators per row; a last block
 //!   of at most 16 in one), rows in blocks of 12, partial column blocks through mask
 //!   registers. Tested against the declared semantics natively or, on CPUs without
@@ -248,41 +248,56 @@ unsafe fn run(c: &Call, path: CpuPath) {
 }
 
 /// Run `kernel` (which needs unit column strides of `C`) on `c`: directly where `C`'s
-/// columns are contiguous, else on a row-major copy of the tile (e.g. an NCHW
-/// convolution's output, whose tile is positions x channels), written back after.
+/// columns are contiguous, else on a row-major copy of the tile, written back after. A
+/// `C` whose rows are contiguous instead (an NCHW convolution's accumulator laid out
+/// `[channel][position]`, the tile being positions x channels) is copied across in
+/// registers ([`super::transpose`]); any other strides one element at a time.
 ///
 /// # Safety
-/// As [`run`]; `kernel` must be safe to call on the CPU.
+/// As [`run`]; `kernel` must be safe to call on the CPU, which must have AVX (both
+/// vector paths do).
 #[cfg(target_arch = "x86_64")]
 unsafe fn with_row_major_c(c: &Call, kernel: unsafe fn(&Call)) {
     if c.sc[1] == 1 {
         return unsafe { kernel(c) };
     }
-    let mut stack = [0.0f32; 1024];
+    let mut stack = std::mem::MaybeUninit::<[f32; 1024]>::uninit();
     let mut heap = vec![];
-    let tile: &mut [f32] = if c.m * c.n <= stack.len() {
-        &mut stack[..c.m * c.n]
+    // Uninitialized where the kernel overwrites the tile (mode compute).
+    let tile: *mut f32 = if c.m * c.n <= 1024 {
+        stack.as_mut_ptr().cast()
     } else {
         heap.resize(c.m * c.n, 0.0);
-        &mut heap
+        heap.as_mut_ptr()
     };
+    let rows_contiguous = c.sc[0] == 1 && c.sc[1] >= c.m as isize;
     let at = |i: usize, j: usize| i as isize * c.sc[0] + j as isize * c.sc[1];
     if c.accumulate {
-        for i in 0..c.m {
-            for j in 0..c.n {
-                tile[i * c.n + j] = unsafe { *c.c.offset(at(i, j)) };
+        if rows_contiguous {
+            // C's column `j` (contiguous over rows) becomes the tile's column `j`.
+            let ldc = c.sc[1] as usize;
+            unsafe { super::transpose::transpose(c.c, ldc, tile, c.n, c.n, c.m) };
+        } else {
+            for i in 0..c.m {
+                for j in 0..c.n {
+                    unsafe { *tile.add(i * c.n + j) = *c.c.offset(at(i, j)) };
+                }
             }
         }
     }
     let local = Call {
-        c: tile.as_mut_ptr(),
+        c: tile,
         sc: [c.n as isize, 1],
         ..*c
     };
     unsafe { kernel(&local) };
+    if rows_contiguous {
+        let ldc = c.sc[1] as usize;
+        return unsafe { super::transpose::transpose(tile, c.n, c.c, ldc, c.m, c.n) };
+    }
     for i in 0..c.m {
         for j in 0..c.n {
-            unsafe { *c.c.offset(at(i, j)) = tile[i * c.n + j] };
+            unsafe { *c.c.offset(at(i, j)) = *tile.add(i * c.n + j) };
         }
     }
 }

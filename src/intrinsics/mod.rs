@@ -34,6 +34,8 @@ mod exp;
 mod gemm;
 mod gemm_panels;
 mod reference;
+#[cfg(target_arch = "x86_64")]
+mod transpose;
 mod wmma;
 
 pub use dot::{dot_f32, dot_f32_eval, reduce_sum_f32, reduce_sum_f32_eval};
