@@ -908,3 +908,48 @@ fn built_in_intrinsics_declared_from_many_threads_are_one_object() {
     });
     assert!(got.iter().all(|g| std::sync::Arc::ptr_eq(g, &got[0])));
 }
+
+#[test]
+fn parallel_row_blocks_balance_the_threads() {
+    // With several threads the row blocks are dealt out whole: the blocking leaves the
+    // busiest thread within 1% of the fewest rows any block size (a multiple of the tile's
+    // rows, up to 288) can give it, and picks the block nearest 144 rows among those.
+    let busiest = |m: i64, mc: i64, t: i64| ((m + mc - 1) / mc + t - 1) / t * mc;
+    for t in [2usize, 3, 4] {
+        for m in (6..700).step_by(7) {
+            for avx512 in [false, true] {
+                let g = schedules::GemmBlocking::for_shape_on(m, 64, 64, t, avx512).unwrap();
+                let ti = t as i64;
+                let sizes: Vec<i64> = (1..=288 / g.mr)
+                    .map(|q| q * g.mr)
+                    .filter(|&mc| (m + mc - 1) / mc >= ti)
+                    .collect();
+                let Some(fewest) = sizes.iter().map(|&mc| busiest(m, mc, ti)).min() else {
+                    // Fewer rows than threads have tiles: one block, serial rows.
+                    assert!(!g.parallel_rows, "{} rows, {} threads: {:?}", m, t, g);
+                    continue;
+                };
+                assert!(
+                    g.parallel_rows && g.mc % g.mr == 0 && g.mc <= 288,
+                    "{:?}",
+                    g
+                );
+                assert!(
+                    busiest(m, g.mc, ti) * 100 <= fewest * 101,
+                    "{} rows, {} threads: {:?} leaves {} rows to one thread, {} possible",
+                    m,
+                    t,
+                    g,
+                    busiest(m, g.mc, ti),
+                    fewest
+                );
+            }
+        }
+    }
+    // 1024 rows on two threads: 4 blocks of 258 (516 and 508 rows), not 8 of 132 (528 and
+    // 496); 256 rows: 2 blocks of 132 (already within 1%).
+    let g = schedules::GemmBlocking::for_shape_on(1024, 1024, 1024, 2, false).unwrap();
+    assert_eq!(g.mc, 258, "{:?}", g);
+    let g = schedules::GemmBlocking::for_shape_on(256, 1024, 1024, 2, false).unwrap();
+    assert_eq!(g.mc, 132, "{:?}", g);
+}
