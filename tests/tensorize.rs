@@ -680,6 +680,19 @@ fn tensorized_conv2d_schedule() {
         };
         assert!(text.contains(expect), "expected {}: {}", expect, text);
         assert!(!text.contains(".init("), "{}", text);
+        if xs == [1, 4, 12, 12] {
+            // The copy-out of a 12-position tile: four channels unrolled, each reading a
+            // column of the `[position][channel]` accumulator (stride 16), so the four
+            // reads are the columns of one 4 x 4 block (`codegen_cpu/transpose_loads.rs`).
+            golden("conv2d_tensorized_window", &text);
+            let columns = (0..4)
+                .filter(|r| {
+                    let at = if *r == 0 { String::new() } else { format!(" + {}", r) };
+                    text.contains(&format!("{} + l.inner.outer * 64, 16, 4)]", at))
+                })
+                .count();
+            assert_eq!(columns, 4, "{}", text);
+        }
         // Positions fused across rows instead for a small image at stride 1 (with a
         // channel block per thread).
         let fused = k == 1 && stride == 1 && pad == 0 && oh < 16 && xs[0] * o / 16 >= 2;

@@ -60,6 +60,9 @@ pub(crate) struct FnGen<'a, 'f> {
     /// The counter and end of each serial loop around the current position (their
     /// number is the loop depth).
     pub loop_ends: Vec<(Variable, Value)>,
+    /// Strided loads of the current sequence already loaded as columns of a 4 x 4 block,
+    /// by key (`transpose_loads.rs`).
+    pub transposed: HashMap<String, Val>,
 }
 
 impl<'a, 'f> FnGen<'a, 'f> {
@@ -227,6 +230,7 @@ pub(crate) fn build_function(
             cond_depth: 0,
             frozen: HashSet::new(),
             calls_intrinsics: false,
+            transposed: HashMap::new(),
         };
         let entry = g.b.create_block();
         g.b.append_block_params_for_function_params(entry);

@@ -98,7 +98,14 @@ impl<'a, 'f> FnGen<'a, 'f> {
     }
 
     /// Address and offset of lane `i` of a ramp.
-    fn lane_addr(&mut self, addr: Value, off: i32, i: u32, stride: i64, dt: DType) -> (Value, i32) {
+    pub(crate) fn lane_addr(
+        &mut self,
+        addr: Value,
+        off: i32,
+        i: u32,
+        stride: i64,
+        dt: DType,
+    ) -> (Value, i32) {
         let lane = (i as i64)
             .wrapping_mul(stride)
             .wrapping_mul(dt.bytes() as i64)
@@ -130,7 +137,7 @@ impl<'a, 'f> FnGen<'a, 'f> {
 
     /// `flags` with `buf`'s alias region, for a load here (movable where that is safe:
     /// [`FnGen::movable_load_flags`]).
-    fn load_flags(&mut self, buf: &Buffer, flags: MemFlagsData) -> MemFlagsData {
+    pub(crate) fn load_flags(&mut self, buf: &Buffer, flags: MemFlagsData) -> MemFlagsData {
         let flags = self.region_flags(buf, flags);
         self.movable_load_flags(buf.name(), flags)
     }
@@ -142,6 +149,9 @@ impl<'a, 'f> FnGen<'a, 'f> {
     /// Lower `buf[indices]`.
     pub fn gen_load(&mut self, buf: &Buffer, indices: &[Expr]) -> Result<Val> {
         if let Some(v) = self.promoted_load(buf, indices)? {
+            return Ok(v);
+        }
+        if let Some(v) = self.transposed_load(buf, indices) {
             return Ok(v);
         }
         let dt = buf.dtype();

@@ -14,7 +14,9 @@
 //!   outlined body run serially);
 //! - `If`, `Seq`, `Let`, `Produce`, `Evaluate`, `NoOp`; stores and loads with one flat index
 //!   (scalar, stride-1 ramps as one unaligned vector access, other ramps gathered/scattered
-//!   per lane, broadcast indices as load + splat). Addresses are `base + index << log2(size)`
+//!   per lane, except four 4-lane f32 loads of one sequence that read the columns of a
+//!   4 x 4 block: its four rows loaded and transposed in registers, `transpose_loads.rs`;
+//!   broadcast indices as load + splat). Addresses are `base + index << log2(size)`
 //!   with the index's sum reassociated by loop depth (invariant parts hoisted, constants in
 //!   the immediate offset);
 //! - `Allocate`: a buffer whose accesses all have constant indices (unrolled tiles) lives in
@@ -82,6 +84,7 @@ mod promote;
 mod repr;
 mod stmt;
 mod tile_steps;
+mod transpose_loads;
 
 #[cfg(test)]
 mod tests;
@@ -89,6 +92,8 @@ mod tests;
 mod tests_perf;
 #[cfg(test)]
 mod tests_tile_steps;
+#[cfg(test)]
+mod tests_transpose;
 #[cfg(test)]
 mod tests_vec;
 

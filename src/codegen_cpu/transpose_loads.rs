@@ -1,0 +1,191 @@
+//! Strided loads that together read a 4 x 4 block: four contiguous loads and a
+//! transpose in registers instead of sixteen scalar loads.
+//!
+//! A tile copied across (a convolution's `[position][channel]` accumulator stored into
+//! NCHW, four channels unrolled: `out[c0 + r][x .. x + 4] = acc[ramp(b + r, S, 4)]` for
+//! `r` in 0..4) reads, in one straight-line sequence, the four 4-lane f32 vectors of
+//! stride `S` (at least 4) at `b`, `b + 1`, `b + 2`, `b + 3`: the columns of the 4 x 4
+//! block whose rows are the contiguous vectors at `b + i * S`. Before the sequence's
+//! statements are lowered, each such complete group is loaded as its four rows and
+//! transposed (eight shuffles); the four strided loads then take their column.
+//!
+//! Requires: the group's loads in the stores of one sequence (the block's elements are all
+//! read there, so the contiguous loads read nothing new), their index variables bound
+//! outside it, and no store to that buffer in the sequence (the loads move to its start).
+//! Ensures: the same values as the strided loads.
+
+use super::fngen::FnGen;
+use super::repr::{val_type, Val};
+use crate::error::Result;
+use crate::lower::ir::{Buffer, Stmt};
+use crate::lower::simplify::{key, simplify};
+use crate::te::{DType, Expr, ExprNode};
+use cranelift::prelude::*;
+
+#[cfg(test)]
+thread_local! {
+    /// 4 x 4 blocks loaded and transposed on this thread (read by the tests).
+    pub(crate) static TRANSPOSED_BLOCKS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// A strided 4-lane f32 load of a sequence.
+struct Strided {
+    buf: Buffer,
+    stride: i64,
+    /// The index base (lane 0's element).
+    base: Expr,
+    /// Key of the load's whole index (what the load path looks up).
+    index_key: String,
+}
+
+impl<'a, 'f> FnGen<'a, 'f> {
+    /// Load and transpose every complete 4 x 4 group of `v`'s strided loads (module doc),
+    /// recording each column under its load's key for [`FnGen::transposed_load`].
+    pub(crate) fn prepare_transposed_loads(&mut self, v: &[Stmt]) -> Result<()> {
+        let mut loads: Vec<Strided> = vec![];
+        let mut stored: Vec<&str> = vec![];
+        for s in v {
+            let Stmt::Store { buf, value, .. } = s else {
+                continue;
+            };
+            stored.push(buf.name());
+            value.visit(&mut |e| {
+                if let ExprNode::Load(b, idx) = e.node() {
+                    if let Some(l) = strided(b, idx) {
+                        if !loads.iter().any(|x| x.index_key == l.index_key) {
+                            loads.push(l);
+                        }
+                    }
+                }
+                true
+            });
+        }
+        loads.retain(|l| !stored.contains(&l.buf.name()));
+        for group in blocks(&loads) {
+            #[cfg(test)]
+            TRANSPOSED_BLOCKS.with(|n| n.set(n.get() + 1));
+            let first = &loads[group[0]];
+            let base = self.buf_ptr_or_err(first.buf.name())?;
+            let (addr, off) = self.gen_elem_addr(base, &first.base, DType::F32)?;
+            let ty = val_type(DType::F32, 4)?;
+            let flags = self.load_flags(&first.buf, MemFlagsData::new().with_notrap());
+            let mut rows = [None; 4];
+            for (i, row) in rows.iter_mut().enumerate() {
+                let (a, o) = self.lane_addr(addr, off, i as u32, first.stride, DType::F32);
+                *row = Some(self.b.ins().load(ty, flags, a, o));
+            }
+            let rows = rows.map(|r| r.expect("all four loaded"));
+            for (col, v) in group.into_iter().zip(self.transpose4(rows, ty)) {
+                self.transposed.insert(
+                    loads[col].index_key.clone(),
+                    Val {
+                        v,
+                        dt: DType::F32,
+                        lanes: 4,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The column recorded for a load of `buf` at `idx`, if any.
+    pub(crate) fn transposed_load(&self, buf: &Buffer, idx: &[Expr]) -> Option<Val> {
+        if self.transposed.is_empty() || idx.len() != 1 {
+            return None;
+        }
+        self.transposed.get(&load_key(buf, &idx[0])).copied()
+    }
+
+    /// The columns of the 4 x 4 f32 block whose rows are `r`: two rounds of lane
+    /// interleaving (as `unpcklps`/`unpckhps`, then `movlhps`/`movhlps`).
+    fn transpose4(&mut self, r: [Value; 4], ty: Type) -> [Value; 4] {
+        let little = MemFlagsData::new().with_endianness(codegen::ir::Endianness::Little);
+        let bytes = |s: &mut Self, v: Value| s.b.ins().bitcast(types::I8X16, little, v);
+        // Lanes of the two operands (4 + i: the second's lane i) picked in order.
+        let pick = |s: &mut Self, a: Value, b: Value, lanes: [u8; 4]| {
+            let mask: Vec<u8> = lanes.iter().flat_map(|&l| l * 4..l * 4 + 4).collect();
+            let mask =
+                s.b.func
+                    .dfg
+                    .immediates
+                    .push(codegen::ir::ConstantData::from(mask));
+            let (a8, b8) = (bytes(s, a), bytes(s, b));
+            let v = s.b.ins().shuffle(a8, b8, mask);
+            s.b.ins().bitcast(ty, little, v)
+        };
+        let lo01 = pick(self, r[0], r[1], [0, 4, 1, 5]);
+        let hi01 = pick(self, r[0], r[1], [2, 6, 3, 7]);
+        let lo23 = pick(self, r[2], r[3], [0, 4, 1, 5]);
+        let hi23 = pick(self, r[2], r[3], [2, 6, 3, 7]);
+        [
+            pick(self, lo01, lo23, [0, 1, 4, 5]),
+            pick(self, lo01, lo23, [2, 3, 6, 7]),
+            pick(self, hi01, hi23, [0, 1, 4, 5]),
+            pick(self, hi01, hi23, [2, 3, 6, 7]),
+        ]
+    }
+}
+
+/// The key a load of `buf` at `idx` is recorded under.
+fn load_key(buf: &Buffer, idx: &Expr) -> String {
+    format!("{}[{}]", buf.name(), key(idx))
+}
+
+/// `buf[ramp(b, stride, 4)]` of f32 with `stride >= 4`, as a [`Strided`].
+fn strided(buf: &Buffer, idx: &[Expr]) -> Option<Strided> {
+    if buf.dtype() != DType::F32 || idx.len() != 1 {
+        return None;
+    }
+    let ExprNode::Ramp(base, stride, 4) = idx[0].node() else {
+        return None;
+    };
+    if *stride < 4 || base.lanes() != 1 {
+        return None;
+    }
+    Some(Strided {
+        buf: buf.clone(),
+        stride: *stride,
+        base: base.clone(),
+        index_key: load_key(buf, &idx[0]),
+    })
+}
+
+/// Groups of four loads (indices into `loads`) of one buffer and stride whose bases are
+/// `b, b + 1, b + 2, b + 3`, in that order; each load in one group at most.
+fn blocks(loads: &[Strided]) -> Vec<[usize; 4]> {
+    let mut out = vec![];
+    let mut used = vec![false; loads.len()];
+    for i in 0..loads.len() {
+        if used[i] {
+            continue;
+        }
+        // The loads a constant away from this one (of the same buffer and stride).
+        let mut near: Vec<(i64, usize)> = (0..loads.len())
+            .filter(|&j| {
+                !used[j]
+                    && loads[j].buf.name() == loads[i].buf.name()
+                    && loads[j].stride == loads[i].stride
+            })
+            .filter_map(|j| {
+                simplify(&(loads[j].base.clone() - loads[i].base.clone()))
+                    .as_int()
+                    .map(|d| (d, j))
+            })
+            .collect();
+        near.sort();
+        let mut k = 0;
+        while k + 4 <= near.len() {
+            let d0 = near[k].0;
+            if (1..4).all(|r| near[k + r].0 == d0 + r as i64) {
+                let g = [near[k].1, near[k + 1].1, near[k + 2].1, near[k + 3].1];
+                g.iter().for_each(|&j| used[j] = true);
+                out.push(g);
+                k += 4;
+            } else {
+                k += 1;
+            }
+        }
+    }
+    out
+}
