@@ -27,44 +27,26 @@ pub(super) unsafe fn transpose(
     cols: usize,
 ) {
     let mut r = 0;
-    while r + 8 <= rows {
-        let mut c = 0;
-        while c + 8 <= cols {
-            unsafe {
-                block8(
-                    src.add(r * src_ld + c),
-                    src_ld,
-                    dst.add(c * dst_ld + r),
-                    dst_ld,
-                )
-            };
-            c += 8;
-        }
-        while c + 4 <= cols {
-            for h in [0, 4] {
-                let at = (r + h) * src_ld + c;
-                unsafe { block4(src.add(at), src_ld, dst.add(c * dst_ld + r + h), dst_ld) };
+    // Rows in groups of 8 (8 x 8 blocks, then 4 x 4 ones), then of 4 (4 x 4 blocks); each
+    // group's last columns, and the last rows, one element at a time.
+    for height in [8, 4] {
+        while r + height <= rows {
+            let mut c = 0;
+            while height == 8 && c + 8 <= cols {
+                let (s, d) = (r * src_ld + c, c * dst_ld + r);
+                unsafe { block8(src.add(s), src_ld, dst.add(d), dst_ld) };
+                c += 8;
             }
-            c += 4;
+            while c + 4 <= cols {
+                for h in (0..height).step_by(4) {
+                    let (s, d) = ((r + h) * src_ld + c, c * dst_ld + r + h);
+                    unsafe { block4(src.add(s), src_ld, dst.add(d), dst_ld) };
+                }
+                c += 4;
+            }
+            unsafe { scalar(src, src_ld, dst, dst_ld, r..r + height, c..cols) };
+            r += height;
         }
-        unsafe { scalar(src, src_ld, dst, dst_ld, r..r + 8, c..cols) };
-        r += 8;
-    }
-    while r + 4 <= rows {
-        let mut c = 0;
-        while c + 4 <= cols {
-            unsafe {
-                block4(
-                    src.add(r * src_ld + c),
-                    src_ld,
-                    dst.add(c * dst_ld + r),
-                    dst_ld,
-                )
-            };
-            c += 4;
-        }
-        unsafe { scalar(src, src_ld, dst, dst_ld, r..r + 4, c..cols) };
-        r += 4;
     }
     unsafe { scalar(src, src_ld, dst, dst_ld, r..rows, 0..cols) };
 }
