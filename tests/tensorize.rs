@@ -687,7 +687,11 @@ fn tensorized_conv2d_schedule() {
             golden("conv2d_tensorized_window", &text);
             let columns = (0..4)
                 .filter(|r| {
-                    let at = if *r == 0 { String::new() } else { format!(" + {}", r) };
+                    let at = if *r == 0 {
+                        String::new()
+                    } else {
+                        format!(" + {}", r)
+                    };
                     text.contains(&format!("{} + l.inner.outer * 64, 16, 4)]", at))
                 })
                 .count();
@@ -924,45 +928,64 @@ fn built_in_intrinsics_declared_from_many_threads_are_one_object() {
 
 #[test]
 fn parallel_row_blocks_balance_the_threads() {
-    // With several threads the row blocks are dealt out whole: the blocking leaves the
-    // busiest thread within 1% of the fewest rows any block size (a multiple of the tile's
-    // rows, up to 288) can give it, and picks the block nearest 144 rows among those.
+    // With several threads the row blocks are dealt out whole. The blocking leaves the
+    // busiest thread within 5% of an even share, or within 1% of the fewest rows any block
+    // of 48 to 288 rows can give it; and it takes no block below 48 rows unless there are
+    // too few rows for those (each block streams the packed panel of B once).
     let busiest = |m: i64, mc: i64, t: i64| ((m + mc - 1) / mc + t - 1) / t * mc;
-    for t in [2usize, 3, 4] {
-        for m in (6..700).step_by(7) {
+    for t in [2i64, 3, 4] {
+        for m in (6..3000).step_by(7) {
             for avx512 in [false, true] {
-                let g = schedules::GemmBlocking::for_shape_on(m, 64, 64, t, avx512).unwrap();
-                let ti = t as i64;
-                let sizes: Vec<i64> = (1..=288 / g.mr)
-                    .map(|q| q * g.mr)
-                    .filter(|&mc| (m + mc - 1) / mc >= ti)
-                    .collect();
-                let Some(fewest) = sizes.iter().map(|&mc| busiest(m, mc, ti)).min() else {
+                let g =
+                    schedules::GemmBlocking::for_shape_on(m, 64, 64, t as usize, avx512).unwrap();
+                let sizes = |lo: i64, hi: i64| -> Vec<i64> {
+                    (1..=hi / g.mr)
+                        .map(|q| q * g.mr)
+                        .filter(|&mc| mc >= lo && (m + mc - 1) / mc >= t)
+                        .collect()
+                };
+                let lo = if sizes(48, 288).is_empty() { 1 } else { 48 };
+                let all = sizes(lo, 288);
+                if all.is_empty() {
                     // Fewer rows than threads have tiles: one block, serial rows.
                     assert!(!g.parallel_rows, "{} rows, {} threads: {:?}", m, t, g);
                     continue;
-                };
+                }
+                let what = format!("{} rows, {} threads: {:?}", m, t, g);
                 assert!(
                     g.parallel_rows && g.mc % g.mr == 0 && g.mc <= 288,
-                    "{:?}",
-                    g
+                    "{}",
+                    what
                 );
+                assert!(g.mc >= lo, "{}", what);
+                let got = busiest(m, g.mc, t);
+                let share = (m + t - 1) / t;
+                let fewest = all.iter().map(|&mc| busiest(m, mc, t)).min().unwrap();
                 assert!(
-                    busiest(m, g.mc, ti) * 100 <= fewest * 101,
-                    "{} rows, {} threads: {:?} leaves {} rows to one thread, {} possible",
-                    m,
-                    t,
-                    g,
-                    busiest(m, g.mc, ti),
+                    got * 20 <= share * 21 || got * 100 <= fewest * 101,
+                    "{}: the busiest thread has {} rows, an even share is {}, {} possible",
+                    what,
+                    got,
+                    share,
                     fewest
                 );
+                if m >= 2 * 96 * t {
+                    assert!(g.mc >= 48, "{}", what);
+                }
             }
         }
     }
     // 1024 rows on two threads: 4 blocks of 258 (516 and 508 rows), not 8 of 132 (528 and
-    // 496); 256 rows: 2 blocks of 132 (already within 1%).
-    let g = schedules::GemmBlocking::for_shape_on(1024, 1024, 1024, 2, false).unwrap();
-    assert_eq!(g.mc, 258, "{:?}", g);
-    let g = schedules::GemmBlocking::for_shape_on(256, 1024, 1024, 2, false).unwrap();
-    assert_eq!(g.mc, 132, "{:?}", g);
+    // 496); 256 rows: 2 blocks of 132 (already within 1%); 630 and 700 rows, 1250 on four
+    // threads: no 6-row blocks.
+    let mc = |m, t| {
+        schedules::GemmBlocking::for_shape_on(m, 1024, 1024, t, false)
+            .unwrap()
+            .mc
+    };
+    assert_eq!(mc(1024, 2), 258);
+    assert_eq!(mc(256, 2), 132);
+    for (m, t) in [(630, 2), (700, 2), (1250, 4)] {
+        assert!(mc(m, t) >= 96, "{} rows, {} threads: mc {}", m, t, mc(m, t));
+    }
 }

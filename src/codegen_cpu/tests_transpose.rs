@@ -90,3 +90,61 @@ fn incomplete_groups_and_written_buffers_keep_per_lane_loads() {
         assert_eq!(blocks, 0, "{:?} also_store {}", order, also_store);
     }
 }
+
+/// `b[4 r .. 4 r + 4] = a[ramp(r, 8, 4)]` for `r` in 0..4 (with `let_index`, the index
+/// `t + r` with `let t = 0` inside the value), after `before` (statements of the same
+/// sequence, which may write the buffer `a`), on `a[k] = k`; returns `b` and the number
+/// of blocks transposed.
+fn columns_after(before: Vec<Stmt>, let_index: bool) -> (Vec<f32>, usize) {
+    let a = buf("a", DType::F32, 32);
+    let b = buf("b", DType::F32, 16);
+    let mut seq = before;
+    for r in 0..4i64 {
+        let value = if let_index {
+            // `let t = 0 in a[ramp(t + r, 8, 4)]`: `t` is bound inside the value.
+            let t = iv("t");
+            Expr::new(ExprNode::Let(
+                t.clone(),
+                Expr::int(0),
+                load(&a, ramp(t.expr() + r, 8, 4)),
+            ))
+        } else {
+            load(&a, ramp(Expr::int(r), 8, 4))
+        };
+        seq.push(store(&b, ramp(Expr::int(4 * r), 1, 4), value));
+    }
+    let f = func(&[&a, &b], &[], Stmt::seq(seq));
+    let av: Vec<f32> = (0..32).map(|k| k as f32).collect();
+    let (mut aa, mut ba) = (f32s(&av), f32s(&[0.0; 16]));
+    TRANSPOSED_BLOCKS.with(|n| n.set(0));
+    run(&f, &mut [&mut aa, &mut ba], &[]);
+    (
+        ba.to_vec::<f32>().unwrap(),
+        TRANSPOSED_BLOCKS.with(|n| n.get()),
+    )
+}
+
+#[test]
+fn writes_nested_in_the_sequence_keep_the_loads_in_place() {
+    let a = buf("a", DType::F32, 32);
+    let k = iv("k");
+    let minus_one = Expr::float_of(-1.0, DType::F32);
+    // A loop, and an `if`, that overwrite `a` before the four column loads.
+    let in_loop = loop_(&k, 32, store(&a, k.expr(), minus_one.clone()));
+    let in_if = Stmt::if_(
+        crate::te::gt(Expr::int(1), Expr::int(0)),
+        loop_(&k, 32, store(&a, k.expr(), minus_one)),
+    );
+    for before in [in_loop, in_if] {
+        let (got, blocks) = columns_after(vec![before], false);
+        assert_eq!(got, vec![-1.0; 16]);
+        assert_eq!(blocks, 0);
+    }
+    // Nothing written: transposed, `b[4 r + i] = a[r + 8 i]`.
+    let (got, blocks) = columns_after(vec![], false);
+    let want: Vec<f32> = (0..16).map(|j| ((j / 4) + 8 * (j % 4)) as f32).collect();
+    assert_eq!((got, blocks), (want.clone(), 1));
+    // An index that uses a `let` bound inside the value: per-lane loads, same values.
+    let (got, blocks) = columns_after(vec![], true);
+    assert_eq!((got, blocks), (want, 0));
+}

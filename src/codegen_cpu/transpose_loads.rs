@@ -9,10 +9,11 @@
 //! statements are lowered, each such complete group is loaded as its four rows and
 //! transposed (eight shuffles); the four strided loads then take their column.
 //!
-//! Requires: the group's loads in the stores of one sequence (the block's elements are all
-//! read there, so the contiguous loads read nothing new), their index variables bound
-//! outside it, and no store to that buffer in the sequence (the loads move to its start).
-//! Ensures: the same values as the strided loads.
+//! Applies only where it cannot change a value: the group's loads are in the stores of
+//! one sequence (so every element of the block is read there and the contiguous loads
+//! read nothing new), their indices use no variable bound inside a store's value, and no
+//! statement of the sequence writes the buffer, at any depth (so the loads can move to
+//! its start). Ensures: the same values as the strided loads.
 
 use super::fngen::FnGen;
 use super::repr::{val_type, Val};
@@ -21,6 +22,7 @@ use crate::lower::ir::{Buffer, Stmt};
 use crate::lower::simplify::{key, simplify};
 use crate::te::{DType, Expr, ExprNode};
 use cranelift::prelude::*;
+use std::collections::{HashMap, HashSet};
 
 #[cfg(test)]
 thread_local! {
@@ -42,17 +44,32 @@ impl<'a, 'f> FnGen<'a, 'f> {
     /// Load and transpose every complete 4 x 4 group of `v`'s strided loads (module doc),
     /// recording each column under its load's key for [`FnGen::transposed_load`].
     pub(crate) fn prepare_transposed_loads(&mut self, v: &[Stmt]) -> Result<()> {
+        // Any buffer the sequence writes, at any depth (stores, intrinsic outputs): its
+        // loads must not move to the sequence's start.
+        let written: HashSet<String> = v.iter().flat_map(|s| s.written_buffers()).collect();
         let mut loads: Vec<Strided> = vec![];
-        let mut stored: Vec<&str> = vec![];
         for s in v {
-            let Stmt::Store { buf, value, .. } = s else {
+            let Stmt::Store { value, .. } = s else {
                 continue;
             };
-            stored.push(buf.name());
+            // Variables bound inside the value (`let` expressions): an index that uses
+            // one cannot be computed at the sequence's start.
+            let mut bound = vec![];
+            value.visit(&mut |e| {
+                if let ExprNode::Let(var, _, _) = e.node() {
+                    bound.push(var.id());
+                }
+                true
+            });
             value.visit(&mut |e| {
                 if let ExprNode::Load(b, idx) = e.node() {
-                    if let Some(l) = strided(b, idx) {
-                        if !loads.iter().any(|x| x.index_key == l.index_key) {
+                    let inner = idx
+                        .iter()
+                        .any(|i| i.free_vars().iter().any(|v| bound.contains(&v.id())));
+                    if let Some(l) = strided(b, idx).filter(|_| !inner) {
+                        if !written.contains(l.buf.name())
+                            && !loads.iter().any(|x| x.index_key == l.index_key)
+                        {
                             loads.push(l);
                         }
                     }
@@ -60,7 +77,6 @@ impl<'a, 'f> FnGen<'a, 'f> {
                 true
             });
         }
-        loads.retain(|l| !stored.contains(&l.buf.name()));
         for group in blocks(&loads) {
             #[cfg(test)]
             TRANSPOSED_BLOCKS.with(|n| n.set(n.get() + 1));
@@ -154,36 +170,37 @@ fn strided(buf: &Buffer, idx: &[Expr]) -> Option<Strided> {
 /// Groups of four loads (indices into `loads`) of one buffer and stride whose bases are
 /// `b, b + 1, b + 2, b + 3`, in that order; each load in one group at most.
 fn blocks(loads: &[Strided]) -> Vec<[usize; 4]> {
+    let mut by_kind: HashMap<(&str, i64), Vec<usize>> = HashMap::new();
+    for (i, l) in loads.iter().enumerate() {
+        by_kind.entry((l.buf.name(), l.stride)).or_default().push(i);
+    }
     let mut out = vec![];
-    let mut used = vec![false; loads.len()];
-    for i in 0..loads.len() {
-        if used[i] {
-            continue;
-        }
-        // The loads a constant away from this one (of the same buffer and stride).
-        let mut near: Vec<(i64, usize)> = (0..loads.len())
-            .filter(|&j| {
-                !used[j]
-                    && loads[j].buf.name() == loads[i].buf.name()
-                    && loads[j].stride == loads[i].stride
-            })
-            .filter_map(|j| {
-                simplify(&(loads[j].base.clone() - loads[i].base.clone()))
-                    .as_int()
-                    .map(|d| (d, j))
-            })
-            .collect();
-        near.sort();
-        let mut k = 0;
-        while k + 4 <= near.len() {
-            let d0 = near[k].0;
-            if (1..4).all(|r| near[k + r].0 == d0 + r as i64) {
-                let g = [near[k].1, near[k + 1].1, near[k + 2].1, near[k + 3].1];
-                g.iter().for_each(|&j| used[j] = true);
-                out.push(g);
-                k += 4;
-            } else {
-                k += 1;
+    for members in by_kind.into_values().filter(|m| m.len() >= 4) {
+        let mut used = vec![false; members.len()];
+        for a in 0..members.len() {
+            if used[a] {
+                continue;
+            }
+            // The loads a constant away from this one.
+            let mut near: Vec<(i64, usize)> = (0..members.len())
+                .filter(|&b| !used[b])
+                .filter_map(|b| {
+                    let d = loads[members[b]].base.clone() - loads[members[a]].base.clone();
+                    simplify(&d).as_int().map(|d| (d, b))
+                })
+                .collect();
+            near.sort();
+            let mut k = 0;
+            while k + 4 <= near.len() {
+                let d0 = near[k].0;
+                if (1..4).all(|r| near[k + r].0 == d0 + r as i64) {
+                    let g = [near[k].1, near[k + 1].1, near[k + 2].1, near[k + 3].1];
+                    g.iter().for_each(|&b| used[b] = true);
+                    out.push(g.map(|b| members[b]));
+                    k += 4;
+                } else {
+                    k += 1;
+                }
             }
         }
     }

@@ -263,19 +263,20 @@ unsafe fn with_row_major_c(c: &Call, kernel: unsafe fn(&Call)) {
     }
     let mut stack = std::mem::MaybeUninit::<[f32; 1024]>::uninit();
     let mut heap = vec![];
-    // Uninitialized where the kernel overwrites the tile (mode compute).
+    // On the stack: left uninitialized (mode compute overwrites it, mode update first
+    // copies `C` in); a larger tile on the heap, zero-filled.
     let tile: *mut f32 = if c.m * c.n <= 1024 {
         stack.as_mut_ptr().cast()
     } else {
         heap.resize(c.m * c.n, 0.0);
         heap.as_mut_ptr()
     };
-    let rows_contiguous = c.sc[0] == 1 && c.sc[1] >= c.m as isize;
+    // `C`'s leading dimension where its rows are contiguous (`C[i, j]` at `i + j * ldc`).
+    let ldc = (c.sc[0] == 1 && c.sc[1] >= c.m as isize).then_some(c.sc[1] as usize);
     let at = |i: usize, j: usize| i as isize * c.sc[0] + j as isize * c.sc[1];
     if c.accumulate {
-        if rows_contiguous {
+        if let Some(ldc) = ldc {
             // C's column `j` (contiguous over rows) becomes the tile's column `j`.
-            let ldc = c.sc[1] as usize;
             unsafe { super::transpose::transpose(c.c, ldc, tile, c.n, c.n, c.m) };
         } else {
             for i in 0..c.m {
@@ -291,8 +292,7 @@ unsafe fn with_row_major_c(c: &Call, kernel: unsafe fn(&Call)) {
         ..*c
     };
     unsafe { kernel(&local) };
-    if rows_contiguous {
-        let ldc = c.sc[1] as usize;
+    if let Some(ldc) = ldc {
         return unsafe { super::transpose::transpose(tile, c.n, c.c, ldc, c.m, c.n) };
     }
     for i in 0..c.m {

@@ -15,9 +15,9 @@
 //!   is its true branch, and the next `simplify` removes the index clamps the ranges
 //!   decide. A split point that depends on the loops around `v` is taken where the
 //!   comparison holds for all their values (a stride-2 plane's even and odd halves, an
-//!   enclosing loop of extent 2). Where the inner loops' extents depend on `v` (a packed panel whose last
-//!   block is shorter), a serial loop of at most 64 iterations is checked value
-//!   by value and its provably true prefix split off. At most [`MAX_SELECT_SPLITS`] such
+//!   enclosing loop of extent 2). Where the inner loops' extents depend on `v` (a packed
+//!   panel whose last block is shorter), a serial loop of at most 64 iterations is checked
+//!   value by value and its provably true prefix split off. At most [`MAX_SELECT_SPLITS`] such
 //!   splits per function bound the code growth.
 
 use super::bound::{eval, Interval};
@@ -147,13 +147,17 @@ fn go(s: &Stmt, st: &mut State) -> Stmt {
     }
 }
 
-/// The loop `s` (over `f`) with its body partitioned, `f`'s range known in the body.
-fn inside(f: &For, s: &Stmt, st: &mut State) -> Stmt {
-    let range = Interval::new(
+/// The values `f`'s variable takes.
+fn range(f: &For) -> Interval {
+    Interval::new(
         f.min.clone(),
         simplify(&(f.min.clone() + f.extent.clone() - 1)),
-    );
-    let before = st.outer.insert(f.var.id(), range);
+    )
+}
+
+/// The loop `s` (over `f`) with its body partitioned, `f`'s range known in the body.
+fn inside(f: &For, s: &Stmt, st: &mut State) -> Stmt {
+    let before = st.outer.insert(f.var.id(), range(f));
     let out = s.map(&mut |x| go(x, st), &mut |e| e.clone());
     match before {
         Some(r) => st.outer.insert(f.var.id(), r),
@@ -195,20 +199,14 @@ fn as_negative(c: &Expr, all_forms: bool) -> Option<Expr> {
 /// `selects` and constant bounds, a select condition and where it becomes or stops being
 /// provably true. A select's split point that depends on the loops around `f` (their
 /// ranges `outer`) is taken where the condition holds for all their values (a padded
-/// plane's even columns, `x % 2 == 0` an enclosing loop of one iteration).
+/// plane's even columns, under a loop over the two halves).
 fn find_split(f: &For, selects: bool, outer: &HashMap<u64, Interval>) -> Option<Split> {
     let mut inner: HashMap<u64, Interval> = HashMap::new();
     let mut lets: HashSet<u64> = HashSet::new();
     let mut conds: Vec<(Expr, bool)> = vec![];
     f.body.visit(&mut |s| match s {
         Stmt::For(g) => {
-            inner.insert(
-                g.var.id(),
-                Interval::new(
-                    g.min.clone(),
-                    simplify(&(g.min.clone() + g.extent.clone() - 1)),
-                ),
-            );
+            inner.insert(g.var.id(), range(g));
         }
         Stmt::Let { var, .. } => {
             lets.insert(var.id());

@@ -264,9 +264,12 @@ impl GemmBlocking {
     /// - on one thread, the largest multiple of `mr` up to 144 that divides `m` (else 144,
     ///   or `m` rounded up to whole tiles if smaller: the last row block and its last tile
     ///   are then partial);
-    /// - on several, a multiple of `mr` up to 288 whose row blocks, dealt out to the
-    ///   threads, give the busiest thread at most 1% more rows than the fewest any such
-    ///   size can (the one nearest 144 rows among those); the
+    /// - on several, of two sizes (multiples of `mr`) the one whose row blocks, dealt out
+    ///   to the threads, give the busiest thread fewer rows (the first on a tie): from 96
+    ///   to 288 rows, the one nearest 144 among those within 1% of the fewest rows such
+    ///   blocks can give it; from 48 (fewer when there are not enough rows) to 144 rows,
+    ///   the largest within 5% of an even share (else the one that gives it the fewest
+    ///   rows). The
     ///   row blocks run in parallel (`parallel_rows`) when there are at least as many as
     ///   threads, else the column blocks do, `nc` then at most `n / threads`.
     ///
@@ -300,25 +303,45 @@ impl GemmBlocking {
         let t = threads.max(1) as i64;
         // The busiest thread's rows when blocks of `mc` rows are dealt out to `t` threads.
         let busiest = |mc: i64| ((m + mc - 1) / mc + t - 1) / t * mc;
-        // Blocks of up to 288 rows (a 288 x 256 block of `A` is 288 KiB, within a 512 KiB
-        // L2), at least one per thread.
-        let candidates: Vec<i64> = (1..=288 / mr)
-            .rev()
-            .map(|q| q * mr)
-            .filter(|&mc| (m + mc - 1) / mc >= t)
-            .collect();
-        // Among the blocks that leave the busiest thread within 1% of the fewest rows it
-        // can have, the one nearest 144 rows (the larger on a tie): 1024 rows on two
-        // threads take 4 blocks of 258 (516 and 508 rows) rather than 8 of 132 (528 and
-        // 496), 12.26 -> 11.91 ms alternated.
-        let fewest = candidates.iter().map(|&mc| busiest(mc)).min();
-        let balanced = fewest.and_then(|f| {
-            candidates
+        let blocks_of = |lo: i64, hi: i64| -> Vec<i64> {
+            (1..=hi / mr)
+                .rev()
+                .map(|q| q * mr)
+                .filter(|&mc| mc >= lo && (m + mc - 1) / mc >= t)
+                .collect()
+        };
+        // Blocks of 48 to 144 rows (of fewer where there are not enough rows for those):
+        // the largest that gives the busiest thread at most 5% more than an even share,
+        // else the one that gives it the fewest rows.
+        let small = Some(blocks_of(48, 144))
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| blocks_of(1, 144));
+        let share = (m + t - 1) / t;
+        let small_pick = small
+            .iter()
+            .copied()
+            .find(|&mc| busiest(mc) * 20 <= share * 21)
+            .or_else(|| small.iter().copied().min_by_key(|&mc| busiest(mc)));
+        // Blocks of 96 to 288 rows (a 288 x 256 block of `A` is 288 KiB, within a 512 KiB
+        // L2; smaller ones stream the packed panel of `B` through more often): among those
+        // that leave the busiest thread within 1% of the fewest rows such blocks can give
+        // it, the one nearest 144 rows (the larger on a tie).
+        let large = blocks_of(96, 288);
+        let large_pick = large.iter().map(|&mc| busiest(mc)).min().and_then(|f| {
+            large
                 .iter()
                 .copied()
                 .filter(|&mc| busiest(mc) * 100 <= f * 101)
                 .min_by_key(|&mc| ((mc - 144).abs(), -mc))
         });
+        // The better balanced of the two, the large one on a tie: 1024 rows on two threads
+        // take 4 blocks of 258 (516 and 508 rows) rather than 8 of 132 (528 and 496),
+        // 12.26 -> 11.91 ms alternated.
+        let balanced = match (large_pick, small_pick) {
+            (Some(l), Some(s)) if busiest(s) < busiest(l) => Some(s),
+            (Some(l), _) => Some(l),
+            (None, s) => s,
+        };
         let (mc, parallel_rows) = match balanced {
             Some(mc) if t > 1 => (mc, true),
             _ => (serial_mc, false),
