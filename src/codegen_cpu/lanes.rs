@@ -113,6 +113,18 @@ impl<'a, 'f> FnGen<'a, 'f> {
         Ok(self.b.ins().ineg(w))
     }
 
+    /// The vector of type `ty` (four 32-bit lanes) whose lanes are `lanes` of `a` then `b`
+    /// (0..4: `a`'s, 4..8: `b`'s), one `shuffle` of their bytes.
+    pub fn shuffle32(&mut self, ty: Type, a: Value, b: Value, lanes: [u8; 4]) -> Value {
+        let little = MemFlagsData::new().with_endianness(codegen::ir::Endianness::Little);
+        let mask: Vec<u8> = lanes.iter().flat_map(|&l| l * 4..l * 4 + 4).collect();
+        let mask = self.b.func.dfg.immediates.push(ConstantData::from(mask));
+        let a8 = self.b.ins().bitcast(types::I8X16, little, a);
+        let b8 = self.b.ins().bitcast(types::I8X16, little, b);
+        let v = self.b.ins().shuffle(a8, b8, mask);
+        self.b.ins().bitcast(ty, little, v)
+    }
+
     /// Lane `i` of a vector as a scalar (`I8` 0/1 for bool masks).
     pub fn extract(&mut self, val: Val, i: u32) -> Val {
         if val.lanes == 1 {

@@ -220,19 +220,8 @@ impl<'a, 'f> FnGen<'a, 'f> {
         let lo = self.b.ins().load(ty, flags, addr, off);
         let (a3, o3) = self.lane_addr(addr, off, 3, 1, dt);
         let hi = self.b.ins().load(ty, flags, a3, o3);
-        let little = MemFlagsData::new().with_endianness(codegen::ir::Endianness::Little);
-        let lo8 = self.b.ins().bitcast(types::I8X16, little, lo);
-        let hi8 = self.b.ins().bitcast(types::I8X16, little, hi);
-        // Bytes of lanes 0 and 2 of `lo`, then of lanes 1 and 3 of `hi` (16 + 4, 16 + 12).
-        let mask: Vec<u8> = [0u8, 8, 20, 28].iter().flat_map(|&b| b..b + 4).collect();
-        let mask = self
-            .b
-            .func
-            .dfg
-            .immediates
-            .push(codegen::ir::ConstantData::from(mask));
-        let v8 = self.b.ins().shuffle(lo8, hi8, mask);
-        let v = self.b.ins().bitcast(ty, little, v8);
+        // Lanes 0 and 2 of `lo`, then lanes 1 and 3 of `hi`.
+        let v = self.shuffle32(ty, lo, hi, [0, 2, 5, 7]);
         Ok(Val { v, dt, lanes: 4 })
     }
 

@@ -44,9 +44,6 @@ impl<'a, 'f> FnGen<'a, 'f> {
     /// Load and transpose every complete 4 x 4 group of `v`'s strided loads (module doc),
     /// recording each column under its load's key for [`FnGen::transposed_load`].
     pub(crate) fn prepare_transposed_loads(&mut self, v: &[Stmt]) -> Result<()> {
-        // Any buffer the sequence writes, at any depth (stores, intrinsic outputs): its
-        // loads must not move to the sequence's start.
-        let written: HashSet<String> = v.iter().flat_map(|s| s.written_buffers()).collect();
         let mut loads: Vec<Strided> = vec![];
         for s in v {
             let Stmt::Store { value, .. } = s else {
@@ -67,9 +64,7 @@ impl<'a, 'f> FnGen<'a, 'f> {
                         .iter()
                         .any(|i| i.free_vars().iter().any(|v| bound.contains(&v.id())));
                     if let Some(l) = strided(b, idx).filter(|_| !inner) {
-                        if !written.contains(l.buf.name())
-                            && !loads.iter().any(|x| x.index_key == l.index_key)
-                        {
+                        if !loads.iter().any(|x| x.index_key == l.index_key) {
                             loads.push(l);
                         }
                     }
@@ -77,6 +72,13 @@ impl<'a, 'f> FnGen<'a, 'f> {
                 true
             });
         }
+        if loads.len() < 4 {
+            return Ok(());
+        }
+        // Any buffer the sequence writes, at any depth (stores, intrinsic outputs): its
+        // loads must not move to the sequence's start.
+        let written: HashSet<String> = v.iter().flat_map(|s| s.written_buffers()).collect();
+        loads.retain(|l| !written.contains(l.buf.name()));
         for group in blocks(&loads) {
             #[cfg(test)]
             TRANSPOSED_BLOCKS.with(|n| n.set(n.get() + 1));
@@ -116,29 +118,15 @@ impl<'a, 'f> FnGen<'a, 'f> {
     /// The columns of the 4 x 4 f32 block whose rows are `r`: two rounds of lane
     /// interleaving (as `unpcklps`/`unpckhps`, then `movlhps`/`movhlps`).
     fn transpose4(&mut self, r: [Value; 4], ty: Type) -> [Value; 4] {
-        let little = MemFlagsData::new().with_endianness(codegen::ir::Endianness::Little);
-        let bytes = |s: &mut Self, v: Value| s.b.ins().bitcast(types::I8X16, little, v);
-        // Lanes of the two operands (4 + i: the second's lane i) picked in order.
-        let pick = |s: &mut Self, a: Value, b: Value, lanes: [u8; 4]| {
-            let mask: Vec<u8> = lanes.iter().flat_map(|&l| l * 4..l * 4 + 4).collect();
-            let mask =
-                s.b.func
-                    .dfg
-                    .immediates
-                    .push(codegen::ir::ConstantData::from(mask));
-            let (a8, b8) = (bytes(s, a), bytes(s, b));
-            let v = s.b.ins().shuffle(a8, b8, mask);
-            s.b.ins().bitcast(ty, little, v)
-        };
-        let lo01 = pick(self, r[0], r[1], [0, 4, 1, 5]);
-        let hi01 = pick(self, r[0], r[1], [2, 6, 3, 7]);
-        let lo23 = pick(self, r[2], r[3], [0, 4, 1, 5]);
-        let hi23 = pick(self, r[2], r[3], [2, 6, 3, 7]);
+        let lo01 = self.shuffle32(ty, r[0], r[1], [0, 4, 1, 5]);
+        let hi01 = self.shuffle32(ty, r[0], r[1], [2, 6, 3, 7]);
+        let lo23 = self.shuffle32(ty, r[2], r[3], [0, 4, 1, 5]);
+        let hi23 = self.shuffle32(ty, r[2], r[3], [2, 6, 3, 7]);
         [
-            pick(self, lo01, lo23, [0, 1, 4, 5]),
-            pick(self, lo01, lo23, [2, 3, 6, 7]),
-            pick(self, hi01, hi23, [0, 1, 4, 5]),
-            pick(self, hi01, hi23, [2, 3, 6, 7]),
+            self.shuffle32(ty, lo01, lo23, [0, 1, 4, 5]),
+            self.shuffle32(ty, lo01, lo23, [2, 3, 6, 7]),
+            self.shuffle32(ty, hi01, hi23, [0, 1, 4, 5]),
+            self.shuffle32(ty, hi01, hi23, [2, 3, 6, 7]),
         ]
     }
 }
