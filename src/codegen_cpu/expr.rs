@@ -371,6 +371,9 @@ impl<'a, 'f> FnGen<'a, 'f> {
         if let Some(v) = native {
             return Ok(Val { v, ..a });
         }
+        if let Some(v) = self.inline_math(f, a)? {
+            return Ok(v);
+        }
         let name = math_helper_name(Some(f), a.dt).expect("math helper exists for float types");
         self.helper_lanes(name, &vals)
     }

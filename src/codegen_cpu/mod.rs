@@ -34,9 +34,11 @@
 //!   float->int casts; `a * b + c` on f32/f64 becomes a fused multiply-add when the host
 //!   has AVX and FMA; halves are computed in f32 through conversion helpers and rounded
 //!   after every operation, lane by lane (`half.rs`), never fused;
-//! - math calls: `sqrt`, `abs`, `floor`, `ceil` as instructions; `exp`, `log`, `tanh`,
-//!   `log1p`, `sigmoid`, `erf`, `pow` (and float `%`) through Rust helpers, lane by lane for
-//!   vectors.
+//! - math calls: `sqrt`, `abs`, `floor`, `ceil` as instructions; `exp`, `sigmoid` and
+//!   `tanh` of f32 computed inline, four lanes at a time (`vmath.rs`: `exp_f32`'s
+//!   polynomial, within 1 ulp; `sigmoid` 2, `tanh` 1), scalars through lane 0 of a vector;
+//!   `log`, `log1p`, `erf`, `pow` (and float `%`) and the f64 functions through Rust
+//!   helpers, lane by lane for vectors.
 //!
 //! What the IR must guarantee: every executed access is in bounds (both sides of a `Select`
 //! are evaluated); a parameter the kernel writes does not overlap any other parameter (each
@@ -85,6 +87,7 @@ mod repr;
 mod stmt;
 mod tile_steps;
 mod transpose_loads;
+mod vmath;
 
 #[cfg(test)]
 mod tests;
@@ -96,6 +99,8 @@ mod tests_tile_steps;
 mod tests_transpose;
 #[cfg(test)]
 mod tests_vec;
+#[cfg(test)]
+mod tests_vmath;
 
 use crate::error::{internal, Result};
 use crate::lower::ir::LoweredFunc;

@@ -1,0 +1,161 @@
+//! The inline `exp`, `sigmoid` and `tanh` of f32 (`vmath.rs`) against f64 references,
+//! over a dense sweep and the special values, as vector (4 lanes) and scalar code.
+
+use super::tests::{buf, f32s, func, iv, load, loop_, run, store};
+use crate::intrinsics::{exp_f32_eval, has_avx2_fma, CpuPath};
+use crate::lower::ir::Stmt;
+use crate::te::{DType, Expr, ExprNode, MathFn};
+
+/// Distance in units in the last place between two f32 of the same sign (0 for equal
+/// values, NaN to NaN included).
+fn ulps(a: f32, b: f32) -> u32 {
+    if a.is_nan() && b.is_nan() || a == b {
+        return 0;
+    }
+    if a.is_nan() || b.is_nan() || a.is_sign_negative() != b.is_sign_negative() {
+        return u32::MAX;
+    }
+    a.to_bits().abs_diff(b.to_bits())
+}
+
+/// `f` applied to `xs` by a generated kernel: four lanes at a time (`lanes` 4) or one.
+fn kernel(f: MathFn, xs: &[f32], lanes: u32) -> Vec<f32> {
+    assert_eq!(xs.len() % 4, 0);
+    let n = xs.len();
+    let x = buf("x", DType::F32, n as i64);
+    let o = buf("o", DType::F32, n as i64);
+    let i = iv("i");
+    let idx = if lanes == 4 {
+        Expr::new(ExprNode::Ramp(i.expr() * 4, 1, 4))
+    } else {
+        i.expr()
+    };
+    let call = Expr::new(ExprNode::Call(f, vec![load(&x, idx.clone())]));
+    let body: Stmt = store(&o, idx, call);
+    let fun = func(&[&x, &o], &[], loop_(&i, (n / lanes as usize) as i64, body));
+    let (mut xa, mut oa) = (f32s(xs), f32s(&vec![0.0; n]));
+    run(&fun, &mut [&mut xa, &mut oa], &[]);
+    oa.to_vec::<f32>().unwrap()
+}
+
+/// A dense sweep of `[lo, hi]` (`n` points, a multiple of 4) and the special values.
+fn inputs(lo: f32, hi: f32, n: usize) -> Vec<f32> {
+    let mut xs: Vec<f32> = (0..n)
+        .map(|k| lo + (hi - lo) * k as f32 / (n - 1) as f32)
+        .collect();
+    xs.extend([
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        0.0,
+        -0.0,
+        1e-30,
+        -1e-30,
+        88.72283,
+        88.72284,
+        89.0,
+        -87.33655,
+        -103.97,
+        -104.0,
+        -120.0,
+        0.625,
+        -0.625,
+        0.624_999_94,
+        f32::MAX,
+        f32::MIN,
+        f32::MIN_POSITIVE,
+    ]);
+    while !xs.len().is_multiple_of(4) {
+        xs.push(1.0);
+    }
+    xs
+}
+
+/// The largest distance from the f64 reference rounded to f32, after checking that the
+/// vector and scalar kernels agree bit for bit and that NaN gives NaN.
+fn worst(f: MathFn, xs: &[f32], reference: impl Fn(f64) -> f64) -> u32 {
+    let vector = kernel(f, xs, 4);
+    let scalar = kernel(f, xs, 1);
+    let mut worst = 0;
+    for ((&x, &v), &s) in xs.iter().zip(&vector).zip(&scalar) {
+        assert!(
+            v.to_bits() == s.to_bits() || v.is_nan() && s.is_nan(),
+            "{}({}): vector {} scalar {}",
+            f.name(),
+            x,
+            v,
+            s
+        );
+        let want = reference(x as f64) as f32;
+        assert_eq!(want.is_nan(), v.is_nan(), "{}({}) = {}", f.name(), x, v);
+        let d = ulps(v, want);
+        assert!(
+            d <= 4,
+            "{}({}) = {}, want {} ({} ulp)",
+            f.name(),
+            x,
+            v,
+            want,
+            d
+        );
+        worst = worst.max(d);
+    }
+    eprintln!(
+        "{}: at most {} ulp over {} inputs",
+        f.name(),
+        worst,
+        xs.len()
+    );
+    worst
+}
+
+#[test]
+fn exp_is_within_one_ulp_and_matches_the_intrinsic() {
+    let xs = inputs(-110.0, 95.0, 1 << 20);
+    assert!(worst(MathFn::Exp, &xs, f64::exp) <= 1);
+    let got = kernel(MathFn::Exp, &xs, 4);
+    assert_eq!(got[xs.len() - 19], f32::INFINITY); // exp(inf)
+    assert_eq!(got[xs.len() - 18], 0.0); // exp(-inf)
+                                         // With native FMA the generated code runs the intrinsic's AVX2 operations.
+    let fma = has_avx2_fma() && std::env::var("LOOPFORGE_FMA").map_or(true, |v| v != "0");
+    if !fma {
+        eprintln!("skipped the comparison with exp_f32's AVX2 path: FMA is off (LOOPFORGE_FMA=0) or missing here");
+        return;
+    }
+    let mut want = vec![0.0f32; xs.len()];
+    exp_f32_eval(&xs, 1, &mut want, 1, xs.len(), CpuPath::Avx2Fma).unwrap();
+    for ((x, g), w) in xs.iter().zip(&got).zip(&want) {
+        assert!(
+            g.to_bits() == w.to_bits() || g.is_nan() && w.is_nan(),
+            "exp({}): generated {} intrinsic {}",
+            x,
+            g,
+            w
+        );
+    }
+}
+
+#[test]
+fn sigmoid_and_tanh_are_within_a_few_ulp() {
+    let xs = inputs(-40.0, 40.0, 1 << 20);
+    let sigmoid = worst(MathFn::Sigmoid, &xs, |x| 1.0 / (1.0 + (-x).exp()));
+    assert!(sigmoid <= 2, "sigmoid: {} ulp", sigmoid);
+    let tanh = worst(MathFn::Tanh, &xs, f64::tanh);
+    assert!(tanh <= 2, "tanh: {} ulp", tanh);
+    // Small arguments, where a difference of exponentials would cancel.
+    let small = inputs(-1e-3, 1e-3, 1 << 16);
+    assert!(worst(MathFn::Tanh, &small, f64::tanh) <= 1);
+    let t = kernel(
+        MathFn::Tanh,
+        &[-0.0, f32::INFINITY, f32::NEG_INFINITY, 50.0],
+        4,
+    );
+    assert_eq!(t[0].to_bits(), (-0.0f32).to_bits());
+    assert_eq!(&t[1..], &[1.0, -1.0, 1.0]);
+    let s = kernel(
+        MathFn::Sigmoid,
+        &[f32::INFINITY, f32::NEG_INFINITY, -200.0, 0.0],
+        4,
+    );
+    assert_eq!(s, vec![1.0, 0.0, 0.0, 0.5]);
+}

@@ -1,0 +1,202 @@
+//! Inline vector math: `exp`, `sigmoid` and `tanh` of f32 computed in the generated code, four
+//! lanes at a time, instead of a call to the scalar libm helper for every lane.
+//!
+//! `exp` is the algorithm of the `exp_f32` intrinsic (`intrinsics::exp`, whose module doc
+//! gives it and its measured accuracy: at most 1 ulp from the correctly rounded result,
+//! NaN passed through, infinity above `ln(f32::MAX)`, 0 far below the subnormals) with
+//! the same operations in the same order: where FMA is native the results are the
+//! intrinsic's AVX2 path bit for bit (each of its eight lanes is independent), without FMA
+//! its portable path's. The integer part `n` of `x log2 e` is read from the bits of
+//! `n + 1.5 * 2^23` (exact for `|n| < 2^22`; the clamped argument keeps `|n| <= 151`), so
+//! no float-to-int conversion is needed. `sigmoid(x)` is `1 / (1 + exp(-x))`, the
+//! interpreter's formula, with that `exp`; `tanh` is Cephes `tanhf` (an odd polynomial
+//! below `|x| = 0.625`, `1 - 2 / (exp(2|x|) + 1)` with `x`'s sign above) on that `exp`.
+//!
+//! A scalar goes through a vector (its lane 0), so the scalar tail of a vectorized loop
+//! computes exactly what its vector body does.
+//!
+//! Requires: `round` (SSE4.1's `roundps`, for the round to nearest even); the caller
+//! keeps the libm helper where it is missing. Ensures: NaN in, NaN out (the input's).
+
+use super::fngen::FnGen;
+use super::repr::Val;
+use crate::error::Result;
+use crate::te::{DType, MathFn};
+use cranelift::prelude::*;
+
+/// The clamp of the argument: `exp` is 0 below and infinity above anyway.
+const HI: f32 = 89.0;
+const LO: f32 = -104.0;
+const LN2_HI: f32 = 0.693_359_4; // 0.693359375 exactly: `n * LN2_HI` is exact
+const LN2_LO: f32 = -2.121_944_4e-4;
+/// Cephes `expf`'s polynomial, highest degree first (`exp(r) ~ 1 + r + r^2 p(r)`).
+const P: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_2e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    1.666_666_5e-1,
+    0.5,
+];
+/// Cephes `tanhf`'s polynomial for `|x| < 0.625`, highest degree first (`tanh(x) ~ x +
+/// x^3 q(x^2)`).
+const TANH_Q: [f32; 5] = [
+    -5.704_988_7e-3,
+    2.063_909e-2,
+    -5.373_971_6e-2,
+    1.333_144_2e-1,
+    -3.333_328e-1,
+];
+/// `1.5 * 2^23`: adding it to an integral float below `2^22` in magnitude puts the
+/// integer in the low mantissa bits.
+const SHIFTER: f32 = 12_582_912.0;
+
+impl<'a, 'f> FnGen<'a, 'f> {
+    /// `f(a)` computed inline when `f` is `exp` or `sigmoid` of f32 (one or four lanes)
+    /// and the target rounds natively; `None` where the caller should call the helper.
+    pub(crate) fn inline_math(&mut self, f: MathFn, a: Val) -> Result<Option<Val>> {
+        if a.dt != DType::F32 || !(a.lanes == 1 || a.lanes == 4) || !self.cx.round {
+            return Ok(None);
+        }
+        if !matches!(f, MathFn::Exp | MathFn::Sigmoid | MathFn::Tanh) {
+            return Ok(None);
+        }
+        let x = self.splat(a, 4)?.v;
+        let v = match f {
+            MathFn::Exp => self.exp_f32x4(x),
+            MathFn::Tanh => self.tanh_f32x4(x),
+            _ => {
+                let neg = self.b.ins().fneg(x);
+                let e = self.exp_f32x4(neg);
+                let one = self.f32x4_const(1.0);
+                let d = self.b.ins().fadd(one, e);
+                self.b.ins().fdiv(one, d)
+            }
+        };
+        let v = if a.lanes == 1 {
+            self.b.ins().extractlane(v, 0)
+        } else {
+            v
+        };
+        Ok(Some(Val { v, ..a }))
+    }
+
+    /// `exp` of the f32x4 `x` (the module doc).
+    fn exp_f32x4(&mut self, x: Value) -> Value {
+        let (hi, lo) = (self.f32x4_const(HI), self.f32x4_const(LO));
+        // min then max with the constant as the second operand (x86's `minps`/`maxps`
+        // patterns: a NaN lane comes out as the constant and is restored at the end).
+        let lt = self.b.ins().fcmp(FloatCC::LessThan, x, hi);
+        let xc = self.select_f32x4(lt, x, hi);
+        let gt = self.b.ins().fcmp(FloatCC::LessThan, lo, xc);
+        let xc = self.select_f32x4(gt, xc, lo);
+        let log2e = self.f32x4_const(std::f32::consts::LOG2_E);
+        let t = self.b.ins().fmul(xc, log2e);
+        let n = self.b.ins().nearest(t);
+        let (c_hi, c_lo) = (self.f32x4_const(LN2_HI), self.f32x4_const(LN2_LO));
+        let r = self.mul_sub(xc, n, c_hi);
+        let r = self.mul_sub(r, n, c_lo);
+        let z = self.b.ins().fmul(r, r);
+        let mut p = self.f32x4_const(P[0]);
+        for c in &P[1..] {
+            let c = self.f32x4_const(*c);
+            p = self.mul_add(p, r, c);
+        }
+        let e = self.mul_add(p, z, r);
+        let one = self.f32x4_const(1.0);
+        let e = self.b.ins().fadd(e, one);
+        // 2^n as two factors 2^(n >> 1) 2^(n - (n >> 1)): a subnormal result is rounded
+        // once, by the last product.
+        let shifter = self.f32x4_const(SHIFTER);
+        let shifted = self.b.ins().fadd(n, shifter);
+        let little = MemFlagsData::new().with_endianness(codegen::ir::Endianness::Little);
+        let bits = self.b.ins().bitcast(types::I32X4, little, shifted);
+        let base = self.i32x4_const(SHIFTER.to_bits() as i32);
+        let ni = self.b.ins().isub(bits, base);
+        let n1 = self.b.ins().sshr_imm_u(ni, 1);
+        let n2 = self.b.ins().isub(ni, n1);
+        let bias = self.i32x4_const(127);
+        let mut out = e;
+        for k in [n1, n2] {
+            let biased = self.b.ins().iadd(k, bias);
+            let exp_bits = self.b.ins().ishl_imm_u(biased, 23);
+            let scale = self.b.ins().bitcast(types::F32X4, little, exp_bits);
+            out = self.b.ins().fmul(out, scale);
+        }
+        let nan = self.b.ins().fcmp(FloatCC::Unordered, x, x);
+        self.select_f32x4(nan, x, out)
+    }
+
+    /// Lanes of `t` where the comparison result `mask` is set, of `f` elsewhere.
+    fn select_f32x4(&mut self, mask: Value, t: Value, f: Value) -> Value {
+        let little = MemFlagsData::new().with_endianness(codegen::ir::Endianness::Little);
+        let m = self.b.ins().bitcast(types::F32X4, little, mask);
+        self.b.ins().bitselect(m, t, f)
+    }
+
+    /// `tanh` of the f32x4 `x` (Cephes `tanhf`) as `tanh(|x|)` with the sign of `x`:
+    /// below `|x| = 0.625` the odd polynomial `z + z^3 q(z^2)` (`z = |x|`), above it `1 -
+    /// 2 / (exp(2z) + 1)` (1 once `exp` overflows); both computed, the lane's chosen. NaN
+    /// takes the second form, which passes it through.
+    fn tanh_f32x4(&mut self, x: Value) -> Value {
+        let little = MemFlagsData::new().with_endianness(codegen::ir::Endianness::Little);
+        let bits = self.b.ins().bitcast(types::I32X4, little, x);
+        let sign_mask = self.i32x4_const(i32::MIN);
+        let sign = self.b.ins().band(bits, sign_mask);
+        let magnitude = self.b.ins().band_not(bits, sign_mask);
+        let z = self.b.ins().bitcast(types::F32X4, little, magnitude);
+        // Large: 1 - 2 / (exp(2z) + 1).
+        let two_z = self.b.ins().fadd(z, z);
+        let e = self.exp_f32x4(two_z);
+        let (one, two) = (self.f32x4_const(1.0), self.f32x4_const(2.0));
+        let d = self.b.ins().fadd(e, one);
+        let q = self.b.ins().fdiv(two, d);
+        let large = self.b.ins().fsub(one, q);
+        // Small: z + z^3 q(z^2).
+        let z2 = self.b.ins().fmul(z, z);
+        let mut p = self.f32x4_const(TANH_Q[0]);
+        for c in &TANH_Q[1..] {
+            let c = self.f32x4_const(*c);
+            p = self.mul_add(p, z2, c);
+        }
+        let pz2 = self.b.ins().fmul(p, z2);
+        let small = self.mul_add(pz2, z, z);
+        let limit = self.f32x4_const(0.625);
+        let is_small = self.b.ins().fcmp(FloatCC::LessThan, z, limit);
+        // tanh(|x|) >= 0 (+0 at 0): x's sign ORed in (-0 stays -0, NaN stays NaN).
+        let t = self.select_f32x4(is_small, small, large);
+        let t = self.b.ins().bitcast(types::I32X4, little, t);
+        let t = self.b.ins().bor(t, sign);
+        self.b.ins().bitcast(types::F32X4, little, t)
+    }
+
+    /// `a * b + c`, fused where FMA is native.
+    fn mul_add(&mut self, a: Value, b: Value, c: Value) -> Value {
+        if self.cx.fma {
+            self.b.ins().fma(a, b, c)
+        } else {
+            let m = self.b.ins().fmul(a, b);
+            self.b.ins().fadd(m, c)
+        }
+    }
+
+    /// `x - a * b`, fused where FMA is native.
+    fn mul_sub(&mut self, x: Value, a: Value, b: Value) -> Value {
+        if self.cx.fma {
+            let na = self.b.ins().fneg(a);
+            self.b.ins().fma(na, b, x)
+        } else {
+            let m = self.b.ins().fmul(a, b);
+            self.b.ins().fsub(x, m)
+        }
+    }
+
+    fn f32x4_const(&mut self, v: f32) -> Value {
+        let s = self.b.ins().f32const(v);
+        self.b.ins().splat(types::F32X4, s)
+    }
+
+    fn i32x4_const(&mut self, v: i32) -> Value {
+        self.vconst_ints(types::I32X4, &[v as i64; 4])
+    }
+}
