@@ -14,7 +14,8 @@
 //! ResNet-18's conv2d layers at batch 1 (`conv.rs`: the graph runtime's loop schedule,
 //! the tensorized one and, for 3x3 stride-1 layers, Winograd's, against PyTorch), and
 //! dense layers with bias and ReLU (`dense.rs`: the graph runtime's build of the layer
-//! against PyTorch's `linear`).
+//! against PyTorch's `linear`), and the activations `sigmoid` and `tanh` of a feature map
+//! (`activation.rs`: the graph runtime's elementwise kernels against PyTorch's).
 //!
 //! Implementations: loopforge's default schedule (`create_schedule` as is; smallest matmul
 //! size and one thread only, it has no parallel loop and takes ~10 s at 1024),
@@ -33,6 +34,8 @@
 //! included. The Rust kernels run inside a rayon pool of exactly `threads` threads.
 //! Every loopforge and `gemm`/`matrixmultiply` result is checked against a reference.
 
+#[path = "bench_report/activation.rs"]
+mod activation;
 #[path = "bench_report/blocked.rs"]
 mod blocked;
 #[path = "bench_report/conv.rs"]
@@ -901,6 +904,10 @@ fn main() -> Result<()> {
         if o.wants("dense") {
             rows.extend(pool.install(|| dense::dense_rows(&o, t))?);
             rows.extend(dense::torch_rows(&o, t, &mut infos));
+        }
+        if o.wants("sigmoid") || o.wants("tanh") {
+            rows.extend(pool.install(|| activation::activation_rows(&o, t))?);
+            rows.extend(activation::torch_rows(&o, t, &mut infos));
         }
     }
     // Group: workload (in order of first appearance), then threads, then as measured.
