@@ -21,23 +21,10 @@
 use super::fngen::FnGen;
 use super::repr::Val;
 use crate::error::Result;
+use crate::intrinsics::exp::{HI, LN2_HI, LN2_LO, LO, P};
 use crate::te::{DType, MathFn};
 use cranelift::prelude::*;
 
-/// The clamp of the argument: `exp` is 0 below and infinity above anyway.
-const HI: f32 = 89.0;
-const LO: f32 = -104.0;
-const LN2_HI: f32 = 0.693_359_4; // 0.693359375 exactly: `n * LN2_HI` is exact
-const LN2_LO: f32 = -2.121_944_4e-4;
-/// Cephes `expf`'s polynomial, highest degree first (`exp(r) ~ 1 + r + r^2 p(r)`).
-const P: [f32; 6] = [
-    1.987_569_1e-4,
-    1.398_2e-3,
-    8.333_452e-3,
-    4.166_579_6e-2,
-    1.666_666_5e-1,
-    0.5,
-];
 /// Cephes `tanhf`'s polynomial for `|x| < 0.625`, highest degree first (`tanh(x) ~ x +
 /// x^3 q(x^2)`).
 const TANH_Q: [f32; 5] = [

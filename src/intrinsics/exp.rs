@@ -30,12 +30,17 @@ use std::sync::Arc;
 
 const SYMBOL: &str = "loopforge_intrin_exp_f32";
 
-const HI: f32 = 89.0;
-const LO: f32 = -104.0;
+// The algorithm's constants, shared with the generated code's inline `exp`
+// (`codegen_cpu::vmath`), which must compute the same results.
+/// The argument's clamp: `exp` is infinity above and 0 below anyway.
+pub(crate) const HI: f32 = 89.0;
+pub(crate) const LO: f32 = -104.0;
 const LOG2E: f32 = std::f32::consts::LOG2_E;
-const LN2_HI: f32 = 0.693_359_4; // 0.693359375 exactly
-const LN2_LO: f32 = -2.121_944_4e-4;
-const P: [f32; 6] = [
+/// `ln 2` in two parts (Cody-Waite): `n * LN2_HI` is exact.
+pub(crate) const LN2_HI: f32 = 0.693_359_4; // 0.693359375 exactly
+pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
+/// Cephes `expf`'s polynomial, highest degree first (`exp(r) ~ 1 + r + r^2 p(r)`).
+pub(crate) const P: [f32; 6] = [
     1.987_569_1e-4,
     1.398_2e-3,
     8.333_452e-3,

@@ -30,7 +30,7 @@
 //! [`wmma_store`] (CUDA, warp-collective, on `wmma.*` fragment buffers).
 
 mod dot;
-mod exp;
+pub(crate) mod exp;
 mod gemm;
 mod gemm_panels;
 mod reference;
