@@ -1,4 +1,4 @@
-//! The inline `exp`, `sigmoid` and `tanh` of f32 (`vmath.rs`) against f64 references,
+//! The inline `exp`, `sigmoid`, `tanh` and `erf` of f32 (`vmath.rs`) against f64 references,
 //! over a dense sweep and the special values, as vector (4 lanes) and scalar code.
 
 use super::tests::{buf, f32s, func, iv, load, loop_, run, store};
@@ -16,6 +16,11 @@ fn ulps(a: f32, b: f32) -> u32 {
         return u32::MAX;
     }
     a.to_bits().abs_diff(b.to_bits())
+}
+
+/// Whether the generated code fuses multiply-adds here (AVX2 + FMA, not disabled).
+fn fma_on() -> bool {
+    has_avx2_fma() && std::env::var("LOOPFORGE_FMA").map_or(true, |v| v != "0")
 }
 
 /// `f` applied to `xs` by a generated kernel: four lanes at a time (`lanes` 4) or one.
@@ -117,8 +122,7 @@ fn exp_is_within_one_ulp_and_matches_the_intrinsic() {
     assert_eq!(got[xs.len() - 19], f32::INFINITY); // exp(inf)
     assert_eq!(got[xs.len() - 18], 0.0); // exp(-inf)
                                          // With native FMA the generated code runs the intrinsic's AVX2 operations.
-    let fma = has_avx2_fma() && std::env::var("LOOPFORGE_FMA").map_or(true, |v| v != "0");
-    if !fma {
+    if !fma_on() {
         eprintln!("skipped the comparison with exp_f32's AVX2 path: FMA is off (LOOPFORGE_FMA=0) or missing here");
         return;
     }
@@ -158,4 +162,25 @@ fn sigmoid_and_tanh_are_within_a_few_ulp() {
         4,
     );
     assert_eq!(s, vec![1.0, 0.0, 0.0, 0.5]);
+}
+
+#[test]
+fn erf_is_within_two_ulp() {
+    // Both forms and their boundary at 1, the tail where erf rounds to 1, tiny arguments;
+    // 2 ulp with FMA, 3 without (the unfused polynomial near 1).
+    let bound = if fma_on() { 2 } else { 3 };
+    let xs = inputs(-6.0, 6.0, 1 << 20);
+    let e = worst(MathFn::Erf, &xs, libm::erf);
+    assert!(e <= bound, "erf: {} ulp", e);
+    let near_one = inputs(0.99, 1.01, 1 << 16);
+    assert!(worst(MathFn::Erf, &near_one, libm::erf) <= bound);
+    let tiny = inputs(-1e-3, 1e-3, 1 << 16);
+    assert!(worst(MathFn::Erf, &tiny, libm::erf) <= bound);
+    let t = kernel(
+        MathFn::Erf,
+        &[-0.0, f32::INFINITY, f32::NEG_INFINITY, -10.0],
+        4,
+    );
+    assert_eq!(t[0].to_bits(), (-0.0f32).to_bits());
+    assert_eq!(&t[1..], &[1.0, -1.0, -1.0]);
 }

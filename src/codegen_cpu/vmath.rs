@@ -1,5 +1,5 @@
-//! Inline vector math: `exp`, `sigmoid` and `tanh` of f32 computed in the generated code, four
-//! lanes at a time, instead of a call to the scalar libm helper for every lane.
+//! Inline vector math: `exp`, `sigmoid`, `tanh` and `erf` of f32 computed in the generated
+//! code, four lanes at a time, instead of a call to a scalar Rust helper for every lane.
 //!
 //! `exp` is the algorithm of the `exp_f32` intrinsic (`intrinsics::exp`, whose module doc
 //! gives it and its measured accuracy: at most 1 ulp from the correctly rounded result,
@@ -10,7 +10,11 @@
 //! `n + 1.5 * 2^23` (exact for `|n| < 2^22`; the clamped argument keeps `|n| <= 151`), so
 //! no float-to-int conversion is needed. `sigmoid(x)` is `1 / (1 + exp(-x))`, the
 //! interpreter's formula, with that `exp`; `tanh` is Cephes `tanhf` (an odd polynomial
-//! below `|x| = 0.625`, `1 - 2 / (exp(2|x|) + 1)` with `x`'s sign above) on that `exp`.
+//! below `|x| = 0.625`, `1 - 2 / (exp(2|x|) + 1)` with `x`'s sign above) on that `exp`;
+//! `erf` an odd polynomial below `|x| = 1` and `1 - exp(-x^2) b(1 / |x|)` above, with
+//! `x`'s sign (coefficients fitted by `scripts/fit_erf.py`). Measured against f64 over
+//! about a million points (`tests_vmath.rs`): `exp` at most 1 ulp, `sigmoid` 2, `tanh`
+//! 1, `erf` 2 (3 without FMA).
 //!
 //! A scalar goes through a vector (its lane 0), so the scalar tail of a vectorized loop
 //! computes exactly what its vector body does.
@@ -34,24 +38,54 @@ const TANH_Q: [f32; 5] = [
     1.333_144_2e-1,
     -3.333_328e-1,
 ];
+/// `erf(x) ~ x a(x^2)` for `|x| < 1`, highest degree first (a least-squares fit of
+/// relative error, `scripts/fit_erf.py`).
+#[allow(clippy::approx_constant)] // the fit's constant term, 1 ulp below f32 2 / sqrt(pi)
+const ERF_A: [f32; 7] = [
+    7.861_308_4e-5,
+    -8.012_343_3e-4,
+    5.188_559_6e-3,
+    -2.685_392_6e-2,
+    1.128_358_8e-1,
+    -3.761_262_6e-1,
+    1.128_379_1,
+];
+/// `erfc(x) e^(x^2) ~ b(1 / x)` for `1 <= x <= 4` (beyond, `erf` is 1 in f32), highest
+/// degree first (`scripts/fit_erf.py`).
+const ERF_B: [f32; 9] = [
+    -1.149_885_4e-2,
+    3.857_34e-2,
+    2.904_717_3e-3,
+    -2.178_592_8e-1,
+    4.801_553e-1,
+    -4.643_553e-1,
+    4.008_560_3e-2,
+    5.593_254e-1,
+    2.525_771_6e-4,
+];
 /// `1.5 * 2^23`: adding it to an integral float below `2^22` in magnitude puts the
 /// integer in the low mantissa bits.
 const SHIFTER: f32 = 12_582_912.0;
 
 impl<'a, 'f> FnGen<'a, 'f> {
-    /// `f(a)` computed inline when `f` is `exp` or `sigmoid` of f32 (one or four lanes)
-    /// and the target rounds natively; `None` where the caller should call the helper.
+    /// `f(a)` computed inline when `f` is `exp`, `sigmoid`, `tanh` or `erf` of f32 (one or
+    /// four lanes) and the target rounds natively; `None` where the caller should call
+    /// the helper.
     pub(crate) fn inline_math(&mut self, f: MathFn, a: Val) -> Result<Option<Val>> {
         if a.dt != DType::F32 || !(a.lanes == 1 || a.lanes == 4) || !self.cx.round {
             return Ok(None);
         }
-        if !matches!(f, MathFn::Exp | MathFn::Sigmoid | MathFn::Tanh) {
+        if !matches!(
+            f,
+            MathFn::Exp | MathFn::Sigmoid | MathFn::Tanh | MathFn::Erf
+        ) {
             return Ok(None);
         }
         let x = self.splat(a, 4)?.v;
         let v = match f {
             MathFn::Exp => self.exp_f32x4(x),
             MathFn::Tanh => self.tanh_f32x4(x),
+            MathFn::Erf => self.erf_f32x4(x),
             _ => {
                 let neg = self.b.ins().fneg(x);
                 let e = self.exp_f32x4(neg);
@@ -84,11 +118,7 @@ impl<'a, 'f> FnGen<'a, 'f> {
         let r = self.mul_sub(xc, n, c_hi);
         let r = self.mul_sub(r, n, c_lo);
         let z = self.b.ins().fmul(r, r);
-        let mut p = self.f32x4_const(P[0]);
-        for c in &P[1..] {
-            let c = self.f32x4_const(*c);
-            p = self.mul_add(p, r, c);
-        }
+        let p = self.poly(&P, r);
         let e = self.mul_add(p, z, r);
         let one = self.f32x4_const(1.0);
         let e = self.b.ins().fadd(e, one);
@@ -126,12 +156,7 @@ impl<'a, 'f> FnGen<'a, 'f> {
     /// 2 / (exp(2z) + 1)` (1 once `exp` overflows); both computed, the lane's chosen. NaN
     /// takes the second form, which passes it through.
     fn tanh_f32x4(&mut self, x: Value) -> Value {
-        let little = MemFlagsData::new().with_endianness(codegen::ir::Endianness::Little);
-        let bits = self.b.ins().bitcast(types::I32X4, little, x);
-        let sign_mask = self.i32x4_const(i32::MIN);
-        let sign = self.b.ins().band(bits, sign_mask);
-        let magnitude = self.b.ins().band_not(bits, sign_mask);
-        let z = self.b.ins().bitcast(types::F32X4, little, magnitude);
+        let (z, sign) = self.abs_and_sign(x);
         // Large: 1 - 2 / (exp(2z) + 1).
         let two_z = self.b.ins().fadd(z, z);
         let e = self.exp_f32x4(two_z);
@@ -141,20 +166,63 @@ impl<'a, 'f> FnGen<'a, 'f> {
         let large = self.b.ins().fsub(one, q);
         // Small: z + z^3 q(z^2).
         let z2 = self.b.ins().fmul(z, z);
-        let mut p = self.f32x4_const(TANH_Q[0]);
-        for c in &TANH_Q[1..] {
-            let c = self.f32x4_const(*c);
-            p = self.mul_add(p, z2, c);
-        }
+        let p = self.poly(&TANH_Q, z2);
         let pz2 = self.b.ins().fmul(p, z2);
         let small = self.mul_add(pz2, z, z);
         let limit = self.f32x4_const(0.625);
         let is_small = self.b.ins().fcmp(FloatCC::LessThan, z, limit);
         // tanh(|x|) >= 0 (+0 at 0): x's sign ORed in (-0 stays -0, NaN stays NaN).
         let t = self.select_f32x4(is_small, small, large);
-        let t = self.b.ins().bitcast(types::I32X4, little, t);
-        let t = self.b.ins().bor(t, sign);
-        self.b.ins().bitcast(types::F32X4, little, t)
+        self.with_sign(t, sign)
+    }
+
+    /// `erf` of the f32x4 `x` as `erf(|x|)` with the sign of `x`: below `|x| = 1` the odd
+    /// polynomial `z a(z^2)` (`z = |x|`), above it `1 - exp(-z^2) b(1 / z)` (`erfc(z)
+    /// e^(z^2)` is smooth in `1 / z`; 1 once `exp(-z^2)` underflows); both computed, the
+    /// lane's chosen. NaN takes the second form, which passes it through.
+    fn erf_f32x4(&mut self, x: Value) -> Value {
+        let (z, sign) = self.abs_and_sign(x);
+        let z2 = self.b.ins().fmul(z, z);
+        let a = self.poly(&ERF_A, z2);
+        let small = self.b.ins().fmul(a, z);
+        let one = self.f32x4_const(1.0);
+        let t = self.b.ins().fdiv(one, z);
+        let b = self.poly(&ERF_B, t);
+        let neg_z2 = self.b.ins().fneg(z2);
+        let e = self.exp_f32x4(neg_z2);
+        let erfc = self.b.ins().fmul(e, b);
+        let large = self.b.ins().fsub(one, erfc);
+        let is_small = self.b.ins().fcmp(FloatCC::LessThan, z, one);
+        let r = self.select_f32x4(is_small, small, large);
+        self.with_sign(r, sign)
+    }
+
+    /// `|x|` and the sign bits of `x` (an i32x4 mask of them).
+    fn abs_and_sign(&mut self, x: Value) -> (Value, Value) {
+        let little = MemFlagsData::new().with_endianness(codegen::ir::Endianness::Little);
+        let bits = self.b.ins().bitcast(types::I32X4, little, x);
+        let sign_mask = self.i32x4_const(i32::MIN);
+        let sign = self.b.ins().band(bits, sign_mask);
+        let magnitude = self.b.ins().band_not(bits, sign_mask);
+        (self.b.ins().bitcast(types::F32X4, little, magnitude), sign)
+    }
+
+    /// The non-negative `r` (NaN included) with the sign bits `sign` ORed in.
+    fn with_sign(&mut self, r: Value, sign: Value) -> Value {
+        let little = MemFlagsData::new().with_endianness(codegen::ir::Endianness::Little);
+        let bits = self.b.ins().bitcast(types::I32X4, little, r);
+        let bits = self.b.ins().bor(bits, sign);
+        self.b.ins().bitcast(types::F32X4, little, bits)
+    }
+
+    /// The polynomial with coefficients `c` (highest degree first) at `x`, by Horner.
+    fn poly(&mut self, c: &[f32], x: Value) -> Value {
+        let mut p = self.f32x4_const(c[0]);
+        for v in &c[1..] {
+            let v = self.f32x4_const(*v);
+            p = self.mul_add(p, x, v);
+        }
+        p
     }
 
     /// `a * b + c`, fused where FMA is native.
