@@ -14,7 +14,7 @@
 //! ResNet-18's conv2d layers at batch 1 (`conv.rs`: the graph runtime's loop schedule,
 //! the tensorized one and, for 3x3 stride-1 layers, Winograd's, against PyTorch), and
 //! dense layers with bias and ReLU (`dense.rs`: the graph runtime's build of the layer
-//! against PyTorch's `linear`), and the activations `sigmoid` and `tanh` of a feature map
+//! against PyTorch's `linear`), and the activations `sigmoid`, `tanh` and `gelu` of a feature map
 //! (`activation.rs`: the graph runtime's elementwise kernels against PyTorch's).
 //!
 //! Implementations: loopforge's default schedule (`create_schedule` as is; smallest matmul
@@ -905,7 +905,7 @@ fn main() -> Result<()> {
             rows.extend(pool.install(|| dense::dense_rows(&o, t))?);
             rows.extend(dense::torch_rows(&o, t, &mut infos));
         }
-        if o.wants("sigmoid") || o.wants("tanh") {
+        if ["sigmoid", "tanh", "gelu"].iter().any(|w| o.wants(w)) {
             rows.extend(pool.install(|| activation::activation_rows(&o, t))?);
             rows.extend(activation::torch_rows(&o, t, &mut infos));
         }

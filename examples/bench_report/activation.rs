@@ -1,7 +1,8 @@
-//! The activation workloads of the report: `sigmoid` and `tanh` of a `[1, 64, 112, 112]`
-//! f32 feature map (`[1, 16, 56, 56]` with `--quick`), each a one-node graph built by the
-//! graph runtime (its elementwise schedule: rows of 4-lane vectors, the function computed
-//! inline), against PyTorch's `torch.sigmoid` / `torch.tanh` where `torch` imports.
+//! The activation workloads of the report: `sigmoid`, `tanh` and `gelu` (erf form) of a
+//! `[1, 64, 112, 112]` f32 feature map (`[1, 16, 56, 56]` with `--quick`), each a
+//! one-node graph built by the graph runtime (its elementwise schedule: rows of 4-lane
+//! vectors, the function computed inline), against PyTorch's `torch.sigmoid` /
+//! `torch.tanh` / `torch.nn.functional.gelu` where `torch` imports.
 
 use super::{check, measure, Opts, Row};
 use loopforge::graph_runtime::{self, Graph};
@@ -9,7 +10,7 @@ use loopforge::prelude::*;
 use std::collections::HashMap;
 
 /// The activations measured, by their PyTorch names.
-const OPS: [&str; 2] = ["sigmoid", "tanh"];
+const OPS: [&str; 3] = ["sigmoid", "tanh", "gelu"];
 
 fn shape(o: &Opts) -> [usize; 4] {
     if o.quick {
@@ -33,10 +34,10 @@ pub fn activation_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
         eprintln!("  {} loopforge_graph threads={}", name, threads);
         let mut g = Graph::new();
         let x = g.input("x", &s, DType::F32)?;
-        let y = if *op == "sigmoid" {
-            g.sigmoid("act", x)?
-        } else {
-            g.tanh("act", x)?
+        let y = match *op {
+            "sigmoid" => g.sigmoid("act", x)?,
+            "tanh" => g.tanh("act", x)?,
+            _ => g.gelu("act", x)?,
         };
         g.output(y)?;
         let xa = NdArray::random(&s, DType::F32, 1);
@@ -49,10 +50,10 @@ pub fn activation_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
             .iter()
             .map(|&v| {
                 let v = v as f64;
-                (if *op == "sigmoid" {
-                    1.0 / (1.0 + (-v).exp())
-                } else {
-                    v.tanh()
+                (match *op {
+                    "sigmoid" => 1.0 / (1.0 + (-v).exp()),
+                    "tanh" => v.tanh(),
+                    _ => 0.5 * v * (1.0 + libm::erf(v / std::f64::consts::SQRT_2)),
                 }) as f32
             })
             .collect();
@@ -68,14 +69,15 @@ pub fn activation_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// Times `torch.sigmoid(x)` / `torch.tanh(x)` (after [`super::PY_TORCH`]); argv: the
+/// Times `torch.sigmoid(x)` / `torch.tanh(x)` / `torch.nn.functional.gelu(x)` (after [`super::PY_TORCH`]); argv: the
 /// shape as `n,c,h,w`, names, threads, budget seconds, minimum repetitions.
 const PY_ACTIVATION: &str = r#"
 shape = [int(v) for v in sys.argv[1].split(",")]
 x = torch.randn(*shape)
 with torch.no_grad():
     for name in names:
-        f = getattr(torch, name.split("_")[0])
+        op = name.split("_")[0]
+        f = getattr(torch, op, None) or getattr(torch.nn.functional, op)
         for _ in range(3): f(x)
         print(json.dumps(dict(workload=name, impl="torch", median_s=measure(lambda: f(x)))), flush=True)
 "#;
