@@ -19,8 +19,12 @@
 //! A scalar goes through a vector (its lane 0), so the scalar tail of a vectorized loop
 //! computes exactly what its vector body does.
 //!
+//! `sigmoid` is within 2 ulp where its result is a normal f32; below `x = -88.72` it is 0
+//! (`exp(-x)` overflows), as the interpreter's formula gives in f32.
+//!
 //! Requires: `round` (SSE4.1's `roundps`, for the round to nearest even); the caller
-//! keeps the libm helper where it is missing. Ensures: NaN in, NaN out (the input's).
+//! keeps the Rust helper where it is missing. Ensures: NaN in, NaN out (`exp` returns the
+//! input's NaN; the others a NaN computed from it).
 
 use super::fngen::FnGen;
 use super::repr::Val;
@@ -29,11 +33,12 @@ use crate::intrinsics::exp::{HI, LN2_HI, LN2_LO, LO, P};
 use crate::te::{DType, MathFn};
 use cranelift::prelude::*;
 
-/// Cephes `tanhf`'s polynomial for `|x| < 0.625`, highest degree first (`tanh(x) ~ x +
+/// Cephes `tanhf`'s polynomial for `|x| < 0.625` (its coefficients rounded to f32),
+/// highest degree first (`tanh(x) ~ x +
 /// x^3 q(x^2)`).
 const TANH_Q: [f32; 5] = [
     -5.704_988_7e-3,
-    2.063_909e-2,
+    2.063_908_8e-2,
     -5.373_971_6e-2,
     1.333_144_2e-1,
     -3.333_328e-1,
@@ -83,13 +88,13 @@ impl<'a, 'f> FnGen<'a, 'f> {
         }
         let x = self.splat(a, 4)?.v;
         let v = match f {
-            MathFn::Exp => self.exp_f32x4(x),
-            MathFn::Tanh => self.tanh_f32x4(x),
-            MathFn::Erf => self.erf_f32x4(x),
+            MathFn::Exp => self.exp_f32x4(x)?,
+            MathFn::Tanh => self.tanh_f32x4(x)?,
+            MathFn::Erf => self.erf_f32x4(x)?,
             _ => {
                 let neg = self.b.ins().fneg(x);
-                let e = self.exp_f32x4(neg);
-                let one = self.f32x4_const(1.0);
+                let e = self.exp_f32x4(neg)?;
+                let one = self.f32x4_const(1.0)?;
                 let d = self.b.ins().fadd(one, e);
                 self.b.ins().fdiv(one, d)
             }
@@ -103,31 +108,30 @@ impl<'a, 'f> FnGen<'a, 'f> {
     }
 
     /// `exp` of the f32x4 `x` (the module doc).
-    fn exp_f32x4(&mut self, x: Value) -> Value {
-        let (hi, lo) = (self.f32x4_const(HI), self.f32x4_const(LO));
+    fn exp_f32x4(&mut self, x: Value) -> Result<Value> {
+        let (hi, lo) = (self.f32x4_const(HI)?, self.f32x4_const(LO)?);
         // min then max with the constant as the second operand (x86's `minps`/`maxps`
         // patterns: a NaN lane comes out as the constant and is restored at the end).
         let lt = self.b.ins().fcmp(FloatCC::LessThan, x, hi);
         let xc = self.select_f32x4(lt, x, hi);
         let gt = self.b.ins().fcmp(FloatCC::LessThan, lo, xc);
         let xc = self.select_f32x4(gt, xc, lo);
-        let log2e = self.f32x4_const(std::f32::consts::LOG2_E);
+        let log2e = self.f32x4_const(std::f32::consts::LOG2_E)?;
         let t = self.b.ins().fmul(xc, log2e);
         let n = self.b.ins().nearest(t);
-        let (c_hi, c_lo) = (self.f32x4_const(LN2_HI), self.f32x4_const(LN2_LO));
+        let (c_hi, c_lo) = (self.f32x4_const(LN2_HI)?, self.f32x4_const(LN2_LO)?);
         let r = self.mul_sub(xc, n, c_hi);
         let r = self.mul_sub(r, n, c_lo);
         let z = self.b.ins().fmul(r, r);
-        let p = self.poly(&P, r);
+        let p = self.poly(&P, r)?;
         let e = self.mul_add(p, z, r);
-        let one = self.f32x4_const(1.0);
+        let one = self.f32x4_const(1.0)?;
         let e = self.b.ins().fadd(e, one);
         // 2^n as two factors 2^(n >> 1) 2^(n - (n >> 1)): a subnormal result is rounded
         // once, by the last product.
-        let shifter = self.f32x4_const(SHIFTER);
+        let shifter = self.f32x4_const(SHIFTER)?;
         let shifted = self.b.ins().fadd(n, shifter);
-        let little = MemFlagsData::new().with_endianness(codegen::ir::Endianness::Little);
-        let bits = self.b.ins().bitcast(types::I32X4, little, shifted);
+        let bits = self.lanes_as(types::I32X4, shifted);
         let base = self.i32x4_const(SHIFTER.to_bits() as i32);
         let ni = self.b.ins().isub(bits, base);
         let n1 = self.b.ins().sshr_imm_u(ni, 1);
@@ -137,17 +141,16 @@ impl<'a, 'f> FnGen<'a, 'f> {
         for k in [n1, n2] {
             let biased = self.b.ins().iadd(k, bias);
             let exp_bits = self.b.ins().ishl_imm_u(biased, 23);
-            let scale = self.b.ins().bitcast(types::F32X4, little, exp_bits);
+            let scale = self.lanes_as(types::F32X4, exp_bits);
             out = self.b.ins().fmul(out, scale);
         }
         let nan = self.b.ins().fcmp(FloatCC::Unordered, x, x);
-        self.select_f32x4(nan, x, out)
+        Ok(self.select_f32x4(nan, x, out))
     }
 
     /// Lanes of `t` where the comparison result `mask` is set, of `f` elsewhere.
     fn select_f32x4(&mut self, mask: Value, t: Value, f: Value) -> Value {
-        let little = MemFlagsData::new().with_endianness(codegen::ir::Endianness::Little);
-        let m = self.b.ins().bitcast(types::F32X4, little, mask);
+        let m = self.lanes_as(types::F32X4, mask);
         self.b.ins().bitselect(m, t, f)
     }
 
@@ -155,74 +158,78 @@ impl<'a, 'f> FnGen<'a, 'f> {
     /// below `|x| = 0.625` the odd polynomial `z + z^3 q(z^2)` (`z = |x|`), above it `1 -
     /// 2 / (exp(2z) + 1)` (1 once `exp` overflows); both computed, the lane's chosen. NaN
     /// takes the second form, which passes it through.
-    fn tanh_f32x4(&mut self, x: Value) -> Value {
+    fn tanh_f32x4(&mut self, x: Value) -> Result<Value> {
         let (z, sign) = self.abs_and_sign(x);
         // Large: 1 - 2 / (exp(2z) + 1).
         let two_z = self.b.ins().fadd(z, z);
-        let e = self.exp_f32x4(two_z);
-        let (one, two) = (self.f32x4_const(1.0), self.f32x4_const(2.0));
+        let e = self.exp_f32x4(two_z)?;
+        let (one, two) = (self.f32x4_const(1.0)?, self.f32x4_const(2.0)?);
         let d = self.b.ins().fadd(e, one);
         let q = self.b.ins().fdiv(two, d);
         let large = self.b.ins().fsub(one, q);
         // Small: z + z^3 q(z^2).
         let z2 = self.b.ins().fmul(z, z);
-        let p = self.poly(&TANH_Q, z2);
+        let p = self.poly(&TANH_Q, z2)?;
         let pz2 = self.b.ins().fmul(p, z2);
         let small = self.mul_add(pz2, z, z);
-        let limit = self.f32x4_const(0.625);
+        let limit = self.f32x4_const(0.625)?;
         let is_small = self.b.ins().fcmp(FloatCC::LessThan, z, limit);
         // tanh(|x|) >= 0 (+0 at 0): x's sign ORed in (-0 stays -0, NaN stays NaN).
         let t = self.select_f32x4(is_small, small, large);
-        self.with_sign(t, sign)
+        Ok(self.with_sign(t, sign))
     }
 
     /// `erf` of the f32x4 `x` as `erf(|x|)` with the sign of `x`: below `|x| = 1` the odd
     /// polynomial `z a(z^2)` (`z = |x|`), above it `1 - exp(-z^2) b(1 / z)` (`erfc(z)
     /// e^(z^2)` is smooth in `1 / z`; 1 once `exp(-z^2)` underflows); both computed, the
     /// lane's chosen. NaN takes the second form, which passes it through.
-    fn erf_f32x4(&mut self, x: Value) -> Value {
+    fn erf_f32x4(&mut self, x: Value) -> Result<Value> {
         let (z, sign) = self.abs_and_sign(x);
         let z2 = self.b.ins().fmul(z, z);
-        let a = self.poly(&ERF_A, z2);
+        let a = self.poly(&ERF_A, z2)?;
         let small = self.b.ins().fmul(a, z);
-        let one = self.f32x4_const(1.0);
+        let one = self.f32x4_const(1.0)?;
         let t = self.b.ins().fdiv(one, z);
-        let b = self.poly(&ERF_B, t);
+        let b = self.poly(&ERF_B, t)?;
         let neg_z2 = self.b.ins().fneg(z2);
-        let e = self.exp_f32x4(neg_z2);
+        let e = self.exp_f32x4(neg_z2)?;
         let erfc = self.b.ins().fmul(e, b);
         let large = self.b.ins().fsub(one, erfc);
         let is_small = self.b.ins().fcmp(FloatCC::LessThan, z, one);
         let r = self.select_f32x4(is_small, small, large);
-        self.with_sign(r, sign)
+        Ok(self.with_sign(r, sign))
     }
 
     /// `|x|` and the sign bits of `x` (an i32x4 mask of them).
     fn abs_and_sign(&mut self, x: Value) -> (Value, Value) {
-        let little = MemFlagsData::new().with_endianness(codegen::ir::Endianness::Little);
-        let bits = self.b.ins().bitcast(types::I32X4, little, x);
+        let bits = self.lanes_as(types::I32X4, x);
         let sign_mask = self.i32x4_const(i32::MIN);
         let sign = self.b.ins().band(bits, sign_mask);
         let magnitude = self.b.ins().band_not(bits, sign_mask);
-        (self.b.ins().bitcast(types::F32X4, little, magnitude), sign)
+        (self.lanes_as(types::F32X4, magnitude), sign)
     }
 
     /// The non-negative `r` (NaN included) with the sign bits `sign` ORed in.
     fn with_sign(&mut self, r: Value, sign: Value) -> Value {
-        let little = MemFlagsData::new().with_endianness(codegen::ir::Endianness::Little);
-        let bits = self.b.ins().bitcast(types::I32X4, little, r);
+        let bits = self.lanes_as(types::I32X4, r);
         let bits = self.b.ins().bor(bits, sign);
-        self.b.ins().bitcast(types::F32X4, little, bits)
+        self.lanes_as(types::F32X4, bits)
     }
 
     /// The polynomial with coefficients `c` (highest degree first) at `x`, by Horner.
-    fn poly(&mut self, c: &[f32], x: Value) -> Value {
-        let mut p = self.f32x4_const(c[0]);
+    fn poly(&mut self, c: &[f32], x: Value) -> Result<Value> {
+        let mut p = self.f32x4_const(c[0])?;
         for v in &c[1..] {
-            let v = self.f32x4_const(*v);
+            let v = self.f32x4_const(*v)?;
             p = self.mul_add(p, x, v);
         }
-        p
+        Ok(p)
+    }
+
+    /// The 128 bits of `v` as a vector of type `ty` (lane order kept).
+    fn lanes_as(&mut self, ty: Type, v: Value) -> Value {
+        let little = MemFlagsData::new().with_endianness(codegen::ir::Endianness::Little);
+        self.b.ins().bitcast(ty, little, v)
     }
 
     /// `a * b + c`, fused where FMA is native.
@@ -246,9 +253,11 @@ impl<'a, 'f> FnGen<'a, 'f> {
         }
     }
 
-    fn f32x4_const(&mut self, v: f32) -> Value {
+    /// `v` in four lanes, through `FnGen::splat` (in a loop of a function that calls an
+    /// intrinsic, read from memory rather than kept in a register across the calls).
+    fn f32x4_const(&mut self, v: f32) -> Result<Value> {
         let s = self.b.ins().f32const(v);
-        self.b.ins().splat(types::F32X4, s)
+        Ok(self.splat(Val::scalar(s, DType::F32), 4)?.v)
     }
 
     fn i32x4_const(&mut self, v: i32) -> Value {
