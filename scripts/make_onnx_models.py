@@ -151,6 +151,24 @@ def transformer_bits():
     save("transformer_bits", model(nodes, [vi("x", [5, 12])], [vi("y", [5, 24])], inits, opset=20), (5, 12))
 
 
+def decomposed_gelu():
+    """GELU as exporters write it before opset 20's Gelu (Div, Erf, Add, Mul, Mul), then Exp."""
+    n = helper.make_node
+    nodes = [
+        n("MatMul", ["x", "w1"], ["h"], name="proj"),
+        n("Div", ["h", "sqrt2"], ["hd"], name="div"),
+        n("Erf", ["hd"], ["e"], name="erf"),
+        n("Add", ["e", "one"], ["e1"], name="add"),
+        n("Mul", ["h", "e1"], ["he"], name="mul"),
+        n("Mul", ["he", "half"], ["gelu"], name="mul_half"),
+        n("Mul", ["gelu", "neg_quarter"], ["q"], name="scale"),
+        n("Exp", ["q"], ["y"], name="exp"),
+    ]
+    inits = [w("w1", 12, 24, scale=1.0), f32("sqrt2", [1.4142135]), f32("one", [1.0]),
+             f32("half", [0.5]), f32("neg_quarter", [-0.25])]
+    save("decomposed_gelu", model(nodes, [vi("x", [6, 12])], [vi("y", [6, 24])], inits), (6, 12))
+
+
 def errors():
     n = helper.make_node
     # Two unsupported operators (LSTM and Resize), plus a supported one.
@@ -178,3 +196,4 @@ if __name__ == "__main__":
     residual()
     transformer_bits()
     errors()
+    decomposed_gelu()

@@ -98,6 +98,31 @@ fn transformer_ops_match_onnxruntime() {
 }
 
 #[test]
+fn decomposed_gelu_and_exp_match_onnxruntime() {
+    // GELU as exporters write it before opset 20 (Div, Erf, Add, Mul, Mul), then Exp: the
+    // elementwise chain after the MatMul (which two nodes read) fused into one kernel.
+    check_model("decomposed_gelu");
+    let (g, params) = onnx::load(path("decomposed_gelu.onnx")).unwrap();
+    let kinds: Vec<&str> = g.nodes().iter().map(|n| n.op.kind_name()).collect();
+    assert!(
+        kinds.contains(&"erf") && kinds.contains(&"exp"),
+        "{:?}",
+        kinds
+    );
+    let model = graph_runtime::build(&g, Target::cpu(), &params, 1).unwrap();
+    let mut ex = model.executor();
+    ex.set_input("x", read_npy("decomposed_gelu.input.npy"))
+        .unwrap();
+    let kernels: Vec<String> = ex
+        .run_profiled()
+        .unwrap()
+        .into_iter()
+        .map(|k| k.op)
+        .collect();
+    assert_eq!(kernels, ["matmul", "fused div"], "{:?}", kernels);
+}
+
+#[test]
 fn mlp_graph_structure() {
     let (g, params) = onnx::load(path("mlp.onnx")).unwrap();
     assert_eq!(g.inputs().len(), 1);

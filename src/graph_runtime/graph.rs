@@ -177,6 +177,11 @@ pub enum UnaryOp {
     Tanh,
     /// `0.5 x (1 + erf(x / sqrt 2))` (the exact, erf form).
     Gelu,
+    /// The error function `erf(x)` (GELU as exported before ONNX's `Gelu`: `Div`, `Erf`,
+    /// `Add`, `Mul`).
+    Erf,
+    /// `e^x`.
+    Exp,
 }
 
 /// An operator with its attributes. The inputs of each are listed in its builder method.
@@ -304,6 +309,8 @@ impl Op {
             Op::Unary(UnaryOp::Sigmoid) => "sigmoid",
             Op::Unary(UnaryOp::Tanh) => "tanh",
             Op::Unary(UnaryOp::Gelu) => "gelu",
+            Op::Unary(UnaryOp::Erf) => "erf",
+            Op::Unary(UnaryOp::Exp) => "exp",
             Op::MaxPool2d(_) => "max_pool2d",
             Op::AvgPool2d(_) => "avg_pool2d",
             Op::GlobalAvgPool => "global_avg_pool",
@@ -587,6 +594,14 @@ impl Graph {
     /// GELU, erf form.
     pub fn gelu(&mut self, name: &str, x: ValueId) -> Result<ValueId> {
         self.add_node(name, Op::Unary(UnaryOp::Gelu), &[x])
+    }
+    /// The error function.
+    pub fn erf(&mut self, name: &str, x: ValueId) -> Result<ValueId> {
+        self.add_node(name, Op::Unary(UnaryOp::Erf), &[x])
+    }
+    /// `e^x`.
+    pub fn exp(&mut self, name: &str, x: ValueId) -> Result<ValueId> {
+        self.add_node(name, Op::Unary(UnaryOp::Exp), &[x])
     }
     /// 2-D max pooling.
     pub fn max_pool2d(&mut self, name: &str, x: ValueId, a: Pool2dAttrs) -> Result<ValueId> {

@@ -25,7 +25,7 @@
 //! add), `Gemm` (`alpha = beta = 1`, `transA` through a transpose, `transB = 1` as dense,
 //! `transB = 0` as matmul), `MatMul` (2-D), `BatchNormalization` (inference), `Add`,
 //! `Sub`, `Mul`, `Div` (broadcasting), `Relu`, `Clip` (bounds from constant inputs),
-//! `Sigmoid`, `Tanh`, `Gelu` (`approximate = "none"`), `MaxPool`, `AveragePool`
+//! `Sigmoid`, `Tanh`, `Gelu` (`approximate = "none"`), `Erf`, `Exp`, `MaxPool`, `AveragePool`
 //! (`count_include_pad = 0`, or no padding), `GlobalAveragePool`, `Flatten`, `Reshape`
 //! (constant shape; `0` copies the input dimension, `-1` is inferred), `Transpose`,
 //! `Concat`, `Softmax` (opset 13 semantics from opset 13; before, over the flattened
@@ -63,6 +63,8 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Sigmoid",
     "Tanh",
     "Gelu",
+    "Erf",
+    "Exp",
     "MaxPool",
     "AveragePool",
     "GlobalAveragePool",
@@ -844,12 +846,14 @@ impl<'m> Importer<'m> {
                     _ => self.g.div(&name, x, z)?,
                 })
             }
-            "Relu" | "Sigmoid" | "Tanh" => {
+            "Relu" | "Sigmoid" | "Tanh" | "Erf" | "Exp" => {
                 let x = self.value(need(0)?, label)?;
                 let name = nm(self);
                 Val::Value(match n.op_type.as_str() {
                     "Relu" => self.g.relu(&name, x)?,
                     "Sigmoid" => self.g.sigmoid(&name, x)?,
+                    "Erf" => self.g.erf(&name, x)?,
+                    "Exp" => self.g.exp(&name, x)?,
                     _ => self.g.tanh(&name, x)?,
                 })
             }

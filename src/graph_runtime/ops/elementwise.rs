@@ -61,6 +61,8 @@ pub(crate) fn unary_expr(op: UnaryOp, v: Expr) -> Expr {
         UnaryOp::Gelu => {
             c(0.5) * v.clone() * (c(1.0) + erf(v * c(std::f64::consts::FRAC_1_SQRT_2)))
         }
+        UnaryOp::Erf => erf(v),
+        UnaryOp::Exp => exp(v),
     }
 }
 

@@ -5,7 +5,7 @@
 //! extends it greedily through its output's reader while that output is read by exactly
 //! one node, once, is not a graph output, and the reader is elementwise (add, sub, mul,
 //! div with any other operand broadcast to it — a bias, a residual —, relu, clip, sigmoid,
-//! tanh, gelu, batch norm) with an output of the same shape. A group of two or more nodes
+//! tanh, gelu, erf, exp, batch norm) with an output of the same shape. A group of two or more nodes
 //! becomes one [`Op::Fused`] node named after its last member and placed where that member
 //! was (every operand of the group is computed before it, and the group's intermediate
 //! values had no other reader); its inputs are the anchor's then each step's other
