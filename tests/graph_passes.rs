@@ -575,6 +575,94 @@ fn residual_block_fuses() {
 }
 
 #[test]
+fn hard_swish_after_a_conv_is_one_kernel_silu_two() {
+    // The biased conv's output is read twice, by a chain and by the product that closes it:
+    // hard swish's (x * relu6(x + 3) / 6) joins the conv's epilogue; SiLU's (x *
+    // sigmoid(x)), whose sigmoid is cheaper in a kernel of its own, does not.
+    for hard in [true, false] {
+        let mut g = Graph::new();
+        let mut ps = HashMap::new();
+        let x = g.input("x", &[1, 4, 10, 10], DType::F32).unwrap();
+        let w = param(&mut g, &mut ps, "w", rnd(&[8, 4, 3, 3], 1));
+        let b = param(&mut g, &mut ps, "b", rnd(&[8, 1, 1], 2));
+        let h = g.conv2d("conv", x, w, Conv2dAttrs::same(1, 1)).unwrap();
+        let h = g.add("bias", h, b).unwrap();
+        let y = if hard {
+            let three = NdArray::from_vec(&[1], vec![3.0f32]).unwrap();
+            let six = NdArray::from_vec(&[1], vec![6.0f32]).unwrap();
+            let three = param(&mut g, &mut ps, "three", three);
+            let six = param(&mut g, &mut ps, "six", six);
+            let t = g.add("plus3", h, three).unwrap();
+            let t = g.relu6("relu6", t).unwrap();
+            let t = g.mul("times_x", h, t).unwrap();
+            g.div("hswish", t, six).unwrap()
+        } else {
+            let s = g.sigmoid("sig", h).unwrap();
+            g.mul("silu", s, h).unwrap()
+        };
+        g.output(y).unwrap();
+        let xa = rnd(&[1, 4, 10, 10], 3);
+        let what = if hard { "conv+hard swish" } else { "conv+silu" };
+        let kernels = compare_passes(&g, &ps, &[("x", &xa)], what);
+        assert_eq!(kernels, if hard { 1 } else { 2 }, "{}", what);
+        let m = build_cpu(&g, &ps, BuildOptions::default());
+        let Op::Fused(f) = &m.graph().nodes()[0].op else {
+            panic!(
+                "{}: the conv is not fused: {:?}",
+                what,
+                m.graph().nodes()[0].op
+            )
+        };
+        let joins: Vec<_> = f
+            .epilogue
+            .iter()
+            .filter(|s| matches!(s, graph_runtime::EpilogueStep::BinaryEarlier { .. }))
+            .collect();
+        if hard {
+            assert_eq!(
+                f.members,
+                ["conv", "bias", "plus3", "relu6", "times_x", "hswish"]
+            );
+            // times_x reads the value after one step (conv, then + bias).
+            assert!(
+                matches!(
+                    joins[..],
+                    [graph_runtime::EpilogueStep::BinaryEarlier { at: 1, .. }]
+                ),
+                "{:?}",
+                f.epilogue
+            );
+        } else {
+            assert_eq!(f.members, ["conv", "bias"], "{}", what);
+            assert!(joins.is_empty());
+        }
+    }
+}
+
+#[test]
+fn a_fused_step_cannot_read_a_later_value() {
+    // A saved file's fused node whose join reads a value the chain has not computed yet.
+    let mut g = Graph::new();
+    let x = g.input("x", &[2, 8], DType::F32).unwrap();
+    let f = graph_runtime::FusedOp {
+        anchor: Box::new(Op::Unary(graph_runtime::UnaryOp::Relu)),
+        anchor_inputs: 1,
+        epilogue: vec![graph_runtime::EpilogueStep::BinaryEarlier {
+            op: graph_runtime::BinaryOp::Mul,
+            value_left: true,
+            at: 1,
+        }],
+        members: vec!["r".into(), "m".into()],
+    };
+    let e = g.add_node("m", Op::Fused(f), &[x]).unwrap_err().to_string();
+    assert!(
+        e.contains("reads the value after step 1, which comes later"),
+        "{}",
+        e
+    );
+}
+
+#[test]
 fn fusion_stops_at_shared_values_and_outputs() {
     // h is read twice (relu and the add): it ends its group; the relu output is a graph
     // output: it ends its group too.

@@ -184,6 +184,14 @@ pub enum UnaryOp {
     Exp,
 }
 
+impl UnaryOp {
+    /// Whether the operator is a comparison or clamp (relu, clip), not a transcendental
+    /// function.
+    pub fn is_cheap(self) -> bool {
+        matches!(self, UnaryOp::Relu | UnaryOp::Clip { .. })
+    }
+}
+
 /// An operator with its attributes. The inputs of each are listed in its builder method.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Op {
@@ -256,6 +264,17 @@ pub enum EpilogueStep {
         input: usize,
         /// Whether the running value is the left operand.
         value_left: bool,
+    },
+    /// `value op earlier` (or `earlier op value` when `value_left` is false), `earlier`
+    /// being the group's value after its first `at` steps (0: the anchor's output): the
+    /// join of a diamond such as SiLU, `x * sigmoid(x)`.
+    BinaryEarlier {
+        /// The operator.
+        op: BinaryOp,
+        /// Whether the running value is the left operand.
+        value_left: bool,
+        /// How many steps in the other operand is taken (at most this step's index).
+        at: usize,
     },
     /// Inference batch normalization with the channel vectors `gamma, beta, mean, var`
     /// (node input indices).
@@ -1018,9 +1037,17 @@ impl Graph {
                 )
             })
         };
-        for step in &f.epilogue {
+        for (k, step) in f.epilogue.iter().enumerate() {
+            if let EpilogueStep::BinaryEarlier { at, .. } = step {
+                if *at > k {
+                    return err(format!(
+                        "epilogue step {} reads the value after step {}, which comes later",
+                        k, at
+                    ));
+                }
+            }
             let others: Vec<usize> = match step {
-                EpilogueStep::Unary(_) => vec![],
+                EpilogueStep::Unary(_) | EpilogueStep::BinaryEarlier { .. } => vec![],
                 EpilogueStep::Binary { input, .. } => vec![*input],
                 EpilogueStep::BatchNorm { inputs, .. } => inputs.to_vec(),
             };

@@ -77,9 +77,19 @@ pub fn fused(
             }
             (Anchor::Elementwise, op) => unreachable!("{} is not elementwise", op.kind_name()),
         };
+        // The value after each step so far (the anchor's first).
+        let mut values = vec![v.clone()];
         for step in &f.epilogue {
             v = match step {
                 EpilogueStep::Unary(u) => unary_expr(*u, v),
+                EpilogueStep::BinaryEarlier { op, value_left, at } => {
+                    let e = values[*at].clone();
+                    if *value_left {
+                        binary_expr(*op, v, e)
+                    } else {
+                        binary_expr(*op, e, v)
+                    }
+                }
                 EpilogueStep::Binary {
                     op,
                     input,
@@ -104,6 +114,7 @@ pub fn fused(
                     *eps,
                 ),
             };
+            values.push(v.clone());
         }
         v
     }))
