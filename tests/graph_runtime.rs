@@ -737,6 +737,8 @@ fn unary_activations() {
         g.sigmoid("sigmoid", x).unwrap(),
         g.tanh("tanh", x).unwrap(),
         g.gelu("gelu", x).unwrap(),
+        g.erf("erf", x).unwrap(),
+        g.exp("exp", x).unwrap(),
     ];
     for o in outs {
         g.output(o).unwrap();
@@ -752,6 +754,8 @@ fn unary_activations() {
         t.map(|v| 1.0 / (1.0 + (-v).exp())),
         t.map(|v| v.tanh()),
         t.map(|v| 0.5 * v * (1.0 + erf_ref(v / std::f64::consts::SQRT_2))),
+        t.map(erf_ref),
+        t.map(f64::exp),
     ];
     check(&g, &HashMap::new(), &[("x", &xa)], &want, "unary");
 }

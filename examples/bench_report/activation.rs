@@ -37,7 +37,8 @@ pub fn activation_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
         let y = match *op {
             "sigmoid" => g.sigmoid("act", x)?,
             "tanh" => g.tanh("act", x)?,
-            _ => g.gelu("act", x)?,
+            "gelu" => g.gelu("act", x)?,
+            other => unreachable!("{} is not in OPS", other),
         };
         g.output(y)?;
         let xa = NdArray::random(&s, DType::F32, 1);
@@ -53,7 +54,8 @@ pub fn activation_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
                 (match *op {
                     "sigmoid" => 1.0 / (1.0 + (-v).exp()),
                     "tanh" => v.tanh(),
-                    _ => 0.5 * v * (1.0 + libm::erf(v / std::f64::consts::SQRT_2)),
+                    "gelu" => 0.5 * v * (1.0 + libm::erf(v / std::f64::consts::SQRT_2)),
+                    other => unreachable!("{} is not in OPS", other),
                 }) as f32
             })
             .collect();

@@ -38,6 +38,12 @@ pub(crate) fn host_isa() -> Result<isa::OwnedTargetIsa> {
     .map_err(Error::Target)
 }
 
+/// Whether generated code for `isa` contracts `a * b + c` into a fused multiply-add: the
+/// instruction is native (AVX + FMA on x86) and `LOOPFORGE_FMA=0` does not turn it off.
+pub(crate) fn contracts_fma(isa: &dyn isa::TargetIsa) -> bool {
+    isa.has_native_fma() && std::env::var("LOOPFORGE_FMA").map_or(true, |v| v != "0")
+}
+
 /// A new JIT module for the host with every helper symbol registered.
 pub(crate) fn new_module(isa: isa::OwnedTargetIsa) -> JITModule {
     let mut jb = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
@@ -80,8 +86,7 @@ impl ModuleCtx {
     /// Wrap a fresh module for the kernel `func`.
     pub fn new(module: JITModule, func: &crate::lower::ir::LoweredFunc) -> ModuleCtx {
         // `LOOPFORGE_FMA=0` disables fusion (for experiments and A/B timings).
-        let fma = module.isa().has_native_fma()
-            && std::env::var("LOOPFORGE_FMA").map_or(true, |v| v != "0");
+        let fma = contracts_fma(module.isa());
         let round = module.isa().has_round();
         ModuleCtx {
             module,

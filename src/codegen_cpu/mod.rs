@@ -35,10 +35,11 @@
 //!   has AVX and FMA; halves are computed in f32 through conversion helpers and rounded
 //!   after every operation, lane by lane (`half.rs`), never fused;
 //! - math calls: `sqrt`, `abs`, `floor`, `ceil` as instructions; `exp`, `sigmoid`, `tanh`
-//!   and `erf` of f32 computed inline, four lanes at a time (`vmath.rs`: `exp_f32`'s
-//!   polynomial, within 1 ulp; `sigmoid` and `erf` 2, `tanh` 1; with SSE4.1, else the
-//!   helpers), scalars through lane 0 of a vector; `log`, `log1p`, `pow` (and float `%`) and the f64 functions through Rust
-//!   helpers, lane by lane for vectors.
+//!   and `erf` of f32 computed inline, four lanes at a time where the target rounds
+//!   natively (SSE4.1 on x86; `vmath.rs`: `exp_f32`'s polynomial, within 1 ulp; `sigmoid`
+//!   2, `tanh` 1, `erf` 2, 3 without FMA), scalars through lane 0 of a vector; `log`,
+//!   `log1p`, `pow` (and float `%`), the f64 functions and, without native rounding, the
+//!   f32 ones through Rust helpers, lane by lane for vectors.
 //!
 //! What the IR must guarantee: every executed access is in bounds (both sides of a `Select`
 //! are evaluated); a parameter the kernel writes does not overlap any other parameter (each

@@ -211,10 +211,9 @@ fn check(t: Tile) -> usize {
 /// Sequences split per tile that qualifies: 1 where this host and environment split
 /// tiles (FMA contraction on, `LOOPFORGE_TILE_STEPS` not 0), else 0.
 fn splits() -> usize {
-    let fma = std::env::var("LOOPFORGE_FMA").map_or(true, |v| v != "0")
-        && super::jit::host_isa()
-            .map(|isa| isa.has_native_fma())
-            .unwrap_or(false);
+    let fma = super::jit::host_isa()
+        .map(|isa| super::jit::contracts_fma(&*isa))
+        .unwrap_or(false);
     usize::from(fma && super::tile_steps::enabled())
 }
 

@@ -23,8 +23,8 @@
 //! (`exp(-x)` overflows), as the interpreter's formula gives in f32.
 //!
 //! Requires: `round` (SSE4.1's `roundps`, for the round to nearest even); the caller
-//! keeps the Rust helper where it is missing. Ensures: NaN in, NaN out (`exp` returns the
-//! input's NaN; the others a NaN computed from it).
+//! keeps the Rust helper where it is missing. Ensures: NaN in, NaN out (`exp` and `erf`
+//! return the input's NaN; `sigmoid` and `tanh` a NaN computed from it).
 
 use super::fngen::FnGen;
 use super::repr::Val;
@@ -80,24 +80,19 @@ impl<'a, 'f> FnGen<'a, 'f> {
         if a.dt != DType::F32 || !(a.lanes == 1 || a.lanes == 4) || !self.cx.round {
             return Ok(None);
         }
-        if !matches!(
-            f,
-            MathFn::Exp | MathFn::Sigmoid | MathFn::Tanh | MathFn::Erf
-        ) {
-            return Ok(None);
-        }
         let x = self.splat(a, 4)?.v;
         let v = match f {
             MathFn::Exp => self.exp_f32x4(x)?,
             MathFn::Tanh => self.tanh_f32x4(x)?,
             MathFn::Erf => self.erf_f32x4(x)?,
-            _ => {
+            MathFn::Sigmoid => {
                 let neg = self.b.ins().fneg(x);
                 let e = self.exp_f32x4(neg)?;
                 let one = self.f32x4_const(1.0)?;
                 let d = self.b.ins().fadd(one, e);
                 self.b.ins().fdiv(one, d)
             }
+            _ => return Ok(None),
         };
         let v = if a.lanes == 1 {
             self.b.ins().extractlane(v, 0)
@@ -197,7 +192,10 @@ impl<'a, 'f> FnGen<'a, 'f> {
         let large = self.b.ins().fsub(one, erfc);
         let is_small = self.b.ins().fcmp(FloatCC::LessThan, z, one);
         let r = self.select_f32x4(is_small, small, large);
-        Ok(self.with_sign(r, sign))
+        let r = self.with_sign(r, sign);
+        // NaN as it came (`-z^2` flipped its sign on the way).
+        let nan = self.b.ins().fcmp(FloatCC::Unordered, x, x);
+        Ok(self.select_f32x4(nan, x, r))
     }
 
     /// `|x|` and the sign bits of `x` (an i32x4 mask of them).

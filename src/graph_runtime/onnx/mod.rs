@@ -25,8 +25,8 @@
 //! add), `Gemm` (`alpha = beta = 1`, `transA` through a transpose, `transB = 1` as dense,
 //! `transB = 0` as matmul), `MatMul` (2-D), `BatchNormalization` (inference), `Add`,
 //! `Sub`, `Mul`, `Div` (broadcasting), `Relu`, `Clip` (bounds from constant inputs),
-//! `Sigmoid`, `Tanh`, `Gelu` (`approximate = "none"`), `Erf`, `Exp`, `MaxPool`, `AveragePool`
-//! (`count_include_pad = 0`, or no padding), `GlobalAveragePool`, `Flatten`, `Reshape`
+//! `Sigmoid`, `Tanh`, `Gelu` (`approximate = "none"`), `Erf`, `Exp`, `MaxPool`,
+//! `AveragePool` (`count_include_pad = 0`, or no padding), `GlobalAveragePool`, `Flatten`, `Reshape`
 //! (constant shape; `0` copies the input dimension, `-1` is inferred), `Transpose`,
 //! `Concat`, `Softmax` (opset 13 semantics from opset 13; before, over the flattened
 //! trailing axes), `LayerNormalization` (last axis), `Identity`, `Dropout` (inference:
@@ -854,7 +854,8 @@ impl<'m> Importer<'m> {
                     "Sigmoid" => self.g.sigmoid(&name, x)?,
                     "Erf" => self.g.erf(&name, x)?,
                     "Exp" => self.g.exp(&name, x)?,
-                    _ => self.g.tanh(&name, x)?,
+                    "Tanh" => self.g.tanh(&name, x)?,
+                    other => unreachable!("{} is not one of the arm's operators", other),
                 })
             }
             "Gelu" => {
