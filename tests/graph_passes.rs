@@ -640,6 +640,27 @@ fn hard_swish_after_a_conv_is_one_kernel_silu_two() {
 }
 
 #[test]
+fn diamonds_in_a_row_fuse_one_per_group() {
+    // y = y * clip(y, -1, 1), twenty times: one diamond per group (each join repeats the
+    // forked value's expression; all twenty in one group took minutes to compile).
+    let mut g = Graph::new();
+    let x = g.input("x", &[2, 8], DType::F32).unwrap();
+    let mut y = g.relu("r", x).unwrap();
+    for i in 0..20 {
+        let c = g.clip(&format!("c{}", i), y, -1.0, 1.0).unwrap();
+        y = g.mul(&format!("m{}", i), y, c).unwrap();
+    }
+    g.output(y).unwrap();
+    let xa = rnd(&[2, 8], 4);
+    let t = std::time::Instant::now();
+    let kernels = compare_passes(&g, &HashMap::new(), &[("x", &xa)], "twenty diamonds");
+    // Groups: relu + the first diamond; then each group anchored at a clip takes its
+    // product and the next diamond (9 of them); the last clip and product.
+    assert_eq!(kernels, 11);
+    assert!(t.elapsed().as_secs() < 120, "{:?}", t.elapsed());
+}
+
+#[test]
 fn a_fused_step_cannot_read_a_later_value() {
     // A saved file's fused node whose join reads a value the chain has not computed yet.
     let mut g = Graph::new();

@@ -19,7 +19,8 @@
 //! convolution is one kernel). Only arithmetic and clamps may lie on such a chain (a
 //! transcendental function there, as SiLU's sigmoid, ran slower in a convolution's
 //! epilogue than as a kernel of its own); a chain that does not come back ends the group
-//! at the forked value.
+//! at the forked value. One diamond per group (a join repeats the forked value's
+//! expression: diamonds in a row would double it each time).
 
 use super::{readers, Params, Rewriter};
 use crate::error::Result;
@@ -57,8 +58,11 @@ pub fn run(src: &Graph, params: Params) -> Result<(Graph, Params)> {
         // An open diamond: the chain must reach `.0`, which reads the value computed by
         // the first `.1` members; else the group ends there.
         let mut open: Option<(usize, usize)> = None;
+        // One diamond per group: each join repeats the forked value's expression, so
+        // diamonds in a row would double the kernel's expression each time.
+        let mut joined = false;
         loop {
-            let fork = if open.is_none() {
+            let fork = if open.is_none() && !joined {
                 diamond(src, &rd, &taken, cur)
             } else {
                 None
@@ -91,6 +95,7 @@ pub fn run(src: &Graph, params: Params) -> Result<(Graph, Params)> {
             }
             if open.is_some_and(|(q, _)| q == r) {
                 open = None;
+                joined = true;
             }
             taken[r] = true;
             members.push(r);
