@@ -296,7 +296,7 @@ impl<'a, 'f> FnGen<'a, 'f> {
 
     /// Lanes of `t` where the lane mask `mask` (a vector comparison's result) is set,
     /// of `f` elsewhere; `t` and `f` are vectors of one type.
-    fn blend(&mut self, mask: Value, t: Val, f: Val) -> Result<Val> {
+    pub(super) fn blend(&mut self, mask: Value, t: Val, f: Val) -> Result<Val> {
         let mask = self.mask_as(mask, t)?;
         let v = self.b.ins().bitselect(mask, t.v, f.v);
         Ok(Val { v, ..t })
@@ -309,8 +309,13 @@ impl<'a, 'f> FnGen<'a, 'f> {
         if self.b.func.dfg.value_type(mask) == ty {
             return Ok(mask);
         }
+        Ok(self.lanes_as(ty, mask))
+    }
+
+    /// The 128 bits of the vector `v` as a vector of type `ty` (lane order kept).
+    pub(super) fn lanes_as(&mut self, ty: Type, v: Value) -> Value {
         let little = MemFlagsData::new().with_endianness(codegen::ir::Endianness::Little);
-        Ok(self.b.ins().bitcast(ty, little, mask))
+        self.b.ins().bitcast(ty, little, v)
     }
 
     fn gen_select(&mut self, c: &Expr, t: &Expr, f: &Expr) -> Result<Val> {

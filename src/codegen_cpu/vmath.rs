@@ -77,7 +77,11 @@ impl<'a, 'f> FnGen<'a, 'f> {
     /// four lanes) and the target rounds natively; `None` where the caller should call
     /// the helper.
     pub(crate) fn inline_math(&mut self, f: MathFn, a: Val) -> Result<Option<Val>> {
-        if a.dt != DType::F32 || !(a.lanes == 1 || a.lanes == 4) || !self.cx.round {
+        let inlined = matches!(
+            f,
+            MathFn::Exp | MathFn::Tanh | MathFn::Erf | MathFn::Sigmoid
+        );
+        if !inlined || a.dt != DType::F32 || !(a.lanes == 1 || a.lanes == 4) || !self.cx.round {
             return Ok(None);
         }
         let x = self.splat(a, 4)?.v;
@@ -92,7 +96,7 @@ impl<'a, 'f> FnGen<'a, 'f> {
                 let d = self.b.ins().fadd(one, e);
                 self.b.ins().fdiv(one, d)
             }
-            _ => return Ok(None),
+            _ => return Ok(None), // not `inlined`
         };
         let v = if a.lanes == 1 {
             self.b.ins().extractlane(v, 0)
@@ -108,9 +112,9 @@ impl<'a, 'f> FnGen<'a, 'f> {
         // min then max with the constant as the second operand (x86's `minps`/`maxps`
         // patterns: a NaN lane comes out as the constant and is restored at the end).
         let lt = self.b.ins().fcmp(FloatCC::LessThan, x, hi);
-        let xc = self.select_f32x4(lt, x, hi);
+        let xc = self.select_f32x4(lt, x, hi)?;
         let gt = self.b.ins().fcmp(FloatCC::LessThan, lo, xc);
-        let xc = self.select_f32x4(gt, xc, lo);
+        let xc = self.select_f32x4(gt, xc, lo)?;
         let log2e = self.f32x4_const(std::f32::consts::LOG2_E)?;
         let t = self.b.ins().fmul(xc, log2e);
         let n = self.b.ins().nearest(t);
@@ -140,13 +144,17 @@ impl<'a, 'f> FnGen<'a, 'f> {
             out = self.b.ins().fmul(out, scale);
         }
         let nan = self.b.ins().fcmp(FloatCC::Unordered, x, x);
-        Ok(self.select_f32x4(nan, x, out))
+        self.select_f32x4(nan, x, out)
     }
 
     /// Lanes of `t` where the comparison result `mask` is set, of `f` elsewhere.
-    fn select_f32x4(&mut self, mask: Value, t: Value, f: Value) -> Value {
-        let m = self.lanes_as(types::F32X4, mask);
-        self.b.ins().bitselect(m, t, f)
+    fn select_f32x4(&mut self, mask: Value, t: Value, f: Value) -> Result<Value> {
+        let lanes = |v| Val {
+            v,
+            dt: DType::F32,
+            lanes: 4,
+        };
+        Ok(self.blend(mask, lanes(t), lanes(f))?.v)
     }
 
     /// `tanh` of the f32x4 `x` (Cephes `tanhf`) as `tanh(|x|)` with the sign of `x`:
@@ -170,7 +178,7 @@ impl<'a, 'f> FnGen<'a, 'f> {
         let limit = self.f32x4_const(0.625)?;
         let is_small = self.b.ins().fcmp(FloatCC::LessThan, z, limit);
         // tanh(|x|) >= 0 (+0 at 0): x's sign ORed in (-0 stays -0, NaN stays NaN).
-        let t = self.select_f32x4(is_small, small, large);
+        let t = self.select_f32x4(is_small, small, large)?;
         Ok(self.with_sign(t, sign))
     }
 
@@ -191,11 +199,11 @@ impl<'a, 'f> FnGen<'a, 'f> {
         let erfc = self.b.ins().fmul(e, b);
         let large = self.b.ins().fsub(one, erfc);
         let is_small = self.b.ins().fcmp(FloatCC::LessThan, z, one);
-        let r = self.select_f32x4(is_small, small, large);
+        let r = self.select_f32x4(is_small, small, large)?;
         let r = self.with_sign(r, sign);
         // NaN as it came (`-z^2` flipped its sign on the way).
         let nan = self.b.ins().fcmp(FloatCC::Unordered, x, x);
-        Ok(self.select_f32x4(nan, x, r))
+        self.select_f32x4(nan, x, r)
     }
 
     /// `|x|` and the sign bits of `x` (an i32x4 mask of them).
@@ -222,12 +230,6 @@ impl<'a, 'f> FnGen<'a, 'f> {
             p = self.mul_add(p, x, v);
         }
         Ok(p)
-    }
-
-    /// The 128 bits of `v` as a vector of type `ty` (lane order kept).
-    fn lanes_as(&mut self, ty: Type, v: Value) -> Value {
-        let little = MemFlagsData::new().with_endianness(codegen::ir::Endianness::Little);
-        self.b.ins().bitcast(ty, little, v)
     }
 
     /// `a * b + c`, fused where FMA is native.
