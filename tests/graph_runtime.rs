@@ -760,6 +760,72 @@ fn unary_activations() {
     check(&g, &HashMap::new(), &[("x", &xa)], &want, "unary");
 }
 
+/// Sigmoid, tanh and GELU alone and as a fused group's anchor with an epilogue (SiLU's
+/// `x * sigmoid(x)`, `tanh(x) + y`, `relu(gelu(x))`): on the CPU (where it has AVX2 and
+/// FMA) the activation is an `activation_f32` call per block of rows (a plane's rows or
+/// fewer, odd widths and a rank-2 tensor included), the rest vectorized; every target
+/// against the f64 reference.
+#[test]
+fn activations_run_on_the_vector_intrinsic() {
+    let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+    let gelu = |v: f64| 0.5 * v * (1.0 + erf_ref(v / std::f64::consts::SQRT_2));
+    for shape in [vec![2, 3, 7, 13], vec![1, 2, 150, 120], vec![37, 19]] {
+        let mut g = Graph::new();
+        let x = g.input("x", &shape, DType::F32).unwrap();
+        let y = g.input("y", &shape, DType::F32).unwrap();
+        let s = g.sigmoid("sigmoid", x).unwrap();
+        let silu = {
+            let s2 = g.sigmoid("s2", x).unwrap();
+            g.mul("silu", s2, x).unwrap()
+        };
+        let t = g.tanh("tanh", x).unwrap();
+        let ty = g.add("tanh_y", t, y).unwrap();
+        let ge = g.gelu("gelu", x).unwrap();
+        let gr = g.relu("gelu_relu", ge).unwrap();
+        for o in [s, silu, ty, gr] {
+            g.output(o).unwrap();
+        }
+        let (rx, ry) = (rnd(&shape, 21), rnd(&shape, 22));
+        let xa = NdArray::from_fn(&shape, |i| rx.get_f64(i) as f32 * 6.0);
+        let (tx, ty_) = (T::of(&xa), T::of(&ry));
+        let want = vec![
+            tx.map(sig),
+            tx.map(|v| v * sig(v)),
+            T {
+                shape: shape.clone(),
+                data: tx
+                    .data
+                    .iter()
+                    .zip(&ty_.data)
+                    .map(|(a, b)| a.tanh() + b)
+                    .collect(),
+            },
+            tx.map(|v| gelu(v).max(0.0)),
+        ];
+        let what = format!("activations {:?}", shape);
+        check(&g, &HashMap::new(), &[("x", &xa), ("y", &ry)], &want, &what);
+        if !loopforge::intrinsics::has_avx2_fma() {
+            println!(
+                "{}: no AVX2+FMA here, so no activation intrinsic to look for",
+                what
+            );
+            continue;
+        }
+        let m = graph_runtime::build(&g, Target::cpu(), &HashMap::new(), 2).unwrap();
+        assert_eq!(m.num_kernels(), 4, "{}", what);
+        for (k, f) in ["sigmoid", "sigmoid", "tanh", "gelu"].iter().enumerate() {
+            let ir = m.kernel(k).lowered().to_string();
+            assert!(
+                ir.contains(&format!("{}_f32_", f)),
+                "{}: kernel {}\n{}",
+                what,
+                k,
+                ir
+            );
+        }
+    }
+}
+
 #[test]
 fn pooling_with_padding() {
     // Output widths 16 and 18 (two 4-lane vectors per block, and one with a remainder)

@@ -2,7 +2,7 @@
 //! over a dense sweep and the special values, as vector (4 lanes) and scalar code.
 
 use super::tests::{buf, f32s, func, iv, load, loop_, run, store};
-use crate::intrinsics::{exp_f32_eval, has_avx2_fma, CpuPath};
+use crate::intrinsics::{activation_f32_eval, exp_f32_eval, has_avx2_fma, Activation, CpuPath};
 use crate::lower::ir::Stmt;
 use crate::te::{DType, Expr, ExprNode, MathFn};
 
@@ -35,6 +35,11 @@ fn inline_on() -> bool {
 
 /// `f` applied to `xs` by a generated kernel: four lanes at a time (`lanes` 4) or one.
 fn kernel(f: MathFn, xs: &[f32], lanes: u32) -> Vec<f32> {
+    kernel_of(|v| Expr::new(ExprNode::Call(f, vec![v])), xs, lanes)
+}
+
+/// `body(x[i])` stored for every element of `xs` by a generated kernel, `lanes` at a time.
+fn kernel_of(body: impl Fn(Expr) -> Expr, xs: &[f32], lanes: u32) -> Vec<f32> {
     assert_eq!(xs.len() % 4, 0);
     let n = xs.len();
     let x = buf("x", DType::F32, n as i64);
@@ -45,7 +50,7 @@ fn kernel(f: MathFn, xs: &[f32], lanes: u32) -> Vec<f32> {
     } else {
         i.expr()
     };
-    let call = Expr::new(ExprNode::Call(f, vec![load(&x, idx.clone())]));
+    let call = body(load(&x, idx.clone()));
     let body: Stmt = store(&o, idx, call);
     let fun = func(&[&x, &o], &[], loop_(&i, (n / lanes as usize) as i64, body));
     let (mut xa, mut oa) = (f32s(xs), f32s(&vec![0.0; n]));
@@ -214,4 +219,41 @@ fn erf_is_within_two_ulp() {
     let n = kernel(MathFn::Erf, &[nan, -nan, 0.5, 2.0], 4);
     assert_eq!(n[0].to_bits(), nan.to_bits());
     assert_eq!(n[1].to_bits(), (-nan).to_bits());
+}
+
+/// The `activation_f32` intrinsic's host function computes what the generated code does
+/// for the same expression, bit for bit: its AVX2 path where the JIT fuses multiply-adds,
+/// its portable one where it does not (the same operations in the same order).
+#[test]
+fn activation_intrinsic_matches_the_generated_code() {
+    if !inline_on() {
+        eprintln!("skipped: no SSE4.1, the generated code calls the helpers");
+        return;
+    }
+    let path = match (fma_on(), has_avx2_fma()) {
+        (false, _) => CpuPath::Portable,
+        (true, true) => CpuPath::Avx2Fma,
+        (true, false) => {
+            eprintln!("skipped: FMA without AVX2 here");
+            return;
+        }
+    };
+    let mut xs = inputs(-12.0, 12.0, 1 << 18);
+    xs.extend(inputs(-100.0, 100.0, 1 << 12));
+    for f in Activation::ALL {
+        let got = kernel_of(|v| f.expr(v), &xs, 4);
+        let mut want = vec![0.0f32; xs.len()];
+        activation_f32_eval(f, &xs, &mut want, path).unwrap();
+        for ((x, g), w) in xs.iter().zip(&got).zip(&want) {
+            assert!(
+                g.to_bits() == w.to_bits() || g.is_nan() && w.is_nan(),
+                "{}({}): generated {} intrinsic ({:?}) {}",
+                f.name(),
+                x,
+                g,
+                path,
+                w
+            );
+        }
+    }
 }

@@ -29,45 +29,11 @@
 use super::fngen::FnGen;
 use super::repr::Val;
 use crate::error::Result;
+use crate::intrinsics::activation::{ERF_A, ERF_B, TANH_Q, TANH_SMALL};
 use crate::intrinsics::exp::{HI, LN2_HI, LN2_LO, LO, P};
 use crate::te::{DType, MathFn};
 use cranelift::prelude::*;
 
-/// Cephes `tanhf`'s polynomial for `|x| < 0.625` (its coefficients rounded to f32),
-/// highest degree first (`tanh(x) ~ x +
-/// x^3 q(x^2)`).
-const TANH_Q: [f32; 5] = [
-    -5.704_988_7e-3,
-    2.063_908_8e-2,
-    -5.373_971_6e-2,
-    1.333_144_2e-1,
-    -3.333_328e-1,
-];
-/// `erf(x) ~ x a(x^2)` for `|x| < 1`, highest degree first (a least-squares fit of
-/// relative error, `scripts/fit_erf.py`).
-#[allow(clippy::approx_constant)] // the fit's constant term, 1 ulp below f32 2 / sqrt(pi)
-const ERF_A: [f32; 7] = [
-    7.861_308_4e-5,
-    -8.012_343_3e-4,
-    5.188_559_6e-3,
-    -2.685_392_6e-2,
-    1.128_358_8e-1,
-    -3.761_262_6e-1,
-    1.128_379_1,
-];
-/// `erfc(x) e^(x^2) ~ b(1 / x)` for `1 <= x <= 4` (beyond, `erf` is 1 in f32), highest
-/// degree first (`scripts/fit_erf.py`).
-const ERF_B: [f32; 9] = [
-    -1.149_885_4e-2,
-    3.857_34e-2,
-    2.904_717_3e-3,
-    -2.178_592_8e-1,
-    4.801_553e-1,
-    -4.643_553e-1,
-    4.008_560_3e-2,
-    5.593_254e-1,
-    2.525_771_6e-4,
-];
 /// `1.5 * 2^23`: adding it to an integral float below `2^22` in magnitude puts the
 /// integer in the low mantissa bits.
 const SHIFTER: f32 = 12_582_912.0;
@@ -175,7 +141,7 @@ impl<'a, 'f> FnGen<'a, 'f> {
         let p = self.poly(&TANH_Q, z2)?;
         let pz2 = self.b.ins().fmul(p, z2);
         let small = self.mul_add(pz2, z, z);
-        let limit = self.f32x4_const(0.625)?;
+        let limit = self.f32x4_const(TANH_SMALL)?;
         let is_small = self.b.ins().fcmp(FloatCC::LessThan, z, limit);
         // tanh(|x|) >= 0 (+0 at 0): x's sign ORed in (-0 stays -0, NaN stays NaN).
         let t = self.select_f32x4(is_small, small, large)?;

@@ -190,6 +190,19 @@ impl UnaryOp {
     pub fn is_cheap(self) -> bool {
         matches!(self, UnaryOp::Relu | UnaryOp::Clip { .. })
     }
+
+    /// The vectorized activation it is, if one ([`crate::intrinsics::activation_f32`]).
+    pub fn activation(self) -> Option<crate::intrinsics::Activation> {
+        use crate::intrinsics::Activation;
+        match self {
+            UnaryOp::Sigmoid => Some(Activation::Sigmoid),
+            UnaryOp::Tanh => Some(Activation::Tanh),
+            UnaryOp::Gelu => Some(Activation::Gelu),
+            UnaryOp::Erf => Some(Activation::Erf),
+            UnaryOp::Exp => Some(Activation::Exp),
+            UnaryOp::Relu | UnaryOp::Clip { .. } => None,
+        }
+    }
 }
 
 /// An operator with its attributes. The inputs of each are listed in its builder method.

@@ -518,6 +518,9 @@ fn reduction(s: &mut Schedule, t: &str, threads: usize) -> Result<()> {
 }
 
 fn generic(out: &Tensor, threads: usize) -> Result<Schedule> {
+    if let Ok(s) = crate::schedules::activation_cpu(out, threads) {
+        return Ok(s);
+    }
     let mut s = create_schedule(&[out.clone()])?;
     inline_injective(&mut s, out)?;
     for n in stage_names(&s) {

@@ -129,7 +129,7 @@ unsafe fn exp_views(x: *const f32, sx: isize, y: *mut f32, sy: isize, n: usize, 
 }
 
 /// The portable path: the algorithm of the module doc in scalar f32 arithmetic.
-fn exp_scalar(x: f32) -> f32 {
+pub(super) fn exp_scalar(x: f32) -> f32 {
     if x.is_nan() {
         return x;
     }
@@ -151,7 +151,7 @@ fn exp_scalar(x: f32) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn exp8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
+pub(super) unsafe fn exp8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
     use std::arch::x86_64::*;
     let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x);
     let xc = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(HI)), _mm256_set1_ps(LO));
@@ -201,7 +201,7 @@ unsafe fn exp_avx2(x: *const f32, sx: isize, y: *mut f32, sy: isize, n: usize) {
 /// # Safety
 /// The views must be valid for `n` elements.
 #[cfg(target_arch = "x86_64")]
-unsafe fn through_lanes<const L: usize>(
+pub(super) unsafe fn through_lanes<const L: usize>(
     x: *const f32,
     sx: isize,
     y: *mut f32,

@@ -24,11 +24,13 @@
 //! fallback), [`gemm_f32_panels`] (the same kernels under BLIS's macro-kernel: a whole
 //! block of packed panels in one call),
 //! [`dot_f32`] and [`reduce_sum_f32`] (a length-`n` reduction into one element, e.g. a
-//! row's sum), [`exp_f32`] (a vectorized elementwise `exp`, within 1 ulp), each with
+//! row's sum), [`exp_f32`] (a vectorized elementwise `exp`, within 1 ulp), [`activation_f32`]
+//! (sigmoid, tanh, GELU, erf or exp over a tile of rows, 256-bit vectors), each with
 //! AVX-512F and AVX2+FMA paths chosen at run time ([`CpuPath::best`]) and a portable one
 //! (the `*_eval` functions run any path this CPU has on slices, for tests), and the tensor-core intrinsics [`wmma_load_a`], [`wmma_load_b`], [`wmma_mma`] and
 //! [`wmma_store`] (CUDA, warp-collective, on `wmma.*` fragment buffers).
 
+pub(crate) mod activation;
 mod dot;
 pub(crate) mod exp;
 mod gemm;
@@ -38,6 +40,7 @@ mod reference;
 mod transpose;
 mod wmma;
 
+pub use activation::{activation_f32, activation_f32_eval, Activation};
 pub use dot::{dot_f32, dot_f32_eval, reduce_sum_f32, reduce_sum_f32_eval};
 pub use exp::{exp_f32, exp_f32_eval};
 pub use gemm::{gemm_f32, gemm_f32_k3};
@@ -342,7 +345,8 @@ pub fn lookup(name: &str) -> Option<Arc<TensorIntrin>> {
 
 /// The built-in intrinsic named `name`: `gemm_f32_{mr}x{nr}x{kc}`,
 /// `gemm_f32_{mr}x{nr}x{k0}x{k1}x{k2}`, `gemm_f32_panels_{mc}x{nc}x{kc}_{mr}x{nr}`,
-/// `dot_f32_{n}`, `reduce_sum_f32_{n}`, `exp_f32_{n}` and the four `wmma_*` ones.
+/// `dot_f32_{n}`, `reduce_sum_f32_{n}`, `exp_f32_{n}`, `{activation}_f32_{rows}x{cols}` and
+/// the four `wmma_*` ones.
 fn builtin(name: &str) -> Option<Arc<TensorIntrin>> {
     let sizes =
         |rest: &str| -> Option<Vec<i64>> { rest.split('x').map(|p| p.parse().ok()).collect() };
@@ -368,6 +372,14 @@ fn builtin(name: &str) -> Option<Arc<TensorIntrin>> {
         reduce_sum_f32(n)
     } else if let Some(n) = one("exp_f32_") {
         exp_f32(n)
+    } else if let Some((f, rest)) = Activation::ALL.iter().find_map(|f| {
+        name.strip_prefix(&format!("{}_f32_", f.name()))
+            .map(|r| (*f, r))
+    }) {
+        match *sizes(rest)?.as_slice() {
+            [rows, cols] => activation_f32(f, rows, cols),
+            _ => return None,
+        }
     } else {
         match name {
             "wmma_load_a_f16" => wmma_load_a(),

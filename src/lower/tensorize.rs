@@ -140,6 +140,11 @@ impl Matcher<'_> {
                 }
                 Ok(())
             }
+            // A subexpression the algebra pass bound once: matched where it is used.
+            (ExprNode::Let(v, val, body), _) => {
+                let inlined = body.substitute(&HashMap::from([(v.id(), val.clone())]));
+                self.expr(&inlined, d)
+            }
             (ExprNode::Var(v), _) => match self.to_decl.get(&v.id()) {
                 Some(x) if x.structural_eq(d) => Ok(()),
                 _ => differ(),

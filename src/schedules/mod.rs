@@ -1,10 +1,12 @@
 //! A library of good default schedules for common operators: CPU ([`matmul_cpu`],
+//! [`activation_cpu`],
 //! [`conv2d_depthwise_cpu`], [`conv2d_pointwise_cpu`], [`conv2d_nchw_cpu_blocked`],
 //! [`matmul_cpu_tensorized`], [`conv2d_nchw_cpu_tensorized`], [`conv2d_winograd_cpu`],
 //! [`softmax_rows_tensorized`]; in the blocked layout `NCHW[c]c`: [`conv2d_nchwc_cpu`],
 //! [`depthwise_conv2d_nchwc_cpu`])
 //! and CUDA ([`matmul_cuda`]).
 
+mod activation;
 mod conv2d;
 mod conv_blocked;
 mod cuda;
@@ -14,6 +16,7 @@ mod nchwc;
 mod pointwise;
 pub mod softmax;
 mod winograd;
+pub use activation::{activation_cpu, activation_of};
 pub use conv2d::{
     conv2d_nchw_cpu_tensorized, conv2d_nchw_cpu_tensorized_with, ConvConfig, ConvKernel, ConvShape,
 };

@@ -3,7 +3,8 @@
 
 use super::{ci, dims};
 use crate::graph_runtime::graph::{BinaryOp, UnaryOp};
-use crate::te::{compute, erf, exp, max, min, sqrt, tanh, Expr, Tensor};
+use crate::intrinsics::Activation;
+use crate::te::{compute, max, min, sqrt, Expr, Tensor};
 
 /// The indices into an operand of shape `s` broadcast to the output index `i` (numpy
 /// rules: dimensions aligned from the right; size-1 dimensions read index 0).
@@ -56,13 +57,11 @@ pub(crate) fn unary_expr(op: UnaryOp, v: Expr) -> Expr {
     match op {
         UnaryOp::Relu => max(v, c(0.0)),
         UnaryOp::Clip { min: lo, max: hi } => min(max(v, c(lo)), c(hi)),
-        UnaryOp::Sigmoid => c(1.0) / (c(1.0) + exp(c(0.0) - v)),
-        UnaryOp::Tanh => tanh(v),
-        UnaryOp::Gelu => {
-            c(0.5) * v.clone() * (c(1.0) + erf(v * c(std::f64::consts::FRAC_1_SQRT_2)))
-        }
-        UnaryOp::Erf => erf(v),
-        UnaryOp::Exp => exp(v),
+        UnaryOp::Sigmoid => Activation::Sigmoid.expr(v),
+        UnaryOp::Tanh => Activation::Tanh.expr(v),
+        UnaryOp::Gelu => Activation::Gelu.expr(v),
+        UnaryOp::Erf => Activation::Erf.expr(v),
+        UnaryOp::Exp => Activation::Exp.expr(v),
     }
 }
 

@@ -1,5 +1,7 @@
 //! A fused group: the anchor operator's computation with its output stage renamed
-//! [`ANCHOR`] (absent when the anchor is itself elementwise), and one output stage `out`
+//! [`ANCHOR`] (absent when the anchor is itself elementwise, except for an activation
+//! with a vectorized intrinsic, `UnaryOp::activation`, which the CPU schedule hands to
+//! that intrinsic and the others inline), and one output stage `out`
 //! that applies the whole elementwise chain to it, so the epilogue is computed in the
 //! output's loop nest: the schedules attach the anchor's (reduction) stage inside it, as
 //! TVM's `cache_write` + `compute_at` does.
@@ -48,6 +50,12 @@ pub fn fused(
         Elementwise,
     }
     let anchor = match f.anchor.as_ref() {
+        // An activation stays a stage of its own (which the CPU schedule may hand to an
+        // intrinsic; the others inline it).
+        Op::Unary(u) if u.activation().is_some() => {
+            let t = super::compute(f.anchor.as_ref(), a_ins, a_shapes, out_shape)?;
+            Anchor::Stage(renamed(&t, ANCHOR), None)
+        }
         op if op.is_elementwise() => Anchor::Elementwise,
         // Dense with a bias: the product is the anchor, the bias the first epilogue term.
         Op::Dense if k == 3 => {

@@ -1,0 +1,388 @@
+//! `activation_f32(f, rows, cols)`: an elementwise activation `Y[i, j] = f(X[i, j])` over a
+//! `rows x cols` tile (any strides), for `f` one of [`Activation`]: the sigmoid `1 / (1 +
+//! e^(0 - x))`, `tanh`, the erf form of GELU `0.5 x (1 + erf(x / sqrt 2))`, `erf` and
+//! `exp`, declared
+//! as the graph runtime writes them ([`Activation::expr`]), so that its kernels can hand a
+//! plane or rows of an activation to the call.
+//!
+//! The generated code computes these functions on 128-bit vectors (`codegen_cpu::vmath`,
+//! all Cranelift emits); here they run on 256-bit ones, two vectors per step (two
+//! independent dependency chains of about 65 cycles each, which the out-of-order core
+//! overlaps). The algorithms are `vmath`'s, with the operations in its order (`exp` is the
+//! `exp_f32` intrinsic's `exp8`), so on a CPU with FMA the results equal the generated
+//! code's bit for bit; their accuracy is `vmath`'s (sigmoid 2 ulp where the result is
+//! normal, tanh 1, erf 2, exp 1). GELU rounds `0.5 x` and `1 + erf(x / sqrt 2)` before their
+//! product, as the graph's expression does.
+//!
+//! CPU implementation: with AVX2 and FMA (detected at run time; also on AVX-512 CPUs)
+//! eight lanes at a time, strided operands and the last 1 to 7 elements of a row through
+//! a lane buffer; otherwise the same algorithms in scalar code (multiplies and adds
+//! unfused).
+
+use super::exp::exp_scalar;
+use super::{CpuImpl, CpuPath, TensorIntrin};
+use crate::error::{Error, Result};
+use crate::te::{compute, erf, exp, placeholder, tanh, DType, Expr};
+use std::sync::Arc;
+
+/// Cephes `tanhf`'s polynomial for `|x| < 0.625` (its coefficients rounded to f32),
+/// highest degree first (`tanh(x) ~ x + x^3 q(x^2)`).
+pub(crate) const TANH_Q: [f32; 5] = [
+    -5.704_988_7e-3,
+    2.063_908_8e-2,
+    -5.373_971_6e-2,
+    1.333_144_2e-1,
+    -3.333_328e-1,
+];
+/// `erf(x) ~ x a(x^2)` for `|x| < 1`, highest degree first (a least-squares fit of
+/// relative error, `scripts/fit_erf.py`).
+#[allow(clippy::approx_constant)] // the fit's constant term, 1 ulp below f32 2 / sqrt(pi)
+pub(crate) const ERF_A: [f32; 7] = [
+    7.861_308_4e-5,
+    -8.012_343_3e-4,
+    5.188_559_6e-3,
+    -2.685_392_6e-2,
+    1.128_358_8e-1,
+    -3.761_262_6e-1,
+    1.128_379_1,
+];
+/// `erfc(x) e^(x^2) ~ b(1 / x)` for `1 <= x <= 4` (beyond, `erf` is 1 in f32), highest
+/// degree first (`scripts/fit_erf.py`).
+pub(crate) const ERF_B: [f32; 9] = [
+    -1.149_885_4e-2,
+    3.857_34e-2,
+    2.904_717_3e-3,
+    -2.178_592_8e-1,
+    4.801_553e-1,
+    -4.643_553e-1,
+    4.008_560_3e-2,
+    5.593_254e-1,
+    2.525_771_6e-4,
+];
+/// Where `tanh` switches from its polynomial to the `exp` form.
+pub(crate) const TANH_SMALL: f32 = 0.625;
+
+/// An activation [`activation_f32`] computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Activation {
+    /// `1 / (1 + e^(0 - x))`.
+    Sigmoid,
+    /// `tanh(x)`.
+    Tanh,
+    /// `0.5 x (1 + erf(x / sqrt 2))`.
+    Gelu,
+    /// `erf(x)`.
+    Erf,
+    /// `e^x` (the `exp_f32` intrinsic's algorithm).
+    Exp,
+}
+
+impl Activation {
+    /// Every activation.
+    pub const ALL: [Activation; 5] = [
+        Activation::Sigmoid,
+        Activation::Tanh,
+        Activation::Gelu,
+        Activation::Erf,
+        Activation::Exp,
+    ];
+
+    /// Its lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Sigmoid => "sigmoid",
+            Activation::Tanh => "tanh",
+            Activation::Gelu => "gelu",
+            Activation::Erf => "erf",
+            Activation::Exp => "exp",
+        }
+    }
+
+    /// `f(v)` as an expression of `v`'s dtype: the declaration's body, and what the graph
+    /// runtime builds for the operator (so `tensorize` matches its stages).
+    pub fn expr(self, v: Expr) -> Expr {
+        let dt = v.dtype();
+        let c = |f: f64| Expr::float_of(f, dt);
+        match self {
+            Activation::Sigmoid => c(1.0) / (c(1.0) + exp(c(0.0) - v)),
+            Activation::Tanh => tanh(v),
+            Activation::Gelu => {
+                c(0.5) * v.clone() * (c(1.0) + erf(v * c(std::f64::consts::FRAC_1_SQRT_2)))
+            }
+            Activation::Erf => erf(v),
+            Activation::Exp => exp(v),
+        }
+    }
+
+    /// `f(x)` in scalar f32 (the portable path).
+    pub fn scalar(self, x: f32) -> f32 {
+        match self {
+            Activation::Sigmoid => 1.0 / (1.0 + exp_scalar(0.0 - x)),
+            Activation::Tanh => tanh_scalar(x),
+            Activation::Gelu => 0.5 * x * (1.0 + erf_scalar(x * std::f32::consts::FRAC_1_SQRT_2)),
+            Activation::Erf => erf_scalar(x),
+            Activation::Exp => exp_scalar(x),
+        }
+    }
+}
+
+/// The intrinsic `{f}_f32_{rows}x{cols}`: `Y[i, j] = f(X[i, j])` (operands `X`, then `Y`,
+/// any strides).
+pub fn activation_f32(f: Activation, rows: i64, cols: i64) -> Result<Arc<TensorIntrin>> {
+    if rows < 1 || cols < 1 {
+        return Err(Error::InvalidExpr(format!(
+            "{}_f32({}, {}): the tile must have at least one row and one column",
+            f.name(),
+            rows,
+            cols
+        )));
+    }
+    let name = format!("{}_f32_{}x{}", f.name(), rows, cols);
+    super::register_once(&name, || {
+        let x = placeholder(&[rows.into(), cols.into()], DType::F32, "X");
+        let y = compute(&[rows.into(), cols.into()], "Y", |i| {
+            f.expr(x.at(&[i[0].clone(), i[1].clone()]))
+        });
+        let (symbol, func): (&'static str, super::CpuIntrinFn) = match f {
+            Activation::Sigmoid => ("loopforge_intrin_sigmoid_f32", entry::<SIGMOID>),
+            Activation::Tanh => ("loopforge_intrin_tanh_f32", entry::<TANH>),
+            Activation::Gelu => ("loopforge_intrin_gelu_f32", entry::<GELU>),
+            Activation::Erf => ("loopforge_intrin_erf_f32", entry::<ERF>),
+            Activation::Exp => ("loopforge_intrin_exp_f32_tile", entry::<EXP>),
+        };
+        TensorIntrin::new(&name, &y, &[x], Some(CpuImpl { symbol, func }))
+    })
+}
+
+// The activations as const parameters (each host function its own monomorphized loop).
+const SIGMOID: u8 = 0;
+const TANH: u8 = 1;
+const GELU: u8 = 2;
+const ERF: u8 = 3;
+const EXP: u8 = 4;
+
+fn activation_of(f: u8) -> Activation {
+    match f {
+        SIGMOID => Activation::Sigmoid,
+        TANH => Activation::Tanh,
+        GELU => Activation::Gelu,
+        ERF => Activation::Erf,
+        _ => Activation::Exp,
+    }
+}
+
+/// The host function. Words: mode (always compute), `X`, `Y`, `X`'s two strides, `Y`'s,
+/// then the rows and the columns.
+extern "C" fn entry<const F: u8>(args: *const i64) {
+    // Safety: the JIT passes the words above for views that bounds inference keeps
+    // inside their buffers.
+    unsafe {
+        let w = std::slice::from_raw_parts(args, 9);
+        let (x, y) = (w[1] as *const f32, w[2] as *mut f32);
+        for r in 0..w[7] as isize {
+            run_row::<F>(
+                x.offset(r * w[3] as isize),
+                w[4] as isize,
+                y.offset(r * w[5] as isize),
+                w[6] as isize,
+                w[8] as usize,
+                CpuPath::best(),
+            );
+        }
+    }
+}
+
+/// `n` elements of one row on `path` (AVX-512 runs the AVX2 code).
+///
+/// # Safety
+/// The views must be valid for `n` elements; the CPU must run `path`.
+unsafe fn run_row<const F: u8>(
+    x: *const f32,
+    sx: isize,
+    y: *mut f32,
+    sy: isize,
+    n: usize,
+    path: CpuPath,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if path != CpuPath::Portable {
+        unsafe { avx2::row::<F>(x, sx, y, sy, n) };
+        return;
+    }
+    let _ = path;
+    let f = activation_of(F);
+    for i in 0..n as isize {
+        unsafe { *y.offset(i * sy) = f.scalar(*x.offset(i * sx)) };
+    }
+}
+
+/// `f` over `x` into `y` (contiguous, the same length) on `path`: the host function's
+/// computation, for tests. A path this CPU does not run, or slices of different lengths,
+/// are errors.
+pub fn activation_f32_eval(f: Activation, x: &[f32], y: &mut [f32], path: CpuPath) -> Result<()> {
+    path.check()?;
+    if x.len() != y.len() {
+        return Err(Error::Argument(format!(
+            "activation_f32_eval: x has {} elements, y {}",
+            x.len(),
+            y.len()
+        )));
+    }
+    let (xp, yp, n) = (x.as_ptr(), y.as_mut_ptr(), x.len());
+    // Safety: both slices hold n elements; the path was checked.
+    unsafe {
+        match f {
+            Activation::Sigmoid => run_row::<SIGMOID>(xp, 1, yp, 1, n, path),
+            Activation::Tanh => run_row::<TANH>(xp, 1, yp, 1, n, path),
+            Activation::Gelu => run_row::<GELU>(xp, 1, yp, 1, n, path),
+            Activation::Erf => run_row::<ERF>(xp, 1, yp, 1, n, path),
+            Activation::Exp => run_row::<EXP>(xp, 1, yp, 1, n, path),
+        }
+    }
+    Ok(())
+}
+
+/// `|x|` and `x`'s sign bit.
+fn abs_and_sign(x: f32) -> (f32, u32) {
+    (
+        f32::from_bits(x.to_bits() & !(1 << 31)),
+        x.to_bits() & (1 << 31),
+    )
+}
+
+fn with_sign(r: f32, sign: u32) -> f32 {
+    f32::from_bits(r.to_bits() | sign)
+}
+
+fn poly(c: &[f32], x: f32) -> f32 {
+    c[1..].iter().fold(c[0], |p, c| p * x + c)
+}
+
+/// `vmath`'s `tanh` in scalar f32.
+fn tanh_scalar(x: f32) -> f32 {
+    let (z, sign) = abs_and_sign(x);
+    let large = 1.0 - 2.0 / (exp_scalar(z + z) + 1.0);
+    let z2 = z * z;
+    let small = poly(&TANH_Q, z2) * z2 * z + z;
+    with_sign(if z < TANH_SMALL { small } else { large }, sign)
+}
+
+/// `vmath`'s `erf` in scalar f32.
+fn erf_scalar(x: f32) -> f32 {
+    if x.is_nan() {
+        return x;
+    }
+    let (z, sign) = abs_and_sign(x);
+    let z2 = z * z;
+    let small = poly(&ERF_A, z2) * z;
+    let large = 1.0 - exp_scalar(-z2) * poly(&ERF_B, 1.0 / z);
+    with_sign(if z < 1.0 { small } else { large }, sign)
+}
+
+/// The AVX2 + FMA path.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::super::exp::{exp8, through_lanes};
+    use super::{ERF, ERF_A, ERF_B, EXP, GELU, SIGMOID, TANH, TANH_Q, TANH_SMALL};
+    use std::arch::x86_64::*;
+
+    /// `n` elements: sixteen at a time (two independent vectors) where both strides are
+    /// 1, then eight, the rest through a lane buffer.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn row<const F: u8>(
+        x: *const f32,
+        sx: isize,
+        y: *mut f32,
+        sy: isize,
+        n: usize,
+    ) {
+        let mut i = 0;
+        if sx == 1 && sy == 1 {
+            while i + 16 <= n {
+                unsafe {
+                    let a = _mm256_loadu_ps(x.add(i));
+                    let b = _mm256_loadu_ps(x.add(i + 8));
+                    _mm256_storeu_ps(y.add(i), apply::<F>(a));
+                    _mm256_storeu_ps(y.add(i + 8), apply::<F>(b));
+                }
+                i += 16;
+            }
+            while i + 8 <= n {
+                unsafe { _mm256_storeu_ps(y.add(i), apply::<F>(_mm256_loadu_ps(x.add(i)))) };
+                i += 8;
+            }
+        }
+        let lanes = |l: &mut [f32; 8]| unsafe {
+            _mm256_storeu_ps(l.as_mut_ptr(), apply::<F>(_mm256_loadu_ps(l.as_ptr())))
+        };
+        unsafe { through_lanes(x, sx, y, sy, i, n, lanes) };
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn apply<const F: u8>(x: __m256) -> __m256 {
+        let one = _mm256_set1_ps(1.0);
+        match F {
+            SIGMOID => {
+                let e = unsafe { exp8(_mm256_sub_ps(_mm256_setzero_ps(), x)) };
+                _mm256_div_ps(one, _mm256_add_ps(one, e))
+            }
+            TANH => tanh8(x),
+            GELU => {
+                let h = _mm256_mul_ps(_mm256_set1_ps(0.5), x);
+                let s = _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+                _mm256_mul_ps(h, _mm256_add_ps(one, erf8(s)))
+            }
+            ERF => erf8(x),
+            EXP => unsafe { exp8(x) },
+            _ => unreachable!("the activations are the five constants"),
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn poly(c: &[f32], x: __m256) -> __m256 {
+        let mut p = _mm256_set1_ps(c[0]);
+        for v in &c[1..] {
+            p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(*v));
+        }
+        p
+    }
+
+    /// `|x|` and the sign bits of `x`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn abs_and_sign(x: __m256) -> (__m256, __m256) {
+        let s = _mm256_set1_ps(-0.0);
+        (_mm256_andnot_ps(s, x), _mm256_and_ps(x, s))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn tanh8(x: __m256) -> __m256 {
+        let (z, sign) = abs_and_sign(x);
+        let (one, two) = (_mm256_set1_ps(1.0), _mm256_set1_ps(2.0));
+        let e = unsafe { exp8(_mm256_add_ps(z, z)) };
+        let large = _mm256_sub_ps(one, _mm256_div_ps(two, _mm256_add_ps(e, one)));
+        let z2 = _mm256_mul_ps(z, z);
+        let pz2 = _mm256_mul_ps(poly(&TANH_Q, z2), z2);
+        let small = _mm256_fmadd_ps(pz2, z, z);
+        let is_small = _mm256_cmp_ps::<_CMP_LT_OQ>(z, _mm256_set1_ps(TANH_SMALL));
+        _mm256_or_ps(_mm256_blendv_ps(large, small, is_small), sign)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn erf8(x: __m256) -> __m256 {
+        let (z, sign) = abs_and_sign(x);
+        let one = _mm256_set1_ps(1.0);
+        let z2 = _mm256_mul_ps(z, z);
+        let small = _mm256_mul_ps(poly(&ERF_A, z2), z);
+        let b = poly(&ERF_B, _mm256_div_ps(one, z));
+        let e = unsafe { exp8(_mm256_xor_ps(z2, _mm256_set1_ps(-0.0))) };
+        let large = _mm256_sub_ps(one, _mm256_mul_ps(e, b));
+        let is_small = _mm256_cmp_ps::<_CMP_LT_OQ>(z, one);
+        let r = _mm256_or_ps(_mm256_blendv_ps(large, small, is_small), sign);
+        _mm256_blendv_ps(r, x, _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x))
+    }
+}

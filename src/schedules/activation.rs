@@ -1,0 +1,131 @@
+//! The CPU schedule of an elementwise kernel built around an activation (sigmoid, tanh,
+//! GELU: [`Activation`]): the activation by the [`activation_f32`] intrinsic (256-bit
+//! vectors, where the generated code has 128-bit ones), the rest of the kernel, if any,
+//! in vectorized loops reading its result.
+
+use super::stages_of;
+use crate::error::{Error, Result};
+use crate::intrinsics::{activation_f32, has_avx2_fma, Activation};
+use crate::lower::simplify::key;
+use crate::schedule::{create_schedule, Schedule};
+use crate::te::{DType, ExprNode, OpKind, Tensor};
+
+/// Elements of an intrinsic call's block of rows at most (64 KiB of f32: the block's
+/// input and result stay in L2 for the epilogue that reads them).
+const BLOCK_ELEMENTS: i64 = 16 * 1024;
+
+/// Which activation `t` computes of a tensor read at `t`'s own indices, if it is one.
+pub fn activation_of(t: &Tensor) -> Option<Activation> {
+    let OpKind::Compute { axis, body } = &t.op.kind else {
+        return None;
+    };
+    if body.len() != 1 || !t.op.reduce_axis().is_empty() {
+        return None;
+    }
+    // The one tensor it reads, at `t`'s indices.
+    let mut reads = vec![];
+    body[0].visit(&mut |e| {
+        if let ExprNode::Read(x, _) = e.node() {
+            reads.push(x.clone());
+        }
+        true
+    });
+    let x = reads.first()?;
+    let idx: Vec<_> = axis.iter().map(|a| a.var.expr()).collect();
+    let want = key(&body[0]);
+    Activation::ALL
+        .into_iter()
+        .find(|f| key(&f.expr(x.at(&idx))) == want)
+}
+
+fn not_eligible(out: &Tensor, why: &str) -> Error {
+    Error::InvalidExpr(format!("activation_cpu: {} {}", out.name(), why))
+}
+
+/// The schedule of `out`, an f32 tensor of rank 2 or more that is an [`Activation`] of a
+/// tensor, or an elementwise function of one such stage (a fused group's activation
+/// with its epilogue): the outer axes and blocks of rows of the last two (whole planes
+/// up to 16K elements) fused, parallel on `threads > 1` threads; in each block the
+/// activation by one [`activation_f32`] call (into a block-sized buffer when it is not
+/// `out`), then `out`'s rows vectorized. Other injective stages are inlined.
+///
+/// A typed error where `out` does not have that form, or where the CPU lacks AVX2 and FMA
+/// (the intrinsic would run scalar code, slower than the generated code's vectors).
+pub fn activation_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
+    if !has_avx2_fma() {
+        return Err(not_eligible(
+            out,
+            "needs AVX2 and FMA (this CPU lacks them)",
+        ));
+    }
+    let shape: Vec<i64> = out.shape().iter().filter_map(|d| d.as_int()).collect();
+    let r = shape.len();
+    if r < 2 || r != out.shape().len() || out.dtype() != DType::F32 {
+        return Err(not_eligible(
+            out,
+            "is not an f32 tensor of constant shape, rank 2 or more",
+        ));
+    }
+    let stage = if activation_of(out).is_some() {
+        out.clone()
+    } else {
+        out.op
+            .input_tensors()
+            .into_iter()
+            .find(|t| {
+                let same = t
+                    .shape()
+                    .iter()
+                    .map(|d| d.as_int())
+                    .eq(out.shape().iter().map(|d| d.as_int()));
+                t.dtype() == DType::F32 && same && activation_of(t).is_some()
+            })
+            .ok_or_else(|| {
+                not_eligible(out, "neither is nor reads an activation stage of its shape")
+            })?
+    };
+    let f = activation_of(&stage).expect("checked");
+    let mut s = create_schedule(&[out.clone()])?;
+    for t in stages_of(out) {
+        if t.op.name == out.op.name || t.op.name == stage.op.name {
+            continue;
+        }
+        match &t.op.kind {
+            OpKind::Compute { .. } if !t.op.reduce_axis().is_empty() => {
+                return Err(not_eligible(out, "computes a reduction"));
+            }
+            OpKind::Compute { .. } => s.compute_inline(t.op.name.as_str())?,
+            _ => {}
+        }
+    }
+    let (h, w) = (shape[r - 2], shape[r - 1]);
+    let rows = (1..=h)
+        .rev()
+        .find(|d| h % d == 0 && d * w <= BLOCK_ELEMENTS)
+        .unwrap_or(1);
+    let intrin = activation_f32(f, rows, w)?;
+    let axes = s.axes(out)?;
+    let (ho, hi) = s.split(out, &axes[r - 2], rows)?;
+    let mut outer: Vec<_> = axes[..r - 2].to_vec();
+    outer.push(ho);
+    let block = if outer.len() > 1 {
+        s.fuse(out, &outer.iter().collect::<Vec<_>>())?
+    } else {
+        outer.remove(0)
+    };
+    if threads > 1 {
+        s.parallel(out, &block)?;
+    }
+    if stage.op.name == out.op.name {
+        s.tensorize(out, &hi, &intrin)?;
+        return Ok(s);
+    }
+    if w % 4 == 0 {
+        let (_, vi) = s.split(out, &axes[r - 1], 4)?;
+        s.vectorize(out, &vi)?;
+    }
+    s.compute_at(&stage, out, &block)?;
+    let sa = s.axes(&stage)?;
+    s.tensorize(&stage, &sa[r - 2], &intrin)?;
+    Ok(s)
+}
