@@ -27,7 +27,9 @@
 //!   (`rc, ry, rx`) outside the vector lanes; batch and output channels fused and
 //!   parallelized.
 //! - injective ops: outer axes fused and parallelized, the innermost axis vectorized when
-//!   it divides into whole 128-bit vectors.
+//!   it divides into whole 128-bit vectors; an activation (alone or anchoring a fused
+//!   group) by the `activation_f32` intrinsic, blocks of rows per call, where the CPU has
+//!   AVX2 and FMA ([`crate::schedules::activation_cpu`]).
 //! - max and average pooling: the convolution's loop schedule ([`conv2d_loops`]): the
 //!   padding materialized, output width in vectors, the window reduction outside the
 //!   lanes.
