@@ -520,8 +520,11 @@ fn conv_bias_relu_is_one_kernel() {
     assert!(!ir.contains("allocate anchor[float32, (800)]"), "{}", ir);
 }
 
+/// Dense + bias + GELU and matmul + bias + tanh are one kernel each for CUDA (and for the
+/// CPU without AVX2 and FMA); on a CPU with them the activations each anchor a kernel of
+/// their own (their vector intrinsic), four kernels.
 #[test]
-fn dense_bias_gelu_is_one_kernel() {
+fn dense_bias_gelu_kernels_per_target() {
     let mut g = Graph::new();
     let mut ps = HashMap::new();
     let x = g.input("x", &[3, 16], DType::F32).unwrap();
@@ -541,6 +544,18 @@ fn dense_bias_gelu_is_one_kernel() {
         compare_passes(&g, &ps, &[("x", &xa)], "dense+bias+gelu, matmul+bias+tanh"),
         2
     );
+    let m = graph_runtime::build(&g, Target::cpu(), &ps, 1).unwrap();
+    let ops: Vec<&str> = m.graph().nodes().iter().map(|n| n.op.kind_name()).collect();
+    if loopforge::intrinsics::has_avx2_fma() {
+        assert_eq!(
+            ops,
+            ["dense", "gelu", "fused", "tanh"],
+            "{:#?}",
+            m.graph().nodes()
+        );
+    } else {
+        assert_eq!(ops, ["fused", "fused"], "{:#?}", m.graph().nodes());
+    }
 }
 
 #[test]

@@ -107,7 +107,8 @@ pub fn run(
         (g, p) = transpose_dense_weights::run(&g, p)?;
     }
     if opts.fuse {
-        (g, p) = fuse::run(&g, p)?;
+        let activations_anchor = kind == ScheduleKind::Cpu && crate::intrinsics::has_avx2_fma();
+        (g, p) = fuse::run(&g, p, activations_anchor)?;
     }
     Ok((g, p))
 }
