@@ -1,4 +1,4 @@
-//! The `activation_f32` intrinsic (sigmoid, tanh, GELU, erf, exp over a tile of rows): generated
+//! The `activation_f32` intrinsic (sigmoid, tanh, GELU, erf, exp, SiLU over a tile of rows): generated
 //! property tests against its declaration (random tile sizes, row- or column-major reads;
 //! the interpreter runs the declaration, the CPU JIT the host function), each code path
 //! against f64 references (a SIMD one skipped, saying why, on a CPU without it), and the
@@ -58,11 +58,12 @@ fn reference(f: Activation, x: f64) -> f64 {
         Activation::Gelu => 0.5 * x * (1.0 + erf64(x / std::f64::consts::SQRT_2)),
         Activation::Erf => erf64(x),
         Activation::Exp => x.exp(),
+        Activation::Silu => x / (1.0 + (-x).exp()),
     }
 }
 
-/// Every path against f64: sigmoid within 2 ulp where its result is normal, tanh and exp
-/// 2, erf 3, GELU
+/// Every path against f64: sigmoid and SiLU within 3 ulp where the result is normal, tanh
+/// and exp 2, erf 3, GELU
 /// within 4 ulp of its value or 2e-7 absolute (where `1 + erf` cancels, below x = -3); the
 /// special values.
 #[test]
@@ -84,7 +85,9 @@ fn activation_code_paths_against_f64() {
                 let w32 = want as f32;
                 let u = ulps(y, w32);
                 let ok = match f {
-                    Activation::Sigmoid => u <= 2 || w32.abs() < f32::MIN_POSITIVE,
+                    Activation::Sigmoid | Activation::Silu => {
+                        u <= 3 || w32.abs() < f32::MIN_POSITIVE
+                    }
                     Activation::Tanh | Activation::Exp => u <= 2,
                     Activation::Erf => u <= 3,
                     Activation::Gelu => u <= 4 || (y as f64 - want).abs() <= 2e-7,

@@ -760,11 +760,11 @@ fn unary_activations() {
     check(&g, &HashMap::new(), &[("x", &xa)], &want, "unary");
 }
 
-/// Sigmoid, tanh and GELU alone and as a fused group's anchor with an epilogue (SiLU's
-/// `x * sigmoid(x)`, `tanh(x) + y`, `relu(gelu(x))`): on the CPU (where it has AVX2 and
-/// FMA) the activation is an `activation_f32` call per block of rows (a plane's rows or
-/// fewer, odd widths and a rank-2 tensor included), the rest vectorized; every target
-/// against the f64 reference.
+/// Sigmoid, tanh and GELU alone and as a fused group's anchor with an epilogue (`tanh(x) +
+/// y`, `relu(gelu(x))`), and SiLU `x * sigmoid(x)` in either order: on the CPU (where it
+/// has AVX2 and FMA) the activation is an `activation_f32` call per block of rows (a
+/// plane's rows or fewer, odd widths and a rank-2 tensor included), SiLU one call for
+/// both nodes, the rest vectorized; every target against the f64 reference.
 #[test]
 fn activations_run_on_the_vector_intrinsic() {
     let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
@@ -778,11 +778,15 @@ fn activations_run_on_the_vector_intrinsic() {
             let s2 = g.sigmoid("s2", x).unwrap();
             g.mul("silu", s2, x).unwrap()
         };
+        let silu2 = {
+            let s3 = g.sigmoid("s3", x).unwrap();
+            g.mul("silu2", x, s3).unwrap()
+        };
         let t = g.tanh("tanh", x).unwrap();
         let ty = g.add("tanh_y", t, y).unwrap();
         let ge = g.gelu("gelu", x).unwrap();
         let gr = g.relu("gelu_relu", ge).unwrap();
-        for o in [s, silu, ty, gr] {
+        for o in [s, silu, silu2, ty, gr] {
             g.output(o).unwrap();
         }
         let (rx, ry) = (rnd(&shape, 21), rnd(&shape, 22));
@@ -790,6 +794,7 @@ fn activations_run_on_the_vector_intrinsic() {
         let (tx, ty_) = (T::of(&xa), T::of(&ry));
         let want = vec![
             tx.map(sig),
+            tx.map(|v| v * sig(v)),
             tx.map(|v| v * sig(v)),
             T {
                 shape: shape.clone(),
@@ -812,8 +817,11 @@ fn activations_run_on_the_vector_intrinsic() {
             continue;
         }
         let m = graph_runtime::build(&g, Target::cpu(), &HashMap::new(), 2).unwrap();
-        assert_eq!(m.num_kernels(), 4, "{}", what);
-        for (k, f) in ["sigmoid", "sigmoid", "tanh", "gelu"].iter().enumerate() {
+        assert_eq!(m.num_kernels(), 5, "{}", what);
+        for (k, f) in ["sigmoid", "silu", "silu", "tanh", "gelu"]
+            .iter()
+            .enumerate()
+        {
             let ir = m.kernel(k).lowered().to_string();
             assert!(
                 ir.contains(&format!("{}_f32_", f)),

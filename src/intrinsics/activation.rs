@@ -1,7 +1,7 @@
 //! `activation_f32(f, rows, cols)`: an elementwise activation `Y[i, j] = f(X[i, j])` over a
 //! `rows x cols` tile (any strides), for `f` one of [`Activation`]: the sigmoid `1 / (1 +
-//! e^(0 - x))`, `tanh`, the erf form of GELU `0.5 x (1 + erf(x / sqrt 2))`, `erf` and
-//! `exp`, declared
+//! e^(0 - x))`, `tanh`, the erf form of GELU `0.5 x (1 + erf(x / sqrt 2))`, `erf`, `exp`
+//! and SiLU `x * sigmoid(x)`, declared
 //! as the graph runtime writes them ([`Activation::expr`]), so that its kernels can hand a
 //! plane or rows of an activation to the call.
 //!
@@ -75,16 +75,19 @@ pub enum Activation {
     Erf,
     /// `e^x` (the `exp_f32` intrinsic's algorithm).
     Exp,
+    /// SiLU (swish) `x * sigmoid(x)`, as exporters write it (`Sigmoid`, then `Mul`).
+    Silu,
 }
 
 impl Activation {
     /// Every activation.
-    pub const ALL: [Activation; 5] = [
+    pub const ALL: [Activation; 6] = [
         Activation::Sigmoid,
         Activation::Tanh,
         Activation::Gelu,
         Activation::Erf,
         Activation::Exp,
+        Activation::Silu,
     ];
 
     /// Its lower-case name.
@@ -95,6 +98,7 @@ impl Activation {
             Activation::Gelu => "gelu",
             Activation::Erf => "erf",
             Activation::Exp => "exp",
+            Activation::Silu => "silu",
         }
     }
 
@@ -111,6 +115,7 @@ impl Activation {
             }
             Activation::Erf => erf(v),
             Activation::Exp => exp(v),
+            Activation::Silu => v.clone() * Activation::Sigmoid.expr(v),
         }
     }
 
@@ -122,6 +127,7 @@ impl Activation {
             Activation::Gelu => 0.5 * x * (1.0 + erf_scalar(x * std::f32::consts::FRAC_1_SQRT_2)),
             Activation::Erf => erf_scalar(x),
             Activation::Exp => exp_scalar(x),
+            Activation::Silu => x * Activation::Sigmoid.scalar(x),
         }
     }
 }
@@ -149,6 +155,7 @@ pub fn activation_f32(f: Activation, rows: i64, cols: i64) -> Result<Arc<TensorI
             Activation::Gelu => ("loopforge_intrin_gelu_f32", entry::<GELU>),
             Activation::Erf => ("loopforge_intrin_erf_f32", entry::<ERF>),
             Activation::Exp => ("loopforge_intrin_exp_f32_tile", entry::<EXP>),
+            Activation::Silu => ("loopforge_intrin_silu_f32", entry::<SILU>),
         };
         TensorIntrin::new(&name, &y, &[x], Some(CpuImpl { symbol, func }))
     })
@@ -160,6 +167,7 @@ const TANH: u8 = 1;
 const GELU: u8 = 2;
 const ERF: u8 = 3;
 const EXP: u8 = 4;
+const SILU: u8 = 5;
 
 fn activation_of(f: u8) -> Activation {
     match f {
@@ -167,7 +175,8 @@ fn activation_of(f: u8) -> Activation {
         TANH => Activation::Tanh,
         GELU => Activation::Gelu,
         ERF => Activation::Erf,
-        _ => Activation::Exp,
+        EXP => Activation::Exp,
+        _ => Activation::Silu,
     }
 }
 
@@ -237,6 +246,7 @@ pub fn activation_f32_eval(f: Activation, x: &[f32], y: &mut [f32], path: CpuPat
             Activation::Gelu => run_row::<GELU>(xp, 1, yp, 1, n, path),
             Activation::Erf => run_row::<ERF>(xp, 1, yp, 1, n, path),
             Activation::Exp => run_row::<EXP>(xp, 1, yp, 1, n, path),
+            Activation::Silu => run_row::<SILU>(xp, 1, yp, 1, n, path),
         }
     }
     Ok(())
@@ -283,7 +293,7 @@ fn erf_scalar(x: f32) -> f32 {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::super::exp::{exp8, through_lanes};
-    use super::{ERF, ERF_A, ERF_B, EXP, GELU, SIGMOID, TANH, TANH_Q, TANH_SMALL};
+    use super::{ERF, ERF_A, ERF_B, EXP, GELU, SIGMOID, SILU, TANH, TANH_Q, TANH_SMALL};
     use std::arch::x86_64::*;
 
     /// `n` elements: sixteen at a time (two independent vectors) where both strides are
@@ -323,10 +333,8 @@ mod avx2 {
     fn apply<const F: u8>(x: __m256) -> __m256 {
         let one = _mm256_set1_ps(1.0);
         match F {
-            SIGMOID => {
-                let e = unsafe { exp8(_mm256_sub_ps(_mm256_setzero_ps(), x)) };
-                _mm256_div_ps(one, _mm256_add_ps(one, e))
-            }
+            SIGMOID => sigmoid8(x),
+            SILU => _mm256_mul_ps(x, sigmoid8(x)),
             TANH => tanh8(x),
             GELU => {
                 let h = _mm256_mul_ps(_mm256_set1_ps(0.5), x);
@@ -335,8 +343,16 @@ mod avx2 {
             }
             ERF => erf8(x),
             EXP => unsafe { exp8(x) },
-            _ => unreachable!("the activations are the five constants"),
+            _ => unreachable!("the activations are the six constants"),
         }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn sigmoid8(x: __m256) -> __m256 {
+        let one = _mm256_set1_ps(1.0);
+        let e = unsafe { exp8(_mm256_sub_ps(_mm256_setzero_ps(), x)) };
+        _mm256_div_ps(one, _mm256_add_ps(one, e))
     }
 
     #[inline]

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::intrinsics::{activation_f32, has_avx2_fma, Activation};
 use crate::lower::simplify::key;
 use crate::schedule::{create_schedule, Schedule};
-use crate::te::{DType, ExprNode, OpKind, Tensor};
+use crate::te::{BinOp, DType, Expr, ExprNode, OpKind, Tensor};
 
 /// Elements of an intrinsic call's block of rows at most (64 KiB of f32: the block's
 /// input and result stay in L2 for the epilogue that reads them).
@@ -36,6 +36,35 @@ pub fn activation_of(t: &Tensor) -> Option<Activation> {
     Activation::ALL
         .into_iter()
         .find(|f| key(&f.expr(x.at(&idx))) == want)
+}
+
+/// Whether `out` is `x * sig` or `sig * x`, `sig` the sigmoid stage `sig` of `x`, both read
+/// at `out`'s indices.
+fn is_silu(out: &Tensor, sig: &Tensor) -> bool {
+    let (OpKind::Compute { axis, body }, [x]) = (&out.op.kind, &sig.op.input_tensors()[..]) else {
+        return false;
+    };
+    let idx: Vec<_> = axis.iter().map(|a| a.var.expr()).collect();
+    let ss = key(&sig.at(&idx));
+    // The graph reads a broadcast operand's axes of extent 1 at index 0.
+    let idx0: Vec<_> = axis
+        .iter()
+        .map(|a| match a.extent.as_int() {
+            Some(1) => Expr::int(0),
+            _ => a.var.expr(),
+        })
+        .collect();
+    let is_x = |k: &String| *k == key(&x.at(&idx)) || *k == key(&x.at(&idx0));
+    match body[..] {
+        [ref b] => match b.node() {
+            ExprNode::Binary(BinOp::Mul, l, r) => {
+                let (l, r) = (key(l), key(r));
+                (is_x(&l) && r == ss) || (l == ss && is_x(&r))
+            }
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 fn not_eligible(out: &Tensor, why: &str) -> Error {
@@ -84,8 +113,17 @@ pub fn activation_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
                 not_eligible(out, "neither is nor reads an activation stage of its shape")
             })?
     };
-    let f = activation_of(&stage).expect("checked");
+    let mut f = activation_of(&stage).expect("checked");
     let mut s = create_schedule(&[out.clone()])?;
+    // `x * sigmoid(x)` in one call (SiLU): `out` with the sigmoid stage inlined.
+    let stage = if stage.op.name != out.op.name && f == Activation::Sigmoid && is_silu(out, &stage)
+    {
+        s.compute_inline(stage.op.name.as_str())?;
+        f = Activation::Silu;
+        out.clone()
+    } else {
+        stage
+    };
     for t in stages_of(out) {
         if t.op.name == out.op.name || t.op.name == stage.op.name {
             continue;

@@ -9,7 +9,7 @@
 //! more nodes becomes one [`Op::Fused`] node named after its last member and placed where that member
 //! was (every operand of the group is computed before it, and the group's intermediate
 //! values had no other reader); its inputs are the anchor's then each step's other
-//! operands (each value once). Conv2d + bias + residual add + relu, dense + bias + gelu
+//! operands, each value once (a step reading one of the anchor's inputs reads it there). Conv2d + bias + residual add + relu, dense + bias + gelu
 //! (but see below) and add + relu all become one kernel.
 //!
 //! A diamond also extends a group: a value of the group read by exactly two nodes, the
@@ -144,10 +144,12 @@ pub fn run(src: &Graph, params: Params, activations_anchor: bool) -> Result<(Gra
             .map(|&v| rw.value(v))
             .collect::<Result<_>>()?;
         let anchor_inputs = ins.len();
+        // An operand the group already has (the anchor's own input too: SiLU's `x *
+        // sigmoid(x)` reads one `x`) is read where it is.
         let mut index_of = |v: ValueId, ins: &mut Vec<ValueId>| -> Result<usize> {
             let nv = rw.value(v)?;
-            Ok(match ins[anchor_inputs..].iter().position(|&x| x == nv) {
-                Some(p) => anchor_inputs + p,
+            Ok(match ins.iter().position(|&x| x == nv) {
+                Some(p) => p,
                 None => {
                     ins.push(nv);
                     ins.len() - 1
