@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Time onnxruntime and PyTorch (CPU) on the ResNet-18 and MobileNetV2 ONNX models and the MLP.
+"""Time onnxruntime and PyTorch (CPU) on the ResNet-18, MobileNetV2 and EfficientNet-B0 ONNX models and the MLP.
 
 For each model and 1 and 2 intra-op threads (the model's input shape, batch 1 for ResNet-18;
 onnxruntime: sequential execution, all graph optimizations): W untimed runs, then the median
@@ -10,14 +10,16 @@ batch norm separate or folded into the convs as the file has it; the MLP's Gemm/
 Softmax) with the weights read from the ONNX file; before timing, its output is checked
 against onnxruntime's on a fixed-seed input and the script exits with an error if they
 differ. Without torch importable the PyTorch lines are skipped (message on stderr); MobileNetV2
-has none (onnxruntime and loopforge only).
+and EfficientNet-B0 have none (onnxruntime and loopforge only). `--only NAME` times one model.
 
 With --loopforge BIN, also runs `BIN bench MODEL --threads T --json [--tuning-log F]` for
 the same models and prints its JSON line, so all appear in one run.
 
     python3 scripts/make_resnet18_onnx.py            # target/models/resnet18.onnx
     python3 scripts/make_mobilenet_v2_onnx.py        # target/models/mobilenet_v2.onnx
+    python3 scripts/make_efficientnet_b0_onnx.py     # target/models/efficientnet_b0.onnx
     python3 scripts/bench_models.py [--runs 50] [--warmup 5] [--loopforge target/release/loopforge]
+        [--only resnet18|mlp|mobilenet_v2|efficientnet_b0]
 """
 
 import argparse
@@ -35,6 +37,7 @@ MODELS = [
     ("resnet18", os.path.join(ROOT, "target", "models", "resnet18.onnx")),
     ("mlp", os.path.join(ROOT, "tests", "onnx", "mlp.onnx")),
     ("mobilenet_v2", os.path.join(ROOT, "target", "models", "mobilenet_v2.onnx")),
+    ("efficientnet_b0", os.path.join(ROOT, "target", "models", "efficientnet_b0.onnx")),
 ]
 # The models `torch_model` rebuilds as torch modules (the others: onnxruntime and loopforge).
 TORCH_MODELS = ("resnet18", "mlp")
@@ -203,6 +206,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--loopforge", help="path of the loopforge binary to time as well")
     ap.add_argument("--tuning-log", help="passed to `loopforge bench` (a log of `loopforge tune`)")
+    ap.add_argument("--only", choices=[n for n, _ in MODELS], help="time this model only")
     a = ap.parse_args()
     try:
         import torch  # noqa: F401
@@ -210,6 +214,8 @@ def main():
         torch = None
         print("pytorch: skipped (%s)" % e, file=sys.stderr)
     for name, path in MODELS:
+        if a.only and name != a.only:
+            continue
         if not os.path.exists(path):
             print(json.dumps({"model": name, "path": path,
                               "error": "missing (run scripts/make_%s_onnx.py)" % name}))

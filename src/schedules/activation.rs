@@ -46,11 +46,15 @@ fn is_silu(out: &Tensor, sig: &Tensor) -> bool {
     };
     let idx: Vec<_> = axis.iter().map(|a| a.var.expr()).collect();
     let ss = key(&sig.at(&idx));
-    // The graph reads a broadcast operand's axes of extent 1 at index 0.
+    // The graph reads a broadcast operand's axes of extent 1 at index 0: equivalent
+    // outside the call's two axes (inside them `tensorize` would see a constant index
+    // where the sigmoid reads the loop's).
+    let r = axis.len();
     let idx0: Vec<_> = axis
         .iter()
-        .map(|a| match a.extent.as_int() {
-            Some(1) => Expr::int(0),
+        .enumerate()
+        .map(|(d, a)| match a.extent.as_int() {
+            Some(1) if d + 2 < r => Expr::int(0),
             _ => a.var.expr(),
         })
         .collect();
@@ -78,8 +82,9 @@ fn not_eligible(out: &Tensor, why: &str) -> Error {
 /// activation by one [`activation_f32`] call (into a block-sized buffer when it is not
 /// `out`), then `out`'s rows vectorized. Other injective stages are inlined.
 ///
-/// A typed error where `out` does not have that form, or where the CPU lacks AVX2 and FMA
-/// (the intrinsic would run scalar code, slower than the generated code's vectors).
+/// A typed error where `out` does not have that form, where the schedule does not lower
+/// (checked here), or where the CPU lacks AVX2 and FMA (the intrinsic would run scalar
+/// code, slower than the generated code's vectors).
 pub fn activation_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
     if !has_avx2_fma() {
         return Err(not_eligible(
@@ -156,7 +161,7 @@ pub fn activation_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
     }
     if stage.op.name == out.op.name {
         s.tensorize(out, &hi, &intrin)?;
-        return Ok(s);
+        return lowered(s, out);
     }
     if w % 4 == 0 {
         let (_, vi) = s.split(out, &axes[r - 1], 4)?;
@@ -165,5 +170,18 @@ pub fn activation_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
     s.compute_at(&stage, out, &block)?;
     let sa = s.axes(&stage)?;
     s.tensorize(&stage, &sa[r - 2], &intrin)?;
+    lowered(s, out)
+}
+
+/// `s`, once it is known to lower: `tensorize` matches the nest only then, and a nest
+/// this schedule did not foresee is then its error (the caller falls back to another
+/// schedule), not the kernel's.
+fn lowered(s: Schedule, out: &Tensor) -> Result<Schedule> {
+    let mut args: Vec<Tensor> = stages_of(out)
+        .into_iter()
+        .filter(|t| matches!(t.op.kind, OpKind::Placeholder { .. }))
+        .collect();
+    args.push(out.clone());
+    crate::lower::lower(&s, &args)?;
     Ok(s)
 }
