@@ -308,6 +308,19 @@ mod avx2 {
     ) {
         let mut i = 0;
         if sx == 1 && sy == 1 {
+            while i + 32 <= n {
+                unsafe {
+                    let a = _mm256_loadu_ps(x.add(i));
+                    let b = _mm256_loadu_ps(x.add(i + 8));
+                    let c = _mm256_loadu_ps(x.add(i + 16));
+                    let d = _mm256_loadu_ps(x.add(i + 24));
+                    _mm256_storeu_ps(y.add(i), apply::<F>(a));
+                    _mm256_storeu_ps(y.add(i + 8), apply::<F>(b));
+                    _mm256_storeu_ps(y.add(i + 16), apply::<F>(c));
+                    _mm256_storeu_ps(y.add(i + 24), apply::<F>(d));
+                }
+                i += 32;
+            }
             while i + 16 <= n {
                 unsafe {
                     let a = _mm256_loadu_ps(x.add(i));
