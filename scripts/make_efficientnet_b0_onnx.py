@@ -23,55 +23,26 @@ Then: `loopforge bench target/models/efficientnet_b0.onnx --threads 2` and
 `python3 scripts/bench_models.py`.
 """
 
-import argparse
-import os
+from onnx_net import Net, main
 
-import numpy as np
-
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-OPSET = 13
 SEED = 11
 BLOCKS = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
           (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]
 
 
 def build(path, size):
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(SEED)
-    nodes, inits = [], []
-    counter = [0]
-
-    def fresh(base):
-        counter[0] += 1
-        return "%s_%d" % (base, counter[0])
-
-    def init(name, a):
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(a.astype(np.float32)), name))
-        return name
+    net = Net(SEED)
 
     def conv(x, c_in, c_out, k, stride, groups, name):
         # He-like weights (variance 2 / fan-in) so activations keep their size through the
         # depth; the folded batch norm's shift (or the conv's own bias) as the bias.
-        fan_in = (c_in // groups) * k * k
-        w = rng.uniform(-1, 1, (c_out, c_in // groups, k, k)) * np.sqrt(6.0 / fan_in)
-        b = 0.05 * rng.uniform(-1, 1, c_out)
-        y = fresh(name)
-        nodes.append(helper.make_node(
-            "Conv", [x, init(name + ".weight", w), init(name + ".bias", b)], [y], name=name,
-            kernel_shape=[k, k], strides=[stride, stride], pads=[k // 2] * 4, group=groups))
-        return y
+        return net.conv(x, c_in, c_out, k, stride, groups, name, gain=6.0)
 
     def sigmoid(x):
-        y = fresh("sigmoid")
-        nodes.append(helper.make_node("Sigmoid", [x], [y]))
-        return y
+        return net.node("Sigmoid", [x], "sigmoid")
 
     def mul(a, b, base):
-        y = fresh(base)
-        nodes.append(helper.make_node("Mul", [a, b], [y]))
-        return y
+        return net.node("Mul", [a, b], base)
 
     def silu(x):
         return mul(x, sigmoid(x), "silu")
@@ -90,56 +61,18 @@ def build(path, size):
             # Squeeze-and-excitation: per-channel scales from the pooled depthwise output,
             # broadcast over H and W.
             sq = max(1, c // 4)
-            gap = fresh(name + ".se.avgpool")
-            nodes.append(helper.make_node("GlobalAveragePool", [x], [gap]))
+            gap = net.node("GlobalAveragePool", [x], name + ".se.avgpool")
             se = silu(conv(gap, hidden, sq, 1, 1, 1, name + ".se.fc1"))
             se = sigmoid(conv(se, sq, hidden, 1, 1, 1, name + ".se.fc2"))
             x = mul(x, se, name + ".se.scale")
             x = conv(x, hidden, o, 1, 1, 1, name + ".project")
             if stride == 1 and c == o:
-                y = fresh(name + ".add")
-                nodes.append(helper.make_node("Add", [h, x], [y]))
-                x = y
+                x = net.node("Add", [h, x], name + ".add")
             h, c = x, o
     h = silu(conv(h, c, 1280, 1, 1, 1, "features.%d" % (len(BLOCKS) + 1)))
-    gap = fresh("avgpool")
-    nodes.append(helper.make_node("GlobalAveragePool", [h], [gap]))
-    flat = fresh("flatten")
-    nodes.append(helper.make_node("Flatten", [gap], [flat], axis=1))
-    fcw = init("classifier.weight", rng.uniform(-1, 1, (1000, 1280)) * np.sqrt(3.0 / 1280))
-    fcb = init("classifier.bias", 0.05 * rng.uniform(-1, 1, 1000))
-    nodes.append(helper.make_node("Gemm", [flat, fcw, fcb], ["logits"], alpha=1.0, beta=1.0,
-                                  transB=1))
-    g = helper.make_graph(
-        nodes, "efficientnet_b0",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, size, size])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1000])],
-        initializer=inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)],
-                          producer_name="loopforge")
-    m.ir_version = 7
-    onnx.checker.check_model(m)
-    onnx.save(m, path)
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=os.path.join(ROOT, "target", "models", "efficientnet_b0.onnx"))
-    ap.add_argument("--size", type=int, default=224)
-    a = ap.parse_args()
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    build(a.out, a.size)
-    msg = "wrote %s (EfficientNet-B0, %dx%d)" % (a.out, a.size, a.size)
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        print(msg)
-        return
-    sess = ort.InferenceSession(a.out, providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(1).standard_normal((1, 3, a.size, a.size)).astype(np.float32)
-    y = sess.run(None, {"input": x})[0]
-    print("%s; onnxruntime: logits %s, mean |y| %.3g" % (msg, y.shape, float(np.abs(y).mean())))
+    net.classifier(h, 1280)
+    net.save(path, "efficientnet_b0", size)
 
 
 if __name__ == "__main__":
-    main()
+    main(__doc__, "efficientnet_b0.onnx", "EfficientNet-B0", build)

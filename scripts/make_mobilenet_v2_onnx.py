@@ -19,53 +19,27 @@ Then: `loopforge bench target/models/mobilenet_v2.onnx --threads 2` and
 `python3 scripts/bench_models.py`.
 """
 
-import argparse
-import os
-
 import numpy as np
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-OPSET = 13
+from onnx_net import Net, main
+
 SEED = 11
 BLOCKS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
           (6, 160, 3, 2), (6, 320, 1, 1)]
 
 
 def build(path, size):
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(SEED)
-    nodes, inits = [], []
-    counter = [0]
-
-    def fresh(base):
-        counter[0] += 1
-        return "%s_%d" % (base, counter[0])
-
-    def init(name, a):
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(a.astype(np.float32)), name))
-        return name
+    net = Net(SEED)
 
     def conv(x, c_in, c_out, k, stride, groups, name):
-        # Weights scaled so activations keep their size through the depth; the folded
-        # batch norm's shift as the bias.
-        fan_in = (c_in // groups) * k * k
-        w = rng.uniform(-1, 1, (c_out, c_in // groups, k, k)) * np.sqrt(3.0 / fan_in)
-        b = 0.05 * rng.uniform(-1, 1, c_out)
-        y = fresh(name)
-        nodes.append(helper.make_node(
-            "Conv", [x, init(name + ".weight", w), init(name + ".bias", b)], [y], name=name,
-            kernel_shape=[k, k], strides=[stride, stride], pads=[k // 2] * 4, group=groups))
-        return y
+        # Weights scaled so activations keep their size through the depth.
+        return net.conv(x, c_in, c_out, k, stride, groups, name, gain=3.0)
 
-    zero = init("clip.min", np.array(0.0))
-    six = init("clip.max", np.array(6.0))
+    zero = net.init("clip.min", np.array(0.0))
+    six = net.init("clip.max", np.array(6.0))
 
     def relu6(x):
-        y = fresh("relu6")
-        nodes.append(helper.make_node("Clip", [x, zero, six], [y]))
-        return y
+        return net.node("Clip", [x, zero, six], "relu6")
 
     h = relu6(conv("input", 3, 32, 3, 2, 1, "features.0"))
     c = 32
@@ -81,50 +55,13 @@ def build(path, size):
             x = relu6(conv(x, hidden, hidden, 3, stride, hidden, name + ".dw"))
             x = conv(x, hidden, o, 1, 1, 1, name + ".project")
             if stride == 1 and c == o:
-                y = fresh(name + ".add")
-                nodes.append(helper.make_node("Add", [h, x], [y]))
-                x = y
+                x = net.node("Add", [h, x], name + ".add")
             h, c = x, o
             idx += 1
     h = relu6(conv(h, c, 1280, 1, 1, 1, "features.%d" % idx))
-    gap = fresh("avgpool")
-    nodes.append(helper.make_node("GlobalAveragePool", [h], [gap]))
-    flat = fresh("flatten")
-    nodes.append(helper.make_node("Flatten", [gap], [flat], axis=1))
-    fcw = init("classifier.weight", rng.uniform(-1, 1, (1000, 1280)) * np.sqrt(3.0 / 1280))
-    fcb = init("classifier.bias", 0.05 * rng.uniform(-1, 1, 1000))
-    nodes.append(helper.make_node("Gemm", [flat, fcw, fcb], ["logits"], alpha=1.0, beta=1.0,
-                                  transB=1))
-    g = helper.make_graph(
-        nodes, "mobilenet_v2",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, size, size])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1000])],
-        initializer=inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)],
-                          producer_name="loopforge")
-    m.ir_version = 7
-    onnx.checker.check_model(m)
-    onnx.save(m, path)
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=os.path.join(ROOT, "target", "models", "mobilenet_v2.onnx"))
-    ap.add_argument("--size", type=int, default=224)
-    a = ap.parse_args()
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    build(a.out, a.size)
-    msg = "wrote %s (MobileNetV2, %dx%d)" % (a.out, a.size, a.size)
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        print(msg)
-        return
-    sess = ort.InferenceSession(a.out, providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(1).standard_normal((1, 3, a.size, a.size)).astype(np.float32)
-    y = sess.run(None, {"input": x})[0]
-    print("%s; onnxruntime: logits %s, mean |y| %.3g" % (msg, y.shape, float(np.abs(y).mean())))
+    net.classifier(h, 1280)
+    net.save(path, "mobilenet_v2", size)
 
 
 if __name__ == "__main__":
-    main()
+    main(__doc__, "mobilenet_v2.onnx", "MobileNetV2", build)
