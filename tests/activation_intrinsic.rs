@@ -163,18 +163,7 @@ fn activations_against_their_declarations() {
         let rows = 1 + rng.below(4) as i64;
         let n = 1 + rng.below(40) as i64;
         let cols = rng.below(2) == 0;
-        let x = if cols {
-            placeholder(&[n.into(), rows.into()], DType::F32, "X")
-        } else {
-            placeholder(&[rows.into(), n.into()], DType::F32, "X")
-        };
-        let y = compute(&[rows.into(), n.into()], "Y", |i| {
-            f.expr(if cols {
-                x.at(&[i[1].clone(), i[0].clone()])
-            } else {
-                x.at(&[i[0].clone(), i[1].clone()])
-            })
-        });
+        let (x, y) = elementwise_tile(rows, n, cols, |v| f.expr(v));
         let args = [x.clone(), y.clone()];
         let mut s = create_schedule(&[y.clone()]).unwrap();
         let [i, _] = s.axes2(&y).unwrap();

@@ -300,18 +300,7 @@ fn exp_against_its_declaration() {
         let rows = 1 + rng.below(3) as i64;
         let n = 1 + rng.below(40) as i64;
         let cols = rng.below(2) == 0;
-        let x = if cols {
-            placeholder(&[n.into(), rows.into()], DType::F32, "X")
-        } else {
-            placeholder(&[rows.into(), n.into()], DType::F32, "X")
-        };
-        let y = compute(&[rows.into(), n.into()], "Y", |i| {
-            exp(if cols {
-                x.at(&[i[1].clone(), i[0].clone()])
-            } else {
-                x.at(&[i[0].clone(), i[1].clone()])
-            })
-        });
+        let (x, y) = elementwise_tile(rows, n, cols, |v| exp(v));
         let args = [x.clone(), y.clone()];
         let mut s = create_schedule(&[y.clone()]).unwrap();
         let [_, j] = s.axes2(&y).unwrap();

@@ -3,6 +3,30 @@
 
 use loopforge::prelude::*;
 
+/// `Y[i, j] = f(X[i, j])` over a `rows x n` tile, with `X` stored `n x rows` and read along
+/// its columns when `transposed` (a strided view): the elementwise intrinsics' declaration
+/// tests. Returns `(X, Y)`.
+pub fn elementwise_tile(
+    rows: i64,
+    n: i64,
+    transposed: bool,
+    f: impl Fn(Expr) -> Expr,
+) -> (Tensor, Tensor) {
+    let x = if transposed {
+        placeholder(&[n.into(), rows.into()], DType::F32, "X")
+    } else {
+        placeholder(&[rows.into(), n.into()], DType::F32, "X")
+    };
+    let y = compute(&[rows.into(), n.into()], "Y", |i| {
+        f(if transposed {
+            x.at(&[i[1].clone(), i[0].clone()])
+        } else {
+            x.at(&[i[0].clone(), i[1].clone()])
+        })
+    });
+    (x, y)
+}
+
 /// `C[i, j] = sum_k A[i, k] * B[j, k]` (the TVM paper's matmul, B transposed).
 pub fn matmul_nt(m: Expr, n: Expr, h: Expr) -> (Tensor, Tensor, Tensor) {
     let a = placeholder(&[m.clone(), h.clone()], DType::F32, "A");
