@@ -300,7 +300,7 @@ fn exp_against_its_declaration() {
         let rows = 1 + rng.below(3) as i64;
         let n = 1 + rng.below(40) as i64;
         let cols = rng.below(2) == 0;
-        let (x, y) = elementwise_tile(rows, n, cols, |v| exp(v));
+        let (x, y) = elementwise_tile(rows, n, cols, exp);
         let args = [x.clone(), y.clone()];
         let mut s = create_schedule(&[y.clone()]).unwrap();
         let [_, j] = s.axes2(&y).unwrap();
