@@ -202,7 +202,8 @@ fn activations_against_their_declarations() {
 /// Trace replay (a saved model's schedules) finds the intrinsic by its name.
 #[test]
 fn activation_intrinsics_are_found_by_name() {
-    for f in Activation::ALL {
+    for (i, f) in Activation::ALL.into_iter().enumerate() {
+        assert_eq!(f as usize, i, "ALL lists {:?} out of declaration order", f);
         let name = format!("{}_f32_3x17", f.name());
         let i = loopforge::intrinsics::lookup(&name).expect(&name);
         assert_eq!(i.name, name);

@@ -6,7 +6,7 @@
 //! plane or rows of an activation to the call.
 //!
 //! The generated code computes these functions on 128-bit vectors (`codegen_cpu::vmath`,
-//! all Cranelift emits); here they run on 256-bit ones, two vectors per step (two
+//! all Cranelift emits); here they run on 256-bit ones, four vectors per step (four
 //! independent dependency chains of about 65 cycles each, which the out-of-order core
 //! overlaps). The algorithms are `vmath`'s, with the operations in its order (`exp` is the
 //! `exp_f32` intrinsic's `exp8`), so on a CPU with FMA the results equal the generated
@@ -64,6 +64,7 @@ pub(crate) const TANH_SMALL: f32 = 0.625;
 
 /// An activation [`activation_f32`] computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum Activation {
     /// `1 / (1 + e^(0 - x))`.
     Sigmoid,
@@ -80,7 +81,7 @@ pub enum Activation {
 }
 
 impl Activation {
-    /// Every activation.
+    /// Every activation, in declaration order (`ALL[f as usize] == f`).
     pub const ALL: [Activation; 6] = [
         Activation::Sigmoid,
         Activation::Tanh,
@@ -149,34 +150,44 @@ pub fn activation_f32(f: Activation, rows: i64, cols: i64) -> Result<Arc<TensorI
         let y = compute(&[rows.into(), cols.into()], "Y", |i| {
             f.expr(x.at(&[i[0].clone(), i[1].clone()]))
         });
-        let (symbol, func): (&'static str, super::CpuIntrinFn) = match f {
-            Activation::Sigmoid => ("loopforge_intrin_sigmoid_f32", entry::<SIGMOID>),
-            Activation::Tanh => ("loopforge_intrin_tanh_f32", entry::<TANH>),
-            Activation::Gelu => ("loopforge_intrin_gelu_f32", entry::<GELU>),
-            Activation::Erf => ("loopforge_intrin_erf_f32", entry::<ERF>),
-            Activation::Exp => ("loopforge_intrin_exp_f32_tile", entry::<EXP>),
-            Activation::Silu => ("loopforge_intrin_silu_f32", entry::<SILU>),
-        };
-        TensorIntrin::new(&name, &y, &[x], Some(CpuImpl { symbol, func }))
+        let Host { symbol, entry, .. } = host(f);
+        TensorIntrin::new(
+            &name,
+            &y,
+            &[x],
+            Some(CpuImpl {
+                symbol,
+                func: entry,
+            }),
+        )
     })
 }
 
-// The activations as const parameters (each host function its own monomorphized loop).
-const SIGMOID: u8 = 0;
-const TANH: u8 = 1;
-const GELU: u8 = 2;
-const ERF: u8 = 3;
-const EXP: u8 = 4;
-const SILU: u8 = 5;
+/// An activation's host code: its JIT symbol, the host function, and its row loop (each
+/// monomorphized for the activation, `Activation as u8`).
+struct Host {
+    symbol: &'static str,
+    entry: super::CpuIntrinFn,
+    row: unsafe fn(*const f32, isize, *mut f32, isize, usize, CpuPath),
+}
 
-fn activation_of(f: u8) -> Activation {
+fn host(f: Activation) -> Host {
+    macro_rules! host {
+        ($symbol:literal, $f:expr) => {
+            Host {
+                symbol: $symbol,
+                entry: entry::<{ $f as u8 }>,
+                row: run_row::<{ $f as u8 }>,
+            }
+        };
+    }
     match f {
-        SIGMOID => Activation::Sigmoid,
-        TANH => Activation::Tanh,
-        GELU => Activation::Gelu,
-        ERF => Activation::Erf,
-        EXP => Activation::Exp,
-        _ => Activation::Silu,
+        Activation::Sigmoid => host!("loopforge_intrin_sigmoid_f32", Activation::Sigmoid),
+        Activation::Tanh => host!("loopforge_intrin_tanh_f32", Activation::Tanh),
+        Activation::Gelu => host!("loopforge_intrin_gelu_f32", Activation::Gelu),
+        Activation::Erf => host!("loopforge_intrin_erf_f32", Activation::Erf),
+        Activation::Exp => host!("loopforge_intrin_exp_f32_tile", Activation::Exp),
+        Activation::Silu => host!("loopforge_intrin_silu_f32", Activation::Silu),
     }
 }
 
@@ -201,7 +212,8 @@ extern "C" fn entry<const F: u8>(args: *const i64) {
     }
 }
 
-/// `n` elements of one row on `path` (AVX-512 runs the AVX2 code).
+/// `n` elements of one row of the activation `ALL[F]` on `path` (AVX-512 runs the AVX2
+/// code; any path without AVX2 and FMA the portable one).
 ///
 /// # Safety
 /// The views must be valid for `n` elements; the CPU must run `path`.
@@ -214,12 +226,12 @@ unsafe fn run_row<const F: u8>(
     path: CpuPath,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if path != CpuPath::Portable {
+    if path != CpuPath::Portable && super::has_avx2_fma() {
         unsafe { avx2::row::<F>(x, sx, y, sy, n) };
         return;
     }
     let _ = path;
-    let f = activation_of(F);
+    let f = Activation::ALL[F as usize];
     for i in 0..n as isize {
         unsafe { *y.offset(i * sy) = f.scalar(*x.offset(i * sx)) };
     }
@@ -239,16 +251,7 @@ pub fn activation_f32_eval(f: Activation, x: &[f32], y: &mut [f32], path: CpuPat
     }
     let (xp, yp, n) = (x.as_ptr(), y.as_mut_ptr(), x.len());
     // Safety: both slices hold n elements; the path was checked.
-    unsafe {
-        match f {
-            Activation::Sigmoid => run_row::<SIGMOID>(xp, 1, yp, 1, n, path),
-            Activation::Tanh => run_row::<TANH>(xp, 1, yp, 1, n, path),
-            Activation::Gelu => run_row::<GELU>(xp, 1, yp, 1, n, path),
-            Activation::Erf => run_row::<ERF>(xp, 1, yp, 1, n, path),
-            Activation::Exp => run_row::<EXP>(xp, 1, yp, 1, n, path),
-            Activation::Silu => run_row::<SILU>(xp, 1, yp, 1, n, path),
-        }
-    }
+    unsafe { (host(f).row)(xp, 1, yp, 1, n, path) };
     Ok(())
 }
 
@@ -293,11 +296,11 @@ fn erf_scalar(x: f32) -> f32 {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::super::exp::{exp8, through_lanes};
-    use super::{ERF, ERF_A, ERF_B, EXP, GELU, SIGMOID, SILU, TANH, TANH_Q, TANH_SMALL};
+    use super::{Activation, ERF_A, ERF_B, TANH_Q, TANH_SMALL};
     use std::arch::x86_64::*;
 
-    /// `n` elements: sixteen at a time (two independent vectors) where both strides are
-    /// 1, then eight, the rest through a lane buffer.
+    /// `n` elements: 32 at a time (four independent vectors) where both strides are 1,
+    /// then 16, then 8, the rest through a lane buffer.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn row<const F: u8>(
         x: *const f32,
@@ -344,19 +347,18 @@ mod avx2 {
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     fn apply<const F: u8>(x: __m256) -> __m256 {
-        let one = _mm256_set1_ps(1.0);
-        match F {
-            SIGMOID => sigmoid8(x),
-            SILU => _mm256_mul_ps(x, sigmoid8(x)),
-            TANH => tanh8(x),
-            GELU => {
+        // `F` is a constant: the match folds away.
+        match Activation::ALL[F as usize] {
+            Activation::Sigmoid => sigmoid8(x),
+            Activation::Silu => _mm256_mul_ps(x, sigmoid8(x)),
+            Activation::Tanh => tanh8(x),
+            Activation::Gelu => {
                 let h = _mm256_mul_ps(_mm256_set1_ps(0.5), x);
                 let s = _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
-                _mm256_mul_ps(h, _mm256_add_ps(one, erf8(s)))
+                _mm256_mul_ps(h, _mm256_add_ps(_mm256_set1_ps(1.0), erf8(s)))
             }
-            ERF => erf8(x),
-            EXP => unsafe { exp8(x) },
-            _ => unreachable!("the activations are the six constants"),
+            Activation::Erf => erf8(x),
+            Activation::Exp => unsafe { exp8(x) },
         }
     }
 

@@ -24,10 +24,11 @@
 //! fallback), [`gemm_f32_panels`] (the same kernels under BLIS's macro-kernel: a whole
 //! block of packed panels in one call),
 //! [`dot_f32`] and [`reduce_sum_f32`] (a length-`n` reduction into one element, e.g. a
-//! row's sum), [`exp_f32`] (a vectorized elementwise `exp`, within 1 ulp), [`activation_f32`]
-//! (sigmoid, tanh, GELU, erf or exp over a tile of rows, 256-bit vectors), each with
+//! row's sum), [`exp_f32`] (a vectorized elementwise `exp`, within 1 ulp), each with
 //! AVX-512F and AVX2+FMA paths chosen at run time ([`CpuPath::best`]) and a portable one
-//! (the `*_eval` functions run any path this CPU has on slices, for tests), and the tensor-core intrinsics [`wmma_load_a`], [`wmma_load_b`], [`wmma_mma`] and
+//! (the `*_eval` functions run any path this CPU has on slices, for tests),
+//! [`activation_f32`] (sigmoid, tanh, GELU, erf, exp or SiLU over a tile of rows; an
+//! AVX2+FMA path, which AVX-512 CPUs run too, and a portable one), and the tensor-core intrinsics [`wmma_load_a`], [`wmma_load_b`], [`wmma_mma`] and
 //! [`wmma_store`] (CUDA, warp-collective, on `wmma.*` fragment buffers).
 
 pub(crate) mod activation;

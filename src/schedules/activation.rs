@@ -1,5 +1,5 @@
 //! The CPU schedule of an elementwise kernel built around an activation (sigmoid, tanh,
-//! GELU: [`Activation`]): the activation by the [`activation_f32`] intrinsic (256-bit
+//! GELU, erf, exp, SiLU: [`Activation`]): the activation by the [`activation_f32`] intrinsic (256-bit
 //! vectors, where the generated code has 128-bit ones), the rest of the kernel, if any,
 //! in vectorized loops reading its result.
 
@@ -71,6 +71,15 @@ fn is_silu(out: &Tensor, sig: &Tensor) -> bool {
     }
 }
 
+/// Whether [`activation_cpu`] takes an activation with output `shape` and `dtype`: f32,
+/// rank 2 or more, rows of at least 8 elements (one whole 8-lane vector; a narrower tile,
+/// as a squeeze-excitation's `[1, C, 1, 1]`, would pay a call for a few elements), on a
+/// CPU with AVX2 and FMA (elsewhere the intrinsic runs scalar code, slower than the
+/// generated code's vectors). The fusion pass asks it too.
+pub fn activation_fits(shape: &[usize], dtype: DType) -> bool {
+    has_avx2_fma() && dtype == DType::F32 && shape.len() >= 2 && shape[shape.len() - 1] >= 8
+}
+
 fn not_eligible(out: &Tensor, why: &str) -> Error {
     Error::InvalidExpr(format!("activation_cpu: {} {}", out.name(), why))
 }
@@ -86,18 +95,13 @@ fn not_eligible(out: &Tensor, why: &str) -> Error {
 /// (checked here), or where the CPU lacks AVX2 and FMA (the intrinsic would run scalar
 /// code, slower than the generated code's vectors).
 pub fn activation_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
-    if !has_avx2_fma() {
-        return Err(not_eligible(
-            out,
-            "needs AVX2 and FMA (this CPU lacks them)",
-        ));
-    }
     let shape: Vec<i64> = out.shape().iter().filter_map(|d| d.as_int()).collect();
     let r = shape.len();
-    if r < 2 || r != out.shape().len() || out.dtype() != DType::F32 {
+    let dims: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+    if r != out.shape().len() || !activation_fits(&dims, out.dtype()) {
         return Err(not_eligible(
             out,
-            "is not an f32 tensor of constant shape, rank 2 or more",
+            "is not an f32 tensor of constant shape, rank 2 or more, rows of 8 or more, on a CPU with AVX2 and FMA",
         ));
     }
     let stage = if activation_of(out).is_some() {
@@ -121,16 +125,18 @@ pub fn activation_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
     let mut f = activation_of(&stage).expect("checked");
     let mut s = create_schedule(&[out.clone()])?;
     // `x * sigmoid(x)` in one call (SiLU): `out` with the sigmoid stage inlined.
+    let mut inlined = vec![];
     let stage = if stage.op.name != out.op.name && f == Activation::Sigmoid && is_silu(out, &stage)
     {
         s.compute_inline(stage.op.name.as_str())?;
+        inlined.push(stage.op.name.clone());
         f = Activation::Silu;
         out.clone()
     } else {
         stage
     };
     for t in stages_of(out) {
-        if t.op.name == out.op.name || t.op.name == stage.op.name {
+        if t.op.name == out.op.name || t.op.name == stage.op.name || inlined.contains(&t.op.name) {
             continue;
         }
         match &t.op.kind {

@@ -16,7 +16,7 @@ mod nchwc;
 mod pointwise;
 pub mod softmax;
 mod winograd;
-pub use activation::{activation_cpu, activation_of};
+pub use activation::{activation_cpu, activation_fits, activation_of};
 pub use conv2d::{
     conv2d_nchw_cpu_tensorized, conv2d_nchw_cpu_tensorized_with, ConvConfig, ConvKernel, ConvShape,
 };

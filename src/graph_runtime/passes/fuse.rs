@@ -22,12 +22,14 @@
 //! at the forked value. One diamond per group (a join repeats the forked value's
 //! expression: diamonds in a row would double it each time).
 //!
-//! For the CPU schedules on a CPU with AVX2 and FMA, an activation with a vectorized
-//! intrinsic (sigmoid, tanh, GELU, erf, exp: `UnaryOp::activation`) always anchors a
-//! group of its own, with what follows it: its kernel then computes it on 256-bit
-//! vectors (`schedules::activation_cpu`), where in another operator's epilogue it would
-//! run on the generated code's 128-bit ones (a 1x1 conv 16 -> 96 @112 with its sigmoid:
-//! 3.2-4.8 ms fused, 1.6-2.4 ms as two kernels).
+//! For the CPU schedules, an activation with a vectorized intrinsic (sigmoid, tanh, GELU,
+//! erf, exp: `UnaryOp::activation`) that the intrinsic takes (`schedules::activation_fits`:
+//! f32, rank 2 or more, rows of 8 or more, a CPU with AVX2 and FMA) always anchors a group
+//! of its own, with what follows it: its kernel then computes it on 256-bit vectors
+//! (`schedules::activation_cpu`), where in another operator's epilogue it would run on
+//! the generated code's 128-bit ones (a 1x1 conv 16 -> 96 @112 with its sigmoid: 3.1-3.3
+//! ms fused, 1.5-1.6 ms as two kernels). The graph built therefore depends on the CPU it
+//! is built on.
 
 use super::{readers, Params, Rewriter};
 use crate::error::Result;
@@ -47,8 +49,9 @@ fn diamond(src: &Graph, rd: &[Vec<usize>], taken: &[bool], a: ValueId) -> Option
     (p != q && joins && !taken[p] && !taken[q] && !src.outputs().contains(&a)).then_some((p, q))
 }
 
-/// Run the pass (see the module doc); with `activations_anchor`, an activation that has a
-/// vectorized intrinsic never joins a group as a member, it anchors its own.
+/// Run the pass (see the module doc); with `activations_anchor` (the CPU schedules), an
+/// activation that `schedules::activation_fits` never joins a group as a member, it
+/// anchors its own.
 pub fn run(src: &Graph, params: Params, activations_anchor: bool) -> Result<(Graph, Params)> {
     let rd = readers(src);
     let nodes = src.nodes();
@@ -95,8 +98,9 @@ pub fn run(src: &Graph, params: Params, activations_anchor: bool) -> Result<(Gra
             // (pointwise 16->96 @112: 3.14 -> 3.22 ms; 3x3 64 @56: 1.95 -> 2.18 ms), while
             // hard swish's `x * relu6(x + 3) / 6` gained (1.07 -> 0.96 ms).
             let cheap = !matches!(c.op, Op::Unary(u) if !u.is_cheap());
-            let own_group =
-                activations_anchor && matches!(c.op, Op::Unary(u) if u.activation().is_some());
+            let own_group = activations_anchor
+                && matches!(c.op, Op::Unary(u) if u.activation().is_some())
+                && crate::schedules::activation_fits(src.shape(c.output), src.dtype(c.output));
             if !extends || own_group || (fork.is_some() || open.is_some()) && !cheap {
                 break;
             }

@@ -13,7 +13,9 @@
 //!    layers that run on the micro-kernel transposed, the layers made matmuls (and a
 //!    bias add).
 //! 4. [`fuse`] — a producer followed by a chain of single-reader elementwise operators
-//!    becomes one [`Op::Fused`](super::Op::Fused) node: one kernel.
+//!    becomes one [`Op::Fused`](super::Op::Fused) node: one kernel (for the CPU
+//!    schedules on a CPU with AVX2 and FMA, an activation the vector intrinsic takes
+//!    starts a group of its own: the graph depends on the CPU it is built on).
 //! 5. [`memory_plan`] — (on the final graph, when the executor is made) liveness over the
 //!    nodes in order; intermediate values whose lifetimes do not overlap share buffers.
 //!
@@ -107,8 +109,7 @@ pub fn run(
         (g, p) = transpose_dense_weights::run(&g, p)?;
     }
     if opts.fuse {
-        let activations_anchor = kind == ScheduleKind::Cpu && crate::intrinsics::has_avx2_fma();
-        (g, p) = fuse::run(&g, p, activations_anchor)?;
+        (g, p) = fuse::run(&g, p, kind == ScheduleKind::Cpu)?;
     }
     Ok((g, p))
 }
