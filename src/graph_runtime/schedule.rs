@@ -165,7 +165,14 @@ fn global_pool(out: &Tensor, threads: usize) -> Result<Schedule> {
         let mut order: Vec<crate::schedule::Axis> = s.reduce_axes(&rf)?;
         order.push(lane.clone());
         s.reorder(&rf, &order.iter().collect::<Vec<_>>())?;
-        s.unroll(&rf, &lane)?;
+        if chains % 4 == 0 {
+            // The partial sums as whole vectors (two for 8 chains).
+            let (lo, li) = s.split(&rf, &lane, 4)?;
+            s.unroll(&rf, &lo)?;
+            s.vectorize(&rf, &li)?;
+        } else {
+            s.unroll(&rf, &lane)?;
+        }
     }
     Ok(s)
 }
