@@ -165,6 +165,11 @@ fn global_pool(out: &Tensor, threads: usize) -> Result<Schedule> {
         let mut order: Vec<crate::schedule::Axis> = s.reduce_axes(&rf)?;
         order.push(lane.clone());
         s.reorder(&rf, &order.iter().collect::<Vec<_>>())?;
+        // The partial sums added up unrolled: every access to them has a constant index,
+        // so they live in registers (a loop over them kept them in memory, each update a
+        // store-to-load round trip).
+        let r = s.reduce_axes(out)?;
+        s.unroll(out, &r[0])?;
         if chains % 4 == 0 {
             // The partial sums as whole vectors (two for 8 chains).
             let (lo, li) = s.split(&rf, &lane, 4)?;

@@ -192,14 +192,21 @@ fn host(f: Activation) -> Host {
 }
 
 /// The host function. Words: mode (always compute), `X`, `Y`, `X`'s two strides, `Y`'s,
-/// then the rows and the columns.
+/// then the rows and the columns. Rows stored one after another on both sides are one
+/// run (the short rows of a 7x7 plane then fill whole vectors).
 extern "C" fn entry<const F: u8>(args: *const i64) {
     // Safety: the JIT passes the words above for views that bounds inference keeps
     // inside their buffers.
     unsafe {
         let w = std::slice::from_raw_parts(args, 9);
         let (x, y) = (w[1] as *const f32, w[2] as *mut f32);
-        for r in 0..w[7] as isize {
+        let (rows, cols) = (w[7], w[8]);
+        // Contiguous rows on both sides (a plane of a tensor): one run over all of them.
+        if w[4] == 1 && w[6] == 1 && w[3] == cols && w[5] == cols {
+            run_row::<F>(x, 1, y, 1, (rows * cols) as usize, CpuPath::best());
+            return;
+        }
+        for r in 0..rows as isize {
             run_row::<F>(
                 x.offset(r * w[3] as isize),
                 w[4] as isize,

@@ -72,12 +72,13 @@ fn is_silu(out: &Tensor, sig: &Tensor) -> bool {
 }
 
 /// Whether [`activation_cpu`] takes an activation with output `shape` and `dtype`: f32,
-/// rank 2 or more, rows of at least 8 elements (one whole 8-lane vector; a narrower tile,
-/// as a squeeze-excitation's `[1, C, 1, 1]`, would pay a call for a few elements), on a
-/// CPU with AVX2 and FMA (elsewhere the intrinsic runs scalar code, slower than the
-/// generated code's vectors). The fusion pass asks it too.
+/// rank 2 or more, planes (the last two axes) of at least 8 elements (one whole 8-lane
+/// vector per call; a smaller tile, as a squeeze-excitation's `[1, C, 1, 1]`, would pay a
+/// call for a few elements), on a CPU with AVX2 and FMA (elsewhere the intrinsic runs
+/// scalar code, slower than the generated code's vectors). The fusion pass asks it too.
 pub fn activation_fits(shape: &[usize], dtype: DType) -> bool {
-    has_avx2_fma() && dtype == DType::F32 && shape.len() >= 2 && shape[shape.len() - 1] >= 8
+    let r = shape.len();
+    has_avx2_fma() && dtype == DType::F32 && r >= 2 && shape[r - 2] * shape[r - 1] >= 8
 }
 
 fn not_eligible(out: &Tensor, why: &str) -> Error {
@@ -101,7 +102,7 @@ pub fn activation_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
     if r != out.shape().len() || !activation_fits(&dims, out.dtype()) {
         return Err(not_eligible(
             out,
-            "is not an f32 tensor of constant shape, rank 2 or more, rows of 8 or more, on a CPU with AVX2 and FMA",
+            "is not an f32 tensor of constant shape, rank 2 or more, planes of 8 or more, on a CPU with AVX2 and FMA",
         ));
     }
     let stage = if activation_of(out).is_some() {

@@ -24,7 +24,7 @@
 //!
 //! For the CPU schedules, an activation with a vectorized intrinsic (sigmoid, tanh, GELU,
 //! erf, exp: `UnaryOp::activation`) that the intrinsic takes (`schedules::activation_fits`:
-//! f32, rank 2 or more, rows of 8 or more, a CPU with AVX2 and FMA) always anchors a group
+//! f32, rank 2 or more, planes of 8 or more, a CPU with AVX2 and FMA) always anchors a group
 //! of its own, with what follows it: its kernel then computes it on 256-bit vectors
 //! (`schedules::activation_cpu`), where in another operator's epilogue it would run on
 //! the generated code's 128-bit ones (a 1x1 conv 16 -> 96 @112 with its sigmoid: 3.1-3.3
