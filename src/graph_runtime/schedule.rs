@@ -134,7 +134,8 @@ pub fn default_schedule(op: &Op, out: &Tensor, threads: usize) -> Result<Schedul
 /// Global average pooling (`ops::global_avg_pool`: a sum over each plane's rows and
 /// columns): the planes (batch and channel fused) parallel on `threads > 1` threads, each
 /// plane's sum in [`pool_chains`] independent partial sums across its columns (`rfactor`,
-/// held in registers, the columns unrolled) then added. (A single chain of dependent adds
+/// 4-lane vectors where their count is a multiple of 4, else the columns unrolled) then
+/// added up unrolled, so that they are held in registers. (A single chain of dependent adds
 /// waits out every add's latency: MobileNetV2's 1280 planes of 7x7 took 0.14 ms on one
 /// thread.) Other forms (a fused epilogue, symbolic sizes) take [`generic`].
 fn global_pool(out: &Tensor, threads: usize) -> Result<Schedule> {
