@@ -743,11 +743,33 @@ fn an_epilogue_reads_the_anchors_input_once() {
     }
 }
 
+/// An activation over planes smaller than one 8-lane vector (a squeeze-excitation's gate
+/// on `[1, C, 1, 1]`) stays in the convolution's epilogue on every target; over larger
+/// ones it anchors its own kernel for the CPU schedules on an AVX2 CPU.
+#[test]
+fn small_activations_stay_in_the_epilogue() {
+    for hw in [1, 4] {
+        let mut g = Graph::new();
+        let mut ps = HashMap::new();
+        let x = g.input("x", &[1, 8, hw, hw], DType::F32).unwrap();
+        let w = param(&mut g, &mut ps, "w", rnd(&[16, 8, 1, 1], 1));
+        let h = g.conv2d("fc", x, w, Conv2dAttrs::same(1, 0)).unwrap();
+        let y = g.sigmoid("gate", h).unwrap();
+        g.output(y).unwrap();
+        let xa = rnd(&[1, 8, hw, hw], 2);
+        let own = hw * hw >= 8 && loopforge::intrinsics::has_avx2_fma();
+        assert_eq!(
+            compare_passes(&g, &ps, &[("x", &xa)], &format!("conv + sigmoid @{}", hw)),
+            if own { 2 } else { 1 }
+        );
+    }
+}
+
 #[test]
 fn fusion_stops_at_shared_values_and_outputs() {
     // h is read twice (relu and the add): it ends its group; the relu output is a graph
-    // output: it ends its group too. (Rows of 8: the tanh anchors a kernel of its own for
-    // the CPU schedules on an AVX2 CPU, its vector intrinsic's.)
+    // output: it ends its group too. (A plane of 16: the tanh anchors a kernel of its own
+    // for the CPU schedules on an AVX2 CPU, its vector intrinsic's.)
     let mut g = Graph::new();
     let x = g.input("x", &[2, 8], DType::F32).unwrap();
     let h = g.sigmoid("h", x).unwrap();

@@ -874,6 +874,7 @@ fn pooling_with_padding() {
         ([2, 3, 7, 9], Pool2dAttrs::new(3, 2, 1)),
         ([1, 2, 6, 32], Pool2dAttrs::new(2, 2, 0)),
         ([1, 3, 9, 35], Pool2dAttrs::new(3, 2, 1)),
+        ([1, 2, 5, 44], Pool2dAttrs::new(2, 2, 0)),
         (
             [1, 2, 6, 5],
             Pool2dAttrs {
@@ -913,9 +914,16 @@ fn pooling_with_padding() {
             }
         }
         // The global pool sums each plane in partial sums across its columns (as many as
-        // the largest divisor of the width up to 8; all widths here have one above 1).
+        // the largest divisor of the width up to 8; all widths here have one above 1),
+        // 4-lane vectors of them where that count is 8 or 4 (widths 8, 32, 44).
         let ir = m.kernel(2).lowered().to_string();
         assert!(ir.contains(".rf"), "global pool kernel: {}", ir);
+        assert_eq!(
+            ir.contains("ramp("),
+            [8, 32, 44].contains(&shape[3]),
+            "global pool kernel: {}",
+            ir
+        );
     }
 }
 

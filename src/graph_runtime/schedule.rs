@@ -28,8 +28,9 @@
 //!   parallelized.
 //! - injective ops: outer axes fused and parallelized, the innermost axis vectorized when
 //!   it divides into whole 128-bit vectors; an activation (alone or anchoring a fused
-//!   group) by the `activation_f32` intrinsic, blocks of rows per call, where the CPU has
-//!   AVX2 and FMA ([`crate::schedules::activation_cpu`]).
+//!   group) by the `activation_f32` intrinsic, blocks of rows per call, where
+//!   [`crate::schedules::activation_fits`] (f32, planes of 8 elements or more, AVX2 and
+//!   FMA; [`crate::schedules::activation_cpu`]).
 //! - max and average pooling: the convolution's loop schedule ([`conv2d_loops`]): the
 //!   padding materialized, output width in vectors, the window reduction outside the
 //!   lanes.

@@ -15,9 +15,9 @@
 //! product, as the graph's expression does.
 //!
 //! CPU implementation: with AVX2 and FMA (detected at run time; also on AVX-512 CPUs)
-//! eight lanes at a time, strided operands and the last 1 to 7 elements of a row through
-//! a lane buffer; otherwise the same algorithms in scalar code (multiplies and adds
-//! unfused).
+//! eight lanes at a time, rows stored one after another on both sides as one run,
+//! strided operands and the last 1 to 7 elements of a run through a lane buffer;
+//! otherwise the same algorithms in scalar code (multiplies and adds unfused).
 
 use super::exp::exp_scalar;
 use super::{CpuImpl, CpuPath, TensorIntrin};

@@ -90,11 +90,13 @@ fn not_eligible(out: &Tensor, why: &str) -> Error {
 /// with its epilogue): the outer axes and blocks of rows of the last two (whole planes
 /// up to 16K elements) fused, parallel on `threads > 1` threads; in each block the
 /// activation by one [`activation_f32`] call (into a block-sized buffer when it is not
-/// `out`), then `out`'s rows vectorized. Other injective stages are inlined.
+/// `out`), then `out`'s rows vectorized; a sigmoid stage times its own input (SiLU) is one
+/// call of the SiLU activation for both. Other injective stages are inlined.
 ///
-/// A typed error where `out` does not have that form, where the schedule does not lower
-/// (checked here), or where the CPU lacks AVX2 and FMA (the intrinsic would run scalar
-/// code, slower than the generated code's vectors).
+/// A typed error where `out` does not have that form or does not [`activation_fits`]
+/// (among others: planes of fewer than 8 elements, a CPU without AVX2 and FMA), where
+/// its blocks would hold fewer than 8 elements, or where the schedule does not lower
+/// (checked here).
 pub fn activation_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
     let shape: Vec<i64> = out.shape().iter().filter_map(|d| d.as_int()).collect();
     let r = shape.len();
@@ -153,6 +155,12 @@ pub fn activation_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
         .rev()
         .find(|d| h % d == 0 && d * w <= BLOCK_ELEMENTS)
         .unwrap_or(1);
+    if rows * w < 8 {
+        return Err(not_eligible(
+            out,
+            "splits its planes into blocks of fewer than 8 elements",
+        ));
+    }
     let intrin = activation_f32(f, rows, w)?;
     let axes = s.axes(out)?;
     let (ho, hi) = s.split(out, &axes[r - 2], rows)?;
