@@ -19,7 +19,7 @@
 //! strided operands and the last 1 to 7 elements of a run through a lane buffer;
 //! otherwise the same algorithms in scalar code (multiplies and adds unfused).
 
-use super::exp::exp_scalar;
+use super::exp::{exp_scalar, poly};
 use super::{CpuImpl, CpuPath, TensorIntrin};
 use crate::error::{Error, Result};
 use crate::te::{compute, erf, exp, placeholder, tanh, DType, Expr};
@@ -272,10 +272,6 @@ fn abs_and_sign(x: f32) -> (f32, u32) {
 
 fn with_sign(r: f32, sign: u32) -> f32 {
     f32::from_bits(r.to_bits() | sign)
-}
-
-fn poly(c: &[f32], x: f32) -> f32 {
-    c[1..].iter().fold(c[0], |p, c| p * x + c)
 }
 
 /// `vmath`'s `tanh` in scalar f32.

@@ -128,6 +128,12 @@ unsafe fn exp_views(x: *const f32, sx: isize, y: *mut f32, sy: isize, n: usize, 
     }
 }
 
+/// The polynomial with coefficients `c` (highest degree first) at `x`, by Horner, in
+/// scalar f32 (multiplies and adds unfused).
+pub(super) fn poly(c: &[f32], x: f32) -> f32 {
+    c[1..].iter().fold(c[0], |p, c| p * x + c)
+}
+
 /// The portable path: the algorithm of the module doc in scalar f32 arithmetic.
 pub(super) fn exp_scalar(x: f32) -> f32 {
     if x.is_nan() {
@@ -138,11 +144,7 @@ pub(super) fn exp_scalar(x: f32) -> f32 {
     let r = xc - n * LN2_HI;
     let r = r - n * LN2_LO;
     let z = r * r;
-    let mut p = P[0];
-    for c in &P[1..] {
-        p = p * r + c;
-    }
-    let e = p * z + r + 1.0;
+    let e = poly(&P, r) * z + r + 1.0;
     let ni = n as i32;
     let (n1, n2) = (ni >> 1, ni - (ni >> 1));
     let s = |k: i32| f32::from_bits(((k + 127) as u32) << 23);

@@ -107,39 +107,23 @@ pub fn activation_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
             "is not an f32 tensor of constant shape, rank 2 or more, planes of 8 or more, on a CPU with AVX2 and FMA",
         ));
     }
-    let stage = if activation_of(out).is_some() {
-        out.clone()
-    } else {
-        out.op
-            .input_tensors()
-            .into_iter()
-            .find(|t| {
-                let same = t
-                    .shape()
-                    .iter()
-                    .map(|d| d.as_int())
-                    .eq(out.shape().iter().map(|d| d.as_int()));
-                t.dtype() == DType::F32 && same && activation_of(t).is_some()
-            })
-            .ok_or_else(|| {
-                not_eligible(out, "neither is nor reads an activation stage of its shape")
-            })?
+    // `out` itself, else a stage it reads of its shape (and so its dtype, f32).
+    let same_shape = |t: &Tensor| {
+        t.dtype() == DType::F32
+            && t.shape()
+                .iter()
+                .map(|d| d.as_int())
+                .eq(shape.iter().map(|&d| Some(d)))
     };
-    let mut f = activation_of(&stage).expect("checked");
+    let (stage, f) = std::iter::once(out.clone())
+        .chain(out.op.input_tensors().into_iter().filter(same_shape))
+        .find_map(|t| activation_of(&t).map(|f| (t, f)))
+        .ok_or_else(|| {
+            not_eligible(out, "neither is nor reads an activation stage of its shape")
+        })?;
     let mut s = create_schedule(&[out.clone()])?;
-    // `x * sigmoid(x)` in one call (SiLU): `out` with the sigmoid stage inlined.
-    let mut inlined = vec![];
-    let stage = if stage.op.name != out.op.name && f == Activation::Sigmoid && is_silu(out, &stage)
-    {
-        s.compute_inline(stage.op.name.as_str())?;
-        inlined.push(stage.op.name.clone());
-        f = Activation::Silu;
-        out.clone()
-    } else {
-        stage
-    };
     for t in stages_of(out) {
-        if t.op.name == out.op.name || t.op.name == stage.op.name || inlined.contains(&t.op.name) {
+        if t.op.name == out.op.name || t.op.name == stage.op.name {
             continue;
         }
         match &t.op.kind {
@@ -150,11 +134,16 @@ pub fn activation_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
             _ => {}
         }
     }
+    // `x * sigmoid(x)` in one call (SiLU): `out` with the sigmoid stage inlined.
+    let (stage, f) =
+        if stage.op.name != out.op.name && f == Activation::Sigmoid && is_silu(out, &stage) {
+            s.compute_inline(stage.op.name.as_str())?;
+            (out.clone(), Activation::Silu)
+        } else {
+            (stage, f)
+        };
     let (h, w) = (shape[r - 2], shape[r - 1]);
-    let rows = (1..=h)
-        .rev()
-        .find(|d| h % d == 0 && d * w <= BLOCK_ELEMENTS)
-        .unwrap_or(1);
+    let rows = super::divisors(h, (BLOCK_ELEMENTS / w).max(1))[0];
     if rows * w < 8 {
         return Err(not_eligible(
             out,
