@@ -407,7 +407,7 @@ fn library_tensorized_matmul_schedule() {
     // threads; packed B panels.
     for (m, n, k, threads) in [
         (60, 48, 40, 1),
-        (52, 32, 300, 2),
+        (52, 32, 1200, 2),
         (100, 16, 24, 1),
         (3, 16, 8, 1),
     ] {
@@ -417,9 +417,10 @@ fn library_tensorized_matmul_schedule() {
         let text = lower(&s, &args).unwrap().to_string();
         // The tile is this CPU's (6 x 16, or 12 x 32 with AVX-512 where 32 divides n).
         let g = schedules::GemmBlocking::for_shape(m, n, k, threads).unwrap();
-        // kc: the largest divisor of k within a 16 KiB micro-panel of B (150 of 300 at 16
-        // columns).
-        let kc = (1..=k.min(4096 / g.nr)).rev().find(|d| k % d == 0).unwrap();
+        // kc: the largest divisor of k within a 16 KiB micro-panel of B at 16 columns (240
+        // of 1200), up to 512 at 32 (400 of 1200).
+        let limit = if g.nr == 32 { 512 } else { 4096 / g.nr };
+        let kc = (1..=k.min(limit)).rev().find(|d| k % d == 0).unwrap();
         assert_eq!(g.kc, kc, "{:?}", g);
         // One slice of the reduction: each block computed by one call; several: the
         // first computes, the others update.
@@ -467,15 +468,15 @@ fn library_tensorized_matmul_schedule() {
 #[test]
 fn avx512_blocking_of_the_tensorized_matmul() {
     // On an AVX-512 CPU the register tile is 12 x 32 (B packed in 32-column micro-panels,
-    // kc at most 128) where 32 divides the columns, else the AVX2 tile 6 x 16. The
+    // kc at most 512) where 32 divides the columns, else the AVX2 tile 6 x 16. The
     // schedule is the same on every CPU (only the micro-kernel differs), so it is checked
     // here whatever this CPU has: rows that 12 does not divide (partial tiles and a
     // partial last row block), several column blocks and reduction slices, two threads.
     let g = schedules::GemmBlocking::for_shape_on(1024, 1024, 1024, 1, true).unwrap();
-    assert_eq!((g.mr, g.nr, g.kc, g.mc % 12), (12, 32, 128, 0), "{:?}", g);
+    assert_eq!((g.mr, g.nr, g.kc, g.mc % 12), (12, 32, 512, 0), "{:?}", g);
     let g = schedules::GemmBlocking::for_shape_on(100, 48, 64, 1, true).unwrap();
     assert_eq!((g.mr, g.nr), (6, 16), "{:?}", g);
-    for (m, n, k, threads) in [(50, 64, 300, 1), (29, 96, 40, 2)] {
+    for (m, n, k, threads) in [(50, 64, 600, 1), (29, 96, 40, 2)] {
         let (a, b, c) = matmul(m, n, k);
         let args = [a, b, c.clone()];
         let mut g = schedules::GemmBlocking::for_shape_on(m, n, k, threads, true).unwrap();

@@ -9,8 +9,10 @@
 //! tile, copied across in registers where `C`'s rows are contiguous instead):
 //! - AVX-512F: columns in blocks of 32 (two 512-bit accumulators per row; a last block
 //!   of at most 16 in one), rows in blocks of 12, partial column blocks through mask
-//!   registers. Tested against the declared semantics natively or, on CPUs without
-//!   AVX-512, under Bochs's emulator (`tests/avx512_emulated.rs`).
+//!   registers; a whole 12 x 32 block of a packed `A` (unit row stride) takes a kernel
+//!   with constant offsets that adds `C` after the reduction, as the AVX2 one does.
+//!   Tested against the declared semantics natively or, on CPUs without AVX-512 (or with
+//!   `LOOPFORGE_EMULATE_AVX512` set), under Bochs's emulator (`tests/avx512_emulated.rs`).
 //!   `LOOPFORGE_NO_AVX512=1` keeps the AVX2 kernels.
 //! - AVX2 and FMA: rows of `C` in blocks of 6 (the last 1 to 5 rows in one smaller
 //!   block) and columns in blocks of 16 in up to twelve 256-bit accumulators while `k`
@@ -596,15 +598,40 @@ unsafe fn run_avx512(c: &Call) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn block512<const W: usize>(c: &Call, i: usize, j: usize, rows: usize, cols: usize) {
-    unsafe { by_rows!(rows, kernel512, W, (c, i, j, cols)) }
+    unsafe {
+        if rows == 12 && cols == 16 * W && c.sa[0] == 1 {
+            return kernel512::<12, W, true>(c, i, j, cols);
+        }
+        by_rows!(rows, kernel512_any, W, (c, i, j, cols))
+    }
+}
+
+/// [`kernel512`] for any `A` (no constant offsets).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel512_any<const R: usize, const W: usize>(
+    c: &Call,
+    i0: usize,
+    j0: usize,
+    cols: usize,
+) {
+    unsafe { kernel512::<R, W, false>(c, i0, j0, cols) }
 }
 
 /// The `R` x `16 W` block at (`i0`, `j0`), `cols` of its columns existing: `R * W`
 /// accumulators, one broadcast of `A` per row and `W` loads of `B` per step of the
 /// reduction. Every load and store of `B` and `C` is masked to the existing columns.
+/// `PACKED`: a whole block (`cols == 16 W`) of an `A` whose rows are side by side (unit
+/// row stride, a packed panel): `A`'s offsets are constants, and `C` is added after the
+/// reduction (its lines prefetched first), so the first steps do not wait for it.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel512<const R: usize, const W: usize>(c: &Call, i0: usize, j0: usize, cols: usize) {
+unsafe fn kernel512<const R: usize, const W: usize, const PACKED: bool>(
+    c: &Call,
+    i0: usize,
+    j0: usize,
+    cols: usize,
+) {
     use std::arch::x86_64::*;
     // Lanes `16 w ..` of the block that exist, as a mask (all 16, some, or none).
     let mut masks = [0 as __mmask16; W];
@@ -613,11 +640,18 @@ unsafe fn kernel512<const R: usize, const W: usize>(c: &Call, i0: usize, j0: usi
         *m = ((1u32 << lanes) - 1) as __mmask16;
     }
     let pc = |r: usize| unsafe { c.c.offset((i0 + r) as isize * c.sc[0] + j0 as isize) };
+    let load_c = |r: usize, w: usize| unsafe { _mm512_maskz_loadu_ps(masks[w], pc(r).add(16 * w)) };
     let mut acc = [[_mm512_setzero_ps(); W]; R];
     if c.accumulate {
         for (r, row) in acc.iter_mut().enumerate() {
-            for (w, v) in row.iter_mut().enumerate() {
-                *v = unsafe { _mm512_maskz_loadu_ps(masks[w], pc(r).add(16 * w)) };
+            if PACKED {
+                for w in 0..W {
+                    _mm_prefetch::<_MM_HINT_T0>(unsafe { pc(r).add(16 * w) } as *const i8);
+                }
+            } else {
+                for (w, v) in row.iter_mut().enumerate() {
+                    *v = load_c(r, w);
+                }
             }
         }
     }
@@ -631,11 +665,22 @@ unsafe fn kernel512<const R: usize, const W: usize>(c: &Call, i0: usize, j0: usi
                 let brow = unsafe { pb.offset(k * c.sb[2]) };
                 let mut b = [_mm512_setzero_ps(); W];
                 for (w, v) in b.iter_mut().enumerate() {
-                    *v = unsafe { _mm512_maskz_loadu_ps(masks[w], brow.add(16 * w)) };
+                    *v = unsafe {
+                        if PACKED {
+                            _mm512_loadu_ps(brow.add(16 * w))
+                        } else {
+                            _mm512_maskz_loadu_ps(masks[w], brow.add(16 * w))
+                        }
+                    };
                 }
                 let ak = unsafe { pa.offset(k * c.sa[3]) };
                 for (r, row) in acc.iter_mut().enumerate() {
-                    let x = _mm512_set1_ps(unsafe { *ak.offset(r as isize * c.sa[0]) });
+                    let off = if PACKED {
+                        r as isize
+                    } else {
+                        r as isize * c.sa[0]
+                    };
+                    let x = _mm512_set1_ps(unsafe { *ak.offset(off) });
                     for (w, v) in row.iter_mut().enumerate() {
                         *v = _mm512_fmadd_ps(x, b[w], *v);
                     }
@@ -643,9 +688,16 @@ unsafe fn kernel512<const R: usize, const W: usize>(c: &Call, i0: usize, j0: usi
             }
         }
     }
-    for (r, row) in acc.iter().enumerate() {
-        for (w, v) in row.iter().enumerate() {
-            unsafe { _mm512_mask_storeu_ps(pc(r).add(16 * w), masks[w], *v) };
+    for (r, row) in acc.iter_mut().enumerate() {
+        for (w, v) in row.iter_mut().enumerate() {
+            if PACKED {
+                if c.accumulate {
+                    *v = _mm512_add_ps(*v, unsafe { _mm512_loadu_ps(pc(r).add(16 * w)) });
+                }
+                unsafe { _mm512_storeu_ps(pc(r).add(16 * w), *v) };
+            } else {
+                unsafe { _mm512_mask_storeu_ps(pc(r).add(16 * w), masks[w], *v) };
+            }
         }
     }
 }
