@@ -172,6 +172,17 @@ fn parse_args() -> std::result::Result<Opts, String> {
 /// Median seconds of `f` (see the module doc for the policy).
 /// The JSON objects a python child printed, one per line (other lines skipped); objects
 /// with an `info` field go to `infos` (once each) instead.
+/// A `python3` child for the numpy and PyTorch baselines, without the environment's
+/// `OPENBLAS_CORETYPE` and `OPENBLAS_L2_SIZE` (some machines set them, e.g. to Haswell on
+/// an AVX-512 CPU): OpenBLAS then picks its kernels for this CPU, as a user's numpy does.
+/// The kernels it picked are named in the numpy row's "baseline versions" line.
+fn python3() -> Command {
+    let mut cmd = Command::new("python3");
+    cmd.env_remove("OPENBLAS_CORETYPE")
+        .env_remove("OPENBLAS_L2_SIZE");
+    cmd
+}
+
 fn child_json(stdout: &str, infos: &mut Vec<String>) -> Vec<serde_json::Value> {
     let mut values = vec![];
     for line in stdout.lines() {
@@ -608,6 +619,21 @@ else:
         blas = "%s %s" % (cfg.get("name"), cfg.get("version"))
     except Exception:
         pass
+    try:
+        import ctypes, glob, os
+        libs = os.path.join(os.path.dirname(np.__file__), "..", "numpy.libs", "*openblas*")
+        lib = ctypes.CDLL(glob.glob(libs)[0])
+        core = None
+        for name in ("scipy_openblas_get_corename64_", "openblas_get_corename64_", "openblas_get_corename"):
+            try:
+                core = getattr(lib, name)
+                break
+            except AttributeError:
+                pass
+        core.restype = ctypes.c_char_p
+        blas += ", %s kernels" % core().decode()
+    except Exception:
+        pass
     emit(info="numpy %s (%s)" % (np.__version__, blas))
     rng = np.random.default_rng(1)
     for n in sizes:
@@ -675,7 +701,7 @@ fn torch_script_rows(
     flops: impl Fn(&str) -> Option<f64>,
 ) -> Vec<Row> {
     let t = threads.to_string();
-    let out = Command::new("python3")
+    let out = python3()
         .arg("-c")
         .arg(format!("{}{}{}", PY_PRELUDE, PY_TORCH, script))
         .arg(spec)
@@ -744,7 +770,7 @@ fn python_rows(o: &Opts, threads: usize, infos: &mut Vec<String>) -> Vec<Row> {
     };
     eprintln!("  numpy / torch threads={}", threads);
     let t = threads.to_string();
-    let out = Command::new("python3")
+    let out = python3()
         .arg("-c")
         .arg(format!("{}{}", PY_PRELUDE, PY_SCRIPT))
         .arg(sizes.join(","))

@@ -489,6 +489,13 @@ fn avx512_blocking_of_the_tensorized_matmul() {
             "{}",
             text
         );
+        // 12-row panels pack A in 4 x 4 blocks: a step's four rows as one vector read
+        // across rows (k apart), transposed in registers by the code generator.
+        assert!(
+            text.contains(&format!(", {}, 4)]", k)) && text.contains("A.global[ramp("),
+            "{}",
+            text
+        );
         check_against_unscheduled(
             &s,
             &args,

@@ -188,14 +188,7 @@ pub fn matmul_cpu_with(c: &Tensor, cfg: MatmulConfig) -> Result<Schedule> {
 /// columns): `[extent / width][the other dimension][width]`, each panel one contiguous
 /// run in which one step of the other dimension's `width` values sit side by side.
 fn panels(s: &mut Schedule, t: &Tensor, dim: usize, width: i64) -> Result<()> {
-    s.transform_layout(
-        t,
-        &[
-            LayoutDim::outer(dim, width),
-            LayoutDim::dim(1 - dim),
-            LayoutDim::inner(dim, width),
-        ],
-    )?;
+    panel_layout(s, t, dim, width)?;
     if dim == 0 {
         // Row panels gather `width` rows, one scalar each per step: unrolled, a step is
         // straight-line loads and stores (a loop of 6 around one copy cost the tensorized
@@ -204,6 +197,34 @@ fn panels(s: &mut Schedule, t: &Tensor, dim: usize, width: i64) -> Result<()> {
         s.unroll(t, &inner)?;
     }
     Ok(())
+}
+
+/// The layout of [`panels`] alone.
+fn panel_layout(s: &mut Schedule, t: &Tensor, dim: usize, width: i64) -> Result<()> {
+    s.transform_layout(
+        t,
+        &[
+            LayoutDim::outer(dim, width),
+            LayoutDim::dim(1 - dim),
+            LayoutDim::inner(dim, width),
+        ],
+    )?;
+    Ok(())
+}
+
+/// `A`'s row panels (`[mc / mr][kc][mr]`, `mr` and `kc` multiples of 4) packed in 4 x 4
+/// blocks: four rows by four steps, the rows' 4-wide runs loaded and transposed in
+/// registers (`codegen_cpu/transpose_loads.rs`), then stored as four vectors of a step's
+/// four rows; instead of one scalar load and store per element.
+fn transposed_row_panels(s: &mut Schedule, ap: &Tensor, mr: i64) -> Result<()> {
+    panel_layout(s, ap, 0, mr)?;
+    let [_, k, r] = s.axes3(ap)?;
+    let (ko, ki) = s.split(ap, &k, 4)?;
+    let (ro, ri) = s.split(ap, &r, 4)?;
+    s.reorder(ap, &[&ko, &ro, &ki, &ri])?;
+    s.unroll(ap, &ro)?;
+    s.unroll(ap, &ki)?;
+    s.vectorize(ap, &ri)
 }
 
 /// The register tile `cl[i, j] += a[i, k] * b[k, j]` (an accumulator computed inside the
@@ -497,7 +518,11 @@ pub(crate) fn gemm_blis(
     // Packed layouts: A's block as [mc / mr][kc][mr] (the mr values of one step of the
     // reduction side by side), B's panel as [nc / nr][kc][nr] (each micro-panel one
     // contiguous run).
-    panels(s, &ap, 0, g.mr)?;
+    if g.mr % 4 == 0 && g.kc % 4 == 0 {
+        transposed_row_panels(s, &ap, g.mr)?;
+    } else {
+        panels(s, &ap, 0, g.mr)?;
+    }
     panels(s, &bp, 1, g.nr)?;
     s.compute_at(&bp, c, &pc)?;
     s.compute_at(&ap, c, &ic)?;
