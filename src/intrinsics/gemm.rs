@@ -578,9 +578,13 @@ unsafe fn run_avx512(c: &Call) {
     let mut j = 0;
     while j < c.n {
         let cols = (c.n - j).min(32);
+        // Rows in as few blocks of at most 12 as cover them, of even sizes (28 rows: 10,
+        // 9, 9 rather than 12, 12, 4): a block of few rows has too few independent
+        // accumulators to keep both FMA pipes busy.
+        let blocks = c.m.div_ceil(12);
         let mut i = 0;
-        while i < c.m {
-            let rows = (c.m - i).min(12);
+        for b in 0..blocks {
+            let rows = c.m / blocks + usize::from(b < c.m % blocks);
             unsafe {
                 if cols > 16 {
                     block512::<2>(c, i, j, rows, cols)
