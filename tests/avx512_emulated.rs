@@ -1,5 +1,5 @@
 //! The AVX-512 paths of the CPU intrinsics (`gemm_f32` / `gemm_f32_k3`, `dot_f32`,
-//! `reduce_sum_f32`, `exp_f32`) against their declared semantics, on random operands:
+//! `reduce_sum_f32`, `reduce_max_f32`, `exp_f32`, `exp_sub_f32`) against their declared semantics, on random operands:
 //! natively where the CPU has AVX-512F, else under Bochs (`scripts/emulate_x86.py`, the
 //! `bochscpu` Python package): this process writes its memory image and the call, the
 //! emulator runs the call on a CPU with AVX-512 and hands back the output. Skips,
@@ -7,7 +7,8 @@
 #![cfg(all(target_arch = "x86_64", target_os = "linux"))]
 
 use loopforge::intrinsics::{
-    dot_f32_avx512_entry, exp_f32_avx512_entry, exp_f32_eval, gemm_f32_k3_avx512_entry,
+    dot_f32_avx512_entry, exp_f32_avx512_entry, exp_f32_eval, exp_sub_f32_avx512_entry,
+    exp_sub_f32_eval, gemm_f32_k3_avx512_entry, reduce_max_f32_avx512_entry,
     reduce_sum_f32_avx512_entry, CpuPath,
 };
 use std::process::Command;
@@ -380,11 +381,12 @@ fn avx512_gemm_tiles_match_the_declared_semantics() {
     }
 }
 
-/// `dot_f32`, `reduce_sum_f32` and `exp_f32` on their AVX-512 paths: lengths around the
-/// 16-lane vectors and the 64-element steps (masked tails), strided operands (the
-/// portable fallback inside the AVX-512 entry), both modes of the reductions. `exp`
-/// agrees bit for bit with the AVX2+FMA path where this CPU has it (the same operations
-/// on wider vectors), else within the 1-ulp bound against `f64::exp`.
+/// `dot_f32`, `reduce_sum_f32`, `reduce_max_f32`, `exp_f32` and `exp_sub_f32` on their
+/// AVX-512 paths: lengths around the 16-lane vectors and the 64-element steps (masked
+/// tails), strided operands (the portable fallback inside the AVX-512 entry), both modes
+/// of the reductions, a NaN in the maximum's input. `exp` agrees bit for bit with the
+/// AVX2+FMA path where this CPU has it (the same operations on wider vectors), else
+/// within the 1-ulp bound against `f64::exp`; `exp_sub` with `exp` of the differences.
 #[test]
 fn avx512_dot_sum_and_exp_match_their_declarations() {
     let native = match runner() {
@@ -463,6 +465,34 @@ fn avx512_dot_sum_and_exp_match_their_declarations() {
             want
         );
 
+        // The maximum (exact; update takes the maximum with the output's 0.5), every
+        // third case with a NaN among the elements.
+        let mut am = a.clone();
+        if i % 3 == 2 {
+            am[(n / 2) * stride] = f32::NAN;
+        }
+        let mut c = Guarded::new(&[0.5]);
+        let words = [mode, am.as_ptr() as i64, c.ptr(), stride as i64, n as i64];
+        let tag = format!("max{}", i);
+        call_avx512(
+            native,
+            reduce_max_f32_avx512_entry,
+            &words,
+            &[&am],
+            &mut c.0,
+            &tag,
+        );
+        c.check_guards(&tag);
+        let want = (0..n)
+            .map(|k| am[k * stride])
+            .fold(if mode == 1 { 0.5 } else { f32::NEG_INFINITY }, f32::max);
+        let got = c.inner()[0];
+        if i % 3 == 2 {
+            assert!(got.is_nan(), "max n={} with a NaN: {}", n, got);
+        } else {
+            assert_eq!(got, want, "max n={} stride={} mode={}", n, stride, mode);
+        }
+
         // exp over [-104, 89] plus the special values, written with stride 2 when the
         // input is strided.
         let mut x: Vec<f32> = a.iter().map(|v| v * 96.0 - 7.0).collect();
@@ -518,6 +548,57 @@ fn avx512_dot_sum_and_exp_match_their_declarations() {
         // Elements between strided outputs are untouched.
         for (k, v) in y.iter().enumerate().filter(|(k, _)| k % sy != 0) {
             assert_eq!(*v, -1.0, "exp wrote y[{}]", k);
+        }
+
+        // exp(x - s): the AVX2 path's results bit for bit where this CPU has it, else
+        // within 1 ulp of exp of the rounded difference.
+        let shift = [x[stride.min(n - 1)] * 0.5 - 1.25];
+        let mut yg = Guarded::new(&vec![-1f32; n * sy]);
+        let words = [
+            0,
+            x.as_ptr() as i64,
+            shift.as_ptr() as i64,
+            yg.ptr(),
+            stride as i64,
+            sy as i64,
+            n as i64,
+        ];
+        let tag = format!("exp_sub{}", i);
+        call_avx512(
+            native,
+            exp_sub_f32_avx512_entry,
+            &words,
+            &[&x, &shift],
+            &mut yg.0,
+            &tag,
+        );
+        yg.check_guards(&tag);
+        let mut avx2 = vec![-1f32; n * sy];
+        let same_as_avx2 =
+            exp_sub_f32_eval(&x, stride, shift[0], &mut avx2, sy, n, CpuPath::Avx2Fma).is_ok();
+        for k in 0..n {
+            let (d, got) = (x[k * stride] - shift[0], yg.inner()[k * sy]);
+            if d.is_nan() {
+                assert!(got.is_nan(), "exp_sub of NaN = {}", got);
+            } else if same_as_avx2 {
+                assert_eq!(
+                    got.to_bits(),
+                    avx2[k * sy].to_bits(),
+                    "exp({}) = {}",
+                    d,
+                    got
+                );
+            } else {
+                let want = (d as f64).exp() as f32;
+                let ulp = (got.to_bits() as i64 - want.to_bits() as i64).abs();
+                assert!(
+                    ulp <= 1 || want == got,
+                    "exp({}) = {}, want {}",
+                    d,
+                    got,
+                    want
+                );
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The reduction intrinsics (`dot_f32`, `reduce_sum_f32`) and the vectorized `exp_f32`:
+//! The reduction intrinsics (`dot_f32`, `reduce_sum_f32`, `reduce_max_f32`) and the
+//! vectorized `exp_f32` and `exp_sub_f32`:
 //! generated property tests against each one's declaration (random sizes, strides and
 //! inputs; the interpreter runs the declaration, the CPU JIT the host function), each code
 //! path of each host function directly (a SIMD one skipped, saying why, on a CPU without
@@ -8,7 +9,8 @@
 mod common;
 use common::*;
 use loopforge::intrinsics::{
-    dot_f32, dot_f32_eval, exp_f32, exp_f32_eval, reduce_sum_f32, reduce_sum_f32_eval, CpuPath,
+    dot_f32, dot_f32_eval, exp_f32, exp_f32_eval, exp_sub_f32, exp_sub_f32_eval, reduce_max_f32,
+    reduce_max_f32_eval, reduce_sum_f32, reduce_sum_f32_eval, CpuPath,
 };
 use loopforge::prelude::*;
 use loopforge::schedules::{softmax_rows, softmax_rows_tensorized};
@@ -34,16 +36,18 @@ fn targets() -> [Target; 2] {
     [Target::interp(), Target::cpu()]
 }
 
-/// `C[i] = sum_k X[.., ..] (* Y[.., ..])` where each operand is read along its rows
-/// (unit stride) or its columns (stride = the row length), tensorized at `k` (whole
-/// reduction, mode compute) or at `k.inner` (calls accumulate after an init call).
+/// `C[i] = sum_k X[.., ..] (* Y[.., ..])`, or `max_k X[.., ..]`, where each operand is
+/// read along its rows (unit stride) or its columns (stride = the row length),
+/// tensorized at `k` (whole reduction, mode compute) or at `k.inner` (calls accumulate,
+/// or take the maximum, after an init call).
 #[test]
-fn dot_and_sum_against_their_declarations() {
+fn dot_sum_and_max_against_their_declarations() {
     let mut rng = Rng(17);
-    for case in 0..24u64 {
+    for case in 0..36u64 {
         let rows = 1 + rng.below(4) as i64;
         let n = 1 + rng.below(70) as i64;
-        let dot = case % 2 == 0;
+        let dot = case % 3 == 0;
+        let max = case % 3 == 2;
         let x_cols = rng.below(2) == 0;
         let y_cols = rng.below(2) == 0;
         let split = rng.below(3) == 0 && n % 2 == 0;
@@ -68,6 +72,8 @@ fn dot_and_sum_against_their_declarations() {
             let v = at(&x, x_cols, &i[0], &k.x());
             if dot {
                 sum(v * at(&y, y_cols, &i[0], &k.x()), &[k.clone()])
+            } else if max {
+                max_reduce(v, &[k.clone()])
             } else {
                 sum(v, &[k.clone()])
             }
@@ -87,6 +93,8 @@ fn dot_and_sum_against_their_declarations() {
         };
         let intrin = if dot {
             dot_f32(len).unwrap()
+        } else if max {
+            reduce_max_f32(len).unwrap()
         } else {
             reduce_sum_f32(len).unwrap()
         };
@@ -124,9 +132,9 @@ fn dot_and_sum_against_their_declarations() {
 }
 
 #[test]
-fn dot_and_sum_code_paths() {
+fn dot_sum_and_max_code_paths() {
     let mut rng = Rng(5);
-    for p in paths("dot_f32/reduce_sum_f32") {
+    for p in paths("dot_f32/reduce_sum_f32/reduce_max_f32") {
         for _ in 0..200 {
             let n = rng.below(300) as usize;
             let (sa, sb) = (1 + rng.below(3) as usize, 1 + rng.below(3) as usize);
@@ -136,6 +144,10 @@ fn dot_and_sum_code_paths() {
             let want_sum: f64 = (0..n).map(|k| a[k * sa] as f64).sum();
             let got_dot = dot_f32_eval(&a, sa, &b, sb, n, p).unwrap() as f64;
             let got_sum = reduce_sum_f32_eval(&a, sa, n, p).unwrap() as f64;
+            // The maximum is exact (-inf of nothing).
+            let want_max = (0..n).map(|k| a[k * sa]).fold(f32::NEG_INFINITY, f32::max);
+            let got_max = reduce_max_f32_eval(&a, sa, n, p).unwrap();
+            assert_eq!(got_max, want_max, "{:?} max n={} sa={}", p, n, sa);
             let tol = 1e-5 * (n as f64 + 1.0);
             assert!(
                 (got_dot - want_dot).abs() <= tol,
@@ -158,9 +170,23 @@ fn dot_and_sum_code_paths() {
             );
         }
     }
+    // The maximum propagates NaN wherever it is (the vector paths track it apart from
+    // their running maxima), and ignores the tail's padding (-inf lanes).
+    for p in paths("reduce_max_f32 NaN") {
+        for n in [1usize, 7, 8, 15, 16, 17, 31, 64, 65, 100, 130] {
+            for at in [0, n / 2, n - 1] {
+                let mut a: Vec<f32> = (0..n).map(|k| -1000.0 - k as f32).collect();
+                assert_eq!(reduce_max_f32_eval(&a, 1, n, p).unwrap(), -1000.0);
+                a[at] = f32::NAN;
+                let m = reduce_max_f32_eval(&a, 1, n, p).unwrap();
+                assert!(m.is_nan(), "{:?} n={} NaN at {}: {}", p, n, at, m);
+            }
+        }
+    }
     // Views that do not fit are errors, not reads past the end.
     assert!(dot_f32_eval(&[1.0; 4], 2, &[1.0; 4], 1, 3, CpuPath::Portable).is_err());
     assert!(reduce_sum_f32_eval(&[1.0; 4], 0, 2, CpuPath::Portable).is_err());
+    assert!(reduce_max_f32_eval(&[1.0; 4], 2, 3, CpuPath::Portable).is_err());
 }
 
 /// Distance in units in the last place between two finite f32 of the same sign (or zero).
@@ -330,9 +356,85 @@ fn exp_against_its_declaration() {
     }
 }
 
+/// `Y[i, j] = exp(X[i, j] - M[i])` tensorized at `j` by `exp_sub_f32` (the difference
+/// inlined), against the declaration run by the interpreter (within 2 ulp); and on each
+/// code path `exp_sub_f32` gives `exp_f32` of the rounded difference, bit for bit.
+#[test]
+fn exp_sub_against_its_declaration() {
+    let mut rng = Rng(41);
+    for case in 0..12u64 {
+        let rows = 1 + rng.below(3) as i64;
+        let n = 1 + rng.below(40) as i64;
+        let x = placeholder(&[rows.into(), n.into()], DType::F32, "X");
+        let m = placeholder(&[rows.into()], DType::F32, "M");
+        let y = compute(&[rows.into(), n.into()], "Y", |i| {
+            exp(x.at(&[i[0].clone(), i[1].clone()]) - m.at(&[i[0].clone()]))
+        });
+        let args = [x.clone(), m.clone(), y.clone()];
+        let mut s = create_schedule(&[y.clone()]).unwrap();
+        let [_, j] = s.axes2(&y).unwrap();
+        s.tensorize(&y, &j, &exp_sub_f32(n).unwrap()).unwrap();
+        let text = lower(&s, &args).unwrap().to_string();
+        assert!(text.contains(&format!("exp_sub_f32_{}(", n)), "{}", text);
+        let xs: Vec<f32> = (0..rows * n).map(|_| rng.f32_in(-60.0, 60.0)).collect();
+        let ms: Vec<f32> = (0..rows).map(|_| rng.f32_in(-30.0, 30.0)).collect();
+        let xa = NdArray::from_slice(&[rows as usize, n as usize], &xs).unwrap();
+        let ma = NdArray::from_slice(&[rows as usize], &ms).unwrap();
+        let mut outs = vec![];
+        for t in targets() {
+            let k = build(&s, &args, t).unwrap();
+            let mut ya = NdArray::zeros(&[rows as usize, n as usize], DType::F32);
+            k.run(&[&xa, &ma], &mut [&mut ya]).unwrap();
+            outs.push(ya.as_slice::<f32>().unwrap().to_vec());
+        }
+        for (i, (a, b)) in outs[0].iter().zip(&outs[1]).enumerate() {
+            assert!(
+                ulps(*a, *b) <= 2,
+                "case {} element {}: declaration {} vs host function {}",
+                case,
+                i,
+                a,
+                b
+            );
+        }
+    }
+    for p in paths("exp_sub_f32") {
+        let x: Vec<f32> = (0..150).map(|i| i as f32 * 0.61 - 40.0).collect();
+        for (shift, stride, n) in [(3.25f32, 1, 150), (-7.5, 1, 37), (12.0, 3, 50)] {
+            let mut got = vec![0f32; 150];
+            let mut want = vec![0f32; 150];
+            exp_sub_f32_eval(&x, stride, shift, &mut got, stride, n, p).unwrap();
+            let diff: Vec<f32> = x.iter().map(|v| v - shift).collect();
+            exp_f32_eval(&diff, stride, &mut want, stride, n, p).unwrap();
+            for k in 0..n {
+                assert_eq!(
+                    got[k * stride].to_bits(),
+                    want[k * stride].to_bits(),
+                    "{:?} exp({} - {})",
+                    p,
+                    x[k * stride],
+                    shift
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn intrinsic_errors() {
     assert!(dot_f32(0).is_err());
+    let e = reduce_max_f32(0).unwrap_err().to_string();
+    assert!(
+        e.contains("reduce_max_f32(0): the length must be at least 1"),
+        "{}",
+        e
+    );
+    let e = exp_sub_f32(-2).unwrap_err().to_string();
+    assert!(
+        e.contains("exp_sub_f32(-2): the length must be at least 1"),
+        "{}",
+        e
+    );
     assert!(reduce_sum_f32(-1).is_err());
     let e = exp_f32(0).unwrap_err().to_string();
     assert!(e.contains("the length must be at least 1"), "{}", e);
@@ -371,9 +473,9 @@ fn tensorized_softmax_schedule() {
         let s = softmax_rows_tensorized(&out, threads).unwrap();
         let text = lower(&s, &args).unwrap().to_string();
         for needle in [
-            format!("exp_f32_{}(", n),
+            format!("reduce_max_f32_{}(", n),
+            format!("exp_sub_f32_{}(", n),
             format!("reduce_sum_f32_{}(", n),
-            "softmax.max.rf[ramp(".to_string(),
         ] {
             assert!(text.contains(&needle), "no {} in\n{}", needle, text);
         }

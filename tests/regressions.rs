@@ -24,6 +24,45 @@ fn compute_at_refuses_a_consumer_reached_through_an_inlined_stage() {
     assert!(r.is_err(), "Z reads X which reads P outside Y: {:?}", r);
 }
 
+/// compute_at through an inlined reader: P's reader X is inlined into Y, Y is computed at
+/// Z's rows, so P may be computed there too (the softmax schedule: the row maximum at
+/// the output's row, read by the exponentials through the inlined shift). It was refused
+/// ("Z does not read P").
+#[test]
+fn compute_at_where_an_inlined_readers_consumer_is_computed() {
+    let a = placeholder(&[6.into(), 8.into()], DType::F32, "A");
+    let p = compute(&[6.into()], "P", |i| {
+        a.at(&[i[0].clone(), 0.into()]) + a.at(&[i[0].clone(), 7.into()])
+    });
+    let x = compute(&[6.into(), 8.into()], "X", |i| {
+        a.at(&[i[0].clone(), i[1].clone()]) - p.at(&[i[0].clone()])
+    });
+    let y = compute(&[6.into(), 8.into()], "Y", |i| {
+        x.at(&[i[0].clone(), i[1].clone()]) * 2.0f32
+    });
+    let z = compute(&[6.into(), 8.into()], "Z", |i| {
+        y.at(&[i[0].clone(), i[1].clone()]) + 1.0f32
+    });
+    let mut s = create_schedule(&[z.clone()]).unwrap();
+    s.compute_inline(&x).unwrap();
+    let [zi, _] = s.axes2(&z).unwrap();
+    s.compute_at(&y, &z, &zi).unwrap();
+    s.compute_at(&p, &z, &zi).unwrap();
+    let args = [a.clone(), z.clone()];
+    let text = lower(&s, &args).unwrap().to_string();
+    assert!(text.contains("allocate P[float32, (1)]"), "{}", text);
+    let want = common::run_all(
+        &create_schedule(&[z.clone()]).unwrap(),
+        &args,
+        Target::interp(),
+        3,
+    );
+    for t in [Target::interp(), Target::cpu()] {
+        let got = common::run_all(&s, &args, t, 3);
+        common::assert_outputs_close(&args, &got, &want, "P at Z's rows");
+    }
+}
+
 /// Fuse in a producer computed inside the tail of a non-dividing tile.
 #[test]
 fn empty_tail_regions_do_not_run_fused_producers() {

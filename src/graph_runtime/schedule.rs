@@ -290,10 +290,14 @@ fn stat_in_lanes(s: &mut Schedule, st: &str, lanes: i64) -> Result<()> {
 
 /// A softmax along rows of f32 (stages `max`, `shift`, `exp`, `den` and the output, or
 /// an elementwise epilogue reading it; `ops::softmax`): per row (the outer axes fused,
-/// parallel on `threads > 1` threads), the row maximum in `row_lanes` partial maxima
-/// (`rfactor`, vectors), the shift vectorized, the exponentials and their sum by the
-/// `exp_f32` and `reduce_sum_f32` intrinsics over the row, and the output vectorized (as
-/// `schedules::softmax_rows_tensorized`).
+/// parallel on `threads > 1` threads), each pass over the row by an intrinsic, as
+/// `schedules::softmax_rows_tensorized`: the maximum by `reduce_max_f32`, the shift
+/// inlined into the exponentials by `exp_sub_f32`, their sum by `reduce_sum_f32`; the
+/// output vectorized. Where the row is not the kernel's input as it is stored (a
+/// computed stage, which the intrinsics' declarations would not match), the maximum is
+/// taken in
+/// `row_lanes` partial maxima (`rfactor`, vectors), the shift vectorized and the
+/// exponentials by `exp_f32`.
 fn softmax_rows(out: &Tensor, threads: usize) -> Result<Schedule> {
     let n = const_shape(out).last().copied().unwrap_or(1);
     let mut s = create_schedule(&[out.clone()])?;
@@ -303,22 +307,32 @@ fn softmax_rows(out: &Tensor, threads: usize) -> Result<Schedule> {
             s.compute_inline(name.as_str())?;
         }
     }
+    let stored = crate::schedules::find_stage(out, "max")
+        .is_some_and(|m| m.op.input_tensors().iter().all(|t| t.op.is_placeholder()));
     let row = rows(&mut s, out, threads)?;
-    for st in ["den", "exp", "shift", "max"] {
-        s.compute_at(st, out, &row)?;
+    if stored {
+        s.compute_inline("shift")?;
     }
-    stat_in_lanes(&mut s, "max", row_lanes(n))?;
-    let sa = s.axes("shift")?;
-    if n.is_multiple_of(4) {
-        let (_, vi) = s.split("shift", &sa[sa.len() - 1], 4)?;
-        s.vectorize("shift", &vi)?;
+    for st in ["den", "exp", "shift", "max"] {
+        if st != "shift" || !stored {
+            s.compute_at(st, out, &row)?;
+        }
     }
     let ea = s.axes("exp")?;
-    s.tensorize(
-        "exp",
-        &ea[ea.len() - 1],
-        &crate::intrinsics::exp_f32(n as i64)?,
-    )?;
+    let ej = &ea[ea.len() - 1];
+    if stored {
+        let mk = s.reduce_axes("max")?.remove(0);
+        s.tensorize("max", &mk, &crate::intrinsics::reduce_max_f32(n as i64)?)?;
+        s.tensorize("exp", ej, &crate::intrinsics::exp_sub_f32(n as i64)?)?;
+    } else {
+        stat_in_lanes(&mut s, "max", row_lanes(n))?;
+        let sa = s.axes("shift")?;
+        if n.is_multiple_of(4) {
+            let (_, vi) = s.split("shift", &sa[sa.len() - 1], 4)?;
+            s.vectorize("shift", &vi)?;
+        }
+        s.tensorize("exp", ej, &crate::intrinsics::exp_f32(n as i64)?)?;
+    }
     let dk = s.reduce_axes("den")?.remove(0);
     s.tensorize("den", &dk, &crate::intrinsics::reduce_sum_f32(n as i64)?)?;
     Ok(s)

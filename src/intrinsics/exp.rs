@@ -1,5 +1,7 @@
 //! `exp_f32(n)`: the elementwise exponential `Y[i] = exp(X[i])` over `n` elements, each
-//! operand contiguous or strided.
+//! operand contiguous or strided; `exp_sub_f32(n)`: `Y[i] = exp(X[i] - S)` for one value
+//! `S` (a softmax row's exponentials of the row minus its maximum, in one pass instead of
+//! a pass that writes the difference and one that reads it).
 //!
 //! Algorithm (Cephes `expf`, as in most SIMD math libraries): the argument is clamped to
 //! `[-104, 89]` (beyond which the result is 0 or infinity anyway), `n = round(x log2 e)`,
@@ -29,6 +31,7 @@ use crate::te::{compute, exp, placeholder, DType};
 use std::sync::Arc;
 
 const SYMBOL: &str = "loopforge_intrin_exp_f32";
+const SUB_SYMBOL: &str = "loopforge_intrin_exp_sub_f32";
 
 // The algorithm's constants, shared with the generated code's inline `exp`
 // (`codegen_cpu::vmath`), which must compute the same results.
@@ -74,6 +77,37 @@ pub fn exp_f32(n: i64) -> Result<Arc<TensorIntrin>> {
     })
 }
 
+/// The intrinsic `exp_sub_f32_{n}`: `Y[i] = exp(X[i] - S)` for `i < n` (registered; one
+/// object per length), the difference rounded to f32 first, then `exp_f32`'s algorithm.
+/// Operands: `X` (`n`, any stride), `S` (0-d), then `Y` (`n`, any stride).
+pub fn exp_sub_f32(n: i64) -> Result<Arc<TensorIntrin>> {
+    if n < 1 {
+        return Err(Error::InvalidExpr(format!(
+            "exp_sub_f32({}): the length must be at least 1",
+            n
+        )));
+    }
+    let name = format!("exp_sub_f32_{}", n);
+    super::register_once(&name, || {
+        let x = placeholder(&[n.into()], DType::F32, "X");
+        let sh = placeholder(&[], DType::F32, "S");
+        let y = compute(
+            &[n.into()],
+            "Y",
+            |i| exp(x.at(&[i[0].clone()]) - sh.at(&[])),
+        );
+        TensorIntrin::new(
+            &name,
+            &y,
+            &[x, sh],
+            Some(CpuImpl {
+                symbol: SUB_SYMBOL,
+                func: exp_sub_entry,
+            }),
+        )
+    })
+}
+
 extern "C" fn exp_entry(args: *const i64) {
     // Safety: the JIT passes [mode, x, y, sx, sy, n] (mode is always compute: no
     // reduction), for views that bounds inference keeps inside their buffers.
@@ -93,6 +127,32 @@ unsafe fn exp_words(args: *const i64, path: CpuPath) {
             w[2] as *mut f32,
             w[4] as isize,
             w[5] as usize,
+            0.0,
+            path,
+        )
+    };
+}
+
+extern "C" fn exp_sub_entry(args: *const i64) {
+    // Safety: the JIT passes [mode, x, s, y, sx, sy, n] (mode compute), for views that
+    // bounds inference keeps inside their buffers.
+    unsafe { exp_sub_words(args, CpuPath::best()) }
+}
+
+/// `exp_sub_f32`'s host function on `path`.
+///
+/// # Safety
+/// As `exp_sub_entry`'s words; the CPU must run `path`.
+unsafe fn exp_sub_words(args: *const i64, path: CpuPath) {
+    let w = unsafe { std::slice::from_raw_parts(args, 7) };
+    unsafe {
+        exp_views(
+            w[1] as *const f32,
+            w[4] as isize,
+            w[3] as *mut f32,
+            w[5] as isize,
+            w[6] as usize,
+            *(w[2] as *const f32),
             path,
         )
     };
@@ -109,22 +169,43 @@ pub unsafe extern "C" fn exp_f32_avx512_entry(args: *const i64) {
     unsafe { exp_words(args, CpuPath::Avx512) }
 }
 
+/// `exp_sub_f32`'s host function on the AVX-512 path, without feature detection (as
+/// [`exp_f32_avx512_entry`]).
+///
+/// # Safety
+/// As the host function's words; the CPU (or emulator) must have AVX-512F.
+#[doc(hidden)]
+#[cfg(target_arch = "x86_64")]
+pub unsafe extern "C" fn exp_sub_f32_avx512_entry(args: *const i64) {
+    unsafe { exp_sub_words(args, CpuPath::Avx512) }
+}
+
+/// `y[i] = exp(x[i] - shift)` (`shift` 0 for `exp_f32`: `x - 0` is `x`, bit for bit).
+///
 /// # Safety
 /// The views must be valid for `n` elements; the CPU must run `path`.
-unsafe fn exp_views(x: *const f32, sx: isize, y: *mut f32, sy: isize, n: usize, path: CpuPath) {
+unsafe fn exp_views(
+    x: *const f32,
+    sx: isize,
+    y: *mut f32,
+    sy: isize,
+    n: usize,
+    shift: f32,
+    path: CpuPath,
+) {
     #[cfg(target_arch = "x86_64")]
     if path == CpuPath::Avx512 {
-        unsafe { exp_avx512(x, sx, y, sy, n) };
+        unsafe { exp_avx512(x, sx, y, sy, n, shift) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
     if path == CpuPath::Avx2Fma {
-        unsafe { exp_avx2(x, sx, y, sy, n) };
+        unsafe { exp_avx2(x, sx, y, sy, n, shift) };
         return;
     }
     let _ = path;
     for i in 0..n as isize {
-        unsafe { *y.offset(i * sy) = exp_scalar(*x.offset(i * sx)) };
+        unsafe { *y.offset(i * sy) = exp_scalar(*x.offset(i * sx) - shift) };
     }
 }
 
@@ -181,18 +262,21 @@ pub(super) unsafe fn exp8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn exp_avx2(x: *const f32, sx: isize, y: *mut f32, sy: isize, n: usize) {
+unsafe fn exp_avx2(x: *const f32, sx: isize, y: *mut f32, sy: isize, n: usize, shift: f32) {
     use std::arch::x86_64::*;
+    let s = _mm256_set1_ps(shift);
     let mut i = 0;
     if sx == 1 && sy == 1 {
         while i + 8 <= n {
-            unsafe { _mm256_storeu_ps(y.add(i), exp8(_mm256_loadu_ps(x.add(i)))) };
+            let v = _mm256_sub_ps(unsafe { _mm256_loadu_ps(x.add(i)) }, s);
+            unsafe { _mm256_storeu_ps(y.add(i), exp8(v)) };
             i += 8;
         }
     }
-    // Strided operands and the tail.
+    // Strided operands and the tail (the padding lanes' exp is computed and dropped).
     let exp_lanes = |l: &mut [f32; 8]| unsafe {
-        _mm256_storeu_ps(l.as_mut_ptr(), exp8(_mm256_loadu_ps(l.as_ptr())))
+        let v = _mm256_sub_ps(_mm256_loadu_ps(l.as_ptr()), s);
+        _mm256_storeu_ps(l.as_mut_ptr(), exp8(v))
     };
     unsafe { through_lanes(x, sx, y, sy, i, n, exp_lanes) };
 }
@@ -262,20 +346,22 @@ unsafe fn exp16(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
 /// strided operands go through a lane buffer (as `exp_avx2`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn exp_avx512(x: *const f32, sx: isize, y: *mut f32, sy: isize, n: usize) {
+unsafe fn exp_avx512(x: *const f32, sx: isize, y: *mut f32, sy: isize, n: usize, shift: f32) {
     use std::arch::x86_64::*;
+    let s = _mm512_set1_ps(shift);
     if sx == 1 && sy == 1 {
         let mut i = 0;
         while i < n {
             let m = ((1u32 << (n - i).min(16)) - 1) as __mmask16;
-            let v = unsafe { exp16(_mm512_maskz_loadu_ps(m, x.add(i))) };
-            unsafe { _mm512_mask_storeu_ps(y.add(i), m, v) };
+            let v = _mm512_sub_ps(unsafe { _mm512_maskz_loadu_ps(m, x.add(i)) }, s);
+            unsafe { _mm512_mask_storeu_ps(y.add(i), m, exp16(v)) };
             i += 16;
         }
         return;
     }
     let exp_lanes = |l: &mut [f32; 16]| unsafe {
-        _mm512_storeu_ps(l.as_mut_ptr(), exp16(_mm512_loadu_ps(l.as_ptr())))
+        let v = _mm512_sub_ps(_mm512_loadu_ps(l.as_ptr()), s);
+        _mm512_storeu_ps(l.as_mut_ptr(), exp16(v))
     };
     unsafe { through_lanes(x, sx, y, sy, 0, n, exp_lanes) };
 }
@@ -291,11 +377,25 @@ pub fn exp_f32_eval(
     n: usize,
     path: CpuPath,
 ) -> Result<()> {
+    exp_sub_f32_eval(x, sx, 0.0, y, sy, n, path)
+}
+
+/// The host function's computation of `exp_sub_f32` (`y[i] = exp(x[i] - shift)`) on
+/// slices, as [`exp_f32_eval`].
+pub fn exp_sub_f32_eval(
+    x: &[f32],
+    sx: usize,
+    shift: f32,
+    y: &mut [f32],
+    sy: usize,
+    n: usize,
+    path: CpuPath,
+) -> Result<()> {
     path.check()?;
     for (what, len, s) in [("x", x.len(), sx), ("y", y.len(), sy)] {
         if n > 0 && (s == 0 || (n - 1) * s >= len) {
             return Err(Error::Argument(format!(
-                "exp_f32_eval: {}: {} elements with stride {} do not fit in a slice of {}",
+                "exp_sub_f32_eval: {}: {} elements with stride {} do not fit in a slice of {}",
                 what, n, s, len
             )));
         }
@@ -308,6 +408,7 @@ pub fn exp_f32_eval(
             y.as_mut_ptr(),
             sy as isize,
             n,
+            shift,
             path,
         )
     };

@@ -23,8 +23,9 @@
 //! update with an AVX-512F or AVX2+FMA micro-kernel chosen at run time and a portable
 //! fallback), [`gemm_f32_panels`] (the same kernels under BLIS's macro-kernel: a whole
 //! block of packed panels in one call),
-//! [`dot_f32`] and [`reduce_sum_f32`] (a length-`n` reduction into one element, e.g. a
-//! row's sum), [`exp_f32`] (a vectorized elementwise `exp`, within 1 ulp), each with
+//! [`dot_f32`], [`reduce_sum_f32`] and [`reduce_max_f32`] (a length-`n` reduction into
+//! one element, e.g. a row's sum or maximum), [`exp_f32`] (a vectorized elementwise
+//! `exp`, within 1 ulp) and [`exp_sub_f32`] (`exp(x - s)`, a softmax row's numerators), each with
 //! AVX-512F and AVX2+FMA paths chosen at run time ([`CpuPath::best`]) and a portable one
 //! (the `*_eval` functions run any path this CPU has on slices, for tests),
 //! [`activation_f32`] (sigmoid, tanh, GELU, erf, exp or SiLU over a tile of rows; an
@@ -36,6 +37,7 @@ mod dot;
 pub(crate) mod exp;
 mod gemm;
 mod gemm_panels;
+mod reduce_max;
 mod reference;
 #[cfg(target_arch = "x86_64")]
 mod transpose;
@@ -43,17 +45,19 @@ mod wmma;
 
 pub use activation::{activation_f32, activation_f32_eval, Activation};
 pub use dot::{dot_f32, dot_f32_eval, reduce_sum_f32, reduce_sum_f32_eval};
-pub use exp::{exp_f32, exp_f32_eval};
+pub use exp::{exp_f32, exp_f32_eval, exp_sub_f32, exp_sub_f32_eval};
 pub use gemm::{gemm_f32, gemm_f32_k3};
 pub use gemm_panels::gemm_f32_panels;
+pub use reduce_max::{reduce_max_f32, reduce_max_f32_eval};
 pub(crate) use reference::reference_stmt;
 pub use wmma::{wmma_load_a, wmma_load_b, wmma_mma, wmma_store};
 #[cfg(target_arch = "x86_64")]
 #[doc(hidden)]
 pub use {
     dot::{dot_f32_avx512_entry, reduce_sum_f32_avx512_entry},
-    exp::exp_f32_avx512_entry,
+    exp::{exp_f32_avx512_entry, exp_sub_f32_avx512_entry},
     gemm::gemm_f32_k3_avx512_entry,
+    reduce_max::reduce_max_f32_avx512_entry,
 };
 
 use crate::error::{Error, Result};
@@ -346,7 +350,8 @@ pub fn lookup(name: &str) -> Option<Arc<TensorIntrin>> {
 
 /// The built-in intrinsic named `name`: `gemm_f32_{mr}x{nr}x{kc}`,
 /// `gemm_f32_{mr}x{nr}x{k0}x{k1}x{k2}`, `gemm_f32_panels_{mc}x{nc}x{kc}_{mr}x{nr}`,
-/// `dot_f32_{n}`, `reduce_sum_f32_{n}`, `exp_f32_{n}`, `{activation}_f32_{rows}x{cols}` and
+/// `dot_f32_{n}`, `reduce_sum_f32_{n}`, `reduce_max_f32_{n}`, `exp_f32_{n}`, `exp_sub_f32_{n}`,
+/// `{activation}_f32_{rows}x{cols}` and
 /// the four `wmma_*` ones.
 fn builtin(name: &str) -> Option<Arc<TensorIntrin>> {
     let sizes =
@@ -371,8 +376,12 @@ fn builtin(name: &str) -> Option<Arc<TensorIntrin>> {
         dot_f32(n)
     } else if let Some(n) = one("reduce_sum_f32_") {
         reduce_sum_f32(n)
+    } else if let Some(n) = one("reduce_max_f32_") {
+        reduce_max_f32(n)
     } else if let Some(n) = one("exp_f32_") {
         exp_f32(n)
+    } else if let Some(n) = one("exp_sub_f32_") {
+        exp_sub_f32(n)
     } else if let Some((f, rest)) = Activation::ALL.iter().find_map(|f| {
         name.strip_prefix(&format!("{}_f32_", f.name()))
             .map(|r| (*f, r))

@@ -487,13 +487,15 @@ impl Schedule {
         if self.stages[si].is_output {
             return Err(sched_err(&name, format!("cannot compute_at {}: it is an output of the schedule and must be computed at root", name)));
         }
+        // The readers that compute it, through inlined ones (a stage inlined into its
+        // consumer leaves the consumer reading what it read).
         if !self.consumes(&pname, &name)
             && !self
-                .readers_of(&name)
+                .effective_readers_of(&name)
                 .iter()
                 .any(|r| self.attached_within(r, &pname))
         {
-            let readers = self.readers_of(&name);
+            let readers = self.effective_readers_of(&name);
             return Err(sched_err(
                 &name,
                 format!(

@@ -7,18 +7,16 @@
 //! plain reference the tensorized schedule is tested against.
 //!
 //! [`softmax_rows_tensorized`] computes every intermediate per row, inside the row loop of
-//! the output (parallel when `threads > 1`): the row maximum through `rfactor` (32 partial
-//! maxima per row in eight f32x4 vectors, independent chains of `max`, then combined), the
-//! shift and the scaling vectorized four vectors at a time (unrolled), the exponentials by the `exp_f32` intrinsic over the whole row and the
-//! denominator by `reduce_sum_f32` (AVX2+FMA where the CPU has them).
+//! the output (parallel when `threads > 1`), each pass over the row by an intrinsic
+//! (AVX-512 or AVX2+FMA where the CPU has them): the maximum by `reduce_max_f32`, the
+//! shifted exponentials `exp(x - max)` by `exp_sub_f32` (the shift stage inlined into
+//! them: no pass writes the differences), the denominator by `reduce_sum_f32`; then the
+//! scaling, vectorized four vectors at a time (unrolled).
 
 use crate::error::{sched_err, Result};
-use crate::intrinsics::{exp_f32, reduce_sum_f32};
+use crate::intrinsics::{exp_sub_f32, reduce_max_f32, reduce_sum_f32};
 use crate::schedule::{create_schedule, Schedule};
 use crate::te::{compute, exp, max_reduce, reduce_axis, sum, Expr, OpKind, Tensor};
-
-/// Lanes of the partial row maxima (eight 128-bit vectors: independent chains of `max`).
-const LANES: i64 = 32;
 
 /// The row softmax of a 2-D f32 tensor `x` (`rows x n`), as the five stages of the module
 /// doc; returns the output (stage `softmax`).
@@ -94,32 +92,17 @@ pub fn softmax_rows_tensorized(out: &Tensor, threads: usize) -> Result<Schedule>
     let (ojv, ojl) = s.split(out, &oji, 4)?;
     s.unroll(out, &ojv)?;
     s.vectorize(out, &ojl)?;
-    for st in [&den, &ex, &shift, &mx] {
+    // The shift is computed inside the exponentials' call (`exp_sub_f32`).
+    s.compute_inline(&shift)?;
+    for st in [&den, &ex, &mx] {
         s.compute_at(st, out, &oi)?;
     }
 
-    // Row maximum: LANES partial maxima in vectors (rfactor), then combined.
-    let k = s.reduce_axes(&mx)?.remove(0);
-    let (_, ki) = s.split(&mx, &k, LANES)?;
-    let mf = s.rfactor(&mx, &ki, 1)?;
-    let [mi, lanes] = s.axes2(&mf)?;
-    let ko = s.reduce_axes(&mf)?.remove(0);
-    s.reorder(&mf, &[&mi, &ko, &lanes])?;
-    s.vectorize(&mf, &lanes)?;
-    let [mxi] = <[_; 1]>::try_from(s.axes(&mx)?)
-        .map_err(|_| sched_err("softmax.max", "expected one data axis"))?;
-    s.compute_at(&mf, &mx, &mxi)?;
-
-    // Shift: vectorized.
-    let [_, sj] = s.axes2(&shift)?;
-    let (_, sji) = s.split(&shift, &sj, 16)?;
-    let (sjv, sjl) = s.split(&shift, &sji, 4)?;
-    s.unroll(&shift, &sjv)?;
-    s.vectorize(&shift, &sjl)?;
-
-    // exp over the row, and its sum, by intrinsics.
+    // The row maximum, exp(x - max) over the row, and its sum, by intrinsics.
+    let mk = s.reduce_axes(&mx)?.remove(0);
+    s.tensorize(&mx, &mk, &reduce_max_f32(n)?)?;
     let [_, ej] = s.axes2(&ex)?;
-    s.tensorize(&ex, &ej, &exp_f32(n)?)?;
+    s.tensorize(&ex, &ej, &exp_sub_f32(n)?)?;
     let dk = s.reduce_axes(&den)?.remove(0);
     s.tensorize(&den, &dk, &reduce_sum_f32(n)?)?;
     Ok(s)
