@@ -146,7 +146,7 @@ impl ConvShape {
 impl ConvConfig {
     /// The default configuration for `shape` on `threads` threads:
     /// - row tile: the divisor of the width up to 30 that fills 6-row register blocks
-    ///   best;
+    ///   best (for the `Window` kernel on an AVX-512 CPU, the largest up to 64);
     /// - `kc`: the largest divisor of the input channels up to 256;
     /// - kernel: `Window` below 8 input channels, `AllTaps` for kernels larger than 1x1
     ///   with tiles of 12+ positions, `PerTap` otherwise;
@@ -160,7 +160,17 @@ impl ConvConfig {
         let blocks = shape.batch * shape.out_channels / 16;
         let fused_rows = shape.unit_stride && shape.width < 16 && blocks >= threads as i64;
         let parallel_rows = !fused_rows && blocks < 4 * threads as i64;
-        let row_tile = if fused_rows { 6 } else { row_tile(shape.width) };
+        let row_tile = if fused_rows {
+            6
+        } else if c < FEW_CHANNELS && crate::intrinsics::has_avx512f() {
+            // The window's one call per tile, on AVX-512 (whose kernel splits a tile's
+            // rows evenly in blocks of up to 12): the fewest calls, the largest divisor
+            // up to 64 (the 7x7 stem on 112-wide rows: 56, 1.28-1.32 -> 1.20 ms on a Zen
+            // 5 core; the AVX2 kernel measured no better at 56 than at 28).
+            divisors(shape.width, 64)[0]
+        } else {
+            row_tile(shape.width)
+        };
         let kernel = if c < FEW_CHANNELS {
             ConvKernel::Window
         } else if shape.kh * shape.kw > 1 && row_tile >= 12 {
