@@ -32,9 +32,10 @@ pub fn softmax(x: &Tensor, s: &[usize], axis: usize) -> Tensor {
     let k2 = reduce_axis(0, s[axis] as i64, "k2");
     let one = Expr::float_of(1.0, x.dtype());
     if axis + 1 == s.len() && x.dtype() == DType::F32 {
-        // Along rows of f32: the shifted row and its exponentials stored (stages `shift`
-        // and `exp`), so that the CPU schedule computes the row's exponentials and their
-        // sum with the `exp_f32` and `reduce_sum_f32` intrinsics.
+        // Along rows of f32: the shifted row and its exponentials as stages of their
+        // own (`shift`, `exp`), so that the CPU schedule computes the row's maximum, its
+        // exponentials (the shift inlined into them) and their sum with the
+        // `reduce_max_f32`, `exp_sub_f32` and `reduce_sum_f32` intrinsics.
         let shift = compute(&dims(s), "shift", |i| x.at(i) - mx.at(&without(i)));
         let ex = compute(&dims(s), "exp", |i| exp(shift.at(i)));
         let den = compute(&dims(&reduced), "den", |i| {
