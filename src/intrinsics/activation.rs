@@ -14,10 +14,12 @@
 //! normal, tanh 1, erf 2, exp 1). GELU rounds `0.5 x` and `1 + erf(x / sqrt 2)` before their
 //! product, as the graph's expression does.
 //!
-//! CPU implementation: with AVX2 and FMA (detected at run time; also on AVX-512 CPUs)
-//! eight lanes at a time, rows stored one after another on both sides as one run,
-//! strided operands and the last 1 to 7 elements of a run through a lane buffer;
-//! otherwise the same algorithms in scalar code (multiplies and adds unfused).
+//! CPU implementation: with AVX2 and FMA (detected at run time; also on AVX-512 CPUs,
+//! but for sigmoid and SiLU) eight lanes at a time, rows stored one after another on both
+//! sides as one run, strided operands and the last 1 to 7 elements of a run through a
+//! lane buffer; sigmoid and SiLU with AVX-512F sixteen lanes at a time, the same
+//! operations (the AVX2 path's results bit for bit), the last 1 to 15 elements through a
+//! mask; otherwise the same algorithms in scalar code (multiplies and adds unfused).
 
 use super::exp::{exp_scalar, poly};
 use super::{CpuImpl, CpuPath, TensorIntrin};
@@ -197,13 +199,42 @@ fn host(f: Activation) -> Host {
 extern "C" fn entry<const F: u8>(args: *const i64) {
     // Safety: the JIT passes the words above for views that bounds inference keeps
     // inside their buffers.
+    unsafe { words::<F>(args, CpuPath::best()) }
+}
+
+/// The host function of sigmoid on the AVX-512 path, without feature detection: for
+/// tests that run it under an emulator where the CPU lacks AVX-512.
+///
+/// # Safety
+/// As the host function's words; the CPU (or emulator) must have AVX-512F.
+#[doc(hidden)]
+#[cfg(target_arch = "x86_64")]
+pub unsafe extern "C" fn sigmoid_f32_avx512_entry(args: *const i64) {
+    unsafe { words::<{ Activation::Sigmoid as u8 }>(args, CpuPath::Avx512) }
+}
+
+/// [`sigmoid_f32_avx512_entry`] for SiLU.
+///
+/// # Safety
+/// As [`sigmoid_f32_avx512_entry`].
+#[doc(hidden)]
+#[cfg(target_arch = "x86_64")]
+pub unsafe extern "C" fn silu_f32_avx512_entry(args: *const i64) {
+    unsafe { words::<{ Activation::Silu as u8 }>(args, CpuPath::Avx512) }
+}
+
+/// The host function's words (see [`entry`]) on `path`.
+///
+/// # Safety
+/// As [`entry`]'s words; the CPU must run `path`.
+unsafe fn words<const F: u8>(args: *const i64, path: CpuPath) {
     unsafe {
         let w = std::slice::from_raw_parts(args, 9);
         let (x, y) = (w[1] as *const f32, w[2] as *mut f32);
         let (rows, cols) = (w[7], w[8]);
         // Contiguous rows on both sides (a plane of a tensor): one run over all of them.
         if w[4] == 1 && w[6] == 1 && w[3] == cols && w[5] == cols {
-            run_row::<F>(x, 1, y, 1, (rows * cols) as usize, CpuPath::best());
+            run_row::<F>(x, 1, y, 1, (rows * cols) as usize, path);
             return;
         }
         for r in 0..rows as isize {
@@ -213,14 +244,15 @@ extern "C" fn entry<const F: u8>(args: *const i64) {
                 y.offset(r * w[5] as isize),
                 w[6] as isize,
                 w[8] as usize,
-                CpuPath::best(),
+                path,
             );
         }
     }
 }
 
-/// `n` elements of one row of the activation `ALL[F]` on `path` (AVX-512 runs the AVX2
-/// code; any path without AVX2 and FMA the portable one).
+/// `n` elements of one row of the activation `ALL[F]` on `path` (AVX-512 runs its own
+/// code for sigmoid and SiLU, the AVX2 code for the others; any path without AVX2 and
+/// FMA the portable one).
 ///
 /// # Safety
 /// The views must be valid for `n` elements; the CPU must run `path`.
@@ -232,6 +264,11 @@ unsafe fn run_row<const F: u8>(
     n: usize,
     path: CpuPath,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if path == CpuPath::Avx512 && avx512::has(F) {
+        unsafe { avx512::row::<F>(x, sx, y, sy, n) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if path != CpuPath::Portable && super::has_avx2_fma() {
         unsafe { avx2::row::<F>(x, sx, y, sy, n) };
@@ -293,6 +330,75 @@ fn erf_scalar(x: f32) -> f32 {
     let small = poly(&ERF_A, z2) * z;
     let large = 1.0 - exp_scalar(-z2) * poly(&ERF_B, 1.0 / z);
     with_sign(if z < 1.0 { small } else { large }, sign)
+}
+
+/// The AVX-512 path of sigmoid and SiLU: the AVX2 path's operations on 16 lanes (so its
+/// results, bit for bit), four vectors per step, a last partial vector through a mask.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::super::exp::{exp16, through_lanes};
+    use super::Activation;
+    use std::arch::x86_64::*;
+
+    /// Whether the activation `ALL[f]` has this path.
+    pub(super) fn has(f: u8) -> bool {
+        f == Activation::Sigmoid as u8 || f == Activation::Silu as u8
+    }
+
+    /// `n` elements: 64 at a time (four independent vectors) where both strides are 1,
+    /// then 16 at a time, the last 1 to 15 through a mask; strided views through a lane
+    /// buffer.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn row<const F: u8>(
+        x: *const f32,
+        sx: isize,
+        y: *mut f32,
+        sy: isize,
+        n: usize,
+    ) {
+        if sx != 1 || sy != 1 {
+            let lanes = |l: &mut [f32; 16]| unsafe {
+                _mm512_storeu_ps(l.as_mut_ptr(), apply::<F>(_mm512_loadu_ps(l.as_ptr())))
+            };
+            return unsafe { through_lanes(x, sx, y, sy, 0, n, lanes) };
+        }
+        let mut i = 0;
+        while i + 64 <= n {
+            unsafe {
+                let a = _mm512_loadu_ps(x.add(i));
+                let b = _mm512_loadu_ps(x.add(i + 16));
+                let c = _mm512_loadu_ps(x.add(i + 32));
+                let d = _mm512_loadu_ps(x.add(i + 48));
+                _mm512_storeu_ps(y.add(i), apply::<F>(a));
+                _mm512_storeu_ps(y.add(i + 16), apply::<F>(b));
+                _mm512_storeu_ps(y.add(i + 32), apply::<F>(c));
+                _mm512_storeu_ps(y.add(i + 48), apply::<F>(d));
+            }
+            i += 64;
+        }
+        while i < n {
+            let m = ((1u32 << (n - i).min(16)) - 1) as __mmask16;
+            unsafe {
+                let v = apply::<F>(_mm512_maskz_loadu_ps(m, x.add(i)));
+                _mm512_mask_storeu_ps(y.add(i), m, v);
+            }
+            i += 16;
+        }
+    }
+
+    /// `1 / (1 + exp(0 - x))`, times `x` for SiLU.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn apply<const F: u8>(x: __m512) -> __m512 {
+        let one = _mm512_set1_ps(1.0);
+        let e = unsafe { exp16(_mm512_sub_ps(_mm512_setzero_ps(), x)) };
+        let s = _mm512_div_ps(one, _mm512_add_ps(one, e));
+        if F == Activation::Silu as u8 {
+            _mm512_mul_ps(x, s)
+        } else {
+            s
+        }
+    }
 }
 
 /// The AVX2 + FMA path.

@@ -316,8 +316,9 @@ pub(super) unsafe fn through_lanes<const L: usize>(
 
 /// `exp8` on 16 lanes.
 #[cfg(target_arch = "x86_64")]
+#[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn exp16(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+pub(super) unsafe fn exp16(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
     use std::arch::x86_64::*;
     let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
     let xc = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(HI)), _mm512_set1_ps(LO));
