@@ -21,8 +21,8 @@
 //! size and one thread only, it has no parallel loop and takes ~10 s at 1024),
 //! `schedules::matmul_cpu`, `schedules::matmul_cpu_tensorized`, for softmax a hand-written
 //! partial-reduction schedule (`loopforge_softmax`) and `schedules::softmax_rows_tensorized`
-//! (`loopforge_softmax_tensorized`: rfactor'd row max, `exp_f32` and `reduce_sum_f32`
-//! intrinsics), the `gemm` and
+//! (`loopforge_softmax_tensorized`: the `reduce_max_f32`, `exp_sub_f32` and
+//! `reduce_sum_f32` intrinsics), the `gemm` and
 //! `matrixmultiply` crates (the latter in a child process of this program, because it reads
 //! `MATMUL_NUM_THREADS` once per process), and numpy / PyTorch through a `python3`
 //! subprocess that times its own calls, where they can be imported (with
@@ -169,9 +169,6 @@ fn parse_args() -> std::result::Result<Opts, String> {
     Ok(o)
 }
 
-/// Median seconds of `f` (see the module doc for the policy).
-/// The JSON objects a python child printed, one per line (other lines skipped); objects
-/// with an `info` field go to `infos` (once each) instead.
 /// A `python3` child for the numpy and PyTorch baselines, without the environment's
 /// `OPENBLAS_CORETYPE` and `OPENBLAS_L2_SIZE` (some machines set them, e.g. to Haswell on
 /// an AVX-512 CPU): OpenBLAS then picks its kernels for this CPU, as a user's numpy does.
@@ -183,6 +180,8 @@ fn python3() -> Command {
     cmd
 }
 
+/// The JSON objects a python child printed, one per line (other lines skipped); objects
+/// with an `info` field go to `infos` (once each) instead.
 fn child_json(stdout: &str, infos: &mut Vec<String>) -> Vec<serde_json::Value> {
     let mut values = vec![];
     for line in stdout.lines() {
@@ -201,6 +200,7 @@ fn child_json(stdout: &str, infos: &mut Vec<String>) -> Vec<serde_json::Value> {
     values
 }
 
+/// Median seconds of `f` (see the module doc for the policy).
 fn measure(mut f: impl FnMut(), budget: f64, min_reps: usize) -> f64 {
     let t = Instant::now();
     f();
@@ -538,7 +538,7 @@ fn softmax_rows(o: &Opts, threads: usize) -> Result<Vec<Row>> {
     let xa = NdArray::random(&[n, n], DType::F32, 3);
     let want = softmax_reference(xa.as_slice::<f32>()?, n);
     // The hand-written partial reductions above, and the library's tensorized schedule
-    // (rfactor'd row max, exp_f32 and reduce_sum_f32 intrinsics).
+    // (reduce_max_f32, exp_sub_f32 and reduce_sum_f32 intrinsics).
     let (x, t) = softmax_te(n as i64);
     let hand = build(
         &softmax_schedule(&t, threads)?,

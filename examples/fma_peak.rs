@@ -21,7 +21,7 @@ mod probe {
             #[target_feature(enable = $feat)]
             pub unsafe fn $name(iters: u64) -> f32 {
                 let (a, b) = ($set1(0.999_99), $set1(1e-7));
-                let mut acc: [$ty; 12] = [$set1(1.0); 12];
+                let mut acc: [$ty; super::ACC as usize] = [$set1(1.0); super::ACC as usize];
                 for _ in 0..iters {
                     for x in acc.iter_mut() {
                         *x = $fma(*x, a, b);

@@ -318,7 +318,8 @@ fn avx512_gemm_tiles_match_the_declared_semantics() {
     // Row counts across the 12-row blocks and column counts across the 16- and 32-wide
     // blocks (partial ones through masks), one and three reduction axes, packed and
     // row-major A, C along rows or transposed, both modes; whole 12 x 32 blocks of a
-    // packed A updating C (24 x 64 over three reduction axes, 12 x 96).
+    // packed A updating C (24 x 64 over three reduction axes, 12 x 96) and computing it
+    // (24 x 32).
     let mut cases = vec![];
     for (i, &(m, n)) in [
         (6, 16),
@@ -329,10 +330,14 @@ fn avx512_gemm_tiles_match_the_declared_semantics() {
         (24, 16),
         (5, 17),
         (3, 64),
-        // The kernel with constant offsets that adds C after the reduction.
+        // Whole 12 x 32 blocks of a packed A (the kernel with constant offsets that adds
+        // C after the reduction): 24 x 64 and 12 x 96 updating, 24 x 32 computing; 20 x
+        // 40 and 18 x 24 (row-major A) between them.
         (24, 64),
         (20, 40),
         (12, 96),
+        (18, 24),
+        (24, 32),
     ]
     .iter()
     .enumerate()
@@ -344,7 +349,8 @@ fn avx512_gemm_tiles_match_the_declared_semantics() {
             k,
             packed_a: i % 2 == 0,
             c_transposed: i == 3 || i == 6,
-            accumulate: i % 4 != 1,
+            // 24 x 32 (the last) computes.
+            accumulate: i % 4 != 1 && i != 12,
         });
     }
     // And random ones (a fixed seed: the same cases on every run). A transposed C goes

@@ -187,6 +187,12 @@ fn dot_sum_and_max_code_paths() {
     assert!(dot_f32_eval(&[1.0; 4], 2, &[1.0; 4], 1, 3, CpuPath::Portable).is_err());
     assert!(reduce_sum_f32_eval(&[1.0; 4], 0, 2, CpuPath::Portable).is_err());
     assert!(reduce_max_f32_eval(&[1.0; 4], 2, 3, CpuPath::Portable).is_err());
+    // A stride whose extent overflows is an error too, not a wrapped check.
+    let huge = 1usize << 63;
+    assert!(reduce_max_f32_eval(&[1.0; 4], huge, 3, CpuPath::Portable).is_err());
+    assert!(dot_f32_eval(&[1.0; 4], 1, &[1.0; 4], huge, 3, CpuPath::Portable).is_err());
+    let e = exp_f32_eval(&[1.0; 4], huge, &mut [0.0; 4], 1, 3, CpuPath::Portable).unwrap_err();
+    assert!(e.to_string().contains("exp_f32_eval: x"), "{}", e);
 }
 
 /// Distance in units in the last place between two finite f32 of the same sign (or zero).

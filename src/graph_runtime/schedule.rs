@@ -34,8 +34,11 @@
 //! - max and average pooling: the convolution's loop schedule ([`conv2d_loops`]): the
 //!   padding materialized, output width in vectors, the window reduction outside the
 //!   lanes.
-//! - softmax over the last axis and layer norm: rows parallel, each row's statistics
-//!   (`max`/`den`, `mean`/`var`) computed at the row with their reductions in 32 vector
+//! - softmax over the last axis of f32: rows parallel, each row's maximum, exponentials
+//!   and their sum by the `reduce_max_f32`, `exp_sub_f32` and `reduce_sum_f32` intrinsics,
+//!   the output's row vectorized (`softmax_rows`);
+//! - layer norm (and other last-axis softmaxes): rows parallel, each row's statistics
+//!   (`mean`/`var`, `max`/`den`) computed at the row with their reductions in 32 vector
 //!   lanes (8 for rows under 128; `rfactor`), the output's row vectorized (`row_normalization`);
 //! - global average pooling: planes parallel, each plane's sum in independent partial
 //!   sums across its columns (`rfactor`, in registers) then added (`global_pool`);
@@ -295,9 +298,8 @@ fn stat_in_lanes(s: &mut Schedule, st: &str, lanes: i64) -> Result<()> {
 /// inlined into the exponentials by `exp_sub_f32`, their sum by `reduce_sum_f32`; the
 /// output vectorized. Where the row is not the kernel's input as it is stored (a
 /// computed stage, which the intrinsics' declarations would not match), the maximum is
-/// taken in
-/// `row_lanes` partial maxima (`rfactor`, vectors), the shift vectorized and the
-/// exponentials by `exp_f32`.
+/// taken in `row_lanes` partial maxima (`rfactor`, vectors), the shift vectorized and
+/// the exponentials by `exp_f32`.
 fn softmax_rows(out: &Tensor, threads: usize) -> Result<Schedule> {
     let n = const_shape(out).last().copied().unwrap_or(1);
     let mut s = create_schedule(&[out.clone()])?;

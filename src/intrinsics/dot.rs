@@ -11,23 +11,13 @@
 //! strides and one running sum for strided ones. Either way the summation order differs
 //! from the declaration's sequential one: results agree to rounding, not bit for bit.
 
-use super::{CpuImpl, CpuPath, TensorIntrin};
-use crate::error::{Error, Result};
+use super::{check_len, check_view, CpuImpl, CpuPath, TensorIntrin};
+use crate::error::Result;
 use crate::te::{compute, placeholder, reduce_axis, sum, DType};
 use std::sync::Arc;
 
 const DOT_SYMBOL: &str = "loopforge_intrin_dot_f32";
 const SUM_SYMBOL: &str = "loopforge_intrin_reduce_sum_f32";
-
-fn check_len(what: &str, n: i64) -> Result<()> {
-    if n < 1 {
-        return Err(Error::InvalidExpr(format!(
-            "{}({}): the length must be at least 1",
-            what, n
-        )));
-    }
-    Ok(())
-}
 
 /// The intrinsic `dot_f32_{n}`: `C = sum_{k < n} A[k] * B[k]` (registered; one object per
 /// length). Operands: `A` (`n`), `B` (`n`), any strides, then `C` (0-d).
@@ -260,16 +250,6 @@ unsafe fn dot_avx512(a: *const f32, b: *const f32, n: usize) -> f32 {
     }
     let v = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
     _mm512_reduce_add_ps(v)
-}
-
-fn check_view(what: &str, len: usize, stride: usize, n: usize) -> Result<()> {
-    if n > 0 && (stride == 0 || (n - 1) * stride >= len) {
-        return Err(Error::Argument(format!(
-            "{}: {} elements with stride {} do not fit in a slice of {}",
-            what, n, stride, len
-        )));
-    }
-    Ok(())
 }
 
 /// The host function's computation of `dot_f32` on slices (`n` elements of each, with the

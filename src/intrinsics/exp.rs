@@ -25,8 +25,8 @@
 //! one gives the AVX2 one's results bit for bit); otherwise the same algorithm in scalar code
 //! (plain multiply and add).
 
-use super::{CpuImpl, CpuPath, TensorIntrin};
-use crate::error::{Error, Result};
+use super::{check_len, check_view, CpuImpl, CpuPath, TensorIntrin};
+use crate::error::Result;
 use crate::te::{compute, exp, placeholder, DType};
 use std::sync::Arc;
 
@@ -55,12 +55,7 @@ pub(crate) const P: [f32; 6] = [
 /// The intrinsic `exp_f32_{n}`: `Y[i] = exp(X[i])` for `i < n` (registered; one object per
 /// length). Operands: `X` (`n`), then `Y` (`n`), any strides.
 pub fn exp_f32(n: i64) -> Result<Arc<TensorIntrin>> {
-    if n < 1 {
-        return Err(Error::InvalidExpr(format!(
-            "exp_f32({}): the length must be at least 1",
-            n
-        )));
-    }
+    check_len("exp_f32", n)?;
     let name = format!("exp_f32_{}", n);
     super::register_once(&name, || {
         let x = placeholder(&[n.into()], DType::F32, "X");
@@ -81,12 +76,7 @@ pub fn exp_f32(n: i64) -> Result<Arc<TensorIntrin>> {
 /// object per length), the difference rounded to f32 first, then `exp_f32`'s algorithm.
 /// Operands: `X` (`n`, any stride), `S` (0-d), then `Y` (`n`, any stride).
 pub fn exp_sub_f32(n: i64) -> Result<Arc<TensorIntrin>> {
-    if n < 1 {
-        return Err(Error::InvalidExpr(format!(
-            "exp_sub_f32({}): the length must be at least 1",
-            n
-        )));
-    }
+    check_len("exp_sub_f32", n)?;
     let name = format!("exp_sub_f32_{}", n);
     super::register_once(&name, || {
         let x = placeholder(&[n.into()], DType::F32, "X");
@@ -111,48 +101,36 @@ pub fn exp_sub_f32(n: i64) -> Result<Arc<TensorIntrin>> {
 extern "C" fn exp_entry(args: *const i64) {
     // Safety: the JIT passes [mode, x, y, sx, sy, n] (mode is always compute: no
     // reduction), for views that bounds inference keeps inside their buffers.
-    unsafe { exp_words(args, CpuPath::best()) }
-}
-
-/// `exp_f32`'s host function on `path`.
-///
-/// # Safety
-/// As `exp_entry`'s words; the CPU must run `path`.
-unsafe fn exp_words(args: *const i64, path: CpuPath) {
-    let w = unsafe { std::slice::from_raw_parts(args, 6) };
-    unsafe {
-        exp_views(
-            w[1] as *const f32,
-            w[3] as isize,
-            w[2] as *mut f32,
-            w[4] as isize,
-            w[5] as usize,
-            0.0,
-            path,
-        )
-    };
+    unsafe { exp_words::<false>(args, CpuPath::best()) }
 }
 
 extern "C" fn exp_sub_entry(args: *const i64) {
     // Safety: the JIT passes [mode, x, s, y, sx, sy, n] (mode compute), for views that
     // bounds inference keeps inside their buffers.
-    unsafe { exp_sub_words(args, CpuPath::best()) }
+    unsafe { exp_words::<true>(args, CpuPath::best()) }
 }
 
-/// `exp_sub_f32`'s host function on `path`.
+/// `exp_f32`'s host function (`exp_sub_f32`'s with `SUB`, whose words hold the address
+/// of `S` after `X`'s) on `path`.
 ///
 /// # Safety
-/// As `exp_sub_entry`'s words; the CPU must run `path`.
-unsafe fn exp_sub_words(args: *const i64, path: CpuPath) {
-    let w = unsafe { std::slice::from_raw_parts(args, 7) };
+/// As the entries' words; the CPU must run `path`.
+unsafe fn exp_words<const SUB: bool>(args: *const i64, path: CpuPath) {
+    let o = usize::from(SUB);
+    let w = unsafe { std::slice::from_raw_parts(args, 6 + o) };
+    let shift = if SUB {
+        unsafe { *(w[2] as *const f32) }
+    } else {
+        0.0
+    };
     unsafe {
         exp_views(
             w[1] as *const f32,
-            w[4] as isize,
-            w[3] as *mut f32,
-            w[5] as isize,
-            w[6] as usize,
-            *(w[2] as *const f32),
+            w[3 + o] as isize,
+            w[2 + o] as *mut f32,
+            w[4 + o] as isize,
+            w[5 + o] as usize,
+            shift,
             path,
         )
     };
@@ -166,7 +144,7 @@ unsafe fn exp_sub_words(args: *const i64, path: CpuPath) {
 #[doc(hidden)]
 #[cfg(target_arch = "x86_64")]
 pub unsafe extern "C" fn exp_f32_avx512_entry(args: *const i64) {
-    unsafe { exp_words(args, CpuPath::Avx512) }
+    unsafe { exp_words::<false>(args, CpuPath::Avx512) }
 }
 
 /// `exp_sub_f32`'s host function on the AVX-512 path, without feature detection (as
@@ -177,10 +155,11 @@ pub unsafe extern "C" fn exp_f32_avx512_entry(args: *const i64) {
 #[doc(hidden)]
 #[cfg(target_arch = "x86_64")]
 pub unsafe extern "C" fn exp_sub_f32_avx512_entry(args: *const i64) {
-    unsafe { exp_sub_words(args, CpuPath::Avx512) }
+    unsafe { exp_words::<true>(args, CpuPath::Avx512) }
 }
 
-/// `y[i] = exp(x[i] - shift)` (`shift` 0 for `exp_f32`: `x - 0` is `x`, bit for bit).
+/// `y[i] = exp(x[i] - shift)` (`shift` 0 for `exp_f32`: `x - 0` is `x`, bit for bit, but
+/// for a signalling NaN, which comes out quiet).
 ///
 /// # Safety
 /// The views must be valid for `n` elements; the CPU must run `path`.
@@ -378,7 +357,7 @@ pub fn exp_f32_eval(
     n: usize,
     path: CpuPath,
 ) -> Result<()> {
-    exp_sub_f32_eval(x, sx, 0.0, y, sy, n, path)
+    eval("exp_f32_eval", x, sx, 0.0, y, sy, n, path)
 }
 
 /// The host function's computation of `exp_sub_f32` (`y[i] = exp(x[i] - shift)`) on
@@ -392,15 +371,24 @@ pub fn exp_sub_f32_eval(
     n: usize,
     path: CpuPath,
 ) -> Result<()> {
+    eval("exp_sub_f32_eval", x, sx, shift, y, sy, n, path)
+}
+
+/// The `*_eval` functions' checks (errors naming `what`) and call.
+#[allow(clippy::too_many_arguments)]
+fn eval(
+    what: &str,
+    x: &[f32],
+    sx: usize,
+    shift: f32,
+    y: &mut [f32],
+    sy: usize,
+    n: usize,
+    path: CpuPath,
+) -> Result<()> {
     path.check()?;
-    for (what, len, s) in [("x", x.len(), sx), ("y", y.len(), sy)] {
-        if n > 0 && (s == 0 || (n - 1) * s >= len) {
-            return Err(Error::Argument(format!(
-                "exp_sub_f32_eval: {}: {} elements with stride {} do not fit in a slice of {}",
-                what, n, s, len
-            )));
-        }
-    }
+    check_view(&format!("{}: x", what), x.len(), sx, n)?;
+    check_view(&format!("{}: y", what), y.len(), sy, n)?;
     // Safety: the views were checked; the path is supported.
     unsafe {
         exp_views(

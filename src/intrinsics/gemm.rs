@@ -8,7 +8,8 @@
 //! are contiguous; a `C` whose columns are not is updated through a row-major copy of the
 //! tile, copied across in registers where `C`'s rows are contiguous instead):
 //! - AVX-512F: columns in blocks of 32 (two 512-bit accumulators per row; a last block
-//!   of at most 16 in one), rows in blocks of 12, partial column blocks through mask
+//!   of at most 16 in one), rows in as few blocks of at most 12 as cover them, of even
+//!   sizes, partial column blocks through mask
 //!   registers; a whole 12 x 32 block of a packed `A` (unit row stride) takes a kernel
 //!   with constant offsets that adds `C` after the reduction, as the AVX2 one does.
 //!   Tested against the declared semantics natively or, on CPUs without AVX-512 (or with
@@ -566,8 +567,8 @@ unsafe fn kernel_rx16<const R: usize, const UNIT_A: bool, const MASKED: bool>(
 }
 
 /// The AVX-512 tiling: columns in blocks of 32 (two 512-bit vectors per row; a last block
-/// of at most 16 in one), rows in blocks of 12 (the last 1 to 11 in one smaller block): up
-/// to 24 accumulators of the 32 registers. Partial column blocks load and store through
+/// of at most 16 in one), rows in as few blocks of at most 12 as cover them, of even sizes
+/// (28 rows: 10, 9, 9): up to 24 accumulators of the 32 registers. Partial column blocks load and store through
 /// masks (masked-off lanes are never touched). Needs unit column strides of `B` and `C`.
 ///
 /// # Safety
@@ -624,8 +625,8 @@ unsafe fn kernel512_any<const R: usize, const W: usize>(
 
 /// The `R` x `16 W` block at (`i0`, `j0`), `cols` of its columns existing: `R * W`
 /// accumulators, one broadcast of `A` per row and `W` loads of `B` per step of the
-/// reduction. Every load and store of `B` and `C` is masked to the existing columns.
-/// `PACKED`: a whole block (`cols == 16 W`) of an `A` whose rows are side by side (unit
+/// reduction. Every load and store of `B` and `C` is masked to the existing columns, but
+/// with `PACKED`: a whole block (`cols == 16 W`) of an `A` whose rows are side by side (unit
 /// row stride, a packed panel): `A`'s offsets are constants, and `C` is added after the
 /// reduction (its lines prefetched first), so the first steps do not wait for it.
 #[cfg(target_arch = "x86_64")]

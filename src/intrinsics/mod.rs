@@ -64,6 +64,33 @@ pub use {
 
 use crate::error::{Error, Result};
 use crate::te::{OpKind, Tensor};
+
+/// A length-`n` intrinsic's length check: `what(n)` needs `n >= 1` (a typed error).
+pub(crate) fn check_len(what: &str, n: i64) -> Result<()> {
+    if n < 1 {
+        return Err(Error::InvalidExpr(format!(
+            "{}({}): the length must be at least 1",
+            what, n
+        )));
+    }
+    Ok(())
+}
+
+/// An `*_eval` function's view check: `n` elements `stride` apart must lie inside a slice
+/// of `len` (a typed error naming `what` otherwise, also where the extent overflows).
+pub(crate) fn check_view(what: &str, len: usize, stride: usize, n: usize) -> Result<()> {
+    let fits = n == 0
+        || (stride > 0
+            && isize::try_from(stride).is_ok()
+            && (n - 1).checked_mul(stride).is_some_and(|end| end < len));
+    if !fits {
+        return Err(Error::Argument(format!(
+            "{}: {} elements with stride {} do not fit in a slice of {}",
+            what, n, stride, len
+        )));
+    }
+    Ok(())
+}
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 

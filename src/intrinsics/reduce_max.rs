@@ -16,8 +16,8 @@
 //! the vector maximum returns its second operand when either is NaN. Otherwise (no AVX2,
 //! or a strided operand) one scalar running maximum.
 
-use super::{CpuImpl, CpuPath, TensorIntrin};
-use crate::error::{Error, Result};
+use super::{check_len, check_view, CpuImpl, CpuPath, TensorIntrin};
+use crate::error::Result;
 use crate::te::{compute, max_reduce, placeholder, reduce_axis, DType};
 use std::sync::Arc;
 
@@ -26,12 +26,7 @@ const SYMBOL: &str = "loopforge_intrin_reduce_max_f32";
 /// The intrinsic `reduce_max_f32_{n}`: `C = max_{k < n} A[k]` (registered; one object per
 /// length). Operands: `A` (`n`, any stride), then `C` (0-d).
 pub fn reduce_max_f32(n: i64) -> Result<Arc<TensorIntrin>> {
-    if n < 1 {
-        return Err(Error::InvalidExpr(format!(
-            "reduce_max_f32({}): the length must be at least 1",
-            n
-        )));
-    }
+    check_len("reduce_max_f32", n)?;
     let name = format!("reduce_max_f32_{}", n);
     super::register_once(&name, || {
         let a = placeholder(&[n.into()], DType::F32, "A");
@@ -186,14 +181,7 @@ unsafe fn max_avx512(a: *const f32, n: usize) -> f32 {
 /// declaration. A path this CPU does not run is an error.
 pub fn reduce_max_f32_eval(a: &[f32], sa: usize, n: usize, path: CpuPath) -> Result<f32> {
     path.check()?;
-    if n > 0 && (sa == 0 || (n - 1) * sa >= a.len()) {
-        return Err(Error::Argument(format!(
-            "reduce_max_f32_eval: a: {} elements with stride {} do not fit in a slice of {}",
-            n,
-            sa,
-            a.len()
-        )));
-    }
+    check_view("reduce_max_f32_eval: a", a.len(), sa, n)?;
     // Safety: the view was checked; the path is supported.
     Ok(unsafe { reduce_max(a.as_ptr(), sa as isize, n, path) })
 }

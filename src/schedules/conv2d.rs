@@ -167,7 +167,7 @@ impl ConvConfig {
             // rows evenly in blocks of up to 12): the fewest calls, the largest divisor
             // up to 64 (the 7x7 stem on 112-wide rows: 56, 1.28-1.32 -> 1.20 ms on a Zen
             // 5 core; the AVX2 kernel measured no better at 56 than at 28).
-            divisors(shape.width, 64)[0]
+            divisors(shape.width, 64).first().copied().unwrap_or(1)
         } else {
             row_tile(shape.width)
         };
