@@ -105,16 +105,33 @@ extern "C" fn sum_entry(args: *const i64) {
 /// # Safety
 /// As `sum_entry`'s words; the CPU must run `path`.
 unsafe fn sum_words(args: *const i64, path: CpuPath) {
+    let sum = |a, sa, n| unsafe { dot(a, sa, std::ptr::null(), 0, n, path) };
+    unsafe { reduction_words(args, 0.0, sum, |c, v| c + v) }
+}
+
+/// The host function of a reduction of one operand into a 0-d output, from its words:
+/// `[mode, c, n]` in mode init (the output set to `identity`), `[mode, a, c, sa, n]`
+/// otherwise, where `reduce(a, sa, n)` is the reduction of the `n` elements and mode
+/// update (1) stores `combine(c, that)` instead of it.
+///
+/// # Safety
+/// The words must describe views valid for `n` elements and the output.
+pub(super) unsafe fn reduction_words(
+    args: *const i64,
+    identity: f32,
+    reduce: impl Fn(*const f32, isize, usize) -> f32,
+    combine: impl Fn(f32, f32) -> f32,
+) {
     let mode = unsafe { *args };
     if mode == 2 {
         let w = unsafe { std::slice::from_raw_parts(args, 3) };
-        unsafe { *(w[1] as *mut f32) = 0.0 };
+        unsafe { *(w[1] as *mut f32) = identity };
         return;
     }
     let w = unsafe { std::slice::from_raw_parts(args, 5) };
     let (a, c) = (w[1] as *const f32, w[2] as *mut f32);
-    let v = unsafe { dot(a, w[3] as isize, std::ptr::null(), 0, w[4] as usize, path) };
-    unsafe { finish(mode, c, v) };
+    let v = reduce(a, w[3] as isize, w[4] as usize);
+    unsafe { *c = if mode == 1 { combine(*c, v) } else { v } };
 }
 
 /// `dot_f32`'s host function on the AVX-512 path, without feature detection: for tests

@@ -55,17 +55,9 @@ extern "C" fn entry(args: *const i64) {
 /// # Safety
 /// As `entry`'s words; the CPU must run `path`.
 unsafe fn words(args: *const i64, path: CpuPath) {
-    let mode = unsafe { *args };
-    if mode == 2 {
-        let w = unsafe { std::slice::from_raw_parts(args, 3) };
-        unsafe { *(w[1] as *mut f32) = f32::NEG_INFINITY };
-        return;
-    }
-    let w = unsafe { std::slice::from_raw_parts(args, 5) };
-    let (a, c) = (w[1] as *const f32, w[2] as *mut f32);
-    let v = unsafe { reduce_max(a, w[3] as isize, w[4] as usize, path) };
+    let max = |a, sa, n| unsafe { reduce_max(a, sa, n, path) };
     // Update: the maximum with what is there, NaN-propagating as the declaration.
-    unsafe { *c = if mode == 1 { nan_max(*c, v) } else { v } };
+    unsafe { super::dot::reduction_words(args, f32::NEG_INFINITY, max, nan_max) }
 }
 
 /// `reduce_max_f32`'s host function on the AVX-512 path, without feature detection: for
