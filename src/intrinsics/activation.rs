@@ -14,12 +14,12 @@
 //! normal, tanh 1, erf 2, exp 1). GELU rounds `0.5 x` and `1 + erf(x / sqrt 2)` before their
 //! product, as the graph's expression does.
 //!
-//! CPU implementation: with AVX2 and FMA (detected at run time; also on AVX-512 CPUs,
-//! but for sigmoid and SiLU) eight lanes at a time, rows stored one after another on both
-//! sides as one run, strided operands and the last 1 to 7 elements of a run through a
-//! lane buffer; sigmoid and SiLU with AVX-512F sixteen lanes at a time, the same
-//! operations (the AVX2 path's results bit for bit), the last 1 to 15 elements through a
-//! mask; otherwise the same algorithms in scalar code (multiplies and adds unfused).
+//! CPU implementation: with AVX2 and FMA (detected at run time) eight lanes at a time,
+//! rows stored one after another on both sides as one run, strided operands and the last
+//! 1 to 7 elements of a run through a lane buffer; with AVX-512F sixteen lanes at a time,
+//! the same operations (the AVX2 path's results bit for bit), the last 1 to 15 elements
+//! through a mask; otherwise the same algorithms in scalar code (multiplies and adds
+//! unfused).
 
 use super::exp::{exp_scalar, poly};
 use super::{CpuImpl, CpuPath, TensorIntrin};
@@ -202,25 +202,24 @@ extern "C" fn entry<const F: u8>(args: *const i64) {
     unsafe { words::<F>(args, CpuPath::best()) }
 }
 
-/// The host function of sigmoid on the AVX-512 path, without feature detection: for
-/// tests that run it under an emulator where the CPU lacks AVX-512.
-///
-/// # Safety
-/// As the host function's words; the CPU (or emulator) must have AVX-512F.
+/// The host function of `f` on the AVX-512 path, without feature detection: for tests
+/// that run it under an emulator where the CPU lacks AVX-512.
 #[doc(hidden)]
 #[cfg(target_arch = "x86_64")]
-pub unsafe extern "C" fn sigmoid_f32_avx512_entry(args: *const i64) {
-    unsafe { words::<{ Activation::Sigmoid as u8 }>(args, CpuPath::Avx512) }
-}
-
-/// [`sigmoid_f32_avx512_entry`] for SiLU.
-///
-/// # Safety
-/// As [`sigmoid_f32_avx512_entry`].
-#[doc(hidden)]
-#[cfg(target_arch = "x86_64")]
-pub unsafe extern "C" fn silu_f32_avx512_entry(args: *const i64) {
-    unsafe { words::<{ Activation::Silu as u8 }>(args, CpuPath::Avx512) }
+pub fn activation_f32_avx512_entry(f: Activation) -> unsafe extern "C" fn(*const i64) {
+    /// # Safety
+    /// As the host function's words; the CPU (or emulator) must have AVX-512F.
+    unsafe extern "C" fn avx512<const F: u8>(args: *const i64) {
+        unsafe { words::<F>(args, CpuPath::Avx512) }
+    }
+    match f {
+        Activation::Sigmoid => avx512::<{ Activation::Sigmoid as u8 }>,
+        Activation::Tanh => avx512::<{ Activation::Tanh as u8 }>,
+        Activation::Gelu => avx512::<{ Activation::Gelu as u8 }>,
+        Activation::Erf => avx512::<{ Activation::Erf as u8 }>,
+        Activation::Exp => avx512::<{ Activation::Exp as u8 }>,
+        Activation::Silu => avx512::<{ Activation::Silu as u8 }>,
+    }
 }
 
 /// The host function's words (see [`entry`]) on `path`.
@@ -250,9 +249,8 @@ unsafe fn words<const F: u8>(args: *const i64, path: CpuPath) {
     }
 }
 
-/// `n` elements of one row of the activation `ALL[F]` on `path` (AVX-512 runs its own
-/// code for sigmoid and SiLU, the AVX2 code for the others; any path without AVX2 and
-/// FMA the portable one).
+/// `n` elements of one row of the activation `ALL[F]` on `path` (any path without
+/// AVX-512 or AVX2 and FMA the portable one).
 ///
 /// # Safety
 /// The views must be valid for `n` elements; the CPU must run `path`.
@@ -265,7 +263,7 @@ unsafe fn run_row<const F: u8>(
     path: CpuPath,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if path == CpuPath::Avx512 && avx512::has(F) {
+    if path == CpuPath::Avx512 {
         unsafe { avx512::row::<F>(x, sx, y, sy, n) };
         return;
     }
@@ -332,18 +330,14 @@ fn erf_scalar(x: f32) -> f32 {
     with_sign(if z < 1.0 { small } else { large }, sign)
 }
 
-/// The AVX-512 path of sigmoid and SiLU: the AVX2 path's operations on 16 lanes (so its
-/// results, bit for bit), four vectors per step, a last partial vector through a mask.
+/// The AVX-512 path: the AVX2 path's operations on 16 lanes (so its results, bit for bit;
+/// the bitwise float operations through integer vectors, which AVX-512F has), four
+/// vectors per step, a last partial vector through a mask.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::super::exp::{exp16, through_lanes};
-    use super::Activation;
+    use super::{Activation, ERF_A, ERF_B, TANH_Q, TANH_SMALL};
     use std::arch::x86_64::*;
-
-    /// Whether the activation `ALL[f]` has this path.
-    pub(super) fn has(f: u8) -> bool {
-        f == Activation::Sigmoid as u8 || f == Activation::Silu as u8
-    }
 
     /// `n` elements: 64 at a time (four independent vectors) where both strides are 1,
     /// then 16 at a time, the last 1 to 15 through a mask; strided views through a lane
@@ -386,18 +380,90 @@ mod avx512 {
         }
     }
 
-    /// `1 / (1 + exp(0 - x))`, times `x` for SiLU.
     #[inline]
     #[target_feature(enable = "avx512f")]
     fn apply<const F: u8>(x: __m512) -> __m512 {
+        // `F` is a constant: the match folds away.
+        match Activation::ALL[F as usize] {
+            Activation::Sigmoid => sigmoid16(x),
+            Activation::Silu => _mm512_mul_ps(x, sigmoid16(x)),
+            Activation::Tanh => tanh16(x),
+            Activation::Gelu => {
+                let h = _mm512_mul_ps(_mm512_set1_ps(0.5), x);
+                let s = _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+                _mm512_mul_ps(h, _mm512_add_ps(_mm512_set1_ps(1.0), erf16(s)))
+            }
+            Activation::Erf => erf16(x),
+            Activation::Exp => unsafe { exp16(x) },
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn sigmoid16(x: __m512) -> __m512 {
         let one = _mm512_set1_ps(1.0);
         let e = unsafe { exp16(_mm512_sub_ps(_mm512_setzero_ps(), x)) };
-        let s = _mm512_div_ps(one, _mm512_add_ps(one, e));
-        if F == Activation::Silu as u8 {
-            _mm512_mul_ps(x, s)
-        } else {
-            s
+        _mm512_div_ps(one, _mm512_add_ps(one, e))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn poly(c: &[f32], x: __m512) -> __m512 {
+        let mut p = _mm512_set1_ps(c[0]);
+        for v in &c[1..] {
+            p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(*v));
         }
+        p
+    }
+
+    /// The bitwise float operations, on AVX-512F's integer vectors.
+    macro_rules! bitwise {
+        ($($name:ident => $op:ident),*) => {$(
+            #[inline]
+            #[target_feature(enable = "avx512f")]
+            fn $name(a: __m512, b: __m512) -> __m512 {
+                _mm512_castsi512_ps($op(_mm512_castps_si512(a), _mm512_castps_si512(b)))
+            }
+        )*};
+    }
+    bitwise!(and => _mm512_and_si512, andnot => _mm512_andnot_si512,
+        or => _mm512_or_si512, xor => _mm512_xor_si512);
+
+    /// `|x|` and the sign bits of `x`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn abs_and_sign(x: __m512) -> (__m512, __m512) {
+        let s = _mm512_set1_ps(-0.0);
+        (andnot(s, x), and(x, s))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn tanh16(x: __m512) -> __m512 {
+        let (z, sign) = abs_and_sign(x);
+        let (one, two) = (_mm512_set1_ps(1.0), _mm512_set1_ps(2.0));
+        let e = unsafe { exp16(_mm512_add_ps(z, z)) };
+        let large = _mm512_sub_ps(one, _mm512_div_ps(two, _mm512_add_ps(e, one)));
+        let z2 = _mm512_mul_ps(z, z);
+        let pz2 = _mm512_mul_ps(poly(&TANH_Q, z2), z2);
+        let small = _mm512_fmadd_ps(pz2, z, z);
+        let is_small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(z, _mm512_set1_ps(TANH_SMALL));
+        or(_mm512_mask_blend_ps(is_small, large, small), sign)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn erf16(x: __m512) -> __m512 {
+        let (z, sign) = abs_and_sign(x);
+        let one = _mm512_set1_ps(1.0);
+        let z2 = _mm512_mul_ps(z, z);
+        let small = _mm512_mul_ps(poly(&ERF_A, z2), z);
+        let b = poly(&ERF_B, _mm512_div_ps(one, z));
+        let e = unsafe { exp16(xor(z2, _mm512_set1_ps(-0.0))) };
+        let large = _mm512_sub_ps(one, _mm512_mul_ps(e, b));
+        let is_small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(z, one);
+        let r = or(_mm512_mask_blend_ps(is_small, large, small), sign);
+        _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x), r, x)
     }
 }
 

@@ -28,9 +28,8 @@
 //! `exp`, within 1 ulp) and [`exp_sub_f32`] (`exp(x - s)`, a softmax row's numerators), each with
 //! AVX-512F and AVX2+FMA paths chosen at run time ([`CpuPath::best`]) and a portable one
 //! (the `*_eval` functions run any path this CPU has on slices, for tests),
-//! [`activation_f32`] (sigmoid, tanh, GELU, erf, exp or SiLU over a tile of rows; an
-//! AVX2+FMA path, which AVX-512 CPUs run too but for sigmoid and SiLU, which have
-//! 16-lane AVX-512 code, and a portable one), and the tensor-core intrinsics [`wmma_load_a`], [`wmma_load_b`], [`wmma_mma`] and
+//! [`activation_f32`] (sigmoid, tanh, GELU, erf, exp or SiLU over a tile of rows;
+//! AVX-512F and AVX2+FMA paths, and a portable one), and the tensor-core intrinsics [`wmma_load_a`], [`wmma_load_b`], [`wmma_mma`] and
 //! [`wmma_store`] (CUDA, warp-collective, on `wmma.*` fragment buffers).
 
 pub(crate) mod activation;
@@ -55,7 +54,7 @@ pub use wmma::{wmma_load_a, wmma_load_b, wmma_mma, wmma_store};
 #[cfg(target_arch = "x86_64")]
 #[doc(hidden)]
 pub use {
-    activation::{sigmoid_f32_avx512_entry, silu_f32_avx512_entry},
+    activation::activation_f32_avx512_entry,
     dot::{dot_f32_avx512_entry, reduce_sum_f32_avx512_entry},
     exp::{exp_f32_avx512_entry, exp_sub_f32_avx512_entry},
     gemm::gemm_f32_k3_avx512_entry,
