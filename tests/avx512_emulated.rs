@@ -650,7 +650,8 @@ fn avx512_activations_match_the_avx2_path() {
                 rows as i64,
                 cols as i64,
             ];
-            let tag = format!("{}{}", f.name(), i);
+            // Tags name the files of a call: unique across the tests, which run at once.
+            let tag = format!("activation_{}{}", f.name(), i);
             call_avx512(native, entry, &words, &[&x], &mut yg.0, &tag);
             yg.check_guards(&tag);
             for r in 0..rows {

@@ -330,6 +330,102 @@ fn erf_scalar(x: f32) -> f32 {
     with_sign(if z < 1.0 { small } else { large }, sign)
 }
 
+/// One-line vector operations of a module's lane type `V`, each `#[inline]` with the
+/// module's target features (so they inline into its other functions).
+#[cfg(target_arch = "x86_64")]
+macro_rules! lanes {
+    ($feature:literal; $($name:ident($($arg:ident: $t:ty),*) = $body:expr;)*) => {$(
+        #[inline]
+        #[target_feature(enable = $feature)]
+        fn $name($($arg: $t),*) -> V {
+            $body
+        }
+    )*};
+}
+
+/// The activations on a module's vectors, written once over its lane type `V`, mask type
+/// `M` and operations (`splat`, `add`, `sub`, `mul`, `div`, `fmadd`, `and`, `andnot`,
+/// `or`, `xor`, `exp`, `lt`, `unord`, `blend`): the AVX2 and the AVX-512 path run the
+/// same operations, so their results are equal bit for bit, and equal to `vmath`'s
+/// generated code where the JIT fuses multiply-adds.
+#[cfg(target_arch = "x86_64")]
+macro_rules! vector_math {
+    ($feature:literal) => {
+        #[inline]
+        #[target_feature(enable = $feature)]
+        fn apply<const F: u8>(x: V) -> V {
+            // `F` is a constant: the match folds away.
+            match Activation::ALL[F as usize] {
+                Activation::Sigmoid => sigmoid(x),
+                Activation::Silu => mul(x, sigmoid(x)),
+                Activation::Tanh => tanh(x),
+                Activation::Gelu => {
+                    let h = mul(splat(0.5), x);
+                    let s = mul(x, splat(std::f32::consts::FRAC_1_SQRT_2));
+                    mul(h, add(splat(1.0), erf(s)))
+                }
+                Activation::Erf => erf(x),
+                Activation::Exp => exp(x),
+            }
+        }
+
+        /// `1 / (1 + exp(0 - x))`.
+        #[inline]
+        #[target_feature(enable = $feature)]
+        fn sigmoid(x: V) -> V {
+            let one = splat(1.0);
+            div(one, add(one, exp(sub(splat(0.0), x))))
+        }
+
+        /// The polynomial with coefficients `c` (highest degree first) at `x`, by Horner
+        /// with fused multiply-adds.
+        #[inline]
+        #[target_feature(enable = $feature)]
+        fn poly(c: &[f32], x: V) -> V {
+            let mut p = splat(c[0]);
+            for v in &c[1..] {
+                p = fmadd(p, x, splat(*v));
+            }
+            p
+        }
+
+        /// `|x|` and the sign bits of `x`.
+        #[inline]
+        #[target_feature(enable = $feature)]
+        fn abs_and_sign(x: V) -> (V, V) {
+            let s = splat(-0.0);
+            (andnot(s, x), and(x, s))
+        }
+
+        #[inline]
+        #[target_feature(enable = $feature)]
+        fn tanh(x: V) -> V {
+            let (z, sign) = abs_and_sign(x);
+            let (one, two) = (splat(1.0), splat(2.0));
+            let e = exp(add(z, z));
+            let large = sub(one, div(two, add(e, one)));
+            let z2 = mul(z, z);
+            let pz2 = mul(poly(&TANH_Q, z2), z2);
+            let small = fmadd(pz2, z, z);
+            or(blend(lt(z, splat(TANH_SMALL)), large, small), sign)
+        }
+
+        #[inline]
+        #[target_feature(enable = $feature)]
+        fn erf(x: V) -> V {
+            let (z, sign) = abs_and_sign(x);
+            let one = splat(1.0);
+            let z2 = mul(z, z);
+            let small = mul(poly(&ERF_A, z2), z);
+            let b = poly(&ERF_B, div(one, z));
+            let e = exp(xor(z2, splat(-0.0)));
+            let large = sub(one, mul(e, b));
+            let r = or(blend(lt(z, one), large, small), sign);
+            blend(unord(x), r, x)
+        }
+    };
+}
+
 /// The AVX-512 path: the AVX2 path's operations on 16 lanes (so its results, bit for bit;
 /// the bitwise float operations through integer vectors, which AVX-512F has), four
 /// vectors per step, a last partial vector through a mask.
@@ -380,91 +476,47 @@ mod avx512 {
         }
     }
 
+    type V = __m512;
+    type M = __mmask16;
+    /// The bits of `v` as an integer vector.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn apply<const F: u8>(x: __m512) -> __m512 {
-        // `F` is a constant: the match folds away.
-        match Activation::ALL[F as usize] {
-            Activation::Sigmoid => sigmoid16(x),
-            Activation::Silu => _mm512_mul_ps(x, sigmoid16(x)),
-            Activation::Tanh => tanh16(x),
-            Activation::Gelu => {
-                let h = _mm512_mul_ps(_mm512_set1_ps(0.5), x);
-                let s = _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
-                _mm512_mul_ps(h, _mm512_add_ps(_mm512_set1_ps(1.0), erf16(s)))
-            }
-            Activation::Erf => erf16(x),
-            Activation::Exp => unsafe { exp16(x) },
-        }
+    fn int(v: V) -> __m512i {
+        _mm512_castps_si512(v)
     }
-
+    lanes! { "avx512f";
+        splat(v: f32) = _mm512_set1_ps(v);
+        add(a: V, b: V) = _mm512_add_ps(a, b);
+        sub(a: V, b: V) = _mm512_sub_ps(a, b);
+        mul(a: V, b: V) = _mm512_mul_ps(a, b);
+        div(a: V, b: V) = _mm512_div_ps(a, b);
+        fmadd(a: V, b: V, c: V) = _mm512_fmadd_ps(a, b, c);
+        // The bitwise float operations, on AVX-512F's integer vectors.
+        and(a: V, b: V) = _mm512_castsi512_ps(_mm512_and_si512(int(a), int(b)));
+        andnot(a: V, b: V) = _mm512_castsi512_ps(_mm512_andnot_si512(int(a), int(b)));
+        or(a: V, b: V) = _mm512_castsi512_ps(_mm512_or_si512(int(a), int(b)));
+        xor(a: V, b: V) = _mm512_castsi512_ps(_mm512_xor_si512(int(a), int(b)));
+        exp(x: V) = unsafe { exp16(x) };
+    }
+    /// `a < b` (ordered) per lane.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn sigmoid16(x: __m512) -> __m512 {
-        let one = _mm512_set1_ps(1.0);
-        let e = unsafe { exp16(_mm512_sub_ps(_mm512_setzero_ps(), x)) };
-        _mm512_div_ps(one, _mm512_add_ps(one, e))
+    fn lt(a: V, b: V) -> M {
+        _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, b)
     }
-
+    /// The NaN lanes of `x`.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn poly(c: &[f32], x: __m512) -> __m512 {
-        let mut p = _mm512_set1_ps(c[0]);
-        for v in &c[1..] {
-            p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(*v));
-        }
-        p
+    fn unord(x: V) -> M {
+        _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x)
     }
-
-    /// The bitwise float operations, on AVX-512F's integer vectors.
-    macro_rules! bitwise {
-        ($($name:ident => $op:ident),*) => {$(
-            #[inline]
-            #[target_feature(enable = "avx512f")]
-            fn $name(a: __m512, b: __m512) -> __m512 {
-                _mm512_castsi512_ps($op(_mm512_castps_si512(a), _mm512_castps_si512(b)))
-            }
-        )*};
-    }
-    bitwise!(and => _mm512_and_si512, andnot => _mm512_andnot_si512,
-        or => _mm512_or_si512, xor => _mm512_xor_si512);
-
-    /// `|x|` and the sign bits of `x`.
+    /// `t` where `m` is set, `f` elsewhere.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn abs_and_sign(x: __m512) -> (__m512, __m512) {
-        let s = _mm512_set1_ps(-0.0);
-        (andnot(s, x), and(x, s))
+    fn blend(m: M, f: V, t: V) -> V {
+        _mm512_mask_blend_ps(m, f, t)
     }
-
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn tanh16(x: __m512) -> __m512 {
-        let (z, sign) = abs_and_sign(x);
-        let (one, two) = (_mm512_set1_ps(1.0), _mm512_set1_ps(2.0));
-        let e = unsafe { exp16(_mm512_add_ps(z, z)) };
-        let large = _mm512_sub_ps(one, _mm512_div_ps(two, _mm512_add_ps(e, one)));
-        let z2 = _mm512_mul_ps(z, z);
-        let pz2 = _mm512_mul_ps(poly(&TANH_Q, z2), z2);
-        let small = _mm512_fmadd_ps(pz2, z, z);
-        let is_small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(z, _mm512_set1_ps(TANH_SMALL));
-        or(_mm512_mask_blend_ps(is_small, large, small), sign)
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn erf16(x: __m512) -> __m512 {
-        let (z, sign) = abs_and_sign(x);
-        let one = _mm512_set1_ps(1.0);
-        let z2 = _mm512_mul_ps(z, z);
-        let small = _mm512_mul_ps(poly(&ERF_A, z2), z);
-        let b = poly(&ERF_B, _mm512_div_ps(one, z));
-        let e = unsafe { exp16(xor(z2, _mm512_set1_ps(-0.0))) };
-        let large = _mm512_sub_ps(one, _mm512_mul_ps(e, b));
-        let is_small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(z, one);
-        let r = or(_mm512_mask_blend_ps(is_small, large, small), sign);
-        _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x), r, x)
-    }
+    vector_math!("avx512f");
 }
 
 /// The AVX2 + FMA path.
@@ -519,76 +571,38 @@ mod avx2 {
         unsafe { through_lanes(x, sx, y, sy, i, n, lanes) };
     }
 
+    type V = __m256;
+    type M = __m256;
+    lanes! { "avx2,fma";
+        splat(v: f32) = _mm256_set1_ps(v);
+        add(a: V, b: V) = _mm256_add_ps(a, b);
+        sub(a: V, b: V) = _mm256_sub_ps(a, b);
+        mul(a: V, b: V) = _mm256_mul_ps(a, b);
+        div(a: V, b: V) = _mm256_div_ps(a, b);
+        fmadd(a: V, b: V, c: V) = _mm256_fmadd_ps(a, b, c);
+        and(a: V, b: V) = _mm256_and_ps(a, b);
+        andnot(a: V, b: V) = _mm256_andnot_ps(a, b);
+        or(a: V, b: V) = _mm256_or_ps(a, b);
+        xor(a: V, b: V) = _mm256_xor_ps(a, b);
+        exp(x: V) = unsafe { exp8(x) };
+    }
+    /// `a < b` (ordered) per lane.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    fn apply<const F: u8>(x: __m256) -> __m256 {
-        // `F` is a constant: the match folds away.
-        match Activation::ALL[F as usize] {
-            Activation::Sigmoid => sigmoid8(x),
-            Activation::Silu => _mm256_mul_ps(x, sigmoid8(x)),
-            Activation::Tanh => tanh8(x),
-            Activation::Gelu => {
-                let h = _mm256_mul_ps(_mm256_set1_ps(0.5), x);
-                let s = _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
-                _mm256_mul_ps(h, _mm256_add_ps(_mm256_set1_ps(1.0), erf8(s)))
-            }
-            Activation::Erf => erf8(x),
-            Activation::Exp => unsafe { exp8(x) },
-        }
+    fn lt(a: V, b: V) -> M {
+        _mm256_cmp_ps::<_CMP_LT_OQ>(a, b)
     }
-
+    /// The NaN lanes of `x`.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    fn sigmoid8(x: __m256) -> __m256 {
-        let one = _mm256_set1_ps(1.0);
-        let e = unsafe { exp8(_mm256_sub_ps(_mm256_setzero_ps(), x)) };
-        _mm256_div_ps(one, _mm256_add_ps(one, e))
+    fn unord(x: V) -> M {
+        _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x)
     }
-
+    /// `t` where `m` is set, `f` elsewhere.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    fn poly(c: &[f32], x: __m256) -> __m256 {
-        let mut p = _mm256_set1_ps(c[0]);
-        for v in &c[1..] {
-            p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(*v));
-        }
-        p
+    fn blend(m: M, f: V, t: V) -> V {
+        _mm256_blendv_ps(f, t, m)
     }
-
-    /// `|x|` and the sign bits of `x`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn abs_and_sign(x: __m256) -> (__m256, __m256) {
-        let s = _mm256_set1_ps(-0.0);
-        (_mm256_andnot_ps(s, x), _mm256_and_ps(x, s))
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn tanh8(x: __m256) -> __m256 {
-        let (z, sign) = abs_and_sign(x);
-        let (one, two) = (_mm256_set1_ps(1.0), _mm256_set1_ps(2.0));
-        let e = unsafe { exp8(_mm256_add_ps(z, z)) };
-        let large = _mm256_sub_ps(one, _mm256_div_ps(two, _mm256_add_ps(e, one)));
-        let z2 = _mm256_mul_ps(z, z);
-        let pz2 = _mm256_mul_ps(poly(&TANH_Q, z2), z2);
-        let small = _mm256_fmadd_ps(pz2, z, z);
-        let is_small = _mm256_cmp_ps::<_CMP_LT_OQ>(z, _mm256_set1_ps(TANH_SMALL));
-        _mm256_or_ps(_mm256_blendv_ps(large, small, is_small), sign)
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn erf8(x: __m256) -> __m256 {
-        let (z, sign) = abs_and_sign(x);
-        let one = _mm256_set1_ps(1.0);
-        let z2 = _mm256_mul_ps(z, z);
-        let small = _mm256_mul_ps(poly(&ERF_A, z2), z);
-        let b = poly(&ERF_B, _mm256_div_ps(one, z));
-        let e = unsafe { exp8(_mm256_xor_ps(z2, _mm256_set1_ps(-0.0))) };
-        let large = _mm256_sub_ps(one, _mm256_mul_ps(e, b));
-        let is_small = _mm256_cmp_ps::<_CMP_LT_OQ>(z, one);
-        let r = _mm256_or_ps(_mm256_blendv_ps(large, small, is_small), sign);
-        _mm256_blendv_ps(r, x, _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x))
-    }
+    vector_math!("avx2,fma");
 }
