@@ -314,27 +314,27 @@ fn softmax_rows(out: &Tensor, threads: usize) -> Result<Schedule> {
     let row = rows(&mut s, out, threads)?;
     if stored {
         s.compute_inline("shift")?;
-    }
-    for st in ["den", "exp", "shift", "max"] {
-        if st != "shift" || !stored {
+        for st in ["den", "exp", "max"] {
             s.compute_at(st, out, &row)?;
         }
+        crate::schedules::softmax::row_passes(&mut s, "max", "exp", "den", n as i64)?;
+        return Ok(s);
+    }
+    for st in ["den", "exp", "shift", "max"] {
+        s.compute_at(st, out, &row)?;
+    }
+    stat_in_lanes(&mut s, "max", row_lanes(n))?;
+    let sa = s.axes("shift")?;
+    if n.is_multiple_of(4) {
+        let (_, vi) = s.split("shift", &sa[sa.len() - 1], 4)?;
+        s.vectorize("shift", &vi)?;
     }
     let ea = s.axes("exp")?;
-    let ej = &ea[ea.len() - 1];
-    if stored {
-        let mk = s.reduce_axes("max")?.remove(0);
-        s.tensorize("max", &mk, &crate::intrinsics::reduce_max_f32(n as i64)?)?;
-        s.tensorize("exp", ej, &crate::intrinsics::exp_sub_f32(n as i64)?)?;
-    } else {
-        stat_in_lanes(&mut s, "max", row_lanes(n))?;
-        let sa = s.axes("shift")?;
-        if n.is_multiple_of(4) {
-            let (_, vi) = s.split("shift", &sa[sa.len() - 1], 4)?;
-            s.vectorize("shift", &vi)?;
-        }
-        s.tensorize("exp", ej, &crate::intrinsics::exp_f32(n as i64)?)?;
-    }
+    s.tensorize(
+        "exp",
+        &ea[ea.len() - 1],
+        &crate::intrinsics::exp_f32(n as i64)?,
+    )?;
     let dk = s.reduce_axes("den")?.remove(0);
     s.tensorize("den", &dk, &crate::intrinsics::reduce_sum_f32(n as i64)?)?;
     Ok(s)

@@ -334,27 +334,27 @@ unsafe fn run_avx2(c: &Call) {
     }
 }
 
-/// `$kernel::<R, $other>$args` with `R` the row count `$rows` (1 to 12) as a constant.
+/// `$kernel::<R, $other...>$args` with `R` the row count `$rows` (1 to 12) as a constant.
 #[cfg(target_arch = "x86_64")]
 macro_rules! by_rows {
-    ($rows:expr, $kernel:ident, $other:ident, $args:tt) => {
+    ($rows:expr, $kernel:ident, [$($other:tt)*], $args:tt) => {
         match $rows {
-            12 => by_rows!(@call $kernel, 12, $other, $args),
-            11 => by_rows!(@call $kernel, 11, $other, $args),
-            10 => by_rows!(@call $kernel, 10, $other, $args),
-            9 => by_rows!(@call $kernel, 9, $other, $args),
-            8 => by_rows!(@call $kernel, 8, $other, $args),
-            7 => by_rows!(@call $kernel, 7, $other, $args),
-            6 => by_rows!(@call $kernel, 6, $other, $args),
-            5 => by_rows!(@call $kernel, 5, $other, $args),
-            4 => by_rows!(@call $kernel, 4, $other, $args),
-            3 => by_rows!(@call $kernel, 3, $other, $args),
-            2 => by_rows!(@call $kernel, 2, $other, $args),
-            _ => by_rows!(@call $kernel, 1, $other, $args),
+            12 => by_rows!(@call $kernel, 12, [$($other)*], $args),
+            11 => by_rows!(@call $kernel, 11, [$($other)*], $args),
+            10 => by_rows!(@call $kernel, 10, [$($other)*], $args),
+            9 => by_rows!(@call $kernel, 9, [$($other)*], $args),
+            8 => by_rows!(@call $kernel, 8, [$($other)*], $args),
+            7 => by_rows!(@call $kernel, 7, [$($other)*], $args),
+            6 => by_rows!(@call $kernel, 6, [$($other)*], $args),
+            5 => by_rows!(@call $kernel, 5, [$($other)*], $args),
+            4 => by_rows!(@call $kernel, 4, [$($other)*], $args),
+            3 => by_rows!(@call $kernel, 3, [$($other)*], $args),
+            2 => by_rows!(@call $kernel, 2, [$($other)*], $args),
+            _ => by_rows!(@call $kernel, 1, [$($other)*], $args),
         }
     };
-    (@call $kernel:ident, $r:literal, $other:ident, ($($a:expr),*)) => {
-        $kernel::<$r, $other>($($a),*)
+    (@call $kernel:ident, $r:literal, [$($other:tt)*], ($($a:expr),*)) => {
+        $kernel::<$r, $($other)*>($($a),*)
     };
 }
 
@@ -362,7 +362,7 @@ macro_rules! by_rows {
 /// the one-vector-per-row kernel for its row count (1 to 12).
 #[cfg(target_arch = "x86_64")]
 unsafe fn block8<const MASKED: bool>(c: &Call, i: usize, j: usize, rows: usize, cols: usize) {
-    unsafe { by_rows!(rows, kernel_rx8, MASKED, (c, i, j, cols)) }
+    unsafe { by_rows!(rows, kernel_rx8, [MASKED], (c, i, j, cols)) }
 }
 
 /// The `R` x 8 block at (`i0`, `j0`): `R` 8-wide accumulators (12 at most: with the
@@ -607,20 +607,8 @@ unsafe fn block512<const W: usize>(c: &Call, i: usize, j: usize, rows: usize, co
         if rows == 12 && cols == 16 * W && c.sa[0] == 1 {
             return kernel512::<12, W, true>(c, i, j, cols);
         }
-        by_rows!(rows, kernel512_any, W, (c, i, j, cols))
+        by_rows!(rows, kernel512, [W, false], (c, i, j, cols))
     }
-}
-
-/// [`kernel512`] for any `A` (no constant offsets).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn kernel512_any<const R: usize, const W: usize>(
-    c: &Call,
-    i0: usize,
-    j0: usize,
-    cols: usize,
-) {
-    unsafe { kernel512::<R, W, false>(c, i0, j0, cols) }
 }
 
 /// The `R` x `16 W` block at (`i0`, `j0`), `cols` of its columns existing: `R * W`

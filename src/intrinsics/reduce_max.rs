@@ -6,8 +6,9 @@
 //! (`Update`); mode init writes `-inf`, the reduction's identity.
 //!
 //! NaN propagates, as in the declaration (the interpreter's `max`): any NaN among the
-//! elements makes the result NaN. Of two zeros either may be returned (the declaration
-//! returns `+0.0` for `max(-0.0, +0.0)`; equal as numbers).
+//! elements makes the result NaN. The scalar steps are the declaration's own `max`
+//! (`te::arith::fmax32`); of two zeros the vector maxima may return either (the
+//! declaration returns `+0.0` for `max(-0.0, +0.0)`; equal as numbers).
 //!
 //! CPU implementation, for unit strides: with AVX-512F (detected at run time), four 16-wide
 //! running maxima (64 elements per step), then 16 at a time, the tail loaded through a
@@ -18,6 +19,7 @@
 
 use super::{check_len, check_view, CpuImpl, CpuPath, TensorIntrin};
 use crate::error::Result;
+use crate::te::arith::fmax32;
 use crate::te::{compute, max_reduce, placeholder, reduce_axis, DType};
 use std::sync::Arc;
 
@@ -57,7 +59,7 @@ extern "C" fn entry(args: *const i64) {
 unsafe fn words(args: *const i64, path: CpuPath) {
     let max = |a, sa, n| unsafe { reduce_max(a, sa, n, path) };
     // Update: the maximum with what is there, NaN-propagating as the declaration.
-    unsafe { super::dot::reduction_words(args, f32::NEG_INFINITY, max, nan_max) }
+    unsafe { super::dot::reduction_words(args, f32::NEG_INFINITY, max, fmax32) }
 }
 
 /// `reduce_max_f32`'s host function on the AVX-512 path, without feature detection: for
@@ -69,17 +71,6 @@ unsafe fn words(args: *const i64, path: CpuPath) {
 #[cfg(target_arch = "x86_64")]
 pub unsafe extern "C" fn reduce_max_f32_avx512_entry(args: *const i64) {
     unsafe { words(args, CpuPath::Avx512) }
-}
-
-/// `max(a, b)`, NaN if either is.
-fn nan_max(a: f32, b: f32) -> f32 {
-    if a.is_nan() || b.is_nan() {
-        f32::NAN
-    } else if b > a {
-        b
-    } else {
-        a
-    }
 }
 
 /// `max_k a[k * sa]` (`-inf` for no elements).
@@ -97,7 +88,7 @@ unsafe fn reduce_max(a: *const f32, sa: isize, n: usize, path: CpuPath) -> f32 {
     }
     let _ = path;
     (0..n as isize).fold(f32::NEG_INFINITY, |m, k| {
-        nan_max(m, unsafe { *a.offset(k * sa) })
+        fmax32(m, unsafe { *a.offset(k * sa) })
     })
 }
 
@@ -131,7 +122,7 @@ unsafe fn max_avx2(a: *const f32, n: usize) -> f32 {
         m = f32::NAN;
     }
     for j in k..n {
-        m = nan_max(m, unsafe { *a.add(j) });
+        m = fmax32(m, unsafe { *a.add(j) });
     }
     m
 }

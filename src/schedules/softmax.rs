@@ -15,7 +15,7 @@
 
 use crate::error::{sched_err, Result};
 use crate::intrinsics::{exp_sub_f32, reduce_max_f32, reduce_sum_f32};
-use crate::schedule::{create_schedule, Schedule};
+use crate::schedule::{create_schedule, Schedule, StageRef};
 use crate::te::{compute, exp, max_reduce, reduce_axis, sum, Expr, OpKind, Tensor};
 
 /// The row softmax of a 2-D f32 tensor `x` (`rows x n`), as the five stages of the module
@@ -98,12 +98,25 @@ pub fn softmax_rows_tensorized(out: &Tensor, threads: usize) -> Result<Schedule>
         s.compute_at(st, out, &oi)?;
     }
 
-    // The row maximum, exp(x - max) over the row, and its sum, by intrinsics.
-    let mk = s.reduce_axes(&mx)?.remove(0);
-    s.tensorize(&mx, &mk, &reduce_max_f32(n)?)?;
-    let [_, ej] = s.axes2(&ex)?;
-    s.tensorize(&ex, &ej, &exp_sub_f32(n)?)?;
-    let dk = s.reduce_axes(&den)?.remove(0);
-    s.tensorize(&den, &dk, &reduce_sum_f32(n)?)?;
+    row_passes(&mut s, &mx, &ex, &den, n)?;
     Ok(s)
+}
+
+/// A softmax's passes over a row of `n`, each by an intrinsic, on a schedule where the
+/// shift stage is inlined into the exponentials and `mx`, `ex` and `den` are computed per
+/// row: the maximum by `reduce_max_f32`, `exp(x - max)` by `exp_sub_f32`, their sum by
+/// `reduce_sum_f32` (also the graph runtime's softmax kernels).
+pub(crate) fn row_passes<S: StageRef + ?Sized>(
+    s: &mut Schedule,
+    mx: &S,
+    ex: &S,
+    den: &S,
+    n: i64,
+) -> Result<()> {
+    let mk = s.reduce_axes(mx)?.remove(0);
+    s.tensorize(mx, &mk, &reduce_max_f32(n)?)?;
+    let ea = s.axes(ex)?;
+    s.tensorize(ex, &ea[ea.len() - 1], &exp_sub_f32(n)?)?;
+    let dk = s.reduce_axes(den)?.remove(0);
+    s.tensorize(den, &dk, &reduce_sum_f32(n)?)
 }
