@@ -7,6 +7,7 @@
 //! cargo run --release --example bench_report -- --json      # one JSON object per line
 //! cargo run --release --example bench_report -- --quick     # small sizes (smoke test)
 //! cargo run --release --example bench_report -- --only matmul # one workload family
+//! cargo run --release --example bench_report -- --rounds 3  # median of 3 rounds
 //! ```
 //!
 //! Workloads: f32 matmul `C = A B` (square, 1024 and 2048; 256 and 512 with `--quick`),
@@ -31,7 +32,9 @@
 //!
 //! Timing: wall clock, one warm-up call, then the median of at least 5 calls (as many as
 //! fit in about 2 s, at most 30); a call longer than 1 s is timed 3 times, warm-up
-//! included. The Rust kernels run inside a rayon pool of exactly `threads` threads.
+//! included. With `--rounds N` everything is measured N times over (loopforge and the
+//! baselines alternately, so that a slow spell of a shared machine falls on both) and
+//! each row is the median of its N medians. The Rust kernels run inside a rayon pool of exactly `threads` threads.
 //! Every loopforge and `gemm`/`matrixmultiply` result is checked against a reference.
 
 #[path = "bench_report/activation.rs"]
@@ -92,6 +95,9 @@ struct Opts {
     /// Only the workloads whose name starts with this (`--only matmul`,
     /// `--only conv2d_dw`).
     only: Option<String>,
+    /// Times to measure everything (`--rounds N`, default 1); each row is then the median
+    /// of its rounds' medians.
+    rounds: usize,
 }
 
 impl Opts {
@@ -142,6 +148,7 @@ fn parse_args() -> std::result::Result<Opts, String> {
         json: false,
         quick: false,
         only: None,
+        rounds: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -149,6 +156,13 @@ fn parse_args() -> std::result::Result<Opts, String> {
             "--json" => o.json = true,
             "--quick" => o.quick = true,
             "--only" => o.only = Some(it.next().ok_or("--only needs a workload name")?),
+            "--rounds" => {
+                let v = it.next().ok_or("--rounds needs a number")?;
+                o.rounds = match v.parse() {
+                    Ok(r) if r >= 1 => r,
+                    _ => return Err(format!("--rounds: not a number >= 1: {}", v)),
+                };
+            }
             "--threads" => {
                 let v = it.next().ok_or("--threads needs a number")?;
                 let t: usize = v
@@ -160,7 +174,7 @@ fn parse_args() -> std::result::Result<Opts, String> {
                 o.threads = vec![t];
             }
             "-h" | "--help" => {
-                println!("usage: bench_report [--threads N] [--json] [--quick] [--only WORKLOAD]");
+                println!("usage: bench_report [--threads N] [--rounds N] [--json] [--quick] [--only WORKLOAD]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown option {}", other)),
@@ -848,7 +862,7 @@ fn print_json(rows: &[Row]) {
     }
 }
 
-fn print_table(rows: &[Row], infos: &[String]) {
+fn print_table(rows: &[Row], infos: &[String], rounds: usize) {
     println!("| workload | impl | threads | median ms | GFLOP/s | ratio to best loopforge |");
     println!("|---|---|---|---|---|---|");
     for r in rows {
@@ -882,9 +896,72 @@ fn print_table(rows: &[Row], infos: &[String]) {
     }
     println!();
     println!("ratio = median / median of the fastest loopforge kernel of the same workload and thread count (> 1: slower than loopforge).");
+    if rounds > 1 {
+        println!("median: of the medians of {} rounds, each round measuring every implementation in turn.", rounds);
+    }
     for i in infos {
         println!("baseline versions: {}", i);
     }
+}
+
+/// Every selected workload on `t` threads, loopforge's kernels and the baselines, once.
+fn one_round(o: &Opts, t: usize, infos: &mut Vec<String>) -> Result<Vec<Row>> {
+    let mut rows = vec![];
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(t)
+        .build()
+        .map_err(|e| Error::Target(format!("rayon pool of {} threads: {}", t, e)))?;
+    let sizes = o.matmul_sizes();
+    for (idx, &n) in sizes.iter().enumerate().filter(|_| o.wants("matmul")) {
+        // The default schedule: smallest size, 1 thread only (no parallel loop).
+        let with_default = idx == 0 && t == 1;
+        rows.extend(pool.install(|| matmul_rows(o, n, t, with_default))?);
+    }
+    if o.wants("softmax") {
+        rows.extend(pool.install(|| softmax_rows(o, t))?);
+    }
+    if o.wants("matmul") || o.wants("softmax") {
+        rows.extend(python_rows(o, t, infos));
+    }
+    if o.wants("conv2d") {
+        rows.extend(pool.install(|| conv::conv_rows(o, t))?);
+        rows.extend(conv::torch_rows(o, t, infos));
+    }
+    if o.wants("dense") {
+        rows.extend(pool.install(|| dense::dense_rows(o, t))?);
+        rows.extend(dense::torch_rows(o, t, infos));
+    }
+    if ["sigmoid", "tanh", "gelu"].iter().any(|w| o.wants(w)) {
+        rows.extend(pool.install(|| activation::activation_rows(o, t))?);
+        rows.extend(activation::torch_rows(o, t, infos));
+    }
+    Ok(rows)
+}
+
+/// One row per (workload, implementation, threads), in order of first appearance: the
+/// median of the rounds' medians where some round measured it (the upper one of an even
+/// count), else the first round's row as it is.
+fn median_of_rounds(rows: Vec<Row>) -> Vec<Row> {
+    let mut out: Vec<(Row, Vec<f64>)> = vec![];
+    for r in rows {
+        let key = |x: &Row| (x.workload.clone(), x.imp.clone(), x.threads);
+        match out.iter_mut().find(|(o, _)| key(o) == key(&r)) {
+            Some((_, times)) => times.extend(r.median_s),
+            None => {
+                let times = r.median_s.into_iter().collect();
+                out.push((r, times));
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(mut r, mut times)| {
+            if !times.is_empty() {
+                times.sort_by(f64::total_cmp);
+                r.median_s = Some(times[times.len() / 2]);
+            }
+            r
+        })
+        .collect()
 }
 
 fn main() -> Result<()> {
@@ -905,37 +982,13 @@ fn main() -> Result<()> {
     };
     let mut rows = vec![];
     let mut infos = vec![];
-    for &t in &o.threads {
-        eprintln!("threads = {}", t);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(t)
-            .build()
-            .map_err(|e| Error::Target(format!("rayon pool of {} threads: {}", t, e)))?;
-        let sizes = o.matmul_sizes();
-        for (idx, &n) in sizes.iter().enumerate().filter(|_| o.wants("matmul")) {
-            // The default schedule: smallest size, 1 thread only (no parallel loop).
-            let with_default = idx == 0 && t == 1;
-            rows.extend(pool.install(|| matmul_rows(&o, n, t, with_default))?);
-        }
-        if o.wants("softmax") {
-            rows.extend(pool.install(|| softmax_rows(&o, t))?);
-        }
-        if o.wants("matmul") || o.wants("softmax") {
-            rows.extend(python_rows(&o, t, &mut infos));
-        }
-        if o.wants("conv2d") {
-            rows.extend(pool.install(|| conv::conv_rows(&o, t))?);
-            rows.extend(conv::torch_rows(&o, t, &mut infos));
-        }
-        if o.wants("dense") {
-            rows.extend(pool.install(|| dense::dense_rows(&o, t))?);
-            rows.extend(dense::torch_rows(&o, t, &mut infos));
-        }
-        if ["sigmoid", "tanh", "gelu"].iter().any(|w| o.wants(w)) {
-            rows.extend(pool.install(|| activation::activation_rows(&o, t))?);
-            rows.extend(activation::torch_rows(&o, t, &mut infos));
+    for round in 0..o.rounds {
+        for &t in &o.threads {
+            eprintln!("round {} of {}, threads = {}", round + 1, o.rounds, t);
+            rows.extend(one_round(&o, t, &mut infos)?);
         }
     }
+    let mut rows = median_of_rounds(rows);
     // Group: workload (in order of first appearance), then threads, then as measured.
     let mut order: Vec<String> = vec![];
     for r in &rows {
@@ -952,7 +1005,7 @@ fn main() -> Result<()> {
     if o.json {
         print_json(&rows);
     } else {
-        print_table(&rows, &infos);
+        print_table(&rows, &infos, o.rounds);
     }
     Ok(())
 }
