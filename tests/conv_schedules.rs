@@ -109,7 +109,34 @@ fn depthwise_equals_the_unscheduled_convolution() {
             "stride 2, 5x5 window, deinterleaved",
         ),
         ([1, 2, 8, 12], 3, 1, 0, "no padding"),
-        ([1, 2, 10, 10], 5, 1, 2, "5x5 window"),
+        (
+            [1, 2, 10, 10],
+            5,
+            1,
+            2,
+            "5x5 window: two rows of 8 at a time",
+        ),
+        (
+            [1, 3, 7, 7],
+            5,
+            1,
+            2,
+            "5x5 window, 7 x 7: seven rows of 4 at a time, the last chunk shifted",
+        ),
+        (
+            [2, 2, 9, 9],
+            5,
+            1,
+            2,
+            "5x5 window, 9 wide: three rows of 8 at a time and a scalar tail",
+        ),
+        (
+            [1, 2, 12, 5],
+            5,
+            1,
+            2,
+            "5x5 window, 5 wide: six rows of 4 at a time and a tail of 1",
+        ),
         ([1, 5, 3, 3], 3, 1, 1, "3 wide: no whole vector"),
     ] {
         let [x, w, out] = depthwise(xs, k, stride, pad);
@@ -150,6 +177,16 @@ fn depthwise_golden_ir_and_replay() {
     let args = [x, w, out.clone()];
     golden_and_replay(
         "depthwise_conv2d",
+        &conv2d_depthwise_cpu(&out, 2).unwrap(),
+        &out,
+        &args,
+    );
+    // A 5x5 window over rows of 7: all seven rows of 4 positions at a time (seven
+    // independent accumulators), the second chunk shifted inwards.
+    let [x, w, out] = depthwise([1, 2, 7, 7], 5, 1, 2);
+    let args = [x, w, out.clone()];
+    golden_and_replay(
+        "depthwise_conv2d_5x5_rows",
         &conv2d_depthwise_cpu(&out, 2).unwrap(),
         &out,
         &args,

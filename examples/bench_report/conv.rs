@@ -80,6 +80,17 @@ pub fn shapes(o: &Opts) -> Vec<ConvShape> {
         dw("dw144x56_3x3_s2", 144, 56, 2),
         dw("dw384x14_3x3", 384, 14, 1),
         dw("dw960x7_3x3", 960, 7, 1),
+        // EfficientNet-B0's depthwise 5x5 layers.
+        ConvShape {
+            k: 5,
+            pad: 2,
+            ..dw("dw672x14_5x5", 672, 14, 1)
+        },
+        ConvShape {
+            k: 5,
+            pad: 2,
+            ..dw("dw1152x7_5x5", 1152, 7, 1)
+        },
         // MobileNetV2's pointwise layers: expansion and projection.
         s("pw16to96x112", 16, 96, 112, 1, 1, 0),
         s("pw24to144x56", 24, 144, 56, 1, 1, 0),

@@ -5,7 +5,9 @@
 //! row is computed in vector registers with the kernel window unrolled, a few 128-bit
 //! vectors across the row at a time (a row's last chunk shifted back to overlap the one
 //! before where it would otherwise end in scalars; at stride 1 over rows of 16 or more,
-//! two rows of two vectors, which share their input rows). For a stride-2 convolution the padded plane holds
+//! two rows of two vectors, which share their input rows; rows shorter than 16 under a
+//! window of more than 9 taps, as many rows as fill up to 8 accumulators, so the taps'
+//! multiply-adds are independent chains). For a stride-2 convolution the padded plane holds
 //! each row's even columns, then its odd ones (a layout `[.., x % 2, x / 2]`), so every
 //! tap is a contiguous vector load; a stride-2 read of an ordinary plane would be two
 //! loads and a shuffle per vector. (An odd padded width keeps the ordinary plane.)
@@ -55,6 +57,33 @@ fn row_chunk(width: i64) -> i64 {
     }
 }
 
+/// Output positions along a row (`chunk`, in 4-wide vectors) and output rows (`rows`)
+/// computed together, in `rows * chunk / 4` vector accumulators, each tap of the kernel
+/// window one multiply-add into every one of them: independent chains, where one
+/// accumulator alone waits on its previous multiply-add for every tap.
+///
+/// - Stride 1 over rows of 16 or more (an even number of rows): two rows of 8, whose taps
+///   share input rows (4 rows of loads for 2 output rows instead of 3 for 1), in 4
+///   accumulators (the 16 of one row at a time spill more): 9-18% faster at 28-112.
+/// - Rows shorter than 16, windows of more than 9 taps: one row's 4 or 8 positions (1 or
+///   2 vectors) in as many rows as divide the height up to 8 accumulators (a 7 x 7
+///   plane: 7 rows of 4; one accumulator alone was a chain of 25 multiply-adds for a
+///   5 x 5 window: EfficientNet-B0's 5 x 5 layers on 7 x 7 planes 0.47 -> 0.18 ms, on
+///   14 x 14 0.52 -> 0.31).
+/// - Otherwise one row of up to 16 positions (fewer where the row is shorter).
+fn rows_and_chunk(width: i64, height: i64, taps: i64, column_stride: Option<i64>) -> (i64, i64) {
+    if column_stride == Some(1) && width >= 16 && height % 2 == 0 {
+        (8, 2)
+    } else if width < 16 && taps > 9 {
+        let chunk = if width >= 8 { 8 } else { 4 };
+        let most = 8 / (chunk / 4);
+        let rows = (1..=most.min(height)).rev().find(|r| height % r == 0);
+        (chunk, rows.unwrap_or(1))
+    } else {
+        (row_chunk(width), 1)
+    }
+}
+
 /// The depthwise schedule of `out`: a convolution with one input channel per output
 /// channel (its channel reduction of extent 1; the graph's `groups == channels`), or an
 /// elementwise epilogue of one (a fused conv + bias + relu), f32. Its padding stage (the
@@ -93,15 +122,13 @@ pub fn conv2d_depthwise_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
         s.parallel(out, &nc)?;
     }
     let height = out.shape()[2].as_int().unwrap_or(1);
-    // Stride 1 over rows of 16 or more: two output rows of 8 positions at a time, whose
-    // taps share input rows (4 rows of loads for 2 output rows instead of 3 for 1), in 4
-    // accumulators (the 16 of one row at a time spill more): 9-18% faster at 28-112.
-    let two_rows = pad
-        .as_ref()
-        .is_some_and(|p| column_stride(conv, p) == Some(1))
-        && width >= 16
-        && height % 2 == 0;
-    let chunk = if two_rows { 8 } else { row_chunk(width) };
+    let taps = red[1].extent.as_int().unwrap_or(1) * red[2].extent.as_int().unwrap_or(1);
+    let (chunk, rows) = rows_and_chunk(
+        width,
+        height,
+        taps,
+        pad.as_ref().and_then(|p| column_stride(conv, p)),
+    );
     // A row whose last chunk would end in scalars (14 = 8 + 6, 7 = 4 + 3) shifts that
     // chunk back to overlap the one before: all its chunks are whole vectors (576@14:
     // 0.52 -> 0.25 ms). A tail of whole vectors (56 = 3 * 16 + 8) stays, as it is cheaper
@@ -112,8 +139,8 @@ pub fn conv2d_depthwise_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
         s.split(out, &x, chunk)?
     };
     let (xio, xii) = s.split(out, &xi, 4)?;
-    if two_rows {
-        let (yo, yi) = s.split(out, &y, 2)?;
+    if rows > 1 {
+        let (yo, yi) = s.split(out, &y, rows)?;
         s.reorder(out, &[&nc, &yo, &xo, &yi, &xio, &xii])?;
         s.unroll(out, &yi)?;
     } else {
@@ -146,7 +173,7 @@ pub fn conv2d_depthwise_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
     let ca = s.axes(&cl)?;
     let r = s.reduce_axes(&cl)?;
     let (cxo, cxi) = s.split(&cl, &ca[3], 4)?;
-    if two_rows {
+    if rows > 1 {
         s.reorder(&cl, &[&r[0], &r[1], &r[2], &ca[2], &cxo, &cxi])?;
         s.unroll(&cl, &ca[2])?;
     } else {
