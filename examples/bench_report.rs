@@ -13,7 +13,9 @@
 //! Workloads: f32 matmul `C = A B` (square, 1024 and 2048; 256 and 512 with `--quick`),
 //! the softmax of every row of a 1024 x 1024 f32 matrix (256 x 256 with `--quick`), and
 //! ResNet-18's conv2d layers at batch 1 (`conv.rs`: the graph runtime's loop schedule,
-//! the tensorized one and, for 3x3 stride-1 layers, Winograd's, against PyTorch), and
+//! the tensorized one and, for 3x3 stride-1 layers, Winograd's, against PyTorch; also
+//! MobileNetV2's depthwise and pointwise layers and EfficientNet-B0's 5x5 depthwise
+//! ones), and
 //! dense layers with bias and ReLU (`dense.rs`: the graph runtime's build of the layer
 //! against PyTorch's `linear`), and the activations `sigmoid`, `tanh` and `gelu` of a feature map
 //! (`activation.rs`: the graph runtime's elementwise kernels against PyTorch's).
@@ -34,7 +36,7 @@
 //! fit in about 2 s, at most 30); a call longer than 1 s is timed 3 times, warm-up
 //! included. With `--rounds N` everything is measured N times over (loopforge and the
 //! baselines alternately, so that a slow spell of a shared machine falls on both) and
-//! each row is the median of its N medians. The Rust kernels run inside a rayon pool of exactly `threads` threads.
+//! each row is the median of its N medians ("not available" if any round failed it). The Rust kernels run inside a rayon pool of exactly `threads` threads.
 //! Every loopforge and `gemm`/`matrixmultiply` result is checked against a reference.
 
 #[path = "bench_report/activation.rs"]
@@ -939,26 +941,47 @@ fn one_round(o: &Opts, t: usize, infos: &mut Vec<String>) -> Result<Vec<Row>> {
 }
 
 /// One row per (workload, implementation, threads), in order of first appearance: the
-/// median of the rounds' medians where some round measured it (the upper one of an even
-/// count), else the first round's row as it is.
+/// median of the rounds' medians (of an even count, the mean of the middle two). Where
+/// some round has no time for it (a baseline that cannot run, a result that failed its
+/// check), the row is that round's, "not available" with its reason (and in how many of
+/// the rounds), so a failure in any round shows.
 fn median_of_rounds(rows: Vec<Row>) -> Vec<Row> {
-    let mut out: Vec<(Row, Vec<f64>)> = vec![];
+    let mut out: Vec<(Vec<Row>, Vec<f64>)> = vec![];
     for r in rows {
         let key = |x: &Row| (x.workload.clone(), x.imp.clone(), x.threads);
-        match out.iter_mut().find(|(o, _)| key(o) == key(&r)) {
-            Some((_, times)) => times.extend(r.median_s),
-            None => {
-                let times = r.median_s.into_iter().collect();
-                out.push((r, times));
+        let times = r.median_s;
+        match out.iter_mut().find(|(rs, _)| key(&rs[0]) == key(&r)) {
+            Some((rs, ts)) => {
+                rs.push(r);
+                ts.extend(times);
             }
+            None => out.push((vec![r], times.into_iter().collect())),
         }
     }
     out.into_iter()
-        .map(|(mut r, mut times)| {
-            if !times.is_empty() {
-                times.sort_by(f64::total_cmp);
-                r.median_s = Some(times[times.len() / 2]);
+        .map(|(mut rs, mut times)| {
+            let rounds = rs.len();
+            if let Some(i) = rs.iter().position(|r| r.median_s.is_none()) {
+                let mut r = rs.swap_remove(i);
+                if rounds > 1 && !times.is_empty() {
+                    let why = r.note.take().unwrap_or_default();
+                    r.note = Some(format!(
+                        "{} (in {} of {} rounds)",
+                        why,
+                        rounds - times.len(),
+                        rounds
+                    ));
+                }
+                return r;
             }
+            times.sort_by(f64::total_cmp);
+            let mid = times.len() / 2;
+            let mut r = rs.swap_remove(0);
+            r.median_s = Some(if times.len() % 2 == 0 {
+                (times[mid - 1] + times[mid]) / 2.0
+            } else {
+                times[mid]
+            });
             r
         })
         .collect()

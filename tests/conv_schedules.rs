@@ -56,14 +56,14 @@ fn depthwise_equals_the_unscheduled_convolution() {
             3,
             1,
             1,
-            "14 wide: a chunk of 8 and a tail of 6",
+            "14 wide: two chunks of 8, the second shifted inwards",
         ),
         (
             [2, 2, 7, 9],
             3,
             1,
             1,
-            "batch 2, 9 wide: one vector and a scalar tail",
+            "batch 2, 9 wide: two chunks of 8, the second shifted inwards",
         ),
         (
             [1, 4, 9, 40],
@@ -92,7 +92,7 @@ fn depthwise_equals_the_unscheduled_convolution() {
             3,
             2,
             1,
-            "stride 2, even padded width (columns deinterleaved): a chunk of 8 and a tail of 1",
+            "stride 2, even padded width (columns deinterleaved): two chunks of 8, the second shifted inwards",
         ),
         (
             [2, 4, 16, 38],
@@ -106,9 +106,17 @@ fn depthwise_equals_the_unscheduled_convolution() {
             5,
             2,
             2,
-            "stride 2, 5x5 window, deinterleaved",
+            "stride 2, 5x5 window, deinterleaved: seven rows of 4 at a time",
         ),
         ([1, 2, 8, 12], 3, 1, 0, "no padding"),
+        ([1, 2, 11, 11], 5, 1, 0, "5x5 window, no padding: seven rows of 4 at a time"),
+        (
+            [1, 2, 13, 13],
+            5,
+            1,
+            2,
+            "5x5 window, 13 rows (prime): one row of 8 at a time",
+        ),
         (
             [1, 2, 10, 10],
             5,
@@ -128,14 +136,14 @@ fn depthwise_equals_the_unscheduled_convolution() {
             5,
             1,
             2,
-            "5x5 window, 9 wide: three rows of 8 at a time and a scalar tail",
+            "5x5 window, 9 wide: three rows of 8 at a time, the second chunk shifted inwards",
         ),
         (
             [1, 2, 12, 5],
             5,
             1,
             2,
-            "5x5 window, 5 wide: six rows of 4 at a time and a tail of 1",
+            "5x5 window, 5 wide: six rows of 4 at a time, the second chunk shifted inwards",
         ),
         ([1, 5, 3, 3], 3, 1, 1, "3 wide: no whole vector"),
     ] {
@@ -169,6 +177,21 @@ fn depthwise_with_a_channel_multiplier_and_a_fused_epilogue() {
     let args = [x, w, b, fused.clone()];
     let s = conv2d_depthwise_cpu(&fused, 2).unwrap();
     check_against_unscheduled(&s, &args, &[fused], 5, "depthwise + bias + relu");
+    // The same with a 5x5 window over 7 x 7 planes: seven rows at a time.
+    let [x, w, out] = grouped([1, 3, 7, 7], 6, 5, 1, 2, 3);
+    let b = placeholder(&[Expr::from(6)], DType::F32, "b");
+    let fused = compute(out.shape(), "fused", |i| {
+        max(out.at(i) + b.at(&[i[1].clone()]), Expr::from(0.0f32))
+    });
+    let args = [x, w, b, fused.clone()];
+    let s = conv2d_depthwise_cpu(&fused, 2).unwrap();
+    check_against_unscheduled(
+        &s,
+        &args,
+        &[fused],
+        6,
+        "depthwise 5x5, multiplier 2, + bias + relu",
+    );
 }
 
 #[test]

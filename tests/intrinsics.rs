@@ -336,12 +336,25 @@ fn exp_avx512_and_avx2_paths_agree_bit_for_bit() {
     let mut bits = 0u64;
     let (mut a, mut b) = (vec![0f32; chunk], vec![0f32; chunk]);
     let mut compared = 0usize;
+    // The special values, and a step either side of the clamps and of the thresholds
+    // where the result overflows (ln FLT_MAX) and becomes subnormal or zero.
+    let mut special = vec![f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 0.0, -0.0];
+    for t in [89.0f32, -104.0, 88.722_84, -87.336_55, -103.972_08] {
+        special.extend([
+            t,
+            f32::from_bits(t.to_bits() - 1),
+            f32::from_bits(t.to_bits() + 1),
+        ]);
+    }
     while bits <= u32::MAX as u64 {
-        let xs: Vec<f32> = (0..chunk)
+        let mut xs: Vec<f32> = (0..chunk)
             .map(|i| bits + 61 * i as u64)
             .take_while(|&v| v <= u32::MAX as u64)
             .map(|v| f32::from_bits(v as u32))
             .collect();
+        if bits == 0 {
+            xs.splice(0..special.len(), special.iter().copied());
+        }
         bits += 61 * chunk as u64;
         exp_f32_eval(&xs, 1, &mut a, 1, xs.len(), CpuPath::Avx512).unwrap();
         exp_f32_eval(&xs, 1, &mut b, 1, xs.len(), CpuPath::Avx2Fma).unwrap();

@@ -6,8 +6,8 @@
 //! vectors across the row at a time (a row's last chunk shifted back to overlap the one
 //! before where it would otherwise end in scalars; at stride 1 over rows of 16 or more,
 //! two rows of two vectors, which share their input rows; rows shorter than 16 under a
-//! window of more than 9 taps, as many rows as fill up to 8 accumulators, so the taps'
-//! multiply-adds are independent chains). For a stride-2 convolution the padded plane holds
+//! window of more than 9 taps, the most rows that divide the height and fit in 8
+//! accumulators, so the taps' multiply-adds are independent chains). For a stride-2 convolution the padded plane holds
 //! each row's even columns, then its odd ones (a layout `[.., x % 2, x / 2]`), so every
 //! tap is a contiguous vector load; a stride-2 read of an ordinary plane would be two
 //! loads and a shuffle per vector. (An odd padded width keeps the ordinary plane.)
@@ -66,10 +66,12 @@ fn row_chunk(width: i64) -> i64 {
 ///   share input rows (4 rows of loads for 2 output rows instead of 3 for 1), in 4
 ///   accumulators (the 16 of one row at a time spill more): 9-18% faster at 28-112.
 /// - Rows shorter than 16, windows of more than 9 taps: one row's 4 or 8 positions (1 or
-///   2 vectors) in as many rows as divide the height up to 8 accumulators (a 7 x 7
-///   plane: 7 rows of 4; one accumulator alone was a chain of 25 multiply-adds for a
-///   5 x 5 window: EfficientNet-B0's 5 x 5 layers on 7 x 7 planes 0.47 -> 0.18 ms, on
-///   14 x 14 0.52 -> 0.31).
+///   2 vectors) in the most rows that divide the height and fit in 8 accumulators (a
+///   7 x 7 plane: 7 rows of 4; 14 x 14: 2 rows of 8). One accumulator alone was a chain
+///   of 25 dependent multiply-adds for a 5 x 5 window: EfficientNet-B0's 5 x 5 layers,
+///   one thread (`bench_report`, Zen 4), 672 channels at 14 x 14 0.35 -> 0.25 ms, 1152
+///   at 7 x 7 0.27-0.31 -> 0.22. (With 3 x 3 windows the rows together measured no
+///   faster.)
 /// - Otherwise one row of up to 16 positions (fewer where the row is shorter).
 fn rows_and_chunk(width: i64, height: i64, taps: i64, column_stride: Option<i64>) -> (i64, i64) {
     if column_stride == Some(1) && width >= 16 && height % 2 == 0 {
@@ -123,12 +125,8 @@ pub fn conv2d_depthwise_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
     }
     let height = out.shape()[2].as_int().unwrap_or(1);
     let taps = red[1].extent.as_int().unwrap_or(1) * red[2].extent.as_int().unwrap_or(1);
-    let (chunk, rows) = rows_and_chunk(
-        width,
-        height,
-        taps,
-        pad.as_ref().and_then(|p| column_stride(conv, p)),
-    );
+    let stride = pad.as_ref().and_then(|p| column_stride(conv, p));
+    let (chunk, rows) = rows_and_chunk(width, height, taps, stride);
     // A row whose last chunk would end in scalars (14 = 8 + 6, 7 = 4 + 3) shifts that
     // chunk back to overlap the one before: all its chunks are whole vectors (576@14:
     // 0.52 -> 0.25 ms). A tail of whole vectors (56 = 3 * 16 + 8) stays, as it is cheaper
@@ -139,19 +137,32 @@ pub fn conv2d_depthwise_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
         s.split(out, &x, chunk)?
     };
     let (xio, xii) = s.split(out, &xi, 4)?;
-    if rows > 1 {
+    // The rows computed together (if more than one) go inside the chunk loop.
+    let (yo, yi) = if rows > 1 {
         let (yo, yi) = s.split(out, &y, rows)?;
-        s.reorder(out, &[&nc, &yo, &xo, &yi, &xio, &xii])?;
         s.unroll(out, &yi)?;
+        (yo, Some(yi))
     } else {
-        s.reorder(out, &[&nc, &y, &xo, &xio, &xii])?;
-    }
+        (y, None)
+    };
+    let order: Vec<_> = [
+        Some(&nc),
+        Some(&yo),
+        Some(&xo),
+        yi.as_ref(),
+        Some(&xio),
+        Some(&xii),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    s.reorder(out, &order)?;
     s.unroll(out, &xio)?;
     s.vectorize(out, &xii)?;
     s.compute_at(&cl, out, &xo)?;
     if let Some(pad) = &pad {
         let padded_width = pad.shape().get(3).and_then(|d| d.as_int());
-        if column_stride(conv, pad) == Some(2) && padded_width.is_some_and(|w| w % 2 == 0) {
+        if stride == Some(2) && padded_width.is_some_and(|w| w % 2 == 0) {
             // Even and odd columns in two half planes: the taps of a stride-2 row are
             // then contiguous vectors (no shuffles), loaded from `[.., x % 2, x / 2]`.
             s.transform_layout(
@@ -173,11 +184,21 @@ pub fn conv2d_depthwise_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
     let ca = s.axes(&cl)?;
     let r = s.reduce_axes(&cl)?;
     let (cxo, cxi) = s.split(&cl, &ca[3], 4)?;
-    if rows > 1 {
-        s.reorder(&cl, &[&r[0], &r[1], &r[2], &ca[2], &cxo, &cxi])?;
-        s.unroll(&cl, &ca[2])?;
-    } else {
-        s.reorder(&cl, &[&r[0], &r[1], &r[2], &cxo, &cxi])?;
+    let cy = (rows > 1).then_some(&ca[2]);
+    let order: Vec<_> = [
+        Some(&r[0]),
+        Some(&r[1]),
+        Some(&r[2]),
+        cy,
+        Some(&cxo),
+        Some(&cxi),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    s.reorder(&cl, &order)?;
+    if let Some(cy) = cy {
+        s.unroll(&cl, cy)?;
     }
     s.unroll(&cl, &r[1])?;
     s.unroll(&cl, &r[2])?;
