@@ -169,29 +169,27 @@ fn depthwise_with_a_channel_multiplier_and_a_fused_epilogue() {
     let args = [x.clone(), w.clone(), out.clone()];
     let s = conv2d_depthwise_cpu(&out, 2).unwrap();
     check_against_unscheduled(&s, &args, &[out.clone()], 4, "depthwise multiplier 2");
-    // relu(conv + bias[c]), as the graph's fusion builds it.
-    let b = placeholder(&[Expr::from(6)], DType::F32, "b");
-    let fused = compute(out.shape(), "fused", |i| {
-        max(out.at(i) + b.at(&[i[1].clone()]), Expr::from(0.0f32))
-    });
-    let args = [x, w, b, fused.clone()];
-    let s = conv2d_depthwise_cpu(&fused, 2).unwrap();
-    check_against_unscheduled(&s, &args, &[fused], 5, "depthwise + bias + relu");
-    // The same with a 5x5 window over 7 x 7 planes: seven rows at a time.
-    let [x, w, out] = grouped([1, 3, 7, 7], 6, 5, 1, 2, 3);
-    let b = placeholder(&[Expr::from(6)], DType::F32, "b");
-    let fused = compute(out.shape(), "fused", |i| {
-        max(out.at(i) + b.at(&[i[1].clone()]), Expr::from(0.0f32))
-    });
-    let args = [x, w, b, fused.clone()];
-    let s = conv2d_depthwise_cpu(&fused, 2).unwrap();
-    check_against_unscheduled(
-        &s,
-        &args,
-        &[fused],
-        6,
-        "depthwise 5x5, multiplier 2, + bias + relu",
-    );
+    // relu(conv + bias[c]), as the graph's fusion builds it; also with a 5x5 window over
+    // 7 x 7 planes (seven rows at a time).
+    for (xs, k, pad, seed, what) in [
+        ([1, 3, 9, 13], 3, 1, 5, "depthwise + bias + relu"),
+        (
+            [1, 3, 7, 7],
+            5,
+            2,
+            6,
+            "depthwise 5x5, multiplier 2, + bias + relu",
+        ),
+    ] {
+        let [x, w, out] = grouped(xs, 6, k, 1, pad, 3);
+        let b = placeholder(&[Expr::from(6)], DType::F32, "b");
+        let fused = compute(out.shape(), "fused", |i| {
+            max(out.at(i) + b.at(&[i[1].clone()]), Expr::from(0.0f32))
+        });
+        let args = [x, w, b, fused.clone()];
+        let s = conv2d_depthwise_cpu(&fused, 2).unwrap();
+        check_against_unscheduled(&s, &args, &[fused], seed, what);
+    }
 }
 
 #[test]

@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 use loopforge::prelude::*;
-use loopforge::schedules::{matmul_cpu, matmul_cpu_with, MatmulConfig};
+use loopforge::schedules::{matmul_cpu, matmul_cpu_config, matmul_cpu_with, MatmulConfig};
 
 #[test]
 fn matmul_schedule_matches_the_reference_for_awkward_sizes() {
@@ -71,7 +71,41 @@ fn matmul_schedule_matches_the_reference_for_awkward_sizes() {
             let got = run_all(&s, &args, Target::cpu(), 9);
             let what = format!("matmul_cpu {}x{}x{}, {} threads", m, n, k, threads);
             assert_outputs_close(&args, &got, &want, &what);
+            // The default configurations of a CPU with AVX-512 and without, whichever
+            // this one is.
+            for avx512 in [false, true] {
+                let cfg = matmul_cpu_config(&c, threads, avx512);
+                let got = run_all(&matmul_cpu_with(&c, cfg).unwrap(), &args, Target::cpu(), 9);
+                let what = format!("{} with {:?}", what, cfg);
+                assert_outputs_close(&args, &got, &want, &what);
+            }
         }
+    }
+}
+
+/// `matmul_cpu`'s configurations: 12 x 4 in blocks of 64 without AVX-512; 6 x 8 with,
+/// in blocks of up to 256 columns that leave at least two blocks per thread.
+#[test]
+fn matmul_cpu_configurations() {
+    for (n, threads, avx512, want) in [
+        (1024, 1, false, (12, 4, 64)),
+        (1024, 2, false, (12, 4, 64)),
+        (2048, 1, true, (6, 8, 256)),
+        (2048, 2, true, (6, 8, 256)),
+        (1024, 2, true, (6, 8, 256)),
+        (512, 2, true, (6, 8, 128)),
+        (37, 2, true, (6, 8, 8)),
+    ] {
+        let (_, _, c) = matmul(n, n, 16);
+        let cfg = matmul_cpu_config(&c, threads, avx512);
+        assert_eq!(
+            (cfg.mr, cfg.nr, cfg.nc),
+            want,
+            "{} on {} threads",
+            n,
+            threads
+        );
+        assert_eq!((cfg.threads, cfg.k_unroll, cfg.pack_a), (threads, 2, true));
     }
 }
 

@@ -50,29 +50,58 @@ impl Default for MatmulConfig {
     }
 }
 
-/// The default CPU schedule of `c = sum_k a[i, k] * b[k, j]` (see [`matmul_cpu_with`]):
-/// a 12 x 4 register tile (twelve accumulators: more independent FMA chains than the
-/// FMA latency times its throughput needs; each broadcast of `A` used by one FMA, so it
-/// is a load folded into `vbroadcastss` and the FMA's tied operand costs no copy), `A`
-/// packed in panels of 12 rows, columns in blocks of 64, the reduction unrolled by
-/// `default_k_unroll` (2 for an even reduction, else 1). On the 2-vCPU Zen 3 machine,
-/// at 1024: 12 x 4 0.78–0.80 of the 128-bit FMA peak at the fastest of alternated runs
-/// (0.71–0.74 the same way without, before the CPU backend lowered the tile step by step,
-/// `codegen_cpu/tile_steps.rs`; medians of earlier, quieter sessions 0.73–0.78), 8 x 4
-/// 0.72–0.77 (then), the former unpacked 4 x 8 0.41–0.66.
+/// The default CPU schedule of `c = sum_k a[i, k] * b[k, j]` (see [`matmul_cpu_with`]),
+/// with [`matmul_cpu_config`] for this CPU.
 pub fn matmul_cpu(c: &Tensor, threads: usize) -> Result<Schedule> {
     matmul_cpu_with(
         c,
-        MatmulConfig {
+        matmul_cpu_config(c, threads, crate::intrinsics::has_avx512f()),
+    )
+}
+
+/// [`matmul_cpu`]'s configuration on a CPU with AVX-512 (`avx512`) or without: `A`
+/// packed in panels of `mr` rows, the reduction unrolled by `default_k_unroll` (2 for an
+/// even reduction, else 1), and
+///
+/// - without AVX-512: a 12 x 4 register tile (twelve accumulators: more independent FMA
+///   chains than the FMA latency times its throughput needs; each broadcast of `A` used
+///   by one FMA, so it is a load folded into `vbroadcastss` and the FMA's tied operand
+///   costs no copy), columns in blocks of 64. On the 2-vCPU Zen 3 machine, at 1024:
+///   0.78–0.80 of the 128-bit FMA peak at the fastest of alternated runs (0.71–0.74 the
+///   same way without, before the CPU backend lowered the tile step by step,
+///   `codegen_cpu/tile_steps.rs`), 8 x 4 0.72–0.77 (then), the former unpacked 4 x 8
+///   0.41–0.66.
+/// - with AVX-512 (measured on Zen 4): a 6 x 8 tile (twelve accumulators, two vectors of
+///   `B` and six broadcasts per step instead of one and twelve: each broadcast feeds two
+///   FMAs and takes a register copy, which that core's renamer absorbs), columns in
+///   blocks of up to 256 (at least two per thread): 2048 one thread 49-50 -> 54-55
+///   GFLOP/s (0.94 of its 58.2 GFLOP/s peak), two threads 91-93 -> 106-108; 1024 50 ->
+///   54.5 and 94-95 -> 103.
+pub fn matmul_cpu_config(c: &Tensor, threads: usize, avx512: bool) -> MatmulConfig {
+    let k_unroll = default_k_unroll(c);
+    if !avx512 {
+        return MatmulConfig {
             mr: 12,
             nr: 4,
             threads,
-            k_unroll: default_k_unroll(c),
+            k_unroll,
             pack_a: true,
             nc: 64,
             ..MatmulConfig::default()
-        },
-    )
+        };
+    }
+    let nr = 8;
+    let n = c.shape().get(1).and_then(|d| d.as_int()).unwrap_or(256);
+    let per_thread = n / (2 * threads.max(1) as i64) / nr * nr;
+    MatmulConfig {
+        mr: 6,
+        nr,
+        threads,
+        k_unroll,
+        pack_a: true,
+        nc: per_thread.clamp(nr, 256),
+        ..MatmulConfig::default()
+    }
 }
 
 /// The default unrolling of the register tile of `mm` (a reduction over `k`): 2 where its

@@ -28,8 +28,8 @@ pub use cuda::{
 pub use depthwise::conv2d_depthwise_cpu;
 pub(crate) use matmul::{default_k_unroll, gemm_blis, register_tile};
 pub use matmul::{
-    matmul_cpu, matmul_cpu_tensorized, matmul_cpu_tensorized_with, matmul_cpu_with, GemmBlocking,
-    MatmulConfig,
+    matmul_cpu, matmul_cpu_config, matmul_cpu_tensorized, matmul_cpu_tensorized_with,
+    matmul_cpu_with, GemmBlocking, MatmulConfig,
 };
 pub use nchwc::{conv2d_nchwc_cpu, depthwise_conv2d_nchwc_cpu};
 pub use pointwise::conv2d_pointwise_cpu;
