@@ -291,3 +291,34 @@ fn activation_errors() {
         .unwrap_err();
     assert!(e.to_string().contains("tanh"), "{}", e);
 }
+
+/// An activation kernel's elements weigh more than a plain elementwise one's in the graph
+/// runtime's choice of threads: a sigmoid over EfficientNet-B0's 7 x 7 x 1152 runs on the
+/// threads asked for, a ReLU of the same size (or a sigmoid of a squeeze-excitation's
+/// 1152 values) on one.
+#[test]
+fn activations_weigh_more_in_the_choice_of_threads() {
+    use loopforge::graph_runtime::schedule::effective_threads;
+    let kernel = |shape: &[i64], f: Option<Activation>| {
+        let dims: Vec<Expr> = shape.iter().map(|&d| d.into()).collect();
+        let x = placeholder(&dims, DType::F32, "x");
+        compute(&dims, "y", |i| match f {
+            Some(f) => f.expr(x.at(i)),
+            None => max(x.at(i), Expr::from(0.0f32)),
+        })
+    };
+    let big = [1, 1152, 7, 7];
+    assert_eq!(
+        effective_threads(&kernel(&big, Some(Activation::Sigmoid)), 2),
+        2
+    );
+    assert_eq!(
+        effective_threads(&kernel(&big, Some(Activation::Gelu)), 2),
+        2
+    );
+    assert_eq!(effective_threads(&kernel(&big, None), 2), 1);
+    assert_eq!(
+        effective_threads(&kernel(&[1, 1152, 1, 1], Some(Activation::Sigmoid)), 2),
+        1
+    );
+}
