@@ -447,8 +447,8 @@ pub fn tuned_schedule(
     }
 }
 
-/// Kernels with less work than this (output elements times the main reduction's
-/// length) run on one thread: waking the pool costs more than it saves (a 2-thread MLP
+/// Kernels with less work than this ([`work`]: output elements times the main
+/// reduction's length) run on one thread: waking the pool costs more than it saves (a 2-thread MLP
 /// of small layers went from 6 to 100 µs).
 pub const PARALLEL_MIN_WORK: i64 = 1 << 17;
 
