@@ -447,9 +447,9 @@ pub fn tuned_schedule(
     }
 }
 
-/// Kernels with less work than this ([`work`]: output elements times the main
-/// reduction's length) run on one thread: waking the pool costs more than it saves (a 2-thread MLP
-/// of small layers went from 6 to 100 µs).
+/// Kernels with less work than this (output elements times the main reduction's length,
+/// an activation's elements weighing more) run on one thread: waking the pool costs more
+/// than it saves (a 2-thread MLP of small layers went from 6 to 100 µs).
 pub const PARALLEL_MIN_WORK: i64 = 1 << 17;
 
 /// What one element of an activation stage (sigmoid, tanh, GELU...: an exponential or a
