@@ -142,6 +142,35 @@ pub fn has_avx512f() -> bool {
     }
 }
 
+/// Whether this CPU is an AMD Zen 4: an AMD core of family 0x19 (Zen 3 and Zen 4) with
+/// AVX-512 ([`has_avx512f`], so not with `LOOPFORGE_NO_AVX512` set). Detected once; false
+/// off x86-64. For tunings measured on that core only.
+pub fn is_zen4() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static ZEN4: OnceLock<bool> = OnceLock::new();
+        *ZEN4.get_or_init(|| {
+            use std::arch::x86_64::__cpuid;
+            // Safety: CPUID exists on every x86-64 CPU.
+            #[allow(unused_unsafe)]
+            let (vendor, sig) = unsafe { (__cpuid(0), __cpuid(1).eax) };
+            let amd =
+                (vendor.ebx, vendor.edx, vendor.ecx) == (0x6874_7541, 0x6974_6e65, 0x444d_4163);
+            let base = (sig >> 8) & 0xf;
+            let family = if base == 0xf {
+                base + ((sig >> 20) & 0xff)
+            } else {
+                base
+            };
+            amd && family == 0x19 && has_avx512f()
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 impl CpuPath {
     /// The best path this CPU runs.
     pub fn best() -> CpuPath {

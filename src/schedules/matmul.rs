@@ -51,56 +51,60 @@ impl Default for MatmulConfig {
 }
 
 /// The default CPU schedule of `c = sum_k a[i, k] * b[k, j]` (see [`matmul_cpu_with`]),
-/// with [`matmul_cpu_config`] for this CPU.
+/// with [`matmul_cpu_config`] for this CPU (its 6 x 8 tile on a Zen 4,
+/// [`crate::intrinsics::is_zen4`]).
 pub fn matmul_cpu(c: &Tensor, threads: usize) -> Result<Schedule> {
     matmul_cpu_with(
         c,
-        matmul_cpu_config(c, threads, crate::intrinsics::has_avx512f()),
+        matmul_cpu_config(c, threads, crate::intrinsics::is_zen4()),
     )
 }
 
-/// [`matmul_cpu`]'s configuration on a CPU with AVX-512 (`avx512`) or without: `A`
-/// packed in panels of `mr` rows, the reduction unrolled by `default_k_unroll` (2 for an
-/// even reduction, else 1), and
+/// [`matmul_cpu`]'s configuration, with the 6 x 8 tile (`six_by_eight`) or the 12 x 4
+/// one: `A` packed in panels of `mr` rows, the reduction unrolled by `default_k_unroll`
+/// (2 for an even reduction, else 1), and
 ///
-/// - without AVX-512: a 12 x 4 register tile (twelve accumulators: more independent FMA
-///   chains than the FMA latency times its throughput needs; each broadcast of `A` used
-///   by one FMA, so it is a load folded into `vbroadcastss` and the FMA's tied operand
-///   costs no copy), columns in blocks of 64. On the 2-vCPU Zen 3 machine, at 1024:
-///   0.78–0.80 of the 128-bit FMA peak at the fastest of alternated runs (0.71–0.74 the
-///   same way without, before the CPU backend lowered the tile step by step,
-///   `codegen_cpu/tile_steps.rs`), 8 x 4 0.72–0.77 (then), the former unpacked 4 x 8
-///   0.41–0.66.
-/// - with AVX-512 (measured on Zen 4): a 6 x 8 tile (twelve accumulators, two vectors of
-///   `B` and six broadcasts per step instead of one and twelve: each broadcast feeds two
-///   FMAs and takes a register copy, which that core's renamer absorbs), columns in
-///   blocks of up to 256 (at least two per thread): 2048 one thread 49-50 -> 54-55
-///   GFLOP/s (0.94 of its 58.2 GFLOP/s peak), two threads 91-93 -> 106-108; 1024 50 ->
-///   54.5 and 94-95 -> 103.
-pub fn matmul_cpu_config(c: &Tensor, threads: usize, avx512: bool) -> MatmulConfig {
-    let k_unroll = default_k_unroll(c);
-    if !avx512 {
+/// - 12 x 4 (the default): twelve accumulators, more independent FMA chains than the FMA
+///   latency times its throughput needs; each broadcast of `A` used by one FMA, so it is
+///   a load folded into `vbroadcastss` and the FMA's tied operand costs no copy; columns
+///   in blocks of 64. On the 2-vCPU Zen 3 machine, at 1024: 0.78–0.80 of the 128-bit FMA
+///   peak at the fastest of alternated runs (0.71–0.74 the same way without, before the
+///   CPU backend lowered the tile step by step, `codegen_cpu/tile_steps.rs`), 8 x 4
+///   0.72–0.77 (then), the former unpacked 4 x 8 0.41–0.66; on a Zen 5 core 0.87–0.92.
+/// - 6 x 8 (where measured faster: Zen 4): twelve accumulators too, but two vectors of
+///   `B` and six broadcasts per step instead of one and twelve (each broadcast feeds two
+///   FMAs and takes a register copy, which that core's renamer absorbs); columns in
+///   blocks of up to 256, at least two per thread (rounded up to 16 columns: whole
+///   groups for `B`'s copy), 256 where the width is not a constant. On a 2-vCPU Zen 4,
+///   alternated: 2048 one thread 49-50 -> 54-55 GFLOP/s (0.94 of its 58.2 GFLOP/s
+///   128-bit peak), two threads 91-93 -> 106-108; 1024 50 -> 54.5 and 94-95 -> 103.
+pub fn matmul_cpu_config(c: &Tensor, threads: usize, six_by_eight: bool) -> MatmulConfig {
+    let base = MatmulConfig {
+        threads,
+        k_unroll: default_k_unroll(c),
+        pack_a: true,
+        ..MatmulConfig::default()
+    };
+    if !six_by_eight {
         return MatmulConfig {
             mr: 12,
             nr: 4,
-            threads,
-            k_unroll,
-            pack_a: true,
             nc: 64,
-            ..MatmulConfig::default()
+            ..base
         };
     }
-    let nr = 8;
-    let n = c.shape().get(1).and_then(|d| d.as_int()).unwrap_or(256);
-    let per_thread = n / (2 * threads.max(1) as i64) / nr * nr;
+    let nc = match c.shape().get(1).and_then(|d| d.as_int()) {
+        Some(n) => {
+            let per_block = (n.max(1) as u64).div_ceil(2 * threads.max(1) as u64);
+            (per_block.div_ceil(16) * 16).clamp(16, 256) as i64
+        }
+        None => 256,
+    };
     MatmulConfig {
         mr: 6,
-        nr,
-        threads,
-        k_unroll,
-        pack_a: true,
-        nc: per_thread.clamp(nr, 256),
-        ..MatmulConfig::default()
+        nr: 8,
+        nc,
+        ..base
     }
 }
 
