@@ -36,7 +36,8 @@
 //! fit in about 2 s, at most 30); a call longer than 1 s is timed 3 times, warm-up
 //! included. With `--rounds N` everything is measured N times over (loopforge and the
 //! baselines alternately, so that a slow spell of a shared machine falls on both) and
-//! each row is the median of its N medians ("not available" if any round failed it). The Rust kernels run inside a rayon pool of exactly `threads` threads.
+//! each row is the median of its N medians ("not available" if any round failed it).
+//! The Rust kernels run inside a rayon pool of exactly `threads` threads.
 //! Every loopforge and `gemm`/`matrixmultiply` result is checked against a reference.
 
 #[path = "bench_report/activation.rs"]

@@ -395,23 +395,35 @@ fn exp_against_its_declaration() {
         let xs: Vec<f32> = (0..rows * n).map(|_| rng.f32_in(-87.0, 88.0)).collect();
         let xa = NdArray::from_slice(&const_shape(&x), &xs).unwrap();
         let shape = [rows as usize, n as usize];
-        let mut outs = vec![];
-        for t in targets() {
-            let k = build(&s, &args, t).unwrap();
-            let mut ya = NdArray::zeros(&shape, DType::F32);
-            k.run(&[&xa], &mut [&mut ya]).unwrap();
-            outs.push(ya.as_slice::<f32>().unwrap().to_vec());
-        }
-        for (i, (a, b)) in outs[0].iter().zip(&outs[1]).enumerate() {
-            assert!(
-                ulps(*a, *b) <= 2,
-                "case {} element {}: declaration {} vs host function {}",
-                case,
-                i,
-                a,
-                b
-            );
-        }
+        host_matches_declaration(&s, &args, &[&xa], &shape, case);
+    }
+}
+
+/// The output of `s` (shape `shape`, from `inputs`) built by the interpreter (the
+/// declaration) and by the CPU JIT (the host function) within 2 ulp of each other.
+fn host_matches_declaration(
+    s: &Schedule,
+    args: &[Tensor],
+    inputs: &[&NdArray],
+    shape: &[usize],
+    case: u64,
+) {
+    let mut outs = vec![];
+    for t in targets() {
+        let k = build(s, args, t).unwrap();
+        let mut ya = NdArray::zeros(shape, DType::F32);
+        k.run(inputs, &mut [&mut ya]).unwrap();
+        outs.push(ya.as_slice::<f32>().unwrap().to_vec());
+    }
+    for (i, (a, b)) in outs[0].iter().zip(&outs[1]).enumerate() {
+        assert!(
+            ulps(*a, *b) <= 2,
+            "case {} element {}: declaration {} vs host function {}",
+            case,
+            i,
+            a,
+            b
+        );
     }
 }
 
@@ -439,23 +451,7 @@ fn exp_sub_against_its_declaration() {
         let ms: Vec<f32> = (0..rows).map(|_| rng.f32_in(-30.0, 30.0)).collect();
         let xa = NdArray::from_slice(&[rows as usize, n as usize], &xs).unwrap();
         let ma = NdArray::from_slice(&[rows as usize], &ms).unwrap();
-        let mut outs = vec![];
-        for t in targets() {
-            let k = build(&s, &args, t).unwrap();
-            let mut ya = NdArray::zeros(&[rows as usize, n as usize], DType::F32);
-            k.run(&[&xa, &ma], &mut [&mut ya]).unwrap();
-            outs.push(ya.as_slice::<f32>().unwrap().to_vec());
-        }
-        for (i, (a, b)) in outs[0].iter().zip(&outs[1]).enumerate() {
-            assert!(
-                ulps(*a, *b) <= 2,
-                "case {} element {}: declaration {} vs host function {}",
-                case,
-                i,
-                a,
-                b
-            );
-        }
+        host_matches_declaration(&s, &args, &[&xa, &ma], &[rows as usize, n as usize], case);
     }
     for p in paths("exp_sub_f32") {
         let x: Vec<f32> = (0..150).map(|i| i as f32 * 0.61 - 40.0).collect();

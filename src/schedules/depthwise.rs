@@ -7,10 +7,11 @@
 //! before where it would otherwise end in scalars; at stride 1 over rows of 16 or more,
 //! two rows of two vectors, which share their input rows; rows shorter than 16 under a
 //! window of more than 9 taps, the most rows that divide the height and fit in 8
-//! accumulators, so the taps' multiply-adds are independent chains). For a stride-2 convolution the padded plane holds
-//! each row's even columns, then its odd ones (a layout `[.., x % 2, x / 2]`), so every
-//! tap is a contiguous vector load; a stride-2 read of an ordinary plane would be two
-//! loads and a shuffle per vector. (An odd padded width keeps the ordinary plane.)
+//! accumulators, so the taps' multiply-adds are independent chains). For a stride-2
+//! convolution the padded plane holds each row's even columns, then its odd ones (a
+//! layout `[.., x % 2, x / 2]`), so every tap is a contiguous vector load; a stride-2
+//! read of an ordinary plane would be two loads and a shuffle per vector. (An odd padded
+//! width keeps the ordinary plane.)
 
 use super::conv2d::single_reduction;
 use super::find_stage;
@@ -145,17 +146,10 @@ pub fn conv2d_depthwise_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
     } else {
         (y, None)
     };
-    let order: Vec<_> = [
-        Some(&nc),
-        Some(&yo),
-        Some(&xo),
-        yi.as_ref(),
-        Some(&xio),
-        Some(&xii),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let mut order = vec![&nc, &yo, &xo, &xio, &xii];
+    if let Some(yi) = &yi {
+        order.insert(3, yi);
+    }
     s.reorder(out, &order)?;
     s.unroll(out, &xio)?;
     s.vectorize(out, &xii)?;
@@ -184,21 +178,13 @@ pub fn conv2d_depthwise_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
     let ca = s.axes(&cl)?;
     let r = s.reduce_axes(&cl)?;
     let (cxo, cxi) = s.split(&cl, &ca[3], 4)?;
-    let cy = (rows > 1).then_some(&ca[2]);
-    let order: Vec<_> = [
-        Some(&r[0]),
-        Some(&r[1]),
-        Some(&r[2]),
-        cy,
-        Some(&cxo),
-        Some(&cxi),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let mut order = vec![&r[0], &r[1], &r[2], &cxo, &cxi];
+    if rows > 1 {
+        order.insert(3, &ca[2]);
+    }
     s.reorder(&cl, &order)?;
-    if let Some(cy) = cy {
-        s.unroll(&cl, cy)?;
+    if rows > 1 {
+        s.unroll(&cl, &ca[2])?;
     }
     s.unroll(&cl, &r[1])?;
     s.unroll(&cl, &r[2])?;
