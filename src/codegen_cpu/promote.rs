@@ -3,6 +3,10 @@
 //! instead of memory: one variable per element, or per 128-bit chunk when it is accessed as
 //! aligned stride-1 vectors. This keeps tile accumulators (`cache_write` + unroll +
 //! vectorize) in registers and lets Cranelift remove the loads the stores used to block.
+//! Loads may also be strided (`ramp(c, s, l)`, `s > 1`, a tile accumulated in vectors
+//! of channels and copied out along positions): their lanes are gathered from the
+//! variables, or, four columns of a 4 x 4 block together, transposed
+//! (`transpose_loads.rs`).
 
 use super::fngen::FnGen;
 use super::repr::{val_type, Val};
@@ -32,6 +36,9 @@ enum Access {
     Broadcast(i64, u32),
     /// Elements `c .. c + lanes`.
     Vector(i64, u32),
+    /// Elements `c, c + stride, ..` (`lanes` of them; load only): gathered from the
+    /// variables' lanes (a transposing copy-out of a tile accumulated in vectors).
+    Strided(i64, i64, u32),
 }
 
 fn classify(indices: &[Expr]) -> Option<Access> {
@@ -42,6 +49,7 @@ fn classify(indices: &[Expr]) -> Option<Access> {
         ExprNode::Int(c, _) => Some(Access::Scalar(*c)),
         ExprNode::Broadcast(x, l) => x.as_int().map(|c| Access::Broadcast(c, *l)),
         ExprNode::Ramp(b, 1, l) => b.as_int().map(|c| Access::Vector(c, *l)),
+        ExprNode::Ramp(b, s, l) if *s > 1 => b.as_int().map(|c| Access::Strided(c, *s, *l)),
         _ => None,
     }
 }
@@ -59,7 +67,7 @@ pub(crate) fn plan(buf: &Buffer, body: &Stmt, outlines_parallel: bool) -> Option
     let mut lanes: u32 = 1;
     let mut accesses: Vec<Access> = Vec::new();
     let mut check = |idx: &[Expr], store: bool, ok: &mut bool| match classify(idx) {
-        Some(Access::Broadcast(..)) if store => *ok = false,
+        Some(Access::Broadcast(..) | Access::Strided(..)) if store => *ok = false,
         Some(a) => accesses.push(a),
         None => *ok = false,
     };
@@ -126,6 +134,8 @@ pub(crate) fn plan(buf: &Buffer, body: &Stmt, outlines_parallel: bool) -> Option
         let (c, w) = match a {
             Access::Scalar(c) | Access::Broadcast(c, _) => (*c, 1),
             Access::Vector(c, l) => (*c, *l),
+            // Its last element in bounds (and its first: below); lanes taken one by one.
+            Access::Strided(c, s, l) => (*c + s * (*l as i64 - 1), 1),
         };
         if c < 0 || (c as u64) + w as u64 > n || (w > 1 && c % w as i64 != 0) {
             return None;
@@ -191,6 +201,15 @@ impl<'a, 'f> FnGen<'a, 'f> {
                     dt,
                     lanes,
                 }
+            }
+            Some(Access::Strided(c, stride, lanes)) => {
+                let first = scalar(self, c);
+                let mut v = self.splat(first, lanes)?;
+                for i in 1..lanes {
+                    let e = scalar(self, c + stride * i as i64);
+                    v.v = self.b.ins().insertlane(v.v, e.v, i as u8);
+                }
+                v
             }
             _ => {
                 return Err(internal(

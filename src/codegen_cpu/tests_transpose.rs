@@ -148,3 +148,76 @@ fn writes_nested_in_the_sequence_keep_the_loads_in_place() {
     let (got, blocks) = columns_after(vec![], true);
     assert_eq!((got, blocks), (want, 0));
 }
+
+#[test]
+fn strided_loads_of_a_promoted_buffer_read_its_variables() {
+    use crate::lower::ir::{Buffer, Scope};
+    // t[4 k .. 4 k + 4] = 2 x[4 k .. 4 k + 4] (a tile accumulated in vectors); then, in
+    // one sequence, o[4 r ..] = t[ramp(r, 8, 4)] for r in 0..4 (a complete 4 x 4 group:
+    // transposed from the variables) and o[16 ..] = t[ramp(5, 8, 4)] (alone: its lanes
+    // gathered one by one).
+    let x = buf("x", DType::F32, 32);
+    let o = buf("o", DType::F32, 20);
+    let t = Buffer::new("t", DType::F32, vec![Expr::int(32)], Scope::Local);
+    let mut fill = vec![];
+    for k in 0..8 {
+        let v = bin(
+            BinOp::Mul,
+            load(&x, ramp(Expr::int(4 * k), 1, 4)),
+            Expr::new(ExprNode::Broadcast(Expr::float_of(2.0, DType::F32), 4)),
+        );
+        fill.push(store(&t, ramp(Expr::int(4 * k), 1, 4), v));
+    }
+    let mut copy: Vec<Stmt> = (0..4)
+        .map(|r| {
+            store(
+                &o,
+                ramp(Expr::int(4 * r), 1, 4),
+                load(&t, ramp(Expr::int(r), 8, 4)),
+            )
+        })
+        .collect();
+    copy.push(store(
+        &o,
+        ramp(Expr::int(16), 1, 4),
+        load(&t, ramp(Expr::int(5), 8, 4)),
+    ));
+    let body = Stmt::seq(vec![Stmt::seq(fill), Stmt::seq(copy)]);
+    assert_eq!(super::promote::plan(&t, &body, true), Some(4));
+    let f = func(
+        &[&x, &o],
+        &[],
+        Stmt::Allocate {
+            buf: t,
+            body: Box::new(body),
+        },
+    );
+    let xs: Vec<f32> = (0..32).map(|k| k as f32 - 3.5).collect();
+    let (mut xa, mut oa) = (f32s(&xs), f32s(&[0.0; 20]));
+    TRANSPOSED_BLOCKS.with(|n| n.set(0));
+    run(&f, &mut [&mut xa, &mut oa], &[]);
+    assert_eq!(TRANSPOSED_BLOCKS.with(|n| n.get()), 1);
+    let mut want: Vec<f32> = (0..4)
+        .flat_map(|r| (0..4).map(move |l| r + 8 * l))
+        .map(|i| 2.0 * xs[i as usize])
+        .collect();
+    want.extend([5, 13, 21, 29].map(|i| 2.0 * xs[i]));
+    assert_eq!(oa.to_vec::<f32>().unwrap(), want);
+}
+
+#[test]
+fn promoted_buffers_refuse_strided_stores() {
+    use crate::lower::ir::{Buffer, Scope};
+    let t = Buffer::new("t", DType::F32, vec![Expr::int(32)], Scope::Local);
+    let v = Expr::new(ExprNode::Broadcast(Expr::float_of(1.0, DType::F32), 4));
+    let body = store(&t, ramp(Expr::int(0), 8, 4), v);
+    assert_eq!(super::promote::plan(&t, &body, true), None);
+    // A strided load past the end is refused too.
+    let o = buf("o", DType::F32, 4);
+    let past = store(
+        &o,
+        ramp(Expr::int(0), 1, 4),
+        load(&t, ramp(Expr::int(9), 8, 4)),
+    );
+    assert_eq!(super::promote::plan(&t, &past, true), None);
+}

@@ -54,7 +54,24 @@ thread_local! {
 impl<'a, 'f> FnGen<'a, 'f> {
     /// Lower the sequence `v`: with a branch after each step where `v` is an unrolled
     /// register tile (the module doc), else statement by statement.
+    ///
+    /// Statements after the last one that writes a promoted buffer (a tile computed in
+    /// registers, then copied out) are lowered as a sequence of their own, so that their
+    /// transposed loads may read that buffer.
     pub(crate) fn gen_seq(&mut self, v: &[Stmt]) -> Result<()> {
+        let writes_promoted = |s: &Stmt| {
+            s.written_buffers()
+                .iter()
+                .any(|b| self.promoted.contains_key(b.as_str()))
+        };
+        let split = match self.promoted.is_empty() {
+            true => 0,
+            false => v.iter().rposition(writes_promoted).map_or(0, |i| i + 1),
+        };
+        if split > 0 && split < v.len() {
+            self.gen_seq(&v[..split])?;
+            return self.gen_seq(&v[split..]);
+        }
         let outer = std::mem::take(&mut self.transposed);
         self.prepare_transposed_loads(v)?;
         let done = self.gen_seq_steps(v);

@@ -7,7 +7,10 @@
 //! stride `S` (at least 4) at `b`, `b + 1`, `b + 2`, `b + 3`: the columns of the 4 x 4
 //! block whose rows are the contiguous vectors at `b + i * S`. Before the sequence's
 //! statements are lowered, each such complete group is loaded as its four rows and
-//! transposed (eight shuffles); the four strided loads then take their column.
+//! transposed (eight shuffles); the four strided loads then take their column. In a
+//! buffer promoted to variables (`promote.rs`) the rows are four of its variables, where
+//! each row is one whole variable (a depthwise convolution's row of `[position][channel]`
+//! vectors copied into NCHW).
 //!
 //! Applies only where it cannot change a value: the group's loads are in the stores of
 //! one sequence (so every element of the block is read there and the contiguous loads
@@ -83,6 +86,23 @@ impl<'a, 'f> FnGen<'a, 'f> {
             #[cfg(test)]
             TRANSPOSED_BLOCKS.with(|n| n.set(n.get() + 1));
             let first = &loads[group[0]];
+            if self.promoted.contains_key(first.buf.name()) {
+                // A buffer in variables: its rows are variables (where they are whole
+                // ones; otherwise its strided loads gather their lanes).
+                let Some(rows) = self.promoted_rows(first)? else {
+                    continue;
+                };
+                let ty = val_type(DType::F32, 4)?;
+                for (col, v) in group.into_iter().zip(self.transpose4(rows, ty)) {
+                    let val = Val {
+                        v,
+                        dt: DType::F32,
+                        lanes: 4,
+                    };
+                    self.transposed.insert(loads[col].index_key.clone(), val);
+                }
+                continue;
+            }
             let base = self.buf_ptr_or_err(first.buf.name())?;
             let (addr, off) = self.gen_elem_addr(base, &first.base, DType::F32)?;
             let ty = val_type(DType::F32, 4)?;
@@ -105,6 +125,29 @@ impl<'a, 'f> FnGen<'a, 'f> {
             }
         }
         Ok(())
+    }
+
+    /// The four rows of `first`'s block in a promoted buffer: the variables at `b + i *
+    /// stride` (its base `b` a constant), where each is one whole variable.
+    fn promoted_rows(&mut self, first: &Strided) -> Result<Option<[Value; 4]>> {
+        let (Some(b), Some(4)) = (
+            simplify(&first.base).as_int(),
+            self.promoted.get(first.buf.name()).map(|p| p.lanes),
+        ) else {
+            return Ok(None);
+        };
+        if (0..4).any(|i| (b + i * first.stride) % 4 != 0) {
+            return Ok(None);
+        }
+        let mut rows = [None; 4];
+        for (i, row) in rows.iter_mut().enumerate() {
+            let idx = Expr::new(ExprNode::Ramp(Expr::int(b + i as i64 * first.stride), 1, 4));
+            *row = self.promoted_load(&first.buf, &[idx])?.map(|v| v.v);
+        }
+        Ok(rows
+            .iter()
+            .all(|r| r.is_some())
+            .then(|| rows.map(|r| r.expect("checked"))))
     }
 
     /// The column recorded for a load of `buf` at `idx`, if any.
