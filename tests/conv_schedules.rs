@@ -212,6 +212,15 @@ fn depthwise_golden_ir_and_replay() {
         &out,
         &args,
     );
+    // 7 x 7 planes over 8 channels: channels in vectors, blocks of 4.
+    let [x, w, out] = depthwise([1, 8, 7, 7], 5, 1, 2);
+    let args = [x, w, out.clone()];
+    golden_and_replay(
+        "depthwise_conv2d_7x7_channels",
+        &conv2d_depthwise_cpu(&out, 2).unwrap(),
+        &out,
+        &args,
+    );
     // Stride 1, 16 wide, an even height: two rows of 8 positions at a time.
     let [x, w, out] = depthwise([1, 2, 4, 16], 3, 1, 1);
     let args = [x, w, out.clone()];
@@ -231,6 +240,57 @@ fn depthwise_golden_ir_and_replay() {
         &out,
         &args,
     );
+}
+
+/// Whether `s` computes the depthwise convolution with channels in the vectors (its
+/// weights copied per block of 4 channels into a `local` cache).
+fn channels_in_vectors(s: &Schedule) -> bool {
+    s.stages.iter().any(|st| st.name == "w.local")
+}
+
+#[test]
+fn depthwise_small_planes_put_channels_in_vectors() {
+    for (xs, k, stride, pad, what) in [
+        ([1, 8, 7, 7], 3, 1, 1, "7 x 7, 3x3"),
+        ([1, 12, 7, 7], 5, 1, 2, "7 x 7, 5x5"),
+        ([2, 4, 13, 13], 3, 2, 1, "stride 2 to 7 x 7, batch 2"),
+        ([1, 8, 14, 14], 5, 2, 2, "stride 2, 5x5"),
+        ([1, 4, 5, 5], 3, 1, 1, "5 wide"),
+        ([1, 8, 6, 4], 3, 1, 1, "4 wide, 6 high"),
+        ([1, 4, 9, 6], 3, 1, 0, "no padding"),
+    ] {
+        let [x, w, out] = depthwise(xs, k, stride, pad);
+        let args = [x, w, out.clone()];
+        for threads in [1, 2] {
+            let s = conv2d_depthwise_cpu(&out, threads).unwrap();
+            let what = format!("depthwise {} on {} threads", what, threads);
+            if pad > 0 {
+                assert!(channels_in_vectors(&s), "{}", what);
+            }
+            check_against_unscheduled(&s, &args, &[out.clone()], 7, &what);
+        }
+    }
+    // Rows of 8 and more, channels 4 does not divide, a channel multiplier: positions in
+    // vectors, as before.
+    for (xs, o, what) in [
+        ([1, 8, 8, 8], 8, "8 wide"),
+        ([1, 6, 7, 7], 6, "6 channels"),
+        ([1, 4, 7, 7], 8, "multiplier 2"),
+    ] {
+        let [x, w, out] = grouped(xs, o, 3, 1, 1, xs[1]);
+        let s = conv2d_depthwise_cpu(&out, 2).unwrap();
+        assert!(!channels_in_vectors(&s), "{}", what);
+        check_against_unscheduled(&s, &[x, w, out.clone()], &[out.clone()], 8, what);
+    }
+    // relu(conv + bias[c]): the epilogue applied as the rows are copied out.
+    let [x, w, out] = depthwise([1, 8, 7, 7], 5, 1, 2);
+    let b = placeholder(&[Expr::from(8)], DType::F32, "b");
+    let fused = compute(out.shape(), "fused", |i| {
+        max(out.at(i) + b.at(&[i[1].clone()]), Expr::from(0.0f32))
+    });
+    let s = conv2d_depthwise_cpu(&fused, 2).unwrap();
+    assert!(channels_in_vectors(&s));
+    check_against_unscheduled(&s, &[x, w, b, fused.clone()], &[fused], 9, "+ bias + relu");
 }
 
 #[test]
