@@ -250,23 +250,24 @@ fn channels_in_vectors(s: &Schedule) -> bool {
 
 #[test]
 fn depthwise_small_planes_put_channels_in_vectors() {
-    for (xs, k, stride, pad, what) in [
-        ([1, 8, 7, 7], 3, 1, 1, "7 x 7, 3x3"),
-        ([1, 12, 7, 7], 5, 1, 2, "7 x 7, 5x5"),
-        ([2, 4, 13, 13], 3, 2, 1, "stride 2 to 7 x 7, batch 2"),
-        ([1, 8, 14, 14], 5, 2, 2, "stride 2, 5x5"),
-        ([1, 4, 5, 5], 3, 1, 1, "5 wide"),
-        ([1, 8, 6, 4], 3, 1, 1, "4 wide, 6 high"),
-        ([1, 4, 9, 6], 3, 1, 0, "no padding"),
+    // Shape, window, stride, padding, whether channels go in the vectors.
+    for (xs, k, stride, pad, taken, what) in [
+        ([1, 8, 7, 7], 3, 1, 1, true, "7 x 7, 3x3"),
+        ([1, 12, 7, 7], 5, 1, 2, true, "7 x 7, 5x5"),
+        ([1, 8, 14, 14], 5, 1, 2, true, "14 x 14, 5x5: rows in two parts of 7"),
+        ([2, 4, 13, 13], 3, 2, 1, true, "stride 2 to 7 x 7, batch 2"),
+        ([1, 8, 14, 14], 5, 2, 2, true, "stride 2, 5x5"),
+        ([1, 4, 5, 5], 3, 1, 1, true, "5 wide"),
+        ([1, 8, 6, 4], 3, 1, 1, true, "4 wide, 6 high"),
+        ([1, 4, 14, 9], 3, 1, 1, false, "9 wide"),
+        ([1, 4, 9, 6], 3, 1, 0, false, "no padding stage"),
     ] {
         let [x, w, out] = depthwise(xs, k, stride, pad);
         let args = [x, w, out.clone()];
         for threads in [1, 2] {
             let s = conv2d_depthwise_cpu(&out, threads).unwrap();
             let what = format!("depthwise {} on {} threads", what, threads);
-            if pad > 0 {
-                assert!(channels_in_vectors(&s), "{}", what);
-            }
+            assert_eq!(channels_in_vectors(&s), taken, "{}", what);
             check_against_unscheduled(&s, &args, &[out.clone()], 7, &what);
         }
     }

@@ -13,11 +13,12 @@
 //! read of an ordinary plane would be two loads and a shuffle per vector. (An odd padded
 //! width keeps the ordinary plane.)
 //!
-//! Rows of 4 to 7 positions (the 7 x 7 planes of MobileNetV2's and EfficientNet's last
-//! stages) fill 4-wide vectors of positions badly; there the channels go in the vectors
-//! instead, four at a time, as in the blocked layout NCHW[4]c (`channels_in_vectors`):
-//! EfficientNet-B0's 1152-channel 5x5 layers 0.18-0.26 -> 0.09-0.14 ms, MobileNetV2's
-//! 960-channel 3x3 ones 0.057 -> 0.034 ms (one thread, Zen 4).
+//! Rows of 4 to 7 positions and of 14 (the 7 x 7 and 14 x 14 planes of MobileNetV2's and
+//! EfficientNet's last stages) fill 4-wide vectors of positions badly; there the
+//! channels go in the vectors instead, four at a time, as in the blocked layout NCHW[4]c
+//! (`channels_in_vectors`): EfficientNet-B0's 1152-channel 5x5 layers @7 0.18-0.26 ->
+//! 0.09-0.14 ms, its 672-channel 5x5 ones @14 0.255 -> 0.20, MobileNetV2's 960-channel
+//! 3x3 ones @7 0.057 -> 0.034 ms (one thread, Zen 4; 3x3 @14 unchanged).
 
 use super::conv2d::single_reduction;
 use super::find_stage;
@@ -121,12 +122,11 @@ pub fn conv2d_depthwise_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
     let mut keep = vec![out, conv];
     keep.extend(pad.as_ref());
     super::inline_all_but(&mut s, &keep)?;
-    if let Some(pad) = pad
-        .as_ref()
-        .filter(|p| takes_channels_in_vectors(conv, p, width))
-    {
-        channels_in_vectors(&mut s, out, conv, pad, threads)?;
-        return Ok(s);
+    if let (Some(pad), Some(part)) = (&pad, row_part(width)) {
+        if takes_channels_in_vectors(conv, pad) {
+            channels_in_vectors(&mut s, out, conv, pad, part, threads)?;
+            return Ok(s);
+        }
     }
     let cl = super::accumulator(&mut s, out, conv)?;
     let [n, c, y, x] = {
@@ -206,28 +206,41 @@ pub fn conv2d_depthwise_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
     Ok(s)
 }
 
-/// Whether [`channels_in_vectors`] takes the depthwise convolution `conv` of
-/// `width`-wide rows that reads the padding stage `pad`: rows of 4 to 7 positions (a
-/// row's positions in 4-wide vectors leave lanes idle or overlapping; 8 and 14 measured
-/// no faster), one output channel per input channel, channels that 4 divides.
-fn takes_channels_in_vectors(conv: &Tensor, pad: &Tensor, width: i64) -> bool {
-    let channels = conv.shape()[1].as_int();
-    let same = pad.shape().get(1).and_then(|d| d.as_int()) == channels;
-    (4..=7).contains(&width) && same && channels.is_some_and(|c| c % 4 == 0)
+/// Positions of a row that [`channels_in_vectors`] accumulates at a time (in as many
+/// vector registers), for the row widths it takes: a whole row of 4 to 7, half a row of
+/// 14. (Rows of 8 measured slower than the positions in vectors, 16 and more fill those
+/// vectors; other widths were not measured.)
+fn row_part(width: i64) -> Option<i64> {
+    match width {
+        4..=7 => Some(width),
+        14 => Some(7),
+        _ => None,
+    }
 }
 
-/// Small planes (7 x 7) with channels in the vectors instead of positions (as the
-/// blocked layout NCHW[4]c computes them): for each block of 4 channels, its padded
+/// Whether [`channels_in_vectors`] takes the depthwise convolution `conv` (of a
+/// [`row_part`] width) that reads the padding stage `pad`: one output channel per input
+/// channel, channels that 4 divides.
+fn takes_channels_in_vectors(conv: &Tensor, pad: &Tensor) -> bool {
+    let channels = conv.shape()[1].as_int();
+    let same = pad.shape().get(1).and_then(|d| d.as_int()) == channels;
+    same && channels.is_some_and(|c| c % 4 == 0)
+}
+
+/// Small planes (7 x 7, 14 x 14) with channels in the vectors instead of positions (as
+/// the blocked layout NCHW[4]c computes them): for each block of 4 channels, its padded
 /// planes are copied into `[y][x][channel]`, so that each tap of a position is one vector
-/// load, and its weights into `[tap][channel]`; each output row accumulates in one vector
-/// per position (registers: independent chains of multiply-adds) over the window's taps,
-/// then is stored into NCHW through 4 x 4 blocks transposed in registers (the last
-/// vector of a row not a multiple of 4 shifted back to overlap the one before).
+/// load, and its weights into `[tap][channel]`; each part of an output row ([`row_part`]
+/// positions) accumulates in one vector per position (registers: independent chains of
+/// multiply-adds) over the window's taps, then is stored into NCHW through 4 x 4 blocks
+/// transposed in registers (the last vector of a part not a multiple of 4 shifted back to
+/// overlap the one before).
 fn channels_in_vectors(
     s: &mut Schedule,
     out: &Tensor,
     conv: &Tensor,
     pad: &Tensor,
+    part: i64,
     threads: usize,
 ) -> Result<()> {
     const BLOCK: i64 = 4;
@@ -247,16 +260,17 @@ fn channels_in_vectors(
     if threads > 1 {
         s.parallel(out, &blk)?;
     }
-    // The row's copy-out in vectors of 4 positions, each of the four channels' vectors a
-    // column of a 4 x 4 block of the accumulator.
-    let (xo, xi) = s.split_shift_inwards(out, &x, 4)?;
-    s.reorder(out, &[&blk, &y, &xo, &ci, &xi])?;
+    // The row's parts, each's copy-out in vectors of 4 positions, each of the four
+    // channels' vectors a column of a 4 x 4 block of the accumulator.
+    let (xp, xq) = s.split(out, &x, part)?;
+    let (xo, xi) = s.split_shift_inwards(out, &xq, 4)?;
+    s.reorder(out, &[&blk, &y, &xp, &xo, &ci, &xi])?;
     s.unroll(out, &xo)?;
     s.unroll(out, &ci)?;
     s.vectorize(out, &xi)?;
     let [dn, dc, dh, dw] = [0, 1, 2, 3].map(LayoutDim::dim);
     s.transform_layout(&cl, &[dn, dh, dw, dc])?;
-    s.compute_at(&cl, out, &y)?;
+    s.compute_at(&cl, out, &xp)?;
     // The block's weights `[1][1][KH][KW][4]` and padded planes `[1][1][H][W][4]`, inside
     // its loop.
     let wp = s.cache_read(&w, "local", &[&cl])?;
