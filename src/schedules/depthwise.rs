@@ -14,11 +14,10 @@
 //! width keeps the ordinary plane.)
 //!
 //! Rows of 4 to 7 positions and of 14 (the 7 x 7 and 14 x 14 planes of MobileNetV2's and
-//! EfficientNet's last stages) fill 4-wide vectors of positions badly; there the
-//! channels go in the vectors instead, four at a time, as in the blocked layout NCHW[4]c
-//! (`channels_in_vectors`): EfficientNet-B0's 1152-channel 5x5 layers @7 0.18-0.26 ->
-//! 0.09-0.14 ms, its 672-channel 5x5 ones @14 0.255 -> 0.20, MobileNetV2's 960-channel
-//! 3x3 ones @7 0.057 -> 0.034 ms (one thread, Zen 4; 3x3 @14 unchanged).
+//! EfficientNet's last stages) fill 4-wide vectors of positions badly; there (for 3x3
+//! windows only at stride 1 over rows of up to 7: `row_part`) the channels go in the
+//! vectors instead, four at a time, as in the blocked layout NCHW[4]c
+//! (`channels_in_vectors`).
 
 use super::conv2d::single_reduction;
 use super::find_stage;
@@ -122,7 +121,10 @@ pub fn conv2d_depthwise_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
     let mut keep = vec![out, conv];
     keep.extend(pad.as_ref());
     super::inline_all_but(&mut s, &keep)?;
-    if let (Some(pad), Some(part)) = (&pad, row_part(width)) {
+    let height = out.shape()[2].as_int().unwrap_or(1);
+    let taps = red[1].extent.as_int().unwrap_or(1) * red[2].extent.as_int().unwrap_or(1);
+    let stride = pad.as_ref().and_then(|p| column_stride(conv, p));
+    if let (Some(pad), Some(part)) = (&pad, row_part(width, taps, stride)) {
         if takes_channels_in_vectors(conv, pad) {
             channels_in_vectors(&mut s, out, conv, pad, part, threads)?;
             return Ok(s);
@@ -137,9 +139,6 @@ pub fn conv2d_depthwise_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
     if threads > 1 {
         s.parallel(out, &nc)?;
     }
-    let height = out.shape()[2].as_int().unwrap_or(1);
-    let taps = red[1].extent.as_int().unwrap_or(1) * red[2].extent.as_int().unwrap_or(1);
-    let stride = pad.as_ref().and_then(|p| column_stride(conv, p));
     let (chunk, rows) = rows_and_chunk(width, height, taps, stride);
     // A row whose last chunk would end in scalars (14 = 8 + 6, 7 = 4 + 3) shifts that
     // chunk back to overlap the one before: all its chunks are whole vectors (576@14:
@@ -207,13 +206,18 @@ pub fn conv2d_depthwise_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
 }
 
 /// Positions of a row that [`channels_in_vectors`] accumulates at a time (in as many
-/// vector registers), for the row widths it takes: a whole row of 4 to 7, half a row of
-/// 14. (Rows of 8 measured slower than the positions in vectors, 16 and more fill those
-/// vectors; other widths were not measured.)
-fn row_part(width: i64) -> Option<i64> {
+/// vector registers), where it applies: windows of more than 9 taps over rows of 4 to 7
+/// positions (the whole row) or of 14 (half of it); smaller windows over rows of 4 to 7
+/// at stride 1. What was measured in MobileNetV2 and EfficientNet-B0 (one thread, Zen 4):
+/// faster there (5x5 @7 0.20 -> 0.10 ms, @14 0.255 -> 0.20, stride 2 to 7 0.121 ->
+/// 0.084; 3x3 @7 0.065 -> 0.049), slower for 3x3 windows @14 (0.097 -> 0.106-0.117)
+/// and stride 2 (0.043 -> 0.050), where copying the planes weighs more against fewer
+/// taps, and rows of 8 (0.030 -> 0.036, already whole vectors). Other widths were not
+/// measured.
+fn row_part(width: i64, taps: i64, column_stride: Option<i64>) -> Option<i64> {
     match width {
-        4..=7 => Some(width),
-        14 => Some(7),
+        4..=7 if taps > 9 || column_stride == Some(1) => Some(width),
+        14 if taps > 9 => Some(7),
         _ => None,
     }
 }
