@@ -148,10 +148,14 @@ impl<'a, 'f> FnGen<'a, 'f> {
 
     /// Lower `buf[indices]`.
     pub fn gen_load(&mut self, buf: &Buffer, indices: &[Expr]) -> Result<Val> {
-        if let Some(v) = self.promoted_load(buf, indices)? {
+        // A column of a transposed 4 x 4 block first: of a buffer in memory or in
+        // variables (which would otherwise gather its lanes one by one).
+        if let Some(v) = self.transposed_load(buf, indices) {
+            #[cfg(test)]
+            super::transpose_loads::TRANSPOSED_COLUMNS.with(|n| n.set(n.get() + 1));
             return Ok(v);
         }
-        if let Some(v) = self.transposed_load(buf, indices) {
+        if let Some(v) = self.promoted_load(buf, indices)? {
             return Ok(v);
         }
         let dt = buf.dtype();

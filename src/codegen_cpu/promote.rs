@@ -68,6 +68,8 @@ pub(crate) fn plan(buf: &Buffer, body: &Stmt, outlines_parallel: bool) -> Option
     let mut accesses: Vec<Access> = Vec::new();
     let mut check = |idx: &[Expr], store: bool, ok: &mut bool| match classify(idx) {
         Some(Access::Broadcast(..) | Access::Strided(..)) if store => *ok = false,
+        // A vector of booleans is a mask, not the gathered scalars.
+        Some(Access::Strided(..)) if buf.dtype() == DType::Bool => *ok = false,
         Some(a) => accesses.push(a),
         None => *ok = false,
     };
@@ -134,8 +136,14 @@ pub(crate) fn plan(buf: &Buffer, body: &Stmt, outlines_parallel: bool) -> Option
         let (c, w) = match a {
             Access::Scalar(c) | Access::Broadcast(c, _) => (*c, 1),
             Access::Vector(c, l) => (*c, *l),
-            // Its last element in bounds (and its first: below); lanes taken one by one.
-            Access::Strided(c, s, l) => (*c + s * (*l as i64 - 1), 1),
+            // Its first and last elements in bounds (lanes taken one by one).
+            Access::Strided(c, s, l) => {
+                let last = s.checked_mul(*l as i64 - 1).and_then(|d| c.checked_add(d));
+                match last {
+                    Some(last) if *c >= 0 => (last, 1),
+                    _ => return None,
+                }
+            }
         };
         if c < 0 || (c as u64) + w as u64 > n || (w > 1 && c % w as i64 != 0) {
             return None;

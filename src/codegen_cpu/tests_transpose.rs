@@ -3,7 +3,7 @@
 //! and buffers the sequence writes, keep the per-lane loads.
 
 use super::tests::{bin, buf, f32s, func, iv, load, loop_, run, store};
-use super::transpose_loads::TRANSPOSED_BLOCKS;
+use super::transpose_loads::{TRANSPOSED_BLOCKS, TRANSPOSED_COLUMNS};
 use crate::lower::ir::Stmt;
 use crate::te::{BinOp, DType, Expr, ExprNode};
 
@@ -195,8 +195,11 @@ fn strided_loads_of_a_promoted_buffer_read_its_variables() {
     let xs: Vec<f32> = (0..32).map(|k| k as f32 - 3.5).collect();
     let (mut xa, mut oa) = (f32s(&xs), f32s(&[0.0; 20]));
     TRANSPOSED_BLOCKS.with(|n| n.set(0));
+    TRANSPOSED_COLUMNS.with(|n| n.set(0));
     run(&f, &mut [&mut xa, &mut oa], &[]);
+    // One block, whose four columns the four loads took.
     assert_eq!(TRANSPOSED_BLOCKS.with(|n| n.get()), 1);
+    assert_eq!(TRANSPOSED_COLUMNS.with(|n| n.get()), 4);
     let mut want: Vec<f32> = (0..4)
         .flat_map(|r| (0..4).map(move |l| r + 8 * l))
         .map(|i| 2.0 * xs[i as usize])
@@ -212,12 +215,26 @@ fn promoted_buffers_refuse_strided_stores() {
     let v = Expr::new(ExprNode::Broadcast(Expr::float_of(1.0, DType::F32), 4));
     let body = store(&t, ramp(Expr::int(0), 8, 4), v);
     assert_eq!(super::promote::plan(&t, &body, true), None);
-    // A strided load past the end is refused too.
+    // A strided load past the end, or starting before the start, is refused too.
     let o = buf("o", DType::F32, 4);
-    let past = store(
-        &o,
-        ramp(Expr::int(0), 1, 4),
-        load(&t, ramp(Expr::int(9), 8, 4)),
-    );
-    assert_eq!(super::promote::plan(&t, &past, true), None);
+    for base in [9, -1] {
+        let read = store(
+            &o,
+            ramp(Expr::int(0), 1, 4),
+            load(&t, ramp(Expr::int(base), 8, 4)),
+        );
+        assert_eq!(super::promote::plan(&t, &read, true), None, "base {}", base);
+    }
+    // So is a strided load of booleans (a vector of them is a mask).
+    let m = Buffer::new("m", DType::Bool, vec![Expr::int(8)], Scope::Local);
+    let ob = buf("ob", DType::Bool, 4);
+    let read = Stmt::seq(vec![
+        store(&m, 0, Expr::bool(true)),
+        store(
+            &ob,
+            ramp(Expr::int(0), 1, 4),
+            load(&m, ramp(Expr::int(0), 2, 4)),
+        ),
+    ]);
+    assert_eq!(super::promote::plan(&m, &read, true), None);
 }

@@ -37,7 +37,7 @@
 use super::fngen::FnGen;
 use crate::error::Result;
 use crate::lower::ir::Stmt;
-use crate::te::DType;
+use crate::te::{DType, ExprNode};
 use cranelift::codegen::ir::BlockArg;
 use cranelift::prelude::*;
 
@@ -55,19 +55,12 @@ impl<'a, 'f> FnGen<'a, 'f> {
     /// Lower the sequence `v`: with a branch after each step where `v` is an unrolled
     /// register tile (the module doc), else statement by statement.
     ///
-    /// Statements after the last one that writes a promoted buffer (a tile computed in
-    /// registers, then copied out) are lowered as a sequence of their own, so that their
-    /// transposed loads may read that buffer.
+    /// Statements after the last one that writes a promoted buffer, where they read it
+    /// through strided loads (a tile computed in registers, then copied out transposed),
+    /// are lowered as a sequence of their own, so that those loads may be transposed in
+    /// registers.
     pub(crate) fn gen_seq(&mut self, v: &[Stmt]) -> Result<()> {
-        let writes_promoted = |s: &Stmt| {
-            s.written_buffers()
-                .iter()
-                .any(|b| self.promoted.contains_key(b.as_str()))
-        };
-        let split = match self.promoted.is_empty() {
-            true => 0,
-            false => v.iter().rposition(writes_promoted).map_or(0, |i| i + 1),
-        };
+        let split = self.copy_out_start(v);
         if split > 0 && split < v.len() {
             self.gen_seq(&v[..split])?;
             return self.gen_seq(&v[split..]);
@@ -77,6 +70,39 @@ impl<'a, 'f> FnGen<'a, 'f> {
         let done = self.gen_seq_steps(v);
         self.transposed = outer;
         done
+    }
+
+    /// The index after the last statement of `v` that writes a promoted buffer, if the
+    /// statements after it read a promoted buffer through a strided load; else 0.
+    fn copy_out_start(&self, v: &[Stmt]) -> usize {
+        if self.promoted.is_empty() {
+            return 0;
+        }
+        let writes_promoted = |s: &Stmt| {
+            s.written_buffers()
+                .iter()
+                .any(|b| self.promoted.contains_key(b.as_str()))
+        };
+        let Some(last) = v.iter().rposition(writes_promoted) else {
+            return 0;
+        };
+        let mut strided = false;
+        for s in &v[last + 1..] {
+            s.visit_exprs(&mut |e| {
+                e.visit(&mut |x| {
+                    if let ExprNode::Load(b, idx) = x.node() {
+                        strided |= self.promoted.contains_key(b.name())
+                            && matches!(idx.first().map(|i| i.node()), Some(ExprNode::Ramp(_, s, _)) if *s > 1);
+                    }
+                    !strided
+                })
+            });
+        }
+        if strided {
+            last + 1
+        } else {
+            0
+        }
     }
 
     /// [`FnGen::gen_seq`] once the sequence's transposed loads are prepared.

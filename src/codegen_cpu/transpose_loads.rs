@@ -31,6 +31,8 @@ use std::collections::{HashMap, HashSet};
 thread_local! {
     /// 4 x 4 blocks loaded and transposed on this thread (read by the tests).
     pub(crate) static TRANSPOSED_BLOCKS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Loads lowered as a column of such a block on this thread (read by the tests).
+    pub(crate) static TRANSPOSED_COLUMNS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// A strided 4-lane f32 load of a sequence.
@@ -83,8 +85,6 @@ impl<'a, 'f> FnGen<'a, 'f> {
         let written: HashSet<String> = v.iter().flat_map(|s| s.written_buffers()).collect();
         loads.retain(|l| !written.contains(l.buf.name()));
         for group in blocks(&loads) {
-            #[cfg(test)]
-            TRANSPOSED_BLOCKS.with(|n| n.set(n.get() + 1));
             let first = &loads[group[0]];
             if self.promoted.contains_key(first.buf.name()) {
                 // A buffer in variables: its rows are variables (where they are whole
@@ -92,6 +92,8 @@ impl<'a, 'f> FnGen<'a, 'f> {
                 let Some(rows) = self.promoted_rows(first)? else {
                     continue;
                 };
+                #[cfg(test)]
+                TRANSPOSED_BLOCKS.with(|n| n.set(n.get() + 1));
                 let ty = val_type(DType::F32, 4)?;
                 for (col, v) in group.into_iter().zip(self.transpose4(rows, ty)) {
                     let val = Val {
@@ -103,6 +105,8 @@ impl<'a, 'f> FnGen<'a, 'f> {
                 }
                 continue;
             }
+            #[cfg(test)]
+            TRANSPOSED_BLOCKS.with(|n| n.set(n.get() + 1));
             let base = self.buf_ptr_or_err(first.buf.name())?;
             let (addr, off) = self.gen_elem_addr(base, &first.base, DType::F32)?;
             let ty = val_type(DType::F32, 4)?;

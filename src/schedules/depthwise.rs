@@ -125,8 +125,8 @@ pub fn conv2d_depthwise_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
     let taps = red[1].extent.as_int().unwrap_or(1) * red[2].extent.as_int().unwrap_or(1);
     let stride = pad.as_ref().and_then(|p| column_stride(conv, p));
     if let (Some(pad), Some(part)) = (&pad, row_part(width, taps, stride)) {
-        if takes_channels_in_vectors(conv, pad) {
-            channels_in_vectors(&mut s, out, conv, pad, part, threads)?;
+        if let Some(w) = channels_in_vectors_weight(conv, pad) {
+            channels_in_vectors(&mut s, out, conv, pad, &w, part, threads)?;
             return Ok(s);
         }
     }
@@ -207,8 +207,8 @@ pub fn conv2d_depthwise_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
 
 /// Positions of a row that [`channels_in_vectors`] accumulates at a time (in as many
 /// vector registers), where it applies: windows of more than 9 taps over rows of 4 to 7
-/// positions (the whole row) or of 14 (half of it); smaller windows over rows of 4 to 7
-/// at stride 1. What was measured in MobileNetV2 and EfficientNet-B0 (one thread, Zen 4):
+/// positions (the whole row) or, at stride 1, of 14 (half of it); smaller windows over
+/// rows of 4 to 7 at stride 1. What was measured in MobileNetV2 and EfficientNet-B0 (one thread, Zen 4):
 /// faster there (5x5 @7 0.20 -> 0.10 ms, @14 0.255 -> 0.20, stride 2 to 7 0.121 ->
 /// 0.084; 3x3 @7 0.065 -> 0.049), slower for 3x3 windows @14 (0.097 -> 0.106-0.117)
 /// and stride 2 (0.043 -> 0.050), where copying the planes weighs more against fewer
@@ -217,18 +217,27 @@ pub fn conv2d_depthwise_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
 fn row_part(width: i64, taps: i64, column_stride: Option<i64>) -> Option<i64> {
     match width {
         4..=7 if taps > 9 || column_stride == Some(1) => Some(width),
-        14 if taps > 9 => Some(7),
+        14 if taps > 9 && column_stride == Some(1) => Some(7),
         _ => None,
     }
 }
 
-/// Whether [`channels_in_vectors`] takes the depthwise convolution `conv` (of a
-/// [`row_part`] width) that reads the padding stage `pad`: one output channel per input
-/// channel, channels that 4 divides.
-fn takes_channels_in_vectors(conv: &Tensor, pad: &Tensor) -> bool {
-    let channels = conv.shape()[1].as_int();
-    let same = pad.shape().get(1).and_then(|d| d.as_int()) == channels;
-    same && channels.is_some_and(|c| c % 4 == 0)
+/// The weight of the depthwise convolution `conv` (of a [`row_part`] width) reading the
+/// padding stage `pad`, where [`channels_in_vectors`] takes it: `conv` reads `pad` and
+/// a `[C, 1, KH, KW]` weight alone, one output channel per input channel, channels that
+/// 4 divides.
+fn channels_in_vectors_weight(conv: &Tensor, pad: &Tensor) -> Option<Tensor> {
+    let channels = conv.shape()[1].as_int()?;
+    let [a, w] = conv.op.input_tensors().try_into().ok()?;
+    let w = if a.same_as(pad) { w } else { a };
+    let dims: Vec<Option<i64>> = w.shape().iter().map(|d| d.as_int()).collect();
+    let pad_channels = pad.shape().get(1).and_then(|d| d.as_int());
+    (dims.len() == 4
+        && dims[0] == Some(channels)
+        && dims[1] == Some(1)
+        && pad_channels == Some(channels)
+        && channels % 4 == 0)
+        .then_some(w)
 }
 
 /// Small planes (7 x 7, 14 x 14) with channels in the vectors instead of positions (as
@@ -244,17 +253,12 @@ fn channels_in_vectors(
     out: &Tensor,
     conv: &Tensor,
     pad: &Tensor,
+    w: &Tensor,
     part: i64,
     threads: usize,
 ) -> Result<()> {
     const BLOCK: i64 = 4;
     let cl = super::accumulator(s, out, conv)?;
-    let w = conv
-        .op
-        .input_tensors()
-        .into_iter()
-        .find(|t| !t.same_as(pad))
-        .ok_or_else(|| not_eligible(out, "reads no weight".into()))?;
     let [n, c, y, x] = {
         let a = s.axes(out)?;
         [a[0].clone(), a[1].clone(), a[2].clone(), a[3].clone()]
@@ -277,7 +281,7 @@ fn channels_in_vectors(
     s.compute_at(&cl, out, &xp)?;
     // The block's weights `[1][1][KH][KW][4]` and padded planes `[1][1][H][W][4]`, inside
     // its loop.
-    let wp = s.cache_read(&w, "local", &[&cl])?;
+    let wp = s.cache_read(w, "local", &[&cl])?;
     s.transform_layout(
         &wp,
         &[
