@@ -14,7 +14,8 @@
 //! width keeps the ordinary plane.)
 //!
 //! Rows of 4 to 7 positions and of 14 (the 7 x 7 and 14 x 14 planes of MobileNetV2's and
-//! EfficientNet's last stages) fill 4-wide vectors of positions badly; there (`row_part`)
+//! EfficientNet's last stages) fill 4-wide vectors of positions badly, and windows of 25
+//! taps or a stride of 2 make the positions' vectors costly to load; there (`row_part`)
 //! the channels go in the vectors instead, four at a time, as in the blocked layout
 //! NCHW[4]c (`channels_in_vectors`).
 
@@ -206,17 +207,23 @@ pub fn conv2d_depthwise_cpu(out: &Tensor, threads: usize) -> Result<Schedule> {
 
 /// Positions of a row that [`channels_in_vectors`] accumulates at a time (in as many
 /// vector registers), where it applies: rows of 4 to 7 positions (the whole row; for
-/// windows of up to 9 taps only at stride 1) and of 14 (half of it). Measured in
-/// MobileNetV2 and EfficientNet-B0, one thread, Zen 4, against the positions in
-/// vectors: 5x5 @7 0.20 -> 0.085 ms, @14 0.255 -> 0.185, stride 2 to 7 0.121 -> 0.084;
-/// 3x3 @7 0.065 -> 0.043, @14 0.097 -> 0.091 and 0.065 -> 0.061, stride 2 to 14 0.055 ->
-/// 0.050; but 3x3 stride 2 to 7 0.044 -> 0.047 (the plane copy weighs more against 9
-/// taps and 49 positions) and rows of 8 0.030 -> 0.036 (already whole vectors). Other
-/// widths were not measured.
+/// windows of up to 9 taps only at stride 1), of 14 (half of it), and in fours, rows of
+/// 16 or more that 4 divides under windows of more than 9 taps, or at a stride other
+/// than 1 when 56 or wider. Measured in MobileNetV2 and EfficientNet-B0, one thread, Zen
+/// 4, against the positions in vectors: 5x5 @7 0.20 -> 0.085 ms, @14 0.255 -> 0.185,
+/// @28 0.33 -> 0.29, stride 2 to 7 0.121 -> 0.084, to 28 0.245 -> 0.229; 3x3 @7 0.065
+/// -> 0.043, @14 0.097 -> 0.091 and 0.065 -> 0.061, stride 2 to 14 0.055 -> 0.050, to 56
+/// 0.44 -> 0.38; but 3x3 stride 2 to 7 0.044 -> 0.047 and to 28 0.126 -> 0.135 (the
+/// plane copy weighs more against 9 taps), rows of 8 0.030 -> 0.036, and 3x3 at stride 1
+/// over rows of 28 and more up to 10% slower (their rows fill whole vectors already).
+/// Other widths were not measured.
 fn row_part(width: i64, taps: i64, column_stride: Option<i64>) -> Option<i64> {
     match width {
         4..=7 if taps > 9 || column_stride == Some(1) => Some(width),
         14 => Some(7),
+        w if w >= 16 && w % 4 == 0 && (taps > 9 || (column_stride != Some(1) && w >= 56)) => {
+            Some(4)
+        }
         _ => None,
     }
 }
