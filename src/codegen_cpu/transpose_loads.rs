@@ -84,51 +84,42 @@ impl<'a, 'f> FnGen<'a, 'f> {
         // loads must not move to the sequence's start.
         let written: HashSet<String> = v.iter().flat_map(|s| s.written_buffers()).collect();
         loads.retain(|l| !written.contains(l.buf.name()));
+        let ty = val_type(DType::F32, 4)?;
         for group in blocks(&loads) {
             let first = &loads[group[0]];
-            if self.promoted.contains_key(first.buf.name()) {
+            let rows = if self.promoted.contains_key(first.buf.name()) {
                 // A buffer in variables: its rows are variables (where they are whole
                 // ones; otherwise its strided loads gather their lanes).
-                let Some(rows) = self.promoted_rows(first)? else {
-                    continue;
-                };
-                #[cfg(test)]
-                TRANSPOSED_BLOCKS.with(|n| n.set(n.get() + 1));
-                let ty = val_type(DType::F32, 4)?;
-                for (col, v) in group.into_iter().zip(self.transpose4(rows, ty)) {
-                    let val = Val {
-                        v,
-                        dt: DType::F32,
-                        lanes: 4,
-                    };
-                    self.transposed.insert(loads[col].index_key.clone(), val);
+                match self.promoted_rows(first)? {
+                    Some(rows) => rows,
+                    None => continue,
                 }
-                continue;
-            }
+            } else {
+                self.memory_rows(first, ty)?
+            };
             #[cfg(test)]
             TRANSPOSED_BLOCKS.with(|n| n.set(n.get() + 1));
-            let base = self.buf_ptr_or_err(first.buf.name())?;
-            let (addr, off) = self.gen_elem_addr(base, &first.base, DType::F32)?;
-            let ty = val_type(DType::F32, 4)?;
-            let flags = self.load_flags(&first.buf, MemFlagsData::new().with_notrap());
-            let mut rows = [None; 4];
-            for (i, row) in rows.iter_mut().enumerate() {
-                let (a, o) = self.lane_addr(addr, off, i as u32, first.stride, DType::F32);
-                *row = Some(self.b.ins().load(ty, flags, a, o));
-            }
-            let rows = rows.map(|r| r.expect("all four loaded"));
             for (col, v) in group.into_iter().zip(self.transpose4(rows, ty)) {
-                self.transposed.insert(
-                    loads[col].index_key.clone(),
-                    Val {
-                        v,
-                        dt: DType::F32,
-                        lanes: 4,
-                    },
-                );
+                let val = Val {
+                    v,
+                    dt: DType::F32,
+                    lanes: 4,
+                };
+                self.transposed.insert(loads[col].index_key.clone(), val);
             }
         }
         Ok(())
+    }
+
+    /// The four rows of `first`'s block in memory: contiguous loads at `b + i * stride`.
+    fn memory_rows(&mut self, first: &Strided, ty: Type) -> Result<[Value; 4]> {
+        let base = self.buf_ptr_or_err(first.buf.name())?;
+        let (addr, off) = self.gen_elem_addr(base, &first.base, DType::F32)?;
+        let flags = self.load_flags(&first.buf, MemFlagsData::new().with_notrap());
+        Ok(std::array::from_fn(|i| {
+            let (a, o) = self.lane_addr(addr, off, i as u32, first.stride, DType::F32);
+            self.b.ins().load(ty, flags, a, o)
+        }))
     }
 
     /// The four rows of `first`'s block in a promoted buffer: the variables at `b + i *

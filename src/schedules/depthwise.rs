@@ -274,8 +274,8 @@ fn channels_in_vectors(
     if threads > 1 {
         s.parallel(out, &blk)?;
     }
-    // The row's parts, each's copy-out in vectors of 4 positions, each of the four
-    // channels' vectors a column of a 4 x 4 block of the accumulator.
+    // Each part of a row copied out in vectors of 4 positions, the four channels'
+    // vectors the columns of a 4 x 4 block of the accumulator.
     let (xp, xq) = s.split(out, &x, part)?;
     let (xo, xi) = s.split_shift_inwards(out, &xq, 4)?;
     s.reorder(out, &[&blk, &y, &xp, &xo, &ci, &xi])?;
@@ -285,35 +285,22 @@ fn channels_in_vectors(
     let [dn, dc, dh, dw] = [0, 1, 2, 3].map(LayoutDim::dim);
     s.transform_layout(&cl, &[dn, dh, dw, dc])?;
     s.compute_at(&cl, out, &xp)?;
-    // The block's weights `[1][1][KH][KW][4]` and padded planes `[1][1][H][W][4]`, inside
-    // its loop.
+    // The weights `[C / 4][1][KH][KW][4]` and the padded planes `[N][C / 4][H][W][4]`
+    // (channels innermost), a block's copied inside its loop, its 4 channels a vector.
     let wp = s.cache_read(w, "local", &[&cl])?;
-    s.transform_layout(
-        &wp,
-        &[
-            LayoutDim::outer(0, BLOCK),
-            LayoutDim::dim(1),
-            LayoutDim::dim(2),
-            LayoutDim::dim(3),
-            LayoutDim::inner(0, BLOCK),
-        ],
-    )?;
-    s.compute_at(&wp, out, &blk)?;
-    let lanes = s.axes(&wp)?.remove(4);
-    s.vectorize(&wp, &lanes)?;
-    s.transform_layout(
-        pad,
-        &[
-            LayoutDim::dim(0),
-            LayoutDim::outer(1, BLOCK),
-            LayoutDim::dim(2),
-            LayoutDim::dim(3),
-            LayoutDim::inner(1, BLOCK),
-        ],
-    )?;
-    s.compute_at(pad, out, &blk)?;
-    let lanes = s.axes(pad)?.remove(4);
-    s.vectorize(pad, &lanes)?;
+    for (t, d) in [(&wp, 0), (pad, 1)] {
+        let layout: Vec<LayoutDim> = (0..4)
+            .map(|i| match i == d {
+                true => LayoutDim::outer(d, BLOCK),
+                false => LayoutDim::dim(i),
+            })
+            .chain([LayoutDim::inner(d, BLOCK)])
+            .collect();
+        s.transform_layout(t, &layout)?;
+        s.compute_at(t, out, &blk)?;
+        let lanes = s.axes(t)?.remove(4);
+        s.vectorize(t, &lanes)?;
+    }
     // The accumulator's axes in its layout `[n, y, x, c]`: the taps outside the row's
     // positions (all unrolled) and the channels (a vector).
     let ca = s.axes(&cl)?;
