@@ -54,6 +54,12 @@ fn classify(indices: &[Expr]) -> Option<Access> {
     }
 }
 
+/// Whether `indices` read a promoted buffer through a strided load (lanes gathered, or
+/// transposed by `transpose_loads.rs`).
+pub(super) fn is_strided(indices: &[Expr]) -> bool {
+    matches!(classify(indices), Some(Access::Strided(..)))
+}
+
 /// Elements per variable if `buf`, allocated around `body`, can be promoted.
 pub(crate) fn plan(buf: &Buffer, body: &Stmt, outlines_parallel: bool) -> Option<u32> {
     let n = buf.shape().iter().try_fold(1u64, |acc, d| {

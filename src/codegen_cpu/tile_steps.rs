@@ -91,8 +91,8 @@ impl<'a, 'f> FnGen<'a, 'f> {
             s.visit_exprs(&mut |e| {
                 e.visit(&mut |x| {
                     if let ExprNode::Load(b, idx) = x.node() {
-                        strided |= self.promoted.contains_key(b.name())
-                            && matches!(idx.first().map(|i| i.node()), Some(ExprNode::Ramp(_, s, _)) if *s > 1);
+                        strided |=
+                            self.promoted.contains_key(b.name()) && super::promote::is_strided(idx);
                     }
                     !strided
                 })

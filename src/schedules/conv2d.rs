@@ -334,7 +334,7 @@ fn analyze(out: &Tensor) -> Result<ConvParts> {
 }
 
 /// Store the NCHW stage `t` channels-last, `[N][H][W][C]`.
-fn channels_last(s: &mut Schedule, t: &Tensor) -> Result<()> {
+pub(super) fn channels_last(s: &mut Schedule, t: &Tensor) -> Result<()> {
     let [n, c, h, w] = [0, 1, 2, 3].map(LayoutDim::dim);
     s.transform_layout(t, &[n, h, w, c]).map(|_| ())
 }

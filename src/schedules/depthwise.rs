@@ -19,7 +19,7 @@
 //! the channels go in the vectors instead, four at a time, as in the blocked layout
 //! NCHW[4]c (`channels_in_vectors`).
 
-use super::conv2d::single_reduction;
+use super::conv2d::{channels_last, single_reduction};
 use super::find_stage;
 use crate::error::{Error, Result};
 use crate::schedule::{create_schedule, LayoutDim, Schedule};
@@ -246,8 +246,8 @@ fn channels_in_vectors_weight(conv: &Tensor, pad: &Tensor) -> Option<Tensor> {
         .then_some(w)
 }
 
-/// Small planes (7 x 7, 14 x 14) with channels in the vectors instead of positions (as
-/// the blocked layout NCHW[4]c computes them): for each block of 4 channels, its padded
+/// Channels in the vectors instead of positions (as the blocked layout NCHW[4]c computes
+/// them), for the rows [`row_part`] names: for each block of 4 channels, its padded
 /// planes are copied into `[y][x][channel]`, so that each tap of a position is one vector
 /// load, and its weights into `[tap][channel]`; each part of an output row ([`row_part`]
 /// positions) accumulates in one vector per position (registers: independent chains of
@@ -282,8 +282,7 @@ fn channels_in_vectors(
     s.unroll(out, &xo)?;
     s.unroll(out, &ci)?;
     s.vectorize(out, &xi)?;
-    let [dn, dc, dh, dw] = [0, 1, 2, 3].map(LayoutDim::dim);
-    s.transform_layout(&cl, &[dn, dh, dw, dc])?;
+    channels_last(s, &cl)?;
     s.compute_at(&cl, out, &xp)?;
     // The weights `[C / 4][1][KH][KW][4]` and the padded planes `[N][C / 4][H][W][4]`
     // (channels innermost), a block's copied inside its loop, its 4 channels a vector.
